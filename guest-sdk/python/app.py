@@ -1,0 +1,125 @@
+"""The Python runtime component: binds the plugin API to the WIT contract.
+
+componentize-py runs this module's top level once, while it pre-initialises the
+component; everything imported or computed here is part of the snapshot every instance
+starts from. The classes `EntryPoints` and `Loader` implement the exports of the
+`python-runtime` world in `guest-sdk/wit/plugin.wit`.
+"""
+
+import os
+
+from componentize_py_types import Err
+from wit_world.imports import host as wit_host
+from wit_world.imports import types as wit_types
+from wit_world.exports import loader as wit_loader
+
+from sluice_plugin_runtime import api, plugin, stdlib
+from sluice_plugin_runtime.columns import rows_from_columns
+
+# Where the host mounts the plugin directory, read-only.
+PLUGIN_ROOT = "/plugins"
+
+# The standard library is readable at /python only now, during pre-initialisation.
+if os.path.isdir("/python"):
+    stdlib.install(stdlib.capture("/python"))
+
+# Imported now so that plugins using them pay nothing at run time; the rest of the
+# standard library is imported on first use from the captured code.
+import base64, bisect, collections, copy, csv, dataclasses, decimal, email, email.message  # noqa: E401,F401,E402
+import fractions, functools, hashlib, heapq, itertools, json, logging, pickle, random, re  # noqa: E401,F401,E402
+import statistics, string, struct, textwrap, tomllib, typing, urllib.parse, uuid, zlib, zoneinfo  # noqa: E401,F401,E402
+
+_LEVELS = {
+    "info": wit_host.LogLevel.INFO,
+    "warn": wit_host.LogLevel.WARN,
+    "error": wit_host.LogLevel.ERROR,
+}
+
+
+class WitHost:
+    """The plugin API's host, reached through the WIT imports."""
+
+    def log(self, level, text):
+        wit_host.log(_LEVELS[level], text)
+
+    def query(self, sql, params, database):
+        try:
+            result = wit_host.query(sql, params, database)
+        except Err as e:
+            raise api.HostError(e.value) from None
+        return rows_from_columns(result.row_count, result.columns, True)
+
+    def write(self, database, line_protocol):
+        wit_host.write(database, line_protocol)
+
+    def write_sync(self, database, line_protocol, no_sync):
+        try:
+            wit_host.write_sync(database, line_protocol, no_sync)
+        except Err as e:
+            raise api.HostError(e.value) from None
+
+    def cache_get(self, key, use_global):
+        return wit_host.cache_get(key, use_global)
+
+    def cache_put(self, key, value, ttl_seconds, use_global):
+        try:
+            wit_host.cache_put(key, value, ttl_seconds, use_global)
+        except Err as e:
+            raise ValueError(e.value) from None
+
+    def cache_delete(self, key, use_global):
+        return wit_host.cache_delete(key, use_global)
+
+
+_API = api.make_api(WitHost())
+plugin.install_builtins()
+_runner = None
+
+
+def _failed(failure):
+    return Err(wit_types.PluginError(message=str(failure)))
+
+
+def _loaded_runner():
+    if _runner is None:
+        raise Err(wit_types.PluginError(message="no plugin is loaded"))
+    return _runner
+
+
+class Loader:
+    def load(self, source):
+        global _runner
+        try:
+            if isinstance(source, wit_loader.PluginSource_File):
+                name, code = source.value
+                loaded = plugin.FilePlugin(name, code)
+            else:
+                loaded = plugin.PackagePlugin(PLUGIN_ROOT, source.value)
+        except plugin.PluginFailure as failure:
+            raise _failed(failure) from None
+        _runner = plugin.Runner(_API, loaded)
+
+
+class EntryPoints:
+    def process_writes(self, batches, args):
+        try:
+            _loaded_runner().process_writes(batches, args)
+        except plugin.PluginFailure as failure:
+            raise _failed(failure) from None
+
+    def process_scheduled_call(self, call_time, args):
+        try:
+            _loaded_runner().process_scheduled_call(call_time, args)
+        except plugin.PluginFailure as failure:
+            raise _failed(failure) from None
+
+    def process_request(self, request, args):
+        try:
+            status, headers, body = _loaded_runner().process_request(
+                request.query, request.headers, request.body, args
+            )
+        except plugin.PluginFailure as failure:
+            raise _failed(failure) from None
+        return wit_types.HttpResponse(
+            status=status, headers=list(headers.items()), body=body.encode("utf-8")
+        )

@@ -1,0 +1,132 @@
+"""The `influxdb3_local` object handed to every plugin entry point.
+
+It has exactly the nine public attributes of the upstream API: `info`, `warn`, `error`,
+`query`, `write`, `write_to_db`, `write_sync`, `write_sync_to_db` and `cache`. Every call
+goes to a *host*: an object with the methods of `Host` below. Inside the WebAssembly
+sandbox the host is the WIT import; in the native baseline engine it is a Rust object.
+"""
+
+import math
+import pickle
+
+
+class QueryError(Exception):
+    """Raised by `influxdb3_local.query` when the query fails."""
+
+
+QueryError.__module__ = "influxdb3_py_api"
+
+
+class HostError(Exception):
+    """A host call failed; the message is the host's."""
+
+
+class Host:
+    """What the API needs from its host (documentation only; any duck type works)."""
+
+    def log(self, level, text): ...
+    def query(self, sql, params, database): ...  # -> list of row dicts, or HostError
+    def write(self, database, line_protocol): ...
+    def write_sync(self, database, line_protocol, no_sync): ...  # HostError on failure
+    def cache_get(self, key, use_global): ...  # -> bytes or None
+    def cache_put(self, key, value, ttl_seconds, use_global): ...
+    def cache_delete(self, key, use_global): ...  # -> bool
+
+
+def _join_args(args):
+    return " ".join(str(a) for a in args)
+
+
+def _built_line(obj):
+    line = obj.build()
+    if not isinstance(line, str):
+        raise TypeError(
+            f"'{type(line).__name__}' object cannot be converted to 'PyString'"
+        )
+    return line
+
+
+def _check_ttl(ttl):
+    if ttl is None:
+        return None
+    ttl = float(ttl)
+    if ttl < 0:
+        raise ValueError("cannot convert float seconds to Duration: value is negative")
+    if math.isnan(ttl) or ttl > 1.8e19:
+        raise ValueError(
+            "cannot convert float seconds to Duration: value is either too big or NaN"
+        )
+    return ttl
+
+
+def _query_params(args):
+    if args is None:
+        return []
+    if not isinstance(args, dict):
+        raise TypeError(
+            f"argument 'args': '{type(args).__name__}' object cannot be converted to 'PyDict'"
+        )
+    params = []
+    for key, value in args.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            bad = key if not isinstance(key, str) else value
+            raise TypeError(
+                f"argument 'args': '{type(bad).__name__}' object cannot be converted to 'PyString'"
+            )
+        params.append((key, value))
+    return params
+
+
+def make_api(host):
+    """Builds the `influxdb3_local` object for one call on `host`."""
+
+    class Cache:
+        __slots__ = ()
+
+        def put(self, key, value, ttl=None, use_global=None):
+            host.cache_put(str(key), pickle.dumps(value), _check_ttl(ttl), bool(use_global))
+
+        def get(self, key, default=None, use_global=None):
+            raw = host.cache_get(str(key), bool(use_global))
+            return default if raw is None else pickle.loads(raw)
+
+        def delete(self, key, use_global=None):
+            return host.cache_delete(str(key), bool(use_global))
+
+    class PluginApi:
+        __slots__ = ()
+        cache = Cache()
+
+        def info(self, *args):
+            host.log("info", _join_args(args))
+
+        def warn(self, *args):
+            host.log("warn", _join_args(args))
+
+        def error(self, *args):
+            host.log("error", _join_args(args))
+
+        def query(self, query, args=None, database=None):
+            params = _query_params(args)
+            try:
+                return host.query(query, params, database)
+            except HostError as e:
+                raise QueryError(str(e)) from None
+
+        def write(self, line_builder):
+            host.write(None, _built_line(line_builder))
+
+        def write_to_db(self, db_name, line_builder):
+            host.write(str(db_name), _built_line(line_builder))
+
+        def write_sync(self, line_builder, no_sync):
+            self.write_sync_to_db(None, line_builder, no_sync)
+
+        def write_sync_to_db(self, db_name, line_builder, no_sync):
+            try:
+                host.write_sync(db_name, _built_line(line_builder), bool(no_sync))
+            except HostError as e:
+                raise Exception(str(e)) from None
+
+    PluginApi.__name__ = PluginApi.__qualname__ = "PyPluginCallApi"
+    return PluginApi()

@@ -1,0 +1,155 @@
+"""Loads a plugin and calls its entry points with upstream's arguments and errors.
+
+A single-file plugin is compiled once and run in fresh globals on every call, so no state
+survives between calls except through the cache. A package (a directory holding
+`__init__.py`) is imported once and keeps its module state, as upstream.
+"""
+
+import builtins
+import datetime
+import importlib
+import sys
+import traceback
+
+from . import line_builder
+from .columns import rows_from_columns
+from .responses import to_response
+
+MISSING_ENTRY_POINT = {
+    "process_writes": "the process_writes function is not present in the plugin. "
+    "Should be defined as: process_writes(influxdb3_local, table_batches, args=None)",
+    "process_request": "the process_request function is not present in the plugin. "
+    "Should be defined as: process_request(influxdb3_local, query_parameters, "
+    "request_headers, request_body, args=None) -> Tuple[str, Optional[Dict[str, str]]]",
+    "process_scheduled_call": "the process_scheduled_call function is not present in the "
+    "plugin. Should be defined as: process_scheduled_call(influxdb3_local, call_time, "
+    "args=None)",
+}
+
+
+class PluginFailure(Exception):
+    """A plugin failed; the message is what the trigger's error entry says."""
+
+
+def install_builtins():
+    """Makes `LineBuilder` usable without an import, as upstream does."""
+    builtins.LineBuilder = line_builder.LineBuilder
+    for name in ("InfluxDBError", "InvalidMeasurementError", "InvalidKeyError", "InvalidLineError"):
+        setattr(builtins, name, getattr(line_builder, name))
+
+
+def describe(error, plugin_files):
+    """`Type: message`, plus the innermost plugin file and line where the plugin raised."""
+    name = type(error).__name__
+    text = str(error)
+    message = f"{name}: {text}" if text else name
+    if isinstance(error, SyntaxError):
+        return message
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename in plugin_files]
+    if frames:
+        message += f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    return message
+
+
+class FilePlugin:
+    """A single `.py` file, re-run in fresh globals for every call."""
+
+    def __init__(self, name, source):
+        self.name = name
+        self.files = {name}
+        try:
+            self.code = compile(source, name, "exec")
+        except SyntaxError as e:
+            raise PluginFailure(describe(e, self.files)) from None
+
+    def entry_point(self, function_name):
+        namespace = {"__name__": self.name.rsplit("/", 1)[-1].removesuffix(".py"), "__file__": self.name}
+        exec(self.code, namespace)
+        function = namespace.get(function_name)
+        if function is None:
+            raise PluginFailure(MISSING_ENTRY_POINT[function_name])
+        return function
+
+
+class PackagePlugin:
+    """A directory with `__init__.py` below `plugin_root`, imported once."""
+
+    def __init__(self, plugin_root, name):
+        self.name = name
+        self.files = _PackageFiles(f"{plugin_root}/{name}/")
+        if plugin_root not in sys.path:
+            sys.path.insert(0, plugin_root)
+        try:
+            self.module = importlib.import_module(name)
+        except Exception as e:
+            raise PluginFailure(
+                f"Failed to import plugin module '{name}': {describe(e, self.files)}\n"
+                "Hint: Check for syntax errors or missing dependencies in Python files."
+            ) from None
+
+    def entry_point(self, function_name):
+        try:
+            return getattr(self.module, function_name)
+        except AttributeError:
+            raise PluginFailure(MISSING_ENTRY_POINT[function_name]) from None
+
+
+class _PackageFiles:
+    """`in` is true for any file below the package directory."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+
+    def __contains__(self, filename):
+        return filename.startswith(self.prefix)
+
+
+def arguments(args):
+    """Trigger arguments: `None` when absent, else a `dict[str, str]` (last key wins)."""
+    return None if args is None else dict(args)
+
+
+def call_time(nanoseconds):
+    """The planned instant as a naive `datetime` in UTC, whole seconds."""
+    return datetime.datetime.fromtimestamp(
+        nanoseconds // 1_000_000_000, tz=datetime.timezone.utc
+    ).replace(tzinfo=None)
+
+
+class Runner:
+    """Runs the entry points of one loaded plugin against one host."""
+
+    def __init__(self, api, plugin):
+        self.api = api
+        self.plugin = plugin
+
+    def _call(self, function_name, *args):
+        try:
+            function = self.plugin.entry_point(function_name)
+            return function(self.api, *args)
+        except PluginFailure:
+            raise
+        except BaseException as e:
+            raise PluginFailure(describe(e, self.plugin.files)) from None
+
+    def process_writes(self, batches, args):
+        table_batches = [
+            {"table_name": b.table_name, "rows": rows_from_columns(b.row_count, b.columns, False)}
+            for b in batches
+        ]
+        self._call("process_writes", table_batches, arguments(args))
+
+    def process_scheduled_call(self, call_time_ns, args):
+        self._call("process_scheduled_call", call_time(call_time_ns), arguments(args))
+
+    def process_request(self, query, headers, body, args):
+        """Returns (status, headers dict, body str)."""
+        query_parameters = dict(query)
+        request_headers = {k: v for k, v in headers if k != "authorization"}
+        result = self._call(
+            "process_request", query_parameters, request_headers, bytes(body), arguments(args)
+        )
+        try:
+            return to_response(result)
+        except Exception as e:
+            raise PluginFailure(describe(e, self.plugin.files)) from None

@@ -1,0 +1,126 @@
+//! The plugin cache: bytes by key, in namespaces, with an optional time to live.
+//!
+//! Values are opaque bytes (the Python layer pickles them), so a value read back is a
+//! copy, never the stored object itself.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Which cache a key lives in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Namespace {
+    /// A trigger's own cache, dropped when the trigger stops.
+    Trigger {
+        /// The trigger's database.
+        database: String,
+        /// The trigger's name.
+        trigger: String,
+    },
+    /// Shared by the triggers of one database, never across databases.
+    Database(String),
+    /// The trigger-local cache of test runs with this cache name.
+    Test(String),
+    /// The shared cache of test runs with this cache name.
+    TestShared(String),
+}
+
+impl Namespace {
+    /// Test caches give entries without a time to live this one, as upstream does.
+    fn default_ttl(&self) -> Option<Duration> {
+        match self {
+            Self::Test(_) | Self::TestShared(_) => Some(Duration::from_secs(30 * 60)),
+            Self::Trigger { .. } | Self::Database(_) => None,
+        }
+    }
+}
+
+struct Entry {
+    value: Vec<u8>,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// All plugin caches of a process.
+#[derive(Default)]
+pub struct CacheStore {
+    namespaces: Mutex<HashMap<Namespace, HashMap<String, Entry>>>,
+}
+
+impl CacheStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The value of `key`, unless missing or expired (an expired entry is removed).
+    pub fn get(&self, namespace: &Namespace, key: &str) -> Option<Vec<u8>> {
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        let entries = namespaces.get_mut(namespace)?;
+        let now = Instant::now();
+        match entries.get(key) {
+            Some(entry) if entry.is_live(now) => Some(entry.value.clone()),
+            Some(_) => {
+                entries.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores `value`, replacing any previous value and its expiry.
+    pub fn put(&self, namespace: &Namespace, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
+        let ttl = ttl.or_else(|| namespace.default_ttl());
+        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        namespaces
+            .entry(namespace.clone())
+            .or_default()
+            .insert(key.to_string(), Entry { value, expires_at });
+    }
+
+    /// Removes `key`; true if a live value was there.
+    pub fn delete(&self, namespace: &Namespace, key: &str) -> bool {
+        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entries) = namespaces.get_mut(namespace) else {
+            return false;
+        };
+        entries.remove(key).is_some_and(|entry| entry.is_live(Instant::now()))
+    }
+
+    /// Drops a whole namespace, for example when its trigger stops.
+    pub fn drop_namespace(&self, namespace: &Namespace) {
+        self.namespaces.lock().unwrap_or_else(PoisonError::into_inner).remove(namespace);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_separate_and_ttl_expires() {
+        let store = CacheStore::new();
+        let local = Namespace::Trigger { database: "db".into(), trigger: "t".into() };
+        let shared = Namespace::Database("db".into());
+        store.put(&local, "k", b"local".to_vec(), None);
+        store.put(&shared, "k", b"shared".to_vec(), None);
+        assert_eq!(store.get(&local, "k").as_deref(), Some(&b"local"[..]));
+        assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
+        assert_eq!(store.get(&Namespace::Database("other".into()), "k"), None);
+
+        store.put(&local, "gone", b"x".to_vec(), Some(Duration::ZERO));
+        assert_eq!(store.get(&local, "gone"), None);
+        assert!(!store.delete(&local, "gone"));
+        assert!(store.delete(&local, "k"));
+        assert!(!store.delete(&local, "k"));
+
+        store.drop_namespace(&shared);
+        assert_eq!(store.get(&shared, "k"), None);
+    }
+}

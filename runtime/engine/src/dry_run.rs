@@ -1,0 +1,215 @@
+//! Running a plugin once without touching the database: the `test` commands.
+//!
+//! Logs are collected as `INFO: …`, `WARN: …`, `ERROR: …` lines; writes are collected per
+//! database (immediate writes first, then batched ones) and validated, not performed;
+//! caches live in test namespaces named by `cache_name`, so runs with the same name share
+//! state. The report serialises to the JSON of upstream's plugin test endpoints.
+
+use crate::cache::{CacheStore, Namespace};
+use serde::Serialize;
+use sluice_plugin_api::{
+    BoxFuture, HostServices, HttpResponse, InvocationError, Limits, LogLevel, PluginCall,
+    PluginExecutor, PluginRef, QueryResult,
+};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The cache name test runs use when none is given.
+pub const DEFAULT_CACHE_NAME: &str = "_shared_test";
+
+/// What a dry run produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DryRunReport {
+    /// The planned call time of a schedule run, RFC 3339 in UTC.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_time: Option<String>,
+    /// Log lines with their level prefix.
+    pub log_lines: Vec<String>,
+    /// Lines the plugin would have written, per database.
+    pub database_writes: BTreeMap<String, Vec<String>>,
+    /// Why the run failed, and any invalid writes.
+    pub errors: Vec<String>,
+    /// The response of a request run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<ResponseReport>,
+}
+
+/// A request plugin's response, body as text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseReport {
+    /// Status code.
+    pub status: u16,
+    /// Headers in the plugin's order.
+    pub headers: Vec<(String, String)>,
+    /// Body, as UTF-8 (invalid bytes replaced).
+    pub body: String,
+}
+
+/// The host services of a dry run.
+pub struct DryRunHost {
+    database: String,
+    cache: Arc<CacheStore>,
+    cache_name: String,
+    state: Mutex<Collected>,
+}
+
+#[derive(Default)]
+struct Collected {
+    log_lines: Vec<String>,
+    immediate: BTreeMap<String, Vec<String>>,
+    batched: BTreeMap<String, Vec<String>>,
+}
+
+impl DryRunHost {
+    /// A dry-run host for a trigger on `database`, caching under `cache_name`.
+    pub fn new(database: impl Into<String>, cache: Arc<CacheStore>, cache_name: impl Into<String>) -> Self {
+        Self { database: database.into(), cache, cache_name: cache_name.into(), state: Mutex::default() }
+    }
+
+    fn collected(&self) -> std::sync::MutexGuard<'_, Collected> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn namespace(&self, global: bool) -> Namespace {
+        if global {
+            Namespace::TestShared(self.cache_name.clone())
+        } else {
+            Namespace::Test(self.cache_name.clone())
+        }
+    }
+
+    fn database_for(&self, database: Option<&str>) -> String {
+        database.unwrap_or(&self.database).to_string()
+    }
+}
+
+impl HostServices for DryRunHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        self.collected().log_lines.push(format!("{}: {message}", level.as_str()));
+    }
+
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        _params: &'a [(String, String)],
+        database: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<QueryResult, String>> {
+        let database = self.database_for(database);
+        Box::pin(async move {
+            Err(format!(
+                "error: this run has no database to query (the storage engine is not part of \
+                 this build) executing query on {database}: {sql}"
+            ))
+        })
+    }
+
+    fn write(&self, database: Option<&str>, line_protocol: String) {
+        let database = self.database_for(database);
+        self.collected().batched.entry(database).or_default().push(line_protocol);
+    }
+
+    fn write_sync<'a>(
+        &'a self,
+        database: Option<&'a str>,
+        line_protocol: String,
+        _no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let database = self.database_for(database);
+        self.collected().immediate.entry(database).or_default().push(line_protocol);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn cache_get(&self, key: &str, global: bool) -> Option<Vec<u8>> {
+        self.cache.get(&self.namespace(global), key)
+    }
+
+    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool) {
+        self.cache.put(&self.namespace(global), key, value, ttl);
+    }
+
+    fn cache_delete(&self, key: &str, global: bool) -> bool {
+        self.cache.delete(&self.namespace(global), key)
+    }
+
+    fn finish(&self, succeeded: bool) {
+        if !succeeded {
+            self.collected().batched.clear();
+        }
+    }
+}
+
+/// Runs `call` once on `plugin` with a [`DryRunHost`] and reports what happened.
+pub async fn dry_run(
+    executor: &dyn PluginExecutor,
+    plugin: &PluginRef,
+    call: PluginCall,
+    limits: &Limits,
+    host: Arc<DryRunHost>,
+) -> DryRunReport {
+    let outcome = executor.run(plugin, call, limits, Arc::clone(&host) as Arc<dyn HostServices>).await;
+    let mut errors = Vec::new();
+    let mut response = None;
+    match outcome {
+        Ok(invocation) => response = invocation.response.map(response_report),
+        Err(error) => errors.push(execution_error(&error)),
+    }
+    let collected = std::mem::take(&mut *host.collected());
+    let mut database_writes = collected.immediate;
+    for (database, lines) in collected.batched {
+        database_writes.entry(database).or_default().extend(lines);
+    }
+    for (database, lines) in &database_writes {
+        errors.extend(validate_writes(database, lines));
+    }
+    DryRunReport { trigger_time: None, log_lines: collected.log_lines, database_writes, errors, response }
+}
+
+fn execution_error(error: &InvocationError) -> String {
+    format!("error executing plugin: {error}")
+}
+
+fn response_report(response: HttpResponse) -> ResponseReport {
+    ResponseReport {
+        status: response.status,
+        headers: response.headers,
+        body: String::from_utf8_lossy(&response.body).into_owned(),
+    }
+}
+
+/// Checks that `lines` would be accepted by a write to `database`.
+fn validate_writes(database: &str, lines: &[String]) -> Vec<String> {
+    let parsed = sluice_lp::parse(&lines.join("\n"), sluice_lp::Precision::Nanosecond, 0);
+    let mut errors: Vec<String> = parsed
+        .errors
+        .iter()
+        .map(|e| format!("line protocol parse error on write to db {database}: {e}"))
+        .collect();
+    let batches = crate::batches::table_batches(&parsed.lines);
+    errors.extend(batches.errors.iter().map(|e| format!("invalid write to db {database}: {e}")));
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_writes_are_reported_per_database() {
+        let errors = validate_writes("db", &["ok f=1i".into(), "broken".into()]);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("line protocol parse error on write to db db: line 2"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn failed_runs_drop_batched_writes_but_keep_immediate_ones() {
+        let host = DryRunHost::new("db", Arc::new(CacheStore::new()), DEFAULT_CACHE_NAME);
+        host.write(None, "a f=1i".into());
+        host.write(Some("other"), "b f=1i".into());
+        drop(host.write_sync(None, "c f=1i".into(), false));
+        host.finish(false);
+        let collected = host.collected();
+        assert!(collected.batched.is_empty());
+        assert_eq!(collected.immediate["db"], vec!["c f=1i".to_string()]);
+    }
+}

@@ -1,0 +1,22 @@
+//! The Sluice processing engine: what runs plugins, when, and with what.
+//!
+//! This crate never touches wasmtime or DataFusion: it runs plugins through the
+//! [`PluginExecutor`](sluice_plugin_api::PluginExecutor) trait and serves their host
+//! calls through [`HostServices`](sluice_plugin_api::HostServices). So far it holds:
+//!
+//! - [`cache`]: the plugin cache, per trigger and shared, with time to live;
+//! - [`batches`]: turning parsed line protocol into the table batches a WAL plugin gets;
+//! - [`dry_run`]: running a plugin once without touching the database, reporting its
+//!   logs, the writes it would make and its errors (the `test` commands).
+//!
+//! ```
+//! use sluice_engine::batches::table_batches;
+//! let parsed = sluice_lp::parse("cpu,host=a usage=1i 5", sluice_lp::Precision::Nanosecond, 0);
+//! let batches = table_batches(&parsed.lines).batches;
+//! assert_eq!(batches[0].table_name, "cpu");
+//! assert_eq!(batches[0].row_count, 1);
+//! ```
+
+pub mod batches;
+pub mod cache;
+pub mod dry_run;

@@ -1,0 +1,77 @@
+//! Running a plugin call, whatever executes it.
+
+use crate::{BoxFuture, HostServices, HttpResponse, LimitKind, Limits, PluginCall};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which plugin to run: a file or a package directory inside a plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginRef {
+    /// The plugin directory; the plugin sees it read-only and nothing else of the host.
+    pub plugin_dir: PathBuf,
+    /// The path of a `.py` file, or of a directory holding `__init__.py`, relative to
+    /// `plugin_dir`.
+    pub name: String,
+}
+
+/// What one successful invocation did and consumed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Invocation {
+    /// The response, for request calls.
+    pub response: Option<HttpResponse>,
+    /// Time from the start of the call to its end, instantiation included.
+    pub duration: Duration,
+    /// Fuel the call consumed.
+    pub fuel_used: u64,
+    /// Largest linear memory the instance reached, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Line-protocol bytes the plugin wrote or queued.
+    pub bytes_written: u64,
+}
+
+/// Why an invocation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvocationError {
+    /// The plugin raised an error (or could not be loaded): its own message.
+    #[error("{0}")]
+    Plugin(String),
+    /// The plugin hit a limit and was stopped; `message` names the limit and its value.
+    #[error("{message}")]
+    Limit {
+        /// Which limit.
+        kind: LimitKind,
+        /// For example `fuel exhausted after 500000000 units`.
+        message: String,
+    },
+    /// The plugin file could not be used: missing, outside the plugin directory, not UTF-8.
+    #[error("{0}")]
+    PluginFile(String),
+    /// The plugin trapped (a WebAssembly fault such as stack exhaustion).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The executor itself failed; a bug or a resource problem of the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InvocationError {
+    /// The error for hitting `kind` under `limits`.
+    pub fn limit(kind: LimitKind, limits: &Limits) -> Self {
+        Self::Limit { kind, message: limits.describe(kind) }
+    }
+}
+
+/// Runs plugin calls. The sandbox implements it with wasmtime; a native baseline
+/// implements it with an embedded interpreter.
+pub trait PluginExecutor: Send + Sync {
+    /// Runs `call` on `plugin` within `limits`, serving its host calls with `services`.
+    /// `services.finish` is called once the call has ended.
+    fn run<'a>(
+        &'a self,
+        plugin: &'a PluginRef,
+        call: PluginCall,
+        limits: &'a Limits,
+        services: Arc<dyn HostServices>,
+    ) -> BoxFuture<'a, Result<Invocation, InvocationError>>;
+}

@@ -1,0 +1,73 @@
+//! What a running plugin may ask of the server.
+
+use crate::QueryResult;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A boxed, sendable future: lets [`HostServices`] be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Severity of a plugin log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogLevel {
+    /// `influxdb3_local.info`
+    Info,
+    /// `influxdb3_local.warn`
+    Warn,
+    /// `influxdb3_local.error`
+    Error,
+}
+
+impl LogLevel {
+    /// `INFO`, `WARN` or `ERROR`, as the log table and dry-run output spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "INFO",
+            Self::Warn => "WARN",
+            Self::Error => "ERROR",
+        }
+    }
+}
+
+/// The server side of the plugin API, for one trigger (or one test run).
+///
+/// An executor calls these while a plugin runs, after enforcing its own limits (log
+/// lines, bytes written). Errors are `String`s because they go back to the plugin as
+/// its exception message: they must read well to the plugin's author.
+pub trait HostServices: Send + Sync {
+    /// Records a log line.
+    fn log(&self, level: LogLevel, message: &str);
+
+    /// Runs SQL with `$name` parameters on `database`, or on the trigger's database.
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [(String, String)],
+        database: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<QueryResult, String>>;
+
+    /// Queues line protocol, written after the invocation succeeds.
+    fn write(&self, database: Option<&str>, line_protocol: String);
+
+    /// Writes line protocol now; with `no_sync` false, once durable.
+    fn write_sync<'a>(
+        &'a self,
+        database: Option<&'a str>,
+        line_protocol: String,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Reads a cached value (the trigger's cache, or the shared one if `global`).
+    fn cache_get(&self, key: &str, global: bool) -> Option<Vec<u8>>;
+
+    /// Stores a cached value with an optional time to live.
+    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool);
+
+    /// Deletes a cached value; true if it was there.
+    fn cache_delete(&self, key: &str, global: bool) -> bool;
+
+    /// Called once the invocation has ended, with whether it succeeded: the place to
+    /// apply or discard queued writes.
+    fn finish(&self, succeeded: bool);
+}

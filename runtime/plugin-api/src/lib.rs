@@ -1,0 +1,38 @@
+//! What the Sluice engine and its plugin executors say to each other.
+//!
+//! The engine decides *when* a plugin runs and with what input; an executor (the
+//! WebAssembly sandbox, or the native baseline) decides *how*. They meet here, in a crate
+//! with no engine or runtime dependency:
+//!
+//! - [`PluginCall`]: the input of one invocation, in the shapes of the WIT contract
+//!   (`guest-sdk/wit/plugin.wit`): table batches as typed columns, a call time, a request.
+//! - [`HostServices`]: what a running plugin may ask of the server (log, query, write,
+//!   cache), implemented by the engine for each trigger.
+//! - [`Limits`]: the per-invocation budget an executor enforces, and [`LimitKind`] to name
+//!   the one that was hit.
+//! - [`PluginExecutor`]: runs a call and reports [`Invocation`] or [`InvocationError`].
+//!
+//! ```
+//! use sluice_plugin_api::{Column, ColumnValues, TableBatch};
+//! let batch = TableBatch {
+//!     table_name: "cpu".into(),
+//!     row_count: 2,
+//!     columns: vec![Column::dense("usage", ColumnValues::Float(vec![0.5, 0.7]))],
+//! };
+//! assert_eq!(batch.columns[0].values.len(), 2);
+//! ```
+
+mod call;
+mod executor;
+mod host;
+mod limits;
+mod source;
+
+pub use call::{
+    Column, ColumnValues, HttpRequest, HttpResponse, PluginCall, QueryResult, TableBatch,
+    TriggerArguments,
+};
+pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef};
+pub use host::{BoxFuture, HostServices, LogLevel};
+pub use limits::{LimitKind, Limits};
+pub use source::PluginSource;

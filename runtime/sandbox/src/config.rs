@@ -1,0 +1,82 @@
+//! All engine policy in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the sandbox's wasmtime engine is set up. Every knob has a default that works on a
+/// small machine; checking happens once, in [`Sandbox::new`](crate::Sandbox::new).
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where compiled artifacts are cached. Compiling the Python runtime takes seconds;
+    /// loading a cached artifact takes milliseconds. Default: `$SLUICE_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/sluice`, else `$HOME/.cache/sluice`; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Component instances that may be alive at once: the pooling allocator reserves
+    /// address space for this many up front (no physical memory until touched). A Python
+    /// instance holds about ten core instances. Default 100.
+    pub max_instances: u32,
+    /// The largest linear memory any instance may have, in bytes: the size of each slot
+    /// in the pool. Per-call limits ([`Limits::memory_bytes`]) must not exceed it.
+    /// Default 1 GiB.
+    ///
+    /// [`Limits::memory_bytes`]: sluice_plugin_api::Limits::memory_bytes
+    pub max_memory_bytes: u64,
+    /// How often the epoch advances. Running plugins yield to other tasks and check
+    /// their wall-time deadline at each tick, so this bounds both the latency of a
+    /// time-out and how long one plugin can hold a thread. Default 10 ms.
+    pub epoch_tick: Duration,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: default_cache_dir(),
+            max_instances: 100,
+            max_memory_bytes: 1 << 30,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(dir).join("sluice"));
+    }
+    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/sluice"))
+}
+
+impl SandboxConfig {
+    /// Builds the engine: component model, async host calls, fuel (deterministic CPU
+    /// budget), epoch interruption (wall time and fair yielding), copy-on-write memory
+    /// images and the pooling allocator (fast instantiation, bounded density).
+    pub(crate) fn engine(&self) -> wasmtime::Result<Engine> {
+        let mut pool = PoolingAllocationConfig::new();
+        let instances = self.max_instances.max(1);
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 16)
+            .total_memories(instances * 4)
+            .total_tables(instances * 16)
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(self.max_memory_bytes)?)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(8)
+            .max_tables_per_component(32)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .table_elements(100_000);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .max_wasm_stack(1 << 20)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        Engine::new(&config)
+    }
+}

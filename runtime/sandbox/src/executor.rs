@@ -1,0 +1,104 @@
+//! The process-wide sandbox, and running calls on fresh instances.
+
+use crate::artifact_cache::ArtifactCache;
+use crate::config::SandboxConfig;
+use crate::epoch::EpochTicker;
+use crate::host::HostState;
+use crate::instance::PluginInstance;
+use crate::wit::{PythonRuntime, PythonRuntimePre};
+use crate::{Error, Result};
+use sluice_plugin_api::{
+    BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor,
+    PluginRef,
+};
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+/// One per process: the engine, the compiled Python runtime, the epoch thread.
+pub struct Sandbox {
+    engine: Engine,
+    pre: PythonRuntimePre<HostState>,
+    _ticker: EpochTicker,
+}
+
+impl Sandbox {
+    /// Builds the engine and prepares the Python runtime: loaded from the artifact cache
+    /// when it is there, compiled (several seconds) and cached when it is not.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when wasmtime refuses the configuration, [`Error::Runtime`] when
+    /// the runtime cannot be compiled or linked.
+    pub fn new(config: SandboxConfig) -> Result<Self> {
+        let engine = config.engine().map_err(Error::Config)?;
+        let wasm = sluice_python_wasm::PYTHON_RUNTIME;
+        let sha = sluice_python_wasm::PYTHON_RUNTIME_SHA256;
+        let started = Instant::now();
+        let (component, cached) = match &config.cache_dir {
+            Some(dir) => ArtifactCache::new(dir).load_or_compile(&engine, wasm, sha),
+            None => wasmtime::component::Component::new(&engine, wasm).map(|c| (c, false)),
+        }
+        .map_err(Error::Runtime)?;
+        tracing::debug!(cached, elapsed = ?started.elapsed(), "python runtime ready");
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Runtime)?;
+        PythonRuntime::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(Error::Runtime)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(Error::Runtime)?;
+        let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| Error::Config(e.into()))?;
+        Ok(Self { engine, pre, _ticker: ticker })
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn pre(&self) -> &PythonRuntimePre<HostState> {
+        &self.pre
+    }
+
+    /// Instantiates `plugin` and loads its code, within `limits`. The instance can then
+    /// serve many calls (see [`PluginInstance`]).
+    ///
+    /// # Errors
+    ///
+    /// The plugin file is unusable, its code fails to load (a syntax error, an exception
+    /// at import), or loading hits a limit.
+    pub async fn instantiate(
+        &self,
+        plugin: &PluginRef,
+        limits: &Limits,
+    ) -> Result<PluginInstance, InvocationError> {
+        PluginInstance::new(self, plugin, limits).await
+    }
+}
+
+impl PluginExecutor for Sandbox {
+    /// A fresh instance for every call: nothing survives from one call to the next.
+    fn run<'a>(
+        &'a self,
+        plugin: &'a PluginRef,
+        call: PluginCall,
+        limits: &'a Limits,
+        services: Arc<dyn HostServices>,
+    ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut instance = match self.instantiate(plugin, limits).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    services.finish(false);
+                    return Err(e);
+                }
+            };
+            let mut invocation = instance.call(call, limits, services).await?;
+            invocation.duration = started.elapsed();
+            Ok(invocation)
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! The host side of the WIT `host` interface, and the state each store carries.
+
+use crate::output::CapturedOutput;
+use crate::store_limits::MemoryLimiter;
+use crate::wit::{host, types};
+use sluice_plugin_api::{
+    Column, ColumnValues, HostServices, LimitKind, Limits, LogLevel, QueryResult,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Everything a plugin's store holds.
+pub(crate) struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdout: CapturedOutput,
+    pub(crate) stderr: CapturedOutput,
+    pub(crate) call: CallState,
+}
+
+/// The part of the state that belongs to the current call.
+pub(crate) struct CallState {
+    pub(crate) services: Option<Arc<dyn HostServices>>,
+    pub(crate) limits: Limits,
+    pub(crate) log_lines: u64,
+    pub(crate) bytes_written: u64,
+    /// The limit that stopped the call, if one did.
+    pub(crate) hit: Option<LimitKind>,
+    /// When the call's wall time runs out.
+    pub(crate) deadline: Instant,
+}
+
+impl CallState {
+    pub(crate) fn new(limits: Limits) -> Self {
+        let deadline = Instant::now() + limits.wall_time;
+        Self { services: None, limits, log_lines: 0, bytes_written: 0, hit: None, deadline }
+    }
+
+    fn services(&self) -> wasmtime::Result<&Arc<dyn HostServices>> {
+        self.services
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("host call outside of a plugin call"))
+    }
+
+    /// Counts one log line; traps once the limit is passed.
+    pub(crate) fn count_log_line(&mut self) -> wasmtime::Result<()> {
+        self.log_lines += 1;
+        if self.log_lines > self.limits.log_lines {
+            self.hit = Some(LimitKind::LogLines);
+            wasmtime::bail!("{}", self.limits.describe(LimitKind::LogLines));
+        }
+        Ok(())
+    }
+
+    fn count_written(&mut self, bytes: usize) -> wasmtime::Result<()> {
+        self.bytes_written += bytes as u64;
+        if self.bytes_written > self.limits.bytes_written {
+            self.hit = Some(LimitKind::BytesWritten);
+            wasmtime::bail!("{}", self.limits.describe(LimitKind::BytesWritten));
+        }
+        Ok(())
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    async fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
+        self.call.count_log_line()?;
+        let level = match level {
+            host::LogLevel::Info => LogLevel::Info,
+            host::LogLevel::Warn => LogLevel::Warn,
+            host::LogLevel::Error => LogLevel::Error,
+        };
+        self.call.services()?.log(level, &message);
+        Ok(())
+    }
+
+    async fn query(
+        &mut self,
+        sql: String,
+        params: Vec<(String, String)>,
+        database: Option<String>,
+    ) -> wasmtime::Result<Result<types::QueryResult, String>> {
+        let services = Arc::clone(self.call.services()?);
+        let result = services.query(&sql, &params, database.as_deref()).await;
+        Ok(result.map(query_result_to_wit))
+    }
+
+    async fn write(&mut self, database: Option<String>, line_protocol: String) -> wasmtime::Result<()> {
+        self.call.count_written(line_protocol.len())?;
+        self.call.services()?.write(database.as_deref(), line_protocol);
+        Ok(())
+    }
+
+    async fn write_sync(
+        &mut self,
+        database: Option<String>,
+        line_protocol: String,
+        no_sync: bool,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.call.count_written(line_protocol.len())?;
+        let services = Arc::clone(self.call.services()?);
+        Ok(services.write_sync(database.as_deref(), line_protocol, no_sync).await)
+    }
+
+    async fn cache_get(&mut self, key: String, global: bool) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.call.services()?.cache_get(&key, global))
+    }
+
+    async fn cache_put(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_seconds: Option<f64>,
+        global: bool,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let ttl = match ttl_seconds.map(Duration::try_from_secs_f64).transpose() {
+            Ok(ttl) => ttl,
+            Err(e) => return Ok(Err(format!("cannot convert float seconds to Duration: {e}"))),
+        };
+        self.call.services()?.cache_put(&key, value, ttl, global);
+        Ok(Ok(()))
+    }
+
+    async fn cache_delete(&mut self, key: String, global: bool) -> wasmtime::Result<bool> {
+        Ok(self.call.services()?.cache_delete(&key, global))
+    }
+}
+
+fn query_result_to_wit(result: QueryResult) -> types::QueryResult {
+    types::QueryResult {
+        row_count: result.row_count,
+        columns: result.columns.into_iter().map(column_to_wit).collect(),
+    }
+}
+
+/// Moves a column into its WIT shape (no copy of the values).
+pub(crate) fn column_to_wit(column: Column) -> types::Column {
+    let values = match column.values {
+        ColumnValues::Tag(v) => types::ColumnValues::Tag(v),
+        ColumnValues::String(v) => types::ColumnValues::String(v),
+        ColumnValues::Int(v) => types::ColumnValues::Int(v),
+        ColumnValues::UInt(v) => types::ColumnValues::Uint(v),
+        ColumnValues::Float(v) => types::ColumnValues::Float(v),
+        ColumnValues::Boolean(v) => types::ColumnValues::Boolean(v),
+        ColumnValues::Time(v) => types::ColumnValues::Time(v),
+    };
+    types::Column { name: column.name, values, present: column.present }
+}

@@ -1,0 +1,248 @@
+//! One instantiated plugin, and the budget of each call on it.
+
+use crate::executor::Sandbox;
+use crate::host::{CallState, HostState, column_to_wit};
+use crate::output::CapturedOutput;
+use crate::store_limits::MemoryLimiter;
+use crate::wit::{PythonRuntime, loader, types};
+use sluice_plugin_api::{
+    HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits, LogLevel,
+    PluginCall, PluginRef, PluginSource, TableBatch,
+};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// Where the plugin directory appears inside the sandbox.
+pub const GUEST_PLUGIN_DIR: &str = "/plugins";
+
+/// A plugin loaded into its own instance.
+///
+/// Calls reuse the instance: module state of package plugins survives between calls
+/// (as upstream), single-file plugins run in fresh globals each time. Each call has its
+/// own budget. After a call that trapped or hit a limit, the instance is *poisoned*:
+/// further calls fail, and the owner should drop it and instantiate again.
+pub struct PluginInstance {
+    store: Store<HostState>,
+    bindings: PythonRuntime,
+    poisoned: bool,
+}
+
+/// What a call returned before its budget is settled.
+type Raw<T> = wasmtime::Result<Result<T, types::PluginError>>;
+
+impl PluginInstance {
+    /// Instantiates the Python runtime for `plugin` and loads the plugin's code, within
+    /// `limits`.
+    pub(crate) async fn new(
+        sandbox: &Sandbox,
+        plugin: &PluginRef,
+        limits: &Limits,
+    ) -> Result<Self, InvocationError> {
+        let source = plugin.read()?;
+        let stdout = CapturedOutput::default();
+        let stderr = CapturedOutput::default();
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
+            .env("TZ", "UTC")
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .preopened_dir(&plugin.plugin_dir, GUEST_PLUGIN_DIR, FsPerms::ReadOnly)
+            .map_err(|e| {
+                InvocationError::PluginFile(format!(
+                    "cannot mount plugin directory {}: {e:#}",
+                    plugin.plugin_dir.display()
+                ))
+            })?;
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.memory_bytes),
+            stdout,
+            stderr,
+            call: CallState::new(limits.clone()),
+        };
+        let mut store = Store::new(sandbox.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|mut context| {
+            let call = &mut context.data_mut().call;
+            if Instant::now() >= call.deadline {
+                call.hit = Some(LimitKind::WallTime);
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        begin(&mut store, limits, None);
+        let bindings = match within(limits.wall_time, sandbox.pre().instantiate_async(&mut store)).await {
+            Some(Ok(bindings)) => bindings,
+            Some(Err(e)) => return Err(classify(&store, e)),
+            None => return Err(InvocationError::limit(LimitKind::WallTime, limits)),
+        };
+        let wit_source = match source {
+            PluginSource::File { name, code } => loader::PluginSource::File((name, code)),
+            PluginSource::Package(name) => loader::PluginSource::Package(name),
+        };
+        let mut instance = Self { store, bindings, poisoned: false };
+        let loader = instance.bindings.sluice_plugin_loader();
+        let raw = within(limits.wall_time, loader.call_load(&mut instance.store, &wit_source)).await;
+        instance.settle(raw)?;
+        Ok(instance)
+    }
+
+    /// True once a trap or a limit has stopped a call; the instance must be replaced.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Runs one call within `limits`, serving host calls with `services`, and tells
+    /// `services` how it ended.
+    pub async fn call(
+        &mut self,
+        call: PluginCall,
+        limits: &Limits,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Invocation, InvocationError> {
+        if self.poisoned {
+            return Err(InvocationError::Internal(
+                "the plugin instance was stopped by an earlier failure".into(),
+            ));
+        }
+        let started = Instant::now();
+        begin(&mut self.store, limits, Some(Arc::clone(&services)));
+        let entry = self.bindings.sluice_plugin_entry_points();
+        let wall = limits.wall_time;
+        let result = match call {
+            PluginCall::Writes { batches, args } => {
+                let batches: Vec<types::TableBatch> = batches.into_iter().map(batch_to_wit).collect();
+                let call = entry.call_process_writes(&mut self.store, &batches, &args);
+                let raw = within(wall, call).await;
+                self.settle(raw).map(|()| None)
+            }
+            PluginCall::Schedule { call_time_ns, args } => {
+                let call = entry.call_process_scheduled_call(&mut self.store, call_time_ns, &args);
+                let raw = within(wall, call).await;
+                self.settle(raw).map(|()| None)
+            }
+            PluginCall::Request { request, args } => {
+                let request = types::HttpRequest {
+                    method: request.method,
+                    path: request.path,
+                    query: request.query,
+                    headers: request.headers,
+                    body: request.body,
+                };
+                let call = entry.call_process_request(&mut self.store, &request, &args);
+                let raw = within(wall, call).await;
+                self.settle(raw).and_then(|response| {
+                    if response.body.len() as u64 > limits.response_bytes {
+                        return Err(InvocationError::limit(LimitKind::ResponseBytes, limits));
+                    }
+                    Ok(Some(HttpResponse {
+                        status: response.status,
+                        headers: response.headers,
+                        body: response.body,
+                    }))
+                })
+            }
+        };
+        services.finish(result.is_ok());
+        let state = self.store.data();
+        Ok(Invocation {
+            response: result?,
+            duration: started.elapsed(),
+            fuel_used: limits.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
+            peak_memory_bytes: state.limiter.peak_bytes,
+            bytes_written: state.call.bytes_written,
+        })
+    }
+
+    /// Forwards captured output to the log and turns the outcome of a call (`None` when
+    /// it ran out of wall time) into its result; poisons the instance after a trap.
+    fn settle<T>(&mut self, raw: Option<Raw<T>>) -> Result<T, InvocationError> {
+        forward_output(&mut self.store);
+        let error = match raw {
+            Some(Ok(Ok(value))) => return Ok(value),
+            Some(Ok(Err(plugin_error))) => return Err(InvocationError::Plugin(plugin_error.message)),
+            Some(Err(trap)) => classify(&self.store, trap),
+            None => InvocationError::limit(LimitKind::WallTime, &self.store.data().call.limits),
+        };
+        self.poisoned = true;
+        Err(error)
+    }
+}
+
+/// Gives the store a fresh budget for the next call.
+fn begin(store: &mut Store<HostState>, limits: &Limits, services: Option<Arc<dyn HostServices>>) {
+    // Fuel is enabled on every engine the sandbox builds, so this cannot fail.
+    let _ = store.set_fuel(limits.fuel);
+    store.set_epoch_deadline(1);
+    let state = store.data_mut();
+    state.call = CallState::new(limits.clone());
+    state.call.services = services;
+    state.limiter.limit_bytes = limits.memory_bytes;
+    state.limiter.peak_bytes = state.limiter.total_bytes;
+    state.limiter.hit = None;
+    let capacity = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
+    state.stdout.reset(capacity);
+    state.stderr.reset(capacity);
+}
+
+/// Names the cause of a trap: the limit that was hit, else the trap itself.
+fn classify(store: &Store<HostState>, error: wasmtime::Error) -> InvocationError {
+    let state = store.data();
+    let trap = error.downcast_ref::<Trap>();
+    let hit = state.limiter.hit.or(state.call.hit).or(match trap {
+        Some(Trap::OutOfFuel) => Some(LimitKind::Fuel),
+        Some(Trap::Interrupt) => Some(LimitKind::WallTime),
+        _ => None,
+    });
+    match (hit, trap) {
+        (Some(kind), _) => InvocationError::limit(kind, &state.call.limits),
+        (None, Some(Trap::StackOverflow)) => InvocationError::Trap("stack overflow".into()),
+        (None, Some(trap)) => InvocationError::Trap(trap.to_string()),
+        (None, None) => InvocationError::Trap(format!("{error:#}")),
+    }
+}
+
+/// Moves what the plugin printed into its log: stdout as INFO, stderr as ERROR.
+fn forward_output(store: &mut Store<HostState>) {
+    let state = store.data_mut();
+    let Some(services) = state.call.services.clone() else {
+        return;
+    };
+    for (captured, level) in [(&state.stdout, LogLevel::Info), (&state.stderr, LogLevel::Error)] {
+        let (lines, dropped) = captured.take_lines();
+        for line in lines {
+            if state.call.count_log_line().is_err() {
+                return;
+            }
+            services.log(level, &line);
+        }
+        if dropped > 0 {
+            services.log(
+                LogLevel::Warn,
+                &format!(
+                    "{dropped} bytes of output dropped beyond the limit of {} bytes",
+                    state.call.limits.output_bytes
+                ),
+            );
+        }
+    }
+}
+
+/// Runs `future` for at most `limit`; a plugin blocked in a host call (a sleep) is
+/// stopped here, one running WebAssembly by the epoch callback.
+pub(crate) async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
+    tokio::time::timeout(limit, future).await.ok()
+}
+
+fn batch_to_wit(batch: TableBatch) -> types::TableBatch {
+    types::TableBatch {
+        table_name: batch.table_name,
+        row_count: batch.row_count,
+        columns: batch.columns.into_iter().map(column_to_wit).collect(),
+    }
+}
