@@ -67,6 +67,11 @@ impl DryRunHost {
         Self { database: database.into(), cache, cache_name: cache_name.into(), state: Mutex::default() }
     }
 
+    /// The log lines collected so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.collected().log_lines.clone()
+    }
+
     fn collected(&self) -> std::sync::MutexGuard<'_, Collected> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -1,0 +1,6 @@
+import time
+
+
+def process_writes(influxdb3_local, table_batches, args=None):
+    while True:
+        time.sleep(0.05)
