@@ -20,13 +20,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
 
     let pinned = fs::read_to_string(&pinned_file).expect("COMPONENTIZE_PY_VERSION is readable");
-    let componentize = match env::var_os("COMPONENTIZE_PY") {
-        Some(path) => PathBuf::from(path),
-        None => ensure_componentize_py(&crate_dir.join(".venv"), pinned.trim()),
+    let mut componentize = match env::var_os("COMPONENTIZE_PY") {
+        Some(path) => Command::new(path),
+        None => componentize_py(&crate_dir.join(".venv"), pinned.trim()),
     };
 
     let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo")).join("python-runtime.wasm");
-    let status = Command::new(&componentize)
+    // No .pyc files in the source tree: they would make cargo rebuild the runtime.
+    let status = componentize
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .arg("--quiet")
         .arg("-d")
         .arg(&wit)
@@ -36,32 +38,61 @@ fn main() {
         .arg("-o")
         .arg(&out)
         .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", componentize.display()));
+        .unwrap_or_else(|e| panic!("cannot run componentize-py: {e}"));
     assert!(status.success(), "componentize-py failed to build python-runtime.wasm ({status})");
 
     let bytes = fs::read(&out).expect("componentize-py wrote the component");
     println!("cargo:rustc-env=PYTHON_RUNTIME_SHA256={}", hex::encode(Sha256::digest(&bytes)));
 }
 
-/// Returns the venv's componentize-py, installing the pinned version when it is missing
-/// or different.
-fn ensure_componentize_py(venv: &Path, pinned: &str) -> PathBuf {
-    let binary = venv.join("bin/componentize-py");
-    let installed = Command::new(&binary)
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if installed.as_deref() == Some(&format!("componentize-py {pinned}")) {
-        return binary;
-    }
-    println!("cargo:warning=installing componentize-py {pinned} into {}", venv.display());
+/// A command running the pinned componentize-py, installed from the package index on
+/// first use: into a virtual environment at `venv`, or, where Python has no `venv`
+/// module, into `venv/site` with `pip install --target`.
+fn componentize_py(venv: &Path, pinned: &str) -> Command {
+    let wanted = format!("componentize-py {pinned}");
     let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    run(Command::new(&python).args(["-m", "venv"]).arg(venv));
-    run(Command::new(venv.join("bin/python"))
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-        .arg(format!("componentize-py=={pinned}")));
-    binary
+    let site = venv.join("site");
+    let candidates = [venv_command(venv), target_command(&python, &site)];
+    for candidate in candidates {
+        if version_of(candidate()).as_deref() == Some(wanted.as_str()) {
+            return candidate();
+        }
+    }
+    println!("cargo:warning=installing componentize-py {pinned} from the Python package index");
+    let requirement = format!("componentize-py=={pinned}");
+    let venv_made = Command::new(&python).args(["-m", "venv"]).arg(venv).status().is_ok_and(|s| s.success());
+    if venv_made {
+        run(Command::new(venv.join("bin/python"))
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &requirement]));
+        return venv_command(venv)();
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
+        .arg(&site)
+        .arg(&requirement));
+    target_command(&python, &site)()
+}
+
+fn venv_command(venv: &Path) -> Box<dyn Fn() -> Command> {
+    let binary = venv.join("bin/componentize-py");
+    Box::new(move || Command::new(&binary))
+}
+
+fn target_command(python: &str, site: &Path) -> Box<dyn Fn() -> Command> {
+    let python = python.to_string();
+    let site = site.to_path_buf();
+    Box::new(move || {
+        let mut command = Command::new(&python);
+        command
+            .env("PYTHONPATH", &site)
+            .args(["-c", "import sys; from componentize_py import script; sys.exit(script())"]);
+        command
+    })
+}
+
+fn version_of(mut command: Command) -> Option<String> {
+    let output = command.arg("--version").output().ok()?;
+    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn run(command: &mut Command) {

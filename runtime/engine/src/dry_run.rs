@@ -40,10 +40,20 @@ pub struct DryRunReport {
 pub struct ResponseReport {
     /// Status code.
     pub status: u16,
-    /// Headers in the plugin's order.
+    /// Headers in the plugin's order, serialised as a JSON object.
+    #[serde(serialize_with = "pairs_as_object")]
     pub headers: Vec<(String, String)>,
     /// Body, as UTF-8 (invalid bytes replaced).
     pub body: String,
+}
+
+fn pairs_as_object<S: serde::Serializer>(pairs: &[(String, String)], serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = serializer.serialize_map(Some(pairs.len()))?;
+    for (key, value) in pairs {
+        map.serialize_entry(key, value)?;
+    }
+    map.end()
 }
 
 /// The host services of a dry run.

@@ -1,0 +1,55 @@
+//! The cost of running a plugin in the sandbox.
+//!
+//! `cargo bench -p sluice-benches --bench sandbox`
+//!
+//! - `fresh_instance_call`: from nothing to the first call returning, for a trivial
+//!   plugin: instantiate the cached Python runtime, load the plugin, call it.
+//! - `warm_instance_call`: one call on an instance that is already loaded.
+//! - `wal_batch_10k_rows`: deliver 10,000 rows (3 tags, 3 fields, time) to a plugin
+//!   that counts them, on a warm instance; throughput is in rows.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_benches::{NullHost, Plugins, wal_batch};
+use sluice_plugin_api::{Limits, PluginCall, PluginExecutor};
+use sluice_sandbox::{Sandbox, SandboxConfig};
+use std::sync::Arc;
+
+fn sandbox_benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    let plugins = Plugins::new().expect("plugins");
+    let limits = Limits::default();
+    let host: Arc<NullHost> = Arc::new(NullHost);
+    let trivial = plugins.get("trivial.py");
+    let schedule = || PluginCall::Schedule { call_time_ns: 1_700_000_000_000_000_000, args: None };
+
+    c.bench_function("fresh_instance_call", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(sandbox.run(&trivial, schedule(), &limits, host.clone()))
+                .expect("call succeeds")
+        })
+    });
+
+    let mut warm = runtime.block_on(sandbox.instantiate(&trivial, &limits)).expect("instance");
+    c.bench_function("warm_instance_call", |b| {
+        b.iter(|| runtime.block_on(warm.call(schedule(), &limits, host.clone())).expect("call succeeds"))
+    });
+
+    let rows = 10_000;
+    let batch = wal_batch(rows);
+    let mut counter = runtime.block_on(sandbox.instantiate(&plugins.get("count_rows.py"), &limits)).expect("instance");
+    let mut group = c.benchmark_group("wal_batch");
+    group.throughput(Throughput::Elements(rows as u64));
+    group.sample_size(30);
+    group.bench_function("10k_rows", |b| {
+        b.iter(|| {
+            let call = PluginCall::Writes { batches: vec![batch.clone()], args: None };
+            runtime.block_on(counter.call(call, &limits, host.clone())).expect("call succeeds")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, sandbox_benches);
+criterion_main!(benches);
