@@ -4,6 +4,7 @@
 //!
 //! - `fresh_instance_call`: from nothing to the first call returning, for a trivial
 //!   plugin: instantiate the cached Python runtime, load the plugin, call it.
+//! - `instantiate_and_load`: the same without the call.
 //! - `warm_instance_call`: one call on an instance that is already loaded.
 //! - `wal_batch_10k_rows`: deliver 10,000 rows (3 tags, 3 fields, time) to a plugin
 //!   that counts them, on a warm instance; throughput is in rows.
@@ -31,20 +32,24 @@ fn sandbox_benches(c: &mut Criterion) {
         })
     });
 
+    c.bench_function("instantiate_and_load", |b| {
+        b.iter(|| runtime.block_on(sandbox.instantiate(&trivial, &limits)).expect("instance"))
+    });
+
     let mut warm = runtime.block_on(sandbox.instantiate(&trivial, &limits)).expect("instance");
     c.bench_function("warm_instance_call", |b| {
         b.iter(|| runtime.block_on(warm.call(schedule(), &limits, host.clone())).expect("call succeeds"))
     });
 
     let rows = 10_000;
-    let batch = wal_batch(rows);
+    let batches: std::sync::Arc<[_]> = vec![wal_batch(rows)].into();
     let mut counter = runtime.block_on(sandbox.instantiate(&plugins.get("count_rows.py"), &limits)).expect("instance");
     let mut group = c.benchmark_group("wal_batch");
     group.throughput(Throughput::Elements(rows as u64));
     group.sample_size(30);
     group.bench_function("10k_rows", |b| {
         b.iter(|| {
-            let call = PluginCall::Writes { batches: vec![batch.clone()], args: None };
+            let call = PluginCall::Writes { batches: batches.clone(), args: None };
             runtime.block_on(counter.call(call, &limits, host.clone())).expect("call succeeds")
         })
     });

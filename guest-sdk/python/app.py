@@ -29,6 +29,29 @@ import base64, bisect, collections, copy, csv, dataclasses, decimal, email, emai
 import fractions, functools, hashlib, heapq, itertools, json, logging, pickle, random, re  # noqa: E401,F401,E402
 import statistics, string, struct, textwrap, tomllib, typing, urllib.parse, uuid, zlib, zoneinfo  # noqa: E401,F401,E402
 
+_KINDS = {
+    wit_types.ColumnValues_Tag: "tag",
+    wit_types.ColumnValues_String: "string",
+    wit_types.ColumnValues_Int: "int",
+    wit_types.ColumnValues_Uint: "uint",
+    wit_types.ColumnValues_Float: "float",
+    wit_types.ColumnValues_Boolean: "boolean",
+    wit_types.ColumnValues_Time: "time",
+}
+
+
+def _columns(wit_columns):
+    """WIT columns as the (name, kind, payload, present) tuples `columns.py` reads."""
+    converted = []
+    for column in wit_columns:
+        kind = _KINDS[type(column.values)]
+        payload = column.values.value
+        if kind == "tag" or kind == "string":
+            payload = (payload.values, payload.indices)
+        converted.append((column.name, kind, payload, column.present))
+    return converted
+
+
 _LEVELS = {
     "info": wit_host.LogLevel.INFO,
     "warn": wit_host.LogLevel.WARN,
@@ -47,7 +70,7 @@ class WitHost:
             result = wit_host.query(sql, params, database)
         except Err as e:
             raise api.HostError(e.value) from None
-        return rows_from_columns(result.row_count, result.columns, True)
+        return rows_from_columns(result.row_count, _columns(result.columns), True)
 
     def write(self, database, line_protocol):
         wit_host.write(database, line_protocol)
@@ -103,7 +126,8 @@ class Loader:
 class EntryPoints:
     def process_writes(self, batches, args):
         try:
-            _loaded_runner().process_writes(batches, args)
+            tables = [(b.table_name, b.row_count, _columns(b.columns)) for b in batches]
+            _loaded_runner().process_writes(tables, args)
         except plugin.PluginFailure as failure:
             raise _failed(failure) from None
 

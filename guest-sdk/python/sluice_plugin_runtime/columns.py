@@ -1,26 +1,58 @@
 """Turns the columns the host sends into the row dicts plugins expect.
 
-The host passes each table (and each query result) as typed columns. Plugins written for
-InfluxDB 3 expect a list of dicts, one per row, holding only the columns that row has.
-Dense tables, the common case, are zipped in C; only tables with missing values take
-the slower per-row path.
+The host passes each table (and each query result) as columns in compact encodings (see
+`column-values` in `guest-sdk/wit/plugin.wit`): numbers as little-endian bytes, strings
+as a dictionary of distinct values plus one index per row. Decoding a column is a few C
+calls; building the rows is one comprehension with a dict display, generated once per
+set of column names. Only tables with missing values take the slower per-row path.
+
+A column here is a tuple `(name, kind, payload, present)`: `kind` is one of `tag`,
+`string`, `int`, `uint`, `float`, `boolean`, `time`; `payload` is `bytes`, or for the
+two string kinds a pair `(values, indices)`; `present` is `None` or one byte per row.
 """
+
+_NUMBER_FORMATS = {"int": "q", "uint": "Q", "float": "d", "time": "q"}
+
+# Row builders by column names; bounded, since names come from data.
+_ROW_BUILDERS = {}
+_MAX_ROW_BUILDERS = 512
+
+
+def decode(kind, payload):
+    """The column's values as a list of Python objects."""
+    if kind == "tag" or kind == "string":
+        values, indices = payload
+        return list(map(values.__getitem__, memoryview(indices).cast("I")))
+    if kind == "boolean":
+        return list(map(bool, payload))
+    return memoryview(payload).cast(_NUMBER_FORMATS[kind]).tolist()
+
+
+def _row_builder(names):
+    builder = _ROW_BUILDERS.get(names)
+    if builder is None:
+        variables = ", ".join(f"c{i}" for i in range(len(names)))
+        entries = ", ".join(f"{name!r}: c{i}" for i, name in enumerate(names))
+        builder = eval(f"lambda columns: [{{{entries}}} for {variables}, in zip(*columns)]")
+        if len(_ROW_BUILDERS) >= _MAX_ROW_BUILDERS:
+            _ROW_BUILDERS.clear()
+        _ROW_BUILDERS[names] = builder
+    return builder
 
 
 def rows_from_columns(row_count, columns, missing_as_none):
     """Returns `row_count` row dicts built from `columns`.
 
-    Each column has `.name`, `.values.value` (a list) and `.present` (None when every
-    row has a value, else one bool per row). A row without a value for a column gets
-    `None` for it when `missing_as_none` (query results), or no key at all (WAL rows).
+    A row without a value for a column gets `None` for it when `missing_as_none` (query
+    results), or no key at all (WAL rows, as upstream).
     """
-    names = [c.name for c in columns]
-    values = [c.values.value for c in columns]
-    if all(c.present is None for c in columns):
-        return [dict(zip(names, row)) for row in zip(*values)] if columns else [
-            {} for _ in range(row_count)
-        ]
-    presence = [c.present for c in columns]
+    if not columns:
+        return [{} for _ in range(row_count)]
+    names = tuple(c[0] for c in columns)
+    values = [decode(kind, payload) for _, kind, payload, _ in columns]
+    if all(c[3] is None for c in columns):
+        return _row_builder(names)(values)
+    presence = [c[3] for c in columns]
     rows = []
     for i in range(row_count):
         row = {}

@@ -133,9 +133,10 @@ class Runner:
             raise PluginFailure(describe(e, self.plugin.files)) from None
 
     def process_writes(self, batches, args):
+        """`batches` holds (table name, row count, columns) as `columns.py` describes."""
         table_batches = [
-            {"table_name": b.table_name, "rows": rows_from_columns(b.row_count, b.columns, False)}
-            for b in batches
+            {"table_name": name, "rows": rows_from_columns(row_count, columns, False)}
+            for name, row_count, columns in batches
         ]
         self._call("process_writes", table_batches, arguments(args))
 
@@ -145,7 +146,7 @@ class Runner:
     def process_request(self, query, headers, body, args):
         """Returns (status, headers dict, body str)."""
         query_parameters = dict(query)
-        request_headers = {k: v for k, v in headers if k != "authorization"}
+        request_headers = {k.lower(): v for k, v in headers if k.lower() != "authorization"}
         result = self._call(
             "process_request", query_parameters, request_headers, bytes(body), arguments(args)
         )

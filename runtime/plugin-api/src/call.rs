@@ -1,5 +1,7 @@
 //! The input and output of one plugin invocation, mirroring the WIT `types` interface.
 
+use std::sync::Arc;
+
 /// Trigger arguments: `None` when the trigger has none, else the pairs in given order.
 pub type TriggerArguments = Option<Vec<(String, String)>>;
 
@@ -110,8 +112,9 @@ pub struct HttpResponse {
 pub enum PluginCall {
     /// `process_writes` with the flush's table batches.
     Writes {
-        /// The tables that passed the trigger's filter.
-        batches: Vec<TableBatch>,
+        /// The tables that passed the trigger's filter. Shared: one flush is delivered
+        /// to every trigger of its database without copying its rows.
+        batches: Arc<[TableBatch]>,
         /// Trigger arguments.
         args: TriggerArguments,
     },

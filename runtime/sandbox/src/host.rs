@@ -3,9 +3,8 @@
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
-use sluice_plugin_api::{
-    Column, ColumnValues, HostServices, LimitKind, Limits, LogLevel, QueryResult,
-};
+use crate::encode::column_to_wit;
+use sluice_plugin_api::{HostServices, LimitKind, Limits, LogLevel, QueryResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -140,20 +139,6 @@ impl host::Host for HostState {
 fn query_result_to_wit(result: QueryResult) -> types::QueryResult {
     types::QueryResult {
         row_count: result.row_count,
-        columns: result.columns.into_iter().map(column_to_wit).collect(),
+        columns: result.columns.iter().map(column_to_wit).collect(),
     }
-}
-
-/// Moves a column into its WIT shape (no copy of the values).
-pub(crate) fn column_to_wit(column: Column) -> types::Column {
-    let values = match column.values {
-        ColumnValues::Tag(v) => types::ColumnValues::Tag(v),
-        ColumnValues::String(v) => types::ColumnValues::String(v),
-        ColumnValues::Int(v) => types::ColumnValues::Int(v),
-        ColumnValues::UInt(v) => types::ColumnValues::Uint(v),
-        ColumnValues::Float(v) => types::ColumnValues::Float(v),
-        ColumnValues::Boolean(v) => types::ColumnValues::Boolean(v),
-        ColumnValues::Time(v) => types::ColumnValues::Time(v),
-    };
-    types::Column { name: column.name, values, present: column.present }
 }

@@ -1,13 +1,14 @@
 //! One instantiated plugin, and the budget of each call on it.
 
 use crate::executor::Sandbox;
-use crate::host::{CallState, HostState, column_to_wit};
+use crate::encode::batch_to_wit;
+use crate::host::{CallState, HostState};
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
     HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits, LogLevel,
-    PluginCall, PluginRef, PluginSource, TableBatch,
+    PluginCall, PluginRef, PluginSource,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +117,7 @@ impl PluginInstance {
         let wall = limits.wall_time;
         let result = match call {
             PluginCall::Writes { batches, args } => {
-                let batches: Vec<types::TableBatch> = batches.into_iter().map(batch_to_wit).collect();
+                let batches: Vec<types::TableBatch> = batches.iter().map(batch_to_wit).collect();
                 let call = entry.call_process_writes(&mut self.store, &batches, &args);
                 let raw = within(wall, call).await;
                 self.settle(raw).map(|()| None)
@@ -237,12 +238,4 @@ fn forward_output(store: &mut Store<HostState>) {
 /// stopped here, one running WebAssembly by the epoch callback.
 pub(crate) async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
     tokio::time::timeout(limit, future).await.ok()
-}
-
-fn batch_to_wit(batch: TableBatch) -> types::TableBatch {
-    types::TableBatch {
-        table_name: batch.table_name,
-        row_count: batch.row_count,
-        columns: batch.columns.into_iter().map(column_to_wit).collect(),
-    }
 }

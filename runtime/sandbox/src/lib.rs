@@ -31,6 +31,7 @@
 
 mod artifact_cache;
 mod config;
+mod encode;
 mod epoch;
 mod executor;
 mod host;

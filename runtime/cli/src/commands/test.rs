@@ -210,7 +210,7 @@ fn wal_call(args: &WalArgs, trigger_args: TriggerArguments) -> anyhow::Result<Pl
     if let Some(error) = batches.errors.first() {
         bail!("invalid line protocol input: {error}");
     }
-    Ok(PluginCall::Writes { batches: batches.batches, args: trigger_args })
+    Ok(PluginCall::Writes { batches: batches.batches.into(), args: trigger_args })
 }
 
 fn next_cron_time(expression: &str) -> anyhow::Result<DateTime<Utc>> {

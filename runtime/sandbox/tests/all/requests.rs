@@ -5,7 +5,7 @@ use sluice_plugin_api::PluginCall;
 
 fn call(body: &[u8]) -> PluginCall {
     PluginCall::Request {
-        request: request("POST", &[("q1", "whatevs"), ("q1", "last")], &[("content-type", "application/json"), ("x-thing", "1")], body),
+        request: request("POST", &[("q1", "whatevs"), ("q1", "last")], &[("Content-Type", "application/json"), ("X-Thing", "1"), ("Authorization", "Bearer x")], body),
         args: args(&[("test_arg", "hello")]),
     }
 }

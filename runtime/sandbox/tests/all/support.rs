@@ -66,7 +66,7 @@ pub fn host() -> Arc<DryRunHost> {
 pub fn writes_call(lp: &str, args: TriggerArguments) -> PluginCall {
     let parsed = sluice_lp::parse(lp, sluice_lp::Precision::Nanosecond, 0);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    PluginCall::Writes { batches: table_batches(&parsed.lines).batches, args }
+    PluginCall::Writes { batches: table_batches(&parsed.lines).batches.into(), args }
 }
 
 /// Runs `call` on a fresh instance with `limits` and a fresh dry-run host.
