@@ -1,0 +1,295 @@
+//! The catalog: which databases and tables exist, and the type of every column.
+//!
+//! Writes go through [`Catalog::validate_write`]: it checks the database name, creates
+//! what the lines need (databases, tables, columns) and refuses each line whose columns
+//! conflict with the types already recorded, with an error that names the line. The
+//! catalog serialises to a versioned, checksummed snapshot ([`Catalog::to_bytes`],
+//! [`Catalog::from_bytes`]) so that it survives restarts.
+//!
+//! ```
+//! use sluice_catalog::{Catalog, ColumnType};
+//! let catalog = Catalog::default();
+//! let lines = sluice_lp::parse("cpu,host=a usage=1i\ncpu usage=0.5", sluice_lp::Precision::Nanosecond, 0).lines;
+//! let outcome = catalog.validate_write("mydb", &lines).expect("a valid name");
+//! assert_eq!(outcome.accepted, vec![0]);
+//! assert_eq!(outcome.errors[0].line_number, 2);
+//! assert_eq!(catalog.column_type("mydb", "cpu", "usage"), Some(ColumnType::Int));
+//! ```
+
+mod names;
+mod snapshot;
+
+pub use names::validate_database_name;
+pub use snapshot::SnapshotError;
+
+use serde::{Deserialize, Serialize};
+use sluice_lp::{FieldValue, Line};
+use std::collections::BTreeMap;
+use std::sync::{PoisonError, RwLock};
+
+/// Errors of catalog operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The database name breaks the naming rules.
+    #[error("invalid database name: {0}")]
+    InvalidDatabaseName(String),
+    /// No database of that name.
+    #[error("Database not found {0}")]
+    DatabaseNotFound(String),
+    /// No table of that name in the database.
+    #[error("Table not found {table} in database {database}")]
+    TableNotFound {
+        /// The database.
+        database: String,
+        /// The table.
+        table: String,
+    },
+    /// The database or table exists already.
+    #[error("attempted to create a resource that already exists")]
+    AlreadyExists,
+}
+
+/// The type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// A tag: `Dictionary(Int32, Utf8)` when queried.
+    Tag,
+    /// The `time` column: `Timestamp(ns)`.
+    Time,
+    /// A string field.
+    String,
+    /// A signed integer field.
+    Int,
+    /// An unsigned integer field.
+    UInt,
+    /// A float field.
+    Float,
+    /// A boolean field.
+    Bool,
+}
+
+impl ColumnType {
+    fn of_field(value: &FieldValue) -> Self {
+        match value {
+            FieldValue::I64(_) => Self::Int,
+            FieldValue::U64(_) => Self::UInt,
+            FieldValue::F64(_) => Self::Float,
+            FieldValue::String(_) => Self::String,
+            FieldValue::Bool(_) => Self::Bool,
+        }
+    }
+
+    /// The name used in error messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tag => "tag",
+            Self::Time => "time",
+            Self::String => "string",
+            Self::Int => "integer",
+            Self::UInt => "unsigned integer",
+            Self::Float => "float",
+            Self::Bool => "boolean",
+        }
+    }
+}
+
+/// A table's columns in the order they first appeared.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Table {
+    /// Column names and types.
+    pub columns: Vec<(String, ColumnType)>,
+}
+
+impl Table {
+    fn column_type(&self, name: &str) -> Option<ColumnType> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
+    }
+}
+
+/// A database's tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Database {
+    /// Tables by name.
+    pub tables: BTreeMap<String, Table>,
+}
+
+/// Why one line of a write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineConflict {
+    /// 1-based position of the line among the lines given.
+    pub line_number: usize,
+    /// What conflicts.
+    pub message: String,
+}
+
+/// What a write may apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteValidation {
+    /// Indices of the lines that fit the catalog (which now holds their columns).
+    pub accepted: Vec<usize>,
+    /// The lines that did not.
+    pub errors: Vec<LineConflict>,
+}
+
+/// All databases. Cheap to read concurrently; writes take a short lock.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    databases: RwLock<BTreeMap<String, Database>>,
+}
+
+impl Catalog {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Database>> {
+        self.databases.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Database>> {
+        self.databases.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Creates a database.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDatabaseName`], or [`Error::AlreadyExists`].
+    pub fn create_database(&self, name: &str) -> Result<(), Error> {
+        validate_database_name(name)?;
+        let mut databases = self.write();
+        if databases.contains_key(name) {
+            return Err(Error::AlreadyExists);
+        }
+        databases.insert(name.to_string(), Database::default());
+        Ok(())
+    }
+
+    /// Deletes a database.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`].
+    pub fn delete_database(&self, name: &str) -> Result<(), Error> {
+        self.write().remove(name).map(drop).ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Database names in order.
+    pub fn database_names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// A copy of one database's schema.
+    pub fn database(&self, name: &str) -> Option<Database> {
+        self.read().get(name).cloned()
+    }
+
+    /// The type of a column, if the column exists.
+    pub fn column_type(&self, database: &str, table: &str, column: &str) -> Option<ColumnType> {
+        self.read().get(database)?.tables.get(table)?.column_type(column)
+    }
+
+    /// Creates a table with the given tags and fields.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`], or [`Error::AlreadyExists`] when the table exists.
+    pub fn create_table(
+        &self,
+        database: &str,
+        table: &str,
+        tags: &[String],
+        fields: &[(String, ColumnType)],
+    ) -> Result<(), Error> {
+        let mut databases = self.write();
+        let db = databases.get_mut(database).ok_or_else(|| Error::DatabaseNotFound(database.to_string()))?;
+        if db.tables.contains_key(table) {
+            return Err(Error::AlreadyExists);
+        }
+        let mut columns: Vec<(String, ColumnType)> = tags.iter().map(|t| (t.clone(), ColumnType::Tag)).collect();
+        columns.extend(fields.iter().cloned());
+        columns.push(("time".into(), ColumnType::Time));
+        db.tables.insert(table.to_string(), Table { columns });
+        Ok(())
+    }
+
+    /// Checks `lines` for `database`: creates the database, tables and columns they
+    /// need, and refuses each line whose columns conflict with recorded types (or with
+    /// an earlier line of the same write).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidDatabaseName`] when the database name breaks the rules.
+    pub fn validate_write(&self, database: &str, lines: &[Line]) -> Result<WriteValidation, Error> {
+        validate_database_name(database)?;
+        let mut outcome = WriteValidation::default();
+        if lines.is_empty() {
+            return Ok(outcome);
+        }
+        let mut databases = self.write();
+        let db = databases.entry(database.to_string()).or_default();
+        for (index, line) in lines.iter().enumerate() {
+            let table = db.tables.entry(line.table.clone()).or_insert_with(|| Table {
+                columns: vec![("time".into(), ColumnType::Time)],
+            });
+            match conflict(table, line) {
+                Some(message) => outcome.errors.push(LineConflict { line_number: index + 1, message }),
+                None => {
+                    add_columns(table, line);
+                    outcome.accepted.push(index);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+/// The first conflict between `line` and `table`, as a message.
+fn conflict(table: &Table, line: &Line) -> Option<String> {
+    let mismatch = |column: &str, recorded: ColumnType, given: ColumnType| {
+        Some(format!(
+            "invalid column type for column '{column}', expected {}, got {}",
+            recorded.name(),
+            given.name()
+        ))
+    };
+    for (key, _) in &line.tags {
+        match table.column_type(key) {
+            Some(ColumnType::Tag) | None => {}
+            Some(recorded) => return mismatch(key, recorded, ColumnType::Tag),
+        }
+    }
+    for (key, value) in &line.fields {
+        let given = ColumnType::of_field(value);
+        match table.column_type(key) {
+            Some(recorded) if recorded != given => return mismatch(key, recorded, given),
+            _ => {}
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for key in line.tags.iter().map(|(k, _)| k).chain(line.fields.iter().map(|(k, _)| k)) {
+        if !seen.insert(key.as_str()) {
+            return Some(format!("column '{key}' appears more than once"));
+        }
+    }
+    None
+}
+
+fn add_columns(table: &mut Table, line: &Line) {
+    let time = table.columns.iter().position(|(n, _)| n == "time").unwrap_or(table.columns.len());
+    let mut new_tags = Vec::new();
+    for (key, _) in &line.tags {
+        if table.column_type(key).is_none() && !new_tags.iter().any(|(k, _)| k == key) {
+            new_tags.push((key.clone(), ColumnType::Tag));
+        }
+    }
+    // Tags go before the fields, fields before `time`; each keeps first-seen order.
+    let first_field = table.columns.iter().position(|(_, t)| *t != ColumnType::Tag).unwrap_or(time);
+    table.columns.splice(first_field..first_field, new_tags);
+    for (key, value) in &line.fields {
+        if table.column_type(key).is_none() {
+            let time = table.columns.iter().position(|(n, _)| n == "time").unwrap_or(table.columns.len());
+            table.columns.insert(time, (key.clone(), ColumnType::of_field(value)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

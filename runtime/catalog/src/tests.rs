@@ -1,0 +1,87 @@
+use super::*;
+use sluice_lp::{Precision, parse};
+
+fn lines(lp: &str) -> Vec<Line> {
+    let parsed = parse(lp, Precision::Nanosecond, 0);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    parsed.lines
+}
+
+#[test]
+fn writes_create_databases_tables_and_columns_in_order() {
+    let catalog = Catalog::default();
+    let outcome = catalog
+        .validate_write("db", &lines("cpu,host=a usage=1i 1\ncpu,region=w usage=2i,idle=0.5 2\nmem free=1u"))
+        .expect("valid");
+    assert_eq!(outcome, WriteValidation { accepted: vec![0, 1, 2], errors: vec![] });
+    let cpu = &catalog.database("db").expect("created").tables["cpu"];
+    let names: Vec<(&str, ColumnType)> = cpu.columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    assert_eq!(
+        names,
+        [
+            ("host", ColumnType::Tag),
+            ("region", ColumnType::Tag),
+            ("usage", ColumnType::Int),
+            ("idle", ColumnType::Float),
+            ("time", ColumnType::Time),
+        ]
+    );
+    assert_eq!(catalog.database_names(), ["db"]);
+}
+
+#[test]
+fn conflicting_lines_are_refused_and_name_the_column() {
+    let catalog = Catalog::default();
+    catalog.validate_write("db", &lines("m,t=x f=1i")).expect("valid");
+    let outcome = catalog
+        .validate_write("db", &lines("m f=1.5\nm,f=tag g=1i\nm t=1i\nm time=1i\nm f=2i,f=3i\nm f=4i"))
+        .expect("valid");
+    assert_eq!(outcome.accepted, vec![5]);
+    let messages: Vec<(usize, &str)> = outcome.errors.iter().map(|e| (e.line_number, e.message.as_str())).collect();
+    assert_eq!(
+        messages,
+        [
+            (1, "invalid column type for column 'f', expected integer, got float"),
+            (2, "invalid column type for column 'f', expected integer, got tag"),
+            (3, "invalid column type for column 't', expected tag, got integer"),
+            (4, "invalid column type for column 'time', expected time, got integer"),
+            (5, "column 'f' appears more than once"),
+        ]
+    );
+    // The refused line added no column.
+    assert_eq!(catalog.column_type("db", "m", "g"), None);
+}
+
+#[test]
+fn bad_names_and_missing_databases_are_errors() {
+    let catalog = Catalog::default();
+    assert!(matches!(catalog.validate_write("bad db", &lines("m f=1i")), Err(Error::InvalidDatabaseName(_))));
+    assert_eq!(catalog.delete_database("nope"), Err(Error::DatabaseNotFound("nope".into())));
+    catalog.create_database("db").expect("created");
+    assert_eq!(catalog.create_database("db"), Err(Error::AlreadyExists));
+    assert_eq!(catalog.create_table("other", "t", &[], &[]), Err(Error::DatabaseNotFound("other".into())));
+    catalog.create_table("db", "t", &["host".into()], &[("v".into(), ColumnType::Float)]).expect("created");
+    assert_eq!(catalog.column_type("db", "t", "v"), Some(ColumnType::Float));
+    assert_eq!(catalog.create_table("db", "t", &[], &[]), Err(Error::AlreadyExists));
+    catalog.delete_database("db").expect("deleted");
+    assert!(catalog.database_names().is_empty());
+}
+
+#[test]
+fn snapshots_round_trip_and_refuse_damage() {
+    let catalog = Catalog::default();
+    catalog.validate_write("db", &lines("cpu,host=a usage=1i,ok=true,s=\"x\"")).expect("valid");
+    let bytes = catalog.to_bytes();
+    let loaded = Catalog::from_bytes(&bytes).expect("loads");
+    assert_eq!(loaded.database("db"), catalog.database("db"));
+
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 2;
+    flipped[last] ^= 1;
+    assert_eq!(Catalog::from_bytes(&flipped).err(), Some(SnapshotError::Corrupt));
+    assert_eq!(Catalog::from_bytes(&bytes[..10]).err(), Some(SnapshotError::NotASnapshot));
+    assert_eq!(Catalog::from_bytes(&bytes[..bytes.len() - 1]).err(), Some(SnapshotError::Corrupt));
+    let mut future = bytes.clone();
+    future[8] = 9;
+    assert_eq!(Catalog::from_bytes(&future).err(), Some(SnapshotError::UnsupportedVersion(9)));
+}
