@@ -1,0 +1,271 @@
+//! The write-ahead log: each flush becomes one durable file of validated writes.
+//!
+//! A WAL file is the 8-byte magic `SLUICEWL`, a little-endian u32 format version, then
+//! records. A record is a little-endian u32 payload length, a u32 CRC-32 of the payload,
+//! and the payload: the database name (u32 length + bytes) and the line protocol (the
+//! rest), every line with an explicit nanosecond timestamp. Files are named by a
+//! zero-padded sequence number, so directory order is write order.
+//!
+//! [`WalDir::write`] writes a file and makes it durable (the file and the directory are
+//! synced) before it returns. [`WalDir::open`] replays what is on disk: a file cut short
+//! by a crash, or damaged, yields its valid prefix and a [`Damage`] entry; nothing after
+//! the damage in that file is trusted.
+//!
+//! ```
+//! # fn main() -> std::io::Result<()> {
+//! use sluice_wal::{WalDir, WalRecord};
+//! let dir = tempfile::tempdir()?;
+//! let (mut wal, replay) = WalDir::open(dir.path())?;
+//! assert!(replay.files.is_empty());
+//! let record = WalRecord { database: "db".into(), line_protocol: "cpu usage=1i 10".into() };
+//! let sequence = wal.write(&[record.clone()])?;
+//! let (_, replay) = WalDir::open(dir.path())?;
+//! assert_eq!(replay.files, vec![(sequence, vec![record])]);
+//! # Ok(()) }
+//! ```
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"SLUICEWL";
+const VERSION: u32 = 1;
+const FILE_HEADER: usize = 12;
+const RECORD_HEADER: usize = 8;
+const EXTENSION: &str = "wal";
+
+/// One database's share of a flush.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalRecord {
+    /// The database written to.
+    pub database: String,
+    /// Validated line protocol, one line per row, nanosecond timestamps on every line.
+    pub line_protocol: String,
+}
+
+/// A WAL file whose end could not be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The file.
+    pub file: PathBuf,
+    /// How many records before the damage were replayed.
+    pub valid_records: usize,
+    /// What was wrong.
+    pub reason: String,
+}
+
+/// What [`WalDir::open`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Replay {
+    /// Each file's sequence number and records, in write order.
+    pub files: Vec<(u64, Vec<WalRecord>)>,
+    /// Files that were cut short or damaged.
+    pub damage: Vec<Damage>,
+}
+
+/// A directory of WAL files.
+#[derive(Debug)]
+pub struct WalDir {
+    dir: PathBuf,
+    next_sequence: u64,
+}
+
+impl WalDir {
+    /// Opens (creating if needed) `dir` and replays the files in it.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading the directory or its files. Damaged contents are not errors:
+    /// they are reported in [`Replay::damage`].
+    pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Self, Replay)> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let mut sequences = Vec::new();
+        for entry in fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+                continue;
+            }
+            if let Some(sequence) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
+                sequences.push(sequence);
+            }
+        }
+        sequences.sort_unstable();
+        let mut replay = Replay::default();
+        for &sequence in &sequences {
+            let path = file_path(&dir, sequence);
+            let bytes = fs::read(&path)?;
+            let (records, problem) = decode(&bytes);
+            if let Some(reason) = problem {
+                replay.damage.push(Damage { file: path, valid_records: records.len(), reason });
+            }
+            replay.files.push((sequence, records));
+        }
+        let next_sequence = sequences.last().map_or(1, |last| last + 1);
+        Ok((Self { dir, next_sequence }, replay))
+    }
+
+    /// Writes `records` as the next file and makes it durable; returns its sequence.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; the write is then not durable and must not be acknowledged.
+    pub fn write(&mut self, records: &[WalRecord]) -> io::Result<u64> {
+        let sequence = self.next_sequence;
+        let mut file = File::create(file_path(&self.dir, sequence))?;
+        file.write_all(&encode(records))?;
+        file.sync_all()?;
+        File::open(&self.dir)?.sync_all()?;
+        self.next_sequence += 1;
+        Ok(sequence)
+    }
+
+    /// Removes every file up to and including `sequence` (their contents are persisted
+    /// elsewhere).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors removing a file.
+    pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            let covered = path.extension().and_then(|e| e.to_str()) == Some(EXTENSION)
+                && path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s <= sequence);
+            if covered {
+                fs::remove_file(path)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn file_path(dir: &Path, sequence: u64) -> PathBuf {
+    dir.join(format!("{sequence:020}.{EXTENSION}"))
+}
+
+/// The bytes of a WAL file holding `records`.
+pub fn encode(records: &[WalRecord]) -> Vec<u8> {
+    let size: usize = records.iter().map(|r| RECORD_HEADER + 4 + r.database.len() + r.line_protocol.len()).sum();
+    let mut bytes = Vec::with_capacity(FILE_HEADER + size);
+    bytes.extend_from_slice(MAGIC);
+    bytes.extend_from_slice(&VERSION.to_le_bytes());
+    for record in records {
+        let mut payload = Vec::with_capacity(4 + record.database.len() + record.line_protocol.len());
+        payload.extend_from_slice(&len32(record.database.len()).to_le_bytes());
+        payload.extend_from_slice(record.database.as_bytes());
+        payload.extend_from_slice(record.line_protocol.as_bytes());
+        bytes.extend_from_slice(&len32(payload.len()).to_le_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+    }
+    bytes
+}
+
+fn len32(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+/// The records of a WAL file, and what stopped the reading early, if anything.
+pub fn decode(bytes: &[u8]) -> (Vec<WalRecord>, Option<String>) {
+    if bytes.len() < FILE_HEADER || &bytes[..8] != MAGIC {
+        return (Vec::new(), Some("not a WAL file (bad magic or truncated header)".into()));
+    }
+    let version = u32_at(bytes, 8);
+    if version != VERSION {
+        return (Vec::new(), Some(format!("unsupported WAL version {version}")));
+    }
+    let mut records = Vec::new();
+    let mut at = FILE_HEADER;
+    while at < bytes.len() {
+        let number = records.len() + 1;
+        if bytes.len() - at < RECORD_HEADER {
+            return (records, Some(format!("record {number} is truncated")));
+        }
+        let length = u32_at(bytes, at) as usize;
+        let checksum = u32_at(bytes, at + 4);
+        let start = at + RECORD_HEADER;
+        let Some(payload) = start.checked_add(length).and_then(|end| bytes.get(start..end)) else {
+            return (records, Some(format!("record {number} is truncated")));
+        };
+        if crc32fast::hash(payload) != checksum {
+            return (records, Some(format!("record {number} fails its checksum")));
+        }
+        match record(payload) {
+            Some(record) => records.push(record),
+            None => return (records, Some(format!("record {number} is malformed"))),
+        }
+        at = start + length;
+    }
+    (records, None)
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+fn record(payload: &[u8]) -> Option<WalRecord> {
+    let db_len = u32_at(payload.get(..4)?, 0) as usize;
+    let database = std::str::from_utf8(payload.get(4..4 + db_len)?).ok()?;
+    let line_protocol = std::str::from_utf8(payload.get(4 + db_len..)?).ok()?;
+    Some(WalRecord { database: database.to_string(), line_protocol: line_protocol.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<WalRecord> {
+        vec![
+            WalRecord { database: "a".into(), line_protocol: "cpu,host=x usage=1i 1\ncpu usage=2i 2".into() },
+            WalRecord { database: "b".into(), line_protocol: "mem free=3u 3".into() },
+        ]
+    }
+
+    #[test]
+    fn every_prefix_of_a_file_replays_its_whole_records() {
+        let bytes = encode(&records());
+        assert_eq!(decode(&bytes), (records(), None));
+        let first_record_end = FILE_HEADER + RECORD_HEADER + 4 + 1 + records()[0].line_protocol.len();
+        for cut in 0..bytes.len() {
+            let (replayed, problem) = decode(&bytes[..cut]);
+            let at_boundary = cut == FILE_HEADER || cut == first_record_end;
+            assert_eq!(problem.is_none(), at_boundary, "cut at {cut}");
+            let expected = if cut >= first_record_end { 1 } else { 0 };
+            assert_eq!(replayed.len(), expected, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_stops_replay_at_the_damaged_record() {
+        let mut bytes = encode(&records());
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x20;
+        let (replayed, problem) = decode(&bytes);
+        assert_eq!(replayed, records()[..1]);
+        assert_eq!(problem.as_deref(), Some("record 2 fails its checksum"));
+    }
+
+    #[test]
+    fn files_replay_in_order_report_damage_and_can_be_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = WalDir::open(dir.path()).expect("opens");
+        let first = wal.write(&records()[..1]).expect("writes");
+        let second = wal.write(&records()[1..]).expect("writes");
+        let third = wal.write(&records()).expect("writes");
+        let third_path = file_path(dir.path(), third);
+        let length = fs::metadata(&third_path).expect("exists").len();
+        File::options().write(true).open(&third_path).expect("opens").set_len(length - 3).expect("truncates");
+
+        let (mut wal, replay) = WalDir::open(dir.path()).expect("reopens");
+        let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sequences, [first, second, third]);
+        assert_eq!(replay.files[2].1, records()[..1]);
+        assert_eq!(replay.damage, vec![Damage { file: third_path, valid_records: 1, reason: "record 2 is truncated".into() }]);
+
+        assert_eq!(wal.write(&records()).expect("writes"), third + 1, "sequence numbers continue");
+        wal.remove_through(second).expect("removes");
+        let (_, replay) = WalDir::open(dir.path()).expect("reopens");
+        let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
+        assert_eq!(sequences, [third, third + 1]);
+    }
+}
