@@ -141,6 +141,46 @@ impl Precision {
     }
 }
 
+impl Line {
+    /// Appends this line to `out` as line protocol with its nanosecond timestamp,
+    /// escaped so that [`parse`] reads back the same line.
+    pub fn write_to(&self, out: &mut String) {
+        escape_into(out, &self.table, &[',', ' ']);
+        for (key, value) in &self.tags {
+            out.push(',');
+            escape_into(out, key, &[',', '=', ' ']);
+            out.push('=');
+            escape_into(out, value, &[',', '=', ' ']);
+        }
+        for (i, (key, value)) in self.fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            escape_into(out, key, &[',', '=', ' ']);
+            out.push('=');
+            match value {
+                FieldValue::I64(v) => out.push_str(&format!("{v}i")),
+                FieldValue::U64(v) => out.push_str(&format!("{v}u")),
+                FieldValue::F64(v) => out.push_str(&format!("{v:?}")),
+                FieldValue::String(v) => {
+                    out.push('"');
+                    escape_into(out, v, &['"']);
+                    out.push('"');
+                }
+                FieldValue::Bool(v) => out.push_str(if *v { "t" } else { "f" }),
+            }
+        }
+        out.push_str(&format!(" {}", self.time_ns));
+    }
+}
+
+fn escape_into(out: &mut String, text: &str, special: &[char]) {
+    for c in text.chars() {
+        if c == '\\' || special.contains(&c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 /// Parses `input`; lines without a timestamp get `default_time_ns`. Blank lines and
 /// `#` comments are skipped.
 pub fn parse(input: &str, precision: Precision, default_time_ns: i64) -> ParsedBody {

@@ -83,5 +83,12 @@ proptest! {
         prop_assert_eq!(got.tags.clone(), tags.into_iter().collect::<Vec<_>>());
         prop_assert_eq!(got.fields.clone(), fields.into_iter().collect::<Vec<_>>());
         prop_assert_eq!(got.time_ns, timestamp.unwrap_or(7));
+
+        // Written back out, the line parses to itself.
+        let mut written = String::new();
+        got.write_to(&mut written);
+        let reparsed = parse(&written, Precision::Nanosecond, 0);
+        prop_assert!(reparsed.errors.is_empty(), "{written}: {:?}", reparsed.errors);
+        prop_assert_eq!(&reparsed.lines[0], got);
     }
 }
