@@ -1,4 +1,6 @@
-//! End-to-end tests of the `sluice` binary: one module per command family.
+//! End-to-end tests of the `sluice` binary: one module per area.
 
+mod http;
+mod server;
 mod support;
 mod test_local;

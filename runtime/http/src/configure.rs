@@ -1,0 +1,58 @@
+//! `/api/v3/configure/database`: create, list, delete.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_catalog::Error as CatalogError;
+use std::collections::HashMap;
+
+#[derive(Deserialize)]
+struct CreateDatabase {
+    db: String,
+}
+
+fn catalog_error(error: CatalogError) -> ApiError {
+    match error {
+        CatalogError::InvalidDatabaseName(_) => ApiError::BadRequest(error.to_string()),
+        CatalogError::DatabaseNotFound(_) | CatalogError::TableNotFound { .. } => ApiError::NotFound(error.to_string()),
+        CatalogError::AlreadyExists => ApiError::Conflict(error.to_string()),
+    }
+}
+
+/// Parses a JSON body, requiring a JSON content type.
+pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence != "application/json" && !essence.ends_with("+json") {
+        return Err(ApiError::UnsupportedMediaType("unacceptable content-type, expected: application/json".into()));
+    }
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("serde json error: {e}")))
+}
+
+/// `POST /api/v3/configure/database` with `{"db": NAME}`.
+pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+    let request: CreateDatabase = json_body(&headers, &body)?;
+    state.storage.catalog().create_database(&request.db).map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// `GET /api/v3/configure/database`: `[{"iox::database": NAME}, ...]`.
+pub async fn list_databases(State(state): State<AppState>) -> Json<Value> {
+    let names = state.storage.catalog().database_names();
+    Json(names.into_iter().map(|name| json!({"iox::database": name})).collect())
+}
+
+/// `DELETE /api/v3/configure/database?db=NAME`.
+pub async fn delete_database(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    let name = params.get("db").ok_or_else(|| ApiError::BadRequest("missing query parameter 'db'".into()))?;
+    state.storage.catalog().delete_database(name).map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}

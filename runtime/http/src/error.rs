@@ -1,0 +1,81 @@
+//! Every failure a handler can have, and the status and body it answers with.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use sluice_query::QueryError;
+use sluice_storage::{LineError, WriteError};
+
+/// A failed request.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with `{"error": message}`.
+    BadRequest(String),
+    /// 404 with `{"error": message}`.
+    NotFound(String),
+    /// 409 with `{"error": message}`.
+    Conflict(String),
+    /// 413: the body is over `--max-http-request-size`.
+    TooLarge(usize),
+    /// 415 with `{"error": message}`.
+    UnsupportedMediaType(String),
+    /// A write refused line by line.
+    Write(WriteError),
+    /// Some lines of a partial write were refused; the others were written.
+    Partial(Vec<LineError>),
+    /// 500: a fault of the server; details go to the log, not to the client.
+    Internal(String),
+}
+
+fn line_errors(errors: &[LineError]) -> serde_json::Value {
+    errors
+        .iter()
+        .map(|e| {
+            let original: String = e.original_line.chars().take(20).collect();
+            json!({"error_message": e.error_message, "line_number": e.line_number, "original_line": original})
+        })
+        .collect()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
+            Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
+            Self::UnsupportedMediaType(message) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": message})),
+            Self::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": format!("the request body is larger than the limit of {limit} bytes")}),
+            ),
+            Self::Partial(errors) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "partial write of line protocol occurred", "data": line_errors(&errors)}),
+            ),
+            Self::Write(WriteError::Rejected(errors)) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "line protocol parsing error", "data": line_errors(&errors).get(0).cloned()}),
+            ),
+            Self::Write(WriteError::Empty(errors)) => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "incoming write was empty", "data": line_errors(&errors)}),
+            ),
+            Self::Write(WriteError::InvalidDatabaseName(message)) => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::Write(WriteError::Durability(message)) | Self::Internal(message) => {
+                tracing::error!("internal error: {message}");
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the server log"}))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::DatabaseNotFound(_) => Self::NotFound(error.to_string()),
+            QueryError::Plan(message) | QueryError::Execution(message) => Self::BadRequest(message),
+        }
+    }
+}

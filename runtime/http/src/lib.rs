@@ -1,0 +1,50 @@
+//! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
+//! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
+//! (`/api/v3/configure/database`) and [`health`] (`/health`, `/ping`). Errors from every
+//! handler become responses in one place, [`error::ApiError`].
+
+pub mod body;
+pub mod configure;
+pub mod error;
+pub mod health;
+pub mod query;
+pub mod write;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sluice_query::QueryEngine;
+use sluice_storage::WriteBuffer;
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The write path and buffer.
+    pub storage: Arc<WriteBuffer>,
+    /// SQL over the storage.
+    pub query: QueryEngine,
+    /// Largest request body accepted, after decompression.
+    pub max_request_bytes: usize,
+}
+
+/// The router of the whole API.
+pub fn router(state: AppState) -> Router {
+    let limit = state.max_request_bytes;
+    Router::new()
+        .route("/api/v3/write_lp", post(write::write_v3))
+        .route("/api/v2/write", post(write::write_v2))
+        .route("/write", post(write::write_v1))
+        .route("/api/v3/query_sql", get(query::query_get).post(query::query_post))
+        .route(
+            "/api/v3/configure/database",
+            get(configure::list_databases).post(configure::create_database).delete(configure::delete_database),
+        )
+        .route("/health", get(health::health))
+        .route("/api/v1/health", get(health::health))
+        .route("/ping", get(health::ping).post(health::ping))
+        .fallback(health::not_found)
+        // The raw body may be compressed; `body::read` enforces the limit after decoding.
+        .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .with_state(state)
+}

@@ -1,0 +1,118 @@
+//! SQL over Sluice's tables, with DataFusion.
+//!
+//! Each query runs in a fresh `SessionContext` whose default schema `public.iox` lists the
+//! database's tables ([`DatabaseSchema`]); a table's rows are snapshotted from the
+//! storage buffer only when the query touches it. `information_schema` and `SHOW TABLES`
+//! work, and `$name` placeholders take their values from the request.
+//!
+//! Column types are InfluxDB's: tags `Dictionary(Int32, Utf8)`, `time`
+//! `Timestamp(Nanosecond, None)`, fields `Int64`, `UInt64`, `Float64`, `Utf8`, `Boolean`.
+
+mod schema;
+
+pub use datafusion::arrow::datatypes::SchemaRef;
+pub use datafusion::arrow::record_batch::RecordBatch;
+pub use datafusion::scalar::ScalarValue;
+pub use schema::DatabaseSchema;
+
+use datafusion::catalog::MemoryCatalogProvider;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::catalog::CatalogProvider;
+use sluice_storage::WriteBuffer;
+use std::sync::Arc;
+
+/// The catalog and schema every database's tables live in, as upstream names them.
+pub const DEFAULT_CATALOG: &str = "public";
+/// See [`DEFAULT_CATALOG`].
+pub const DEFAULT_SCHEMA: &str = "iox";
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// No such database.
+    #[error("database not found: {0}")]
+    DatabaseNotFound(String),
+    /// The query is wrong: bad SQL, unknown table or column, missing parameter.
+    #[error("{0}")]
+    Plan(String),
+    /// The query failed while running.
+    #[error("{0}")]
+    Execution(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> Self {
+        match error {
+            DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) | DataFusionError::ArrowError(..) => {
+                Self::Execution(error.to_string())
+            }
+            _ => Self::Plan(error.to_string()),
+        }
+    }
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// The result schema (also when there are no rows).
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+}
+
+/// Runs SQL against the storage's tables.
+#[derive(Clone)]
+pub struct QueryEngine {
+    storage: Arc<WriteBuffer>,
+}
+
+impl QueryEngine {
+    /// An engine over `storage`.
+    pub fn new(storage: Arc<WriteBuffer>) -> Self {
+        Self { storage }
+    }
+
+    /// A session whose default schema is `database`'s tables.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::DatabaseNotFound`].
+    pub fn session(&self, database: &str) -> Result<SessionContext, QueryError> {
+        if self.storage.catalog().database(database).is_none() {
+            return Err(QueryError::DatabaseNotFound(database.to_string()));
+        }
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA);
+        let context = SessionContext::new_with_config(config);
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema(DEFAULT_SCHEMA, Arc::new(DatabaseSchema::new(database, Arc::clone(&self.storage))))?;
+        context.register_catalog(DEFAULT_CATALOG, Arc::new(catalog));
+        Ok(context)
+    }
+
+    /// Runs `sql` on `database` with `$name` parameters.
+    ///
+    /// # Errors
+    ///
+    /// See [`QueryError`].
+    pub async fn sql(
+        &self,
+        database: &str,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<QueryOutput, QueryError> {
+        let context = self.session(database)?;
+        let mut frame = context.sql(sql).await?;
+        if !params.is_empty() {
+            frame = frame.with_param_values(params)?;
+        }
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        Ok(QueryOutput { schema, batches })
+    }
+}
+
+#[cfg(test)]
+mod tests;

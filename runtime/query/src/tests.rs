@@ -1,0 +1,154 @@
+//! SQL behaviour, case by case: each query with the rows it must return.
+
+use super::*;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use sluice_storage::WriteRequest;
+
+const DATA: &str = "\
+cpu,host=a,region=west usage=10.0,count=1i,ok=true 3600000000000
+cpu,host=a,region=west usage=20.0,count=2i,ok=false 3660000000000
+cpu,host=b,region=east usage=30.0,count=3i,ok=true 7200000000000
+cpu,host=b,region=east usage=50.0,count=4i,ok=true 7260000000000
+mem,host=a free=5u 3600000000000
+";
+
+async fn engine() -> (QueryEngine, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (storage, _) = WriteBuffer::open(dir.path()).expect("opens");
+    let request = WriteRequest {
+        database: "db",
+        body: DATA,
+        precision: sluice_lp::Precision::Nanosecond,
+        accept_partial: false,
+        no_sync: true,
+        default_time_ns: 0,
+    };
+    storage.write_lp(request).await.expect("written");
+    storage.flush().await.expect("flushed");
+    (QueryEngine::new(storage), dir)
+}
+
+async fn rows(engine: &QueryEngine, sql: &str, params: Vec<(String, ScalarValue)>) -> String {
+    let output = engine.sql("db", sql, params).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pretty_format_batches(&output.batches).expect("formats").to_string()
+}
+
+fn table(lines: &[&str]) -> String {
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn the_queries_of_the_plugin_library_work() {
+    let (engine, _dir) = engine().await;
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "SELECT DATE_BIN(INTERVAL '1 hour', time, '1970-01-01T00:00:00Z') AS hour, host, avg(usage) AS avg \
+             FROM cpu GROUP BY hour, host ORDER BY hour",
+            vec![
+                "+---------------------+------+------+",
+                "| hour                | host | avg  |",
+                "+---------------------+------+------+",
+                "| 1970-01-01T01:00:00 | a    | 15.0 |",
+                "| 1970-01-01T02:00:00 | b    | 40.0 |",
+                "+---------------------+------+------+",
+            ],
+        ),
+        (
+            "SELECT count(*) AS n FROM cpu WHERE time >= '1970-01-01T02:00:00Z'",
+            vec!["+---+", "| n |", "+---+", "| 2 |", "+---+"],
+        ),
+        (
+            "SELECT count(*) AS n FROM cpu WHERE time < '1970-01-01 01:30:00+00:00'",
+            vec!["+---+", "| n |", "+---+", "| 2 |", "+---+"],
+        ),
+        (
+            "SELECT count(*) AS n FROM cpu WHERE time > now() - INTERVAL '5 minutes'",
+            vec!["+---+", "| n |", "+---+", "| 0 |", "+---+"],
+        ),
+        (
+            "SELECT host, first_value(usage ORDER BY time) AS first, median(usage) AS median, \
+             approx_median(usage) AS approx FROM cpu GROUP BY host ORDER BY host",
+            vec![
+                "+------+-------+--------+--------+",
+                "| host | first | median | approx |",
+                "+------+-------+--------+--------+",
+                "| a    | 10.0  | 15.0   | 15.0   |",
+                "| b    | 30.0  | 40.0   | 40.0   |",
+                "+------+-------+--------+--------+",
+            ],
+        ),
+        (
+            "SELECT round(stddev(usage), 3) AS sd, var(usage) AS v FROM cpu",
+            vec!["+--------+--------------------+", "| sd     | v                  |", "+--------+--------------------+", "| 17.078 | 291.66666666666663 |", "+--------+--------------------+"],
+        ),
+        (
+            "SELECT upper(host) AS h FROM cpu GROUP BY h ORDER BY h",
+            vec!["+---+", "| h |", "+---+", "| A |", "| B |", "+---+"],
+        ),
+        (
+            "SELECT \"region\", count FROM 'cpu' WHERE \"host\" = 'b' ORDER BY count",
+            vec!["+--------+-------+", "| region | count |", "+--------+-------+", "| east   | 3     |", "| east   | 4     |", "+--------+-------+"],
+        ),
+        (
+            "SELECT free, time FROM mem",
+            vec!["+------+---------------------+", "| free | time                |", "+------+---------------------+", "| 5    | 1970-01-01T01:00:00 |", "+------+---------------------+"],
+        ),
+    ];
+    for (sql, expected) in cases {
+        assert_eq!(rows(&engine, sql, vec![]).await, table(&expected), "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn parameters_bind_by_name_including_times() {
+    let (engine, _dir) = engine().await;
+    let params = vec![
+        ("host".to_string(), ScalarValue::Utf8(Some("a".into()))),
+        ("since".to_string(), ScalarValue::Utf8(Some("1970-01-01T01:01:00Z".into()))),
+        ("ns".to_string(), ScalarValue::Utf8(Some("3600000000000".into()))),
+    ];
+    let sql = "SELECT count FROM cpu WHERE host = $host AND time >= $since \
+               AND time > to_timestamp_nanos(arrow_cast($ns, 'Int64'))";
+    assert_eq!(rows(&engine, sql, params).await, table(&["+-------+", "| count |", "+-------+", "| 2     |", "+-------+"]));
+
+    let missing = engine.sql("db", "SELECT * FROM cpu WHERE host = $host", vec![]).await;
+    let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("No value found for placeholder with name $host"), "{message}");
+}
+
+#[tokio::test]
+async fn information_schema_and_show_tables_describe_influx_types() {
+    let (engine, _dir) = engine().await;
+    let sql = "SELECT column_name, data_type FROM information_schema.columns \
+               WHERE table_name = 'cpu' ORDER BY ordinal_position";
+    assert_eq!(
+        rows(&engine, sql, vec![]).await,
+        table(&[
+            "+-------------+-----------------------------+",
+            "| column_name | data_type                   |",
+            "+-------------+-----------------------------+",
+            "| host        | Dictionary(Int32, Utf8)     |",
+            "| region      | Dictionary(Int32, Utf8)     |",
+            "| usage       | Float64                     |",
+            "| count       | Int64                       |",
+            "| ok          | Boolean                     |",
+            "| time        | Timestamp(Nanosecond, None) |",
+            "+-------------+-----------------------------+",
+        ])
+    );
+    let shown = rows(&engine, "SHOW TABLES", vec![]).await;
+    assert!(shown.contains("| public        | iox                | cpu"), "{shown}");
+    assert!(shown.contains("| public        | iox                | mem"), "{shown}");
+}
+
+#[tokio::test]
+async fn errors_say_what_is_wrong() {
+    let (engine, _dir) = engine().await;
+    let unknown_table = engine.sql("db", "SELECT foo FROM not_here", vec![]).await.err().map(|e| e.to_string());
+    assert_eq!(
+        unknown_table.as_deref(),
+        Some("Error during planning: table 'public.iox.not_here' not found")
+    );
+    assert!(matches!(engine.sql("nope", "SELECT 1", vec![]).await, Err(QueryError::DatabaseNotFound(_))));
+    assert!(matches!(engine.sql("db", "SELEC 1", vec![]).await, Err(QueryError::Plan(_))));
+}
