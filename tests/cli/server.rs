@@ -16,10 +16,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts with more `serve` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
         let child = sluice()
             .args(["serve", "--http-bind", "127.0.0.1:0", "--wal-flush-interval", "10ms", "--max-http-request-size", "4096"])
+            .args(flags)
             .arg("--data-dir")
             .arg(data_dir.join("data"))
             .arg("--tcp-listener-file-path")
@@ -42,6 +48,11 @@ impl TestServer {
 
     pub fn post(&self, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
         request(self.address, "POST", target, headers, body)
+    }
+
+    /// The server's URL, for `--host`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
     }
 
     pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
@@ -171,6 +182,124 @@ fn databases_are_created_listed_and_deleted() {
     assert_eq!(deleted.status, 200);
     let again = request(server.address, "DELETE", "/api/v3/configure/database?db=one", &[], b"");
     assert_eq!(again.status, 404);
+}
+
+/// Files under `dir` (recursively) whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn snapshots_move_rows_to_parquet_and_every_row_is_seen_once_after_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = TestServer::start_with(dir.path(), &["--snapshot-rows", "200"]);
+    for batch in 0..10 {
+        let body: String = (0..100).map(|i| format!("cpu,host=h{} usage={}i {}\n", i % 4, batch * 100 + i, batch * 100 + i)).collect();
+        let response = server.post("/api/v3/write_lp?db=mydb&precision=ns", &[], body.as_bytes());
+        assert_eq!(response.status, 204, "{}", response.text());
+    }
+    let started = Instant::now();
+    while files_ending(&data, ".parquet").is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "no snapshot was written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let totals = json!([{"n": 1000, "total": 499500}]);
+    assert_eq!(server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
+    server.kill();
+
+    assert!(!files_ending(&data.join("sluice/snapshots"), ".json").is_empty(), "manifests are written");
+    let restarted = TestServer::start(dir.path());
+    assert_eq!(restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
+    let by_host = restarted.query("mydb", "SELECT host, count(*) AS n FROM cpu GROUP BY host ORDER BY host");
+    assert_eq!(by_host[3], json!({"host": "h3", "n": 250}));
+}
+
+#[test]
+fn the_memory_object_store_serves_snapshotted_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(dir.path(), &["--object-store", "memory", "--snapshot-rows", "1"]);
+    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"m f=1i 1\nm f=2i 2").status, 204);
+    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"m f=3i 3").status, 204);
+    assert_eq!(server.query("db", "SELECT sum(f) AS s FROM m"), json!([{"s": 6}]));
+    assert!(files_ending(&dir.path().join("data"), ".parquet").is_empty(), "nothing on disk");
+}
+
+#[test]
+fn s3_without_a_bucket_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = sluice()
+        .args(["serve", "--object-store", "s3", "--http-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("INFLUXDB3_BUCKET")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("needs a bucket (--bucket)"), "{stderr}");
+}
+
+#[test]
+fn tables_are_created_with_their_columns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path());
+    let json_type = [("content-type", "application/json")];
+    assert_eq!(server.post("/api/v3/configure/database", &json_type, b"{\"db\": \"db\"}").status, 200);
+    let table = json!({"db": "db", "table": "weather", "tags": ["city"], "fields": [{"name": "temp", "type": "float64"}, {"name": "note", "type": "utf8"}]});
+    let create = |body: &serde_json::Value| server.post("/api/v3/configure/table", &json_type, body.to_string().as_bytes());
+    assert_eq!(create(&table).status, 200);
+    assert_eq!(create(&table).status, 409);
+    assert_eq!(create(&json!({"db": "nope", "table": "t"})).status, 404);
+    assert_eq!(create(&json!({"db": "db", "table": "t", "fields": [{"name": "x", "type": "decimal"}]})).status, 400);
+    assert_eq!(create(&json!({"db": "db", "table": "t", "tags": ["time"]})).status, 400);
+    let columns = server.query(
+        "db",
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'weather' ORDER BY ordinal_position",
+    );
+    assert_eq!(
+        columns,
+        json!([
+            {"column_name": "city", "data_type": "Dictionary(Int32, Utf8)"},
+            {"column_name": "temp", "data_type": "Float64"},
+            {"column_name": "note", "data_type": "Utf8"},
+            {"column_name": "time", "data_type": "Timestamp(ns)"}
+        ])
+    );
+    assert_eq!(server.query("db", "SELECT count(*) AS n FROM weather"), json!([{"n": 0}]));
+    let conflict = server.post("/api/v3/write_lp?db=db&accept_partial=false", &[], b"weather,city=x temp=1i");
+    assert_eq!(conflict.status, 400, "the declared type holds: {}", conflict.text());
+}
+
+#[test]
+fn parquet_results_read_back_as_the_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path());
+    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"cpu,host=a usage=0.5 1\ncpu,host=b usage=1.5 2").status, 204);
+    let sql = encode("SELECT host, usage FROM cpu ORDER BY host");
+    for response in [
+        server.get(&format!("/api/v3/query_sql?db=db&format=parquet&q={sql}"), &[]),
+        server.get(&format!("/api/v3/query_sql?db=db&q={sql}"), &[("accept", "application/vnd.apache.parquet")]),
+    ] {
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.header("content-type"), Some("application/vnd.apache.parquet"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(response.body))
+            .expect("a Parquet file")
+            .build()
+            .expect("a reader");
+        let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("rows");
+        let text = arrow::util::pretty::pretty_format_batches(&batches).expect("formats").to_string();
+        assert!(text.contains("| a    | 0.5   |") && text.contains("| b    | 1.5   |"), "{text}");
+    }
 }
 
 fn encode(text: &str) -> String {

@@ -47,6 +47,12 @@ pub enum Error {
     /// The database or table exists already.
     #[error("attempted to create a resource that already exists")]
     AlreadyExists,
+    /// A table definition that cannot be created (empty name, repeated column, …).
+    #[error("invalid table definition: {0}")]
+    InvalidTable(String),
+    /// The changed catalog could not be made durable.
+    #[error("the catalog could not be persisted: {0}")]
+    Io(String),
 }
 
 /// The type of a column.
@@ -176,6 +182,11 @@ impl Catalog {
         self.read().keys().cloned().collect()
     }
 
+    /// Whether a database exists.
+    pub fn has_database(&self, name: &str) -> bool {
+        self.read().contains_key(name)
+    }
+
     /// A copy of one database's schema.
     pub fn database(&self, name: &str) -> Option<Database> {
         self.read().get(name).cloned()
@@ -198,13 +209,27 @@ impl Catalog {
         tags: &[String],
         fields: &[(String, ColumnType)],
     ) -> Result<(), Error> {
+        if table.is_empty() {
+            return Err(Error::InvalidTable("the table name is empty".into()));
+        }
+        let mut columns: Vec<(String, ColumnType)> = tags.iter().map(|t| (t.clone(), ColumnType::Tag)).collect();
+        columns.extend(fields.iter().cloned());
+        for (index, (name, column_type)) in columns.iter().enumerate() {
+            if name.is_empty() || name == "time" {
+                return Err(Error::InvalidTable(format!("`{name}` cannot be a column name")));
+            }
+            if *column_type == ColumnType::Time {
+                return Err(Error::InvalidTable(format!("`{name}`: only `time` has the time type")));
+            }
+            if columns[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(Error::InvalidTable(format!("column `{name}` is given twice")));
+            }
+        }
         let mut databases = self.write();
         let db = databases.get_mut(database).ok_or_else(|| Error::DatabaseNotFound(database.to_string()))?;
         if db.tables.contains_key(table) {
             return Err(Error::AlreadyExists);
         }
-        let mut columns: Vec<(String, ColumnType)> = tags.iter().map(|t| (t.clone(), ColumnType::Tag)).collect();
-        columns.extend(fields.iter().cloned());
         columns.push(("time".into(), ColumnType::Time));
         db.tables.insert(table.to_string(), Table { columns });
         Ok(())

@@ -63,6 +63,14 @@ fn bad_names_and_missing_databases_are_errors() {
     catalog.create_table("db", "t", &["host".into()], &[("v".into(), ColumnType::Float)]).expect("created");
     assert_eq!(catalog.column_type("db", "t", "v"), Some(ColumnType::Float));
     assert_eq!(catalog.create_table("db", "t", &[], &[]), Err(Error::AlreadyExists));
+    for (tags, fields) in [
+        (vec!["a".to_string()], vec![("a".to_string(), ColumnType::Int)]),
+        (vec!["time".to_string()], vec![]),
+        (vec![], vec![("t".to_string(), ColumnType::Time)]),
+    ] {
+        assert!(matches!(catalog.create_table("db", "u", &tags, &fields), Err(Error::InvalidTable(_))), "{tags:?} {fields:?}");
+    }
+    assert!(matches!(catalog.create_table("db", "", &[], &[]), Err(Error::InvalidTable(_))));
     catalog.delete_database("db").expect("deleted");
     assert!(catalog.database_names().is_empty());
 }

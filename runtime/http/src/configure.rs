@@ -1,4 +1,5 @@
-//! `/api/v3/configure/database`: create, list, delete.
+//! `/api/v3/configure/database` (create, list, delete) and `/api/v3/configure/table`
+//! (create).
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -8,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_catalog::Error as CatalogError;
+use sluice_catalog::{ColumnType, Error as CatalogError};
 use std::collections::HashMap;
 
 #[derive(Deserialize)]
@@ -16,11 +17,44 @@ struct CreateDatabase {
     db: String,
 }
 
+#[derive(Deserialize)]
+struct CreateTable {
+    db: String,
+    table: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    fields: Vec<FieldDefinition>,
+}
+
+#[derive(Deserialize)]
+struct FieldDefinition {
+    name: String,
+    #[serde(rename = "type")]
+    field_type: String,
+}
+
+fn field_type(name: &str) -> Result<ColumnType, ApiError> {
+    Ok(match name {
+        "utf8" | "string" => ColumnType::String,
+        "int64" | "int" => ColumnType::Int,
+        "uint64" | "uint" => ColumnType::UInt,
+        "float64" | "float" => ColumnType::Float,
+        "bool" | "boolean" => ColumnType::Bool,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "invalid field type `{other}`: expected utf8, int64, uint64, float64 or bool"
+            )));
+        }
+    })
+}
+
 fn catalog_error(error: CatalogError) -> ApiError {
     match error {
-        CatalogError::InvalidDatabaseName(_) => ApiError::BadRequest(error.to_string()),
+        CatalogError::InvalidDatabaseName(_) | CatalogError::InvalidTable(_) => ApiError::BadRequest(error.to_string()),
         CatalogError::DatabaseNotFound(_) | CatalogError::TableNotFound { .. } => ApiError::NotFound(error.to_string()),
         CatalogError::AlreadyExists => ApiError::Conflict(error.to_string()),
+        CatalogError::Io(message) => ApiError::Internal(message),
     }
 }
 
@@ -37,7 +71,7 @@ pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8
 /// `POST /api/v3/configure/database` with `{"db": NAME}`.
 pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
     let request: CreateDatabase = json_body(&headers, &body)?;
-    state.storage.catalog().create_database(&request.db).map_err(catalog_error)?;
+    state.storage.create_database(&request.db).map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }
 
@@ -53,6 +87,19 @@ pub async fn delete_database(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let name = params.get("db").ok_or_else(|| ApiError::BadRequest("missing query parameter 'db'".into()))?;
-    state.storage.catalog().delete_database(name).map_err(catalog_error)?;
+    state.storage.delete_database(name).await.map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// `POST /api/v3/configure/table` with
+/// `{"db", "table", "tags": [NAME], "fields": [{"name", "type"}]}`.
+pub async fn create_table(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+    let request: CreateTable = json_body(&headers, &body)?;
+    let fields = request
+        .fields
+        .into_iter()
+        .map(|field| field_type(&field.field_type).map(|t| (field.name, t)))
+        .collect::<Result<Vec<_>, _>>()?;
+    state.storage.create_table(&request.db, &request.table, &request.tags, &fields).map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v3/configure/database",
             get(configure::list_databases).post(configure::create_database).delete(configure::delete_database),
         )
+        .route("/api/v3/configure/table", post(configure::create_table))
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/ping", get(health::ping).post(health::ping))

@@ -1,4 +1,5 @@
-//! `GET|POST /api/v3/query_sql`: SQL in, rows out as JSON, JSON lines, CSV or a table.
+//! `GET|POST /api/v3/query_sql`: SQL in, rows out as JSON, JSON lines, CSV, a table or
+//! Parquet.
 
 use crate::AppState;
 use crate::configure::json_body;
@@ -10,8 +11,9 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_query::ScalarValue;
+use sluice_query::{ScalarValue, SchemaRef};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Result formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub enum Format {
     Csv,
     /// A text table.
     Pretty,
+    /// A Parquet file.
+    Parquet,
 }
 
 impl Format {
@@ -33,7 +37,10 @@ impl Format {
             "jsonl" | "json_lines" => Ok(Self::JsonLines),
             "csv" => Ok(Self::Csv),
             "pretty" => Ok(Self::Pretty),
-            other => Err(ApiError::BadRequest(format!("invalid format `{other}`: expected json, jsonl, csv or pretty"))),
+            "parquet" => Ok(Self::Parquet),
+            other => Err(ApiError::BadRequest(format!(
+                "invalid format `{other}`: expected json, jsonl, csv, pretty or parquet"
+            ))),
         }
     }
 
@@ -48,6 +55,8 @@ impl Format {
             Ok(Self::Pretty)
         } else if accept.contains("application/jsonl") {
             Ok(Self::JsonLines)
+        } else if accept.contains("application/vnd.apache.parquet") {
+            Ok(Self::Parquet)
         } else {
             Err(ApiError::BadRequest(format!("invalid mime type ({accept})")))
         }
@@ -59,6 +68,7 @@ impl Format {
             Self::JsonLines => "application/jsonl",
             Self::Csv => "text/csv",
             Self::Pretty => "text/plain; charset=utf-8",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -133,12 +143,12 @@ async fn run(state: &AppState, headers: &HeaderMap, request: QueryRequest) -> Re
         .map(|(name, value)| scalar(&name, value).map(|v| (name, v)))
         .collect::<Result<Vec<_>, _>>()?;
     let output = state.query.sql(&database, &sql, params).await?;
-    let body = encode(format, &output.batches).map_err(ApiError::Internal)?;
+    let body = encode(format, &output.schema, &output.batches).map_err(ApiError::Internal)?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
-/// Encodes rows in `format`.
-pub fn encode(format: Format, batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
+/// Encodes rows of `schema` in `format`.
+pub fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let mut out = Vec::new();
     match format {
@@ -166,6 +176,15 @@ pub fn encode(format: Format, batches: &[RecordBatch]) -> Result<Vec<u8>, String
         Format::Pretty => {
             out = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?.to_string().into_bytes();
             out.push(b'\n');
+        }
+        Format::Parquet => {
+            // The batches' own schema: it may differ from the plan's in nullability.
+            let schema = batches.first().map_or_else(|| Arc::clone(schema), RecordBatch::schema);
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| e.to_string())?;
+            for batch in batches {
+                writer.write(batch).map_err(|e| e.to_string())?;
+            }
+            writer.close().map_err(|e| e.to_string())?;
         }
     }
     Ok(out)

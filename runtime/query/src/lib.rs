@@ -1,21 +1,24 @@
 //! SQL over Sluice's tables, with DataFusion.
 //!
 //! Each query runs in a fresh `SessionContext` whose default schema `public.iox` lists the
-//! database's tables ([`DatabaseSchema`]); a table's rows are snapshotted from the
-//! storage buffer only when the query touches it. `information_schema` and `SHOW TABLES`
+//! database's tables ([`DatabaseSchema`]); a table ([`SluiceTable`]) is its rows in the
+//! storage buffer unioned with its Parquet files, taken only when the query touches it. `information_schema` and `SHOW TABLES`
 //! work, and `$name` placeholders take their values from the request.
 //!
 //! Column types are InfluxDB's: tags `Dictionary(Int32, Utf8)`, `time`
 //! `Timestamp(Nanosecond, None)`, fields `Int64`, `UInt64`, `Float64`, `Utf8`, `Boolean`.
 
 mod schema;
+mod table;
 
 pub use datafusion::arrow::datatypes::SchemaRef;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use datafusion::scalar::ScalarValue;
 pub use schema::DatabaseSchema;
+pub use table::SluiceTable;
 
 use datafusion::catalog::MemoryCatalogProvider;
+use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::catalog::CatalogProvider;
@@ -26,6 +29,9 @@ use std::sync::Arc;
 pub const DEFAULT_CATALOG: &str = "public";
 /// See [`DEFAULT_CATALOG`].
 pub const DEFAULT_SCHEMA: &str = "iox";
+
+/// The URL the storage's object store is registered under in each session.
+const STORE_URL: &str = "sluice://store";
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,15 +85,17 @@ impl QueryEngine {
     ///
     /// [`QueryError::DatabaseNotFound`].
     pub fn session(&self, database: &str) -> Result<SessionContext, QueryError> {
-        if self.storage.catalog().database(database).is_none() {
+        if !self.storage.catalog().has_database(database) {
             return Err(QueryError::DatabaseNotFound(database.to_string()));
         }
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA);
         let context = SessionContext::new_with_config(config);
+        let store_url = ObjectStoreUrl::parse(STORE_URL)?;
+        context.register_object_store(store_url.as_ref(), Arc::clone(self.storage.snapshots().store()));
         let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(DEFAULT_SCHEMA, Arc::new(DatabaseSchema::new(database, Arc::clone(&self.storage))))?;
+        catalog.register_schema(DEFAULT_SCHEMA, Arc::new(DatabaseSchema::new(database, Arc::clone(&self.storage), store_url)))?;
         context.register_catalog(DEFAULT_CATALOG, Arc::new(catalog));
         Ok(context)
     }
@@ -105,6 +113,12 @@ impl QueryEngine {
     ) -> Result<QueryOutput, QueryError> {
         let context = self.session(database)?;
         let mut frame = context.sql(sql).await?;
+        let mut wanted: Vec<String> = frame.logical_plan().get_parameter_names()?.into_iter().collect();
+        wanted.sort();
+        if let Some(missing) = wanted.iter().find(|name| !params.iter().any(|(given, _)| given == name.trim_start_matches('$'))) {
+            // Upstream's wording, which clients match on.
+            return Err(QueryError::Plan(format!("No value found for placeholder with name {missing}")));
+        }
         if !params.is_empty() {
             frame = frame.with_param_values(params)?;
         }

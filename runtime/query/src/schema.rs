@@ -1,26 +1,28 @@
 //! A database's tables as a DataFusion schema.
 
+use crate::table::SluiceTable;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
-use datafusion::datasource::MemTable;
+use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::Result;
 use sluice_storage::WriteBuffer;
-use sluice_storage::buffer::arrow_schema;
 use std::fmt;
 use std::sync::Arc;
 
 /// The tables of one database. Planning asks for table names synchronously, so they
-/// come from the catalog; a table's rows are snapshotted from the buffer only when a
-/// query asks for that table.
+/// come from the catalog; a table's rows (in memory and in Parquet files) are taken
+/// from storage only when a query asks for that table.
 pub struct DatabaseSchema {
     database: String,
     storage: Arc<WriteBuffer>,
+    store_url: ObjectStoreUrl,
 }
 
 impl DatabaseSchema {
-    /// The schema of `database` in `storage`.
-    pub fn new(database: &str, storage: Arc<WriteBuffer>) -> Self {
-        Self { database: database.to_string(), storage }
+    /// The schema of `database` in `storage`, whose object store is registered as
+    /// `store_url`.
+    pub fn new(database: &str, storage: Arc<WriteBuffer>, store_url: ObjectStoreUrl) -> Self {
+        Self { database: database.to_string(), storage, store_url }
     }
 }
 
@@ -41,17 +43,10 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let (schema, batches) = match self.storage.table_batches(&self.database, name) {
-            Some(found) => found,
-            None => {
-                let Some(table) = self.storage.catalog().database(&self.database).and_then(|db| db.tables.get(name).cloned())
-                else {
-                    return Ok(None);
-                };
-                (arrow_schema(&table.columns), Vec::new())
-            }
-        };
-        Ok(Some(Arc::new(MemTable::try_new(schema, vec![batches])?)))
+        Ok(self
+            .storage
+            .table_data(&self.database, name)
+            .map(|data| Arc::new(SluiceTable::new(data, self.store_url.clone())) as Arc<dyn TableProvider>))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -1,9 +1,14 @@
-//! Rows in memory as Arrow columns, per database and table.
+//! Rows in memory as Arrow columns, per database and table, and the Parquet files that
+//! hold the rows already persisted.
 //!
 //! A table appends into builders; every [`CHUNK_ROWS`] rows the builders are frozen into
 //! a `RecordBatch`, so a query copies at most one chunk. Columns that appear later are
-//! absent (null) in older chunks; [`Buffer::table_batches`] pads them to the table's
+//! absent (null) in older chunks; [`Buffer::table_data`] pads them to the table's
 //! current schema.
+//!
+//! A snapshot [freezes](Buffer::freeze) every table; the frozen chunks stay queryable
+//! until their Parquet files are [registered](Buffer::persisted), which swaps chunks for
+//! files in one step, so a query sees each row exactly once.
 
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
@@ -12,6 +17,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use sluice_catalog::ColumnType;
+use crate::persist::ParquetFile;
 use sluice_lp::{FieldValue, Line};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -32,11 +38,23 @@ pub fn arrow_type(column_type: ColumnType) -> DataType {
     }
 }
 
-/// The Arrow schema of a table with these columns; only `time` is non-nullable.
+/// Where a column of `column_type` goes in a table's schema: tags, then fields, then time.
+fn rank(column_type: ColumnType) -> u8 {
+    match column_type {
+        ColumnType::Tag => 0,
+        ColumnType::Time => 2,
+        _ => 1,
+    }
+}
+
+/// The Arrow schema of a table with these columns: tags, then fields, then `time`, each
+/// group in the given order. Only `time` is non-nullable.
 pub fn arrow_schema(columns: &[(String, ColumnType)]) -> SchemaRef {
+    let mut ordered: Vec<&(String, ColumnType)> = columns.iter().collect();
+    ordered.sort_by_key(|(_, t)| rank(*t));
     Arc::new(Schema::new(
-        columns
-            .iter()
+        ordered
+            .into_iter()
             .map(|(name, t)| Field::new(name, arrow_type(*t), *t != ColumnType::Time))
             .collect::<Vec<_>>(),
     ))
@@ -116,6 +134,8 @@ struct TableBuffer {
     positions: HashMap<String, usize>,
     active_rows: usize,
     frozen: Vec<RecordBatch>,
+    /// The snapshot that is persisting the first `n` frozen chunks: (snapshot id, n).
+    persisting: Option<(u64, usize)>,
 }
 
 impl TableBuffer {
@@ -169,19 +189,31 @@ impl TableBuffer {
     /// Column positions in schema order: tags, then fields, then `time`, each group in
     /// first-seen order.
     fn order(&self) -> Vec<usize> {
-        let rank = |t: ColumnType| match t {
-            ColumnType::Tag => 0,
-            ColumnType::Time => 2,
-            _ => 1,
-        };
         let mut order: Vec<usize> = (0..self.columns.len()).collect();
         order.sort_by_key(|&i| rank(self.columns[i].1));
         order
     }
 
     fn schema(&self) -> SchemaRef {
-        let ordered: Vec<(String, ColumnType)> = self.order().into_iter().map(|i| self.columns[i].clone()).collect();
-        arrow_schema(&ordered)
+        arrow_schema(&self.columns)
+    }
+
+    fn rows(&self) -> usize {
+        self.frozen.iter().map(RecordBatch::num_rows).sum::<usize>() + self.active_rows
+    }
+
+    /// Freezes the active rows too, and marks every frozen chunk as persisting in
+    /// snapshot `id`; returns them padded to the current schema.
+    fn freeze(&mut self, id: u64) -> (SchemaRef, Vec<RecordBatch>) {
+        if self.active_rows > 0 {
+            let batch = self.batch(false);
+            self.frozen.push(batch);
+            self.active_rows = 0;
+        }
+        self.persisting = Some((id, self.frozen.len()));
+        let schema = self.schema();
+        let batches = self.frozen.iter().map(|b| pad(b, &schema)).collect();
+        (schema, batches)
     }
 
     fn batch(&mut self, cloned: bool) -> RecordBatch {
@@ -190,12 +222,12 @@ impl TableBuffer {
         RecordBatch::try_new(self.schema(), ordered).unwrap_or_else(|_| RecordBatch::new_empty(self.schema()))
     }
 
-    /// Every chunk, padded to the current schema.
-    fn batches(&mut self) -> Vec<RecordBatch> {
-        let schema = self.schema();
-        let mut out: Vec<RecordBatch> = self.frozen.iter().map(|b| pad(b, &schema)).collect();
+    /// Every chunk, padded to `schema` (a superset of the buffer's columns).
+    fn batches(&mut self, schema: &SchemaRef) -> Vec<RecordBatch> {
+        let mut out: Vec<RecordBatch> = self.frozen.iter().map(|b| pad(b, schema)).collect();
         if self.active_rows > 0 {
-            out.push(self.batch(true));
+            let active = self.batch(true);
+            out.push(pad(&active, schema));
         }
         out
     }
@@ -211,9 +243,10 @@ fn field_type(value: &FieldValue) -> ColumnType {
     }
 }
 
-/// `batch` with null columns added for the columns of `schema` it lacks.
+/// `batch` with its columns in the order of `schema`, and null columns added for the
+/// columns of `schema` it lacks.
 fn pad(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
-    if batch.schema().fields().len() == schema.fields().len() {
+    if batch.schema() == *schema {
         return batch.clone();
     }
     let arrays: Vec<ArrayRef> = schema
@@ -227,10 +260,36 @@ fn pad(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
     RecordBatch::try_new(Arc::clone(schema), arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema)))
 }
 
+/// A table's rows: in memory and in Parquet files, each row in exactly one of them.
+#[derive(Debug, Clone)]
+pub struct TableData {
+    /// The table's schema; every batch has it, Parquet files may lack later columns.
+    pub schema: SchemaRef,
+    /// Rows in memory.
+    pub batches: Vec<RecordBatch>,
+    /// Parquet files with the persisted rows.
+    pub files: Vec<ParquetFile>,
+}
+
+/// One table frozen by a snapshot.
+#[derive(Debug, Clone)]
+pub struct FrozenTable {
+    /// Database name.
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// The table's schema at the snapshot.
+    pub schema: SchemaRef,
+    /// Its rows.
+    pub batches: Vec<RecordBatch>,
+}
+
 /// All tables of all databases.
 #[derive(Default)]
 pub struct Buffer {
     tables: BTreeMap<(String, String), TableBuffer>,
+    files: BTreeMap<(String, String), Vec<ParquetFile>>,
+    rows: usize,
 }
 
 impl Buffer {
@@ -239,17 +298,95 @@ impl Buffer {
         for line in lines {
             self.tables.entry((database.to_string(), line.table.clone())).or_default().append(line);
         }
+        self.rows += lines.len();
     }
 
-    /// The schema and rows of a table, if it has rows.
-    pub fn table_batches(&mut self, database: &str, table: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
-        let buffer = self.tables.get_mut(&(database.to_string(), table.to_string()))?;
-        Some((buffer.schema(), buffer.batches()))
+    /// Rows in memory.
+    pub fn rows(&self) -> usize {
+        self.rows
     }
 
-    /// Forgets a database's rows.
-    pub fn drop_database(&mut self, database: &str) {
-        self.tables.retain(|(db, _), _| db != database);
+    /// Adds Parquet files found at start-up.
+    pub fn add_files(&mut self, files: impl IntoIterator<Item = ParquetFile>) {
+        for file in files {
+            self.files.entry((file.database.clone(), file.table.clone())).or_default().push(file);
+        }
+    }
+
+    /// A table's rows in memory (padded to `schema`) and its Parquet files.
+    pub fn table_data(&mut self, database: &str, table: &str, schema: SchemaRef) -> TableData {
+        let key = (database.to_string(), table.to_string());
+        let batches = self.tables.get_mut(&key).map(|t| t.batches(&schema)).unwrap_or_default();
+        let files = self.files.get(&key).cloned().unwrap_or_default();
+        TableData { schema, batches, files }
+    }
+
+    /// Freezes every table with rows for snapshot `id`; the rows stay queryable here
+    /// until [`Buffer::persisted`] or [`Buffer::abandon`] with the same `id`.
+    pub fn freeze(&mut self, id: u64) -> Vec<FrozenTable> {
+        self.tables
+            .iter_mut()
+            .filter(|(_, t)| t.rows() > 0)
+            .map(|((database, table), buffer)| {
+                let (schema, batches) = buffer.freeze(id);
+                FrozenTable { database: database.clone(), table: table.clone(), schema, batches }
+            })
+            .collect()
+    }
+
+    /// Swaps the chunks frozen by snapshot `id` for the files that now hold them. Files
+    /// of tables dropped meanwhile are ignored (and returned, to be deleted).
+    pub fn persisted(&mut self, id: u64, files: Vec<ParquetFile>) -> Vec<ParquetFile> {
+        let mut orphans = Vec::new();
+        for file in files {
+            let key = (file.database.clone(), file.table.clone());
+            match self.tables.get_mut(&key) {
+                Some(buffer) if buffer.persisting.is_some_and(|(snapshot, _)| snapshot == id) => {
+                    self.files.entry(key).or_default().push(file);
+                }
+                _ => orphans.push(file),
+            }
+        }
+        for buffer in self.tables.values_mut() {
+            if let Some((snapshot, chunks)) = buffer.persisting
+                && snapshot == id
+            {
+                let released: usize = buffer.frozen.drain(..chunks).map(|b| b.num_rows()).sum();
+                self.rows -= released;
+                buffer.persisting = None;
+            }
+        }
+        self.tables.retain(|_, t| t.rows() > 0 || t.persisting.is_some());
+        orphans
+    }
+
+    /// Forgets snapshot `id`: its chunks stay in memory for the next one.
+    pub fn abandon(&mut self, id: u64) {
+        for buffer in self.tables.values_mut() {
+            if buffer.persisting.is_some_and(|(snapshot, _)| snapshot == id) {
+                buffer.persisting = None;
+            }
+        }
+    }
+
+    /// Forgets a database's rows and files; returns the files, to be deleted.
+    pub fn drop_database(&mut self, database: &str) -> Vec<ParquetFile> {
+        self.tables.retain(|(db, _), t| {
+            let keep = db != database;
+            if !keep {
+                self.rows -= t.rows();
+            }
+            keep
+        });
+        let mut dropped = Vec::new();
+        self.files.retain(|(db, _), files| {
+            if db == database {
+                dropped.append(files);
+                return false;
+            }
+            true
+        });
+        dropped
     }
 }
 
@@ -260,12 +397,54 @@ mod tests {
     use arrow::datatypes::Int64Type;
     use sluice_lp::{Precision, parse};
 
+    /// The table's rows with the buffer's own schema for it.
+    fn own(buffer: &mut Buffer, db: &str, table: &str) -> (SchemaRef, Vec<RecordBatch>) {
+        let schema = buffer.tables[&(db.to_string(), table.to_string())].schema();
+        let data = buffer.table_data(db, table, schema);
+        (data.schema, data.batches)
+    }
+
+    fn file(table: &str) -> ParquetFile {
+        ParquetFile { database: "db".into(), table: table.into(), path: format!("{table}.parquet"), ..ParquetFile::default() }
+    }
+
+    #[test]
+    fn persisted_rows_move_from_chunks_to_files_and_later_rows_stay() {
+        let mut buffer = Buffer::default();
+        buffer.append("db", &parse("m f=1i 1\nm f=2i 2\nn g=1i 1", Precision::Nanosecond, 0).lines);
+        let frozen = buffer.freeze(7);
+        assert_eq!(frozen.iter().map(|t| t.batches.iter().map(RecordBatch::num_rows).sum::<usize>()).sum::<usize>(), 3);
+        buffer.append("db", &parse("m f=3i 3", Precision::Nanosecond, 0).lines);
+        assert_eq!(own(&mut buffer, "db", "m").1.iter().map(RecordBatch::num_rows).sum::<usize>(), 3, "frozen rows stay queryable");
+
+        let orphans = buffer.persisted(7, vec![file("m"), file("n"), file("gone")]);
+        assert_eq!(orphans.len(), 1, "a table that is not frozen gets no file");
+        assert_eq!(buffer.rows(), 1);
+        let schema = arrow_schema(&[("f".into(), ColumnType::Int), ("time".into(), ColumnType::Time)]);
+        let m = buffer.table_data("db", "m", schema.clone());
+        assert_eq!((m.files.len(), m.batches.iter().map(RecordBatch::num_rows).sum::<usize>()), (1, 1));
+        let n = buffer.table_data("db", "n", schema);
+        assert_eq!((n.files.len(), n.batches.len()), (1, 0));
+    }
+
+    #[test]
+    fn an_abandoned_snapshot_keeps_its_rows_and_a_stale_id_changes_nothing() {
+        let mut buffer = Buffer::default();
+        buffer.append("db", &parse("m f=1i 1", Precision::Nanosecond, 0).lines);
+        buffer.freeze(1);
+        buffer.abandon(1);
+        assert_eq!(buffer.persisted(1, vec![file("m")]).len(), 1);
+        assert_eq!(buffer.rows(), 1);
+        assert_eq!(buffer.drop_database("db").len(), 0);
+        assert_eq!(buffer.rows(), 0);
+    }
+
     #[test]
     fn rows_become_typed_columns_and_late_columns_are_null_before() {
         let mut buffer = Buffer::default();
         let lines = parse("cpu,host=a usage=1i 1\ncpu,host=b usage=2i,idle=0.5 2", Precision::Nanosecond, 0).lines;
         buffer.append("db", &lines);
-        let (schema, batches) = buffer.table_batches("db", "cpu").expect("a table");
+        let (schema, batches) = own(&mut buffer, "db", "cpu");
         let types: Vec<(&str, &DataType)> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
         assert_eq!(
             types,
@@ -288,7 +467,7 @@ mod tests {
         let body: String = (0..CHUNK_ROWS).map(|i| format!("m f={i}i {i}\n")).collect();
         buffer.append("db", &parse(&body, Precision::Nanosecond, 0).lines);
         buffer.append("db", &parse("m f=1i,g=true 9", Precision::Nanosecond, 0).lines);
-        let (schema, batches) = buffer.table_batches("db", "m").expect("a table");
+        let (schema, batches) = own(&mut buffer, "db", "m");
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[0].num_rows(), CHUNK_ROWS);
         assert_eq!(batches[0].schema(), schema);

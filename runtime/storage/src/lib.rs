@@ -1,15 +1,25 @@
-//! Storage: the write path and the rows it makes queryable.
+//! Storage: the write path, the rows it makes queryable, and their Parquet snapshots.
 //!
 //! Data enters through [`WriteBuffer::write_lp`]: line protocol is parsed, validated
 //! against the [`Catalog`](sluice_catalog::Catalog), gathered, and at each flush logged
 //! durably to the WAL, appended to the in-memory Arrow [`Buffer`](buffer::Buffer), and
-//! acknowledged. Start-up loads the catalog and replays the WAL. Data leaves through
-//! [`WriteBuffer::table_batches`], which the query engine reads.
-//!
-//! Parquet snapshots on object storage come next; until then the WAL is the only
-//! durable copy of the rows.
+//! acknowledged. Snapshots move the buffer's rows to Parquet files on an object store
+//! ([`persist`]) and remove the WAL files they cover. Start-up loads the catalog and
+//! the snapshots, and replays the rest of the WAL. Data leaves through
+//! [`WriteBuffer::table_data`]: a table's rows in memory and its Parquet files, each
+//! row in exactly one of them.
 
 pub mod buffer;
+pub mod persist;
+mod store;
 mod write;
 
-pub use write::{LineError, Recovery, WriteBuffer, WriteError, WriteOutcome, WriteRequest};
+pub use buffer::TableData;
+pub use persist::{ParquetFile, Snapshots};
+pub use store::{S3Config, StoreConfig};
+pub use write::{
+    LineError, Recovery, SnapshotPolicy, StorageConfig, WriteBuffer, WriteError, WriteOutcome, WriteRequest,
+};
+
+/// The prefix of a node's files on the object store when none is given.
+pub const DEFAULT_NODE_ID: &str = "sluice";

@@ -1,22 +1,65 @@
 //! The write path: parse, validate against the catalog, log durably, then make the rows
-//! queryable, and only then acknowledge.
+//! queryable, and only then acknowledge; and the snapshots that move rows to Parquet.
 //!
 //! Writes gather in a pending batch. [`WriteBuffer::flush`] (run every
 //! `--wal-flush-interval` by [`WriteBuffer::spawn_flusher`]) writes the batch as one WAL
 //! file, syncs it, persists the catalog if it changed, appends the rows to the buffer and
 //! wakes the writers that wait for durability. A write with `no_sync` returns as soon as
 //! it is pending; it is still logged by the next flush.
+//!
+//! When the buffer holds [`SnapshotPolicy::rows`] rows, or its oldest rows are
+//! [`SnapshotPolicy::interval`] old, a flush starts a snapshot in the background (see
+//! [`crate::persist`]); ingest goes on meanwhile.
 
-use crate::buffer::Buffer;
-use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
-use sluice_catalog::{Catalog, validate_database_name};
+use crate::buffer::{Buffer, TableData, arrow_schema};
+use crate::persist::Snapshots;
+use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
 use sluice_lp::{Line, Precision};
 use sluice_wal::{Replay, WalDir, WalRecord};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// When the buffer is snapshotted to Parquet.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    /// Snapshot once the buffer holds this many rows.
+    pub rows: usize,
+    /// Snapshot rows that have been in the buffer this long.
+    pub interval: Duration,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        Self { rows: 1_000_000, interval: Duration::from_secs(600) }
+    }
+}
+
+/// Where and how the database keeps its data.
+#[derive(Clone)]
+pub struct StorageConfig {
+    /// Directory of the catalog and the WAL.
+    pub data_dir: PathBuf,
+    /// The object store the Parquet snapshots go to.
+    pub snapshots: Snapshots,
+    /// When to snapshot.
+    pub policy: SnapshotPolicy,
+}
+
+impl StorageConfig {
+    /// Everything under `data_dir`, Parquet files included, with the default policy.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be created.
+    pub fn local(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let data_dir = data_dir.into();
+        let store = crate::StoreConfig::File(data_dir.clone()).open().map_err(std::io::Error::other)?;
+        Ok(Self { data_dir, snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID), policy: SnapshotPolicy::default() })
+    }
+}
 
 /// Why a write was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,7 +121,7 @@ struct Pending {
     waiters: Vec<oneshot::Sender<Result<(), WriteError>>>,
 }
 
-/// The database's write path and its in-memory rows.
+/// The database's write path, its in-memory rows and its Parquet snapshots.
 pub struct WriteBuffer {
     catalog: Arc<Catalog>,
     buffer: Mutex<Buffer>,
@@ -86,6 +129,14 @@ pub struct WriteBuffer {
     wal: Mutex<WalDir>,
     catalog_file: PathBuf,
     persisted_catalog: Mutex<Vec<u8>>,
+    /// Held while the WAL, the catalog file and the buffer change together, so that a
+    /// snapshot or a database drop sees them agree.
+    log_lock: Mutex<()>,
+    snapshots: Snapshots,
+    policy: SnapshotPolicy,
+    snapshot_running: AtomicBool,
+    snapshot_id: AtomicU64,
+    last_snapshot: Mutex<Instant>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,17 +152,22 @@ pub struct Recovery {
     pub rows: usize,
     /// Damaged files, with what was wrong.
     pub damage: Vec<String>,
+    /// Parquet files loaded.
+    pub parquet_files: usize,
+    /// WAL files skipped because a snapshot holds their rows.
+    pub covered_files: usize,
 }
 
 impl WriteBuffer {
-    /// Opens the data directory: loads the catalog, replays the WAL into the buffer.
+    /// Opens the database: loads the catalog and the snapshots' Parquet files, and
+    /// replays the WAL files no snapshot covers into the buffer.
     ///
     /// # Errors
     ///
-    /// I/O errors, or a catalog file that cannot be read (a damaged catalog is never
-    /// silently replaced).
-    pub fn open(data_dir: impl Into<PathBuf>) -> std::io::Result<(Arc<Self>, Recovery)> {
-        let data_dir = data_dir.into();
+    /// I/O or object store errors, or a catalog file or snapshot manifest that cannot be
+    /// read (damaged metadata is never silently replaced).
+    pub async fn open(config: StorageConfig) -> std::io::Result<(Arc<Self>, Recovery)> {
+        let StorageConfig { data_dir, snapshots, policy } = config;
         std::fs::create_dir_all(&data_dir)?;
         let catalog_file = data_dir.join("catalog");
         let catalog = match std::fs::read(&catalog_file) {
@@ -121,24 +177,40 @@ impl WriteBuffer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalog::default(),
             Err(e) => return Err(e),
         };
-        let (wal, replay) = WalDir::open(data_dir.join("wal"))?;
-        let persisted = catalog.to_bytes();
+        let persisted = snapshots.load().await.map_err(std::io::Error::other)?;
+        let (live, orphans): (Vec<_>, Vec<_>) =
+            persisted.files.into_iter().partition(|file| catalog.has_database(&file.database));
+        snapshots.delete(&orphans).await;
+        let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
+        wal.skip_past(persisted.wal_sequence);
+        let catalog_bytes = catalog.to_bytes();
+        let mut buffer = Buffer::default();
+        let parquet_files = live.len();
+        buffer.add_files(live);
         let this = Self {
             catalog: Arc::new(catalog),
-            buffer: Mutex::default(),
+            buffer: Mutex::new(buffer),
             pending: Mutex::default(),
             wal: Mutex::new(wal),
             catalog_file,
-            persisted_catalog: Mutex::new(persisted),
+            persisted_catalog: Mutex::new(catalog_bytes),
+            log_lock: Mutex::default(),
+            snapshots,
+            policy,
+            snapshot_running: AtomicBool::new(false),
+            snapshot_id: AtomicU64::new(0),
+            last_snapshot: Mutex::new(Instant::now()),
         };
-        let recovery = this.replay(replay);
+        let mut recovery = this.replay(replay, persisted.wal_sequence);
+        recovery.parquet_files = parquet_files;
         Ok((Arc::new(this), recovery))
     }
 
-    fn replay(&self, replay: Replay) -> Recovery {
-        let mut recovery = Recovery { files: replay.files.len(), ..Recovery::default() };
+    fn replay(&self, replay: Replay, covered_through: u64) -> Recovery {
+        let (covered, files): (Vec<_>, Vec<_>) = replay.files.into_iter().partition(|(sequence, _)| *sequence <= covered_through);
+        let mut recovery = Recovery { files: files.len(), covered_files: covered.len(), ..Recovery::default() };
         let mut buffer = lock(&self.buffer);
-        for (_, records) in replay.files {
+        for (_, records) in files {
             for record in records {
                 let lines = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0).lines;
                 let Ok(validation) = self.catalog.validate_write(&record.database, &lines) else {
@@ -241,11 +313,71 @@ impl WriteBuffer {
         for waiter in pending.waiters {
             let _ = waiter.send(result.clone());
         }
+        if result.is_ok() && self.snapshot_due() {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = this.snapshot().await {
+                    tracing::error!("snapshot failed, its rows stay in the WAL and memory: {e}");
+                }
+            });
+        }
         result
+    }
+
+    fn snapshot_due(&self) -> bool {
+        let rows = lock(&self.buffer).rows();
+        rows > 0 && (rows >= self.policy.rows || lock(&self.last_snapshot).elapsed() >= self.policy.interval)
+    }
+
+    /// Writes the buffer's rows to Parquet, then drops them from memory and removes the
+    /// WAL files they came from; returns the number of files written (0 when another
+    /// snapshot is running or there is nothing to write).
+    ///
+    /// # Errors
+    ///
+    /// Encoding or object store errors; the rows then stay in memory and in the WAL.
+    pub async fn snapshot(self: &Arc<Self>) -> Result<usize, String> {
+        if self.snapshot_running.swap(true, Ordering::AcqRel) {
+            return Ok(0);
+        }
+        let id = self.snapshot_id.fetch_add(1, Ordering::Relaxed);
+        let (wal_sequence, frozen) = {
+            let _log = lock(&self.log_lock);
+            let wal_sequence = lock(&self.wal).last_sequence();
+            (wal_sequence, lock(&self.buffer).freeze(id))
+        };
+        *lock(&self.last_snapshot) = Instant::now();
+        let outcome = if frozen.is_empty() { Ok(0) } else { self.persist(id, wal_sequence, frozen).await };
+        self.snapshot_running.store(false, Ordering::Release);
+        outcome
+    }
+
+    async fn persist(&self, id: u64, wal_sequence: u64, frozen: Vec<crate::buffer::FrozenTable>) -> Result<usize, String> {
+        let rows: usize = frozen.iter().flat_map(|t| &t.batches).map(|b| b.num_rows()).sum();
+        let files = match self.snapshots.write(wal_sequence, frozen).await {
+            Ok(files) => files,
+            Err(e) => {
+                lock(&self.buffer).abandon(id);
+                return Err(e);
+            }
+        };
+        let written = files.len();
+        let orphans = lock(&self.buffer).persisted(id, files);
+        self.snapshots.delete(&orphans).await;
+        if let Err(e) = lock(&self.wal).remove_through(wal_sequence) {
+            // Harmless: start-up skips WAL files a snapshot covers.
+            tracing::warn!("could not remove WAL files a snapshot covers: {e}");
+        }
+        tracing::info!(files = written, rows, wal_sequence, "snapshot persisted");
+        Ok(written)
     }
 
     /// Writes the WAL file and the catalog, then appends the rows to the buffer.
     fn log(&self, records: Vec<(String, Vec<Line>)>) -> Result<(), WriteError> {
+        let _log = lock(&self.log_lock);
+        // Rows of a database deleted since they were validated go nowhere.
+        let records: Vec<(String, Vec<Line>)> =
+            records.into_iter().filter(|(database, _)| self.catalog.has_database(database)).collect();
         let mut by_database: Vec<WalRecord> = Vec::new();
         for (database, lines) in &records {
             let mut line_protocol = String::new();
@@ -268,8 +400,9 @@ impl WriteBuffer {
     }
 
     fn persist_catalog(&self) -> std::io::Result<()> {
-        let bytes = self.catalog.to_bytes();
+        // Serialised under the lock, so an older catalog never overwrites a newer one.
         let mut persisted = lock(&self.persisted_catalog);
+        let bytes = self.catalog.to_bytes();
         if *persisted == bytes {
             return Ok(());
         }
@@ -297,9 +430,63 @@ impl WriteBuffer {
         })
     }
 
-    /// The schema and rows of a table in the buffer.
-    pub fn table_batches(&self, database: &str, table: &str) -> Option<(SchemaRef, Vec<RecordBatch>)> {
-        lock(&self.buffer).table_batches(database, table)
+    /// A table's schema, its rows in memory and its Parquet files, as one consistent
+    /// view; `None` when the table does not exist.
+    pub fn table_data(&self, database: &str, table: &str) -> Option<TableData> {
+        let columns = self.catalog.database(database)?.tables.get(table)?.columns.clone();
+        Some(lock(&self.buffer).table_data(database, table, arrow_schema(&columns)))
+    }
+
+    /// The object store snapshots are written to.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// Creates a database and persists the catalog.
+    ///
+    /// # Errors
+    ///
+    /// The catalog's errors, or [`CatalogError::Io`] when it cannot be persisted.
+    pub fn create_database(&self, name: &str) -> Result<(), CatalogError> {
+        let _log = lock(&self.log_lock);
+        self.catalog.create_database(name)?;
+        self.persist_catalog().map_err(|e| CatalogError::Io(e.to_string()))
+    }
+
+    /// Creates a table with the given tags and fields and persists the catalog.
+    ///
+    /// # Errors
+    ///
+    /// The catalog's errors, or [`CatalogError::Io`] when it cannot be persisted.
+    pub fn create_table(&self, database: &str, table: &str, tags: &[String], fields: &[(String, ColumnType)]) -> Result<(), CatalogError> {
+        let _log = lock(&self.log_lock);
+        self.catalog.create_table(database, table, tags, fields)?;
+        self.persist_catalog().map_err(|e| CatalogError::Io(e.to_string()))
+    }
+
+    /// Deletes a database: its catalog entry, its rows in memory, its records in the WAL
+    /// (so a restart does not bring it back) and its Parquet files.
+    ///
+    /// # Errors
+    ///
+    /// [`CatalogError::DatabaseNotFound`], or [`CatalogError::Io`].
+    pub async fn delete_database(self: &Arc<Self>, name: &str) -> Result<(), CatalogError> {
+        let this = Arc::clone(self);
+        let database = name.to_string();
+        let files = tokio::task::spawn_blocking(move || {
+            let _log = lock(&this.log_lock);
+            this.catalog.delete_database(&database)?;
+            lock(&this.pending).records.retain(|(db, _)| db != &database);
+            let files = lock(&this.buffer).drop_database(&database);
+            let io = |e: std::io::Error| CatalogError::Io(e.to_string());
+            lock(&this.wal).drop_database(&database).map_err(io)?;
+            this.persist_catalog().map_err(io)?;
+            Ok::<_, CatalogError>(files)
+        })
+        .await
+        .map_err(|e| CatalogError::Io(e.to_string()))??;
+        self.snapshots.delete(&files).await;
+        Ok(())
     }
 }
 

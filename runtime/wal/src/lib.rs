@@ -80,20 +80,11 @@ impl WalDir {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Self, Replay)> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        let mut sequences = Vec::new();
-        for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
-                continue;
-            }
-            if let Some(sequence) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
-                sequences.push(sequence);
-            }
-        }
-        sequences.sort_unstable();
+        let mut this = Self { dir, next_sequence: 1 };
+        let sequences = this.sequences()?;
         let mut replay = Replay::default();
         for &sequence in &sequences {
-            let path = file_path(&dir, sequence);
+            let path = file_path(&this.dir, sequence);
             let bytes = fs::read(&path)?;
             let (records, problem) = decode(&bytes);
             if let Some(reason) = problem {
@@ -101,8 +92,8 @@ impl WalDir {
             }
             replay.files.push((sequence, records));
         }
-        let next_sequence = sequences.last().map_or(1, |last| last + 1);
-        Ok((Self { dir, next_sequence }, replay))
+        this.next_sequence = sequences.last().map_or(1, |last| last + 1);
+        Ok((this, replay))
     }
 
     /// Writes `records` as the next file and makes it durable; returns its sequence.
@@ -120,6 +111,56 @@ impl WalDir {
         Ok(sequence)
     }
 
+    /// The sequence of the last file written (0 when none).
+    pub fn last_sequence(&self) -> u64 {
+        self.next_sequence - 1
+    }
+
+    /// Makes the next file's sequence greater than `sequence`: sequences covered by a
+    /// snapshot are never reused, even when their files are gone.
+    pub fn skip_past(&mut self, sequence: u64) {
+        self.next_sequence = self.next_sequence.max(sequence + 1);
+    }
+
+    /// Rewrites every file that holds records of `database` without them, so a dropped
+    /// database does not come back at the next replay.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; a file is replaced atomically, so each is either old or new.
+    pub fn drop_database(&mut self, database: &str) -> io::Result<()> {
+        for sequence in self.sequences()? {
+            let path = file_path(&self.dir, sequence);
+            let (records, _) = decode(&fs::read(&path)?);
+            if records.iter().all(|r| r.database != database) {
+                continue;
+            }
+            let kept: Vec<WalRecord> = records.into_iter().filter(|r| r.database != database).collect();
+            let temporary = path.with_extension("tmp");
+            let mut file = File::create(&temporary)?;
+            file.write_all(&encode(&kept))?;
+            file.sync_all()?;
+            fs::rename(&temporary, &path)?;
+        }
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// Sequences of the files in the directory, in order.
+    fn sequences(&self) -> io::Result<Vec<u64>> {
+        let mut sequences = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+                continue;
+            }
+            if let Some(sequence) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
+                sequences.push(sequence);
+            }
+        }
+        sequences.sort_unstable();
+        Ok(sequences)
+    }
+
     /// Removes every file up to and including `sequence` (their contents are persisted
     /// elsewhere).
     ///
@@ -127,13 +168,8 @@ impl WalDir {
     ///
     /// I/O errors removing a file.
     pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let covered = path.extension().and_then(|e| e.to_str()) == Some(EXTENSION)
-                && path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s <= sequence);
-            if covered {
-                fs::remove_file(path)?;
-            }
+        for covered in self.sequences()?.into_iter().take_while(|&s| s <= sequence) {
+            fs::remove_file(file_path(&self.dir, covered))?;
         }
         Ok(())
     }
@@ -267,5 +303,24 @@ mod tests {
         let (_, replay) = WalDir::open(dir.path()).expect("reopens");
         let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
         assert_eq!(sequences, [third, third + 1]);
+    }
+
+    #[test]
+    fn a_dropped_database_leaves_no_record_and_sequences_skip_past_snapshots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = WalDir::open(dir.path()).expect("opens");
+        wal.write(&records()).expect("writes");
+        wal.write(&records()[1..]).expect("writes");
+        wal.drop_database("b").expect("drops");
+        let (mut wal, replay) = WalDir::open(dir.path()).expect("reopens");
+        let kept: Vec<Vec<WalRecord>> = replay.files.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(kept, vec![records()[..1].to_vec(), vec![]]);
+        assert!(replay.damage.is_empty());
+
+        wal.remove_through(wal.last_sequence()).expect("removes");
+        wal.skip_past(41);
+        assert_eq!(wal.write(&records()).expect("writes"), 42);
+        let (reopened, _) = WalDir::open(dir.path()).expect("reopens");
+        assert_eq!(reopened.last_sequence(), 42);
     }
 }

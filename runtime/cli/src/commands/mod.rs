@@ -2,24 +2,67 @@
 
 use std::process::ExitCode;
 
+mod client;
+mod database;
 mod limits;
+mod query;
 mod serve;
 mod test;
+mod write;
 
 /// Every subcommand.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the database server.
     Serve(serve::ServeArgs),
+    /// Write line protocol to a server.
+    Write(write::WriteArgs),
+    /// Run a SQL query on a server and print the rows.
+    Query(query::QueryArgs),
+    /// Create a resource on a server.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Delete a resource on a server.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// List resources of a server.
+    #[command(subcommand)]
+    Show(ShowCommand),
     /// Run a plugin once and print what it logged, wrote and returned.
     #[command(subcommand)]
     Test(test::TestCommand),
+}
+
+/// `sluice create …`
+#[derive(Debug, clap::Subcommand)]
+pub enum CreateCommand {
+    /// Create a database.
+    Database(database::CreateDatabaseArgs),
+}
+
+/// `sluice delete …`
+#[derive(Debug, clap::Subcommand)]
+pub enum DeleteCommand {
+    /// Delete a database with all its data.
+    Database(database::DeleteDatabaseArgs),
+}
+
+/// `sluice show …`
+#[derive(Debug, clap::Subcommand)]
+pub enum ShowCommand {
+    /// List the databases.
+    Databases(database::ShowDatabasesArgs),
 }
 
 /// Runs `command`.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(serve) => serve.execute(),
+        Command::Write(write) => write.execute(),
+        Command::Query(query) => query.execute(),
+        Command::Create(CreateCommand::Database(args)) => args.execute(),
+        Command::Delete(DeleteCommand::Database(args)) => args.execute(),
+        Command::Show(ShowCommand::Databases(args)) => args.execute(),
         Command::Test(test) => test.execute(),
     }
 }

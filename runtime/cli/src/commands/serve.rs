@@ -3,28 +3,67 @@
 use anyhow::Context;
 use sluice_http::{AppState, router};
 use sluice_query::QueryEngine;
-use sluice_storage::WriteBuffer;
+use sluice_storage::{S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Where data is stored.
+/// Where Parquet files are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ObjectStoreKind {
-    /// Files under `--data-dir`.
+    /// Files under `--data-dir`
     File,
+    /// Process memory: Parquet files are lost when the server stops (the WAL is not)
+    Memory,
+    /// An S3-compatible bucket (`--bucket`, `--aws-*`)
+    S3,
+}
+
+/// Where the S3 object store is.
+#[derive(Debug, clap::Args)]
+pub struct S3Args {
+    /// Bucket of the S3 object store
+    #[arg(long, env = "INFLUXDB3_BUCKET")]
+    bucket: Option<String>,
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, …); AWS when unset
+    #[arg(long, env = "AWS_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// Region of the bucket
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    aws_default_region: String,
+    /// Access key id (otherwise the usual AWS credential sources)
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    aws_access_key_id: Option<String>,
+    /// Secret access key
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    aws_secret_access_key: Option<String>,
+    /// Session token of temporary credentials
+    #[arg(long, env = "AWS_SESSION_TOKEN", hide_env_values = true)]
+    aws_session_token: Option<String>,
+    /// Allow an `http://` endpoint
+    #[arg(long, env = "AWS_ALLOW_HTTP")]
+    aws_allow_http: bool,
 }
 
 /// Flags of `sluice serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Directory holding the catalog, the WAL and (later) Parquet files
+    /// Directory holding the catalog, the WAL and, with `--object-store file`, the
+    /// Parquet files
     #[arg(long, env = "INFLUXDB3_DB_DIR", default_value = "sluice-data")]
     data_dir: PathBuf,
-    /// Where data is stored
+    /// Where the Parquet snapshots are stored
     #[arg(long, env = "INFLUXDB3_OBJECT_STORE", value_enum, default_value = "file")]
     object_store: ObjectStoreKind,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Snapshot the buffer to Parquet once it holds this many rows
+    #[arg(long, env = "SLUICE_SNAPSHOT_ROWS", default_value_t = 1_000_000)]
+    snapshot_rows: usize,
+    /// Snapshot rows that have been in the buffer this long
+    #[arg(long, env = "SLUICE_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = positive_duration)]
+    snapshot_interval: Duration,
     /// Address to listen on; port 0 picks a free port
     #[arg(long, env = "INFLUXDB3_HTTP_BIND_ADDR", default_value = "127.0.0.1:8181")]
     http_bind: SocketAddr,
@@ -32,9 +71,9 @@ pub struct ServeArgs {
     /// for the next flush, so this is also their added latency
     #[arg(long, env = "INFLUXDB3_WAL_FLUSH_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     wal_flush_interval: Duration,
-    /// Identifies this node in logs (optional)
-    #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX")]
-    node_id: Option<String>,
+    /// Identifies this node: the prefix of its files on the object store
+    #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX", default_value = sluice_storage::DEFAULT_NODE_ID)]
+    node_id: String,
     /// Largest request body in bytes, after decompression; larger ones get 413
     #[arg(long, env = "INFLUXDB3_MAX_HTTP_REQUEST_SIZE", default_value_t = 10_485_760)]
     max_http_request_size: usize,
@@ -46,7 +85,7 @@ pub struct ServeArgs {
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration: Duration = text.parse::<humantime::Duration>().map_err(|e| format!("invalid duration `{text}`: {e}"))?.into();
     if duration.is_zero() {
-        return Err("the flush interval must be more than zero".into());
+        return Err("the duration must be more than zero".into());
     }
     Ok(duration)
 }
@@ -59,12 +98,41 @@ impl ServeArgs {
         Ok(ExitCode::SUCCESS)
     }
 
+    fn store(&self) -> StoreConfig {
+        match self.object_store {
+            ObjectStoreKind::File => StoreConfig::File(self.data_dir.clone()),
+            ObjectStoreKind::Memory => StoreConfig::Memory,
+            ObjectStoreKind::S3 => StoreConfig::S3(S3Config {
+                bucket: self.s3.bucket.clone().unwrap_or_default(),
+                region: self.s3.aws_default_region.clone(),
+                endpoint: self.s3.aws_endpoint.clone(),
+                access_key_id: self.s3.aws_access_key_id.clone(),
+                secret_access_key: self.s3.aws_secret_access_key.clone(),
+                session_token: self.s3.aws_session_token.clone(),
+                allow_http: self.s3.aws_allow_http,
+            }),
+        }
+    }
+
     async fn serve(self) -> anyhow::Result<()> {
-        let ObjectStoreKind::File = self.object_store;
-        tracing::info!(data_dir = %self.data_dir.display(), node_id = ?self.node_id, "opening the data directory");
-        let (storage, recovery) = WriteBuffer::open(&self.data_dir)
-            .with_context(|| format!("cannot open the data directory {}", self.data_dir.display()))?;
-        tracing::info!(files = recovery.files, rows = recovery.rows, damaged = recovery.damage.len(), "replayed the WAL");
+        let store = self.store().open().map_err(anyhow::Error::msg).context("cannot open the object store")?;
+        let config = StorageConfig {
+            data_dir: self.data_dir.clone(),
+            snapshots: Snapshots::new(store, &self.node_id),
+            policy: SnapshotPolicy { rows: self.snapshot_rows, interval: self.snapshot_interval },
+        };
+        tracing::info!(data_dir = %self.data_dir.display(), node_id = %self.node_id, object_store = ?self.object_store, "opening the database");
+        let (storage, recovery) = WriteBuffer::open(config)
+            .await
+            .with_context(|| format!("cannot open the database in {}", self.data_dir.display()))?;
+        tracing::info!(
+            parquet_files = recovery.parquet_files,
+            wal_files = recovery.files,
+            covered_wal_files = recovery.covered_files,
+            rows = recovery.rows,
+            damaged = recovery.damage.len(),
+            "loaded the snapshots and replayed the WAL"
+        );
         let flusher = storage.spawn_flusher(self.wal_flush_interval);
         let state = AppState {
             storage: storage.clone(),

@@ -1,0 +1,195 @@
+//! Snapshots: the buffer's rows written as Parquet files on the object store, and the
+//! manifests that list them.
+//!
+//! A snapshot writes one Parquet file per table, then one manifest naming those files
+//! and the last WAL file they cover. Only after the manifest is stored are the rows
+//! dropped from memory and the covered WAL files removed, so a crash at any point
+//! leaves every row in the WAL, in a listed Parquet file, or both (then start-up skips
+//! the WAL files the manifest covers).
+//!
+//! Layout on the store, under the node's prefix:
+//! `dbs/<database>/<table>/<wal sequence>.parquet` and `snapshots/<wal sequence>.json`.
+
+use crate::buffer::FrozenTable;
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Version of the manifest format this build writes and reads.
+const MANIFEST_FORMAT: u32 = 1;
+
+/// One Parquet file of persisted rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetFile {
+    /// Database name.
+    pub database: String,
+    /// Table name.
+    pub table: String,
+    /// Location on the object store.
+    pub path: String,
+    /// Rows in the file.
+    pub rows: u64,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// Smallest `time`, nanoseconds since the epoch.
+    pub min_time_ns: i64,
+    /// Largest `time`.
+    pub max_time_ns: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    /// The last WAL file whose rows the files hold.
+    wal_sequence: u64,
+    files: Vec<ParquetFile>,
+}
+
+/// What the store held at start-up.
+#[derive(Debug, Default)]
+pub struct Persisted {
+    /// Every listed file that exists.
+    pub files: Vec<ParquetFile>,
+    /// The last WAL file covered by a snapshot (0: none).
+    pub wal_sequence: u64,
+}
+
+/// The object store and the prefix of this node's files in it.
+#[derive(Clone)]
+pub struct Snapshots {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl Snapshots {
+    /// Snapshots of node `node_id` in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, node_id: &str) -> Self {
+        Self { store, prefix: node_id.to_string() }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    fn path<'a>(&'a self, parts: impl IntoIterator<Item = &'a str>) -> Path {
+        Path::from_iter(std::iter::once(self.prefix.as_str()).chain(parts))
+    }
+
+    /// Writes `tables` as Parquet files and a manifest covering WAL files up to
+    /// `wal_sequence`; returns the files.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or object store errors; nothing is then listed in a manifest.
+    pub async fn write(&self, wal_sequence: u64, tables: Vec<FrozenTable>) -> Result<Vec<ParquetFile>, String> {
+        let name = format!("{wal_sequence:020}.parquet");
+        let mut files = Vec::with_capacity(tables.len());
+        for table in tables {
+            let path = self.path(["dbs", table.database.as_str(), table.table.as_str(), name.as_str()]);
+            let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
+                .await
+                .map_err(|e| format!("encoding {path}: {e}"))??;
+            file.path = path.to_string();
+            self.store.put(&path, PutPayload::from(bytes)).await.map_err(|e| format!("writing {path}: {e}"))?;
+            files.push(file);
+        }
+        let manifest = Manifest { format: MANIFEST_FORMAT, wal_sequence, files };
+        let path = self.path(["snapshots", format!("{wal_sequence:020}.json").as_str()]);
+        let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
+        self.store.put(&path, PutPayload::from(body)).await.map_err(|e| format!("writing {path}: {e}"))?;
+        Ok(manifest.files)
+    }
+
+    /// Reads every manifest: the files they list that still exist, and the last WAL
+    /// file they cover.
+    ///
+    /// # Errors
+    ///
+    /// Object store errors, or a manifest that cannot be read (start-up must not go on
+    /// without the rows it lists).
+    pub async fn load(&self) -> Result<Persisted, String> {
+        let existing: HashSet<String> = self
+            .store
+            .list(Some(&self.path(["dbs"])))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing Parquet files: {e}"))?;
+        let mut manifests: Vec<Path> = self
+            .store
+            .list(Some(&self.path(["snapshots"])))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(|e| format!("listing snapshots: {e}"))?;
+        manifests.sort();
+        let mut persisted = Persisted::default();
+        for path in manifests {
+            let bytes = self.store.get(&path).await.map_err(|e| format!("{path}: {e}"))?.bytes().await.map_err(|e| format!("{path}: {e}"))?;
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: not a snapshot manifest: {e}"))?;
+            if manifest.format != MANIFEST_FORMAT {
+                return Err(format!("{path}: manifest format {} is not supported (this build reads {MANIFEST_FORMAT})", manifest.format));
+            }
+            persisted.wal_sequence = persisted.wal_sequence.max(manifest.wal_sequence);
+            persisted.files.extend(manifest.files.into_iter().filter(|f| existing.contains(&f.path)));
+        }
+        Ok(persisted)
+    }
+
+    /// Deletes files (those of dropped databases); failures are logged, not returned: a
+    /// file left behind is ignored at the next start-up once its database is gone.
+    pub async fn delete(&self, files: &[ParquetFile]) {
+        for file in files {
+            let Ok(path) = Path::parse(&file.path) else { continue };
+            if let Err(e) = self.store.delete(&path).await {
+                tracing::warn!("could not delete {path}: {e}");
+            }
+        }
+    }
+}
+
+/// One table as Parquet bytes, with the file's description (without its path).
+fn encode(table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
+    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, table.schema.clone(), Some(properties)).map_err(|e| e.to_string())?;
+    for batch in &table.batches {
+        writer.write(batch).map_err(|e| e.to_string())?;
+    }
+    writer.close().map_err(|e| e.to_string())?;
+    let (min_time_ns, max_time_ns) = time_range(&table.batches);
+    let file = ParquetFile {
+        database: table.database,
+        table: table.table,
+        path: String::new(),
+        rows: table.batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
+        size_bytes: bytes.len() as u64,
+        min_time_ns,
+        max_time_ns,
+    };
+    Ok((Bytes::from(bytes), file))
+}
+
+/// The smallest and largest `time` in `batches` ((0, 0) when there is none).
+fn time_range(batches: &[RecordBatch]) -> (i64, i64) {
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampNanosecondType;
+    let mut range: Option<(i64, i64)> = None;
+    for batch in batches {
+        let Some(column) = batch.column_by_name("time") else { continue };
+        let Some(times) = column.as_primitive_opt::<TimestampNanosecondType>() else { continue };
+        if let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times)) {
+            range = Some(range.map_or((min, max), |(lo, hi)| (lo.min(min), hi.max(max))));
+        }
+    }
+    range.unwrap_or((0, 0))
+}
