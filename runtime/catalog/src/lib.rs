@@ -10,7 +10,7 @@
 //! use sluice_catalog::{Catalog, ColumnType};
 //! let catalog = Catalog::default();
 //! let lines = sluice_lp::parse("cpu,host=a usage=1i\ncpu usage=0.5", sluice_lp::Precision::Nanosecond, 0).lines;
-//! let outcome = catalog.validate_write("mydb", &lines).expect("a valid name");
+//! let outcome = catalog.validate_write("mydb", &lines, true).expect("a valid name");
 //! assert_eq!(outcome.accepted, vec![0]);
 //! assert_eq!(outcome.errors[0].line_number, 2);
 //! assert_eq!(catalog.column_type("mydb", "cpu", "usage"), Some(ColumnType::Int));
@@ -237,19 +237,21 @@ impl Catalog {
 
     /// Checks `lines` for `database`: creates the database, tables and columns they
     /// need, and refuses each line whose columns conflict with recorded types (or with
-    /// an earlier line of the same write).
+    /// an earlier line of the same write). Nothing changes when no line is accepted, or
+    /// when some line is refused and `accept_partial` is false (the write is refused).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidDatabaseName`] when the database name breaks the rules.
-    pub fn validate_write(&self, database: &str, lines: &[Line]) -> Result<WriteValidation, Error> {
+    pub fn validate_write(&self, database: &str, lines: &[Line], accept_partial: bool) -> Result<WriteValidation, Error> {
         validate_database_name(database)?;
         let mut outcome = WriteValidation::default();
         if lines.is_empty() {
             return Ok(outcome);
         }
         let mut databases = self.write();
-        let db = databases.entry(database.to_string()).or_default();
+        // Changes are staged on a copy and kept only if some line is written.
+        let mut db = databases.get(database).cloned().unwrap_or_default();
         for (index, line) in lines.iter().enumerate() {
             let table = db.tables.entry(line.table.clone()).or_insert_with(|| Table {
                 columns: vec![("time".into(), ColumnType::Time)],
@@ -261,6 +263,10 @@ impl Catalog {
                     outcome.accepted.push(index);
                 }
             }
+        }
+        let written = !outcome.accepted.is_empty() && (accept_partial || outcome.errors.is_empty());
+        if written {
+            databases.insert(database.to_string(), db);
         }
         Ok(outcome)
     }

@@ -11,7 +11,7 @@ fn lines(lp: &str) -> Vec<Line> {
 fn writes_create_databases_tables_and_columns_in_order() {
     let catalog = Catalog::default();
     let outcome = catalog
-        .validate_write("db", &lines("cpu,host=a usage=1i 1\ncpu,region=w usage=2i,idle=0.5 2\nmem free=1u"))
+        .validate_write("db", &lines("cpu,host=a usage=1i 1\ncpu,region=w usage=2i,idle=0.5 2\nmem free=1u"), true)
         .expect("valid");
     assert_eq!(outcome, WriteValidation { accepted: vec![0, 1, 2], errors: vec![] });
     let cpu = &catalog.database("db").expect("created").tables["cpu"];
@@ -32,9 +32,9 @@ fn writes_create_databases_tables_and_columns_in_order() {
 #[test]
 fn conflicting_lines_are_refused_and_name_the_column() {
     let catalog = Catalog::default();
-    catalog.validate_write("db", &lines("m,t=x f=1i")).expect("valid");
+    catalog.validate_write("db", &lines("m,t=x f=1i"), true).expect("valid");
     let outcome = catalog
-        .validate_write("db", &lines("m f=1.5\nm,f=tag g=1i\nm t=1i\nm time=1i\nm f=2i,f=3i\nm f=4i"))
+        .validate_write("db", &lines("m f=1.5\nm,f=tag g=1i\nm t=1i\nm time=1i\nm f=2i,f=3i\nm f=4i"), true)
         .expect("valid");
     assert_eq!(outcome.accepted, vec![5]);
     let messages: Vec<(usize, &str)> = outcome.errors.iter().map(|e| (e.line_number, e.message.as_str())).collect();
@@ -55,7 +55,7 @@ fn conflicting_lines_are_refused_and_name_the_column() {
 #[test]
 fn bad_names_and_missing_databases_are_errors() {
     let catalog = Catalog::default();
-    assert!(matches!(catalog.validate_write("bad db", &lines("m f=1i")), Err(Error::InvalidDatabaseName(_))));
+    assert!(matches!(catalog.validate_write("bad db", &lines("m f=1i"), true), Err(Error::InvalidDatabaseName(_))));
     assert_eq!(catalog.delete_database("nope"), Err(Error::DatabaseNotFound("nope".into())));
     catalog.create_database("db").expect("created");
     assert_eq!(catalog.create_database("db"), Err(Error::AlreadyExists));
@@ -71,6 +71,18 @@ fn bad_names_and_missing_databases_are_errors() {
         assert!(matches!(catalog.create_table("db", "u", &tags, &fields), Err(Error::InvalidTable(_))), "{tags:?} {fields:?}");
     }
     assert!(matches!(catalog.create_table("db", "", &[], &[]), Err(Error::InvalidTable(_))));
+}
+
+#[test]
+fn a_refused_write_changes_nothing() {
+    let catalog = Catalog::default();
+    catalog.validate_write("db", &lines("m f=1i"), true).expect("valid");
+    let refused = catalog.validate_write("db", &lines("new g=1i\nm f=1.5"), false).expect("a valid name");
+    assert_eq!(refused.errors.len(), 1);
+    assert!(catalog.database("db").is_some_and(|db| !db.tables.contains_key("new")), "the valid line's table is not kept");
+    let nothing = catalog.validate_write("other", &lines("m f=1i,f=2.5"), true).expect("a valid name");
+    assert!(nothing.accepted.is_empty());
+    assert!(!catalog.has_database("other"), "a write of no valid line creates nothing");
     catalog.delete_database("db").expect("deleted");
     assert!(catalog.database_names().is_empty());
 }
@@ -78,7 +90,7 @@ fn bad_names_and_missing_databases_are_errors() {
 #[test]
 fn snapshots_round_trip_and_refuse_damage() {
     let catalog = Catalog::default();
-    catalog.validate_write("db", &lines("cpu,host=a usage=1i,ok=true,s=\"x\"")).expect("valid");
+    catalog.validate_write("db", &lines("cpu,host=a usage=1i,ok=true,s=\"x\""), true).expect("valid");
     let bytes = catalog.to_bytes();
     let loaded = Catalog::from_bytes(&bytes).expect("loads");
     assert_eq!(loaded.database("db"), catalog.database("db"));

@@ -213,7 +213,7 @@ impl WriteBuffer {
         for (_, records) in files {
             for record in records {
                 let lines = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0).lines;
-                let Ok(validation) = self.catalog.validate_write(&record.database, &lines) else {
+                let Ok(validation) = self.catalog.validate_write(&record.database, &lines, true) else {
                     continue;
                 };
                 let accepted: Vec<Line> = validation.accepted.iter().map(|&i| lines[i].clone()).collect();
@@ -265,7 +265,7 @@ impl WriteBuffer {
         let numbers = line_numbers(request.body, parsed.lines.len(), &parsed.errors);
         let validation = self
             .catalog
-            .validate_write(request.database, &parsed.lines)
+            .validate_write(request.database, &parsed.lines, request.accept_partial)
             .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
         for conflict in &validation.errors {
             let line_number = numbers.get(conflict.line_number - 1).copied().unwrap_or(conflict.line_number);
