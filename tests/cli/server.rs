@@ -166,7 +166,14 @@ fn bad_input_gets_the_right_status_and_nothing_is_lost() {
     let response = server.post("/api/v3/write_lp?db=db", &[("content-encoding", "gzip")], &gzipped.finish().expect("done"));
     assert_eq!(response.status, 204, "{}", response.text());
 
-    assert_eq!(server.query("db", "SELECT f FROM m ORDER BY time"), json!([{"f": 1}, {"f": 2}, {"f": 9}]));
+    let v2 = server.post("/api/v2/write?bucket=db", &[], b"m f=oops");
+    assert_eq!(v2.status, 400);
+    assert_eq!(v2.json()["code"], "invalid", "{}", v2.text());
+    assert!(v2.json()["message"].as_str().is_some_and(|m| m.starts_with("line protocol parsing error")), "{}", v2.text());
+    let v2_ok = server.post("/api/v2/write?bucket=db&precision=s", &[], b"m f=10i 1000");
+    assert_eq!(v2_ok.status, 204, "{}", v2_ok.text());
+
+    assert_eq!(server.query("db", "SELECT f FROM m ORDER BY time"), json!([{"f": 1}, {"f": 2}, {"f": 9}, {"f": 10}]));
 }
 
 #[test]

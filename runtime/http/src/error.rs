@@ -38,9 +38,10 @@ fn line_errors(errors: &[LineError]) -> serde_json::Value {
         .collect()
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, body) = match self {
+impl ApiError {
+    /// The status and JSON body of this error.
+    fn parts(self) -> (StatusCode, serde_json::Value) {
+        match self {
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({"error": message})),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
@@ -66,8 +67,43 @@ impl IntoResponse for ApiError {
                 tracing::error!("internal error: {message}");
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the server log"}))
             }
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.parts();
         (status, Json(body)).into_response()
+    }
+}
+
+/// An error of the v2 write API, answered as `{"code", "message"}` like InfluxDB 2.
+#[derive(Debug)]
+pub struct V2Error(pub ApiError);
+
+impl From<ApiError> for V2Error {
+    fn from(error: ApiError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for V2Error {
+    fn into_response(self) -> Response {
+        let (status, body) = self.0.parts();
+        let code = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not found",
+            StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+            status if status.is_server_error() => "internal error",
+            _ => "invalid",
+        };
+        let mut message = body["error"].as_str().unwrap_or_default().to_string();
+        if let Some(data) = body.get("data").filter(|d| !d.is_null()) {
+            message = format!("{message}: {data}");
+        }
+        (status, Json(json!({"code": code, "message": message}))).into_response()
     }
 }
 

@@ -1,6 +1,6 @@
 //! `POST /api/v3/write_lp`, `POST /api/v2/write`, `POST /write`.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, V2Error};
 use crate::{AppState, body};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -71,16 +71,17 @@ pub async fn write_v3(
     write(&state, &headers, raw, database, precision, accept_partial, no_sync).await
 }
 
-/// `POST /api/v2/write?bucket=&precision=`: all or nothing, nanoseconds by default.
+/// `POST /api/v2/write?bucket=&precision=`: all or nothing, nanoseconds by default;
+/// errors in the v2 shape `{"code", "message"}`.
 pub async fn write_v2(
     State(state): State<AppState>,
     Query(params): Params,
     headers: HeaderMap,
     raw: Bytes,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, V2Error> {
     let database = params.get("bucket").ok_or_else(|| ApiError::BadRequest("missing query parameter 'bucket'".into()))?;
     let precision = precision(&params, Precision::Nanosecond)?;
-    write(&state, &headers, raw, database, precision, false, false).await
+    Ok(write(&state, &headers, raw, database, precision, false, false).await?)
 }
 
 /// `POST /write?db=&rp=&precision=`: all or nothing, nanoseconds by default.
