@@ -2,6 +2,7 @@
 
 mod client;
 mod http;
+mod s3;
 mod server;
 mod support;
 mod test_local;
