@@ -124,6 +124,8 @@ fn queries_answer_in_every_format() {
     let response = server.post("/api/v3/query_sql", &[("content-type", "application/json")], with_params.as_bytes());
     assert_eq!(response.json(), json!([{"usage": 1.5}]));
     assert_eq!(server.get("/health", &[]).text(), "OK");
+    let preflight = request(server.address, "OPTIONS", "/api/v3/write_lp", &[], b"");
+    assert_eq!((preflight.status, preflight.header("access-control-allow-origin")), (204, Some("*")));
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
 //! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
-//! (`/api/v3/configure/database`) and [`health`] (`/health`, `/ping`). Errors from every
-//! handler become responses in one place, [`error::ApiError`].
+//! (`/api/v3/configure/database`, `/api/v3/configure/table`) and [`health`] (`/health`,
+//! `/ping`); [`cors`] answers `OPTIONS` on any path. Errors from every handler become
+//! responses in one place, [`error::ApiError`].
 
 pub mod body;
+pub mod cors;
 pub mod configure;
 pub mod error;
 pub mod health;
@@ -47,5 +49,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(health::not_found)
         // The raw body may be compressed; `body::read` enforces the limit after decoding.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .layer(axum::middleware::from_fn(cors::preflight))
         .with_state(state)
 }
