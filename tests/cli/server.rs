@@ -35,10 +35,8 @@ impl TestServer {
             .expect("sluice serve starts");
         let started = Instant::now();
         let address = loop {
-            if let Ok(text) = std::fs::read_to_string(&address_file) {
-                if let Ok(address) = text.parse() {
-                    break address;
-                }
+            if let Some(address) = std::fs::read_to_string(&address_file).ok().and_then(|text| text.parse().ok()) {
+                break address;
             }
             assert!(started.elapsed() < Duration::from_secs(60), "the server did not start");
             std::thread::sleep(Duration::from_millis(20));
@@ -142,7 +140,8 @@ fn bad_input_gets_the_right_status_and_nothing_is_lost() {
     assert_eq!(body["data"][0]["line_number"], 2);
     assert_eq!(body["data"][1]["original_line"], "m f=2.5 4");
 
-    let cases: &[(&str, &[(&str, &str)], &[u8], u16)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u8], u16);
+    let cases: &[Case] = &[
         ("/api/v3/write_lp", &[], b"m f=1i", 400),
         ("/api/v3/write_lp?db=db&precision=minutes", &[], b"m f=1i", 400),
         ("/api/v3/write_lp?db=bad%20name", &[], b"m f=1i", 400),

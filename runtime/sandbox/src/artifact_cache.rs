@@ -24,7 +24,7 @@ impl ArtifactCache {
     pub fn path_for(&self, engine: &Engine, wasm_sha256: &str) -> PathBuf {
         let mut engine_hash = StableHasher::default();
         engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{}", &wasm_sha256[..16.min(wasm_sha256.len())], format!("{:016x}", engine_hash.finish()));
+        let key = format!("{}-{:016x}", &wasm_sha256[..16.min(wasm_sha256.len())], engine_hash.finish());
         self.dir.join(format!("{key}.cwasm"))
     }
 

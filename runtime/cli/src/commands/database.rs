@@ -72,7 +72,7 @@ impl ShowDatabasesArgs {
         let client = Client::new(&self.server)?;
         let rows: Vec<serde_json::Value> = block_on(async {
             let response = client.send(client.request(Method::GET, "/api/v3/configure/database")).await?;
-            Ok(response.json().await.context("the server's answer is not a list of databases")?)
+            response.json().await.context("the server's answer is not a list of databases")
         })?;
         if self.format == "json" {
             println!("{}", serde_json::Value::Array(rows));

@@ -73,7 +73,7 @@ impl QueryArgs {
                 .request(Method::POST, "/api/v3/query_sql")
                 .json(&json!({"db": self.database, "q": sql, "format": self.format.name()}));
             let response = client.send(request).await?;
-            Ok(response.bytes().await.context("the response was cut short")?)
+            response.bytes().await.context("the response was cut short")
         })?;
         match &self.output {
             Some(path) => std::fs::write(path, &body).with_context(|| format!("cannot write {}", path.display()))?,
