@@ -86,7 +86,7 @@ pub async fn delete_database(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    let name = params.get("db").ok_or_else(|| ApiError::BadRequest("missing query parameter 'db'".into()))?;
+    let name = crate::error::required(&params, "db")?;
     state.storage.delete_database(name).await.map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }

@@ -107,6 +107,11 @@ impl IntoResponse for V2Error {
     }
 }
 
+/// The query-string parameter `name`, or 400 `missing query parameter '<name>'`.
+pub fn required<'a>(params: &'a std::collections::HashMap<String, String>, name: &str) -> Result<&'a String, ApiError> {
+    params.get(name).ok_or_else(|| ApiError::BadRequest(format!("missing query parameter '{name}'")))
+}
+
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {

@@ -64,7 +64,7 @@ pub async fn write_v3(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let database = params.get("db").ok_or_else(|| ApiError::BadRequest("missing query parameter 'db'".into()))?;
+    let database = crate::error::required(&params, "db")?;
     let precision = precision(&params, Precision::Auto)?;
     let accept_partial = flag(&params, "accept_partial", true)?;
     let no_sync = flag(&params, "no_sync", false)?;
@@ -79,7 +79,7 @@ pub async fn write_v2(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, V2Error> {
-    let database = params.get("bucket").ok_or_else(|| ApiError::BadRequest("missing query parameter 'bucket'".into()))?;
+    let database = crate::error::required(&params, "bucket")?;
     let precision = precision(&params, Precision::Nanosecond)?;
     Ok(write(&state, &headers, raw, database, precision, false, false).await?)
 }
@@ -91,7 +91,7 @@ pub async fn write_v1(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let database = params.get("db").ok_or_else(|| ApiError::BadRequest("missing query parameter 'db'".into()))?;
+    let database = crate::error::required(&params, "db")?;
     let database = match params.get("rp") {
         Some(rp) if !rp.is_empty() => format!("{database}/{rp}"),
         _ => database.clone(),
