@@ -10,7 +10,9 @@ use std::{env, fs};
 
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = crate_dir.parent().expect("python-wasm sits in the workspace root");
+    let workspace = crate_dir
+        .parent()
+        .expect("python-wasm sits in the workspace root");
     let guest_python = workspace.join("guest-sdk/python");
     let wit = workspace.join("guest-sdk/wit");
     let pinned_file = crate_dir.join("COMPONENTIZE_PY_VERSION");
@@ -39,10 +41,16 @@ fn main() {
         .arg(&out)
         .status()
         .unwrap_or_else(|e| panic!("cannot run componentize-py: {e}"));
-    assert!(status.success(), "componentize-py failed to build python-runtime.wasm ({status})");
+    assert!(
+        status.success(),
+        "componentize-py failed to build python-runtime.wasm ({status})"
+    );
 
     let bytes = fs::read(&out).expect("componentize-py wrote the component");
-    println!("cargo:rustc-env=PYTHON_RUNTIME_SHA256={}", hex::encode(Sha256::digest(&bytes)));
+    println!(
+        "cargo:rustc-env=PYTHON_RUNTIME_SHA256={}",
+        hex::encode(Sha256::digest(&bytes))
+    );
 }
 
 /// A command running the pinned componentize-py, installed from the package index on
@@ -60,14 +68,32 @@ fn componentize_py(venv: &Path, pinned: &str) -> Command {
     }
     println!("cargo:warning=installing componentize-py {pinned} from the Python package index");
     let requirement = format!("componentize-py=={pinned}");
-    let venv_made = Command::new(&python).args(["-m", "venv"]).arg(venv).status().is_ok_and(|s| s.success());
+    let venv_made = Command::new(&python)
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .is_ok_and(|s| s.success());
     if venv_made {
-        run(Command::new(venv.join("bin/python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", &requirement]));
+        run(Command::new(venv.join("bin/python")).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &requirement,
+        ]));
         return venv_command(venv)();
     }
     run(Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade", "--target"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--upgrade",
+            "--target",
+        ])
         .arg(&site)
         .arg(&requirement));
     target_command(&python, &site)()
@@ -83,16 +109,20 @@ fn target_command(python: &str, site: &Path) -> Box<dyn Fn() -> Command> {
     let site = site.to_path_buf();
     Box::new(move || {
         let mut command = Command::new(&python);
-        command
-            .env("PYTHONPATH", &site)
-            .args(["-c", "import sys; from componentize_py import script; sys.exit(script())"]);
+        command.env("PYTHONPATH", &site).args([
+            "-c",
+            "import sys; from componentize_py import script; sys.exit(script())",
+        ]);
         command
     })
 }
 
 fn version_of(mut command: Command) -> Option<String> {
     let output = command.arg("--version").output().ok()?;
-    output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn run(command: &mut Command) {

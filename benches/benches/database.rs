@@ -11,7 +11,7 @@
 //!
 //! Prints one line per measurement; each is the median of several runs.
 
-use sluice_http::{AppState, router};
+use sluice_http::{AppState, Authentication, router};
 use sluice_lp::Precision;
 use sluice_query::QueryEngine;
 use sluice_storage::{SnapshotPolicy, StorageConfig, WriteBuffer, WriteRequest};
@@ -57,8 +57,15 @@ async fn ingest_once(flush: Duration, batches: &Arc<Vec<String>>) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = open(dir.path(), SnapshotPolicy::default()).await;
     let flusher = storage.spawn_flusher(flush);
-    let state = AppState { storage: Arc::clone(&storage), query: QueryEngine::new(Arc::clone(&storage)), max_request_bytes: 64 << 20 };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let state = AppState {
+        storage: Arc::clone(&storage),
+        query: QueryEngine::new(Arc::clone(&storage)),
+        max_request_bytes: 64 << 20,
+        authentication: Authentication::Disabled,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
     let address = listener.local_addr().expect("address");
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let client = reqwest::Client::new();
@@ -69,8 +76,18 @@ async fn ingest_once(flush: Duration, batches: &Arc<Vec<String>>) -> f64 {
             let (client, url, batches) = (client.clone(), url.clone(), Arc::clone(batches));
             tokio::spawn(async move {
                 for batch in batches.iter().skip(writer).step_by(WRITERS) {
-                    let response = client.post(&url).body(batch.clone()).send().await.expect("sent");
-                    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap_or_default());
+                    let response = client
+                        .post(&url)
+                        .body(batch.clone())
+                        .send()
+                        .await
+                        .expect("sent");
+                    assert_eq!(
+                        response.status(),
+                        204,
+                        "{}",
+                        response.text().await.unwrap_or_default()
+                    );
                 }
             })
         })
@@ -85,8 +102,11 @@ async fn ingest_once(flush: Duration, batches: &Arc<Vec<String>>) -> f64 {
 }
 
 async fn ingest() {
-    let batches: Arc<Vec<String>> =
-        Arc::new((0..INGEST_LINES / BATCH_LINES).map(|b| lines(b * BATCH_LINES, BATCH_LINES)).collect());
+    let batches: Arc<Vec<String>> = Arc::new(
+        (0..INGEST_LINES / BATCH_LINES)
+            .map(|b| lines(b * BATCH_LINES, BATCH_LINES))
+            .collect(),
+    );
     for flush_ms in [1000, 100, 10] {
         let flush = Duration::from_millis(flush_ms);
         let mut runs = Vec::new();
@@ -119,7 +139,14 @@ async fn write_rows(storage: &Arc<WriteBuffer>, first: usize, count: usize) {
 
 async fn query() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let storage = open(dir.path(), SnapshotPolicy { rows: usize::MAX, interval: Duration::MAX }).await;
+    let storage = open(
+        dir.path(),
+        SnapshotPolicy {
+            rows: usize::MAX,
+            interval: Duration::MAX,
+        },
+    )
+    .await;
     let loading = Instant::now();
     write_rows(&storage, 0, QUERY_ROWS / 2).await;
     storage.snapshot().await.expect("snapshot");
@@ -140,7 +167,10 @@ async fn query() {
     let mut groups = 0;
     for _ in 0..7 {
         let started = Instant::now();
-        let output = engine.sql("bench", sql, Vec::new()).await.expect("query runs");
+        let output = engine
+            .sql("bench", sql, Vec::new())
+            .await
+            .expect("query runs");
         runs.push(started.elapsed().as_secs_f64() * 1000.0);
         groups = output.batches.iter().map(|b| b.num_rows()).sum::<usize>();
     }
@@ -153,8 +183,14 @@ async fn query() {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument picks one part.
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     if "ingest".contains(filter.as_str()) {
         runtime.block_on(ingest());
     }

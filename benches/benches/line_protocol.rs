@@ -31,9 +31,13 @@ fn line_protocol(c: &mut Criterion) {
     let input = body(lines);
     let mut group = c.benchmark_group("line_protocol");
     group.throughput(Throughput::Elements(lines as u64));
-    group.bench_function("parse_10k_lines", |b| b.iter(|| parse(&input, Precision::Nanosecond, 0)));
+    group.bench_function("parse_10k_lines", |b| {
+        b.iter(|| parse(&input, Precision::Nanosecond, 0))
+    });
     let parsed = parse(&input, Precision::Nanosecond, 0);
-    group.bench_function("table_batches_10k_rows", |b| b.iter(|| table_batches(&parsed.lines)));
+    group.bench_function("table_batches_10k_rows", |b| {
+        b.iter(|| table_batches(&parsed.lines))
+    });
     group.finish();
 }
 

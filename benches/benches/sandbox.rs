@@ -16,13 +16,19 @@ use sluice_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
 
 fn sandbox_benches(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     let plugins = Plugins::new().expect("plugins");
     let limits = Limits::default();
     let host: Arc<NullHost> = Arc::new(NullHost);
     let trivial = plugins.get("trivial.py");
-    let schedule = || PluginCall::Schedule { call_time_ns: 1_700_000_000_000_000_000, args: None };
+    let schedule = || PluginCall::Schedule {
+        call_time_ns: 1_700_000_000_000_000_000,
+        args: None,
+    };
 
     c.bench_function("fresh_instance_call", |b| {
         b.iter(|| {
@@ -33,24 +39,41 @@ fn sandbox_benches(c: &mut Criterion) {
     });
 
     c.bench_function("instantiate_and_load", |b| {
-        b.iter(|| runtime.block_on(sandbox.instantiate(&trivial, &limits)).expect("instance"))
+        b.iter(|| {
+            runtime
+                .block_on(sandbox.instantiate(&trivial, &limits))
+                .expect("instance")
+        })
     });
 
-    let mut warm = runtime.block_on(sandbox.instantiate(&trivial, &limits)).expect("instance");
+    let mut warm = runtime
+        .block_on(sandbox.instantiate(&trivial, &limits))
+        .expect("instance");
     c.bench_function("warm_instance_call", |b| {
-        b.iter(|| runtime.block_on(warm.call(schedule(), &limits, host.clone())).expect("call succeeds"))
+        b.iter(|| {
+            runtime
+                .block_on(warm.call(schedule(), &limits, host.clone()))
+                .expect("call succeeds")
+        })
     });
 
     let rows = 10_000;
     let batches: std::sync::Arc<[_]> = vec![wal_batch(rows)].into();
-    let mut counter = runtime.block_on(sandbox.instantiate(&plugins.get("count_rows.py"), &limits)).expect("instance");
+    let mut counter = runtime
+        .block_on(sandbox.instantiate(&plugins.get("count_rows.py"), &limits))
+        .expect("instance");
     let mut group = c.benchmark_group("wal_batch");
     group.throughput(Throughput::Elements(rows as u64));
     group.sample_size(30);
     group.bench_function("10k_rows", |b| {
         b.iter(|| {
-            let call = PluginCall::Writes { batches: batches.clone(), args: None };
-            runtime.block_on(counter.call(call, &limits, host.clone())).expect("call succeeds")
+            let call = PluginCall::Writes {
+                batches: batches.clone(),
+                args: None,
+            };
+            runtime
+                .block_on(counter.call(call, &limits, host.clone()))
+                .expect("call succeeds")
         })
     });
     group.finish();

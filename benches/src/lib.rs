@@ -13,11 +13,21 @@ pub struct NullHost;
 
 impl HostServices for NullHost {
     fn log(&self, _: LogLevel, _: &str) {}
-    fn query<'a>(&'a self, _: &'a str, _: &'a [(String, String)], _: Option<&'a str>) -> BoxFuture<'a, Result<QueryResult, String>> {
+    fn query<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a [(String, String)],
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<QueryResult, String>> {
         Box::pin(async { Ok(QueryResult::default()) })
     }
     fn write(&self, _: Option<&str>, _: String) {}
-    fn write_sync<'a>(&'a self, _: Option<&'a str>, _: String, _: bool) -> BoxFuture<'a, Result<(), String>> {
+    fn write_sync<'a>(
+        &'a self,
+        _: Option<&'a str>,
+        _: String,
+        _: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
     fn cache_get(&self, _: &str, _: bool) -> Option<Vec<u8>> {
@@ -55,14 +65,21 @@ impl Plugins {
 
     /// A reference to plugin `name`.
     pub fn get(&self, name: &str) -> PluginRef {
-        PluginRef { plugin_dir: self.dir.path().to_path_buf(), name: name.to_string() }
+        PluginRef {
+            plugin_dir: self.dir.path().to_path_buf(),
+            name: name.to_string(),
+        }
     }
 }
 
 /// `rows` rows of one table with 3 tags, 3 fields (float, int, string) and time.
 pub fn wal_batch(rows: usize) -> TableBatch {
     let tag = |prefix: &str, distinct: usize| {
-        ColumnValues::Tag((0..rows).map(|i| format!("{prefix}{}", i % distinct)).collect())
+        ColumnValues::Tag(
+            (0..rows)
+                .map(|i| format!("{prefix}{}", i % distinct))
+                .collect(),
+        )
     };
     TableBatch {
         table_name: "cpu".into(),
@@ -71,10 +88,36 @@ pub fn wal_batch(rows: usize) -> TableBatch {
             Column::dense("host", tag("host", 100)),
             Column::dense("region", tag("region", 5)),
             Column::dense("cpu", tag("cpu", 8)),
-            Column::dense("usage", ColumnValues::Float((0..rows).map(|i| i as f64 * 0.5).collect())),
-            Column::dense("count", ColumnValues::Int((0..rows).map(|i| i as i64).collect())),
-            Column::dense("state", ColumnValues::String((0..rows).map(|i| if i % 2 == 0 { "ok".into() } else { "busy".into() }).collect())),
-            Column::dense("time", ColumnValues::Time((0..rows).map(|i| 1_700_000_000_000_000_000 + i as i64).collect())),
+            Column::dense(
+                "usage",
+                ColumnValues::Float((0..rows).map(|i| i as f64 * 0.5).collect()),
+            ),
+            Column::dense(
+                "count",
+                ColumnValues::Int((0..rows).map(|i| i as i64).collect()),
+            ),
+            Column::dense(
+                "state",
+                ColumnValues::String(
+                    (0..rows)
+                        .map(|i| {
+                            if i % 2 == 0 {
+                                "ok".into()
+                            } else {
+                                "busy".into()
+                            }
+                        })
+                        .collect(),
+                ),
+            ),
+            Column::dense(
+                "time",
+                ColumnValues::Time(
+                    (0..rows)
+                        .map(|i| 1_700_000_000_000_000_000 + i as i64)
+                        .collect(),
+                ),
+            ),
         ],
     }
 }

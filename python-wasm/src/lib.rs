@@ -14,8 +14,7 @@
 //! ```
 
 /// The component, as componentize-py wrote it.
-pub static PYTHON_RUNTIME: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/python-runtime.wasm"));
+pub static PYTHON_RUNTIME: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/python-runtime.wasm"));
 
 /// The SHA-256 of [`PYTHON_RUNTIME`] in hex, computed at build time: the key under which
 /// compiled artifacts of it are cached.

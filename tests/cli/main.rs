@@ -1,5 +1,6 @@
 //! End-to-end tests of the `sluice` binary: one module per area.
 
+mod auth;
 mod client;
 mod http;
 mod s3;

@@ -18,7 +18,11 @@ type Objects = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
 
 const LAST_MODIFIED: &str = "Mon, 23 Nov 2026 00:00:00 GMT";
 
-async fn put(State(objects): State<Objects>, Path((_, key)): Path<(String, String)>, body: Bytes) -> Response {
+async fn put(
+    State(objects): State<Objects>,
+    Path((_, key)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
     let etag = format!("\"{}\"", body.len());
     objects.lock().expect("lock").insert(key, body.to_vec());
     (StatusCode::OK, [(header::ETAG, etag)]).into_response()
@@ -35,27 +39,54 @@ fn range(header: &str, len: usize) -> Option<(usize, usize)> {
     }
 }
 
-async fn get_object(State(objects): State<Objects>, Path((_, key)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn get_object(
+    State(objects): State<Objects>,
+    Path((_, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     let Some(data) = objects.lock().expect("lock").get(&key).cloned() else {
-        return (StatusCode::NOT_FOUND, "<Error><Code>NoSuchKey</Code></Error>").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "<Error><Code>NoSuchKey</Code></Error>",
+        )
+            .into_response();
     };
     let etag = format!("\"{}\"", data.len());
-    let common = [(header::ETAG, etag), (header::LAST_MODIFIED, LAST_MODIFIED.to_string())];
-    match headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| range(r, data.len())) {
+    let common = [
+        (header::ETAG, etag),
+        (header::LAST_MODIFIED, LAST_MODIFIED.to_string()),
+    ];
+    match headers
+        .get(header::RANGE)
+        .and_then(|r| r.to_str().ok())
+        .and_then(|r| range(r, data.len()))
+    {
         Some((start, end)) => {
             let content_range = format!("bytes {start}-{}/{}", end - 1, data.len());
-            (StatusCode::PARTIAL_CONTENT, common, [(header::CONTENT_RANGE, content_range)], data[start..end].to_vec()).into_response()
+            (
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, content_range)],
+                data[start..end].to_vec(),
+            )
+                .into_response()
         }
         None => (StatusCode::OK, common, data).into_response(),
     }
 }
 
-async fn delete(State(objects): State<Objects>, Path((_, key)): Path<(String, String)>) -> StatusCode {
+async fn delete(
+    State(objects): State<Objects>,
+    Path((_, key)): Path<(String, String)>,
+) -> StatusCode {
     objects.lock().expect("lock").remove(&key);
     StatusCode::NO_CONTENT
 }
 
-async fn list(State(objects): State<Objects>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn list(
+    State(objects): State<Objects>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let contents: String = objects
         .lock()
@@ -71,7 +102,9 @@ async fn list(State(objects): State<Objects>, Query(query): Query<HashMap<String
             )
         })
         .collect();
-    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>");
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+    );
     ([(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }
 
@@ -86,7 +119,10 @@ fn start_fake_s3() -> (SocketAddr, Objects) {
     listener.set_nonblocking(true).expect("non-blocking");
     let address = listener.local_addr().expect("address");
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             axum::serve(listener, app).await.expect("serves");
@@ -101,24 +137,66 @@ fn snapshots_go_to_an_s3_bucket_and_come_back_after_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let endpoint = format!("http://{s3}");
     let flags = [
-        "--object-store", "s3", "--bucket", "sluice-test", "--aws-endpoint", &endpoint, "--aws-allow-http",
-        "--aws-access-key-id", "test", "--aws-secret-access-key", "test", "--snapshot-rows", "100",
+        "--object-store",
+        "s3",
+        "--bucket",
+        "sluice-test",
+        "--aws-endpoint",
+        &endpoint,
+        "--aws-allow-http",
+        "--aws-access-key-id",
+        "test",
+        "--aws-secret-access-key",
+        "test",
+        "--snapshot-rows",
+        "100",
     ];
     let server = TestServer::start_with(dir.path(), &flags);
     for batch in 0..3 {
-        let body: String = (batch * 100..batch * 100 + 100).map(|i| format!("cpu,host=h{} usage={i}i {i}\n", i % 3)).collect();
-        assert_eq!(server.post("/api/v3/write_lp?db=mydb&precision=ns", &[], body.as_bytes()).status, 204);
+        let body: String = (batch * 100..batch * 100 + 100)
+            .map(|i| format!("cpu,host=h{} usage={i}i {i}\n", i % 3))
+            .collect();
+        assert_eq!(
+            server
+                .post(
+                    "/api/v3/write_lp?db=mydb&precision=ns",
+                    &[],
+                    body.as_bytes()
+                )
+                .status,
+            204
+        );
     }
     let started = Instant::now();
-    while !objects.lock().expect("lock").keys().any(|k| k.starts_with("sluice/snapshots/")) {
-        assert!(started.elapsed() < Duration::from_secs(30), "no snapshot reached the bucket");
+    while !objects
+        .lock()
+        .expect("lock")
+        .keys()
+        .any(|k| k.starts_with("sluice/snapshots/"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no snapshot reached the bucket"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(objects.lock().expect("lock").keys().any(|k| k.starts_with("sluice/dbs/mydb/cpu/") && k.ends_with(".parquet")));
+    assert!(
+        objects
+            .lock()
+            .expect("lock")
+            .keys()
+            .any(|k| k.starts_with("sluice/dbs/mydb/cpu/") && k.ends_with(".parquet"))
+    );
     let totals = json!([{"n": 300, "total": 44850}]);
-    assert_eq!(server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
+    assert_eq!(
+        server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"),
+        totals
+    );
     server.kill();
 
     let restarted = TestServer::start_with(dir.path(), &flags);
-    assert_eq!(restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
+    assert_eq!(
+        restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"),
+        totals
+    );
 }

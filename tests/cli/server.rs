@@ -8,10 +8,13 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// `sluice serve` on 127.0.0.1 with a port of its own; killed on drop.
+/// `sluice serve` on 127.0.0.1 with a port of its own, authentication on and the admin
+/// token (created at the first start in `data_dir`) sent with every request; killed on
+/// drop.
 pub struct TestServer {
     child: Child,
     pub address: SocketAddr,
+    token: String,
 }
 
 impl TestServer {
@@ -21,10 +24,49 @@ impl TestServer {
 
     /// Starts with more `serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
+        let mut server = Self::start_without_token(data_dir, flags);
+        let token_file = data_dir.join("admin-token");
+        server.token = match std::fs::read_to_string(&token_file) {
+            Ok(token) => token,
+            Err(_) => {
+                let created = request(
+                    server.address,
+                    "POST",
+                    "/api/v3/configure/token/admin",
+                    &[],
+                    b"",
+                );
+                assert_eq!(created.status, 201, "{}", created.text());
+                let token = created.json()["token"]
+                    .as_str()
+                    .expect("a token")
+                    .to_string();
+                std::fs::write(&token_file, &token).expect("keeps the token for restarts");
+                token
+            }
+        };
+        server
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Starts `sluice serve` and waits until it listens; creates no token.
+    pub fn start_without_token(data_dir: &Path, flags: &[&str]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
         let child = sluice()
-            .args(["serve", "--http-bind", "127.0.0.1:0", "--wal-flush-interval", "10ms", "--max-http-request-size", "4096"])
+            .args([
+                "serve",
+                "--http-bind",
+                "127.0.0.1:0",
+                "--wal-flush-interval",
+                "10ms",
+                "--max-http-request-size",
+                "4096",
+            ])
             .args(flags)
             .arg("--data-dir")
             .arg(data_dir.join("data"))
@@ -35,17 +77,46 @@ impl TestServer {
             .expect("sluice serve starts");
         let started = Instant::now();
         let address = loop {
-            if let Some(address) = std::fs::read_to_string(&address_file).ok().and_then(|text| text.parse().ok()) {
+            if let Some(address) = std::fs::read_to_string(&address_file)
+                .ok()
+                .and_then(|text| text.parse().ok())
+            {
                 break address;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "the server did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
-        Self { child, address }
+        Self {
+            child,
+            address,
+            token: String::new(),
+        }
+    }
+
+    /// Sends a request with the admin token, unless `headers` carry an `authorization`.
+    pub fn send(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let bearer = format!("Bearer {}", self.token);
+        let mut all = headers.to_vec();
+        if !headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            all.push(("authorization", &bearer));
+        }
+        request(self.address, method, target, &all, body)
     }
 
     pub fn post(&self, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
-        request(self.address, "POST", target, headers, body)
+        self.send("POST", target, headers, body)
     }
 
     /// The server's URL, for `--host`.
@@ -54,12 +125,16 @@ impl TestServer {
     }
 
     pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
-        request(self.address, "GET", target, headers, b"")
+        self.send("GET", target, headers, b"")
     }
 
     pub fn query(&self, db: &str, sql: &str) -> serde_json::Value {
         let body = json!({"db": db, "q": sql}).to_string();
-        let response = self.post("/api/v3/query_sql", &[("content-type", "application/json")], body.as_bytes());
+        let response = self.post(
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
         assert_eq!(response.status, 200, "{}", response.text());
         response.json()
     }
@@ -83,16 +158,35 @@ fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path());
     for batch in 0..20 {
-        let body: String = (0..50).map(|i| format!("cpu,host=h{} usage={}i {}\n", i % 3, batch * 50 + i, batch * 50 + i)).collect();
-        let response = server.post("/api/v3/write_lp?db=mydb&precision=ns", &[], body.as_bytes());
+        let body: String = (0..50)
+            .map(|i| {
+                format!(
+                    "cpu,host=h{} usage={}i {}\n",
+                    i % 3,
+                    batch * 50 + i,
+                    batch * 50 + i
+                )
+            })
+            .collect();
+        let response = server.post(
+            "/api/v3/write_lp?db=mydb&precision=ns",
+            &[],
+            body.as_bytes(),
+        );
         assert_eq!(response.status, 204, "{}", response.text());
     }
-    assert_eq!(server.query("mydb", "SELECT count(*) AS n FROM cpu"), json!([{"n": 1000}]));
+    assert_eq!(
+        server.query("mydb", "SELECT count(*) AS n FROM cpu"),
+        json!([{"n": 1000}])
+    );
     server.kill();
 
     let restarted = TestServer::start(dir.path());
     assert_eq!(
-        restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total, count(DISTINCT host) AS hosts FROM cpu"),
+        restarted.query(
+            "mydb",
+            "SELECT count(*) AS n, sum(usage) AS total, count(DISTINCT host) AS hosts FROM cpu"
+        ),
         json!([{"n": 1000, "total": 499500, "hosts": 3}])
     );
 }
@@ -101,29 +195,71 @@ fn acknowledged_writes_survive_kill_9() {
 fn queries_answer_in_every_format() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path());
-    let response = server.post("/api/v3/write_lp?db=db", &[], b"cpu,host=a usage=0.5 1700000000\ncpu,host=b usage=1.5 1700000001");
+    let response = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        b"cpu,host=a usage=0.5 1700000000\ncpu,host=b usage=1.5 1700000001",
+    );
     assert_eq!(response.status, 204, "{}", response.text());
     let sql = "SELECT host, usage, time FROM cpu ORDER BY host";
-    let q = |format: &str| server.get(&format!("/api/v3/query_sql?db=db&format={format}&q={}", encode(sql)), &[]);
+    let q = |format: &str| {
+        server.get(
+            &format!("/api/v3/query_sql?db=db&format={format}&q={}", encode(sql)),
+            &[],
+        )
+    };
     let json_rows = q("json");
     assert_eq!(json_rows.header("content-type"), Some("application/json"));
     assert_eq!(
         json_rows.json(),
         json!([{"host": "a", "usage": 0.5, "time": "2023-11-14T22:13:20"}, {"host": "b", "usage": 1.5, "time": "2023-11-14T22:13:21"}])
     );
-    assert_eq!(q("jsonl").text(), "{\"host\":\"a\",\"usage\":0.5,\"time\":\"2023-11-14T22:13:20\"}\n{\"host\":\"b\",\"usage\":1.5,\"time\":\"2023-11-14T22:13:21\"}\n");
-    assert_eq!(q("csv").text(), "host,usage,time\na,0.5,2023-11-14T22:13:20\nb,1.5,2023-11-14T22:13:21\n");
-    assert!(q("pretty").text().contains("| a    | 0.5   | 2023-11-14T22:13:20 |"), "{}", q("pretty").text());
-    let by_accept = server.get(&format!("/api/v3/query_sql?db=db&q={}", encode(sql)), &[("accept", "text/csv")]);
+    assert_eq!(
+        q("jsonl").text(),
+        "{\"host\":\"a\",\"usage\":0.5,\"time\":\"2023-11-14T22:13:20\"}\n{\"host\":\"b\",\"usage\":1.5,\"time\":\"2023-11-14T22:13:21\"}\n"
+    );
+    assert_eq!(
+        q("csv").text(),
+        "host,usage,time\na,0.5,2023-11-14T22:13:20\nb,1.5,2023-11-14T22:13:21\n"
+    );
+    assert!(
+        q("pretty")
+            .text()
+            .contains("| a    | 0.5   | 2023-11-14T22:13:20 |"),
+        "{}",
+        q("pretty").text()
+    );
+    let by_accept = server.get(
+        &format!("/api/v3/query_sql?db=db&q={}", encode(sql)),
+        &[("accept", "text/csv")],
+    );
     assert_eq!(by_accept.header("content-type"), Some("text/csv"));
-    let empty = server.get(&format!("/api/v3/query_sql?db=db&q={}", encode("SELECT * FROM cpu WHERE host = 'z'")), &[]);
+    let empty = server.get(
+        &format!(
+            "/api/v3/query_sql?db=db&q={}",
+            encode("SELECT * FROM cpu WHERE host = 'z'")
+        ),
+        &[],
+    );
     assert_eq!(empty.text(), "[]");
-    let with_params = json!({"db": "db", "q": "SELECT usage FROM cpu WHERE host = $h", "params": {"h": "b"}}).to_string();
-    let response = server.post("/api/v3/query_sql", &[("content-type", "application/json")], with_params.as_bytes());
+    let with_params =
+        json!({"db": "db", "q": "SELECT usage FROM cpu WHERE host = $h", "params": {"h": "b"}})
+            .to_string();
+    let response = server.post(
+        "/api/v3/query_sql",
+        &[("content-type", "application/json")],
+        with_params.as_bytes(),
+    );
     assert_eq!(response.json(), json!([{"usage": 1.5}]));
     assert_eq!(server.get("/health", &[]).text(), "OK");
     let preflight = request(server.address, "OPTIONS", "/api/v3/write_lp", &[], b"");
-    assert_eq!((preflight.status, preflight.header("access-control-allow-origin")), (204, Some("*")));
+    assert_eq!(
+        (
+            preflight.status,
+            preflight.header("access-control-allow-origin")
+        ),
+        (204, Some("*"))
+    );
 }
 
 #[test]
@@ -133,7 +269,11 @@ fn bad_input_gets_the_right_status_and_nothing_is_lost() {
     let ok = server.post("/api/v3/write_lp?db=db", &[], b"m f=1i 1");
     assert_eq!(ok.status, 204);
 
-    let partial = server.post("/api/v3/write_lp?db=db", &[], b"m f=2i 2\nm f=oops 3\nm f=2.5 4");
+    let partial = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        b"m f=2i 2\nm f=oops 3\nm f=2.5 4",
+    );
     assert_eq!(partial.status, 400);
     let body = partial.json();
     assert_eq!(body["error"], "partial write of line protocol occurred");
@@ -143,19 +283,64 @@ fn bad_input_gets_the_right_status_and_nothing_is_lost() {
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [u8], u16);
     let cases: &[Case] = &[
         ("/api/v3/write_lp", &[], b"m f=1i", 400),
-        ("/api/v3/write_lp?db=db&precision=minutes", &[], b"m f=1i", 400),
+        (
+            "/api/v3/write_lp?db=db&precision=minutes",
+            &[],
+            b"m f=1i",
+            400,
+        ),
         ("/api/v3/write_lp?db=bad%20name", &[], b"m f=1i", 400),
-        ("/api/v3/write_lp?db=db&accept_partial=false", &[], b"m f=3i 5\nbroken", 400),
+        (
+            "/api/v3/write_lp?db=db&accept_partial=false",
+            &[],
+            b"m f=3i 5\nbroken",
+            400,
+        ),
         ("/api/v3/write_lp?db=db", &[], b"\n\n", 400),
-        ("/api/v3/write_lp?db=db", &[("content-encoding", "br")], b"m f=1i", 415),
-        ("/api/v3/write_lp?db=db", &[("content-encoding", "gzip")], b"not gzip", 400),
+        (
+            "/api/v3/write_lp?db=db",
+            &[("content-encoding", "br")],
+            b"m f=1i",
+            415,
+        ),
+        (
+            "/api/v3/write_lp?db=db",
+            &[("content-encoding", "gzip")],
+            b"not gzip",
+            400,
+        ),
         ("/api/v3/write_lp?db=db", &[], &[b'm'; 5000], 413),
         ("/api/v3/configure/database", &[], b"{\"db\": \"x\"}", 415),
-        ("/api/v3/configure/database", &[("content-type", "application/json")], b"{\"db\": ", 400),
-        ("/api/v3/query_sql", &[("content-type", "application/json")], b"{\"db\": \"nope\", \"q\": \"SELECT 1\"}", 404),
-        ("/api/v3/query_sql", &[("content-type", "application/json")], b"{\"db\": \"db\", \"q\": \"SELEC\"}", 400),
-        ("/api/v3/query_sql", &[("content-type", "application/json")], b"{\"db\": \"db\"}", 400),
-        ("/api/v3/query_sql", &[("content-type", "application/json")], b"{\"db\": \"db\", \"q\": \"SELECT * FROM m WHERE f = $x\"}", 400),
+        (
+            "/api/v3/configure/database",
+            &[("content-type", "application/json")],
+            b"{\"db\": ",
+            400,
+        ),
+        (
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            b"{\"db\": \"nope\", \"q\": \"SELECT 1\"}",
+            404,
+        ),
+        (
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            b"{\"db\": \"db\", \"q\": \"SELEC\"}",
+            400,
+        ),
+        (
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            b"{\"db\": \"db\"}",
+            400,
+        ),
+        (
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            b"{\"db\": \"db\", \"q\": \"SELECT * FROM m WHERE f = $x\"}",
+            400,
+        ),
         ("/no/such/route", &[], b"", 404),
     ];
     for (target, headers, body, status) in cases {
@@ -164,17 +349,30 @@ fn bad_input_gets_the_right_status_and_nothing_is_lost() {
     }
     let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gzipped, b"m f=9i 9").expect("compresses");
-    let response = server.post("/api/v3/write_lp?db=db", &[("content-encoding", "gzip")], &gzipped.finish().expect("done"));
+    let response = server.post(
+        "/api/v3/write_lp?db=db",
+        &[("content-encoding", "gzip")],
+        &gzipped.finish().expect("done"),
+    );
     assert_eq!(response.status, 204, "{}", response.text());
 
     let v2 = server.post("/api/v2/write?bucket=db", &[], b"m f=oops");
     assert_eq!(v2.status, 400);
     assert_eq!(v2.json()["code"], "invalid", "{}", v2.text());
-    assert!(v2.json()["message"].as_str().is_some_and(|m| m.starts_with("line protocol parsing error")), "{}", v2.text());
+    assert!(
+        v2.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("line protocol parsing error")),
+        "{}",
+        v2.text()
+    );
     let v2_ok = server.post("/api/v2/write?bucket=db&precision=s", &[], b"m f=10i 1000");
     assert_eq!(v2_ok.status, 204, "{}", v2_ok.text());
 
-    assert_eq!(server.query("db", "SELECT f FROM m ORDER BY time"), json!([{"f": 1}, {"f": 2}, {"f": 9}, {"f": 10}]));
+    assert_eq!(
+        server.query("db", "SELECT f FROM m ORDER BY time"),
+        json!([{"f": 1}, {"f": 2}, {"f": 9}, {"f": 10}])
+    );
 }
 
 #[test]
@@ -182,20 +380,54 @@ fn databases_are_created_listed_and_deleted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path());
     let json_type = [("content-type", "application/json")];
-    assert_eq!(server.post("/api/v3/configure/database", &json_type, b"{\"db\": \"one\"}").status, 200);
-    assert_eq!(server.post("/api/v3/configure/database", &json_type, b"{\"db\": \"one\"}").status, 409);
-    assert_eq!(server.post("/api/v3/configure/database", &json_type, b"{\"db\": \"_bad\"}").status, 400);
-    assert_eq!(server.get("/api/v3/configure/database?format=json", &[]).json(), json!([{"iox::database": "one"}]));
-    let deleted = request(server.address, "DELETE", "/api/v3/configure/database?db=one", &[], b"");
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &json_type,
+                b"{\"db\": \"one\"}"
+            )
+            .status,
+        200
+    );
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &json_type,
+                b"{\"db\": \"one\"}"
+            )
+            .status,
+        409
+    );
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &json_type,
+                b"{\"db\": \"_bad\"}"
+            )
+            .status,
+        400
+    );
+    assert_eq!(
+        server
+            .get("/api/v3/configure/database?format=json", &[])
+            .json(),
+        json!([{"iox::database": "one"}])
+    );
+    let deleted = server.send("DELETE", "/api/v3/configure/database?db=one", &[], b"");
     assert_eq!(deleted.status, 200);
-    let again = request(server.address, "DELETE", "/api/v3/configure/database?db=one", &[], b"");
+    let again = server.send("DELETE", "/api/v3/configure/database?db=one", &[], b"");
     assert_eq!(again.status, 404);
 }
 
 /// Files under `dir` (recursively) whose name ends with `suffix`.
 fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return found };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -213,41 +445,95 @@ fn snapshots_move_rows_to_parquet_and_every_row_is_seen_once_after_kill_9() {
     let data = dir.path().join("data");
     let server = TestServer::start_with(dir.path(), &["--snapshot-rows", "200"]);
     for batch in 0..10 {
-        let body: String = (0..100).map(|i| format!("cpu,host=h{} usage={}i {}\n", i % 4, batch * 100 + i, batch * 100 + i)).collect();
-        let response = server.post("/api/v3/write_lp?db=mydb&precision=ns", &[], body.as_bytes());
+        let body: String = (0..100)
+            .map(|i| {
+                format!(
+                    "cpu,host=h{} usage={}i {}\n",
+                    i % 4,
+                    batch * 100 + i,
+                    batch * 100 + i
+                )
+            })
+            .collect();
+        let response = server.post(
+            "/api/v3/write_lp?db=mydb&precision=ns",
+            &[],
+            body.as_bytes(),
+        );
         assert_eq!(response.status, 204, "{}", response.text());
     }
     let started = Instant::now();
     while files_ending(&data, ".parquet").is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "no snapshot was written");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no snapshot was written"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let totals = json!([{"n": 1000, "total": 499500}]);
-    assert_eq!(server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
+    assert_eq!(
+        server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"),
+        totals
+    );
     server.kill();
 
-    assert!(!files_ending(&data.join("sluice/snapshots"), ".json").is_empty(), "manifests are written");
+    assert!(
+        !files_ending(&data.join("sluice/snapshots"), ".json").is_empty(),
+        "manifests are written"
+    );
     let restarted = TestServer::start(dir.path());
-    assert_eq!(restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"), totals);
-    let by_host = restarted.query("mydb", "SELECT host, count(*) AS n FROM cpu GROUP BY host ORDER BY host");
+    assert_eq!(
+        restarted.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"),
+        totals
+    );
+    let by_host = restarted.query(
+        "mydb",
+        "SELECT host, count(*) AS n FROM cpu GROUP BY host ORDER BY host",
+    );
     assert_eq!(by_host[3], json!({"host": "h3", "n": 250}));
 }
 
 #[test]
 fn the_memory_object_store_serves_snapshotted_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_with(dir.path(), &["--object-store", "memory", "--snapshot-rows", "1"]);
-    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"m f=1i 1\nm f=2i 2").status, 204);
-    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"m f=3i 3").status, 204);
-    assert_eq!(server.query("db", "SELECT sum(f) AS s FROM m"), json!([{"s": 6}]));
-    assert!(files_ending(&dir.path().join("data"), ".parquet").is_empty(), "nothing on disk");
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--object-store", "memory", "--snapshot-rows", "1"],
+    );
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], b"m f=1i 1\nm f=2i 2")
+            .status,
+        204
+    );
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], b"m f=3i 3")
+            .status,
+        204
+    );
+    assert_eq!(
+        server.query("db", "SELECT sum(f) AS s FROM m"),
+        json!([{"s": 6}])
+    );
+    assert!(
+        files_ending(&dir.path().join("data"), ".parquet").is_empty(),
+        "nothing on disk"
+    );
 }
 
 #[test]
 fn s3_without_a_bucket_is_refused_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = sluice()
-        .args(["serve", "--object-store", "s3", "--http-bind", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--object-store",
+            "s3",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env_remove("INFLUXDB3_BUCKET")
         .output()
@@ -262,14 +548,36 @@ fn tables_are_created_with_their_columns() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path());
     let json_type = [("content-type", "application/json")];
-    assert_eq!(server.post("/api/v3/configure/database", &json_type, b"{\"db\": \"db\"}").status, 200);
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &json_type,
+                b"{\"db\": \"db\"}"
+            )
+            .status,
+        200
+    );
     let table = json!({"db": "db", "table": "weather", "tags": ["city"], "fields": [{"name": "temp", "type": "float64"}, {"name": "note", "type": "utf8"}]});
-    let create = |body: &serde_json::Value| server.post("/api/v3/configure/table", &json_type, body.to_string().as_bytes());
+    let create = |body: &serde_json::Value| {
+        server.post(
+            "/api/v3/configure/table",
+            &json_type,
+            body.to_string().as_bytes(),
+        )
+    };
     assert_eq!(create(&table).status, 200);
     assert_eq!(create(&table).status, 409);
     assert_eq!(create(&json!({"db": "nope", "table": "t"})).status, 404);
-    assert_eq!(create(&json!({"db": "db", "table": "t", "fields": [{"name": "x", "type": "decimal"}]})).status, 400);
-    assert_eq!(create(&json!({"db": "db", "table": "t", "tags": ["time"]})).status, 400);
+    assert_eq!(
+        create(&json!({"db": "db", "table": "t", "fields": [{"name": "x", "type": "decimal"}]}))
+            .status,
+        400
+    );
+    assert_eq!(
+        create(&json!({"db": "db", "table": "t", "tags": ["time"]})).status,
+        400
+    );
     let columns = server.query(
         "db",
         "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'weather' ORDER BY ordinal_position",
@@ -283,37 +591,76 @@ fn tables_are_created_with_their_columns() {
             {"column_name": "time", "data_type": "Timestamp(ns)"}
         ])
     );
-    assert_eq!(server.query("db", "SELECT count(*) AS n FROM weather"), json!([{"n": 0}]));
-    let conflict = server.post("/api/v3/write_lp?db=db&accept_partial=false", &[], b"weather,city=x temp=1i");
-    assert_eq!(conflict.status, 400, "the declared type holds: {}", conflict.text());
+    assert_eq!(
+        server.query("db", "SELECT count(*) AS n FROM weather"),
+        json!([{"n": 0}])
+    );
+    let conflict = server.post(
+        "/api/v3/write_lp?db=db&accept_partial=false",
+        &[],
+        b"weather,city=x temp=1i",
+    );
+    assert_eq!(
+        conflict.status,
+        400,
+        "the declared type holds: {}",
+        conflict.text()
+    );
 }
 
 #[test]
 fn parquet_results_read_back_as_the_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start(dir.path());
-    assert_eq!(server.post("/api/v3/write_lp?db=db", &[], b"cpu,host=a usage=0.5 1\ncpu,host=b usage=1.5 2").status, 204);
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/write_lp?db=db",
+                &[],
+                b"cpu,host=a usage=0.5 1\ncpu,host=b usage=1.5 2"
+            )
+            .status,
+        204
+    );
     let sql = encode("SELECT host, usage FROM cpu ORDER BY host");
     for response in [
-        server.get(&format!("/api/v3/query_sql?db=db&format=parquet&q={sql}"), &[]),
-        server.get(&format!("/api/v3/query_sql?db=db&q={sql}"), &[("accept", "application/vnd.apache.parquet")]),
+        server.get(
+            &format!("/api/v3/query_sql?db=db&format=parquet&q={sql}"),
+            &[],
+        ),
+        server.get(
+            &format!("/api/v3/query_sql?db=db&q={sql}"),
+            &[("accept", "application/vnd.apache.parquet")],
+        ),
     ] {
         assert_eq!(response.status, 200, "{}", response.text());
-        assert_eq!(response.header("content-type"), Some("application/vnd.apache.parquet"));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(response.body))
-            .expect("a Parquet file")
-            .build()
-            .expect("a reader");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/vnd.apache.parquet")
+        );
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(response.body),
+        )
+        .expect("a Parquet file")
+        .build()
+        .expect("a reader");
         let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("rows");
-        let text = arrow::util::pretty::pretty_format_batches(&batches).expect("formats").to_string();
-        assert!(text.contains("| a    | 0.5   |") && text.contains("| b    | 1.5   |"), "{text}");
+        let text = arrow::util::pretty::pretty_format_batches(&batches)
+            .expect("formats")
+            .to_string();
+        assert!(
+            text.contains("| a    | 0.5   |") && text.contains("| b    | 1.5   |"),
+            "{text}"
+        );
     }
 }
 
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -19,7 +19,8 @@ pub fn sluice() -> Command {
 pub fn json(command: &mut Command) -> serde_json::Value {
     let output = command.output().expect("sluice runs");
     assert!(output.status.success(), "sluice failed: {}", text(&output));
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output)))
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&output)))
 }
 
 /// stdout and stderr, for messages.

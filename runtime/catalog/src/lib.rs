@@ -18,9 +18,11 @@
 
 mod names;
 mod snapshot;
+mod tokens;
 
 pub use names::validate_database_name;
 pub use snapshot::SnapshotError;
+pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 
 use serde::{Deserialize, Serialize};
 use sluice_lp::{FieldValue, Line};
@@ -50,6 +52,15 @@ pub enum Error {
     /// A table definition that cannot be created (empty name, repeated column, …).
     #[error("invalid table definition: {0}")]
     InvalidTable(String),
+    /// A token of that name exists already.
+    #[error("token name already exists, {0}")]
+    TokenExists(String),
+    /// No token of that name.
+    #[error("token not found: {0}")]
+    TokenNotFound(String),
+    /// A token that cannot be created or deleted as asked.
+    #[error("{0}")]
+    InvalidToken(String),
     /// The changed catalog could not be made durable.
     #[error("the catalog could not be persisted: {0}")]
     Io(String),
@@ -109,7 +120,10 @@ pub struct Table {
 
 impl Table {
     fn column_type(&self, name: &str) -> Option<ColumnType> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| *t)
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| *t)
     }
 }
 
@@ -138,19 +152,47 @@ pub struct WriteValidation {
     pub errors: Vec<LineConflict>,
 }
 
-/// All databases. Cheap to read concurrently; writes take a short lock.
+/// All databases and the API tokens. Cheap to read concurrently; writes take a short lock.
 #[derive(Debug, Default)]
 pub struct Catalog {
     databases: RwLock<BTreeMap<String, Database>>,
+    tokens: RwLock<Tokens>,
 }
 
 impl Catalog {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Database>> {
-        self.databases.read().unwrap_or_else(PoisonError::into_inner)
+        self.databases
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Database>> {
-        self.databases.write().unwrap_or_else(PoisonError::into_inner)
+        self.databases
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The access `token` gives at `now_ms` (milliseconds since the epoch), or `None`
+    /// when it is unknown or expired.
+    pub fn authenticate(&self, token: &str, now_ms: i64) -> Option<Access> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .authenticate(token, now_ms)
+    }
+
+    /// Runs `change` on the tokens; the caller persists the catalog afterwards.
+    pub fn change_tokens<T>(&self, change: impl FnOnce(&mut Tokens) -> T) -> T {
+        change(&mut self.tokens.write().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Every token record (hashes only), in creation order.
+    pub fn token_records(&self) -> Vec<TokenRecord> {
+        self.tokens
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .records()
+            .to_vec()
     }
 
     /// Creates a database.
@@ -174,7 +216,10 @@ impl Catalog {
     ///
     /// [`Error::DatabaseNotFound`].
     pub fn delete_database(&self, name: &str) -> Result<(), Error> {
-        self.write().remove(name).map(drop).ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+        self.write()
+            .remove(name)
+            .map(drop)
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
     }
 
     /// Database names in order.
@@ -194,7 +239,11 @@ impl Catalog {
 
     /// The type of a column, if the column exists.
     pub fn column_type(&self, database: &str, table: &str, column: &str) -> Option<ColumnType> {
-        self.read().get(database)?.tables.get(table)?.column_type(column)
+        self.read()
+            .get(database)?
+            .tables
+            .get(table)?
+            .column_type(column)
     }
 
     /// Creates a table with the given tags and fields.
@@ -212,21 +261,30 @@ impl Catalog {
         if table.is_empty() {
             return Err(Error::InvalidTable("the table name is empty".into()));
         }
-        let mut columns: Vec<(String, ColumnType)> = tags.iter().map(|t| (t.clone(), ColumnType::Tag)).collect();
+        let mut columns: Vec<(String, ColumnType)> =
+            tags.iter().map(|t| (t.clone(), ColumnType::Tag)).collect();
         columns.extend(fields.iter().cloned());
         for (index, (name, column_type)) in columns.iter().enumerate() {
             if name.is_empty() || name == "time" {
-                return Err(Error::InvalidTable(format!("`{name}` cannot be a column name")));
+                return Err(Error::InvalidTable(format!(
+                    "`{name}` cannot be a column name"
+                )));
             }
             if *column_type == ColumnType::Time {
-                return Err(Error::InvalidTable(format!("`{name}`: only `time` has the time type")));
+                return Err(Error::InvalidTable(format!(
+                    "`{name}`: only `time` has the time type"
+                )));
             }
             if columns[..index].iter().any(|(earlier, _)| earlier == name) {
-                return Err(Error::InvalidTable(format!("column `{name}` is given twice")));
+                return Err(Error::InvalidTable(format!(
+                    "column `{name}` is given twice"
+                )));
             }
         }
         let mut databases = self.write();
-        let db = databases.get_mut(database).ok_or_else(|| Error::DatabaseNotFound(database.to_string()))?;
+        let db = databases
+            .get_mut(database)
+            .ok_or_else(|| Error::DatabaseNotFound(database.to_string()))?;
         if db.tables.contains_key(table) {
             return Err(Error::AlreadyExists);
         }
@@ -243,7 +301,12 @@ impl Catalog {
     /// # Errors
     ///
     /// [`Error::InvalidDatabaseName`] when the database name breaks the rules.
-    pub fn validate_write(&self, database: &str, lines: &[Line], accept_partial: bool) -> Result<WriteValidation, Error> {
+    pub fn validate_write(
+        &self,
+        database: &str,
+        lines: &[Line],
+        accept_partial: bool,
+    ) -> Result<WriteValidation, Error> {
         validate_database_name(database)?;
         let mut outcome = WriteValidation::default();
         if lines.is_empty() {
@@ -253,11 +316,17 @@ impl Catalog {
         // Changes are staged on a copy and kept only if some line is written.
         let mut db = databases.get(database).cloned().unwrap_or_default();
         for (index, line) in lines.iter().enumerate() {
-            let table = db.tables.entry(line.table.clone()).or_insert_with(|| Table {
-                columns: vec![("time".into(), ColumnType::Time)],
-            });
+            let table = db
+                .tables
+                .entry(line.table.clone())
+                .or_insert_with(|| Table {
+                    columns: vec![("time".into(), ColumnType::Time)],
+                });
             match conflict(table, line) {
-                Some(message) => outcome.errors.push(LineConflict { line_number: index + 1, message }),
+                Some(message) => outcome.errors.push(LineConflict {
+                    line_number: index + 1,
+                    message,
+                }),
                 None => {
                     add_columns(table, line);
                     outcome.accepted.push(index);
@@ -295,7 +364,12 @@ fn conflict(table: &Table, line: &Line) -> Option<String> {
         }
     }
     let mut seen = std::collections::HashSet::new();
-    for key in line.tags.iter().map(|(k, _)| k).chain(line.fields.iter().map(|(k, _)| k)) {
+    for key in line
+        .tags
+        .iter()
+        .map(|(k, _)| k)
+        .chain(line.fields.iter().map(|(k, _)| k))
+    {
         if !seen.insert(key.as_str()) {
             return Some(format!("column '{key}' appears more than once"));
         }
@@ -304,7 +378,11 @@ fn conflict(table: &Table, line: &Line) -> Option<String> {
 }
 
 fn add_columns(table: &mut Table, line: &Line) {
-    let time = table.columns.iter().position(|(n, _)| n == "time").unwrap_or(table.columns.len());
+    let time = table
+        .columns
+        .iter()
+        .position(|(n, _)| n == "time")
+        .unwrap_or(table.columns.len());
     let mut new_tags = Vec::new();
     for (key, _) in &line.tags {
         if table.column_type(key).is_none() && !new_tags.iter().any(|(k, _)| k == key) {
@@ -312,12 +390,22 @@ fn add_columns(table: &mut Table, line: &Line) {
         }
     }
     // Tags go before the fields, fields before `time`; each keeps first-seen order.
-    let first_field = table.columns.iter().position(|(_, t)| *t != ColumnType::Tag).unwrap_or(time);
+    let first_field = table
+        .columns
+        .iter()
+        .position(|(_, t)| *t != ColumnType::Tag)
+        .unwrap_or(time);
     table.columns.splice(first_field..first_field, new_tags);
     for (key, value) in &line.fields {
         if table.column_type(key).is_none() {
-            let time = table.columns.iter().position(|(n, _)| n == "time").unwrap_or(table.columns.len());
-            table.columns.insert(time, (key.clone(), ColumnType::of_field(value)));
+            let time = table
+                .columns
+                .iter()
+                .position(|(n, _)| n == "time")
+                .unwrap_or(table.columns.len());
+            table
+                .columns
+                .insert(time, (key.clone(), ColumnType::of_field(value)));
         }
     }
 }

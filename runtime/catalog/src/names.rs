@@ -22,7 +22,10 @@ pub fn validate_database_name(name: &str) -> Result<(), Error> {
     if !first.is_ascii_alphanumeric() {
         return invalid("must start with a letter or a digit".into());
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/'))) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/')))
+    {
         return invalid(format!("contains invalid character '{bad}'"));
     }
     if name.matches('/').count() > 1 {
@@ -42,13 +45,28 @@ mod tests {
         }
         let cases = [
             ("", "invalid database name: the name is empty"),
-            ("bad db", "invalid database name: 'bad db' contains invalid character ' '"),
-            ("_db", "invalid database name: '_db' must start with a letter or a digit"),
-            ("a/b/c", "invalid database name: 'a/b/c' contains more than one '/'"),
-            ("dé", "invalid database name: 'dé' contains invalid character 'é'"),
+            (
+                "bad db",
+                "invalid database name: 'bad db' contains invalid character ' '",
+            ),
+            (
+                "_db",
+                "invalid database name: '_db' must start with a letter or a digit",
+            ),
+            (
+                "a/b/c",
+                "invalid database name: 'a/b/c' contains more than one '/'",
+            ),
+            (
+                "dé",
+                "invalid database name: 'dé' contains invalid character 'é'",
+            ),
         ];
         for (name, message) in cases {
-            assert_eq!(validate_database_name(name).map_err(|e| e.to_string()), Err(message.to_string()));
+            assert_eq!(
+                validate_database_name(name).map_err(|e| e.to_string()),
+                Err(message.to_string())
+            );
         }
         assert!(validate_database_name(&"a".repeat(512)).is_err());
     }

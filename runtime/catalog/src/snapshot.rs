@@ -3,13 +3,23 @@
 //! Layout: the 8-byte magic `SLUICECT`, a little-endian u32 format version, a
 //! little-endian u32 CRC-32 of the body, then the body (JSON). A file from a future
 //! version, a torn write or a flipped bit is refused, never half-loaded.
+//!
+//! Version 1 held only the databases; version 2 holds the databases and the tokens.
+//! Both are read.
 
-use crate::{Catalog, Database};
+use crate::{Catalog, Database, Tokens};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const MAGIC: &[u8; 8] = b"SLUICECT";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 16;
+
+#[derive(Serialize, Deserialize)]
+struct Body {
+    databases: BTreeMap<String, Database>,
+    tokens: Tokens,
+}
 
 /// Why a snapshot could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +41,11 @@ pub enum SnapshotError {
 impl Catalog {
     /// The catalog as snapshot bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = serde_json::to_vec(&*self.read()).unwrap_or_default();
+        let body = Body {
+            databases: self.read().clone(),
+            tokens: self.change_tokens(|tokens| tokens.clone()),
+        };
+        let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut bytes = Vec::with_capacity(HEADER + body.len());
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&VERSION.to_le_bytes());
@@ -49,17 +63,28 @@ impl Catalog {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(SnapshotError::NotASnapshot);
         }
-        let word = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let word = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = word(8);
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion(version));
         }
         let body = &bytes[HEADER..];
         if crc32fast::hash(body) != word(12) {
             return Err(SnapshotError::Corrupt);
         }
-        let databases: BTreeMap<String, Database> =
-            serde_json::from_slice(body).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
-        Ok(Self { databases: databases.into() })
+        let invalid = |e: serde_json::Error| SnapshotError::Invalid(e.to_string());
+        let body = match version {
+            1 => Body {
+                databases: serde_json::from_slice(body).map_err(invalid)?,
+                tokens: Tokens::default(),
+            },
+            _ => serde_json::from_slice(body).map_err(invalid)?,
+        };
+        Ok(Self {
+            databases: body.databases.into(),
+            tokens: body.tokens.into(),
+        })
     }
 }

@@ -11,11 +11,22 @@ fn lines(lp: &str) -> Vec<Line> {
 fn writes_create_databases_tables_and_columns_in_order() {
     let catalog = Catalog::default();
     let outcome = catalog
-        .validate_write("db", &lines("cpu,host=a usage=1i 1\ncpu,region=w usage=2i,idle=0.5 2\nmem free=1u"), true)
+        .validate_write(
+            "db",
+            &lines("cpu,host=a usage=1i 1\ncpu,region=w usage=2i,idle=0.5 2\nmem free=1u"),
+            true,
+        )
         .expect("valid");
-    assert_eq!(outcome, WriteValidation { accepted: vec![0, 1, 2], errors: vec![] });
+    assert_eq!(
+        outcome,
+        WriteValidation {
+            accepted: vec![0, 1, 2],
+            errors: vec![]
+        }
+    );
     let cpu = &catalog.database("db").expect("created").tables["cpu"];
-    let names: Vec<(&str, ColumnType)> = cpu.columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
+    let names: Vec<(&str, ColumnType)> =
+        cpu.columns.iter().map(|(n, t)| (n.as_str(), *t)).collect();
     assert_eq!(
         names,
         [
@@ -32,19 +43,41 @@ fn writes_create_databases_tables_and_columns_in_order() {
 #[test]
 fn conflicting_lines_are_refused_and_name_the_column() {
     let catalog = Catalog::default();
-    catalog.validate_write("db", &lines("m,t=x f=1i"), true).expect("valid");
+    catalog
+        .validate_write("db", &lines("m,t=x f=1i"), true)
+        .expect("valid");
     let outcome = catalog
-        .validate_write("db", &lines("m f=1.5\nm,f=tag g=1i\nm t=1i\nm time=1i\nm f=2i,f=3i\nm f=4i"), true)
+        .validate_write(
+            "db",
+            &lines("m f=1.5\nm,f=tag g=1i\nm t=1i\nm time=1i\nm f=2i,f=3i\nm f=4i"),
+            true,
+        )
         .expect("valid");
     assert_eq!(outcome.accepted, vec![5]);
-    let messages: Vec<(usize, &str)> = outcome.errors.iter().map(|e| (e.line_number, e.message.as_str())).collect();
+    let messages: Vec<(usize, &str)> = outcome
+        .errors
+        .iter()
+        .map(|e| (e.line_number, e.message.as_str()))
+        .collect();
     assert_eq!(
         messages,
         [
-            (1, "invalid column type for column 'f', expected integer, got float"),
-            (2, "invalid column type for column 'f', expected integer, got tag"),
-            (3, "invalid column type for column 't', expected tag, got integer"),
-            (4, "invalid column type for column 'time', expected time, got integer"),
+            (
+                1,
+                "invalid column type for column 'f', expected integer, got float"
+            ),
+            (
+                2,
+                "invalid column type for column 'f', expected integer, got tag"
+            ),
+            (
+                3,
+                "invalid column type for column 't', expected tag, got integer"
+            ),
+            (
+                4,
+                "invalid column type for column 'time', expected time, got integer"
+            ),
             (5, "column 'f' appears more than once"),
         ]
     );
@@ -55,34 +88,79 @@ fn conflicting_lines_are_refused_and_name_the_column() {
 #[test]
 fn bad_names_and_missing_databases_are_errors() {
     let catalog = Catalog::default();
-    assert!(matches!(catalog.validate_write("bad db", &lines("m f=1i"), true), Err(Error::InvalidDatabaseName(_))));
-    assert_eq!(catalog.delete_database("nope"), Err(Error::DatabaseNotFound("nope".into())));
+    assert!(matches!(
+        catalog.validate_write("bad db", &lines("m f=1i"), true),
+        Err(Error::InvalidDatabaseName(_))
+    ));
+    assert_eq!(
+        catalog.delete_database("nope"),
+        Err(Error::DatabaseNotFound("nope".into()))
+    );
     catalog.create_database("db").expect("created");
     assert_eq!(catalog.create_database("db"), Err(Error::AlreadyExists));
-    assert_eq!(catalog.create_table("other", "t", &[], &[]), Err(Error::DatabaseNotFound("other".into())));
-    catalog.create_table("db", "t", &["host".into()], &[("v".into(), ColumnType::Float)]).expect("created");
+    assert_eq!(
+        catalog.create_table("other", "t", &[], &[]),
+        Err(Error::DatabaseNotFound("other".into()))
+    );
+    catalog
+        .create_table(
+            "db",
+            "t",
+            &["host".into()],
+            &[("v".into(), ColumnType::Float)],
+        )
+        .expect("created");
     assert_eq!(catalog.column_type("db", "t", "v"), Some(ColumnType::Float));
-    assert_eq!(catalog.create_table("db", "t", &[], &[]), Err(Error::AlreadyExists));
+    assert_eq!(
+        catalog.create_table("db", "t", &[], &[]),
+        Err(Error::AlreadyExists)
+    );
     for (tags, fields) in [
-        (vec!["a".to_string()], vec![("a".to_string(), ColumnType::Int)]),
+        (
+            vec!["a".to_string()],
+            vec![("a".to_string(), ColumnType::Int)],
+        ),
         (vec!["time".to_string()], vec![]),
         (vec![], vec![("t".to_string(), ColumnType::Time)]),
     ] {
-        assert!(matches!(catalog.create_table("db", "u", &tags, &fields), Err(Error::InvalidTable(_))), "{tags:?} {fields:?}");
+        assert!(
+            matches!(
+                catalog.create_table("db", "u", &tags, &fields),
+                Err(Error::InvalidTable(_))
+            ),
+            "{tags:?} {fields:?}"
+        );
     }
-    assert!(matches!(catalog.create_table("db", "", &[], &[]), Err(Error::InvalidTable(_))));
+    assert!(matches!(
+        catalog.create_table("db", "", &[], &[]),
+        Err(Error::InvalidTable(_))
+    ));
 }
 
 #[test]
 fn a_refused_write_changes_nothing() {
     let catalog = Catalog::default();
-    catalog.validate_write("db", &lines("m f=1i"), true).expect("valid");
-    let refused = catalog.validate_write("db", &lines("new g=1i\nm f=1.5"), false).expect("a valid name");
+    catalog
+        .validate_write("db", &lines("m f=1i"), true)
+        .expect("valid");
+    let refused = catalog
+        .validate_write("db", &lines("new g=1i\nm f=1.5"), false)
+        .expect("a valid name");
     assert_eq!(refused.errors.len(), 1);
-    assert!(catalog.database("db").is_some_and(|db| !db.tables.contains_key("new")), "the valid line's table is not kept");
-    let nothing = catalog.validate_write("other", &lines("m f=1i,f=2.5"), true).expect("a valid name");
+    assert!(
+        catalog
+            .database("db")
+            .is_some_and(|db| !db.tables.contains_key("new")),
+        "the valid line's table is not kept"
+    );
+    let nothing = catalog
+        .validate_write("other", &lines("m f=1i,f=2.5"), true)
+        .expect("a valid name");
     assert!(nothing.accepted.is_empty());
-    assert!(!catalog.has_database("other"), "a write of no valid line creates nothing");
+    assert!(
+        !catalog.has_database("other"),
+        "a write of no valid line creates nothing"
+    );
     catalog.delete_database("db").expect("deleted");
     assert!(catalog.database_names().is_empty());
 }
@@ -90,18 +168,55 @@ fn a_refused_write_changes_nothing() {
 #[test]
 fn snapshots_round_trip_and_refuse_damage() {
     let catalog = Catalog::default();
-    catalog.validate_write("db", &lines("cpu,host=a usage=1i,ok=true,s=\"x\""), true).expect("valid");
+    catalog
+        .validate_write("db", &lines("cpu,host=a usage=1i,ok=true,s=\"x\""), true)
+        .expect("valid");
+    let admin = catalog
+        .change_tokens(|tokens| tokens.create_admin(5))
+        .expect("created");
     let bytes = catalog.to_bytes();
     let loaded = Catalog::from_bytes(&bytes).expect("loads");
     assert_eq!(loaded.database("db"), catalog.database("db"));
+    assert_eq!(
+        loaded.authenticate(&admin.token, 6),
+        Some(Access::Admin),
+        "tokens survive"
+    );
 
     let mut flipped = bytes.clone();
     let last = flipped.len() - 2;
     flipped[last] ^= 1;
-    assert_eq!(Catalog::from_bytes(&flipped).err(), Some(SnapshotError::Corrupt));
-    assert_eq!(Catalog::from_bytes(&bytes[..10]).err(), Some(SnapshotError::NotASnapshot));
-    assert_eq!(Catalog::from_bytes(&bytes[..bytes.len() - 1]).err(), Some(SnapshotError::Corrupt));
+    assert_eq!(
+        Catalog::from_bytes(&flipped).err(),
+        Some(SnapshotError::Corrupt)
+    );
+    assert_eq!(
+        Catalog::from_bytes(&bytes[..10]).err(),
+        Some(SnapshotError::NotASnapshot)
+    );
+    assert_eq!(
+        Catalog::from_bytes(&bytes[..bytes.len() - 1]).err(),
+        Some(SnapshotError::Corrupt)
+    );
     let mut future = bytes.clone();
     future[8] = 9;
-    assert_eq!(Catalog::from_bytes(&future).err(), Some(SnapshotError::UnsupportedVersion(9)));
+    assert_eq!(
+        Catalog::from_bytes(&future).err(),
+        Some(SnapshotError::UnsupportedVersion(9))
+    );
+}
+
+#[test]
+fn version_1_snapshots_still_load() {
+    let body = br#"{"db":{"tables":{"cpu":{"columns":[["host","tag"],["time","time"]]}}}}"#;
+    let mut bytes = b"SLUICECT".to_vec();
+    bytes.extend_from_slice(&1_u32.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    bytes.extend_from_slice(body);
+    let loaded = Catalog::from_bytes(&bytes).expect("loads");
+    assert_eq!(
+        loaded.column_type("db", "cpu", "host"),
+        Some(ColumnType::Tag)
+    );
+    assert!(loaded.token_records().is_empty());
 }

@@ -31,7 +31,10 @@ pub fn table_batches(lines: &[Line]) -> Batches {
             errors.push(message);
         }
     }
-    Batches { batches: order.into_iter().map(TableBuilder::finish).collect(), errors }
+    Batches {
+        batches: order.into_iter().map(TableBuilder::finish).collect(),
+        errors,
+    }
 }
 
 struct Builder {
@@ -42,7 +45,11 @@ struct Builder {
 
 impl Builder {
     fn new(name: &str, values: ColumnValues, rows_before: usize) -> Self {
-        let mut builder = Self { name: name.to_string(), values, present: Vec::new() };
+        let mut builder = Self {
+            name: name.to_string(),
+            values,
+            present: Vec::new(),
+        };
         for _ in 0..rows_before {
             builder.push_absent();
         }
@@ -62,7 +69,11 @@ impl Builder {
 
     fn finish(self) -> Column {
         let present = (!self.present.iter().all(|p| *p)).then_some(self.present);
-        Column { name: self.name, values: self.values, present }
+        Column {
+            name: self.name,
+            values: self.values,
+            present,
+        }
     }
 }
 
@@ -100,7 +111,14 @@ struct TableBuilder {
 
 impl TableBuilder {
     fn new(name: &str) -> Self {
-        Self { name: name.to_string(), rows: 0, tags: Vec::new(), fields: Vec::new(), times: Vec::new(), columns: HashMap::new() }
+        Self {
+            name: name.to_string(),
+            rows: 0,
+            tags: Vec::new(),
+            fields: Vec::new(),
+            times: Vec::new(),
+            columns: HashMap::new(),
+        }
     }
 
     /// Refuses a line whose columns conflict with the table so far; else appends it.
@@ -120,14 +138,20 @@ impl TableBuilder {
             let got = empty_like(value);
             match self.columns.get(key) {
                 Some((true, _)) => return conflict(key, "tag", type_name(&got)),
-                Some((false, i)) if std::mem::discriminant(&self.fields[*i].values) != std::mem::discriminant(&got) => {
+                Some((false, i))
+                    if std::mem::discriminant(&self.fields[*i].values)
+                        != std::mem::discriminant(&got) =>
+                {
                     return conflict(key, type_name(&self.fields[*i].values), type_name(&got));
                 }
                 _ => {}
             }
         }
         if key_is_time(line) {
-            return Err(format!("table '{}': `time` cannot be a tag or field name", self.name));
+            return Err(format!(
+                "table '{}': `time` cannot be a tag or field name",
+                self.name
+            ));
         }
         Ok(())
     }
@@ -163,20 +187,42 @@ impl TableBuilder {
         Ok(())
     }
 
-    fn column(&mut self, key: &str, tag: bool, values: impl FnOnce() -> ColumnValues) -> &mut Builder {
+    fn column(
+        &mut self,
+        key: &str,
+        tag: bool,
+        values: impl FnOnce() -> ColumnValues,
+    ) -> &mut Builder {
         let rows = self.rows;
         let (_, index) = *self.columns.entry(key.to_string()).or_insert_with(|| {
-            let list = if tag { &mut self.tags } else { &mut self.fields };
+            let list = if tag {
+                &mut self.tags
+            } else {
+                &mut self.fields
+            };
             list.push(Builder::new(key, values(), rows));
             (tag, list.len() - 1)
         });
-        if tag { &mut self.tags[index] } else { &mut self.fields[index] }
+        if tag {
+            &mut self.tags[index]
+        } else {
+            &mut self.fields[index]
+        }
     }
 
     fn finish(self) -> TableBatch {
-        let mut columns: Vec<Column> = self.tags.into_iter().chain(self.fields).map(Builder::finish).collect();
+        let mut columns: Vec<Column> = self
+            .tags
+            .into_iter()
+            .chain(self.fields)
+            .map(Builder::finish)
+            .collect();
         columns.push(Column::dense("time", ColumnValues::Time(self.times)));
-        TableBatch { table_name: self.name, row_count: u32::try_from(self.rows).unwrap_or(u32::MAX), columns }
+        TableBatch {
+            table_name: self.name,
+            row_count: u32::try_from(self.rows).unwrap_or(u32::MAX),
+            columns,
+        }
     }
 }
 
@@ -195,7 +241,9 @@ mod tests {
 
     #[test]
     fn columns_follow_first_appearance_and_mark_missing_values() {
-        let out = batches("cpu,host=a usage=1i 1\nmem,host=b free=2.5 2\ncpu,region=w usage=3i,idle=0.5 3");
+        let out = batches(
+            "cpu,host=a usage=1i 1\nmem,host=b free=2.5 2\ncpu,region=w usage=3i,idle=0.5 3",
+        );
         assert!(out.errors.is_empty());
         let names: Vec<&str> = out.batches.iter().map(|b| b.table_name.as_str()).collect();
         assert_eq!(names, ["cpu", "mem"]);
@@ -214,6 +262,11 @@ mod tests {
         let out = batches("m f=1i 1\nm f=1.5 2\nm,f=x g=1i 3");
         assert_eq!(out.batches[0].row_count, 1);
         assert_eq!(out.errors.len(), 2);
-        assert!(out.errors[0].contains("column 'f' of table 'm' is a integer, but the line gives a float"), "{}", out.errors[0]);
+        assert!(
+            out.errors[0]
+                .contains("column 'f' of table 'm' is a integer, but the line gives a float"),
+            "{}",
+            out.errors[0]
+        );
     }
 }

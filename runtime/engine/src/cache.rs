@@ -60,7 +60,10 @@ impl CacheStore {
 
     /// The value of `key`, unless missing or expired (an expired entry is removed).
     pub fn get(&self, namespace: &Namespace, key: &str) -> Option<Vec<u8>> {
-        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let entries = namespaces.get_mut(namespace)?;
         let now = Instant::now();
         match entries.get(key) {
@@ -77,7 +80,10 @@ impl CacheStore {
     pub fn put(&self, namespace: &Namespace, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
         let ttl = ttl.or_else(|| namespace.default_ttl());
         let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
-        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         namespaces
             .entry(namespace.clone())
             .or_default()
@@ -86,16 +92,24 @@ impl CacheStore {
 
     /// Removes `key`; true if a live value was there.
     pub fn delete(&self, namespace: &Namespace, key: &str) -> bool {
-        let mut namespaces = self.namespaces.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let Some(entries) = namespaces.get_mut(namespace) else {
             return false;
         };
-        entries.remove(key).is_some_and(|entry| entry.is_live(Instant::now()))
+        entries
+            .remove(key)
+            .is_some_and(|entry| entry.is_live(Instant::now()))
     }
 
     /// Drops a whole namespace, for example when its trigger stops.
     pub fn drop_namespace(&self, namespace: &Namespace) {
-        self.namespaces.lock().unwrap_or_else(PoisonError::into_inner).remove(namespace);
+        self.namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(namespace);
     }
 }
 
@@ -106,7 +120,10 @@ mod tests {
     #[test]
     fn namespaces_are_separate_and_ttl_expires() {
         let store = CacheStore::new();
-        let local = Namespace::Trigger { database: "db".into(), trigger: "t".into() };
+        let local = Namespace::Trigger {
+            database: "db".into(),
+            trigger: "t".into(),
+        };
         let shared = Namespace::Database("db".into());
         store.put(&local, "k", b"local".to_vec(), None);
         store.put(&shared, "k", b"shared".to_vec(), None);

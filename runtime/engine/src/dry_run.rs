@@ -47,7 +47,10 @@ pub struct ResponseReport {
     pub body: String,
 }
 
-fn pairs_as_object<S: serde::Serializer>(pairs: &[(String, String)], serializer: S) -> Result<S::Ok, S::Error> {
+fn pairs_as_object<S: serde::Serializer>(
+    pairs: &[(String, String)],
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeMap;
     let mut map = serializer.serialize_map(Some(pairs.len()))?;
     for (key, value) in pairs {
@@ -73,8 +76,17 @@ struct Collected {
 
 impl DryRunHost {
     /// A dry-run host for a trigger on `database`, caching under `cache_name`.
-    pub fn new(database: impl Into<String>, cache: Arc<CacheStore>, cache_name: impl Into<String>) -> Self {
-        Self { database: database.into(), cache, cache_name: cache_name.into(), state: Mutex::default() }
+    pub fn new(
+        database: impl Into<String>,
+        cache: Arc<CacheStore>,
+        cache_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            database: database.into(),
+            cache,
+            cache_name: cache_name.into(),
+            state: Mutex::default(),
+        }
     }
 
     /// The log lines collected so far.
@@ -101,7 +113,9 @@ impl DryRunHost {
 
 impl HostServices for DryRunHost {
     fn log(&self, level: LogLevel, message: &str) {
-        self.collected().log_lines.push(format!("{}: {message}", level.as_str()));
+        self.collected()
+            .log_lines
+            .push(format!("{}: {message}", level.as_str()));
     }
 
     fn query<'a>(
@@ -121,7 +135,11 @@ impl HostServices for DryRunHost {
 
     fn write(&self, database: Option<&str>, line_protocol: String) {
         let database = self.database_for(database);
-        self.collected().batched.entry(database).or_default().push(line_protocol);
+        self.collected()
+            .batched
+            .entry(database)
+            .or_default()
+            .push(line_protocol);
     }
 
     fn write_sync<'a>(
@@ -131,7 +149,11 @@ impl HostServices for DryRunHost {
         _no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
         let database = self.database_for(database);
-        self.collected().immediate.entry(database).or_default().push(line_protocol);
+        self.collected()
+            .immediate
+            .entry(database)
+            .or_default()
+            .push(line_protocol);
         Box::pin(async { Ok(()) })
     }
 
@@ -162,7 +184,14 @@ pub async fn dry_run(
     limits: &Limits,
     host: Arc<DryRunHost>,
 ) -> DryRunReport {
-    let outcome = executor.run(plugin, call, limits, Arc::clone(&host) as Arc<dyn HostServices>).await;
+    let outcome = executor
+        .run(
+            plugin,
+            call,
+            limits,
+            Arc::clone(&host) as Arc<dyn HostServices>,
+        )
+        .await;
     let mut errors = Vec::new();
     let mut response = None;
     match outcome {
@@ -177,7 +206,13 @@ pub async fn dry_run(
     for (database, lines) in &database_writes {
         errors.extend(validate_writes(database, lines));
     }
-    DryRunReport { trigger_time: None, log_lines: collected.log_lines, database_writes, errors, response }
+    DryRunReport {
+        trigger_time: None,
+        log_lines: collected.log_lines,
+        database_writes,
+        errors,
+        response,
+    }
 }
 
 fn execution_error(error: &InvocationError) -> String {
@@ -201,7 +236,12 @@ fn validate_writes(database: &str, lines: &[String]) -> Vec<String> {
         .map(|e| format!("line protocol parse error on write to db {database}: {e}"))
         .collect();
     let batches = crate::batches::table_batches(&parsed.lines);
-    errors.extend(batches.errors.iter().map(|e| format!("invalid write to db {database}: {e}")));
+    errors.extend(
+        batches
+            .errors
+            .iter()
+            .map(|e| format!("invalid write to db {database}: {e}")),
+    );
     errors
 }
 
@@ -213,7 +253,11 @@ mod tests {
     fn invalid_writes_are_reported_per_database() {
         let errors = validate_writes("db", &["ok f=1i".into(), "broken".into()]);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("line protocol parse error on write to db db: line 2"), "{}", errors[0]);
+        assert!(
+            errors[0].starts_with("line protocol parse error on write to db db: line 2"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

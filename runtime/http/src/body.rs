@@ -11,7 +11,9 @@ pub fn read(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, A
     if body.len() > limit {
         return Err(ApiError::TooLarge(limit));
     }
-    let encoding = headers.get("content-encoding").map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    let encoding = headers
+        .get("content-encoding")
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("") | Some("identity") => Ok(body.to_vec()),
         Some("gzip") => {
@@ -25,13 +27,18 @@ pub fn read(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, A
             }
             Ok(decoded)
         }
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!("unsupported content encoding `{other}`"))),
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported content encoding `{other}`"
+        ))),
     }
 }
 
 /// The body as UTF-8 text.
 pub fn text(bytes: Vec<u8>) -> Result<String, ApiError> {
     String::from_utf8(bytes).map_err(|e| {
-        ApiError::BadRequest(format!("the body is not valid UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()))
+        ApiError::BadRequest(format!(
+            "the body is not valid UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
     })
 }

@@ -49,36 +49,63 @@ fn field_type(name: &str) -> Result<ColumnType, ApiError> {
     })
 }
 
-fn catalog_error(error: CatalogError) -> ApiError {
+/// The status of each catalog error.
+pub fn catalog_error(error: CatalogError) -> ApiError {
     match error {
-        CatalogError::InvalidDatabaseName(_) | CatalogError::InvalidTable(_) => ApiError::BadRequest(error.to_string()),
-        CatalogError::DatabaseNotFound(_) | CatalogError::TableNotFound { .. } => ApiError::NotFound(error.to_string()),
-        CatalogError::AlreadyExists => ApiError::Conflict(error.to_string()),
+        CatalogError::InvalidDatabaseName(_)
+        | CatalogError::InvalidTable(_)
+        | CatalogError::InvalidToken(_) => ApiError::BadRequest(error.to_string()),
+        CatalogError::DatabaseNotFound(_)
+        | CatalogError::TableNotFound { .. }
+        | CatalogError::TokenNotFound(_) => ApiError::NotFound(error.to_string()),
+        CatalogError::AlreadyExists | CatalogError::TokenExists(_) => {
+            ApiError::Conflict(error.to_string())
+        }
         CatalogError::Io(message) => ApiError::Internal(message),
     }
 }
 
 /// Parses a JSON body, requiring a JSON content type.
-pub fn json_body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, body: &[u8]) -> Result<T, ApiError> {
-    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if essence != "application/json" && !essence.ends_with("+json") {
-        return Err(ApiError::UnsupportedMediaType("unacceptable content-type, expected: application/json".into()));
+        return Err(ApiError::UnsupportedMediaType(
+            "unacceptable content-type, expected: application/json".into(),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("serde json error: {e}")))
 }
 
 /// `POST /api/v3/configure/database` with `{"db": NAME}`.
-pub async fn create_database(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn create_database(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let request: CreateDatabase = json_body(&headers, &body)?;
-    state.storage.create_database(&request.db).map_err(catalog_error)?;
+    state
+        .storage
+        .create_database(&request.db)
+        .map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }
 
 /// `GET /api/v3/configure/database`: `[{"iox::database": NAME}, ...]`.
 pub async fn list_databases(State(state): State<AppState>) -> Json<Value> {
     let names = state.storage.catalog().database_names();
-    Json(names.into_iter().map(|name| json!({"iox::database": name})).collect())
+    Json(
+        names
+            .into_iter()
+            .map(|name| json!({"iox::database": name}))
+            .collect(),
+    )
 }
 
 /// `DELETE /api/v3/configure/database?db=NAME`.
@@ -87,19 +114,30 @@ pub async fn delete_database(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     let name = crate::error::required(&params, "db")?;
-    state.storage.delete_database(name).await.map_err(catalog_error)?;
+    state
+        .storage
+        .delete_database(name)
+        .await
+        .map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }
 
 /// `POST /api/v3/configure/table` with
 /// `{"db", "table", "tags": [NAME], "fields": [{"name", "type"}]}`.
-pub async fn create_table(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, ApiError> {
+pub async fn create_table(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
     let request: CreateTable = json_body(&headers, &body)?;
     let fields = request
         .fields
         .into_iter()
         .map(|field| field_type(&field.field_type).map(|t| (field.name, t)))
         .collect::<Result<Vec<_>, _>>()?;
-    state.storage.create_table(&request.db, &request.table, &request.tags, &fields).map_err(catalog_error)?;
+    state
+        .storage
+        .create_table(&request.db, &request.table, &request.tags, &fields)
+        .map_err(catalog_error)?;
     Ok(StatusCode::OK)
 }

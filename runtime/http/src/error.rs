@@ -12,6 +12,10 @@ use sluice_storage::{LineError, WriteError};
 pub enum ApiError {
     /// 400 with `{"error": message}`.
     BadRequest(String),
+    /// 401: no token, or one the server does not know.
+    Unauthenticated,
+    /// 403 with `{"error": message}`: the token does not allow this.
+    Forbidden(String),
     /// 404 with `{"error": message}`.
     NotFound(String),
     /// 409 with `{"error": message}`.
@@ -43,9 +47,17 @@ impl ApiError {
     fn parts(self) -> (StatusCode, serde_json::Value) {
         match self {
             Self::BadRequest(message) => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "the request was not authenticated"}),
+            ),
+            Self::Forbidden(message) => (StatusCode::FORBIDDEN, json!({"error": message})),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
-            Self::UnsupportedMediaType(message) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, json!({"error": message})),
+            Self::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                json!({"error": message}),
+            ),
             Self::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 json!({"error": format!("the request body is larger than the limit of {limit} bytes")}),
@@ -62,10 +74,15 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "incoming write was empty", "data": line_errors(&errors)}),
             ),
-            Self::Write(WriteError::InvalidDatabaseName(message)) => (StatusCode::BAD_REQUEST, json!({"error": message})),
+            Self::Write(WriteError::InvalidDatabaseName(message)) => {
+                (StatusCode::BAD_REQUEST, json!({"error": message}))
+            }
             Self::Write(WriteError::Durability(message)) | Self::Internal(message) => {
                 tracing::error!("internal error: {message}");
-                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "internal error; see the server log"}))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": "internal error; see the server log"}),
+                )
             }
         }
     }
@@ -73,8 +90,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let challenge = matches!(self, Self::Unauthenticated);
         let (status, body) = self.parts();
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if challenge {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }
 
@@ -108,8 +133,13 @@ impl IntoResponse for V2Error {
 }
 
 /// The query-string parameter `name`, or 400 `missing query parameter '<name>'`.
-pub fn required<'a>(params: &'a std::collections::HashMap<String, String>, name: &str) -> Result<&'a String, ApiError> {
-    params.get(name).ok_or_else(|| ApiError::BadRequest(format!("missing query parameter '{name}'")))
+pub fn required<'a>(
+    params: &'a std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<&'a String, ApiError> {
+    params
+        .get(name)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing query parameter '{name}'")))
 }
 
 impl From<QueryError> for ApiError {

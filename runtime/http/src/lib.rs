@@ -1,16 +1,21 @@
 //! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
 //! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
 //! (`/api/v3/configure/database`, `/api/v3/configure/table`) and [`health`] (`/health`,
-//! `/ping`); [`cors`] answers `OPTIONS` on any path. Errors from every handler become
+//! `/ping`); [`token`] manages API tokens and [`auth`] checks them before any handler
+//! runs; [`cors`] answers `OPTIONS` on any path. Errors from every handler become
 //! responses in one place, [`error::ApiError`].
 
+pub mod auth;
 pub mod body;
-pub mod cors;
 pub mod configure;
+pub mod cors;
 pub mod error;
 pub mod health;
 pub mod query;
+pub mod token;
 pub mod write;
+
+pub use auth::Authentication;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -28,6 +33,8 @@ pub struct AppState {
     pub query: QueryEngine,
     /// Largest request body accepted, after decompression.
     pub max_request_bytes: usize,
+    /// Whether requests need a token.
+    pub authentication: Authentication,
 }
 
 /// The router of the whole API.
@@ -37,18 +44,36 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v3/write_lp", post(write::write_v3))
         .route("/api/v2/write", post(write::write_v2))
         .route("/write", post(write::write_v1))
-        .route("/api/v3/query_sql", get(query::query_get).post(query::query_post))
+        .route(
+            "/api/v3/query_sql",
+            get(query::query_get).post(query::query_post),
+        )
         .route(
             "/api/v3/configure/database",
-            get(configure::list_databases).post(configure::create_database).delete(configure::delete_database),
+            get(configure::list_databases)
+                .post(configure::create_database)
+                .delete(configure::delete_database),
         )
         .route("/api/v3/configure/table", post(configure::create_table))
+        .route(
+            "/api/v3/configure/token",
+            get(token::list).post(token::create).delete(token::delete),
+        )
+        .route("/api/v3/configure/token/admin", post(token::create_admin))
+        .route(
+            "/api/v3/configure/token/admin/regenerate",
+            post(token::regenerate_admin),
+        )
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/ping", get(health::ping).post(health::ping))
         .fallback(health::not_found)
         // The raw body may be compressed; `body::read` enforces the limit after decoding.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(cors::preflight))
         .with_state(state)
 }

@@ -5,12 +5,14 @@ use crate::AppState;
 use crate::configure::json_body;
 use crate::error::ApiError;
 use arrow::array::RecordBatch;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
+use sluice_catalog::Access;
 use sluice_query::{ScalarValue, SchemaRef};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,8 +48,15 @@ impl Format {
 
     /// The format an `Accept` header asks for.
     fn from_accept(headers: &HeaderMap) -> Result<Self, ApiError> {
-        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("*/*");
-        if accept.contains("application/json") || accept.contains("*/*") || accept.contains("text/html") || accept.is_empty() {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("*/*");
+        if accept.contains("application/json")
+            || accept.contains("*/*")
+            || accept.contains("text/html")
+            || accept.is_empty()
+        {
             Ok(Self::Json)
         } else if accept.contains("text/csv") {
             Ok(Self::Csv)
@@ -58,7 +67,9 @@ impl Format {
         } else if accept.contains("application/vnd.apache.parquet") {
             Ok(Self::Parquet)
         } else {
-            Err(ApiError::BadRequest(format!("invalid mime type ({accept})")))
+            Err(ApiError::BadRequest(format!(
+                "invalid mime type ({accept})"
+            )))
         }
     }
 
@@ -86,12 +97,14 @@ pub struct QueryRequest {
 /// `GET /api/v3/query_sql?db=&q=&format=&params=<json>`.
 pub async fn query_get(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let params = match query.get("params") {
         Some(text) => Some(
-            serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("invalid params: {e}")))?,
+            serde_json::from_str(text)
+                .map_err(|e| ApiError::BadRequest(format!("invalid params: {e}")))?,
         ),
         None => None,
     };
@@ -101,13 +114,18 @@ pub async fn query_get(
         format: query.get("format").cloned(),
         params,
     };
-    run(&state, &headers, request).await
+    run(&state, &access, &headers, request).await
 }
 
 /// `POST /api/v3/query_sql` with a JSON body `{db, q, format?, params?}`.
-pub async fn query_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn query_post(
+    State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let request: QueryRequest = json_body(&headers, &body)?;
-    run(&state, &headers, request).await
+    run(&state, &access, &headers, request).await
 }
 
 fn scalar(name: &str, value: Value) -> Result<ScalarValue, ApiError> {
@@ -118,20 +136,34 @@ fn scalar(name: &str, value: Value) -> Result<ScalarValue, ApiError> {
             (Some(i), _, _) => Ok(ScalarValue::Int64(Some(i))),
             (None, Some(u), _) => Ok(ScalarValue::UInt64(Some(u))),
             (None, None, Some(f)) => Ok(ScalarValue::Float64(Some(f))),
-            _ => Err(ApiError::BadRequest(format!("parameter `{name}` is not a usable number"))),
+            _ => Err(ApiError::BadRequest(format!(
+                "parameter `{name}` is not a usable number"
+            ))),
         },
         Value::Null => Ok(ScalarValue::Null),
-        _ => Err(ApiError::BadRequest(format!("parameter `{name}` must be a string, number, boolean or null"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "parameter `{name}` must be a string, number, boolean or null"
+        ))),
     }
 }
 
-async fn run(state: &AppState, headers: &HeaderMap, request: QueryRequest) -> Result<Response, ApiError> {
+async fn run(
+    state: &AppState,
+    access: &Access,
+    headers: &HeaderMap,
+    request: QueryRequest,
+) -> Result<Response, ApiError> {
     let (database, sql) = match (request.db, request.q) {
         (Some(db), Some(q)) => (db, q),
         (None, Some(_)) => return Err(ApiError::BadRequest("missing query parameter 'db'".into())),
         (Some(_), None) => return Err(ApiError::BadRequest("missing query parameter 'q'".into())),
-        (None, None) => return Err(ApiError::BadRequest("missing query parameters 'db' and 'q'".into())),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "missing query parameters 'db' and 'q'".into(),
+            ));
+        }
     };
+    crate::auth::require_read(access, &database)?;
     let format = match request.format {
         Some(name) => Format::parse(&name)?,
         None => Format::from_accept(headers)?,
@@ -148,7 +180,11 @@ async fn run(state: &AppState, headers: &HeaderMap, request: QueryRequest) -> Re
 }
 
 /// Encodes rows of `schema` in `format`.
-pub fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
+pub fn encode(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, String> {
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let mut out = Vec::new();
     match format {
@@ -174,13 +210,19 @@ pub fn encode(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Re
             }
         }
         Format::Pretty => {
-            out = arrow::util::pretty::pretty_format_batches(batches).map_err(|e| e.to_string())?.to_string().into_bytes();
+            out = arrow::util::pretty::pretty_format_batches(batches)
+                .map_err(|e| e.to_string())?
+                .to_string()
+                .into_bytes();
             out.push(b'\n');
         }
         Format::Parquet => {
             // The batches' own schema: it may differ from the plan's in nullability.
-            let schema = batches.first().map_or_else(|| Arc::clone(schema), RecordBatch::schema);
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).map_err(|e| e.to_string())?;
+            let schema = batches
+                .first()
+                .map_or_else(|| Arc::clone(schema), RecordBatch::schema);
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
+                .map_err(|e| e.to_string())?;
             for batch in batches {
                 writer.write(batch).map_err(|e| e.to_string())?;
             }

@@ -2,10 +2,12 @@
 
 use crate::error::{ApiError, V2Error};
 use crate::{AppState, body};
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 
+use sluice_catalog::Access;
 use sluice_lp::Precision;
 use sluice_storage::{WriteError, WriteRequest};
 use std::collections::HashMap;
@@ -20,14 +22,17 @@ fn flag(params: &HashMap<String, String>, name: &str, default: bool) -> Result<b
         None => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(ApiError::BadRequest(format!("invalid value `{other}` for `{name}`: expected true or false"))),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "invalid value `{other}` for `{name}`: expected true or false"
+        ))),
     }
 }
 
 fn precision(params: &HashMap<String, String>, default: Precision) -> Result<Precision, ApiError> {
-    params
-        .get("precision")
-        .map_or(Ok(default), |p| p.parse::<Precision>().map_err(|e| ApiError::BadRequest(e.to_string())))
+    params.get("precision").map_or(Ok(default), |p| {
+        p.parse::<Precision>()
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    })
 }
 
 fn now_ns() -> i64 {
@@ -37,17 +42,36 @@ fn now_ns() -> i64 {
         .unwrap_or_default()
 }
 
-async fn write(
-    state: &AppState,
-    headers: &HeaderMap,
-    raw: Bytes,
-    database: &str,
+/// How a write is applied: what each API sets differently.
+struct Options {
     precision: Precision,
     accept_partial: bool,
     no_sync: bool,
+}
+
+async fn write(
+    state: &AppState,
+    access: &Access,
+    headers: &HeaderMap,
+    raw: Bytes,
+    database: &str,
+    options: Options,
 ) -> Result<StatusCode, ApiError> {
+    crate::auth::require_write(access, database)?;
     let text = body::text(body::read(headers, raw, state.max_request_bytes)?)?;
-    let request = WriteRequest { database, body: &text, precision, accept_partial, no_sync, default_time_ns: now_ns() };
+    let Options {
+        precision,
+        accept_partial,
+        no_sync,
+    } = options;
+    let request = WriteRequest {
+        database,
+        body: &text,
+        precision,
+        accept_partial,
+        no_sync,
+        default_time_ns: now_ns(),
+    };
     match state.storage.write_lp(request).await {
         Ok(outcome) if outcome.errors.is_empty() => Ok(StatusCode::NO_CONTENT),
         Ok(outcome) => Err(ApiError::Partial(outcome.errors)),
@@ -60,33 +84,42 @@ async fn write(
 /// (or at once with `no_sync=true`).
 pub async fn write_v3(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Params,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let database = crate::error::required(&params, "db")?;
-    let precision = precision(&params, Precision::Auto)?;
-    let accept_partial = flag(&params, "accept_partial", true)?;
-    let no_sync = flag(&params, "no_sync", false)?;
-    write(&state, &headers, raw, database, precision, accept_partial, no_sync).await
+    let options = Options {
+        precision: precision(&params, Precision::Auto)?,
+        accept_partial: flag(&params, "accept_partial", true)?,
+        no_sync: flag(&params, "no_sync", false)?,
+    };
+    write(&state, &access, &headers, raw, database, options).await
 }
 
 /// `POST /api/v2/write?bucket=&precision=`: all or nothing, nanoseconds by default;
 /// errors in the v2 shape `{"code", "message"}`.
 pub async fn write_v2(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Params,
     headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, V2Error> {
     let database = crate::error::required(&params, "bucket")?;
-    let precision = precision(&params, Precision::Nanosecond)?;
-    Ok(write(&state, &headers, raw, database, precision, false, false).await?)
+    let options = Options {
+        precision: precision(&params, Precision::Nanosecond)?,
+        accept_partial: false,
+        no_sync: false,
+    };
+    Ok(write(&state, &access, &headers, raw, database, options).await?)
 }
 
 /// `POST /write?db=&rp=&precision=`: all or nothing, nanoseconds by default.
 pub async fn write_v1(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Params,
     headers: HeaderMap,
     raw: Bytes,
@@ -96,7 +129,10 @@ pub async fn write_v1(
         Some(rp) if !rp.is_empty() => format!("{database}/{rp}"),
         _ => database.clone(),
     };
-    let precision = precision(&params, Precision::Nanosecond)?;
-    write(&state, &headers, raw, &database, precision, false, false).await
+    let options = Options {
+        precision: precision(&params, Precision::Nanosecond)?,
+        accept_partial: false,
+        no_sync: false,
+    };
+    write(&state, &access, &headers, raw, &database, options).await
 }
-

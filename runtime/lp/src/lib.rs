@@ -65,7 +65,6 @@ pub struct ParsedBody {
     pub errors: Vec<LineError>,
 }
 
-
 /// The unit of timestamps in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
@@ -222,7 +221,11 @@ fn owned(
     let tags = line
         .series
         .tag_set
-        .map(|tags| tags.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        .map(|tags| {
+            tags.into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let fields = line
         .field_set
@@ -238,7 +241,12 @@ fn owned(
             (key.to_string(), value)
         })
         .collect();
-    Ok(Line { table: line.series.measurement.to_string(), tags, fields, time_ns })
+    Ok(Line {
+        table: line.series.measurement.to_string(),
+        tags,
+        fields,
+        time_ns,
+    })
 }
 
 #[cfg(test)]
@@ -271,14 +279,26 @@ mod tests {
 
     #[test]
     fn missing_timestamp_takes_the_default_and_auto_guesses() {
-        let parsed = parse("m f=1\nm f=2 1700000000\nm f=3 1700000000000000000", Precision::Auto, 42);
+        let parsed = parse(
+            "m f=1\nm f=2 1700000000\nm f=3 1700000000000000000",
+            Precision::Auto,
+            42,
+        );
         let times: Vec<i64> = parsed.lines.iter().map(|l| l.time_ns).collect();
-        assert_eq!(times, vec![42, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000]);
+        assert_eq!(
+            times,
+            vec![42, 1_700_000_000_000_000_000, 1_700_000_000_000_000_000]
+        );
     }
 
     #[test]
     fn precision_names_and_aliases() {
-        for (name, precision) in [("auto", Precision::Auto), ("u", Precision::Microsecond), ("n", Precision::Nanosecond), ("second", Precision::Second)] {
+        for (name, precision) in [
+            ("auto", Precision::Auto),
+            ("u", Precision::Microsecond),
+            ("n", Precision::Nanosecond),
+            ("second", Precision::Second),
+        ] {
             assert_eq!(name.parse::<Precision>(), Ok(precision));
         }
         assert!("minutes".parse::<Precision>().is_err());

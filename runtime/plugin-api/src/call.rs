@@ -57,7 +57,11 @@ pub struct Column {
 impl Column {
     /// A column in which every row has a value.
     pub fn dense(name: impl Into<String>, values: ColumnValues) -> Self {
-        Self { name: name.into(), values, present: None }
+        Self {
+            name: name.into(),
+            values,
+            present: None,
+        }
     }
 }
 

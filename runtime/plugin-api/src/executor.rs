@@ -58,7 +58,10 @@ pub enum InvocationError {
 impl InvocationError {
     /// The error for hitting `kind` under `limits`.
     pub fn limit(kind: LimitKind, limits: &Limits) -> Self {
-        Self::Limit { kind, message: limits.describe(kind) }
+        Self::Limit {
+            kind,
+            message: limits.describe(kind),
+        }
     }
 }
 

@@ -57,7 +57,10 @@ impl Limits {
                 format!("write limit of {} exceeded", bytes(self.bytes_written))
             }
             LimitKind::ResponseBytes => {
-                format!("response size limit of {} exceeded", bytes(self.response_bytes))
+                format!(
+                    "response size limit of {} exceeded",
+                    bytes(self.response_bytes)
+                )
             }
         }
     }
@@ -126,16 +129,31 @@ mod tests {
             response_bytes: 2048,
             output_bytes: 4096,
         };
-        assert_eq!(limits.describe(LimitKind::Fuel), "fuel exhausted after 500000000 units");
-        assert_eq!(limits.describe(LimitKind::Memory), "memory limit of 64 MiB exceeded");
+        assert_eq!(
+            limits.describe(LimitKind::Fuel),
+            "fuel exhausted after 500000000 units"
+        );
+        assert_eq!(
+            limits.describe(LimitKind::Memory),
+            "memory limit of 64 MiB exceeded"
+        );
         assert_eq!(limits.describe(LimitKind::WallTime), "timed out after 10s");
-        assert_eq!(limits.describe(LimitKind::LogLines), "log limit of 100 lines exceeded");
-        assert_eq!(limits.describe(LimitKind::BytesWritten), "write limit of 1000 bytes exceeded");
+        assert_eq!(
+            limits.describe(LimitKind::LogLines),
+            "log limit of 100 lines exceeded"
+        );
+        assert_eq!(
+            limits.describe(LimitKind::BytesWritten),
+            "write limit of 1000 bytes exceeded"
+        );
         assert_eq!(
             limits.describe(LimitKind::ResponseBytes),
             "response size limit of 2 KiB exceeded"
         );
-        let short = Limits { wall_time: Duration::from_millis(250), ..limits };
+        let short = Limits {
+            wall_time: Duration::from_millis(250),
+            ..limits
+        };
         assert_eq!(short.describe(LimitKind::WallTime), "timed out after 250ms");
     }
 }

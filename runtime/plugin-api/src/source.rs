@@ -39,7 +39,9 @@ impl PluginRef {
         };
         let relative = Path::new(name);
         if name.is_empty()
-            || !relative.components().all(|c| matches!(c, Component::Normal(_)))
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
         {
             return Err(traversal());
         }
@@ -73,7 +75,10 @@ impl PluginRef {
                 e.utf8_error().valid_up_to()
             ))
         })?;
-        Ok(PluginSource::File { name: name.to_string(), code })
+        Ok(PluginSource::File {
+            name: name.to_string(),
+            code,
+        })
     }
 }
 
@@ -83,7 +88,11 @@ mod tests {
     use std::fs;
 
     fn plugin(dir: &Path, name: &str) -> Result<PluginSource, InvocationError> {
-        PluginRef { plugin_dir: dir.to_path_buf(), name: name.to_string() }.read()
+        PluginRef {
+            plugin_dir: dir.to_path_buf(),
+            name: name.to_string(),
+        }
+        .read()
     }
 
     fn message(result: Result<PluginSource, InvocationError>) -> String {
@@ -109,13 +118,27 @@ mod tests {
 
         assert_eq!(
             plugin(&plugins, "a.py"),
-            Ok(PluginSource::File { name: "a.py".into(), code: "x = 1\n".into() })
+            Ok(PluginSource::File {
+                name: "a.py".into(),
+                code: "x = 1\n".into()
+            })
         );
-        assert_eq!(plugin(&plugins, "pkg/"), Ok(PluginSource::Package("pkg".into())));
-        assert_eq!(message(plugin(&plugins, "missing.py")), "Plugin not found: missing.py");
+        assert_eq!(
+            plugin(&plugins, "pkg/"),
+            Ok(PluginSource::Package("pkg".into()))
+        );
+        assert_eq!(
+            message(plugin(&plugins, "missing.py")),
+            "Plugin not found: missing.py"
+        );
         assert!(message(plugin(&plugins, "no_init")).contains("must contain __init__.py"));
         assert!(message(plugin(&plugins, "bad.py")).contains("not valid UTF-8"));
-        for escaping in ["../secret.py", "/etc/passwd", "pkg/../../secret.py", "link.py"] {
+        for escaping in [
+            "../secret.py",
+            "/etc/passwd",
+            "pkg/../../secret.py",
+            "link.py",
+        ] {
             assert!(
                 message(plugin(&plugins, escaping)).starts_with("Path traversal detected"),
                 "{escaping} was not refused as traversal"

@@ -17,11 +17,11 @@ pub use datafusion::scalar::ScalarValue;
 pub use schema::DatabaseSchema;
 pub use table::SluiceTable;
 
+use datafusion::catalog::CatalogProvider;
 use datafusion::catalog::MemoryCatalogProvider;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::catalog::CatalogProvider;
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
 
@@ -50,9 +50,9 @@ pub enum QueryError {
 impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
         match error {
-            DataFusionError::Execution(_) | DataFusionError::ResourcesExhausted(_) | DataFusionError::ArrowError(..) => {
-                Self::Execution(error.to_string())
-            }
+            DataFusionError::Execution(_)
+            | DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::ArrowError(..) => Self::Execution(error.to_string()),
             _ => Self::Plan(error.to_string()),
         }
     }
@@ -93,9 +93,19 @@ impl QueryEngine {
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA);
         let context = SessionContext::new_with_config(config);
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        context.register_object_store(store_url.as_ref(), Arc::clone(self.storage.snapshots().store()));
+        context.register_object_store(
+            store_url.as_ref(),
+            Arc::clone(self.storage.snapshots().store()),
+        );
         let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(DEFAULT_SCHEMA, Arc::new(DatabaseSchema::new(database, Arc::clone(&self.storage), store_url)))?;
+        catalog.register_schema(
+            DEFAULT_SCHEMA,
+            Arc::new(DatabaseSchema::new(
+                database,
+                Arc::clone(&self.storage),
+                store_url,
+            )),
+        )?;
         context.register_catalog(DEFAULT_CATALOG, Arc::new(catalog));
         Ok(context)
     }
@@ -113,11 +123,21 @@ impl QueryEngine {
     ) -> Result<QueryOutput, QueryError> {
         let context = self.session(database)?;
         let mut frame = context.sql(sql).await?;
-        let mut wanted: Vec<String> = frame.logical_plan().get_parameter_names()?.into_iter().collect();
+        let mut wanted: Vec<String> = frame
+            .logical_plan()
+            .get_parameter_names()?
+            .into_iter()
+            .collect();
         wanted.sort();
-        if let Some(missing) = wanted.iter().find(|name| !params.iter().any(|(given, _)| given == name.trim_start_matches('$'))) {
+        if let Some(missing) = wanted.iter().find(|name| {
+            !params
+                .iter()
+                .any(|(given, _)| given == name.trim_start_matches('$'))
+        }) {
             // Upstream's wording, which clients match on.
-            return Err(QueryError::Plan(format!("No value found for placeholder with name {missing}")));
+            return Err(QueryError::Plan(format!(
+                "No value found for placeholder with name {missing}"
+            )));
         }
         if !params.is_empty() {
             frame = frame.with_param_values(params)?;

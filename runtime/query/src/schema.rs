@@ -22,13 +22,19 @@ impl DatabaseSchema {
     /// The schema of `database` in `storage`, whose object store is registered as
     /// `store_url`.
     pub fn new(database: &str, storage: Arc<WriteBuffer>, store_url: ObjectStoreUrl) -> Self {
-        Self { database: database.to_string(), storage, store_url }
+        Self {
+            database: database.to_string(),
+            storage,
+            store_url,
+        }
     }
 }
 
 impl fmt::Debug for DatabaseSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseSchema").field("database", &self.database).finish()
+        f.debug_struct("DatabaseSchema")
+            .field("database", &self.database)
+            .finish()
     }
 }
 
@@ -43,13 +49,15 @@ impl SchemaProvider for DatabaseSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .storage
-            .table_data(&self.database, name)
-            .map(|data| Arc::new(SluiceTable::new(data, self.store_url.clone())) as Arc<dyn TableProvider>))
+        Ok(self.storage.table_data(&self.database, name).map(|data| {
+            Arc::new(SluiceTable::new(data, self.store_url.clone())) as Arc<dyn TableProvider>
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.storage.catalog().database(&self.database).is_some_and(|db| db.tables.contains_key(name))
+        self.storage
+            .catalog()
+            .database(&self.database)
+            .is_some_and(|db| db.tables.contains_key(name))
     }
 }

@@ -41,7 +41,8 @@ impl SluiceTable {
         let mut source = ParquetSource::new(Arc::clone(&schema));
         // Row groups whose statistics rule the filters out are skipped.
         if let Some(filter) = conjunction(filters.to_vec()) {
-            let predicate = state.create_physical_expr(filter, &DFSchema::try_from(schema.as_ref().clone())?)?;
+            let predicate = state
+                .create_physical_expr(filter, &DFSchema::try_from(schema.as_ref().clone())?)?;
             source = source.with_predicate(predicate);
         }
         let partitions = state.config().target_partitions().max(1);
@@ -68,7 +69,10 @@ impl TableProvider for SluiceTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
         // Used to prune Parquet row groups; the filter itself still runs above the scan.
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
@@ -83,12 +87,19 @@ impl TableProvider for SluiceTable {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !self.data.batches.is_empty() {
             // The chunks dealt over the partitions, so they are scanned in parallel.
-            let count = state.config().target_partitions().clamp(1, self.data.batches.len());
+            let count = state
+                .config()
+                .target_partitions()
+                .clamp(1, self.data.batches.len());
             let mut partitions = vec![Vec::new(); count];
             for (index, batch) in self.data.batches.iter().enumerate() {
                 partitions[index % count].push(batch.clone());
             }
-            inputs.push(MemorySourceConfig::try_new_exec(&partitions, Arc::clone(&self.data.schema), projection.cloned())?);
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &partitions,
+                Arc::clone(&self.data.schema),
+                projection.cloned(),
+            )?);
         }
         if !self.data.files.is_empty() {
             inputs.push(self.parquet_scan(state, projection, filters)?);

@@ -38,13 +38,22 @@ async fn engine() -> (QueryEngine, tempfile::TempDir) {
         }
     }
     let cpu = storage.table_data("db", "cpu").expect("cpu");
-    assert_eq!((cpu.files.len(), cpu.batches.len()), (1, 1), "split between Parquet and the buffer");
+    assert_eq!(
+        (cpu.files.len(), cpu.batches.len()),
+        (1, 1),
+        "split between Parquet and the buffer"
+    );
     (QueryEngine::new(storage), dir)
 }
 
 async fn rows(engine: &QueryEngine, sql: &str, params: Vec<(String, ScalarValue)>) -> String {
-    let output = engine.sql("db", sql, params).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    pretty_format_batches(&output.batches).expect("formats").to_string()
+    let output = engine
+        .sql("db", sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pretty_format_batches(&output.batches)
+        .expect("formats")
+        .to_string()
 }
 
 fn table(lines: &[&str]) -> String {
@@ -93,7 +102,13 @@ async fn the_queries_of_the_plugin_library_work() {
         ),
         (
             "SELECT round(stddev(usage), 3) AS sd, round(var(usage), 6) AS v FROM cpu",
-            vec!["+--------+------------+", "| sd     | v          |", "+--------+------------+", "| 17.078 | 291.666667 |", "+--------+------------+"],
+            vec![
+                "+--------+------------+",
+                "| sd     | v          |",
+                "+--------+------------+",
+                "| 17.078 | 291.666667 |",
+                "+--------+------------+",
+            ],
         ),
         (
             "SELECT upper(host) AS h FROM cpu GROUP BY h ORDER BY h",
@@ -101,11 +116,24 @@ async fn the_queries_of_the_plugin_library_work() {
         ),
         (
             "SELECT \"region\", count FROM 'cpu' WHERE \"host\" = 'b' ORDER BY count",
-            vec!["+--------+-------+", "| region | count |", "+--------+-------+", "| east   | 3     |", "| east   | 4     |", "+--------+-------+"],
+            vec![
+                "+--------+-------+",
+                "| region | count |",
+                "+--------+-------+",
+                "| east   | 3     |",
+                "| east   | 4     |",
+                "+--------+-------+",
+            ],
         ),
         (
             "SELECT free, time FROM mem",
-            vec!["+------+---------------------+", "| free | time                |", "+------+---------------------+", "| 5    | 1970-01-01T01:00:00 |", "+------+---------------------+"],
+            vec![
+                "+------+---------------------+",
+                "| free | time                |",
+                "+------+---------------------+",
+                "| 5    | 1970-01-01T01:00:00 |",
+                "+------+---------------------+",
+            ],
         ),
     ];
     for (sql, expected) in cases {
@@ -118,16 +146,36 @@ async fn parameters_bind_by_name_including_times() {
     let (engine, _dir) = engine().await;
     let params = vec![
         ("host".to_string(), ScalarValue::Utf8(Some("a".into()))),
-        ("since".to_string(), ScalarValue::Utf8(Some("1970-01-01T01:01:00Z".into()))),
-        ("ns".to_string(), ScalarValue::Utf8(Some("3600000000000".into()))),
+        (
+            "since".to_string(),
+            ScalarValue::Utf8(Some("1970-01-01T01:01:00Z".into())),
+        ),
+        (
+            "ns".to_string(),
+            ScalarValue::Utf8(Some("3600000000000".into())),
+        ),
     ];
     let sql = "SELECT count FROM cpu WHERE host = $host AND time >= $since \
                AND time > to_timestamp_nanos(arrow_cast($ns, 'Int64'))";
-    assert_eq!(rows(&engine, sql, params).await, table(&["+-------+", "| count |", "+-------+", "| 2     |", "+-------+"]));
+    assert_eq!(
+        rows(&engine, sql, params).await,
+        table(&[
+            "+-------+",
+            "| count |",
+            "+-------+",
+            "| 2     |",
+            "+-------+"
+        ])
+    );
 
-    let missing = engine.sql("db", "SELECT * FROM cpu WHERE host = $host", vec![]).await;
+    let missing = engine
+        .sql("db", "SELECT * FROM cpu WHERE host = $host", vec![])
+        .await;
     let message = missing.err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(message.contains("No value found for placeholder with name $host"), "{message}");
+    assert!(
+        message.contains("No value found for placeholder with name $host"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -151,18 +199,34 @@ async fn information_schema_and_show_tables_describe_influx_types() {
         ])
     );
     let shown = rows(&engine, "SHOW TABLES", vec![]).await;
-    assert!(shown.contains("| public        | iox                | cpu"), "{shown}");
-    assert!(shown.contains("| public        | iox                | mem"), "{shown}");
+    assert!(
+        shown.contains("| public        | iox                | cpu"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("| public        | iox                | mem"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
 async fn errors_say_what_is_wrong() {
     let (engine, _dir) = engine().await;
-    let unknown_table = engine.sql("db", "SELECT foo FROM not_here", vec![]).await.err().map(|e| e.to_string());
+    let unknown_table = engine
+        .sql("db", "SELECT foo FROM not_here", vec![])
+        .await
+        .err()
+        .map(|e| e.to_string());
     assert_eq!(
         unknown_table.as_deref(),
         Some("Error during planning: table 'public.iox.not_here' not found")
     );
-    assert!(matches!(engine.sql("nope", "SELECT 1", vec![]).await, Err(QueryError::DatabaseNotFound(_))));
-    assert!(matches!(engine.sql("db", "SELEC 1", vec![]).await, Err(QueryError::Plan(_))));
+    assert!(matches!(
+        engine.sql("nope", "SELECT 1", vec![]).await,
+        Err(QueryError::DatabaseNotFound(_))
+    ));
+    assert!(matches!(
+        engine.sql("db", "SELEC 1", vec![]).await,
+        Err(QueryError::Plan(_))
+    ));
 }

@@ -23,8 +23,14 @@ impl ArtifactCache {
     /// The file an artifact of `wasm_sha256` compiled by `engine` lives in.
     pub fn path_for(&self, engine: &Engine, wasm_sha256: &str) -> PathBuf {
         let mut engine_hash = StableHasher::default();
-        engine.precompile_compatibility_hash().hash(&mut engine_hash);
-        let key = format!("{}-{:016x}", &wasm_sha256[..16.min(wasm_sha256.len())], engine_hash.finish());
+        engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let key = format!(
+            "{}-{:016x}",
+            &wasm_sha256[..16.min(wasm_sha256.len())],
+            engine_hash.finish()
+        );
         self.dir.join(format!("{key}.cwasm"))
     }
 
@@ -40,10 +46,15 @@ impl ArtifactCache {
         if path.exists() {
             match load(engine, &path) {
                 Ok(component) => return Ok((component, true)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}")
+                }
             }
         }
-        tracing::info!("compiling the Python runtime ({} MB); this happens once per version", wasm.len() >> 20);
+        tracing::info!(
+            "compiling the Python runtime ({} MB); this happens once per version",
+            wasm.len() >> 20
+        );
         let component = Component::new(engine, wasm)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), "cannot cache the compiled runtime: {e:#}");
@@ -63,8 +74,11 @@ impl ArtifactCache {
 }
 
 /// Loads an artifact this cache wrote.
-#[expect(unsafe_code, reason = "deserialising is unsafe because the file must be one wasmtime wrote; \
-    only this cache writes there, under a key that includes the engine's compatibility hash")]
+#[expect(
+    unsafe_code,
+    reason = "deserialising is unsafe because the file must be one wasmtime wrote; \
+    only this cache writes there, under a key that includes the engine's compatibility hash"
+)]
 fn load(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: see the reason above; wasmtime also checks the header's version and config.
     unsafe { Component::deserialize_file(engine, path) }

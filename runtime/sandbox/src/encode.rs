@@ -22,10 +22,19 @@ pub(crate) fn column_to_wit(column: &Column) -> types::Column {
         ColumnValues::Time(v) => types::ColumnValues::Time(le_bytes(v, i64::to_le_bytes)),
         ColumnValues::UInt(v) => types::ColumnValues::Uint(le_bytes(v, u64::to_le_bytes)),
         ColumnValues::Float(v) => types::ColumnValues::Float(le_bytes(v, f64::to_le_bytes)),
-        ColumnValues::Boolean(v) => types::ColumnValues::Boolean(v.iter().map(|b| u8::from(*b)).collect()),
+        ColumnValues::Boolean(v) => {
+            types::ColumnValues::Boolean(v.iter().map(|b| u8::from(*b)).collect())
+        }
     };
-    let present = column.present.as_ref().map(|flags| flags.iter().map(|f| u8::from(*f)).collect());
-    types::Column { name: column.name.clone(), values, present }
+    let present = column
+        .present
+        .as_ref()
+        .map(|flags| flags.iter().map(|f| u8::from(*f)).collect());
+    types::Column {
+        name: column.name.clone(),
+        values,
+        present,
+    }
 }
 
 fn le_bytes<T: Copy>(values: &[T], to_bytes: fn(T) -> [u8; 8]) -> Vec<u8> {
@@ -64,13 +73,20 @@ mod tests {
             values: ColumnValues::Tag(vec!["a".into(), "b".into(), "a".into()]),
             present: Some(vec![true, false, true]),
         });
-        let types::ColumnValues::Tag(dictionary) = column.values else { panic!("a tag column") };
+        let types::ColumnValues::Tag(dictionary) = column.values else {
+            panic!("a tag column")
+        };
         assert_eq!(dictionary.values, vec!["a", "b"]);
         assert_eq!(dictionary.indices, vec![0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(column.present, Some(vec![1, 0, 1]));
 
         let ints = column_to_wit(&Column::dense("n", ColumnValues::Int(vec![-2, 258])));
-        let types::ColumnValues::Int(bytes) = ints.values else { panic!("an int column") };
-        assert_eq!(bytes, [(-2i64).to_le_bytes(), 258i64.to_le_bytes()].concat());
+        let types::ColumnValues::Int(bytes) = ints.values else {
+            panic!("an int column")
+        };
+        assert_eq!(
+            bytes,
+            [(-2i64).to_le_bytes(), 258i64.to_le_bytes()].concat()
+        );
     }
 }

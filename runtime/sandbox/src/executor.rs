@@ -51,7 +51,11 @@ impl Sandbox {
         let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
-        Ok(Self { engine, pre, _ticker: ticker })
+        Ok(Self {
+            engine,
+            pre,
+            _ticker: ticker,
+        })
     }
 
     pub(crate) fn engine(&self) -> &Engine {

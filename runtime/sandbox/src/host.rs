@@ -1,9 +1,9 @@
 //! The host side of the WIT `host` interface, and the state each store carries.
 
+use crate::encode::column_to_wit;
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
-use crate::encode::column_to_wit;
 use sluice_plugin_api::{HostServices, LimitKind, Limits, LogLevel, QueryResult};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +35,14 @@ pub(crate) struct CallState {
 impl CallState {
     pub(crate) fn new(limits: Limits) -> Self {
         let deadline = Instant::now() + limits.wall_time;
-        Self { services: None, limits, log_lines: 0, bytes_written: 0, hit: None, deadline }
+        Self {
+            services: None,
+            limits,
+            log_lines: 0,
+            bytes_written: 0,
+            hit: None,
+            deadline,
+        }
     }
 
     fn services(&self) -> wasmtime::Result<&Arc<dyn HostServices>> {
@@ -66,7 +73,10 @@ impl CallState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -95,9 +105,15 @@ impl host::Host for HostState {
         Ok(result.map(query_result_to_wit))
     }
 
-    async fn write(&mut self, database: Option<String>, line_protocol: String) -> wasmtime::Result<()> {
+    async fn write(
+        &mut self,
+        database: Option<String>,
+        line_protocol: String,
+    ) -> wasmtime::Result<()> {
         self.call.count_written(line_protocol.len())?;
-        self.call.services()?.write(database.as_deref(), line_protocol);
+        self.call
+            .services()?
+            .write(database.as_deref(), line_protocol);
         Ok(())
     }
 
@@ -109,7 +125,9 @@ impl host::Host for HostState {
     ) -> wasmtime::Result<Result<(), String>> {
         self.call.count_written(line_protocol.len())?;
         let services = Arc::clone(self.call.services()?);
-        Ok(services.write_sync(database.as_deref(), line_protocol, no_sync).await)
+        Ok(services
+            .write_sync(database.as_deref(), line_protocol, no_sync)
+            .await)
     }
 
     async fn cache_get(&mut self, key: String, global: bool) -> wasmtime::Result<Option<Vec<u8>>> {
@@ -125,7 +143,11 @@ impl host::Host for HostState {
     ) -> wasmtime::Result<Result<(), String>> {
         let ttl = match ttl_seconds.map(Duration::try_from_secs_f64).transpose() {
             Ok(ttl) => ttl,
-            Err(e) => return Ok(Err(format!("cannot convert float seconds to Duration: {e}"))),
+            Err(e) => {
+                return Ok(Err(format!(
+                    "cannot convert float seconds to Duration: {e}"
+                )));
+            }
         };
         self.call.services()?.cache_put(&key, value, ttl, global);
         Ok(Ok(()))

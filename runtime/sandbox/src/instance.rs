@@ -1,7 +1,7 @@
 //! One instantiated plugin, and the budget of each call on it.
 
-use crate::executor::Sandbox;
 use crate::encode::batch_to_wit;
+use crate::executor::Sandbox;
 use crate::host::{CallState, HostState};
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
@@ -77,7 +77,12 @@ impl PluginInstance {
             }
         });
         begin(&mut store, limits, None);
-        let bindings = match within(limits.wall_time, sandbox.pre().instantiate_async(&mut store)).await {
+        let bindings = match within(
+            limits.wall_time,
+            sandbox.pre().instantiate_async(&mut store),
+        )
+        .await
+        {
             Some(Ok(bindings)) => bindings,
             Some(Err(e)) => return Err(classify(&store, e)),
             None => return Err(InvocationError::limit(LimitKind::WallTime, limits)),
@@ -86,9 +91,17 @@ impl PluginInstance {
             PluginSource::File { name, code } => loader::PluginSource::File((name, code)),
             PluginSource::Package(name) => loader::PluginSource::Package(name),
         };
-        let mut instance = Self { store, bindings, poisoned: false };
+        let mut instance = Self {
+            store,
+            bindings,
+            poisoned: false,
+        };
         let loader = instance.bindings.sluice_plugin_loader();
-        let raw = within(limits.wall_time, loader.call_load(&mut instance.store, &wit_source)).await;
+        let raw = within(
+            limits.wall_time,
+            loader.call_load(&mut instance.store, &wit_source),
+        )
+        .await;
         instance.settle(raw)?;
         Ok(instance)
     }
@@ -154,7 +167,9 @@ impl PluginInstance {
         Ok(Invocation {
             response: result?,
             duration: started.elapsed(),
-            fuel_used: limits.fuel.saturating_sub(self.store.get_fuel().unwrap_or(0)),
+            fuel_used: limits
+                .fuel
+                .saturating_sub(self.store.get_fuel().unwrap_or(0)),
             peak_memory_bytes: state.limiter.peak_bytes,
             bytes_written: state.call.bytes_written,
         })
@@ -166,7 +181,9 @@ impl PluginInstance {
         forward_output(&mut self.store);
         let error = match raw {
             Some(Ok(Ok(value))) => return Ok(value),
-            Some(Ok(Err(plugin_error))) => return Err(InvocationError::Plugin(plugin_error.message)),
+            Some(Ok(Err(plugin_error))) => {
+                return Err(InvocationError::Plugin(plugin_error.message));
+            }
             Some(Err(trap)) => classify(&self.store, trap),
             None => InvocationError::limit(LimitKind::WallTime, &self.store.data().call.limits),
         };
@@ -214,7 +231,10 @@ fn forward_output(store: &mut Store<HostState>) {
     let Some(services) = state.call.services.clone() else {
         return;
     };
-    for (captured, level) in [(&state.stdout, LogLevel::Info), (&state.stderr, LogLevel::Error)] {
+    for (captured, level) in [
+        (&state.stdout, LogLevel::Info),
+        (&state.stderr, LogLevel::Error),
+    ] {
         let (lines, dropped) = captured.take_lines();
         for line in lines {
             if state.call.count_log_line().is_err() {
@@ -236,6 +256,9 @@ fn forward_output(store: &mut Store<HostState>) {
 
 /// Runs `future` for at most `limit`; a plugin blocked in a host call (a sleep) is
 /// stopped here, one running WebAssembly by the epoch callback.
-pub(crate) async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
+pub(crate) async fn within<F: std::future::Future>(
+    limit: Duration,
+    future: F,
+) -> Option<F::Output> {
     tokio::time::timeout(limit, future).await.ok()
 }

@@ -19,12 +19,22 @@ pub(crate) struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub(crate) fn new(limit_bytes: u64) -> Self {
-        Self { limit_bytes, total_bytes: 0, peak_bytes: 0, hit: None }
+        Self {
+            limit_bytes,
+            total_bytes: 0,
+            peak_bytes: 0,
+            hit: None,
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let growth = (desired as u64).saturating_sub(current as u64);
         let total = self.total_bytes.saturating_add(growth);
         if total > self.limit_bytes {
@@ -36,7 +46,12 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }

@@ -10,6 +10,7 @@
 //! until their Parquet files are [registered](Buffer::persisted), which swaps chunks for
 //! files in one step, so a query sees each row exactly once.
 
+use crate::persist::ParquetFile;
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
     TimestampNanosecondBuilder, UInt64Builder, new_null_array,
@@ -17,7 +18,6 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use sluice_catalog::ColumnType;
-use crate::persist::ParquetFile;
 use sluice_lp::{FieldValue, Line};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,7 +28,9 @@ pub const CHUNK_ROWS: usize = 65_536;
 /// The Arrow type of a column of `column_type`.
 pub fn arrow_type(column_type: ColumnType) -> DataType {
     match column_type {
-        ColumnType::Tag => DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+        ColumnType::Tag => {
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+        }
         ColumnType::Time => DataType::Timestamp(TimeUnit::Nanosecond, None),
         ColumnType::String => DataType::Utf8,
         ColumnType::Int => DataType::Int64,
@@ -111,7 +113,11 @@ impl Builder {
     fn finish(&mut self, cloned: bool) -> ArrayRef {
         macro_rules! done {
             ($b:expr) => {
-                if cloned { Arc::new($b.finish_cloned()) as ArrayRef } else { Arc::new($b.finish()) as ArrayRef }
+                if cloned {
+                    Arc::new($b.finish_cloned()) as ArrayRef
+                } else {
+                    Arc::new($b.finish()) as ArrayRef
+                }
             };
         }
         match self {
@@ -147,7 +153,8 @@ impl TableBuffer {
         builder.append_nulls(self.active_rows);
         self.columns.push((name.to_string(), column_type));
         self.builders.push(builder);
-        self.positions.insert(name.to_string(), self.builders.len() - 1);
+        self.positions
+            .insert(name.to_string(), self.builders.len() - 1);
         self.builders.len() - 1
     }
 
@@ -217,9 +224,18 @@ impl TableBuffer {
     }
 
     fn batch(&mut self, cloned: bool) -> RecordBatch {
-        let mut arrays: Vec<Option<ArrayRef>> = self.builders.iter_mut().map(|b| Some(b.finish(cloned))).collect();
-        let ordered: Vec<ArrayRef> = self.order().into_iter().filter_map(|i| arrays[i].take()).collect();
-        RecordBatch::try_new(self.schema(), ordered).unwrap_or_else(|_| RecordBatch::new_empty(self.schema()))
+        let mut arrays: Vec<Option<ArrayRef>> = self
+            .builders
+            .iter_mut()
+            .map(|b| Some(b.finish(cloned)))
+            .collect();
+        let ordered: Vec<ArrayRef> = self
+            .order()
+            .into_iter()
+            .filter_map(|i| arrays[i].take())
+            .collect();
+        RecordBatch::try_new(self.schema(), ordered)
+            .unwrap_or_else(|_| RecordBatch::new_empty(self.schema()))
     }
 
     /// Every chunk, padded to `schema` (a superset of the buffer's columns).
@@ -257,7 +273,8 @@ fn pad(batch: &RecordBatch, schema: &SchemaRef) -> RecordBatch {
             None => new_null_array(field.data_type(), batch.num_rows()),
         })
         .collect();
-    RecordBatch::try_new(Arc::clone(schema), arrays).unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema)))
+    RecordBatch::try_new(Arc::clone(schema), arrays)
+        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::clone(schema)))
 }
 
 /// A table's rows: in memory and in Parquet files, each row in exactly one of them.
@@ -296,7 +313,10 @@ impl Buffer {
     /// Appends validated lines of `database`.
     pub fn append(&mut self, database: &str, lines: &[Line]) {
         for line in lines {
-            self.tables.entry((database.to_string(), line.table.clone())).or_default().append(line);
+            self.tables
+                .entry((database.to_string(), line.table.clone()))
+                .or_default()
+                .append(line);
         }
         self.rows += lines.len();
     }
@@ -309,16 +329,27 @@ impl Buffer {
     /// Adds Parquet files found at start-up.
     pub fn add_files(&mut self, files: impl IntoIterator<Item = ParquetFile>) {
         for file in files {
-            self.files.entry((file.database.clone(), file.table.clone())).or_default().push(file);
+            self.files
+                .entry((file.database.clone(), file.table.clone()))
+                .or_default()
+                .push(file);
         }
     }
 
     /// A table's rows in memory (padded to `schema`) and its Parquet files.
     pub fn table_data(&mut self, database: &str, table: &str, schema: SchemaRef) -> TableData {
         let key = (database.to_string(), table.to_string());
-        let batches = self.tables.get_mut(&key).map(|t| t.batches(&schema)).unwrap_or_default();
+        let batches = self
+            .tables
+            .get_mut(&key)
+            .map(|t| t.batches(&schema))
+            .unwrap_or_default();
         let files = self.files.get(&key).cloned().unwrap_or_default();
-        TableData { schema, batches, files }
+        TableData {
+            schema,
+            batches,
+            files,
+        }
     }
 
     /// Freezes every table with rows for snapshot `id`; the rows stay queryable here
@@ -329,7 +360,12 @@ impl Buffer {
             .filter(|(_, t)| t.rows() > 0)
             .map(|((database, table), buffer)| {
                 let (schema, batches) = buffer.freeze(id);
-                FrozenTable { database: database.clone(), table: table.clone(), schema, batches }
+                FrozenTable {
+                    database: database.clone(),
+                    table: table.clone(),
+                    schema,
+                    batches,
+                }
             })
             .collect()
     }
@@ -341,7 +377,11 @@ impl Buffer {
         for file in files {
             let key = (file.database.clone(), file.table.clone());
             match self.tables.get_mut(&key) {
-                Some(buffer) if buffer.persisting.is_some_and(|(snapshot, _)| snapshot == id) => {
+                Some(buffer)
+                    if buffer
+                        .persisting
+                        .is_some_and(|(snapshot, _)| snapshot == id) =>
+                {
                     self.files.entry(key).or_default().push(file);
                 }
                 _ => orphans.push(file),
@@ -356,14 +396,18 @@ impl Buffer {
                 buffer.persisting = None;
             }
         }
-        self.tables.retain(|_, t| t.rows() > 0 || t.persisting.is_some());
+        self.tables
+            .retain(|_, t| t.rows() > 0 || t.persisting.is_some());
         orphans
     }
 
     /// Forgets snapshot `id`: its chunks stay in memory for the next one.
     pub fn abandon(&mut self, id: u64) {
         for buffer in self.tables.values_mut() {
-            if buffer.persisting.is_some_and(|(snapshot, _)| snapshot == id) {
+            if buffer
+                .persisting
+                .is_some_and(|(snapshot, _)| snapshot == id)
+            {
                 buffer.persisting = None;
             }
         }
@@ -405,24 +449,55 @@ mod tests {
     }
 
     fn file(table: &str) -> ParquetFile {
-        ParquetFile { database: "db".into(), table: table.into(), path: format!("{table}.parquet"), ..ParquetFile::default() }
+        ParquetFile {
+            database: "db".into(),
+            table: table.into(),
+            path: format!("{table}.parquet"),
+            ..ParquetFile::default()
+        }
     }
 
     #[test]
     fn persisted_rows_move_from_chunks_to_files_and_later_rows_stay() {
         let mut buffer = Buffer::default();
-        buffer.append("db", &parse("m f=1i 1\nm f=2i 2\nn g=1i 1", Precision::Nanosecond, 0).lines);
+        buffer.append(
+            "db",
+            &parse("m f=1i 1\nm f=2i 2\nn g=1i 1", Precision::Nanosecond, 0).lines,
+        );
         let frozen = buffer.freeze(7);
-        assert_eq!(frozen.iter().map(|t| t.batches.iter().map(RecordBatch::num_rows).sum::<usize>()).sum::<usize>(), 3);
+        assert_eq!(
+            frozen
+                .iter()
+                .map(|t| t.batches.iter().map(RecordBatch::num_rows).sum::<usize>())
+                .sum::<usize>(),
+            3
+        );
         buffer.append("db", &parse("m f=3i 3", Precision::Nanosecond, 0).lines);
-        assert_eq!(own(&mut buffer, "db", "m").1.iter().map(RecordBatch::num_rows).sum::<usize>(), 3, "frozen rows stay queryable");
+        assert_eq!(
+            own(&mut buffer, "db", "m")
+                .1
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>(),
+            3,
+            "frozen rows stay queryable"
+        );
 
         let orphans = buffer.persisted(7, vec![file("m"), file("n"), file("gone")]);
         assert_eq!(orphans.len(), 1, "a table that is not frozen gets no file");
         assert_eq!(buffer.rows(), 1);
-        let schema = arrow_schema(&[("f".into(), ColumnType::Int), ("time".into(), ColumnType::Time)]);
+        let schema = arrow_schema(&[
+            ("f".into(), ColumnType::Int),
+            ("time".into(), ColumnType::Time),
+        ]);
         let m = buffer.table_data("db", "m", schema.clone());
-        assert_eq!((m.files.len(), m.batches.iter().map(RecordBatch::num_rows).sum::<usize>()), (1, 1));
+        assert_eq!(
+            (
+                m.files.len(),
+                m.batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+            ),
+            (1, 1)
+        );
         let n = buffer.table_data("db", "n", schema);
         assert_eq!((n.files.len(), n.batches.len()), (1, 0));
     }
@@ -442,14 +517,26 @@ mod tests {
     #[test]
     fn rows_become_typed_columns_and_late_columns_are_null_before() {
         let mut buffer = Buffer::default();
-        let lines = parse("cpu,host=a usage=1i 1\ncpu,host=b usage=2i,idle=0.5 2", Precision::Nanosecond, 0).lines;
+        let lines = parse(
+            "cpu,host=a usage=1i 1\ncpu,host=b usage=2i,idle=0.5 2",
+            Precision::Nanosecond,
+            0,
+        )
+        .lines;
         buffer.append("db", &lines);
         let (schema, batches) = own(&mut buffer, "db", "cpu");
-        let types: Vec<(&str, &DataType)> = schema.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+        let types: Vec<(&str, &DataType)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type()))
+            .collect();
         assert_eq!(
             types,
             [
-                ("host", &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))),
+                (
+                    "host",
+                    &DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+                ),
                 ("usage", &DataType::Int64),
                 ("idle", &DataType::Float64),
                 ("time", &DataType::Timestamp(TimeUnit::Nanosecond, None)),
@@ -458,7 +545,14 @@ mod tests {
         assert_eq!(batches.len(), 1);
         let idle = batches[0].column_by_name("idle").expect("idle");
         assert!(idle.is_null(0) && !idle.is_null(1));
-        assert_eq!(batches[0].column_by_name("usage").expect("usage").as_primitive::<Int64Type>().values(), &[1, 2]);
+        assert_eq!(
+            batches[0]
+                .column_by_name("usage")
+                .expect("usage")
+                .as_primitive::<Int64Type>()
+                .values(),
+            &[1, 2]
+        );
     }
 
     #[test]
@@ -466,12 +560,18 @@ mod tests {
         let mut buffer = Buffer::default();
         let body: String = (0..CHUNK_ROWS).map(|i| format!("m f={i}i {i}\n")).collect();
         buffer.append("db", &parse(&body, Precision::Nanosecond, 0).lines);
-        buffer.append("db", &parse("m f=1i,g=true 9", Precision::Nanosecond, 0).lines);
+        buffer.append(
+            "db",
+            &parse("m f=1i,g=true 9", Precision::Nanosecond, 0).lines,
+        );
         let (schema, batches) = own(&mut buffer, "db", "m");
         assert_eq!(batches.len(), 2);
         assert_eq!(batches[0].num_rows(), CHUNK_ROWS);
         assert_eq!(batches[0].schema(), schema);
-        assert_eq!(batches[0].column_by_name("g").expect("padded").null_count(), CHUNK_ROWS);
+        assert_eq!(
+            batches[0].column_by_name("g").expect("padded").null_count(),
+            CHUNK_ROWS
+        );
         assert_eq!(batches[1].num_rows(), 1);
     }
 }

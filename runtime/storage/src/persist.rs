@@ -72,7 +72,10 @@ pub struct Snapshots {
 impl Snapshots {
     /// Snapshots of node `node_id` in `store`.
     pub fn new(store: Arc<dyn ObjectStore>, node_id: &str) -> Self {
-        Self { store, prefix: node_id.to_string() }
+        Self {
+            store,
+            prefix: node_id.to_string(),
+        }
     }
 
     /// The object store.
@@ -90,22 +93,41 @@ impl Snapshots {
     /// # Errors
     ///
     /// Encoding or object store errors; nothing is then listed in a manifest.
-    pub async fn write(&self, wal_sequence: u64, tables: Vec<FrozenTable>) -> Result<Vec<ParquetFile>, String> {
+    pub async fn write(
+        &self,
+        wal_sequence: u64,
+        tables: Vec<FrozenTable>,
+    ) -> Result<Vec<ParquetFile>, String> {
         let name = format!("{wal_sequence:020}.parquet");
         let mut files = Vec::with_capacity(tables.len());
         for table in tables {
-            let path = self.path(["dbs", table.database.as_str(), table.table.as_str(), name.as_str()]);
+            let path = self.path([
+                "dbs",
+                table.database.as_str(),
+                table.table.as_str(),
+                name.as_str(),
+            ]);
             let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
                 .await
                 .map_err(|e| format!("encoding {path}: {e}"))??;
             file.path = path.to_string();
-            self.store.put(&path, PutPayload::from(bytes)).await.map_err(|e| format!("writing {path}: {e}"))?;
+            self.store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .map_err(|e| format!("writing {path}: {e}"))?;
             files.push(file);
         }
-        let manifest = Manifest { format: MANIFEST_FORMAT, wal_sequence, files };
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            wal_sequence,
+            files,
+        };
         let path = self.path(["snapshots", format!("{wal_sequence:020}.json").as_str()]);
         let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        self.store.put(&path, PutPayload::from(body)).await.map_err(|e| format!("writing {path}: {e}"))?;
+        self.store
+            .put(&path, PutPayload::from(body))
+            .await
+            .map_err(|e| format!("writing {path}: {e}"))?;
         Ok(manifest.files)
     }
 
@@ -134,13 +156,29 @@ impl Snapshots {
         manifests.sort();
         let mut persisted = Persisted::default();
         for path in manifests {
-            let bytes = self.store.get(&path).await.map_err(|e| format!("{path}: {e}"))?.bytes().await.map_err(|e| format!("{path}: {e}"))?;
-            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: not a snapshot manifest: {e}"))?;
+            let bytes = self
+                .store
+                .get(&path)
+                .await
+                .map_err(|e| format!("{path}: {e}"))?
+                .bytes()
+                .await
+                .map_err(|e| format!("{path}: {e}"))?;
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{path}: not a snapshot manifest: {e}"))?;
             if manifest.format != MANIFEST_FORMAT {
-                return Err(format!("{path}: manifest format {} is not supported (this build reads {MANIFEST_FORMAT})", manifest.format));
+                return Err(format!(
+                    "{path}: manifest format {} is not supported (this build reads {MANIFEST_FORMAT})",
+                    manifest.format
+                ));
             }
             persisted.wal_sequence = persisted.wal_sequence.max(manifest.wal_sequence);
-            persisted.files.extend(manifest.files.into_iter().filter(|f| existing.contains(&f.path)));
+            persisted.files.extend(
+                manifest
+                    .files
+                    .into_iter()
+                    .filter(|f| existing.contains(&f.path)),
+            );
         }
         Ok(persisted)
     }
@@ -149,7 +187,9 @@ impl Snapshots {
     /// file left behind is ignored at the next start-up once its database is gone.
     pub async fn delete(&self, files: &[ParquetFile]) {
         for file in files {
-            let Ok(path) = Path::parse(&file.path) else { continue };
+            let Ok(path) = Path::parse(&file.path) else {
+                continue;
+            };
             if let Err(e) = self.store.delete(&path).await {
                 tracing::warn!("could not delete {path}: {e}");
             }
@@ -159,9 +199,12 @@ impl Snapshots {
 
 /// One table as Parquet bytes, with the file's description (without its path).
 fn encode(table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
-    let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, table.schema.clone(), Some(properties)).map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(&mut bytes, table.schema.clone(), Some(properties))
+        .map_err(|e| e.to_string())?;
     for batch in &table.batches {
         writer.write(batch).map_err(|e| e.to_string())?;
     }
@@ -171,7 +214,11 @@ fn encode(table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
         database: table.database,
         table: table.table,
         path: String::new(),
-        rows: table.batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64,
+        rows: table
+            .batches
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>() as u64,
         size_bytes: bytes.len() as u64,
         min_time_ns,
         max_time_ns,
@@ -185,8 +232,12 @@ fn time_range(batches: &[RecordBatch]) -> (i64, i64) {
     use arrow::datatypes::TimestampNanosecondType;
     let mut range: Option<(i64, i64)> = None;
     for batch in batches {
-        let Some(column) = batch.column_by_name("time") else { continue };
-        let Some(times) = column.as_primitive_opt::<TimestampNanosecondType>() else { continue };
+        let Some(column) = batch.column_by_name("time") else {
+            continue;
+        };
+        let Some(times) = column.as_primitive_opt::<TimestampNanosecondType>() else {
+            continue;
+        };
         if let (Some(min), Some(max)) = (arrow::compute::min(times), arrow::compute::max(times)) {
             range = Some(range.map_or((min, max), |(lo, hi)| (lo.min(min), hi.max(max))));
         }

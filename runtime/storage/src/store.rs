@@ -47,7 +47,8 @@ impl StoreConfig {
     pub fn open(&self) -> Result<Arc<dyn ObjectStore>, String> {
         Ok(match self {
             Self::File(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 Arc::new(LocalFileSystem::new_with_prefix(dir).map_err(|e| e.to_string())?)
             }
             Self::Memory => Arc::new(InMemory::new()),
@@ -71,7 +72,11 @@ impl StoreConfig {
                 if let Some(token) = &config.session_token {
                     builder = builder.with_token(token);
                 }
-                Arc::new(builder.build().map_err(|e| format!("invalid S3 configuration: {e}"))?)
+                Arc::new(
+                    builder
+                        .build()
+                        .map_err(|e| format!("invalid S3 configuration: {e}"))?,
+                )
             }
         })
     }

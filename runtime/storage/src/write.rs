@@ -33,7 +33,10 @@ pub struct SnapshotPolicy {
 
 impl Default for SnapshotPolicy {
     fn default() -> Self {
-        Self { rows: 1_000_000, interval: Duration::from_secs(600) }
+        Self {
+            rows: 1_000_000,
+            interval: Duration::from_secs(600),
+        }
     }
 }
 
@@ -56,8 +59,14 @@ impl StorageConfig {
     /// The directory cannot be created.
     pub fn local(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let data_dir = data_dir.into();
-        let store = crate::StoreConfig::File(data_dir.clone()).open().map_err(std::io::Error::other)?;
-        Ok(Self { data_dir, snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID), policy: SnapshotPolicy::default() })
+        let store = crate::StoreConfig::File(data_dir.clone())
+            .open()
+            .map_err(std::io::Error::other)?;
+        Ok(Self {
+            data_dir,
+            snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID),
+            policy: SnapshotPolicy::default(),
+        })
     }
 }
 
@@ -167,19 +176,28 @@ impl WriteBuffer {
     /// I/O or object store errors, or a catalog file or snapshot manifest that cannot be
     /// read (damaged metadata is never silently replaced).
     pub async fn open(config: StorageConfig) -> std::io::Result<(Arc<Self>, Recovery)> {
-        let StorageConfig { data_dir, snapshots, policy } = config;
+        let StorageConfig {
+            data_dir,
+            snapshots,
+            policy,
+        } = config;
         std::fs::create_dir_all(&data_dir)?;
         let catalog_file = data_dir.join("catalog");
         let catalog = match std::fs::read(&catalog_file) {
             Ok(bytes) => Catalog::from_bytes(&bytes).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", catalog_file.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", catalog_file.display()),
+                )
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalog::default(),
             Err(e) => return Err(e),
         };
         let persisted = snapshots.load().await.map_err(std::io::Error::other)?;
-        let (live, orphans): (Vec<_>, Vec<_>) =
-            persisted.files.into_iter().partition(|file| catalog.has_database(&file.database));
+        let (live, orphans): (Vec<_>, Vec<_>) = persisted
+            .files
+            .into_iter()
+            .partition(|file| catalog.has_database(&file.database));
         snapshots.delete(&orphans).await;
         let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
         wal.skip_past(persisted.wal_sequence);
@@ -207,16 +225,28 @@ impl WriteBuffer {
     }
 
     fn replay(&self, replay: Replay, covered_through: u64) -> Recovery {
-        let (covered, files): (Vec<_>, Vec<_>) = replay.files.into_iter().partition(|(sequence, _)| *sequence <= covered_through);
-        let mut recovery = Recovery { files: files.len(), covered_files: covered.len(), ..Recovery::default() };
+        let (covered, files): (Vec<_>, Vec<_>) = replay
+            .files
+            .into_iter()
+            .partition(|(sequence, _)| *sequence <= covered_through);
+        let mut recovery = Recovery {
+            files: files.len(),
+            covered_files: covered.len(),
+            ..Recovery::default()
+        };
         let mut buffer = lock(&self.buffer);
         for (_, records) in files {
             for record in records {
                 let lines = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0).lines;
-                let Ok(validation) = self.catalog.validate_write(&record.database, &lines, true) else {
+                let Ok(validation) = self.catalog.validate_write(&record.database, &lines, true)
+                else {
                     continue;
                 };
-                let accepted: Vec<Line> = validation.accepted.iter().map(|&i| lines[i].clone()).collect();
+                let accepted: Vec<Line> = validation
+                    .accepted
+                    .iter()
+                    .map(|&i| lines[i].clone())
+                    .collect();
                 recovery.rows += accepted.len();
                 buffer.append(&record.database, &accepted);
             }
@@ -248,15 +278,26 @@ impl WriteBuffer {
     /// `accept_partial`, where valid lines are written and the invalid ones reported in
     /// [`WriteOutcome::errors`].
     pub async fn write_lp(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
-        validate_database_name(request.database).map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
+        validate_database_name(request.database)
+            .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
         let parsed = sluice_lp::parse(request.body, request.precision, request.default_time_ns);
         let original = |line_number: usize| {
-            request.body.split('\n').nth(line_number - 1).unwrap_or_default().trim_end_matches('\r').to_string()
+            request
+                .body
+                .split('\n')
+                .nth(line_number - 1)
+                .unwrap_or_default()
+                .trim_end_matches('\r')
+                .to_string()
         };
         let mut errors: Vec<LineError> = parsed
             .errors
             .iter()
-            .map(|e| LineError { line_number: e.line_number, original_line: e.original_line.clone(), error_message: e.message.clone() })
+            .map(|e| LineError {
+                line_number: e.line_number,
+                original_line: e.original_line.clone(),
+                error_message: e.message.clone(),
+            })
             .collect();
         if !errors.is_empty() && !request.accept_partial {
             return Err(WriteError::Rejected(errors));
@@ -268,8 +309,15 @@ impl WriteBuffer {
             .validate_write(request.database, &parsed.lines, request.accept_partial)
             .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
         for conflict in &validation.errors {
-            let line_number = numbers.get(conflict.line_number - 1).copied().unwrap_or(conflict.line_number);
-            errors.push(LineError { line_number, original_line: original(line_number), error_message: conflict.message.clone() });
+            let line_number = numbers
+                .get(conflict.line_number - 1)
+                .copied()
+                .unwrap_or(conflict.line_number);
+            errors.push(LineError {
+                line_number,
+                original_line: original(line_number),
+                error_message: conflict.message.clone(),
+            });
         }
         errors.sort_by_key(|e| e.line_number);
         if !errors.is_empty() && !request.accept_partial {
@@ -278,11 +326,17 @@ impl WriteBuffer {
         if validation.accepted.is_empty() {
             return Err(WriteError::Empty(errors));
         }
-        let accepted: Vec<Line> = validation.accepted.iter().map(|&i| parsed.lines[i].clone()).collect();
+        let accepted: Vec<Line> = validation
+            .accepted
+            .iter()
+            .map(|&i| parsed.lines[i].clone())
+            .collect();
         let lines_written = accepted.len();
         let waiter = {
             let mut pending = lock(&self.pending);
-            pending.records.push((request.database.to_string(), accepted));
+            pending
+                .records
+                .push((request.database.to_string(), accepted));
             (!request.no_sync).then(|| {
                 let (sender, receiver) = oneshot::channel();
                 pending.waiters.push(sender);
@@ -290,9 +344,14 @@ impl WriteBuffer {
             })
         };
         if let Some(receiver) = waiter {
-            receiver.await.map_err(|_| WriteError::Durability("the server is shutting down".into()))??;
+            receiver
+                .await
+                .map_err(|_| WriteError::Durability("the server is shutting down".into()))??;
         }
-        Ok(WriteOutcome { lines_written, errors })
+        Ok(WriteOutcome {
+            lines_written,
+            errors,
+        })
     }
 
     /// Makes everything pending durable and queryable, then wakes its writers.
@@ -326,7 +385,9 @@ impl WriteBuffer {
 
     fn snapshot_due(&self) -> bool {
         let rows = lock(&self.buffer).rows();
-        rows > 0 && (rows >= self.policy.rows || lock(&self.last_snapshot).elapsed() >= self.policy.interval)
+        rows > 0
+            && (rows >= self.policy.rows
+                || lock(&self.last_snapshot).elapsed() >= self.policy.interval)
     }
 
     /// Writes the buffer's rows to Parquet, then drops them from memory and removes the
@@ -347,13 +408,26 @@ impl WriteBuffer {
             (wal_sequence, lock(&self.buffer).freeze(id))
         };
         *lock(&self.last_snapshot) = Instant::now();
-        let outcome = if frozen.is_empty() { Ok(0) } else { self.persist(id, wal_sequence, frozen).await };
+        let outcome = if frozen.is_empty() {
+            Ok(0)
+        } else {
+            self.persist(id, wal_sequence, frozen).await
+        };
         self.snapshot_running.store(false, Ordering::Release);
         outcome
     }
 
-    async fn persist(&self, id: u64, wal_sequence: u64, frozen: Vec<crate::buffer::FrozenTable>) -> Result<usize, String> {
-        let rows: usize = frozen.iter().flat_map(|t| &t.batches).map(|b| b.num_rows()).sum();
+    async fn persist(
+        &self,
+        id: u64,
+        wal_sequence: u64,
+        frozen: Vec<crate::buffer::FrozenTable>,
+    ) -> Result<usize, String> {
+        let rows: usize = frozen
+            .iter()
+            .flat_map(|t| &t.batches)
+            .map(|b| b.num_rows())
+            .sum();
         let files = match self.snapshots.write(wal_sequence, frozen).await {
             Ok(files) => files,
             Err(e) => {
@@ -376,8 +450,10 @@ impl WriteBuffer {
     fn log(&self, records: Vec<(String, Vec<Line>)>) -> Result<(), WriteError> {
         let _log = lock(&self.log_lock);
         // Rows of a database deleted since they were validated go nowhere.
-        let records: Vec<(String, Vec<Line>)> =
-            records.into_iter().filter(|(database, _)| self.catalog.has_database(database)).collect();
+        let records: Vec<(String, Vec<Line>)> = records
+            .into_iter()
+            .filter(|(database, _)| self.catalog.has_database(database))
+            .collect();
         let mut by_database: Vec<WalRecord> = Vec::new();
         for (database, lines) in &records {
             let mut line_protocol = String::new();
@@ -387,11 +463,17 @@ impl WriteBuffer {
             }
             match by_database.iter_mut().find(|r| &r.database == database) {
                 Some(record) => record.line_protocol.push_str(&line_protocol),
-                None => by_database.push(WalRecord { database: database.clone(), line_protocol }),
+                None => by_database.push(WalRecord {
+                    database: database.clone(),
+                    line_protocol,
+                }),
             }
         }
-        lock(&self.wal).write(&by_database).map_err(|e| WriteError::Durability(e.to_string()))?;
-        self.persist_catalog().map_err(|e| WriteError::Durability(format!("catalog: {e}")))?;
+        lock(&self.wal)
+            .write(&by_database)
+            .map_err(|e| WriteError::Durability(e.to_string()))?;
+        self.persist_catalog()
+            .map_err(|e| WriteError::Durability(format!("catalog: {e}")))?;
         let mut buffer = lock(&self.buffer);
         for (database, lines) in &records {
             buffer.append(database, lines);
@@ -433,7 +515,13 @@ impl WriteBuffer {
     /// A table's schema, its rows in memory and its Parquet files, as one consistent
     /// view; `None` when the table does not exist.
     pub fn table_data(&self, database: &str, table: &str) -> Option<TableData> {
-        let columns = self.catalog.database(database)?.tables.get(table)?.columns.clone();
+        let columns = self
+            .catalog
+            .database(database)?
+            .tables
+            .get(table)?
+            .columns
+            .clone();
         Some(lock(&self.buffer).table_data(database, table, arrow_schema(&columns)))
     }
 
@@ -448,9 +536,7 @@ impl WriteBuffer {
     ///
     /// The catalog's errors, or [`CatalogError::Io`] when it cannot be persisted.
     pub fn create_database(&self, name: &str) -> Result<(), CatalogError> {
-        let _log = lock(&self.log_lock);
-        self.catalog.create_database(name)?;
-        self.persist_catalog().map_err(|e| CatalogError::Io(e.to_string()))
+        self.change_catalog(|catalog| catalog.create_database(name))
     }
 
     /// Creates a table with the given tags and fields and persists the catalog.
@@ -458,10 +544,31 @@ impl WriteBuffer {
     /// # Errors
     ///
     /// The catalog's errors, or [`CatalogError::Io`] when it cannot be persisted.
-    pub fn create_table(&self, database: &str, table: &str, tags: &[String], fields: &[(String, ColumnType)]) -> Result<(), CatalogError> {
+    pub fn create_table(
+        &self,
+        database: &str,
+        table: &str,
+        tags: &[String],
+        fields: &[(String, ColumnType)],
+    ) -> Result<(), CatalogError> {
+        self.change_catalog(|catalog| catalog.create_table(database, table, tags, fields))
+    }
+
+    /// Runs `change` on the catalog (databases, tables, tokens), then persists the
+    /// catalog before answering.
+    ///
+    /// # Errors
+    ///
+    /// The error of `change`, or [`CatalogError::Io`] when the catalog cannot be persisted.
+    pub fn change_catalog<T>(
+        &self,
+        change: impl FnOnce(&Catalog) -> Result<T, CatalogError>,
+    ) -> Result<T, CatalogError> {
         let _log = lock(&self.log_lock);
-        self.catalog.create_table(database, table, tags, fields)?;
-        self.persist_catalog().map_err(|e| CatalogError::Io(e.to_string()))
+        let value = change(&self.catalog)?;
+        self.persist_catalog()
+            .map_err(|e| CatalogError::Io(e.to_string()))?;
+        Ok(value)
     }
 
     /// Deletes a database: its catalog entry, its rows in memory, its records in the WAL
@@ -476,7 +583,9 @@ impl WriteBuffer {
         let files = tokio::task::spawn_blocking(move || {
             let _log = lock(&this.log_lock);
             this.catalog.delete_database(&database)?;
-            lock(&this.pending).records.retain(|(db, _)| db != &database);
+            lock(&this.pending)
+                .records
+                .retain(|(db, _)| db != &database);
             let files = lock(&this.buffer).drop_database(&database);
             let io = |e: std::io::Error| CatalogError::Io(e.to_string());
             lock(&this.wal).drop_database(&database).map_err(io)?;

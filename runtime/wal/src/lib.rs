@@ -80,7 +80,10 @@ impl WalDir {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Self, Replay)> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        let mut this = Self { dir, next_sequence: 1 };
+        let mut this = Self {
+            dir,
+            next_sequence: 1,
+        };
         let sequences = this.sequences()?;
         let mut replay = Replay::default();
         for &sequence in &sequences {
@@ -88,7 +91,11 @@ impl WalDir {
             let bytes = fs::read(&path)?;
             let (records, problem) = decode(&bytes);
             if let Some(reason) = problem {
-                replay.damage.push(Damage { file: path, valid_records: records.len(), reason });
+                replay.damage.push(Damage {
+                    file: path,
+                    valid_records: records.len(),
+                    reason,
+                });
             }
             replay.files.push((sequence, records));
         }
@@ -135,7 +142,10 @@ impl WalDir {
             if records.iter().all(|r| r.database != database) {
                 continue;
             }
-            let kept: Vec<WalRecord> = records.into_iter().filter(|r| r.database != database).collect();
+            let kept: Vec<WalRecord> = records
+                .into_iter()
+                .filter(|r| r.database != database)
+                .collect();
             let temporary = path.with_extension("tmp");
             let mut file = File::create(&temporary)?;
             file.write_all(&encode(&kept))?;
@@ -153,7 +163,11 @@ impl WalDir {
             if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
                 continue;
             }
-            if let Some(sequence) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<u64>().ok()) {
+            if let Some(sequence) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            {
                 sequences.push(sequence);
             }
         }
@@ -181,12 +195,16 @@ fn file_path(dir: &Path, sequence: u64) -> PathBuf {
 
 /// The bytes of a WAL file holding `records`.
 pub fn encode(records: &[WalRecord]) -> Vec<u8> {
-    let size: usize = records.iter().map(|r| RECORD_HEADER + 4 + r.database.len() + r.line_protocol.len()).sum();
+    let size: usize = records
+        .iter()
+        .map(|r| RECORD_HEADER + 4 + r.database.len() + r.line_protocol.len())
+        .sum();
     let mut bytes = Vec::with_capacity(FILE_HEADER + size);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&VERSION.to_le_bytes());
     for record in records {
-        let mut payload = Vec::with_capacity(4 + record.database.len() + record.line_protocol.len());
+        let mut payload =
+            Vec::with_capacity(4 + record.database.len() + record.line_protocol.len());
         payload.extend_from_slice(&len32(record.database.len()).to_le_bytes());
         payload.extend_from_slice(record.database.as_bytes());
         payload.extend_from_slice(record.line_protocol.as_bytes());
@@ -204,11 +222,17 @@ fn len32(len: usize) -> u32 {
 /// The records of a WAL file, and what stopped the reading early, if anything.
 pub fn decode(bytes: &[u8]) -> (Vec<WalRecord>, Option<String>) {
     if bytes.len() < FILE_HEADER || &bytes[..8] != MAGIC {
-        return (Vec::new(), Some("not a WAL file (bad magic or truncated header)".into()));
+        return (
+            Vec::new(),
+            Some("not a WAL file (bad magic or truncated header)".into()),
+        );
     }
     let version = u32_at(bytes, 8);
     if version != VERSION {
-        return (Vec::new(), Some(format!("unsupported WAL version {version}")));
+        return (
+            Vec::new(),
+            Some(format!("unsupported WAL version {version}")),
+        );
     }
     let mut records = Vec::new();
     let mut at = FILE_HEADER;
@@ -220,7 +244,10 @@ pub fn decode(bytes: &[u8]) -> (Vec<WalRecord>, Option<String>) {
         let length = u32_at(bytes, at) as usize;
         let checksum = u32_at(bytes, at + 4);
         let start = at + RECORD_HEADER;
-        let Some(payload) = start.checked_add(length).and_then(|end| bytes.get(start..end)) else {
+        let Some(payload) = start
+            .checked_add(length)
+            .and_then(|end| bytes.get(start..end))
+        else {
             return (records, Some(format!("record {number} is truncated")));
         };
         if crc32fast::hash(payload) != checksum {
@@ -243,7 +270,10 @@ fn record(payload: &[u8]) -> Option<WalRecord> {
     let db_len = u32_at(payload.get(..4)?, 0) as usize;
     let database = std::str::from_utf8(payload.get(4..4 + db_len)?).ok()?;
     let line_protocol = std::str::from_utf8(payload.get(4 + db_len..)?).ok()?;
-    Some(WalRecord { database: database.to_string(), line_protocol: line_protocol.to_string() })
+    Some(WalRecord {
+        database: database.to_string(),
+        line_protocol: line_protocol.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -252,8 +282,14 @@ mod tests {
 
     fn records() -> Vec<WalRecord> {
         vec![
-            WalRecord { database: "a".into(), line_protocol: "cpu,host=x usage=1i 1\ncpu usage=2i 2".into() },
-            WalRecord { database: "b".into(), line_protocol: "mem free=3u 3".into() },
+            WalRecord {
+                database: "a".into(),
+                line_protocol: "cpu,host=x usage=1i 1\ncpu usage=2i 2".into(),
+            },
+            WalRecord {
+                database: "b".into(),
+                line_protocol: "mem free=3u 3".into(),
+            },
         ]
     }
 
@@ -261,7 +297,8 @@ mod tests {
     fn every_prefix_of_a_file_replays_its_whole_records() {
         let bytes = encode(&records());
         assert_eq!(decode(&bytes), (records(), None));
-        let first_record_end = FILE_HEADER + RECORD_HEADER + 4 + 1 + records()[0].line_protocol.len();
+        let first_record_end =
+            FILE_HEADER + RECORD_HEADER + 4 + 1 + records()[0].line_protocol.len();
         for cut in 0..bytes.len() {
             let (replayed, problem) = decode(&bytes[..cut]);
             let at_boundary = cut == FILE_HEADER || cut == first_record_end;
@@ -290,15 +327,31 @@ mod tests {
         let third = wal.write(&records()).expect("writes");
         let third_path = file_path(dir.path(), third);
         let length = fs::metadata(&third_path).expect("exists").len();
-        File::options().write(true).open(&third_path).expect("opens").set_len(length - 3).expect("truncates");
+        File::options()
+            .write(true)
+            .open(&third_path)
+            .expect("opens")
+            .set_len(length - 3)
+            .expect("truncates");
 
         let (mut wal, replay) = WalDir::open(dir.path()).expect("reopens");
         let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
         assert_eq!(sequences, [first, second, third]);
         assert_eq!(replay.files[2].1, records()[..1]);
-        assert_eq!(replay.damage, vec![Damage { file: third_path, valid_records: 1, reason: "record 2 is truncated".into() }]);
+        assert_eq!(
+            replay.damage,
+            vec![Damage {
+                file: third_path,
+                valid_records: 1,
+                reason: "record 2 is truncated".into()
+            }]
+        );
 
-        assert_eq!(wal.write(&records()).expect("writes"), third + 1, "sequence numbers continue");
+        assert_eq!(
+            wal.write(&records()).expect("writes"),
+            third + 1,
+            "sequence numbers continue"
+        );
         wal.remove_through(second).expect("removes");
         let (_, replay) = WalDir::open(dir.path()).expect("reopens");
         let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();

@@ -1,6 +1,6 @@
 //! `sluice create|delete database` and `sluice show databases`.
 
-use super::client::{Client, ServerArgs, block_on};
+use super::client::{Client, ServerArgs, block_on, text_table};
 use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::json;
@@ -42,7 +42,13 @@ impl CreateDatabaseArgs {
     /// Creates the database.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let client = Client::new(&self.server)?;
-        block_on(client.send(client.request(Method::POST, "/api/v3/configure/database").json(&json!({"db": self.name}))))?;
+        block_on(
+            client.send(
+                client
+                    .request(Method::POST, "/api/v3/configure/database")
+                    .json(&json!({"db": self.name})),
+            ),
+        )?;
         println!("Database \"{}\" created successfully", self.name);
         Ok(ExitCode::SUCCESS)
     }
@@ -52,15 +58,27 @@ impl DeleteDatabaseArgs {
     /// Deletes the database after confirmation.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         if !self.yes {
-            println!("Are you sure you want to delete \"{}\"? Enter 'yes' to confirm", self.name);
+            println!(
+                "Are you sure you want to delete \"{}\"? Enter 'yes' to confirm",
+                self.name
+            );
             let mut answer = String::new();
-            std::io::stdin().lock().read_line(&mut answer).context("cannot read the confirmation")?;
+            std::io::stdin()
+                .lock()
+                .read_line(&mut answer)
+                .context("cannot read the confirmation")?;
             if answer.trim() != "yes" {
                 bail!("not deleted: the answer was not 'yes'");
             }
         }
         let client = Client::new(&self.server)?;
-        block_on(client.send(client.request(Method::DELETE, "/api/v3/configure/database").query(&[("db", &self.name)])))?;
+        block_on(
+            client.send(
+                client
+                    .request(Method::DELETE, "/api/v3/configure/database")
+                    .query(&[("db", &self.name)]),
+            ),
+        )?;
         println!("Database \"{}\" deleted successfully", self.name);
         Ok(ExitCode::SUCCESS)
     }
@@ -71,21 +89,24 @@ impl ShowDatabasesArgs {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let client = Client::new(&self.server)?;
         let rows: Vec<serde_json::Value> = block_on(async {
-            let response = client.send(client.request(Method::GET, "/api/v3/configure/database")).await?;
-            response.json().await.context("the server's answer is not a list of databases")
+            let response = client
+                .send(client.request(Method::GET, "/api/v3/configure/database"))
+                .await?;
+            response
+                .json()
+                .await
+                .context("the server's answer is not a list of databases")
         })?;
         if self.format == "json" {
             println!("{}", serde_json::Value::Array(rows));
             return Ok(ExitCode::SUCCESS);
         }
-        let names: Vec<&str> = rows.iter().filter_map(|row| row.get("iox::database").and_then(|n| n.as_str())).collect();
-        let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max("iox::database".len());
-        let rule = format!("+{}+", "-".repeat(width + 2));
-        println!("{rule}\n| {:<width$} |\n{rule}", "iox::database");
-        for name in names {
-            println!("| {name:<width$} |");
-        }
-        println!("{rule}");
+        let names: Vec<Vec<String>> = rows
+            .iter()
+            .filter_map(|row| row.get("iox::database").and_then(|n| n.as_str()))
+            .map(|n| vec![n.to_string()])
+            .collect();
+        print!("{}", text_table(&["iox::database"], &names));
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -42,7 +42,9 @@ impl LimitArgs {
         let defaults = Limits::default();
         Limits {
             fuel: self.fuel.unwrap_or(defaults.fuel),
-            memory_bytes: self.memory_limit_mib.map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
+            memory_bytes: self
+                .memory_limit_mib
+                .map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
             wall_time: self.wall_time.unwrap_or(defaults.wall_time),
             log_lines: self.max_log_lines.unwrap_or(defaults.log_lines),
             bytes_written: self.max_bytes_written.unwrap_or(defaults.bytes_written),

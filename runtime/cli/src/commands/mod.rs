@@ -8,6 +8,7 @@ mod limits;
 mod query;
 mod serve;
 mod test;
+mod token;
 mod write;
 
 /// Every subcommand.
@@ -38,6 +39,8 @@ pub enum Command {
 pub enum CreateCommand {
     /// Create a database.
     Database(database::CreateDatabaseArgs),
+    /// Create the admin token, or a token for some databases.
+    Token(token::CreateTokenArgs),
 }
 
 /// `sluice delete …`
@@ -45,6 +48,8 @@ pub enum CreateCommand {
 pub enum DeleteCommand {
     /// Delete a database with all its data.
     Database(database::DeleteDatabaseArgs),
+    /// Delete a token.
+    Token(token::DeleteTokenArgs),
 }
 
 /// `sluice show …`
@@ -52,6 +57,8 @@ pub enum DeleteCommand {
 pub enum ShowCommand {
     /// List the databases.
     Databases(database::ShowDatabasesArgs),
+    /// List the tokens (names and permissions; a token's secret is shown only when created).
+    Tokens(token::ShowTokensArgs),
 }
 
 /// Runs `command`.
@@ -63,6 +70,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Create(CreateCommand::Database(args)) => args.execute(),
         Command::Delete(DeleteCommand::Database(args)) => args.execute(),
         Command::Show(ShowCommand::Databases(args)) => args.execute(),
+        Command::Create(CreateCommand::Token(args)) => args.execute(),
+        Command::Delete(DeleteCommand::Token(args)) => args.execute(),
+        Command::Show(ShowCommand::Tokens(args)) => args.execute(),
         Command::Test(test) => test.execute(),
     }
 }

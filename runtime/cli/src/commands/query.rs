@@ -61,7 +61,8 @@ impl QueryArgs {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let sql = match (&self.query, &self.file) {
             (Some(sql), _) => sql.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
             (None, None) => bail!("give a query, or --file with one"),
         };
         if self.format == QueryFormat::Parquet && self.output.is_none() {
@@ -76,8 +77,11 @@ impl QueryArgs {
             response.bytes().await.context("the response was cut short")
         })?;
         match &self.output {
-            Some(path) => std::fs::write(path, &body).with_context(|| format!("cannot write {}", path.display()))?,
-            None => std::io::stdout().write_all(&body).context("cannot write to standard output")?,
+            Some(path) => std::fs::write(path, &body)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+            None => std::io::stdout()
+                .write_all(&body)
+                .context("cannot write to standard output")?,
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -1,9 +1,11 @@
 //! `sluice serve`: the database server.
 
 use anyhow::Context;
-use sluice_http::{AppState, router};
+use sluice_http::{AppState, Authentication, router};
 use sluice_query::QueryEngine;
-use sluice_storage::{S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer};
+use sluice_storage::{
+    S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,7 +56,12 @@ pub struct ServeArgs {
     #[arg(long, env = "INFLUXDB3_DB_DIR", default_value = "sluice-data")]
     data_dir: PathBuf,
     /// Where the Parquet snapshots are stored
-    #[arg(long, env = "INFLUXDB3_OBJECT_STORE", value_enum, default_value = "file")]
+    #[arg(
+        long,
+        env = "INFLUXDB3_OBJECT_STORE",
+        value_enum,
+        default_value = "file"
+    )]
     object_store: ObjectStoreKind,
     #[command(flatten)]
     s3: S3Args,
@@ -65,7 +72,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = positive_duration)]
     snapshot_interval: Duration,
     /// Address to listen on; port 0 picks a free port
-    #[arg(long, env = "INFLUXDB3_HTTP_BIND_ADDR", default_value = "127.0.0.1:8181")]
+    #[arg(
+        long,
+        env = "INFLUXDB3_HTTP_BIND_ADDR",
+        default_value = "127.0.0.1:8181"
+    )]
     http_bind: SocketAddr,
     /// How often writes are made durable and queryable; writes without `no_sync` wait
     /// for the next flush, so this is also their added latency
@@ -75,15 +86,26 @@ pub struct ServeArgs {
     #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX", default_value = sluice_storage::DEFAULT_NODE_ID)]
     node_id: String,
     /// Largest request body in bytes, after decompression; larger ones get 413
-    #[arg(long, env = "INFLUXDB3_MAX_HTTP_REQUEST_SIZE", default_value_t = 10_485_760)]
+    #[arg(
+        long,
+        env = "INFLUXDB3_MAX_HTTP_REQUEST_SIZE",
+        default_value_t = 10_485_760
+    )]
     max_http_request_size: usize,
+    /// Serve every request without a token. Without this flag, requests need the admin
+    /// token or a database token (`sluice create token --help`); health checks never do
+    #[arg(long, env = "INFLUXDB3_START_WITHOUT_AUTH")]
+    without_auth: bool,
     /// Write the address actually bound to this file once listening (for port 0)
     #[arg(long)]
     tcp_listener_file_path: Option<PathBuf>,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
-    let duration: Duration = text.parse::<humantime::Duration>().map_err(|e| format!("invalid duration `{text}`: {e}"))?.into();
+    let duration: Duration = text
+        .parse::<humantime::Duration>()
+        .map_err(|e| format!("invalid duration `{text}`: {e}"))?
+        .into();
     if duration.is_zero() {
         return Err("the duration must be more than zero".into());
     }
@@ -93,7 +115,10 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
 impl ServeArgs {
     /// Runs the server until Ctrl-C.
     pub fn execute(self) -> anyhow::Result<ExitCode> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
         runtime.block_on(self.serve())?;
         Ok(ExitCode::SUCCESS)
     }
@@ -115,11 +140,18 @@ impl ServeArgs {
     }
 
     async fn serve(self) -> anyhow::Result<()> {
-        let store = self.store().open().map_err(anyhow::Error::msg).context("cannot open the object store")?;
+        let store = self
+            .store()
+            .open()
+            .map_err(anyhow::Error::msg)
+            .context("cannot open the object store")?;
         let config = StorageConfig {
             data_dir: self.data_dir.clone(),
             snapshots: Snapshots::new(store, &self.node_id),
-            policy: SnapshotPolicy { rows: self.snapshot_rows, interval: self.snapshot_interval },
+            policy: SnapshotPolicy {
+                rows: self.snapshot_rows,
+                interval: self.snapshot_interval,
+            },
         };
         tracing::info!(data_dir = %self.data_dir.display(), node_id = %self.node_id, object_store = ?self.object_store, "opening the database");
         let (storage, recovery) = WriteBuffer::open(config)
@@ -138,13 +170,28 @@ impl ServeArgs {
             storage: storage.clone(),
             query: QueryEngine::new(storage.clone()),
             max_request_bytes: self.max_http_request_size,
+            authentication: if self.without_auth {
+                Authentication::Disabled
+            } else {
+                Authentication::Required
+            },
         };
+        if self.without_auth {
+            tracing::warn!(
+                "authentication is off (--without-auth): every client may read, write and administer"
+            );
+        } else if storage.catalog().token_records().is_empty() {
+            tracing::info!(
+                "requests need a token: create the admin token with `sluice create token --admin`"
+            );
+        }
         let listener = tokio::net::TcpListener::bind(self.http_bind)
             .await
             .with_context(|| format!("cannot listen on {}", self.http_bind))?;
         let address = listener.local_addr()?;
         if let Some(path) = &self.tcp_listener_file_path {
-            std::fs::write(path, address.to_string()).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, address.to_string())
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         tracing::info!("listening on http://{address}");
         axum::serve(listener, router(state))

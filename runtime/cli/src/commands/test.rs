@@ -38,7 +38,12 @@ pub struct CommonArgs {
     #[arg(long)]
     pub local: bool,
     /// The trigger's database: batched writes land under it and queries default to it
-    #[arg(short = 'd', long, env = "INFLUXDB3_DATABASE_NAME", default_value = "test_db")]
+    #[arg(
+        short = 'd',
+        long,
+        env = "INFLUXDB3_DATABASE_NAME",
+        default_value = "test_db"
+    )]
     pub database: String,
     /// The plugin directory the plugin sees (read-only) [default: the plugin's directory]
     #[arg(long, env = "INFLUXDB3_PLUGIN_DIR")]
@@ -210,12 +215,16 @@ fn wal_call(args: &WalArgs, trigger_args: TriggerArguments) -> anyhow::Result<Pl
     if let Some(error) = batches.errors.first() {
         bail!("invalid line protocol input: {error}");
     }
-    Ok(PluginCall::Writes { batches: batches.batches.into(), args: trigger_args })
+    Ok(PluginCall::Writes {
+        batches: batches.batches.into(),
+        args: trigger_args,
+    })
 }
 
 fn next_cron_time(expression: &str) -> anyhow::Result<DateTime<Utc>> {
-    let schedule = cron::Schedule::from_str(expression)
-        .with_context(|| format!("invalid cron expression `{expression}` (6 or 7 fields, seconds first)"))?;
+    let schedule = cron::Schedule::from_str(expression).with_context(|| {
+        format!("invalid cron expression `{expression}` (6 or 7 fields, seconds first)")
+    })?;
     schedule
         .upcoming(Utc)
         .next()
@@ -229,7 +238,12 @@ fn request_call(args: &RequestArgs, trigger_args: TriggerArguments) -> PluginCal
             method: args.method.to_ascii_uppercase(),
             path: args.path.clone(),
             query,
-            headers: args.headers.iter().filter(|(name, _)| name != "authorization").cloned().collect(),
+            headers: args
+                .headers
+                .iter()
+                .filter(|(name, _)| name != "authorization")
+                .cloned()
+                .collect(),
             body: args.body.clone().into_bytes(),
         },
         args: trigger_args,
@@ -270,7 +284,9 @@ fn percent_decode(text: &str) -> String {
 }
 
 fn hex(digit: u8) -> Option<u8> {
-    char::from(digit).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]

@@ -36,10 +36,13 @@ impl WriteArgs {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let body = match (&self.line_protocol, &self.file) {
             (Some(lines), _) => lines.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
             (None, None) => {
                 let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context("cannot read standard input")?;
                 text
             }
         };
@@ -48,12 +51,18 @@ impl WriteArgs {
         }
         let client = Client::new(&self.server)?;
         block_on(async {
-            let request = client.request(Method::POST, "/api/v3/write_lp").body(body).query(&[
-                ("db", self.database.as_str()),
-                ("precision", self.precision.as_str()),
-                ("accept_partial", if self.no_partial { "false" } else { "true" }),
-                ("no_sync", if self.no_sync { "true" } else { "false" }),
-            ]);
+            let request = client
+                .request(Method::POST, "/api/v3/write_lp")
+                .body(body)
+                .query(&[
+                    ("db", self.database.as_str()),
+                    ("precision", self.precision.as_str()),
+                    (
+                        "accept_partial",
+                        if self.no_partial { "false" } else { "true" },
+                    ),
+                    ("no_sync", if self.no_sync { "true" } else { "false" }),
+                ]);
             client.send(request).await
         })?;
         println!("success");

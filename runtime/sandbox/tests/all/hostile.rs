@@ -17,14 +17,26 @@ fn small_limits() -> Limits {
 }
 
 async fn hostile(name: &str, limits: &Limits) -> Vec<String> {
-    let report = run_with(&example(&format!("hostile/{name}")), writes_call("m f=1i 1", None), limits).await;
+    let report = run_with(
+        &example(&format!("hostile/{name}")),
+        writes_call("m f=1i 1", None),
+        limits,
+    )
+    .await;
     assert_healthy().await;
-    report.errors.iter().chain(report.log_lines.iter()).cloned().collect()
+    report
+        .errors
+        .iter()
+        .chain(report.log_lines.iter())
+        .cloned()
+        .collect()
 }
 
 fn assert_error(output: &[String], expected: &str) {
     assert!(
-        output.first().is_some_and(|e| e == &format!("error executing plugin: {expected}")),
+        output
+            .first()
+            .is_some_and(|e| e == &format!("error executing plugin: {expected}")),
         "expected `{expected}`, got {output:?}"
     );
 }
@@ -37,32 +49,51 @@ async fn an_infinite_loop_runs_out_of_fuel() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_infinite_loop_without_fuel_is_stopped_by_wall_time() {
-    let limits = Limits { fuel: 1 << 62, wall_time: Duration::from_millis(500), ..small_limits() };
+    let limits = Limits {
+        fuel: 1 << 62,
+        wall_time: Duration::from_millis(500),
+        ..small_limits()
+    };
     let output = hostile("infinite_loop.py", &limits).await;
     assert_error(&output, "timed out after 500ms");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sleeping_loop_is_stopped_by_wall_time() {
-    let limits = Limits { wall_time: Duration::from_millis(300), ..small_limits() };
+    let limits = Limits {
+        wall_time: Duration::from_millis(300),
+        ..small_limits()
+    };
     let output = hostile("sleep_loop.py", &limits).await;
     assert_error(&output, "timed out after 300ms");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_memory_bomb_hits_the_memory_limit() {
-    let limits = Limits { memory_bytes: 96 << 20, ..small_limits() };
+    let limits = Limits {
+        memory_bytes: 96 << 20,
+        ..small_limits()
+    };
     let output = hostile("memory_bomb.py", &limits).await;
     assert_error(&output, "memory limit of 96 MiB exceeded");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unbounded_recursion_is_stopped() {
-    let limits = Limits { fuel: 20_000_000_000, ..small_limits() };
+    let limits = Limits {
+        fuel: 20_000_000_000,
+        ..small_limits()
+    };
     let output = hostile("deep_recursion.py", &limits).await;
     let error = &output[0];
     assert!(
-        ["stack overflow", "RecursionError", "memory limit of 128 MiB exceeded"].iter().any(|cause| error.contains(cause)),
+        [
+            "stack overflow",
+            "RecursionError",
+            "memory limit of 128 MiB exceeded"
+        ]
+        .iter()
+        .any(|cause| error.contains(cause)),
         "unexpected error: {error}"
     );
 }
@@ -88,7 +119,11 @@ async fn a_symlink_out_of_the_plugin_directory_leads_nowhere() {
         "def process_writes(api, batches, args=None):\n    api.info(open('/plugins/escape/outside.txt').read())\n",
     );
     let report = wal(&plugin, "m f=1i").await;
-    assert!(report.log_lines.is_empty(), "read through the symlink: {:?}", report.log_lines);
+    assert!(
+        report.log_lines.is_empty(),
+        "read through the symlink: {:?}",
+        report.log_lines
+    );
     assert!(report.errors[0].contains("Error"), "{:?}", report.errors);
 }
 
@@ -96,14 +131,22 @@ async fn a_symlink_out_of_the_plugin_directory_leads_nowhere() {
 async fn the_plugin_directory_is_read_only() {
     let output = hostile("write_plugin_dir.py", &small_limits()).await;
     assert!(output[0].contains("PermissionError"), "{output:?}");
-    assert!(!example("hostile/planted.py").plugin_dir.join("planted.py").exists());
+    assert!(
+        !example("hostile/planted.py")
+            .plugin_dir
+            .join("planted.py")
+            .exists()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sockets_cannot_be_opened() {
     let output = hostile("open_socket.py", &small_limits()).await;
     assert_eq!(output.len(), 2, "{output:?}");
-    assert!(output.iter().all(|l| l.contains(": refused (")), "{output:?}");
+    assert!(
+        output.iter().all(|l| l.contains(": refused (")),
+        "{output:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,19 +157,45 @@ async fn a_log_flood_hits_the_log_limit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn printed_output_is_bounded() {
-    let limits = Limits { output_bytes: 64 << 10, fuel: 20_000_000_000, ..small_limits() };
-    let report = run_with(&example("hostile/print_flood.py"), writes_call("m f=1i", None), &limits).await;
+    let limits = Limits {
+        output_bytes: 64 << 10,
+        fuel: 20_000_000_000,
+        ..small_limits()
+    };
+    let report = run_with(
+        &example("hostile/print_flood.py"),
+        writes_call("m f=1i", None),
+        &limits,
+    )
+    .await;
     assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let captured: usize = report.log_lines.iter().filter(|l| l.starts_with("INFO: xxx")).map(|l| l.len() - 6).sum();
+    let captured: usize = report
+        .log_lines
+        .iter()
+        .filter(|l| l.starts_with("INFO: xxx"))
+        .map(|l| l.len() - 6)
+        .sum();
     assert!(captured <= 64 << 10, "captured {captured} bytes");
-    assert!(report.log_lines.iter().any(|l| l.starts_with("WARN: ") && l.contains("bytes of output dropped")));
+    assert!(
+        report
+            .log_lines
+            .iter()
+            .any(|l| l.starts_with("WARN: ") && l.contains("bytes of output dropped"))
+    );
     // The plugin's own log lines come first; captured output is forwarded after the call.
-    assert_eq!(report.log_lines[0], "INFO: still running after printing 20 MB");
+    assert_eq!(
+        report.log_lines[0],
+        "INFO: still running after printing 20 MB"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gigantic_write_hits_the_write_limit() {
-    let limits = Limits { fuel: 50_000_000_000, wall_time: Duration::from_secs(60), ..small_limits() };
+    let limits = Limits {
+        fuel: 50_000_000_000,
+        wall_time: Duration::from_secs(60),
+        ..small_limits()
+    };
     let output = hostile("gigantic_write.py", &limits).await;
     assert_error(&output, "write limit of 1 MiB exceeded");
 }
@@ -135,5 +204,8 @@ async fn a_gigantic_write_hits_the_write_limit() {
 async fn threads_and_processes_cannot_be_started() {
     let output = hostile("spawn.py", &small_limits()).await;
     assert_eq!(output.len(), 3, "{output:?}");
-    assert!(output.iter().all(|l| l.contains(": refused (")), "{output:?}");
+    assert!(
+        output.iter().all(|l| l.contains(": refused (")),
+        "{output:?}"
+    );
 }

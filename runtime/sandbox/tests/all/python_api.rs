@@ -13,7 +13,9 @@ async fn the_api_object_has_exactly_the_nine_attributes() {
     let report = ok(wal(&plugin, "m f=1i").await);
     assert_eq!(
         report.log_lines,
-        vec!["INFO: ['cache', 'error', 'info', 'query', 'warn', 'write', 'write_sync', 'write_sync_to_db', 'write_to_db']"]
+        vec![
+            "INFO: ['cache', 'error', 'info', 'query', 'warn', 'write', 'write_sync', 'write_sync_to_db', 'write_to_db']"
+        ]
     );
 }
 
@@ -82,7 +84,11 @@ def process_writes(api, batches, args=None):
     assert_eq!(report.log_lines, vec!["INFO: TypeError True"]);
     assert_eq!(
         report.database_writes["db"],
-        vec!["now b=t", "some_table,t=v f=1i", "raw,a=1 f=1i\nraw,a=2 f=2i"]
+        vec![
+            "now b=t",
+            "some_table,t=v f=1i",
+            "raw,a=1 f=1i\nraw,a=2 f=2i"
+        ]
     );
     assert_eq!(report.database_writes["other"], vec!["x v=2.0"]);
 }
@@ -95,7 +101,10 @@ async fn batched_writes_are_discarded_when_the_plugin_fails() {
         "def process_writes(api, batches, args=None):\n    api.write_sync(LineBuilder('kept').int64_field('f', 1), False)\n    api.write(LineBuilder('dropped').int64_field('f', 1))\n    raise RuntimeError('boom')\n",
     );
     let report = wal(&plugin, "m f=1i").await;
-    assert_eq!(report.errors, vec!["error executing plugin: RuntimeError: boom (fails.py, line 4)"]);
+    assert_eq!(
+        report.errors,
+        vec!["error executing plugin: RuntimeError: boom (fails.py, line 4)"]
+    );
     assert_eq!(report.database_writes["db"], vec!["kept f=1i"]);
 }
 
@@ -176,8 +185,18 @@ async fn the_cache_persists_across_calls_with_the_same_host_cache() {
         "def process_writes(api, batches, args=None):\n    n = api.cache.get('n', default=0) + len(batches[0]['rows'])\n    api.cache.put('n', n)\n    api.info('count', n)\n",
     );
     let host = host();
-    for (lp, expected) in [("m f=1i\nm f=2i\nm f=3i", "INFO: count 3"), ("m f=1i\nm f=2i", "INFO: count 5")] {
-        let report = sluice_engine::dry_run::dry_run(sandbox(), &plugin, writes_call(lp, None), &Default::default(), host.clone()).await;
+    for (lp, expected) in [
+        ("m f=1i\nm f=2i\nm f=3i", "INFO: count 3"),
+        ("m f=1i\nm f=2i", "INFO: count 5"),
+    ] {
+        let report = sluice_engine::dry_run::dry_run(
+            sandbox(),
+            &plugin,
+            writes_call(lp, None),
+            &Default::default(),
+            host.clone(),
+        )
+        .await;
         assert_eq!(report.log_lines, vec![expected]);
     }
 }
@@ -189,7 +208,10 @@ async fn call_time_is_a_naive_utc_datetime_in_whole_seconds() {
         "schedule.py",
         "import os, time\ndef process_scheduled_call(api, call_time, args=None):\n    api.info(repr(call_time), call_time.tzinfo, args, os.environ['TZ'], time.strftime('%Z'))\n",
     );
-    let call = PluginCall::Schedule { call_time_ns: 1_750_165_354_999_999_999, args: args(&[("region", "us-east")]) };
+    let call = PluginCall::Schedule {
+        call_time_ns: 1_750_165_354_999_999_999,
+        args: args(&[("region", "us-east")]),
+    };
     let report = ok(run(&plugin, call).await);
     assert_eq!(
         report.log_lines,
@@ -255,7 +277,10 @@ def process_writes(influxdb3_local, table_batches, args=None):
         r#"sensor_data,device=thermostat,room=living\ room,floor=1 temperature=72.5,humidity=45i,mode="auto""#,
     ];
     assert_eq!(report.database_writes["db"], golden);
-    assert_eq!(report.database_writes["metrics_db"], vec!["memory_stats,host=server1 usage=75i"]);
+    assert_eq!(
+        report.database_writes["metrics_db"],
+        vec!["memory_stats,host=server1 usage=75i"]
+    );
     assert_eq!(
         info_lines(&report),
         vec![

@@ -3,13 +3,52 @@
 use crate::support::*;
 
 const MODULES: &[&str] = &[
-    "fractions", "decimal", "statistics", "zoneinfo", "zlib", "json", "csv", "datetime", "re",
-    "collections", "dataclasses", "typing", "hashlib", "random", "uuid", "base64", "textwrap",
-    "urllib.parse", "email", "logging", "tomllib", "pickle", "copy", "itertools", "functools",
-    "heapq", "bisect", "string", "struct",
+    "fractions",
+    "decimal",
+    "statistics",
+    "zoneinfo",
+    "zlib",
+    "json",
+    "csv",
+    "datetime",
+    "re",
+    "collections",
+    "dataclasses",
+    "typing",
+    "hashlib",
+    "random",
+    "uuid",
+    "base64",
+    "textwrap",
+    "urllib.parse",
+    "email",
+    "logging",
+    "tomllib",
+    "pickle",
+    "copy",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "struct",
     // Not imported while the runtime is built: served from the captured library.
-    "difflib", "graphlib", "ipaddress", "shlex", "calendar", "gzip", "html.parser", "xml.etree.ElementTree",
-    "http.client", "sqlite3", "asyncio", "unittest", "argparse", "pprint", "secrets", "colorsys",
+    "difflib",
+    "graphlib",
+    "ipaddress",
+    "shlex",
+    "calendar",
+    "gzip",
+    "html.parser",
+    "xml.etree.ElementTree",
+    "http.client",
+    "sqlite3",
+    "asyncio",
+    "unittest",
+    "argparse",
+    "pprint",
+    "secrets",
+    "colorsys",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -35,5 +74,8 @@ def process_writes(api, batches, args=None):
 "#
     );
     let report = ok(wal(&dir.plugin("imports.py", &code), "m f=1i").await);
-    assert_eq!(report.log_lines, vec!["INFO: sluice 2 1/2 ok True e3b0c442 0.3"]);
+    assert_eq!(
+        report.log_lines,
+        vec!["INFO: sluice 2 1/2 ok True e3b0c442 0.3"]
+    );
 }

@@ -21,7 +21,9 @@ pub struct PluginDir {
 
 impl PluginDir {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().expect("temp dir") }
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -41,7 +43,10 @@ impl PluginDir {
     }
 
     pub fn reference(&self, name: &str) -> PluginRef {
-        PluginRef { plugin_dir: self.dir.path().to_path_buf(), name: name.to_string() }
+        PluginRef {
+            plugin_dir: self.dir.path().to_path_buf(),
+            name: name.to_string(),
+        }
     }
 }
 
@@ -51,12 +56,21 @@ pub fn example(relative: &str) -> PluginRef {
     let path = examples.join(relative);
     PluginRef {
         plugin_dir: path.parent().expect("has a parent").to_path_buf(),
-        name: path.file_name().expect("file name").to_string_lossy().into_owned(),
+        name: path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned(),
     }
 }
 
 pub fn args(pairs: &[(&str, &str)]) -> TriggerArguments {
-    Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 pub fn host() -> Arc<DryRunHost> {
@@ -66,7 +80,10 @@ pub fn host() -> Arc<DryRunHost> {
 pub fn writes_call(lp: &str, args: TriggerArguments) -> PluginCall {
     let parsed = sluice_lp::parse(lp, sluice_lp::Precision::Nanosecond, 0);
     assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    PluginCall::Writes { batches: table_batches(&parsed.lines).batches.into(), args }
+    PluginCall::Writes {
+        batches: table_batches(&parsed.lines).batches.into(),
+        args,
+    }
 }
 
 /// Runs `call` on a fresh instance with `limits` and a fresh dry-run host.
@@ -83,9 +100,24 @@ pub async fn wal(plugin: &PluginRef, lp: &str) -> DryRunReport {
     run(plugin, writes_call(lp, None)).await
 }
 
-pub fn request(method: &str, query: &[(&str, &str)], headers: &[(&str, &str)], body: &[u8]) -> HttpRequest {
-    let pairs = |p: &[(&str, &str)]| p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    HttpRequest { method: method.into(), path: "test".into(), query: pairs(query), headers: pairs(headers), body: body.to_vec() }
+pub fn request(
+    method: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpRequest {
+    let pairs = |p: &[(&str, &str)]| {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    HttpRequest {
+        method: method.into(),
+        path: "test".into(),
+        query: pairs(query),
+        headers: pairs(headers),
+        body: body.to_vec(),
+    }
 }
 
 /// The log lines without the level prefix of INFO lines, for compact assertions.
@@ -99,7 +131,12 @@ pub fn info_lines(report: &DryRunReport) -> Vec<String> {
 
 /// Asserts the run succeeded and returns its report.
 pub fn ok(report: DryRunReport) -> DryRunReport {
-    assert!(report.errors.is_empty(), "unexpected errors: {:?} (logs {:?})", report.errors, report.log_lines);
+    assert!(
+        report.errors.is_empty(),
+        "unexpected errors: {:?} (logs {:?})",
+        report.errors,
+        report.log_lines
+    );
     report
 }
 

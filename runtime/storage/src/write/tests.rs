@@ -3,18 +3,35 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 
 fn request<'a>(database: &'a str, body: &'a str) -> WriteRequest<'a> {
-    WriteRequest { database, body, precision: Precision::Nanosecond, accept_partial: true, no_sync: false, default_time_ns: 42 }
+    WriteRequest {
+        database,
+        body,
+        precision: Precision::Nanosecond,
+        accept_partial: true,
+        no_sync: false,
+        default_time_ns: 42,
+    }
 }
 
 async fn open(dir: &std::path::Path) -> (Arc<WriteBuffer>, Recovery) {
-    WriteBuffer::open(StorageConfig::local(dir).expect("config")).await.expect("opens")
+    WriteBuffer::open(StorageConfig::local(dir).expect("config"))
+        .await
+        .expect("opens")
 }
 
 fn rows(buffer: &WriteBuffer, database: &str, table: &str) -> Vec<i64> {
-    let Some(data) = buffer.table_data(database, table) else { return Vec::new() };
+    let Some(data) = buffer.table_data(database, table) else {
+        return Vec::new();
+    };
     data.batches
         .iter()
-        .flat_map(|b| b.column_by_name("f").expect("f").as_primitive::<Int64Type>().values().to_vec())
+        .flat_map(|b| {
+            b.column_by_name("f")
+                .expect("f")
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
         .collect()
 }
 
@@ -23,8 +40,17 @@ async fn acknowledged_writes_are_queryable_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
     let flusher = buffer.spawn_flusher(Duration::from_millis(5));
-    let outcome = buffer.write_lp(request("db", "m f=1i 1\nm f=2i")).await.expect("written");
-    assert_eq!(outcome, WriteOutcome { lines_written: 2, errors: vec![] });
+    let outcome = buffer
+        .write_lp(request("db", "m f=1i 1\nm f=2i"))
+        .await
+        .expect("written");
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            lines_written: 2,
+            errors: vec![]
+        }
+    );
     assert_eq!(rows(&buffer, "db", "m"), [1, 2]);
     flusher.abort();
     drop(buffer);
@@ -34,7 +60,12 @@ async fn acknowledged_writes_are_queryable_and_survive_a_restart() {
     assert_eq!(rows(&reopened, "db", "m"), [1, 2]);
     let batches = reopened.table_data("db", "m").expect("table").batches;
     let times = batches[0].column_by_name("time").expect("time");
-    assert_eq!(times.as_primitive::<arrow::datatypes::TimestampNanosecondType>().values(), &[1, 42]);
+    assert_eq!(
+        times
+            .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+            .values(),
+        &[1, 42]
+    );
     assert!(reopened.catalog().database("db").is_some());
 }
 
@@ -42,9 +73,18 @@ async fn acknowledged_writes_are_queryable_and_survive_a_restart() {
 async fn no_sync_writes_return_at_once_and_appear_after_the_flush() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    let outcome = buffer.write_lp(WriteRequest { no_sync: true, ..request("db", "m f=7i") }).await.expect("queued");
+    let outcome = buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", "m f=7i")
+        })
+        .await
+        .expect("queued");
     assert_eq!(outcome.lines_written, 1);
-    assert!(rows(&buffer, "db", "m").is_empty(), "not queryable before the flush");
+    assert!(
+        rows(&buffer, "db", "m").is_empty(),
+        "not queryable before the flush"
+    );
     buffer.flush().await.expect("flushes");
     assert_eq!(rows(&buffer, "db", "m"), [7]);
 }
@@ -54,42 +94,99 @@ async fn invalid_lines_follow_accept_partial() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
     let body = "m f=1i\n\nbad line\nm f=1.5\nm f=3i";
-    let refused = buffer.write_lp(WriteRequest { accept_partial: false, no_sync: true, ..request("db", body) }).await;
-    let Err(WriteError::Rejected(errors)) = refused else { panic!("expected a rejection, got {refused:?}") };
+    let refused = buffer
+        .write_lp(WriteRequest {
+            accept_partial: false,
+            no_sync: true,
+            ..request("db", body)
+        })
+        .await;
+    let Err(WriteError::Rejected(errors)) = refused else {
+        panic!("expected a rejection, got {refused:?}")
+    };
     assert_eq!(errors[0].line_number, 3);
 
-    let outcome = buffer.write_lp(WriteRequest { no_sync: true, ..request("db", body) }).await.expect("partial");
+    let outcome = buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", body)
+        })
+        .await
+        .expect("partial");
     assert_eq!(outcome.lines_written, 2);
-    let refused: Vec<(usize, &str)> = outcome.errors.iter().map(|e| (e.line_number, e.original_line.as_str())).collect();
+    let refused: Vec<(usize, &str)> = outcome
+        .errors
+        .iter()
+        .map(|e| (e.line_number, e.original_line.as_str()))
+        .collect();
     assert_eq!(refused, [(3, "bad line"), (4, "m f=1.5")]);
-    assert!(outcome.errors[1].error_message.contains("expected integer, got float"));
+    assert!(
+        outcome.errors[1]
+            .error_message
+            .contains("expected integer, got float")
+    );
 
-    assert!(matches!(buffer.write_lp(request("db", "nonsense")).await, Err(WriteError::Empty(_))));
-    assert!(matches!(buffer.write_lp(request("bad db", "m f=1i")).await, Err(WriteError::InvalidDatabaseName(_))));
+    assert!(matches!(
+        buffer.write_lp(request("db", "nonsense")).await,
+        Err(WriteError::Empty(_))
+    ));
+    assert!(matches!(
+        buffer.write_lp(request("bad db", "m f=1i")).await,
+        Err(WriteError::InvalidDatabaseName(_))
+    ));
 }
 
 #[tokio::test]
 async fn a_wal_file_cut_short_replays_its_valid_prefix() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("a", "m f=1i 1") }).await.expect("queued");
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("b", "m f=2i 2") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("a", "m f=1i 1")
+        })
+        .await
+        .expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("b", "m f=2i 2")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     drop(buffer);
-    let wal = std::fs::read_dir(dir.path().join("wal")).expect("wal dir").next().expect("a file").expect("entry").path();
+    let wal = std::fs::read_dir(dir.path().join("wal"))
+        .expect("wal dir")
+        .next()
+        .expect("a file")
+        .expect("entry")
+        .path();
     let length = std::fs::metadata(&wal).expect("exists").len();
-    std::fs::File::options().write(true).open(&wal).expect("opens").set_len(length - 2).expect("truncates");
+    std::fs::File::options()
+        .write(true)
+        .open(&wal)
+        .expect("opens")
+        .set_len(length - 2)
+        .expect("truncates");
 
     let (reopened, recovery) = open(dir.path()).await;
     assert_eq!(recovery.rows, 1);
     assert_eq!(recovery.damage.len(), 1);
-    assert!(recovery.damage[0].contains("record 2 is truncated"), "{:?}", recovery.damage);
+    assert!(
+        recovery.damage[0].contains("record 2 is truncated"),
+        "{:?}",
+        recovery.damage
+    );
     assert_eq!(rows(&reopened, "a", "m"), [1]);
     assert!(rows(&reopened, "b", "m").is_empty());
 }
 
 fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("wal")).expect("wal dir").map(|e| e.expect("entry").path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+        .expect("wal dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     files.sort();
     files
 }
@@ -98,35 +195,67 @@ fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn a_snapshot_moves_rows_to_parquet_removes_the_wal_and_survives_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("db", "m f=1i 1\nm f=2i 2\nn f=3i 3") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", "m f=1i 1\nm f=2i 2\nn f=3i 3")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     assert_eq!(wal_files(dir.path()).len(), 1);
     assert_eq!(buffer.snapshot().await, Ok(2), "one file per table");
-    assert!(wal_files(dir.path()).is_empty(), "covered WAL files are removed");
+    assert!(
+        wal_files(dir.path()).is_empty(),
+        "covered WAL files are removed"
+    );
     let m = buffer.table_data("db", "m").expect("table");
     assert_eq!((m.batches.len(), m.files.len(), m.files[0].rows), (0, 1, 2));
     assert_eq!((m.files[0].min_time_ns, m.files[0].max_time_ns), (1, 2));
 
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("db", "m f=4i 4") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", "m f=4i 4")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     drop(buffer);
 
     let (reopened, recovery) = open(dir.path()).await;
-    assert_eq!((recovery.parquet_files, recovery.files, recovery.rows), (2, 1, 1));
+    assert_eq!(
+        (recovery.parquet_files, recovery.files, recovery.rows),
+        (2, 1, 1)
+    );
     let m = reopened.table_data("db", "m").expect("table");
     assert_eq!((rows(&reopened, "db", "m"), m.files.len()), (vec![4], 1));
-    let next = reopened.write_lp(WriteRequest { no_sync: true, ..request("db", "m f=5i 5") }).await;
+    let next = reopened
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", "m f=5i 5")
+        })
+        .await;
     assert!(next.is_ok());
     reopened.flush().await.expect("flushes");
     let newest = wal_files(dir.path()).pop().expect("a WAL file");
-    assert!(newest.ends_with("00000000000000000003.wal"), "sequences never go back: {newest:?}");
+    assert!(
+        newest.ends_with("00000000000000000003.wal"),
+        "sequences never go back: {newest:?}"
+    );
 }
 
 #[tokio::test]
 async fn wal_files_a_snapshot_covers_are_not_replayed_twice() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("db", "m f=1i 1") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("db", "m f=1i 1")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     let wal = wal_files(dir.path()).pop().expect("a WAL file");
     let saved = std::fs::read(&wal).expect("reads");
@@ -137,28 +266,60 @@ async fn wal_files_a_snapshot_covers_are_not_replayed_twice() {
     let (reopened, recovery) = open(dir.path()).await;
     assert_eq!((recovery.covered_files, recovery.rows), (1, 0));
     assert!(rows(&reopened, "db", "m").is_empty());
-    assert_eq!(reopened.table_data("db", "m").expect("table").files[0].rows, 1);
+    assert_eq!(
+        reopened.table_data("db", "m").expect("table").files[0].rows,
+        1
+    );
 }
 
 #[tokio::test]
 async fn a_deleted_database_stays_deleted_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("gone", "m f=1i 1") }).await.expect("queued");
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("kept", "m f=2i 2") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("gone", "m f=1i 1")
+        })
+        .await
+        .expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("kept", "m f=2i 2")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     buffer.snapshot().await.expect("snapshots");
-    buffer.write_lp(WriteRequest { no_sync: true, ..request("gone", "m f=3i 3") }).await.expect("queued");
+    buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..request("gone", "m f=3i 3")
+        })
+        .await
+        .expect("queued");
     buffer.flush().await.expect("flushes");
     buffer.delete_database("gone").await.expect("deletes");
     assert!(buffer.table_data("gone", "m").is_none());
-    assert!(matches!(buffer.delete_database("gone").await, Err(CatalogError::DatabaseNotFound(_))));
+    assert!(matches!(
+        buffer.delete_database("gone").await,
+        Err(CatalogError::DatabaseNotFound(_))
+    ));
     drop(buffer);
 
     let (reopened, recovery) = open(dir.path()).await;
     assert_eq!(recovery.parquet_files, 1);
     assert_eq!(reopened.catalog().database_names(), ["kept"]);
-    assert!(!dir.path().join(crate::DEFAULT_NODE_ID).join("dbs").join("gone").join("m").read_dir().is_ok_and(|mut d| d.next().is_some()));
+    assert!(
+        !dir.path()
+            .join(crate::DEFAULT_NODE_ID)
+            .join("dbs")
+            .join("gone")
+            .join("m")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
 }
 
 #[tokio::test]
@@ -166,7 +327,14 @@ async fn created_databases_and_tables_are_persisted_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
     buffer.create_database("empty").expect("creates");
-    buffer.create_table("empty", "t", &["host".into()], &[("v".into(), ColumnType::Float)]).expect("creates");
+    buffer
+        .create_table(
+            "empty",
+            "t",
+            &["host".into()],
+            &[("v".into(), ColumnType::Float)],
+        )
+        .expect("creates");
     drop(buffer);
     let (reopened, _) = open(dir.path()).await;
     let schema = reopened.table_data("empty", "t").expect("the table").schema;
