@@ -5,7 +5,9 @@
 //!
 //! - Ingest: the HTTP API on a loopback port, 8 writers each sending 10,000-line
 //!   batches to `/api/v3/write_lp` until 1,000,000 lines are acknowledged (each answer
-//!   waits for the WAL flush), at several `--wal-flush-interval` settings.
+//!   waits for the WAL flush), at several `--wal-flush-interval` settings, with the
+//!   default `--wal-max-pending-lines` (a flush starts when 10,000 lines wait) and
+//!   without it (only the interval flushes).
 //! - Query: 10,000,000 rows (100 hosts, one row every 10 ms), half snapshotted to
 //!   Parquet and half in the buffer; `DATE_BIN` + `avg` grouped by host.
 //!
@@ -24,6 +26,8 @@ const INGEST_LINES: usize = 1_000_000;
 const QUERY_ROWS: usize = 10_000_000;
 const HOSTS: usize = 100;
 const START_NS: i64 = 1_700_000_000_000_000_000;
+/// `sluice serve`'s default `--wal-max-pending-lines`.
+const MAX_PENDING_LINES: usize = 10_000;
 
 /// Lines `first..first + count` of the generated data set.
 fn lines(first: usize, count: usize) -> String {
@@ -53,15 +57,16 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 /// One ingest run: lines per second, acknowledged.
-async fn ingest_once(flush: Duration, batches: &Arc<Vec<String>>) -> f64 {
+async fn ingest_once(flush: Duration, max_pending_lines: usize, batches: &Arc<Vec<String>>) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let storage = open(dir.path(), SnapshotPolicy::default()).await;
-    let flusher = storage.spawn_flusher(flush);
+    let flusher = storage.spawn_flusher(flush, max_pending_lines);
     let state = AppState {
         storage: Arc::clone(&storage),
         query: QueryEngine::new(Arc::clone(&storage)),
         max_request_bytes: 64 << 20,
         authentication: Authentication::Disabled,
+        plugin_dir: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -107,14 +112,25 @@ async fn ingest() {
             .map(|b| lines(b * BATCH_LINES, BATCH_LINES))
             .collect(),
     );
-    for flush_ms in [1000, 100, 10] {
+    let settings = [
+        (1000, MAX_PENDING_LINES),
+        (1000, usize::MAX),
+        (100, usize::MAX),
+        (10, usize::MAX),
+    ];
+    for (flush_ms, max_pending_lines) in settings {
         let flush = Duration::from_millis(flush_ms);
         let mut runs = Vec::new();
         for _ in 0..3 {
-            runs.push(ingest_once(flush, &batches).await);
+            runs.push(ingest_once(flush, max_pending_lines, &batches).await);
         }
+        let limit = if max_pending_lines == usize::MAX {
+            "no_line_limit".to_string()
+        } else {
+            format!("{max_pending_lines}_lines")
+        };
         println!(
-            "ingest/http/8_writers/10k_line_batches/flush_{flush_ms}ms: {:.0} lines/s (median of 3; runs {:?})",
+            "ingest/http/8_writers/10k_line_batches/flush_{flush_ms}ms_or_{limit}: {:.0} lines/s (median of 3; runs {:?})",
             median(runs.clone()),
             runs.iter().map(|r| r.round()).collect::<Vec<_>>()
         );

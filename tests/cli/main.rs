@@ -7,3 +7,4 @@ mod s3;
 mod server;
 mod support;
 mod test_local;
+mod triggers;

@@ -19,14 +19,19 @@
 mod names;
 mod snapshot;
 mod tokens;
+mod triggers;
 
 pub use names::validate_database_name;
 pub use snapshot::SnapshotError;
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
+pub use triggers::{
+    ErrorBehavior, PluginType, Trigger, TriggerSettings, TriggerSpec, TriggerSpecError,
+};
 
 use serde::{Deserialize, Serialize};
 use sluice_lp::{FieldValue, Line};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 /// Errors of catalog operations.
@@ -61,6 +66,24 @@ pub enum Error {
     /// A token that cannot be created or deleted as asked.
     #[error("{0}")]
     InvalidToken(String),
+    /// No trigger of that name in the database.
+    #[error("trigger not found: {0}")]
+    TriggerNotFound(String),
+    /// Deleting an enabled trigger needs `force`.
+    #[error("Cannot delete running plugin {0}. Disable it first or use --force.")]
+    TriggerRunning(String),
+    /// Another trigger serves that request path.
+    #[error(
+        "request path '{path}' is already served by trigger '{trigger}' of database '{database}'"
+    )]
+    RequestPathInUse {
+        /// The path.
+        path: String,
+        /// The database of the trigger that has it.
+        database: String,
+        /// The trigger that has it.
+        trigger: String,
+    },
     /// The changed catalog could not be made durable.
     #[error("the catalog could not be persisted: {0}")]
     Io(String),
@@ -132,6 +155,9 @@ impl Table {
 pub struct Database {
     /// Tables by name.
     pub tables: BTreeMap<String, Table>,
+    /// Processing-engine triggers by name.
+    #[serde(default)]
+    pub triggers: BTreeMap<String, Trigger>,
 }
 
 /// Why one line of a write was refused.
@@ -157,6 +183,8 @@ pub struct WriteValidation {
 pub struct Catalog {
     databases: RwLock<BTreeMap<String, Database>>,
     tokens: RwLock<Tokens>,
+    /// Counts changes, so that persisting can skip a catalog that has not changed.
+    generation: AtomicU64,
 }
 
 impl Catalog {
@@ -166,10 +194,17 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The databases, for a change: counts as one.
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Database>> {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.databases
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A number that grows with every change; equal numbers mean an equal catalog.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The access `token` gives at `now_ms` (milliseconds since the epoch), or `None`
@@ -183,6 +218,7 @@ impl Catalog {
 
     /// Runs `change` on the tokens; the caller persists the catalog afterwards.
     pub fn change_tokens<T>(&self, change: impl FnOnce(&mut Tokens) -> T) -> T {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         change(&mut self.tokens.write().unwrap_or_else(PoisonError::into_inner))
     }
 
@@ -312,6 +348,15 @@ impl Catalog {
         if lines.is_empty() {
             return Ok(outcome);
         }
+        // Most writes add no table and no column: check those without a copy, and
+        // without a lock that blocks other writers.
+        if let Some(known) = self
+            .read()
+            .get(database)
+            .and_then(|db| validate_known(db, lines))
+        {
+            return Ok(known);
+        }
         let mut databases = self.write();
         // Changes are staged on a copy and kept only if some line is written.
         let mut db = databases.get(database).cloned().unwrap_or_default();
@@ -341,6 +386,42 @@ impl Catalog {
     }
 }
 
+/// The validation of `lines` when every table and column they name exists in `db`;
+/// `None` when some line would add one.
+fn validate_known(db: &Database, lines: &[Line]) -> Option<WriteValidation> {
+    let mut outcome = WriteValidation {
+        accepted: Vec::with_capacity(lines.len()),
+        errors: Vec::new(),
+    };
+    let mut current: Option<(&str, &Table)> = None;
+    for (index, line) in lines.iter().enumerate() {
+        let table = match current {
+            Some((name, table)) if name == line.table => table,
+            _ => {
+                let table = db.tables.get(&line.table)?;
+                current = Some((&line.table, table));
+                table
+            }
+        };
+        let mut keys = line
+            .tags
+            .iter()
+            .map(|(k, _)| k)
+            .chain(line.fields.iter().map(|(k, _)| k));
+        if !keys.all(|key| table.column_type(key).is_some()) {
+            return None;
+        }
+        match conflict(table, line) {
+            Some(message) => outcome.errors.push(LineConflict {
+                line_number: index + 1,
+                message,
+            }),
+            None => outcome.accepted.push(index),
+        }
+    }
+    Some(outcome)
+}
+
 /// The first conflict between `line` and `table`, as a message.
 fn conflict(table: &Table, line: &Line) -> Option<String> {
     let mismatch = |column: &str, recorded: ColumnType, given: ColumnType| {
@@ -363,14 +444,15 @@ fn conflict(table: &Table, line: &Line) -> Option<String> {
             _ => {}
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    for key in line
+    // Lines have few columns: comparing pairs is cheaper than hashing them.
+    let keys: Vec<&str> = line
         .tags
         .iter()
-        .map(|(k, _)| k)
-        .chain(line.fields.iter().map(|(k, _)| k))
-    {
-        if !seen.insert(key.as_str()) {
+        .map(|(k, _)| k.as_str())
+        .chain(line.fields.iter().map(|(k, _)| k.as_str()))
+        .collect();
+    for (index, key) in keys.iter().enumerate() {
+        if keys[..index].contains(key) {
             return Some(format!("column '{key}' appears more than once"));
         }
     }

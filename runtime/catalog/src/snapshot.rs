@@ -43,7 +43,11 @@ impl Catalog {
     pub fn to_bytes(&self) -> Vec<u8> {
         let body = Body {
             databases: self.read().clone(),
-            tokens: self.change_tokens(|tokens| tokens.clone()),
+            tokens: self
+                .tokens
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut bytes = Vec::with_capacity(HEADER + body.len());
@@ -85,6 +89,7 @@ impl Catalog {
         Ok(Self {
             databases: body.databases.into(),
             tokens: body.tokens.into(),
+            generation: Default::default(),
         })
     }
 }

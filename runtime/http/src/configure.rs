@@ -57,10 +57,12 @@ pub fn catalog_error(error: CatalogError) -> ApiError {
         | CatalogError::InvalidToken(_) => ApiError::BadRequest(error.to_string()),
         CatalogError::DatabaseNotFound(_)
         | CatalogError::TableNotFound { .. }
-        | CatalogError::TokenNotFound(_) => ApiError::NotFound(error.to_string()),
-        CatalogError::AlreadyExists | CatalogError::TokenExists(_) => {
-            ApiError::Conflict(error.to_string())
-        }
+        | CatalogError::TokenNotFound(_)
+        | CatalogError::TriggerNotFound(_) => ApiError::NotFound(error.to_string()),
+        CatalogError::AlreadyExists
+        | CatalogError::TokenExists(_)
+        | CatalogError::TriggerRunning(_)
+        | CatalogError::RequestPathInUse { .. } => ApiError::Conflict(error.to_string()),
         CatalogError::Io(message) => ApiError::Internal(message),
     }
 }

@@ -1,7 +1,7 @@
 //! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
 //! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
 //! (`/api/v3/configure/database`, `/api/v3/configure/table`) and [`health`] (`/health`,
-//! `/ping`); [`token`] manages API tokens and [`auth`] checks them before any handler
+//! `/ping`), [`triggers`] (`/api/v3/configure/processing_engine_trigger…`); [`token`] manages API tokens and [`auth`] checks them before any handler
 //! runs; [`cors`] answers `OPTIONS` on any path. Errors from every handler become
 //! responses in one place, [`error::ApiError`].
 
@@ -13,6 +13,7 @@ pub mod error;
 pub mod health;
 pub mod query;
 pub mod token;
+pub mod triggers;
 pub mod write;
 
 pub use auth::Authentication;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// Whether requests need a token.
     pub authentication: Authentication,
+    /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
+    pub plugin_dir: Option<std::path::PathBuf>,
 }
 
 /// The router of the whole API.
@@ -60,6 +63,18 @@ pub fn router(state: AppState) -> Router {
             get(token::list).post(token::create).delete(token::delete),
         )
         .route("/api/v3/configure/token/admin", post(token::create_admin))
+        .route(
+            "/api/v3/configure/processing_engine_trigger",
+            post(triggers::create).delete(triggers::delete),
+        )
+        .route(
+            "/api/v3/configure/processing_engine_trigger/enable",
+            post(triggers::enable),
+        )
+        .route(
+            "/api/v3/configure/processing_engine_trigger/disable",
+            post(triggers::disable),
+        )
         .route(
             "/api/v3/configure/token/admin/regenerate",
             post(token::regenerate_admin),

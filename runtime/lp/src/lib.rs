@@ -1,8 +1,8 @@
 //! Line protocol in, owned rows out, with an error per bad line that quotes it.
 //!
-//! The tokenising is `influxdb-line-protocol`'s (the parser InfluxDB itself uses); this
-//! crate adds what a server needs around it: timestamp precision, a default time for
-//! lines without one, line numbers, and owned values that outlive the request body.
+//! The grammar is InfluxDB's, parsed by hand in one pass (the `parser` module says why); around
+//! it this crate adds what a server needs: timestamp precision, a default time for lines
+//! without one, line numbers, and owned values that outlive the request body.
 //!
 //! ```
 //! use sluice_lp::{parse, FieldValue, Precision};
@@ -12,8 +12,9 @@
 //! assert_eq!(parsed.errors[0].line_number, 2);
 //! ```
 
-use influxdb_line_protocol::FieldValue as Parsed;
-use std::fmt;
+mod parser;
+
+use std::fmt::{self, Write as _};
 use std::str::FromStr;
 
 /// A field's value.
@@ -61,6 +62,8 @@ pub struct LineError {
 pub struct ParsedBody {
     /// Valid lines in input order.
     pub lines: Vec<Line>,
+    /// The 1-based input line number each valid line starts on.
+    pub line_numbers: Vec<usize>,
     /// Invalid lines in input order.
     pub errors: Vec<LineError>,
 }
@@ -144,107 +147,108 @@ impl Line {
     /// Appends this line to `out` as line protocol with its nanosecond timestamp,
     /// escaped so that [`parse`] reads back the same line.
     pub fn write_to(&self, out: &mut String) {
-        escape_into(out, &self.table, &[',', ' ']);
+        escape_into(out, &self.table, b", ");
         for (key, value) in &self.tags {
             out.push(',');
-            escape_into(out, key, &[',', '=', ' ']);
+            escape_into(out, key, b",= ");
             out.push('=');
-            escape_into(out, value, &[',', '=', ' ']);
+            escape_into(out, value, b",= ");
         }
         for (i, (key, value)) in self.fields.iter().enumerate() {
             out.push(if i == 0 { ' ' } else { ',' });
-            escape_into(out, key, &[',', '=', ' ']);
+            escape_into(out, key, b",= ");
             out.push('=');
+            // Writing to a String cannot fail: the results of `write!` are ignored.
             match value {
-                FieldValue::I64(v) => out.push_str(&format!("{v}i")),
-                FieldValue::U64(v) => out.push_str(&format!("{v}u")),
-                FieldValue::F64(v) => out.push_str(&format!("{v:?}")),
+                FieldValue::I64(v) => {
+                    let _ = write!(out, "{v}i");
+                }
+                FieldValue::U64(v) => {
+                    let _ = write!(out, "{v}u");
+                }
+                FieldValue::F64(v) => {
+                    let _ = write!(out, "{v:?}");
+                }
                 FieldValue::String(v) => {
                     out.push('"');
-                    escape_into(out, v, &['"']);
+                    escape_into(out, v, b"\"");
                     out.push('"');
                 }
                 FieldValue::Bool(v) => out.push_str(if *v { "t" } else { "f" }),
             }
         }
-        out.push_str(&format!(" {}", self.time_ns));
+        let _ = write!(out, " {}", self.time_ns);
     }
 }
 
-fn escape_into(out: &mut String, text: &str, special: &[char]) {
-    for c in text.chars() {
-        if c == '\\' || special.contains(&c) {
-            out.push('\\');
-        }
-        out.push(c);
+/// Appends `text` with a backslash before each backslash and each of `special` (all
+/// ASCII, so working on bytes never splits a character).
+fn escape_into(out: &mut String, text: &str, special: &[u8]) {
+    let needs_escape = |b: &u8| *b == b'\\' || special.contains(b);
+    if !text.as_bytes().iter().any(needs_escape) {
+        out.push_str(text);
+        return;
     }
+    let mut copied_to = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        if needs_escape(&byte) {
+            out.push_str(&text[copied_to..at]);
+            out.push('\\');
+            copied_to = at;
+        }
+    }
+    out.push_str(&text[copied_to..]);
 }
 
 /// Parses `input`; lines without a timestamp get `default_time_ns`. Blank lines and
-/// `#` comments are skipped.
+/// `#` comments are skipped; a line may end in `\r\n`. A quoted string value may hold
+/// newlines: the line then goes on past them, as in InfluxDB.
 pub fn parse(input: &str, precision: Precision, default_time_ns: i64) -> ParsedBody {
     let mut parsed = ParsedBody::default();
-    for (index, raw) in input.split('\n').enumerate() {
-        let text = raw.trim_end_matches('\r');
-        if text.trim().is_empty() || text.trim_start().starts_with('#') {
+    let bytes = input.as_bytes();
+    let (mut start, mut line_number) = (0, 1);
+    while start <= bytes.len() {
+        let end = parser::line_end(bytes, start);
+        let raw = &input[start..end];
+        let number = line_number;
+        line_number += 1 + raw.bytes().filter(|&b| b == b'\n').count();
+        start = end + 1;
+        let text = raw.strip_suffix('\r').unwrap_or(raw);
+        let body = text.trim_start_matches([' ', '\t']);
+        if body.is_empty() || body.starts_with('#') {
             continue;
         }
-        let error = |message: String| LineError {
-            line_number: index + 1,
-            original_line: text.to_string(),
-            message,
-        };
-        let mut lines = influxdb_line_protocol::parse_lines(text);
-        match lines.next() {
-            Some(Ok(line)) => match owned(line, precision, default_time_ns) {
-                Ok(line) => parsed.lines.push(line),
-                Err(message) => parsed.errors.push(error(message)),
-            },
-            Some(Err(e)) => parsed.errors.push(error(e.to_string())),
-            None => {}
+        let line = parser::line(body).and_then(|raw| with_time(raw, precision, default_time_ns));
+        match line {
+            Ok(line) => {
+                parsed.lines.push(line);
+                parsed.line_numbers.push(number);
+            }
+            Err(message) => parsed.errors.push(LineError {
+                line_number: number,
+                original_line: text.to_string(),
+                message,
+            }),
         }
     }
     parsed
 }
 
-fn owned(
-    line: influxdb_line_protocol::ParsedLine<'_>,
+fn with_time(
+    raw: parser::RawLine,
     precision: Precision,
     default_time_ns: i64,
 ) -> Result<Line, String> {
-    let time_ns = match line.timestamp {
+    let time_ns = match raw.timestamp {
         Some(ts) => precision
             .to_nanos(ts)
             .ok_or_else(|| format!("timestamp {ts} is out of range for precision {precision}"))?,
         None => default_time_ns,
     };
-    let tags = line
-        .series
-        .tag_set
-        .map(|tags| {
-            tags.into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let fields = line
-        .field_set
-        .into_iter()
-        .map(|(key, value)| {
-            let value = match value {
-                Parsed::I64(v) => FieldValue::I64(v),
-                Parsed::U64(v) => FieldValue::U64(v),
-                Parsed::F64(v) => FieldValue::F64(v),
-                Parsed::String(v) => FieldValue::String(v.to_string()),
-                Parsed::Boolean(v) => FieldValue::Bool(v),
-            };
-            (key.to_string(), value)
-        })
-        .collect();
     Ok(Line {
-        table: line.series.measurement.to_string(),
-        tags,
-        fields,
+        table: raw.table,
+        tags: raw.tags,
+        fields: raw.fields,
         time_ns,
     })
 }
@@ -275,6 +279,23 @@ mod tests {
         assert_eq!(parsed.errors.len(), 1);
         assert_eq!(parsed.errors[0].line_number, 4);
         assert_eq!(parsed.errors[0].original_line, "bad line");
+    }
+
+    #[test]
+    fn strings_may_span_lines_and_line_numbers_follow_the_input() {
+        let parsed = parse(
+            "m s=\"a\nb\" 1\r\n\n  m f=1 2\nm f=",
+            Precision::Nanosecond,
+            0,
+        );
+        assert_eq!(
+            parsed.lines[0].fields,
+            vec![("s".to_string(), FieldValue::String("a\nb".into()))]
+        );
+        assert_eq!(parsed.lines[1].time_ns, 2);
+        assert_eq!(parsed.line_numbers, vec![1, 4]);
+        assert_eq!(parsed.errors[0].line_number, 5);
+        assert_eq!(parsed.errors[0].original_line, "m f=");
     }
 
     #[test]

@@ -9,12 +9,14 @@
 //! `Timestamp(Nanosecond, None)`, fields `Int64`, `UInt64`, `Float64`, `Utf8`, `Boolean`.
 
 mod schema;
+mod system;
 mod table;
 
 pub use datafusion::arrow::datatypes::SchemaRef;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use datafusion::scalar::ScalarValue;
 pub use schema::DatabaseSchema;
+pub use system::{SYSTEM_SCHEMA, SystemSchema};
 pub use table::SluiceTable;
 
 use datafusion::catalog::CatalogProvider;
@@ -104,6 +106,13 @@ impl QueryEngine {
                 database,
                 Arc::clone(&self.storage),
                 store_url,
+            )),
+        )?;
+        catalog.register_schema(
+            SYSTEM_SCHEMA,
+            Arc::new(SystemSchema::new(
+                Arc::clone(self.storage.catalog()),
+                database,
             )),
         )?;
         context.register_catalog(DEFAULT_CATALOG, Arc::new(catalog));

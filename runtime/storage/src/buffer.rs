@@ -85,6 +85,19 @@ impl Builder {
         }
     }
 
+    fn len(&self) -> usize {
+        use arrow::array::ArrayBuilder;
+        match self {
+            Self::Tag(b) => b.len(),
+            Self::Time(b) => b.len(),
+            Self::String(b) => b.len(),
+            Self::Int(b) => b.len(),
+            Self::UInt(b) => b.len(),
+            Self::Float(b) => b.len(),
+            Self::Bool(b) => b.len(),
+        }
+    }
+
     fn append_nulls(&mut self, n: usize) {
         match self {
             Self::Tag(b) => b.append_nulls(n),
@@ -97,17 +110,17 @@ impl Builder {
         }
     }
 
-    /// Appends `value`; false when its type does not fit (the catalog prevents this).
-    fn append_field(&mut self, value: &FieldValue) -> bool {
+    /// Appends `value`; a value of another type is skipped, so the row gets a null
+    /// (the catalog refuses such lines before they get here).
+    fn append_field(&mut self, value: &FieldValue) {
         match (self, value) {
             (Self::String(b), FieldValue::String(v)) => b.append_value(v),
             (Self::Int(b), FieldValue::I64(v)) => b.append_value(*v),
             (Self::UInt(b), FieldValue::U64(v)) => b.append_value(*v),
             (Self::Float(b), FieldValue::F64(v)) => b.append_value(*v),
             (Self::Bool(b), FieldValue::Bool(v)) => b.append_value(*v),
-            _ => return false,
+            _ => {}
         }
-        true
     }
 
     fn finish(&mut self, cloned: bool) -> ArrayRef {
@@ -159,29 +172,29 @@ impl TableBuffer {
     }
 
     fn append(&mut self, line: &Line) {
+        // A builder that already holds `active_rows + 1` values got this line's value;
+        // the others get a null at the end.
+        let rows = self.active_rows;
         let time = self.column("time", ColumnType::Time);
-        let mut filled = vec![false; self.builders.len()];
         for (key, value) in &line.tags {
             let index = self.column(key, ColumnType::Tag);
-            filled.resize(self.builders.len(), false);
-            if let Builder::Tag(b) = &mut self.builders[index] {
+            if let Builder::Tag(b) = &mut self.builders[index]
+                && arrow::array::ArrayBuilder::len(b) == rows
+            {
                 b.append_value(value);
-                filled[index] = true;
             }
         }
         for (key, value) in &line.fields {
             let index = self.column(key, field_type(value));
-            filled.resize(self.builders.len(), false);
-            if !filled[index] && self.builders[index].append_field(value) {
-                filled[index] = true;
+            if self.builders[index].len() == rows {
+                self.builders[index].append_field(value);
             }
         }
         if let Builder::Time(b) = &mut self.builders[time] {
             b.append_value(line.time_ns);
-            filled[time] = true;
         }
-        for (builder, done) in self.builders.iter_mut().zip(filled) {
-            if !done {
+        for builder in &mut self.builders {
+            if builder.len() == rows {
                 builder.append_nulls(1);
             }
         }
@@ -312,11 +325,15 @@ pub struct Buffer {
 impl Buffer {
     /// Appends validated lines of `database`.
     pub fn append(&mut self, database: &str, lines: &[Line]) {
-        for line in lines {
-            self.tables
-                .entry((database.to_string(), line.table.clone()))
-                .or_default()
-                .append(line);
+        // One table lookup per run of lines of the same table.
+        for run in lines.chunk_by(|a, b| a.table == b.table) {
+            let table = self
+                .tables
+                .entry((database.to_string(), run[0].table.clone()))
+                .or_default();
+            for line in run {
+                table.append(line);
+            }
         }
         self.rows += lines.len();
     }

@@ -2,10 +2,12 @@
 //! queryable, and only then acknowledge; and the snapshots that move rows to Parquet.
 //!
 //! Writes gather in a pending batch. [`WriteBuffer::flush`] (run every
-//! `--wal-flush-interval` by [`WriteBuffer::spawn_flusher`]) writes the batch as one WAL
-//! file, syncs it, persists the catalog if it changed, appends the rows to the buffer and
-//! wakes the writers that wait for durability. A write with `no_sync` returns as soon as
-//! it is pending; it is still logged by the next flush.
+//! `--wal-flush-interval` by [`WriteBuffer::spawn_flusher`], and at once when the batch
+//! reaches its line limit) writes the batch as one WAL file, syncs it, persists the
+//! catalog if it changed, appends the rows to the buffer and wakes the writers that wait
+//! for durability. A write with `no_sync` returns as soon as it is pending; it is still
+//! logged by the next flush. The line limit is group commit: under load, writers wait
+//! for the batch to fill rather than for the clock.
 //!
 //! When the buffer holds [`SnapshotPolicy::rows`] rows, or its oldest rows are
 //! [`SnapshotPolicy::interval`] old, a flush starts a snapshot in the background (see
@@ -17,10 +19,10 @@ use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_databa
 use sluice_lp::{Line, Precision};
 use sluice_wal::{Replay, WalDir, WalRecord};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// When the buffer is snapshotted to Parquet.
 #[derive(Debug, Clone, Copy)]
@@ -127,6 +129,7 @@ pub struct WriteRequest<'a> {
 #[derive(Default)]
 struct Pending {
     records: Vec<(String, Vec<Line>)>,
+    lines: usize,
     waiters: Vec<oneshot::Sender<Result<(), WriteError>>>,
 }
 
@@ -137,7 +140,8 @@ pub struct WriteBuffer {
     pending: Mutex<Pending>,
     wal: Mutex<WalDir>,
     catalog_file: PathBuf,
-    persisted_catalog: Mutex<Vec<u8>>,
+    /// The [`Catalog::generation`] the catalog file holds.
+    persisted_catalog: Mutex<u64>,
     /// Held while the WAL, the catalog file and the buffer change together, so that a
     /// snapshot or a database drop sees them agree.
     log_lock: Mutex<()>,
@@ -146,6 +150,10 @@ pub struct WriteBuffer {
     snapshot_running: AtomicBool,
     snapshot_id: AtomicU64,
     last_snapshot: Mutex<Instant>,
+    /// Pending lines that start a flush before the interval ends.
+    flush_at_lines: AtomicUsize,
+    /// Wakes the flusher early.
+    flush_now: Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -201,7 +209,7 @@ impl WriteBuffer {
         snapshots.delete(&orphans).await;
         let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
         wal.skip_past(persisted.wal_sequence);
-        let catalog_bytes = catalog.to_bytes();
+        let catalog_generation = catalog.generation();
         let mut buffer = Buffer::default();
         let parquet_files = live.len();
         buffer.add_files(live);
@@ -211,13 +219,15 @@ impl WriteBuffer {
             pending: Mutex::default(),
             wal: Mutex::new(wal),
             catalog_file,
-            persisted_catalog: Mutex::new(catalog_bytes),
+            persisted_catalog: Mutex::new(catalog_generation),
             log_lock: Mutex::default(),
             snapshots,
             policy,
             snapshot_running: AtomicBool::new(false),
             snapshot_id: AtomicU64::new(0),
             last_snapshot: Mutex::new(Instant::now()),
+            flush_at_lines: AtomicUsize::new(usize::MAX),
+            flush_now: Notify::new(),
         };
         let mut recovery = this.replay(replay, persisted.wal_sequence);
         recovery.parquet_files = parquet_files;
@@ -242,11 +252,7 @@ impl WriteBuffer {
                 else {
                     continue;
                 };
-                let accepted: Vec<Line> = validation
-                    .accepted
-                    .iter()
-                    .map(|&i| lines[i].clone())
-                    .collect();
+                let accepted = keep(lines, &validation.accepted);
                 recovery.rows += accepted.len();
                 buffer.append(&record.database, &accepted);
             }
@@ -280,6 +286,40 @@ impl WriteBuffer {
     pub async fn write_lp(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
         validate_database_name(request.database)
             .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
+        let (accepted, errors) = cpu_bound(|| self.validate(&request))?;
+        let lines_written = accepted.len();
+        let waiter = {
+            let mut pending = lock(&self.pending);
+            pending.lines += accepted.len();
+            pending
+                .records
+                .push((request.database.to_string(), accepted));
+            if pending.lines >= self.flush_at_lines.load(Ordering::Relaxed) {
+                self.flush_now.notify_one();
+            }
+            (!request.no_sync).then(|| {
+                let (sender, receiver) = oneshot::channel();
+                pending.waiters.push(sender);
+                receiver
+            })
+        };
+        if let Some(receiver) = waiter {
+            receiver
+                .await
+                .map_err(|_| WriteError::Durability("the server is shutting down".into()))??;
+        }
+        Ok(WriteOutcome {
+            lines_written,
+            errors,
+        })
+    }
+
+    /// Parses the body and checks it against the catalog: the lines to write and the
+    /// errors to report.
+    fn validate(
+        &self,
+        request: &WriteRequest<'_>,
+    ) -> Result<(Vec<Line>, Vec<LineError>), WriteError> {
         let parsed = sluice_lp::parse(request.body, request.precision, request.default_time_ns);
         let original = |line_number: usize| {
             request
@@ -302,14 +342,13 @@ impl WriteBuffer {
         if !errors.is_empty() && !request.accept_partial {
             return Err(WriteError::Rejected(errors));
         }
-        // Line numbers of the parsed lines, to report catalog conflicts against the body.
-        let numbers = line_numbers(request.body, parsed.lines.len(), &parsed.errors);
         let validation = self
             .catalog
             .validate_write(request.database, &parsed.lines, request.accept_partial)
             .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
         for conflict in &validation.errors {
-            let line_number = numbers
+            let line_number = parsed
+                .line_numbers
                 .get(conflict.line_number - 1)
                 .copied()
                 .unwrap_or(conflict.line_number);
@@ -326,32 +365,7 @@ impl WriteBuffer {
         if validation.accepted.is_empty() {
             return Err(WriteError::Empty(errors));
         }
-        let accepted: Vec<Line> = validation
-            .accepted
-            .iter()
-            .map(|&i| parsed.lines[i].clone())
-            .collect();
-        let lines_written = accepted.len();
-        let waiter = {
-            let mut pending = lock(&self.pending);
-            pending
-                .records
-                .push((request.database.to_string(), accepted));
-            (!request.no_sync).then(|| {
-                let (sender, receiver) = oneshot::channel();
-                pending.waiters.push(sender);
-                receiver
-            })
-        };
-        if let Some(receiver) = waiter {
-            receiver
-                .await
-                .map_err(|_| WriteError::Durability("the server is shutting down".into()))??;
-        }
-        Ok(WriteOutcome {
-            lines_written,
-            errors,
-        })
+        Ok((keep(parsed.lines, &validation.accepted), errors))
     }
 
     /// Makes everything pending durable and queryable, then wakes its writers.
@@ -484,27 +498,39 @@ impl WriteBuffer {
     fn persist_catalog(&self) -> std::io::Result<()> {
         // Serialised under the lock, so an older catalog never overwrites a newer one.
         let mut persisted = lock(&self.persisted_catalog);
-        let bytes = self.catalog.to_bytes();
-        if *persisted == bytes {
+        // Read before serialising: a change made meanwhile is written now or next time.
+        let generation = self.catalog.generation();
+        if *persisted == generation {
             return Ok(());
         }
+        let bytes = self.catalog.to_bytes();
         let temporary = self.catalog_file.with_extension("tmp");
         let mut file = std::fs::File::create(&temporary)?;
         std::io::Write::write_all(&mut file, &bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, &self.catalog_file)?;
-        *persisted = bytes;
+        *persisted = generation;
         Ok(())
     }
 
-    /// Flushes every `interval` until the returned task is aborted.
-    pub fn spawn_flusher(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// Flushes every `interval`, and as soon as `max_pending_lines` lines are pending,
+    /// until the returned task is aborted.
+    pub fn spawn_flusher(
+        self: &Arc<Self>,
+        interval: Duration,
+        max_pending_lines: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        self.flush_at_lines
+            .store(max_pending_lines.max(1), Ordering::Relaxed);
         let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = this.flush_now.notified() => {}
+                }
                 if let Err(e) = this.flush().await {
                     tracing::error!("WAL flush failed: {e}");
                 }
@@ -601,17 +627,27 @@ impl WriteBuffer {
 
 /// The 1-based body line number of each parsed line, skipping blank, comment and
 /// invalid lines the way the parser does.
-fn line_numbers(body: &str, parsed: usize, errors: &[sluice_lp::LineError]) -> Vec<usize> {
-    let mut numbers = Vec::with_capacity(parsed);
-    for (index, raw) in body.split('\n').enumerate() {
-        let text = raw.trim_end_matches('\r');
-        let number = index + 1;
-        let skipped = text.trim().is_empty() || text.trim_start().starts_with('#');
-        if !skipped && !errors.iter().any(|e| e.line_number == number) {
-            numbers.push(number);
-        }
+/// Runs `work`, which takes milliseconds of CPU for a large write, without stalling the
+/// other tasks of this async worker thread (on a multi-threaded runtime).
+fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
-    numbers
+}
+
+/// The lines at `indices` (ascending), moved out of `lines`.
+fn keep(lines: Vec<Line>, indices: &[usize]) -> Vec<Line> {
+    if indices.len() == lines.len() {
+        return lines;
+    }
+    let mut wanted = indices.iter().peekable();
+    lines
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| wanted.next_if_eq(&index).is_some())
+        .map(|(_, line)| line)
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod query;
 mod serve;
 mod test;
 mod token;
+mod trigger;
 mod write;
 
 /// Every subcommand.
@@ -29,6 +30,12 @@ pub enum Command {
     /// List resources of a server.
     #[command(subcommand)]
     Show(ShowCommand),
+    /// Enable a resource on a server.
+    #[command(subcommand)]
+    Enable(EnableCommand),
+    /// Disable a resource on a server.
+    #[command(subcommand)]
+    Disable(DisableCommand),
     /// Run a plugin once and print what it logged, wrote and returned.
     #[command(subcommand)]
     Test(test::TestCommand),
@@ -41,6 +48,8 @@ pub enum CreateCommand {
     Database(database::CreateDatabaseArgs),
     /// Create the admin token, or a token for some databases.
     Token(token::CreateTokenArgs),
+    /// Create a processing-engine trigger: a plugin and when it runs.
+    Trigger(trigger::CreateTriggerArgs),
 }
 
 /// `sluice delete …`
@@ -50,6 +59,22 @@ pub enum DeleteCommand {
     Database(database::DeleteDatabaseArgs),
     /// Delete a token.
     Token(token::DeleteTokenArgs),
+    /// Delete a trigger (an enabled one only with --force).
+    Trigger(trigger::DeleteTriggerArgs),
+}
+
+/// `sluice enable …`
+#[derive(Debug, clap::Subcommand)]
+pub enum EnableCommand {
+    /// Enable a trigger: it fires again.
+    Trigger(trigger::TriggerTarget),
+}
+
+/// `sluice disable …`
+#[derive(Debug, clap::Subcommand)]
+pub enum DisableCommand {
+    /// Disable a trigger: it stops firing and its cache is dropped.
+    Trigger(trigger::TriggerTarget),
 }
 
 /// `sluice show …`
@@ -73,6 +98,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Create(CreateCommand::Token(args)) => args.execute(),
         Command::Delete(DeleteCommand::Token(args)) => args.execute(),
         Command::Show(ShowCommand::Tokens(args)) => args.execute(),
+        Command::Create(CreateCommand::Trigger(args)) => args.execute(),
+        Command::Delete(DeleteCommand::Trigger(args)) => args.execute(),
+        Command::Enable(EnableCommand::Trigger(target)) => target.enable(),
+        Command::Disable(DisableCommand::Trigger(target)) => target.disable(),
         Command::Test(test) => test.execute(),
     }
 }

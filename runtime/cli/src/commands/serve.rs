@@ -82,6 +82,11 @@ pub struct ServeArgs {
     /// for the next flush, so this is also their added latency
     #[arg(long, env = "INFLUXDB3_WAL_FLUSH_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     wal_flush_interval: Duration,
+    /// Flush as soon as this many written lines wait for the WAL, without waiting for
+    /// the interval (group commit: under load, writes are acknowledged as fast as the
+    /// disk syncs)
+    #[arg(long, env = "SLUICE_WAL_MAX_PENDING_LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    wal_max_pending_lines: u64,
     /// Identifies this node: the prefix of its files on the object store
     #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX", default_value = sluice_storage::DEFAULT_NODE_ID)]
     node_id: String,
@@ -92,6 +97,9 @@ pub struct ServeArgs {
         default_value_t = 10_485_760
     )]
     max_http_request_size: usize,
+    /// Directory of the plugin files triggers name; triggers cannot be created without it
+    #[arg(long, env = "INFLUXDB3_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
     /// Serve every request without a token. Without this flag, requests need the admin
     /// token or a database token (`sluice create token --help`); health checks never do
     #[arg(long, env = "INFLUXDB3_START_WITHOUT_AUTH")]
@@ -165,7 +173,10 @@ impl ServeArgs {
             damaged = recovery.damage.len(),
             "loaded the snapshots and replayed the WAL"
         );
-        let flusher = storage.spawn_flusher(self.wal_flush_interval);
+        let flusher = storage.spawn_flusher(
+            self.wal_flush_interval,
+            usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
+        );
         let state = AppState {
             storage: storage.clone(),
             query: QueryEngine::new(storage.clone()),
@@ -175,6 +186,7 @@ impl ServeArgs {
             } else {
                 Authentication::Required
             },
+            plugin_dir: self.plugin_dir.clone(),
         };
         if self.without_auth {
             tracing::warn!(

@@ -107,7 +107,7 @@ pub struct RequestArgs {
     body: String,
 }
 
-fn key_value(text: &str) -> Result<(String, String), String> {
+pub(super) fn key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) => Ok((key.to_string(), value.to_string())),
         None => Err("must be formatted as \"key=value\"".into()),

@@ -39,7 +39,7 @@ fn rows(buffer: &WriteBuffer, database: &str, table: &str) -> Vec<i64> {
 async fn acknowledged_writes_are_queryable_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
-    let flusher = buffer.spawn_flusher(Duration::from_millis(5));
+    let flusher = buffer.spawn_flusher(Duration::from_millis(5), 1_000);
     let outcome = buffer
         .write_lp(request("db", "m f=1i 1\nm f=2i"))
         .await
@@ -340,4 +340,45 @@ async fn created_databases_and_tables_are_persisted_at_once() {
     let schema = reopened.table_data("empty", "t").expect("the table").schema;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, ["host", "v", "time"]);
+}
+
+#[tokio::test]
+async fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (buffer, _) = open(dir.path()).await;
+    // The interval never comes during the test: only the line limit can flush.
+    let flusher = buffer.spawn_flusher(Duration::from_secs(3600), 3);
+    let first = tokio::time::timeout(
+        Duration::from_secs(60),
+        buffer.write_lp(request("db", "m f=1i 1\nm f=2i 2\nm f=3i 3")),
+    );
+    first
+        .await
+        .expect("the write was flushed when the batch was full")
+        .expect("written");
+    assert_eq!(rows(&buffer, "db", "m"), [1, 2, 3]);
+    // Below the limit a write waits; a later one that fills the batch flushes both.
+    let waiting = tokio::spawn({
+        let buffer = Arc::clone(&buffer);
+        async move { buffer.write_lp(request("db", "m f=4i 4")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !waiting.is_finished(),
+        "one line is below the limit of three"
+    );
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        buffer.write_lp(request("db", "m f=5i 5\nm f=6i 6")),
+    );
+    second
+        .await
+        .expect("flushed at the limit")
+        .expect("written");
+    waiting
+        .await
+        .expect("joined")
+        .expect("written by the same flush");
+    assert_eq!(rows(&buffer, "db", "m"), [1, 2, 3, 4, 5, 6]);
+    flusher.abort();
 }

@@ -1,0 +1,504 @@
+//! Processing-engine triggers: what fires a plugin, with which settings, and whether it
+//! is enabled. A trigger belongs to a database and is kept in the catalog with it.
+//!
+//! [`TriggerSpec::parse`] reads upstream's grammar (`table:NAME`, `all_tables`,
+//! `cron:EXPR`, `every:DURATION`, `request:PATH`) with upstream's error texts, and refuses
+//! what upstream accepts only to fail later: `every:` under a millisecond (upstream's
+//! scheduler divides by zero).
+
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// When a trigger fires. Serialises as upstream's system tables show it, e.g.
+/// `{"single_table_wal_write":{"table_name":"cpu"}}` or `"all_tables_wal_write"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerSpec {
+    /// Each WAL flush's rows of one table: `table:NAME`.
+    SingleTableWalWrite {
+        /// The table; it need not exist yet.
+        table_name: String,
+    },
+    /// Each WAL flush's rows of every table: `all_tables`.
+    AllTablesWalWrite,
+    /// A cron schedule, 6 or 7 fields, UTC: `cron:EXPR`.
+    Schedule {
+        /// The expression.
+        schedule: String,
+    },
+    /// Every so long, aligned to multiples of the interval since the epoch: `every:10s`.
+    Every {
+        /// The interval: at least 1 ms, at most a year.
+        duration: Duration,
+    },
+    /// An HTTP request to `/api/v3/engine/PATH`: `request:PATH`.
+    RequestPath {
+        /// The path after `/api/v3/engine/`; unique across the server.
+        path: String,
+    },
+}
+
+/// The kind of plugin a trigger runs, named as upstream names it in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginType {
+    /// `process_writes`.
+    WalRows,
+    /// `process_scheduled_call`.
+    Schedule,
+    /// `process_request`.
+    Request,
+}
+
+impl std::fmt::Display for PluginType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::WalRows => "WalRows",
+            Self::Schedule => "Schedule",
+            Self::Request => "Request",
+        })
+    }
+}
+
+/// A trigger specification that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to parse trigger from {input}{}", context.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
+pub struct TriggerSpecError {
+    input: String,
+    context: Option<String>,
+}
+
+/// The longest `every:` interval, as upstream: one year of 365.25 days.
+const MAX_EVERY: Duration = Duration::from_secs(31_557_600);
+
+impl TriggerSpec {
+    /// Parses upstream's trigger specification grammar.
+    ///
+    /// # Errors
+    ///
+    /// [`TriggerSpecError`], whose text is upstream's: `failed to parse trigger from
+    /// {input}` and, where upstream gives one, `: {context}`.
+    pub fn parse(text: &str) -> Result<Self, TriggerSpecError> {
+        let input = text.trim();
+        let fail = |context: Option<&str>| TriggerSpecError {
+            input: input.to_string(),
+            context: context.map(str::to_string),
+        };
+        // Upstream strips repeated prefixes (`table:table:x` is `x`); so does this.
+        if input.starts_with("table:") {
+            let name = input.trim_start_matches("table:").trim();
+            if name.is_empty() {
+                return Err(fail(Some("table name is empty")));
+            }
+            return Ok(Self::SingleTableWalWrite {
+                table_name: name.to_string(),
+            });
+        }
+        if input == "all_tables" {
+            return Ok(Self::AllTablesWalWrite);
+        }
+        if input.starts_with("cron:") {
+            let expression = input.trim_start_matches("cron:").trim();
+            if expression.is_empty() || cron::Schedule::from_str(expression).is_err() {
+                return Err(fail(None));
+            }
+            return Ok(Self::Schedule {
+                schedule: expression.to_string(),
+            });
+        }
+        if input.starts_with("every:") {
+            let duration = humantime::parse_duration(input.trim_start_matches("every:").trim())
+                .map_err(|_| fail(Some("couldn't parse to duration")))?;
+            if duration > MAX_EVERY {
+                return Err(fail(Some("don't support every schedules of over 1 year")));
+            }
+            if duration < Duration::from_millis(1) {
+                return Err(fail(Some("every schedules must be at least 1ms")));
+            }
+            return Ok(Self::Every { duration });
+        }
+        if input.starts_with("request:") {
+            let path = input.trim_start_matches("request:").trim();
+            if path.is_empty() {
+                return Err(fail(None));
+            }
+            return Ok(Self::RequestPath {
+                path: path.to_string(),
+            });
+        }
+        Err(fail(Some(
+            "expect one of the following forms: 'table:<TABLE_NAME>', 'all_tables', 'cron:<CRON_EXPRESSION>', 'every:<DURATION>', or 'request:<PATH>'",
+        )))
+    }
+
+    /// The kind of plugin this trigger runs.
+    pub fn plugin_type(&self) -> PluginType {
+        match self {
+            Self::SingleTableWalWrite { .. } | Self::AllTablesWalWrite => PluginType::WalRows,
+            Self::Schedule { .. } | Self::Every { .. } => PluginType::Schedule,
+            Self::RequestPath { .. } => PluginType::Request,
+        }
+    }
+
+    /// The request path, for request triggers.
+    pub fn request_path(&self) -> Option<&str> {
+        match self {
+            Self::RequestPath { path } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerSpec {
+    /// The canonical text: `table:cpu`, `all_tables`, `cron:EXPR`, `every:1h 30m`,
+    /// `request:PATH`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::SingleTableWalWrite { table_name } => write!(f, "table:{table_name}"),
+            Self::AllTablesWalWrite => f.write_str("all_tables"),
+            Self::Schedule { schedule } => write!(f, "cron:{schedule}"),
+            Self::Every { duration } => {
+                write!(f, "every:{}", humantime::format_duration(*duration))
+            }
+            Self::RequestPath { path } => write!(f, "request:{path}"),
+        }
+    }
+}
+
+/// What a trigger does when its plugin fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorBehavior {
+    /// Log the error and go on.
+    #[default]
+    Log,
+    /// Run the same input again, a bounded number of times with backoff.
+    Retry,
+    /// Disable the trigger, in the catalog.
+    Disable,
+}
+
+impl ErrorBehavior {
+    /// `log`, `retry` or `disable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Retry => "retry",
+            Self::Disable => "disable",
+        }
+    }
+}
+
+/// How a trigger runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TriggerSettings {
+    /// Let invocations of this trigger overlap.
+    pub run_async: bool,
+    /// What to do when the plugin fails.
+    pub error_behavior: ErrorBehavior,
+}
+
+/// A trigger as the catalog keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// Unique within its database.
+    pub trigger_name: String,
+    /// The plugin: a path under the plugin directory, or `gh:…`, as given.
+    pub plugin_filename: String,
+    /// When it fires.
+    pub trigger: TriggerSpec,
+    /// How it runs.
+    pub trigger_settings: TriggerSettings,
+    /// Arguments given to the plugin; `None` when none were given.
+    pub trigger_arguments: Option<BTreeMap<String, String>>,
+    /// A disabled trigger does not fire.
+    pub disabled: bool,
+}
+
+/// The triggers of `database`, to change.
+fn triggers_of<'a>(
+    databases: &'a mut BTreeMap<String, crate::Database>,
+    database: &str,
+) -> Result<&'a mut BTreeMap<String, Trigger>, Error> {
+    databases
+        .get_mut(database)
+        .map(|db| &mut db.triggers)
+        .ok_or_else(|| Error::DatabaseNotFound(database.to_string()))
+}
+
+impl crate::Catalog {
+    /// Adds `trigger` to `database`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`]; [`Error::AlreadyExists`] when the database has a
+    /// trigger of that name; [`Error::RequestPathInUse`] when any trigger of any database
+    /// serves the same request path.
+    pub fn create_trigger(&self, database: &str, trigger: Trigger) -> Result<(), Error> {
+        let mut databases = self.write();
+        if let Some(path) = trigger.trigger.request_path() {
+            for (name, db) in databases.iter() {
+                if let Some(other) = db
+                    .triggers
+                    .values()
+                    .find(|t| t.trigger.request_path() == Some(path))
+                {
+                    return Err(Error::RequestPathInUse {
+                        path: path.to_string(),
+                        database: name.clone(),
+                        trigger: other.trigger_name.clone(),
+                    });
+                }
+            }
+        }
+        let triggers = triggers_of(&mut databases, database)?;
+        if triggers.contains_key(&trigger.trigger_name) {
+            return Err(Error::AlreadyExists);
+        }
+        triggers.insert(trigger.trigger_name.clone(), trigger);
+        Ok(())
+    }
+
+    /// Removes a trigger and returns it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`], [`Error::TriggerNotFound`], or
+    /// [`Error::TriggerRunning`] when it is enabled and `force` is false.
+    pub fn delete_trigger(
+        &self,
+        database: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<Trigger, Error> {
+        let mut databases = self.write();
+        let triggers = triggers_of(&mut databases, database)?;
+        match triggers.get(name) {
+            None => Err(Error::TriggerNotFound(name.to_string())),
+            Some(trigger) if !trigger.disabled && !force => {
+                Err(Error::TriggerRunning(name.to_string()))
+            }
+            Some(_) => triggers
+                .remove(name)
+                .ok_or_else(|| Error::TriggerNotFound(name.to_string())),
+        }
+    }
+
+    /// Enables or disables a trigger; returns whether that changed anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`] or [`Error::TriggerNotFound`].
+    pub fn set_trigger_disabled(
+        &self,
+        database: &str,
+        name: &str,
+        disabled: bool,
+    ) -> Result<bool, Error> {
+        let mut databases = self.write();
+        let trigger = triggers_of(&mut databases, database)?
+            .get_mut(name)
+            .ok_or_else(|| Error::TriggerNotFound(name.to_string()))?;
+        let changed = trigger.disabled != disabled;
+        trigger.disabled = disabled;
+        Ok(changed)
+    }
+
+    /// The triggers of `database`, by name; `None` when there is no such database.
+    pub fn triggers(&self, database: &str) -> Option<Vec<Trigger>> {
+        self.read()
+            .get(database)
+            .map(|db| db.triggers.values().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        TriggerSpec::parse(text).expect_err("refused").to_string()
+    }
+
+    #[test]
+    fn upstream_grammar_and_canonical_text() {
+        let cases = [
+            ("table:cpu", "table:cpu"),
+            ("  table:table: cpu ", "table:cpu"),
+            ("all_tables", "all_tables"),
+            ("cron:0 */5 * * * *", "cron:0 */5 * * * *"),
+            ("every:90m", "every:1h 30m"),
+            ("every:1.5h", "every:1h 30m"),
+            ("request:hooks/alert", "request:hooks/alert"),
+        ];
+        for (input, canonical) in cases {
+            let spec = TriggerSpec::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(spec.to_string(), canonical);
+            assert_eq!(TriggerSpec::parse(&spec.to_string()), Ok(spec));
+        }
+        assert_eq!(
+            TriggerSpec::parse("table:cpu").map(|s| s.plugin_type()),
+            Ok(PluginType::WalRows)
+        );
+        assert_eq!(
+            TriggerSpec::parse("every:1s").map(|s| s.plugin_type()),
+            Ok(PluginType::Schedule)
+        );
+        assert_eq!(
+            TriggerSpec::parse("request:x").map(|s| s.plugin_type()),
+            Ok(PluginType::Request)
+        );
+    }
+
+    #[test]
+    fn upstream_error_texts() {
+        assert_eq!(
+            error("table:"),
+            "failed to parse trigger from table:: table name is empty"
+        );
+        assert_eq!(
+            error("every:abc"),
+            "failed to parse trigger from every:abc: couldn't parse to duration"
+        );
+        assert_eq!(
+            error("every:2y"),
+            "failed to parse trigger from every:2y: don't support every schedules of over 1 year"
+        );
+        assert_eq!(
+            error("cron:* * * * *"),
+            "failed to parse trigger from cron:* * * * *",
+            "5-field crontab"
+        );
+        assert_eq!(error("request: "), "failed to parse trigger from request:");
+        assert!(error("schedule:every 1m").ends_with("or 'request:<PATH>'"));
+        assert!(
+            error("Table:cpu").starts_with("failed to parse trigger from Table:cpu: expect one of")
+        );
+    }
+
+    #[test]
+    fn intervals_under_a_millisecond_are_refused() {
+        assert_eq!(
+            error("every:0s"),
+            "failed to parse trigger from every:0s: every schedules must be at least 1ms"
+        );
+        assert_eq!(
+            error("every:500us"),
+            "failed to parse trigger from every:500us: every schedules must be at least 1ms"
+        );
+        assert!(TriggerSpec::parse("every:1ms").is_ok());
+    }
+
+    #[test]
+    fn serialises_as_upstream_system_tables_show_it() {
+        let json = |text: &str| {
+            serde_json::to_string(&TriggerSpec::parse(text).expect("parses")).expect("serialises")
+        };
+        assert_eq!(json("all_tables"), r#""all_tables_wal_write""#);
+        assert_eq!(
+            json("table:cpu"),
+            r#"{"single_table_wal_write":{"table_name":"cpu"}}"#
+        );
+        assert_eq!(
+            json("cron:* * * * * *"),
+            r#"{"schedule":{"schedule":"* * * * * *"}}"#
+        );
+        assert_eq!(
+            json("every:10s"),
+            r#"{"every":{"duration":{"secs":10,"nanos":0}}}"#
+        );
+        assert_eq!(json("request:foo"), r#"{"request_path":{"path":"foo"}}"#);
+    }
+}
+
+#[cfg(test)]
+mod catalog_tests {
+    use super::*;
+    use crate::{Catalog, Error};
+
+    fn trigger(name: &str, spec: &str) -> Trigger {
+        Trigger {
+            trigger_name: name.into(),
+            plugin_filename: "p.py".into(),
+            trigger: TriggerSpec::parse(spec).expect("parses"),
+            trigger_settings: TriggerSettings::default(),
+            trigger_arguments: None,
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn create_enable_disable_delete() {
+        let catalog = Catalog::default();
+        assert_eq!(
+            catalog.create_trigger("db", trigger("t", "all_tables")),
+            Err(Error::DatabaseNotFound("db".into()))
+        );
+        catalog.create_database("db").expect("created");
+        catalog
+            .create_trigger("db", trigger("t", "all_tables"))
+            .expect("created");
+        assert_eq!(
+            catalog.create_trigger("db", trigger("t", "table:cpu")),
+            Err(Error::AlreadyExists)
+        );
+        assert_eq!(
+            catalog.delete_trigger("db", "t", false),
+            Err(Error::TriggerRunning("t".into()))
+        );
+        assert_eq!(catalog.set_trigger_disabled("db", "t", true), Ok(true));
+        assert_eq!(
+            catalog.set_trigger_disabled("db", "t", true),
+            Ok(false),
+            "already disabled is no error"
+        );
+        assert_eq!(
+            catalog
+                .delete_trigger("db", "t", false)
+                .map(|t| t.trigger_name),
+            Ok("t".into())
+        );
+        assert_eq!(
+            catalog.delete_trigger("db", "t", true),
+            Err(Error::TriggerNotFound("t".into()))
+        );
+        assert_eq!(
+            catalog.set_trigger_disabled("db", "nope", false),
+            Err(Error::TriggerNotFound("nope".into()))
+        );
+    }
+
+    #[test]
+    fn request_paths_are_unique_across_databases_and_triggers_survive_a_snapshot() {
+        let catalog = Catalog::default();
+        catalog.create_database("a").expect("created");
+        catalog.create_database("b").expect("created");
+        catalog
+            .create_trigger("a", trigger("hook", "request:alert"))
+            .expect("created");
+        let taken = catalog.create_trigger("b", trigger("other", "request:alert"));
+        assert_eq!(
+            taken,
+            Err(Error::RequestPathInUse {
+                path: "alert".into(),
+                database: "a".into(),
+                trigger: "hook".into()
+            })
+        );
+        catalog
+            .create_trigger("b", trigger("other", "request:alert2"))
+            .expect("another path is free");
+        catalog
+            .delete_trigger("a", "hook", true)
+            .expect("deleted with force");
+        catalog
+            .create_trigger("b", trigger("again", "request:alert"))
+            .expect("the path is free again");
+
+        let loaded = Catalog::from_bytes(&catalog.to_bytes()).expect("loads");
+        assert_eq!(loaded.triggers("b"), catalog.triggers("b"));
+        assert_eq!(loaded.triggers("b").map(|t| t.len()), Some(2));
+    }
+}

@@ -1,0 +1,167 @@
+//! `/api/v3/configure/processing_engine_trigger…`: create, delete, enable and disable
+//! triggers. Each change is in the catalog (and on disk) before the answer.
+
+use crate::AppState;
+use crate::configure::{catalog_error, json_body};
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use sluice_catalog::{ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_plugin_api::PluginRef;
+use std::collections::{BTreeMap, HashMap};
+
+/// `trigger_settings` of a create request.
+#[derive(Deserialize)]
+struct Settings {
+    run_async: bool,
+    error_behavior: ErrorBehavior,
+}
+
+/// The body of `POST /api/v3/configure/processing_engine_trigger`: every field but
+/// `trigger_arguments` is required, as upstream.
+#[derive(Deserialize)]
+struct CreateTrigger {
+    db: String,
+    plugin_filename: String,
+    trigger_name: String,
+    trigger_specification: String,
+    trigger_settings: Settings,
+    #[serde(default)]
+    trigger_arguments: Option<BTreeMap<String, String>>,
+    disabled: bool,
+}
+
+/// The JSON body of `DELETE /api/v3/configure/processing_engine_trigger`.
+#[derive(Deserialize)]
+struct DeleteTrigger {
+    db: String,
+    trigger_name: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Checks that the plugin can be read from the plugin directory.
+fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
+    if filename.starts_with("gh:") {
+        return Err(ApiError::BadRequest(format!(
+            "Plugin error: `{filename}`: plugins from a repository (`gh:`) are not supported yet; \
+             put the plugin in the plugin directory"
+        )));
+    }
+    let Some(plugin_dir) = &state.plugin_dir else {
+        return Err(ApiError::BadRequest("Plugin error: Node not configured with plugin directory (start the server with --plugin-dir)".into()));
+    };
+    let plugin = PluginRef {
+        plugin_dir: plugin_dir.clone(),
+        name: filename.to_string(),
+    };
+    match plugin.read() {
+        Ok(_) => Ok(()),
+        Err(error) => {
+            let message = format!("Plugin error: {error}");
+            Err(if message.contains("Plugin not found") {
+                ApiError::NotFound(message)
+            } else {
+                ApiError::BadRequest(message)
+            })
+        }
+    }
+}
+
+/// `POST /api/v3/configure/processing_engine_trigger`.
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: CreateTrigger = json_body(&headers, &body)?;
+    if request.trigger_name.trim().is_empty() {
+        return Err(ApiError::BadRequest("trigger_name is empty".into()));
+    }
+    let spec = TriggerSpec::parse(&request.trigger_specification)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    check_plugin(&state, &request.plugin_filename)?;
+    let trigger = Trigger {
+        trigger_name: request.trigger_name,
+        plugin_filename: request.plugin_filename,
+        trigger: spec,
+        trigger_settings: TriggerSettings {
+            run_async: request.trigger_settings.run_async,
+            error_behavior: request.trigger_settings.error_behavior,
+        },
+        trigger_arguments: request.trigger_arguments,
+        disabled: request.disabled,
+    };
+    state
+        .storage
+        .change_catalog(|c| c.create_trigger(&request.db, trigger))
+        .map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// `DELETE /api/v3/configure/processing_engine_trigger?db=&trigger_name=&force=` or with
+/// the JSON body `{db, trigger_name, force?}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request = if params.is_empty() {
+        json_body::<DeleteTrigger>(&headers, &body)?
+    } else {
+        let force = match params.get("force").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid value `{other}` for `force`: expected true or false"
+                )));
+            }
+        };
+        DeleteTrigger {
+            db: crate::error::required(&params, "db")?.clone(),
+            trigger_name: crate::error::required(&params, "trigger_name")?.clone(),
+            force,
+        }
+    };
+    state
+        .storage
+        .change_catalog(|c| c.delete_trigger(&request.db, &request.trigger_name, request.force))
+        .map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}
+
+async fn set_disabled(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    disabled: bool,
+) -> Result<StatusCode, ApiError> {
+    let database = crate::error::required(params, "db")?;
+    let name = crate::error::required(params, "trigger_name")?;
+    state
+        .storage
+        .change_catalog(|c| c.set_trigger_disabled(database, name, disabled))
+        .map_err(catalog_error)?;
+    Ok(StatusCode::OK)
+}
+
+/// `POST /api/v3/configure/processing_engine_trigger/enable?db=&trigger_name=`: 200 also
+/// when it is enabled already.
+pub async fn enable(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    set_disabled(&state, &params, false).await
+}
+
+/// `POST /api/v3/configure/processing_engine_trigger/disable?db=&trigger_name=`: 200 also
+/// when it is disabled already.
+pub async fn disable(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<StatusCode, ApiError> {
+    set_disabled(&state, &params, true).await
+}

@@ -1,0 +1,84 @@
+//! `system.processing_engine_triggers` and `system.processing_engine_trigger_arguments`:
+//! the database's triggers and their arguments, with upstream's columns.
+
+use super::SystemTable;
+use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use sluice_catalog::Catalog;
+use std::sync::Arc;
+
+fn utf8(values: Vec<String>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+
+/// One row per trigger.
+pub struct Triggers;
+
+impl SystemTable for Triggers {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new("plugin_filename", DataType::Utf8, false),
+            Field::new("trigger_specification", DataType::Utf8, false),
+            Field::new("disabled", DataType::Boolean, false),
+            Field::new("error_behavior", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, catalog: &Catalog, database: &str) -> Result<RecordBatch> {
+        let triggers = catalog.triggers(database).unwrap_or_default();
+        // Upstream shows the specification as its JSON, e.g. `"all_tables_wal_write"`.
+        let specifications = triggers
+            .iter()
+            .map(|t| {
+                serde_json::to_string(&t.trigger)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let columns = vec![
+            utf8(triggers.iter().map(|t| t.trigger_name.clone()).collect()),
+            utf8(triggers.iter().map(|t| t.plugin_filename.clone()).collect()),
+            utf8(specifications),
+            Arc::new(BooleanArray::from(
+                triggers.iter().map(|t| t.disabled).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            utf8(
+                triggers
+                    .iter()
+                    .map(|t| t.trigger_settings.error_behavior.as_str().to_string())
+                    .collect(),
+            ),
+        ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
+    }
+}
+
+/// One row per argument of each trigger.
+pub struct TriggerArguments;
+
+impl SystemTable for TriggerArguments {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new("argument_key", DataType::Utf8, false),
+            Field::new("argument_value", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, catalog: &Catalog, database: &str) -> Result<RecordBatch> {
+        let (mut names, mut keys, mut values) = (Vec::new(), Vec::new(), Vec::new());
+        for trigger in catalog.triggers(database).unwrap_or_default() {
+            for (key, value) in trigger.trigger_arguments.iter().flatten() {
+                names.push(trigger.trigger_name.clone());
+                keys.push(key.clone());
+                values.push(value.clone());
+            }
+        }
+        Ok(RecordBatch::try_new(
+            self.schema(),
+            vec![utf8(names), utf8(keys), utf8(values)],
+        )?)
+    }
+}
