@@ -2,6 +2,7 @@
 
 mod auth;
 mod client;
+mod engine;
 mod http;
 mod s3;
 mod server;

@@ -7,7 +7,10 @@
 //! - [`cache`]: the plugin cache, per trigger and shared, with time to live;
 //! - [`batches`]: turning parsed line protocol into the table batches a WAL plugin gets;
 //! - [`dry_run`]: running a plugin once without touching the database, reporting its
-//!   logs, the writes it would make and its errors (the `test` commands).
+//!   logs, the writes it would make and its errors (the `test` commands);
+//! - [`host`]: the host services of a trigger on the real database, reached through the
+//!   [`Database`](host::Database) trait;
+//! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`.
 //!
 //! ```
 //! use sluice_engine::batches::table_batches;
@@ -20,3 +23,5 @@
 pub mod batches;
 pub mod cache;
 pub mod dry_run;
+pub mod host;
+pub mod requests;

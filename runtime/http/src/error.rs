@@ -28,6 +28,9 @@ pub enum ApiError {
     Write(WriteError),
     /// Some lines of a partial write were refused; the others were written.
     Partial(Vec<LineError>),
+    /// 500 with `{"error": message}`: a request plugin failed; the message is the
+    /// plugin's own.
+    PluginFailed(String),
     /// 500: a fault of the server; details go to the log, not to the client.
     Internal(String),
 }
@@ -54,6 +57,9 @@ impl ApiError {
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, json!({"error": message})),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
+            Self::PluginFailed(message) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))
+            }
             Self::UnsupportedMediaType(message) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": message}),

@@ -1,14 +1,16 @@
 //! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
 //! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
-//! (`/api/v3/configure/database`, `/api/v3/configure/table`) and [`health`] (`/health`,
-//! `/ping`), [`triggers`] (`/api/v3/configure/processing_engine_trigger…`); [`token`] manages API tokens and [`auth`] checks them before any handler
-//! runs; [`cors`] answers `OPTIONS` on any path. Errors from every handler become
-//! responses in one place, [`error::ApiError`].
+//! (`/api/v3/configure/database`, `/api/v3/configure/table`), [`triggers`]
+//! (`/api/v3/configure/processing_engine_trigger…`), [`engine`] (`/api/v3/engine/<path>`),
+//! [`token`] (`/api/v3/configure/token…`) and [`health`] (`/health`, `/ping`). [`auth`]
+//! checks tokens before any handler runs; [`cors`] answers `OPTIONS` on any path. Errors
+//! from every handler become responses in one place, [`error::ApiError`].
 
 pub mod auth;
 pub mod body;
 pub mod configure;
 pub mod cors;
+pub mod engine;
 pub mod error;
 pub mod health;
 pub mod query;
@@ -38,6 +40,8 @@ pub struct AppState {
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
     pub plugin_dir: Option<std::path::PathBuf>,
+    /// Runs request triggers; `None` without a plugin directory.
+    pub requests: Option<Arc<sluice_engine::requests::RequestTriggers>>,
 }
 
 /// The router of the whole API.
@@ -78,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v3/configure/token/admin/regenerate",
             post(token::regenerate_admin),
+        )
+        .route(
+            "/api/v3/engine/{*path}",
+            get(engine::handle).post(engine::handle),
         )
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 mod client;
 mod database;
 mod limits;
+mod plugin_database;
 mod query;
 mod serve;
 mod test;

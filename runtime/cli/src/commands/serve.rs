@@ -1,14 +1,20 @@
 //! `sluice serve`: the database server.
 
+use super::plugin_database::PluginDatabase;
 use anyhow::Context;
+use sluice_engine::cache::CacheStore;
+use sluice_engine::requests::RequestTriggers;
 use sluice_http::{AppState, Authentication, router};
+use sluice_plugin_api::Limits;
 use sluice_query::QueryEngine;
+use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
     S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where Parquet files are stored.
@@ -147,6 +153,34 @@ impl ServeArgs {
         }
     }
 
+    /// With `--plugin-dir`: the sandbox (its Python runtime compiled, or loaded from the
+    /// artifact cache) and the request triggers it runs.
+    async fn request_triggers(
+        &self,
+        storage: &Arc<WriteBuffer>,
+    ) -> anyhow::Result<Option<Arc<RequestTriggers>>> {
+        let Some(plugin_dir) = &self.plugin_dir else {
+            return Ok(None);
+        };
+        tracing::info!(plugin_dir = %plugin_dir.display(), "starting the plugin sandbox");
+        let sandbox = tokio::task::spawn_blocking(|| Sandbox::new(SandboxConfig::default()))
+            .await
+            .context("the sandbox did not start")?
+            .context("cannot start the plugin sandbox")?;
+        let database = PluginDatabase {
+            storage: Arc::clone(storage),
+            query: QueryEngine::new(Arc::clone(storage)),
+        };
+        Ok(Some(Arc::new(RequestTriggers::new(
+            Arc::clone(storage.catalog()),
+            Arc::new(sandbox),
+            Arc::new(database),
+            Arc::new(CacheStore::new()),
+            plugin_dir.clone(),
+            Limits::default(),
+        ))))
+    }
+
     async fn serve(self) -> anyhow::Result<()> {
         let store = self
             .store()
@@ -187,6 +221,7 @@ impl ServeArgs {
                 Authentication::Required
             },
             plugin_dir: self.plugin_dir.clone(),
+            requests: self.request_triggers(&storage).await?,
         };
         if self.without_auth {
             tracing::warn!(

@@ -1,0 +1,73 @@
+//! The database as plugins reach it: the engine's [`Database`] on this server's storage
+//! and SQL engine.
+
+use sluice_engine::host::Database;
+use sluice_plugin_api::{BoxFuture, QueryResult};
+use sluice_query::{QueryEngine, ScalarValue};
+use sluice_storage::{WriteBuffer, WriteRequest};
+use std::sync::Arc;
+
+/// Queries and writes of plugins, on the server's own storage.
+pub struct PluginDatabase {
+    pub storage: Arc<WriteBuffer>,
+    pub query: QueryEngine,
+}
+
+impl Database for PluginDatabase {
+    fn query<'a>(
+        &'a self,
+        database: &'a str,
+        sql: &'a str,
+        params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<QueryResult, String>> {
+        Box::pin(async move {
+            // Plugin parameters are strings, as upstream's `dict[str, str]`.
+            let params = params
+                .iter()
+                .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone()))))
+                .collect();
+            let output = self
+                .query
+                .sql(database, sql, params)
+                .await
+                .map_err(|e| e.to_string())?;
+            sluice_query::query_result(&output.schema, &output.batches)
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        database: &'a str,
+        line_protocol: String,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let request = WriteRequest {
+                database,
+                body: &line_protocol,
+                precision: sluice_lp::Precision::Nanosecond,
+                accept_partial: false,
+                no_sync,
+                default_time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            };
+            self.storage
+                .write_lp(request)
+                .await
+                .map(drop)
+                .map_err(|e| match e {
+                    sluice_storage::WriteError::Rejected(errors)
+                    | sluice_storage::WriteError::Empty(errors) => {
+                        let details: Vec<String> = errors
+                            .iter()
+                            .map(|e| format!("line {}: {}", e.line_number, e.error_message))
+                            .collect();
+                        format!(
+                            "line protocol parse error on write to db {database}: {}",
+                            details.join("; ")
+                        )
+                    }
+                    other => other.to_string(),
+                })
+        })
+    }
+}

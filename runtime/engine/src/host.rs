@@ -1,0 +1,159 @@
+//! The host services of a trigger on the real database: queries and writes go to the
+//! [`Database`], logs to the server log, the cache to the trigger's namespace (and its
+//! database's shared one). Batched writes are kept until the invocation ends, and written
+//! only if it succeeded.
+
+use crate::cache::{CacheStore, Namespace};
+use sluice_plugin_api::{BoxFuture, HostServices, LogLevel, QueryResult};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// What the engine needs of the database; the server implements it with its storage and
+/// its SQL engine.
+pub trait Database: Send + Sync {
+    /// Runs SQL with `$name` parameters on `database`.
+    fn query<'a>(
+        &'a self,
+        database: &'a str,
+        sql: &'a str,
+        params: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<QueryResult, String>>;
+
+    /// Writes line protocol (nanosecond timestamps) to `database`; unless `no_sync`, once
+    /// durable.
+    fn write<'a>(
+        &'a self,
+        database: &'a str,
+        line_protocol: String,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
+}
+
+/// The services of one invocation of one trigger.
+pub struct TriggerHost {
+    database: String,
+    trigger: String,
+    storage: Arc<dyn Database>,
+    cache: Arc<CacheStore>,
+    queued: Mutex<Queued>,
+}
+
+/// Batched writes and whether the invocation succeeded.
+#[derive(Default)]
+struct Queued {
+    /// `(database, line protocol)` in the order the plugin wrote them.
+    writes: Vec<(String, String)>,
+    /// Set by [`HostServices::finish`].
+    succeeded: Option<bool>,
+}
+
+impl TriggerHost {
+    /// The host of trigger `trigger` of `database`.
+    pub fn new(
+        database: &str,
+        trigger: &str,
+        storage: Arc<dyn Database>,
+        cache: Arc<CacheStore>,
+    ) -> Self {
+        Self {
+            database: database.into(),
+            trigger: trigger.into(),
+            storage,
+            cache,
+            queued: Mutex::default(),
+        }
+    }
+
+    fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn namespace(&self, global: bool) -> Namespace {
+        if global {
+            Namespace::Database(self.database.clone())
+        } else {
+            Namespace::Trigger {
+                database: self.database.clone(),
+                trigger: self.trigger.clone(),
+            }
+        }
+    }
+
+    /// Writes what the invocation batched, if it succeeded; returns the errors.
+    pub async fn apply_writes(&self) -> Vec<String> {
+        let Queued { writes, succeeded } = std::mem::take(&mut *self.queued());
+        if succeeded != Some(true) {
+            return Vec::new();
+        }
+        let mut errors = Vec::new();
+        for (database, line_protocol) in writes {
+            if let Err(e) = self.storage.write(&database, line_protocol, false).await {
+                tracing::error!(trigger = %self.trigger, database = %database, "a plugin's batched write failed: {e}");
+                errors.push(e);
+            }
+        }
+        errors
+    }
+}
+
+impl HostServices for TriggerHost {
+    fn log(&self, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Info => {
+                tracing::info!(database = %self.database, trigger = %self.trigger, "{message}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(database = %self.database, trigger = %self.trigger, "{message}")
+            }
+            LogLevel::Error => {
+                tracing::error!(database = %self.database, trigger = %self.trigger, "{message}")
+            }
+        }
+    }
+
+    fn query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [(String, String)],
+        database: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<QueryResult, String>> {
+        let database = database.unwrap_or(&self.database);
+        Box::pin(async move {
+            self.storage
+                .query(database, sql, params)
+                .await
+                .map_err(|e| format!("error: {e} executing query on {database}: {sql}"))
+        })
+    }
+
+    fn write(&self, database: Option<&str>, line_protocol: String) {
+        let database = database.unwrap_or(&self.database).to_string();
+        self.queued().writes.push((database, line_protocol));
+    }
+
+    fn write_sync<'a>(
+        &'a self,
+        database: Option<&'a str>,
+        line_protocol: String,
+        no_sync: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        let database = database.unwrap_or(&self.database);
+        self.storage.write(database, line_protocol, no_sync)
+    }
+
+    fn cache_get(&self, key: &str, global: bool) -> Option<Vec<u8>> {
+        self.cache.get(&self.namespace(global), key)
+    }
+
+    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool) {
+        self.cache.put(&self.namespace(global), key, value, ttl);
+    }
+
+    fn cache_delete(&self, key: &str, global: bool) -> bool {
+        self.cache.delete(&self.namespace(global), key)
+    }
+
+    fn finish(&self, succeeded: bool) {
+        self.queued().succeeded = Some(succeeded);
+    }
+}

@@ -1,0 +1,78 @@
+//! `GET|POST /api/v3/engine/<path>`: the request triggers' plugins, with upstream's
+//! inputs (query parameters decoded, lower-case headers without `authorization`, the
+//! body decompressed) and their responses as the plugins gave them.
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::Response;
+use sluice_engine::requests::RequestError;
+use sluice_plugin_api::{HttpRequest, HttpResponse};
+
+const PREFIX: &str = "/api/v3/engine/";
+
+/// Runs the plugin of the request trigger serving the path.
+pub async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound("not found".into());
+    let Some(requests) = &state.requests else {
+        return Err(not_found());
+    };
+    // The path as sent, not decoded: upstream matches it byte for byte.
+    let path = uri
+        .path()
+        .strip_prefix(PREFIX)
+        .unwrap_or_default()
+        .to_string();
+    let body = crate::body::read(&headers, body, state.max_request_bytes)?;
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| *name != header::AUTHORIZATION)
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let request = HttpRequest {
+        method: method.to_string(),
+        path,
+        query,
+        headers,
+        body,
+    };
+    match requests.handle(request).await {
+        Ok(response) => Ok(respond(response)),
+        Err(RequestError::NotFound) => Err(not_found()),
+        Err(RequestError::Plugin(message)) => Err(ApiError::PluginFailed(message)),
+    }
+}
+
+/// The plugin's response; a status outside 100..=999 becomes 500 and a header that is
+/// not valid HTTP is left out, as upstream.
+fn respond(plugin: HttpResponse) -> Response {
+    let status = StatusCode::from_u16(plugin.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // No default content type: the plugin's headers are the only ones, as upstream.
+    let mut response = Response::new(axum::body::Body::from(plugin.body));
+    *response.status_mut() = status;
+    for (name, value) in plugin.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) else {
+            tracing::warn!("a request plugin returned an invalid header `{name}`; it is left out");
+            continue;
+        };
+        response.headers_mut().append(name, value);
+    }
+    response
+}
