@@ -151,3 +151,197 @@ fn request_triggers_run_their_plugins_on_the_database() {
     let anonymous = crate::http::request(server.address, "GET", "/api/v3/engine/echo", &[], b"");
     assert_eq!(anonymous.status, 401, "engine paths need a token");
 }
+
+/// Writes, for each table of a flush except its own, a row with the table's row count;
+/// with the argument `fail` it raises instead.
+const REPORTS: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    if args and args.get("fail"):
+        raise Exception("failing on purpose")
+    for batch in table_batches:
+        if batch["table_name"] == "reports":
+            continue
+        line = LineBuilder("reports").tag("table", batch["table_name"]).int64_field("rows", len(batch["rows"]))
+        influxdb3_local.write(line)
+"#;
+
+/// Writes a row with the instant it was called for.
+const TICKS: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.write(LineBuilder("ticks").int64_field("at", int(call_time.timestamp() * 1000)))
+"#;
+
+/// Polls `sql` on `db` until `done` holds for its rows, for at most 60 s.
+fn eventually(server: &TestServer, sql: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let body = json!({"db": "db", "q": sql}).to_string();
+        let response = server.post(
+            "/api/v3/query_sql",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        let rows = if response.status == 200 {
+            response.json()
+        } else {
+            Value::Null
+        };
+        if done(&rows) {
+            return rows;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "still {rows} for {sql}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn create(
+    server: &TestServer,
+    name: &str,
+    spec: &str,
+    plugin: &str,
+    arguments: Value,
+    error_behavior: &str,
+) {
+    let body = json!({
+        "db": "db", "plugin_filename": plugin, "trigger_name": name, "trigger_specification": spec,
+        "trigger_settings": {"run_async": false, "error_behavior": error_behavior},
+        "trigger_arguments": arguments, "disabled": false,
+    });
+    let response = server.post(
+        "/api/v3/configure/processing_engine_trigger",
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
+#[test]
+fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    std::fs::write(Path::new(&plugin_dir).join("reports.py"), REPORTS).expect("written");
+    std::fs::write(Path::new(&plugin_dir).join("ticks.py"), TICKS).expect("written");
+    let flags = ["--plugin-dir", plugin_dir.as_str()];
+    let server = TestServer::start_with(dir.path(), &flags);
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &[("content-type", "application/json")],
+                br#"{"db": "db"}"#
+            )
+            .status,
+        200
+    );
+    // A table trigger for a table that does not exist yet.
+    create(
+        &server,
+        "cpu_reports",
+        "table:cpu",
+        "reports.py",
+        Value::Null,
+        "log",
+    );
+    create(
+        &server,
+        "all_reports",
+        "all_tables",
+        "reports.py",
+        Value::Null,
+        "log",
+    );
+    create(&server, "ticks", "every:1s", "ticks.py", Value::Null, "log");
+
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/write_lp?db=db",
+                &[],
+                b"cpu,host=a usage=1 1\ncpu,host=b usage=2 2\nmem free=3i 3"
+            )
+            .status,
+        204
+    );
+    // cpu: one report from each trigger; mem: one from all_tables only.
+    let reports = eventually(
+        &server,
+        "SELECT \"table\", rows FROM reports ORDER BY \"table\", rows",
+        |rows| rows.as_array().is_some_and(|r| r.len() == 3),
+    );
+    assert_eq!(
+        reports,
+        json!([{"table": "cpu", "rows": 2}, {"table": "cpu", "rows": 2}, {"table": "mem", "rows": 1}])
+    );
+
+    let ticks = eventually(&server, "SELECT at FROM ticks ORDER BY at", |rows| {
+        rows.as_array().is_some_and(|r| r.len() >= 2)
+    });
+    for tick in ticks.as_array().expect("rows") {
+        assert_eq!(
+            tick["at"].as_i64().expect("ms") % 1000,
+            0,
+            "every:1s fires on whole seconds: {ticks}"
+        );
+    }
+
+    // error_behavior disable: the failure is recorded in the catalog, and stays after a restart.
+    create(
+        &server,
+        "fragile",
+        "table:disk",
+        "reports.py",
+        json!({"fail": "yes"}),
+        "disable",
+    );
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], b"disk used=1i 1")
+            .status,
+        204
+    );
+    eventually(
+        &server,
+        "SELECT disabled FROM system.processing_engine_triggers WHERE trigger_name = 'fragile'",
+        |rows| rows == &json!([{"disabled": true}]),
+    );
+
+    drop(server);
+    let server = TestServer::start_with(dir.path(), &flags);
+    let disabled = server.query("db", "SELECT trigger_name FROM system.processing_engine_triggers WHERE disabled ORDER BY trigger_name");
+    assert_eq!(disabled, json!([{"trigger_name": "fragile"}]));
+    // Enabled triggers start at boot.
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], b"cpu,host=c usage=3 4")
+            .status,
+        204
+    );
+    eventually(
+        &server,
+        "SELECT count(*) AS n FROM reports WHERE \"table\" = 'cpu'",
+        |rows| rows == &json!([{"n": 4}]),
+    );
+    // Disabling stops a trigger at once.
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/processing_engine_trigger/disable?db=db&trigger_name=ticks",
+                &[],
+                b""
+            )
+            .status,
+        200
+    );
+    // A write of a tick that was running may still be on its way to the WAL.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = server.query("db", "SELECT count(*) AS n FROM ticks");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(
+        server.query("db", "SELECT count(*) AS n FROM ticks"),
+        before,
+        "a disabled schedule does not fire"
+    );
+}

@@ -10,7 +10,10 @@
 //!   logs, the writes it would make and its errors (the `test` commands);
 //! - [`host`]: the host services of a trigger on the real database, reached through the
 //!   [`Database`](host::Database) trait;
-//! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`.
+//! - [`invoke`]: one invocation of a trigger's plugin on the real database;
+//! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`;
+//! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
+//!   bounded queues so that no trigger stalls ingest or another trigger.
 //!
 //! ```
 //! use sluice_engine::batches::table_batches;
@@ -24,4 +27,17 @@ pub mod batches;
 pub mod cache;
 pub mod dry_run;
 pub mod host;
+pub mod invoke;
+pub mod manager;
 pub mod requests;
+pub mod schedule;
+
+/// The processing engine of a server: its request triggers, and its WAL and schedule
+/// triggers.
+pub struct ProcessingEngine {
+    /// Serves `/api/v3/engine/<path>`.
+    pub requests: requests::RequestTriggers,
+    /// Runs WAL and schedule triggers; call [`reconcile`](manager::TriggerManager::reconcile)
+    /// after changing triggers in the catalog.
+    pub triggers: std::sync::Arc<manager::TriggerManager>,
+}

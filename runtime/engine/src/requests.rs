@@ -5,24 +5,15 @@
 //! disabling or deleting a trigger takes effect at once, with nothing to keep in step.
 //! Each request runs on a fresh sandbox instance.
 
-use crate::cache::CacheStore;
-use crate::host::{Database, TriggerHost};
+use crate::invoke::{Invoker, arguments};
 use sluice_catalog::Catalog;
-use sluice_plugin_api::{
-    HostServices, HttpRequest, HttpResponse, InvocationError, Limits, PluginCall, PluginExecutor,
-    PluginRef,
-};
-use std::path::PathBuf;
+use sluice_plugin_api::{HttpRequest, HttpResponse, PluginCall};
 use std::sync::Arc;
 
 /// Runs the plugins of request triggers.
 pub struct RequestTriggers {
     catalog: Arc<Catalog>,
-    executor: Arc<dyn PluginExecutor>,
-    storage: Arc<dyn Database>,
-    cache: Arc<CacheStore>,
-    plugin_dir: PathBuf,
-    limits: Limits,
+    invoker: Arc<Invoker>,
 }
 
 /// Why a request trigger did not answer with the plugin's response.
@@ -37,24 +28,9 @@ pub enum RequestError {
 }
 
 impl RequestTriggers {
-    /// Request triggers of `catalog`, with plugins from `plugin_dir` run by `executor`
-    /// within `limits`.
-    pub fn new(
-        catalog: Arc<Catalog>,
-        executor: Arc<dyn PluginExecutor>,
-        storage: Arc<dyn Database>,
-        cache: Arc<CacheStore>,
-        plugin_dir: PathBuf,
-        limits: Limits,
-    ) -> Self {
-        Self {
-            catalog,
-            executor,
-            storage,
-            cache,
-            plugin_dir,
-            limits,
-        }
+    /// The request triggers of `catalog`, run by `invoker`.
+    pub fn new(catalog: Arc<Catalog>, invoker: Arc<Invoker>) -> Self {
+        Self { catalog, invoker }
     }
 
     /// Runs the trigger serving `request.path`. Batched writes are written, and durable,
@@ -77,46 +53,15 @@ impl RequestTriggers {
                 Some((database, trigger))
             })
             .ok_or(RequestError::NotFound)?;
-        let plugin = PluginRef {
-            plugin_dir: self.plugin_dir.clone(),
-            name: trigger.plugin_filename.clone(),
+        let call = PluginCall::Request {
+            request,
+            args: arguments(&trigger),
         };
-        let host = Arc::new(TriggerHost::new(
-            &database,
-            &trigger.trigger_name,
-            Arc::clone(&self.storage),
-            Arc::clone(&self.cache),
-        ));
-        let args = trigger
-            .trigger_arguments
-            .map(|map| map.into_iter().collect());
-        let call = PluginCall::Request { request, args };
-        let outcome = self
-            .executor
-            .run(
-                &plugin,
-                call,
-                &self.limits,
-                Arc::clone(&host) as Arc<dyn HostServices>,
-            )
-            .await;
-        let write_errors = host.apply_writes().await;
-        match outcome {
-            Ok(invocation) => {
-                if let Some(error) = write_errors.into_iter().next() {
-                    return Err(RequestError::Plugin(format!(
-                        "the plugin's writes failed: {error}"
-                    )));
-                }
-                invocation
-                    .response
-                    .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into()))
-            }
-            Err(error) => {
-                let message = match &error {
-                    InvocationError::Plugin(m) => m.clone(),
-                    other => other.to_string(),
-                };
+        match self.invoker.invoke(&database, &trigger, call).await {
+            Ok(invocation) => invocation
+                .response
+                .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into())),
+            Err(message) => {
                 tracing::error!(database = %database, trigger = %trigger.trigger_name, "error running request plugin: {message}");
                 Err(RequestError::Plugin(message))
             }

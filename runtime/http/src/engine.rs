@@ -23,7 +23,7 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound("not found".into());
-    let Some(requests) = &state.requests else {
+    let Some(engine) = &state.engine else {
         return Err(not_found());
     };
     // The path as sent, not decoded: upstream matches it byte for byte.
@@ -50,7 +50,7 @@ pub async fn handle(
         headers,
         body,
     };
-    match requests.handle(request).await {
+    match engine.requests.handle(request).await {
         Ok(response) => Ok(respond(response)),
         Err(RequestError::NotFound) => Err(not_found()),
         Err(RequestError::Plugin(message)) => Err(ApiError::PluginFailed(message)),

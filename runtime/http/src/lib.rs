@@ -40,8 +40,8 @@ pub struct AppState {
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
     pub plugin_dir: Option<std::path::PathBuf>,
-    /// Runs request triggers; `None` without a plugin directory.
-    pub requests: Option<Arc<sluice_engine::requests::RequestTriggers>>,
+    /// Runs triggers; `None` without a plugin directory.
+    pub engine: Option<Arc<sluice_engine::ProcessingEngine>>,
 }
 
 /// The router of the whole API.

@@ -98,6 +98,7 @@ pub async fn create(
         .storage
         .change_catalog(|c| c.create_trigger(&request.db, trigger))
         .map_err(catalog_error)?;
+    started_or_stopped(&state);
     Ok(StatusCode::OK)
 }
 
@@ -131,6 +132,7 @@ pub async fn delete(
         .storage
         .change_catalog(|c| c.delete_trigger(&request.db, &request.trigger_name, request.force))
         .map_err(catalog_error)?;
+    started_or_stopped(&state);
     Ok(StatusCode::OK)
 }
 
@@ -145,6 +147,7 @@ async fn set_disabled(
         .storage
         .change_catalog(|c| c.set_trigger_disabled(database, name, disabled))
         .map_err(catalog_error)?;
+    started_or_stopped(state);
     Ok(StatusCode::OK)
 }
 
@@ -164,4 +167,11 @@ pub async fn disable(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     set_disabled(&state, &params, true).await
+}
+
+/// Starts or stops trigger tasks to match the catalog after a change.
+fn started_or_stopped(state: &AppState) {
+    if let Some(engine) = &state.engine {
+        engine.triggers.reconcile();
+    }
 }

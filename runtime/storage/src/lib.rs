@@ -18,8 +18,8 @@ pub use buffer::TableData;
 pub use persist::{ParquetFile, Snapshots};
 pub use store::{S3Config, StoreConfig};
 pub use write::{
-    LineError, Recovery, SnapshotPolicy, StorageConfig, WriteBuffer, WriteError, WriteOutcome,
-    WriteRequest,
+    FlushObserver, FlushedRows, LineError, Recovery, SnapshotPolicy, StorageConfig, WriteBuffer,
+    WriteError, WriteOutcome, WriteRequest,
 };
 
 /// The prefix of a node's files on the object store when none is given.

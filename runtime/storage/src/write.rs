@@ -154,6 +154,19 @@ pub struct WriteBuffer {
     flush_at_lines: AtomicUsize,
     /// Wakes the flusher early.
     flush_now: Notify,
+    /// Told of each flush's rows.
+    flush_observer: Mutex<Option<Arc<dyn FlushObserver>>>,
+}
+
+/// Rows of one flush, by database, in write order.
+pub type FlushedRows = Arc<Vec<(String, Vec<Line>)>>;
+
+/// Learns of each flush's rows once they are durable and queryable: the processing
+/// engine's WAL triggers. Called on the flushing thread while the log is locked, so it
+/// must only hand the rows on, never wait.
+pub trait FlushObserver: Send + Sync {
+    /// The rows of one flush.
+    fn flushed(&self, rows: FlushedRows);
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -228,6 +241,7 @@ impl WriteBuffer {
             last_snapshot: Mutex::new(Instant::now()),
             flush_at_lines: AtomicUsize::new(usize::MAX),
             flush_now: Notify::new(),
+            flush_observer: Mutex::default(),
         };
         let mut recovery = this.replay(replay, persisted.wal_sequence);
         recovery.parquet_files = parquet_files;
@@ -488,11 +502,22 @@ impl WriteBuffer {
             .map_err(|e| WriteError::Durability(e.to_string()))?;
         self.persist_catalog()
             .map_err(|e| WriteError::Durability(format!("catalog: {e}")))?;
-        let mut buffer = lock(&self.buffer);
-        for (database, lines) in &records {
-            buffer.append(database, lines);
+        {
+            let mut buffer = lock(&self.buffer);
+            for (database, lines) in &records {
+                buffer.append(database, lines);
+            }
+        }
+        // The rows are durable and queryable: now the processing engine may see them.
+        if let Some(observer) = lock(&self.flush_observer).as_ref() {
+            observer.flushed(Arc::new(records));
         }
         Ok(())
+    }
+
+    /// Has `observer` told of each flush's rows, after they are durable and queryable.
+    pub fn set_flush_observer(&self, observer: Arc<dyn FlushObserver>) {
+        *lock(&self.flush_observer) = Some(observer);
     }
 
     fn persist_catalog(&self) -> std::io::Result<()> {

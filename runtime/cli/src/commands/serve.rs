@@ -2,14 +2,18 @@
 
 use super::plugin_database::PluginDatabase;
 use anyhow::Context;
+use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::invoke::Invoker;
+use sluice_engine::manager::TriggerManager;
 use sluice_engine::requests::RequestTriggers;
 use sluice_http::{AppState, Authentication, router};
 use sluice_plugin_api::Limits;
 use sluice_query::QueryEngine;
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
-    S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer,
+    FlushObserver, FlushedRows, S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig,
+    WriteBuffer,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -154,11 +158,11 @@ impl ServeArgs {
     }
 
     /// With `--plugin-dir`: the sandbox (its Python runtime compiled, or loaded from the
-    /// artifact cache) and the request triggers it runs.
-    async fn request_triggers(
+    /// artifact cache) and the triggers it runs, fed by each flush.
+    async fn engine(
         &self,
         storage: &Arc<WriteBuffer>,
-    ) -> anyhow::Result<Option<Arc<RequestTriggers>>> {
+    ) -> anyhow::Result<Option<Arc<ProcessingEngine>>> {
         let Some(plugin_dir) = &self.plugin_dir else {
             return Ok(None);
         };
@@ -171,14 +175,26 @@ impl ServeArgs {
             storage: Arc::clone(storage),
             query: QueryEngine::new(Arc::clone(storage)),
         };
-        Ok(Some(Arc::new(RequestTriggers::new(
-            Arc::clone(storage.catalog()),
+        let invoker = Arc::new(Invoker::new(
             Arc::new(sandbox),
             Arc::new(database),
             Arc::new(CacheStore::new()),
             plugin_dir.clone(),
             Limits::default(),
-        ))))
+        ));
+        let weak_storage = Arc::downgrade(storage);
+        let disable = move |database: &str, trigger: &str| {
+            let storage = weak_storage.upgrade().ok_or("the server is stopping")?;
+            storage
+                .change_catalog(|c| c.set_trigger_disabled(database, trigger, true))
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let triggers =
+            TriggerManager::start(Arc::clone(storage.catalog()), Arc::clone(&invoker), disable);
+        storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&triggers))));
+        let requests = RequestTriggers::new(Arc::clone(storage.catalog()), invoker);
+        Ok(Some(Arc::new(ProcessingEngine { requests, triggers })))
     }
 
     async fn serve(self) -> anyhow::Result<()> {
@@ -221,7 +237,7 @@ impl ServeArgs {
                 Authentication::Required
             },
             plugin_dir: self.plugin_dir.clone(),
-            requests: self.request_triggers(&storage).await?,
+            engine: self.engine(&storage).await?,
         };
         if self.without_auth {
             tracing::warn!(
@@ -251,5 +267,14 @@ impl ServeArgs {
         storage.flush().await.context("the final flush failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Hands each flush's rows to the WAL triggers.
+struct FlushFeed(Arc<TriggerManager>);
+
+impl FlushObserver for FlushFeed {
+    fn flushed(&self, rows: FlushedRows) {
+        self.0.flushed(rows);
     }
 }

@@ -1,0 +1,436 @@
+//! WAL and schedule triggers: one task per enabled trigger, started and stopped to match
+//! the catalog ([`TriggerManager::reconcile`]).
+//!
+//! A flush's rows reach WAL triggers through two bounded queues: the flushing thread
+//! hands the rows to the dispatcher without waiting ([`TriggerManager::flushed`]), and
+//! the dispatcher hands each trigger its tables without waiting. A trigger that falls
+//! behind loses flushes, counted and logged, but never stalls ingest or another trigger.
+
+use crate::batches::table_batches;
+use crate::cache::Namespace;
+use crate::invoke::{Invoker, arguments};
+use crate::schedule::Schedule;
+use chrono::Utc;
+use sluice_catalog::{Catalog, ErrorBehavior, PluginType, Trigger, TriggerSpec};
+use sluice_lp::Line;
+use sluice_plugin_api::{PluginCall, TableBatch};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Flushes waiting for the dispatcher.
+const DISPATCH_QUEUE: usize = 64;
+/// Flushes waiting for one WAL trigger.
+const TRIGGER_QUEUE: usize = 16;
+/// Runs after the first failure, for `error_behavior` retry.
+const RETRIES: u32 = 3;
+/// The wait before the first retry; doubled for each next one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Rows of one flush, by database.
+pub type Flush = Arc<Vec<(String, Vec<Line>)>>;
+
+/// Disables a trigger (database, name) in the catalog, durably.
+pub type DisableTrigger = Box<dyn Fn(&str, &str) -> Result<(), String> + Send + Sync>;
+
+/// Where a WAL trigger's flushes are queued.
+type WalQueue = mpsc::Sender<Arc<[TableBatch]>>;
+
+/// A running trigger: its definition when started, its task and (WAL) its queue.
+struct Running {
+    definition: Trigger,
+    task: JoinHandle<()>,
+    queue: Option<WalQueue>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The WAL and schedule triggers of a server.
+pub struct TriggerManager {
+    catalog: Arc<Catalog>,
+    invoker: Arc<Invoker>,
+    running: Mutex<HashMap<(String, String), Running>>,
+    flushes: mpsc::Sender<Flush>,
+    dropped_flushes: AtomicU64,
+    disable: DisableTrigger,
+}
+
+impl TriggerManager {
+    /// Starts the dispatcher and every enabled trigger of `catalog`. `disable` disables a
+    /// trigger in the catalog, durably (for `error_behavior` disable). Needs a Tokio
+    /// runtime.
+    pub fn start(
+        catalog: Arc<Catalog>,
+        invoker: Arc<Invoker>,
+        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        let (flushes, receiver) = mpsc::channel(DISPATCH_QUEUE);
+        let manager = Arc::new(Self {
+            catalog,
+            invoker,
+            running: Mutex::default(),
+            flushes,
+            dropped_flushes: AtomicU64::new(0),
+            disable: Box::new(disable),
+        });
+        tokio::spawn(dispatch(Arc::downgrade(&manager), receiver));
+        manager.reconcile();
+        manager
+    }
+
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts the enabled WAL and schedule triggers that are not running, and stops the
+    /// ones that are gone, disabled or changed (dropping their caches).
+    pub fn reconcile(self: &Arc<Self>) {
+        let mut wanted: HashMap<(String, String), Trigger> = HashMap::new();
+        for database in self.catalog.database_names() {
+            for trigger in self.catalog.triggers(&database).unwrap_or_default() {
+                if !trigger.disabled && trigger.trigger.plugin_type() != PluginType::Request {
+                    wanted.insert((database.clone(), trigger.trigger_name.clone()), trigger);
+                }
+            }
+        }
+        let mut running = self.running();
+        running.retain(|key, run| {
+            let keep = wanted.get(key) == Some(&run.definition) && !run.task.is_finished();
+            if !keep {
+                self.invoker.cache().drop_namespace(&Namespace::Trigger {
+                    database: key.0.clone(),
+                    trigger: key.1.clone(),
+                });
+                tracing::info!(database = %key.0, trigger = %key.1, "trigger stopped");
+            }
+            keep
+        });
+        for (key, trigger) in wanted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
+                let (database, name) = slot.key();
+                tracing::info!(database = %database, trigger = %name, spec = %trigger.trigger, "trigger started");
+                let run = self.launch(database, trigger);
+                slot.insert(run);
+            }
+        }
+    }
+
+    fn launch(self: &Arc<Self>, database: &str, trigger: Trigger) -> Running {
+        let weak = Arc::downgrade(self);
+        let database = database.to_string();
+        match Schedule::of(&trigger.trigger) {
+            Some(schedule) => {
+                let task = tokio::spawn(scheduled(weak, database, trigger.clone(), schedule));
+                Running {
+                    definition: trigger,
+                    task,
+                    queue: None,
+                }
+            }
+            None => {
+                let (queue, receiver) = mpsc::channel(TRIGGER_QUEUE);
+                let task = tokio::spawn(wal(weak, database, trigger.clone(), receiver));
+                Running {
+                    definition: trigger,
+                    task,
+                    queue: Some(queue),
+                }
+            }
+        }
+    }
+
+    /// Hands a flush's rows to the WAL triggers, without waiting: called on the flushing
+    /// thread.
+    pub fn flushed(&self, rows: Flush) {
+        let has_wal_triggers = self.running().values().any(|r| r.queue.is_some());
+        if has_wal_triggers && self.flushes.try_send(rows).is_err() {
+            let dropped = self.dropped_flushes.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(
+                dropped_total = dropped,
+                "WAL triggers are behind: a flush was not delivered to them"
+            );
+        }
+    }
+
+    /// Flushes not delivered to WAL triggers because they were behind.
+    pub fn dropped_flushes(&self) -> u64 {
+        self.dropped_flushes.load(Ordering::Relaxed)
+    }
+
+    /// Runs `call`, applying the trigger's `error_behavior` on failure.
+    async fn run(
+        self: &Arc<Self>,
+        database: &str,
+        trigger: &Trigger,
+        call: PluginCall,
+        kind: &str,
+    ) {
+        let attempts = match trigger.trigger_settings.error_behavior {
+            ErrorBehavior::Retry => 1 + RETRIES,
+            _ => 1,
+        };
+        let name = &trigger.trigger_name;
+        for attempt in 1..=attempts {
+            let error = match self.invoker.invoke(database, trigger, call.clone()).await {
+                Ok(_) => return,
+                Err(error) => error,
+            };
+            if attempt < attempts {
+                tracing::info!(database, trigger = %name, "error executing {kind}: {error}, will retry");
+                tokio::time::sleep(FIRST_BACKOFF * 2_u32.pow(attempt - 1)).await;
+                continue;
+            }
+            tracing::error!(database, trigger = %name, "error executing {kind}: {error}");
+            if trigger.trigger_settings.error_behavior == ErrorBehavior::Disable {
+                match (self.disable)(database, name) {
+                    Ok(()) => {
+                        tracing::warn!(database, trigger = %name, "trigger disabled after an error (error_behavior disable)")
+                    }
+                    Err(e) => {
+                        tracing::error!(database, trigger = %name, "cannot disable the trigger: {e}")
+                    }
+                }
+                self.reconcile();
+            }
+        }
+    }
+}
+
+/// Builds each flush's table batches once per database and queues them for the WAL
+/// triggers of that database that want them.
+async fn dispatch(manager: Weak<TriggerManager>, mut flushes: mpsc::Receiver<Flush>) {
+    while let Some(rows) = flushes.recv().await {
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        let targets: Vec<(String, Trigger, WalQueue)> = manager
+            .running()
+            .iter()
+            .filter_map(|((database, _), run)| {
+                Some((database.clone(), run.definition.clone(), run.queue.clone()?))
+            })
+            .collect();
+        for (database, lines) in rows.iter() {
+            let mut batches: Option<Vec<TableBatch>> = None;
+            for (_, trigger, queue) in targets.iter().filter(|(db, _, _)| db == database) {
+                let all = batches.get_or_insert_with(|| table_batches(lines).batches);
+                let wanted: Arc<[TableBatch]> = match &trigger.trigger {
+                    TriggerSpec::SingleTableWalWrite { table_name } => all
+                        .iter()
+                        .filter(|b| &b.table_name == table_name)
+                        .cloned()
+                        .collect(),
+                    _ => all.iter().cloned().collect(),
+                };
+                if wanted.is_empty() {
+                    continue;
+                }
+                if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(wanted) {
+                    let dropped = manager.dropped_flushes.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(database = %database, trigger = %trigger.trigger_name, dropped_total = dropped, "WAL trigger is behind: a flush was dropped for it");
+                }
+            }
+        }
+    }
+}
+
+/// A WAL trigger: runs its plugin on each flush queued for it, in order (or
+/// concurrently with `run_async`).
+async fn wal(
+    manager: Weak<TriggerManager>,
+    database: String,
+    trigger: Trigger,
+    mut queue: mpsc::Receiver<Arc<[TableBatch]>>,
+) {
+    while let Some(batches) = queue.recv().await {
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        let call = PluginCall::Writes {
+            batches,
+            args: arguments(&trigger),
+        };
+        if trigger.trigger_settings.run_async {
+            let (database, trigger) = (database.clone(), trigger.clone());
+            tokio::spawn(async move { manager.run(&database, &trigger, call, "wal plugin").await });
+        } else {
+            manager.run(&database, &trigger, call, "wal plugin").await;
+        }
+    }
+}
+
+/// A schedule trigger: sleeps until each planned instant and runs its plugin with it.
+async fn scheduled(
+    manager: Weak<TriggerManager>,
+    database: String,
+    trigger: Trigger,
+    schedule: Schedule,
+) {
+    let Some(mut planned) = schedule.next_after(Utc::now()) else {
+        return;
+    };
+    loop {
+        let wait = (planned - Utc::now()).to_std().unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        let call_time_ns = planned.timestamp_nanos_opt().unwrap_or_default();
+        let call = PluginCall::Schedule {
+            call_time_ns,
+            args: arguments(&trigger),
+        };
+        if trigger.trigger_settings.run_async {
+            let (database, trigger) = (database.clone(), trigger.clone());
+            let manager = Arc::clone(&manager);
+            tokio::spawn(async move {
+                manager
+                    .run(&database, &trigger, call, "schedule plugin")
+                    .await
+            });
+        } else {
+            manager
+                .run(&database, &trigger, call, "schedule plugin")
+                .await;
+        }
+        let Some((next, skipped)) = schedule.following(planned, Utc::now()) else {
+            return;
+        };
+        if skipped > 0 {
+            tracing::warn!(database = %database, trigger = %trigger.trigger_name, skipped, "the plugin ran late: skipped missed schedule instants");
+        }
+        planned = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::CacheStore;
+    use crate::host::Database;
+    use sluice_catalog::{TriggerSettings, TriggerSpec};
+    use sluice_plugin_api::{
+        BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginExecutor, PluginRef,
+        QueryResult,
+    };
+    use std::sync::atomic::AtomicUsize;
+    use tokio::sync::Semaphore;
+
+    /// Runs nothing: each call takes a permit, so calls wait until the test adds some.
+    struct StuckExecutor {
+        permits: Semaphore,
+        calls: AtomicUsize,
+    }
+
+    impl PluginExecutor for StuckExecutor {
+        fn run<'a>(
+            &'a self,
+            _: &'a PluginRef,
+            _: PluginCall,
+            _: &'a Limits,
+            services: Arc<dyn HostServices>,
+        ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                self.permits
+                    .acquire()
+                    .await
+                    .map_err(|e| InvocationError::Internal(e.to_string()))?
+                    .forget();
+                services.finish(true);
+                Ok(Invocation::default())
+            })
+        }
+    }
+
+    struct NoDatabase;
+
+    impl Database for NoDatabase {
+        fn query<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [(String, String)],
+        ) -> BoxFuture<'a, Result<QueryResult, String>> {
+            Box::pin(async { Ok(QueryResult::default()) })
+        }
+
+        fn write<'a>(
+            &'a self,
+            _: &'a str,
+            _: String,
+            _: bool,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn flush() -> Flush {
+        Arc::new(vec![(
+            "db".to_string(),
+            sluice_lp::parse("cpu usage=1i 1", sluice_lp::Precision::Nanosecond, 0).lines,
+        )])
+    }
+
+    #[tokio::test]
+    async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
+        let catalog = Arc::new(Catalog::default());
+        catalog.create_database("db").expect("created");
+        let trigger = Trigger {
+            trigger_name: "stuck".into(),
+            plugin_filename: "p.py".into(),
+            trigger: TriggerSpec::AllTablesWalWrite,
+            trigger_settings: TriggerSettings::default(),
+            trigger_arguments: None,
+            disabled: false,
+        };
+        catalog.create_trigger("db", trigger).expect("created");
+        let executor = Arc::new(StuckExecutor {
+            permits: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        });
+        let invoker = Arc::new(Invoker::new(
+            executor.clone(),
+            Arc::new(NoDatabase),
+            Arc::new(CacheStore::new()),
+            "plugins".into(),
+            Limits::default(),
+        ));
+        let manager = TriggerManager::start(catalog, invoker, |_, _| Ok(()));
+
+        // Far more flushes than the queues hold; each call returns at once.
+        for _ in 0..(DISPATCH_QUEUE + TRIGGER_QUEUE) * 4 {
+            manager.flushed(flush());
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..1000 {
+            if manager.dropped_flushes() > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(manager.dropped_flushes() > 0, "the queues are bounded");
+        assert_eq!(
+            executor.calls.load(Ordering::SeqCst),
+            1,
+            "one call is stuck, the rest wait or were dropped"
+        );
+
+        // Once unstuck, the trigger works through what it kept.
+        executor.permits.add_permits(1_000);
+        for _ in 0..1000 {
+            if executor.calls.load(Ordering::SeqCst) > TRIGGER_QUEUE {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(executor.calls.load(Ordering::SeqCst) > TRIGGER_QUEUE);
+    }
+}
