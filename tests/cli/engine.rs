@@ -345,3 +345,77 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
         "a disabled schedule does not fire"
     );
 }
+
+/// A package plugin whose module keeps a counter: its state lives as long as its instance.
+const MODULE_COUNTER: &str = r#"
+calls = 0
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    global calls
+    calls += 1
+    return {"calls": calls, "version": 1}
+"#;
+
+fn calls(server: &TestServer, path: &str) -> Value {
+    let response = server.get(&format!("/api/v3/engine/{path}"), &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+#[test]
+fn warm_instances_belong_to_one_trigger_and_reload_changed_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    let package = Path::new(&plugin_dir).join("module_counter");
+    std::fs::create_dir_all(&package).expect("package dir");
+    std::fs::write(package.join("__init__.py"), MODULE_COUNTER).expect("written");
+    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir]);
+    assert_eq!(
+        server
+            .post(
+                "/api/v3/configure/database",
+                &[("content-type", "application/json")],
+                br#"{"db": "db"}"#
+            )
+            .status,
+        200
+    );
+    trigger(&server, "first", "first", "module_counter", Value::Null);
+    trigger(&server, "second", "second", "module_counter", Value::Null);
+
+    // Sequential calls reuse the trigger's warm instance, so module state carries over
+    // between them, as upstream; the other trigger has instances of its own.
+    assert_eq!(calls(&server, "first"), json!({"calls": 1, "version": 1}));
+    assert_eq!(calls(&server, "first"), json!({"calls": 2, "version": 1}));
+    assert_eq!(
+        calls(&server, "second"),
+        json!({"calls": 1, "version": 1}),
+        "never another trigger's instance"
+    );
+
+    // A changed plugin is loaded afresh (its modification time moves forward).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(
+        package.join("__init__.py"),
+        MODULE_COUNTER.replace("\"version\": 1", "\"version\": 2"),
+    )
+    .expect("rewritten");
+    let bumped = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(package.join("__init__.py"))
+        .expect("opens")
+        .set_modified(bumped)
+        .expect("touched");
+    let reloaded = calls(&server, "first");
+    assert_eq!(reloaded["version"], 2, "{reloaded}");
+    drop(server);
+
+    // With --fresh-instances nothing stays between calls.
+    let fresh = TestServer::start_with(
+        dir.path(),
+        &["--plugin-dir", &plugin_dir, "--fresh-instances"],
+    );
+    assert_eq!(calls(&fresh, "first")["calls"], 1);
+    assert_eq!(calls(&fresh, "first")["calls"], 1);
+}

@@ -79,14 +79,26 @@ impl TriggerHost {
         }
     }
 
-    /// Writes what the invocation batched, if it succeeded; returns the errors.
+    /// Writes what the invocation batched, if it succeeded, one write per database;
+    /// returns the errors.
     pub async fn apply_writes(&self) -> Vec<String> {
         let Queued { writes, succeeded } = std::mem::take(&mut *self.queued());
         if succeeded != Some(true) {
             return Vec::new();
         }
-        let mut errors = Vec::new();
+        // One write per database: each write waits for a WAL flush.
+        let mut by_database: Vec<(String, String)> = Vec::new();
         for (database, line_protocol) in writes {
+            match by_database.iter_mut().find(|(name, _)| *name == database) {
+                Some((_, body)) => {
+                    body.push('\n');
+                    body.push_str(&line_protocol);
+                }
+                None => by_database.push((database, line_protocol)),
+            }
+        }
+        let mut errors = Vec::new();
+        for (database, line_protocol) in by_database {
             if let Err(e) = self.storage.write(&database, line_protocol, false).await {
                 tracing::error!(trigger = %self.trigger, database = %database, "a plugin's batched write failed: {e}");
                 errors.push(e);

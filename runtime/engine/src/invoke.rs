@@ -1,16 +1,27 @@
 //! One invocation of a trigger's plugin on the real database: the plugin runs in the
 //! executor with a [`TriggerHost`], and its batched writes are written afterwards, only
 //! if it succeeded.
+//!
+//! Each trigger gets its own pool of warm instances when the executor has them
+//! ([`PluginExecutor::warm_pool`]): instances are never shared between triggers, so
+//! what one tenant's plugin leaves in memory never reaches another's.
 
 use crate::cache::CacheStore;
 use crate::host::{Database, TriggerHost};
 use sluice_catalog::Trigger;
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor, PluginRef,
-    TriggerArguments,
+    TriggerArguments, WarmPool,
 };
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A trigger: (database, name).
+type TriggerKey = (String, String);
+
+/// A trigger's warm pool, with the plugin it was made for.
+type Pools = HashMap<TriggerKey, (String, Arc<dyn WarmPool>)>;
 
 /// What every invocation needs: the executor, the database, the caches, the plugins.
 pub struct Invoker {
@@ -19,16 +30,21 @@ pub struct Invoker {
     cache: Arc<CacheStore>,
     plugin_dir: PathBuf,
     limits: Limits,
+    /// Keep instances warm between calls (else every call gets a fresh instance).
+    warm: bool,
+    pools: Mutex<Pools>,
 }
 
 impl Invoker {
-    /// Runs plugins from `plugin_dir` with `executor` within `limits`, on `storage`.
+    /// Runs plugins from `plugin_dir` with `executor` within `limits`, on `storage`;
+    /// with `warm`, on instances kept loaded per trigger.
     pub fn new(
         executor: Arc<dyn PluginExecutor>,
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
         plugin_dir: PathBuf,
         limits: Limits,
+        warm: bool,
     ) -> Self {
         Self {
             executor,
@@ -36,6 +52,8 @@ impl Invoker {
             cache,
             plugin_dir,
             limits,
+            warm,
+            pools: Mutex::default(),
         }
     }
 
@@ -47,6 +65,38 @@ impl Invoker {
     /// The caches of every trigger.
     pub fn cache(&self) -> &Arc<CacheStore> {
         &self.cache
+    }
+
+    fn pools(&self) -> std::sync::MutexGuard<'_, Pools> {
+        self.pools.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The warm pool of `trigger`, made on first use (and anew when its plugin changed).
+    fn pool(
+        &self,
+        database: &str,
+        trigger: &Trigger,
+        plugin: &PluginRef,
+    ) -> Option<Arc<dyn WarmPool>> {
+        if !self.warm {
+            return None;
+        }
+        let key = (database.to_string(), trigger.trigger_name.clone());
+        let mut pools = self.pools();
+        if let Some((name, pool)) = pools.get(&key)
+            && *name == trigger.plugin_filename
+        {
+            return Some(Arc::clone(pool));
+        }
+        let pool = Arc::clone(&self.executor).warm_pool(plugin.clone())?;
+        pools.insert(key, (trigger.plugin_filename.clone(), Arc::clone(&pool)));
+        Some(pool)
+    }
+
+    /// Drops the warm instances of the triggers for which `keep(database, name)` is false.
+    pub fn retain_pools(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.pools()
+            .retain(|(database, name), _| keep(database, name));
     }
 
     /// Runs `call` for `trigger` of `database`; batched writes are durable when this
@@ -72,15 +122,15 @@ impl Invoker {
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
         ));
-        let outcome = self
-            .executor
-            .run(
-                &plugin,
-                call,
-                &self.limits,
-                Arc::clone(&host) as Arc<dyn HostServices>,
-            )
-            .await;
+        let services = Arc::clone(&host) as Arc<dyn HostServices>;
+        let outcome = match self.pool(database, trigger, &plugin) {
+            Some(pool) => pool.run(call, &self.limits, services).await,
+            None => {
+                self.executor
+                    .run(&plugin, call, &self.limits, services)
+                    .await
+            }
+        };
         let write_errors = host.apply_writes().await;
         let invocation = outcome.map_err(|error| match error {
             InvocationError::Plugin(message) => message,

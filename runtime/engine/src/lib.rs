@@ -41,3 +41,21 @@ pub struct ProcessingEngine {
     /// after changing triggers in the catalog.
     pub triggers: std::sync::Arc<manager::TriggerManager>,
 }
+
+impl ProcessingEngine {
+    /// Starts the triggers of `catalog`, run by `invoker`; `disable` disables a trigger
+    /// in the catalog, durably (for `error_behavior` disable). Needs a Tokio runtime.
+    pub fn start(
+        catalog: std::sync::Arc<sluice_catalog::Catalog>,
+        invoker: std::sync::Arc<invoke::Invoker>,
+        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> std::sync::Arc<Self> {
+        let triggers = manager::TriggerManager::start(
+            std::sync::Arc::clone(&catalog),
+            std::sync::Arc::clone(&invoker),
+            disable,
+        );
+        let requests = requests::RequestTriggers::new(catalog, invoker);
+        std::sync::Arc::new(Self { requests, triggers })
+    }
+}

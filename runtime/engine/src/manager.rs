@@ -92,14 +92,21 @@ impl TriggerManager {
     /// Starts the enabled WAL and schedule triggers that are not running, and stops the
     /// ones that are gone, disabled or changed (dropping their caches).
     pub fn reconcile(self: &Arc<Self>) {
-        let mut wanted: HashMap<(String, String), Trigger> = HashMap::new();
+        let mut enabled: HashMap<(String, String), Trigger> = HashMap::new();
         for database in self.catalog.database_names() {
             for trigger in self.catalog.triggers(&database).unwrap_or_default() {
-                if !trigger.disabled && trigger.trigger.plugin_type() != PluginType::Request {
-                    wanted.insert((database.clone(), trigger.trigger_name.clone()), trigger);
+                if !trigger.disabled {
+                    enabled.insert((database.clone(), trigger.trigger_name.clone()), trigger);
                 }
             }
         }
+        self.invoker.retain_pools(|database, name| {
+            enabled.contains_key(&(database.to_string(), name.to_string()))
+        });
+        let wanted: HashMap<(String, String), Trigger> = enabled
+            .into_iter()
+            .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
+            .collect();
         let mut running = self.running();
         running.retain(|key, run| {
             let keep = wanted.get(key) == Some(&run.definition) && !run.task.is_finished();
@@ -402,6 +409,7 @@ mod tests {
             Arc::new(CacheStore::new()),
             "plugins".into(),
             Limits::default(),
+            true,
         ));
         let manager = TriggerManager::start(catalog, invoker, |_, _| Ok(()));
 

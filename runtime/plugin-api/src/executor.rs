@@ -77,4 +77,26 @@ pub trait PluginExecutor: Send + Sync {
         limits: &'a Limits,
         services: Arc<dyn HostServices>,
     ) -> BoxFuture<'a, Result<Invocation, InvocationError>>;
+
+    /// Instances of `plugin` kept warm for one trigger, or `None` when this executor
+    /// runs every call on a fresh instance.
+    fn warm_pool(self: Arc<Self>, plugin: PluginRef) -> Option<Arc<dyn WarmPool>> {
+        let _ = plugin;
+        None
+    }
+}
+
+/// Instances of one plugin kept loaded for one trigger, so that a call skips
+/// instantiating and loading the plugin. A pool never serves another trigger: what a
+/// plugin keeps between calls stays with its trigger. An instance that trapped or hit a
+/// limit is dropped, and a changed plugin file is loaded afresh.
+pub trait WarmPool: Send + Sync {
+    /// Runs `call` on a warm instance (or a new one) within `limits`; `services.finish`
+    /// is called once the call has ended.
+    fn run<'a>(
+        &'a self,
+        call: PluginCall,
+        limits: &'a Limits,
+        services: Arc<dyn HostServices>,
+    ) -> BoxFuture<'a, Result<Invocation, InvocationError>>;
 }

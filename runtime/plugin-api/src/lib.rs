@@ -32,7 +32,7 @@ pub use call::{
     Column, ColumnValues, HttpRequest, HttpResponse, PluginCall, QueryResult, TableBatch,
     TriggerArguments,
 };
-pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef};
+pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
 pub use host::{BoxFuture, HostServices, LogLevel};
 pub use limits::{LimitKind, Limits};
 pub use source::PluginSource;

@@ -8,6 +8,7 @@
 //! Column types are InfluxDB's: tags `Dictionary(Int32, Utf8)`, `time`
 //! `Timestamp(Nanosecond, None)`, fields `Int64`, `UInt64`, `Float64`, `Utf8`, `Boolean`.
 
+mod plugin_database;
 mod plugin_rows;
 mod schema;
 mod system;
@@ -16,6 +17,7 @@ mod table;
 pub use datafusion::arrow::datatypes::SchemaRef;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use datafusion::scalar::ScalarValue;
+pub use plugin_database::PluginDatabase;
 pub use plugin_rows::query_result;
 pub use schema::DatabaseSchema;
 pub use system::{SYSTEM_SCHEMA, SystemSchema};

@@ -5,11 +5,12 @@ use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
+use crate::pool::InstancePool;
 use crate::wit::{PythonRuntime, PythonRuntimePre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
     BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor,
-    PluginRef,
+    PluginRef, WarmPool,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,5 +105,9 @@ impl PluginExecutor for Sandbox {
             invocation.duration = started.elapsed();
             Ok(invocation)
         })
+    }
+
+    fn warm_pool(self: Arc<Self>, plugin: PluginRef) -> Option<Arc<dyn WarmPool>> {
+        Some(Arc::new(InstancePool::new(self, plugin)))
     }
 }

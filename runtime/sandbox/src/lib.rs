@@ -37,6 +37,7 @@ mod executor;
 mod host;
 mod instance;
 mod output;
+mod pool;
 mod store_limits;
 mod wit;
 
@@ -44,6 +45,7 @@ pub use artifact_cache::ArtifactCache;
 pub use config::SandboxConfig;
 pub use executor::Sandbox;
 pub use instance::PluginInstance;
+pub use pool::InstancePool;
 
 /// Errors setting the sandbox up (not errors of plugin calls, which are
 /// [`InvocationError`](sluice_plugin_api::InvocationError)s).

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 mod client;
 mod database;
 mod limits;
-mod plugin_database;
 mod query;
 mod serve;
 mod test;

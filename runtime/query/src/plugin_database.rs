@@ -1,15 +1,17 @@
 //! The database as plugins reach it: the engine's [`Database`] on this server's storage
 //! and SQL engine.
 
+use crate::{QueryEngine, ScalarValue};
 use sluice_engine::host::Database;
 use sluice_plugin_api::{BoxFuture, QueryResult};
-use sluice_query::{QueryEngine, ScalarValue};
 use sluice_storage::{WriteBuffer, WriteRequest};
 use std::sync::Arc;
 
 /// Queries and writes of plugins, on the server's own storage.
 pub struct PluginDatabase {
+    /// Where plugin writes go.
     pub storage: Arc<WriteBuffer>,
+    /// What plugin queries run on.
     pub query: QueryEngine,
 }
 
@@ -31,7 +33,7 @@ impl Database for PluginDatabase {
                 .sql(database, sql, params)
                 .await
                 .map_err(|e| e.to_string())?;
-            sluice_query::query_result(&output.schema, &output.batches)
+            crate::query_result(&output.schema, &output.batches)
         })
     }
 

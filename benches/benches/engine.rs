@@ -1,0 +1,237 @@
+//! The processing engine end to end, over HTTP against the server's own router, with
+//! plugins running in the real sandbox.
+//!
+//! `cargo bench -p sluice-benches --bench engine`
+//!
+//! - `request/trivial`: a request plugin that returns a string, at concurrency 1 and 8,
+//!   on fresh instances (a new sandbox instance per call, the baseline) and on the
+//!   trigger's warm instances (the default): median latency and requests per second.
+//! - `request/cpu_bound`: a plugin that spins for a while, at concurrency 1 and 2: with
+//!   two cores, twice the throughput at concurrency 2 means both are used.
+//! - `wal/row_transform`: 100,000 rows written in 10,000-row batches to a table whose
+//!   WAL trigger writes one transformed row per row to another table; rows per second
+//!   from the first write until every transformed row is queryable.
+
+use arrow::array::AsArray;
+use arrow::datatypes::Int64Type;
+use sluice_catalog::{Catalog, ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_engine::ProcessingEngine;
+use sluice_engine::cache::CacheStore;
+use sluice_engine::invoke::Invoker;
+use sluice_http::{AppState, Authentication, router};
+use sluice_plugin_api::Limits;
+use sluice_query::{PluginDatabase, QueryEngine};
+use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_storage::{FlushObserver, FlushedRows, StorageConfig, WriteBuffer};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
+const CPU_BOUND: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    total = 0\n    for i in range(300000):\n        total += i * i\n    return str(total)\n";
+const TRANSFORM: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    for batch in table_batches:
+        if batch["table_name"] != "raw":
+            continue
+        for row in batch["rows"]:
+            influxdb3_local.write(LineBuilder("cooked").tag("host", row["host"]).float64_field("celsius", (row["f"] - 32) / 1.8).time_ns(row["time"]))
+"#;
+
+struct Feed(Arc<ProcessingEngine>);
+
+impl FlushObserver for Feed {
+    fn flushed(&self, rows: FlushedRows) {
+        self.0.triggers.flushed(rows);
+    }
+}
+
+fn trigger(name: &str, spec: &str, plugin: &str) -> Trigger {
+    Trigger {
+        trigger_name: name.into(),
+        plugin_filename: plugin.into(),
+        trigger: TriggerSpec::parse(spec).expect("a valid spec"),
+        trigger_settings: TriggerSettings {
+            run_async: false,
+            error_behavior: ErrorBehavior::Log,
+        },
+        trigger_arguments: None,
+        disabled: false,
+    }
+}
+
+/// A server on a loopback port with the bench triggers; returns its address.
+async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<WriteBuffer>) {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    for (name, code) in [
+        ("trivial.py", TRIVIAL),
+        ("cpu.py", CPU_BOUND),
+        ("transform.py", TRANSFORM),
+    ] {
+        std::fs::write(plugins.join(name), code).expect("plugin written");
+    }
+    let (storage, _) = WriteBuffer::open(StorageConfig::local(dir.join("data")).expect("config"))
+        .await
+        .expect("opens");
+    let catalog: Arc<Catalog> = Arc::clone(storage.catalog());
+    catalog.create_database("bench").expect("database");
+    for t in [
+        trigger("trivial", "request:trivial", "trivial.py"),
+        trigger("cpu", "request:cpu", "cpu.py"),
+        trigger("transform", "table:raw", "transform.py"),
+    ] {
+        catalog.create_trigger("bench", t).expect("trigger");
+    }
+    let database = PluginDatabase {
+        storage: Arc::clone(&storage),
+        query: QueryEngine::new(Arc::clone(&storage)),
+    };
+    let invoker = Arc::new(Invoker::new(
+        sandbox,
+        Arc::new(database),
+        Arc::new(CacheStore::new()),
+        plugins,
+        Limits::default(),
+        warm,
+    ));
+    let engine = ProcessingEngine::start(catalog, invoker, |_, _| Ok(()));
+    storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
+    storage.spawn_flusher(Duration::from_millis(10), 10_000);
+    let state = AppState {
+        storage: Arc::clone(&storage),
+        query: QueryEngine::new(Arc::clone(&storage)),
+        max_request_bytes: 64 << 20,
+        authentication: Authentication::Disabled,
+        plugin_dir: None,
+        engine: Some(engine),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    (format!("http://{address}"), storage)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// `total` GET requests to `url` from `concurrency` clients: (p50 ms, p99 ms, requests/s).
+async fn load(url: &str, concurrency: usize, total: usize) -> (f64, f64, f64) {
+    let client = reqwest::Client::new();
+    // Warm-up: the first call of each client may load an instance.
+    for _ in 0..concurrency * 2 {
+        client
+            .get(url)
+            .send()
+            .await
+            .expect("sent")
+            .error_for_status()
+            .expect("200");
+    }
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(total / concurrency);
+                for _ in 0..total / concurrency {
+                    let sent = Instant::now();
+                    let response = client.get(&url).send().await.expect("sent");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.bytes().await.expect("body");
+                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.expect("worker"));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.len() as f64 / seconds,
+    )
+}
+
+async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>) -> f64 {
+    let client = reqwest::Client::new();
+    let rows = 100_000;
+    let started = Instant::now();
+    for batch in 0..10 {
+        let body: String = (0..10_000)
+            .map(|i| {
+                format!(
+                    "raw,host=h{} f={} {}\n",
+                    i % 10,
+                    50 + i % 40,
+                    1_700_000_000_000_000_000_i64 + (batch * 10_000 + i) as i64
+                )
+            })
+            .collect();
+        let response = client
+            .post(format!("{host}/api/v3/write_lp?db=bench"))
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
+    let engine = QueryEngine::new(Arc::clone(storage));
+    loop {
+        let output = engine
+            .sql("bench", "SELECT count(*) AS n FROM cooked", Vec::new())
+            .await
+            .ok();
+        let done = output
+            .as_ref()
+            .and_then(|o| o.batches.first())
+            .map(|b| b.column(0).as_primitive::<Int64Type>().value(0));
+        if done == Some(rows) {
+            return rows as f64 / started.elapsed().as_secs_f64();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the transform did not finish: {done:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sandbox = Arc::new(
+        tokio::task::spawn_blocking(|| Sandbox::new(SandboxConfig::default()))
+            .await
+            .expect("joined")
+            .expect("sandbox"),
+    );
+    for (mode, warm, total) in [("fresh", false, 400), ("warm", true, 4_000)] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (host, storage) = server(dir.path(), Arc::clone(&sandbox), warm).await;
+        for concurrency in [1, 8] {
+            let (p50, p99, rate) =
+                load(&format!("{host}/api/v3/engine/trivial"), concurrency, total).await;
+            println!(
+                "request/trivial/{mode}/concurrency_{concurrency}: p50 {p50:.2} ms, p99 {p99:.2} ms, {rate:.0} req/s ({total} requests)"
+            );
+        }
+        if warm {
+            let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), 1, 40).await;
+            let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), 2, 40).await;
+            println!(
+                "request/cpu_bound/{mode}: {one:.1} req/s at concurrency 1, {two:.1} at 2 ({:.2}x)",
+                two / one
+            );
+            let rate = wal_transform(&host, &storage).await;
+            println!("wal/row_transform/{mode}: {rate:.0} rows/s end to end (100000 rows)");
+        }
+    }
+}
