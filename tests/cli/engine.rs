@@ -23,21 +23,6 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     raise Exception("boom")
 "#;
 
-fn trigger(server: &TestServer, name: &str, path: &str, plugin: &str, arguments: Value) {
-    let body = json!({
-        "db": "db", "plugin_filename": plugin, "trigger_name": name,
-        "trigger_specification": format!("request:{path}"),
-        "trigger_settings": {"run_async": false, "error_behavior": "log"},
-        "trigger_arguments": arguments, "disabled": false,
-    });
-    let response = server.post(
-        "/api/v3/configure/processing_engine_trigger",
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{}", response.text());
-}
-
 fn plugins(dir: &Path) -> String {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
@@ -55,25 +40,16 @@ fn request_triggers_run_their_plugins_on_the_database() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = plugins(dir.path());
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir]);
-    assert_eq!(
-        server
-            .post(
-                "/api/v3/configure/database",
-                &[("content-type", "application/json")],
-                br#"{"db": "db"}"#
-            )
-            .status,
-        200
-    );
-    trigger(&server, "echo", "echo", "echo.py", Value::Null);
-    trigger(
-        &server,
+    server.create_database("db");
+    server.add_trigger("echo", "request:echo", "echo.py", Value::Null, "log");
+    server.add_trigger(
         "counter",
-        "hooks/count",
+        "request:hooks/count",
         "counter.py",
         json!({"limit": "5"}),
+        "log",
     );
-    trigger(&server, "failing", "boom", "failing.py", Value::Null);
+    server.add_trigger("failing", "request:boom", "failing.py", Value::Null, "log");
 
     let echoed = server.post(
         "/api/v3/engine/echo?name=sl%C3%BCice&x=a+b",
@@ -197,27 +173,6 @@ fn eventually(server: &TestServer, sql: &str, done: impl Fn(&Value) -> bool) -> 
     }
 }
 
-fn create(
-    server: &TestServer,
-    name: &str,
-    spec: &str,
-    plugin: &str,
-    arguments: Value,
-    error_behavior: &str,
-) {
-    let body = json!({
-        "db": "db", "plugin_filename": plugin, "trigger_name": name, "trigger_specification": spec,
-        "trigger_settings": {"run_async": false, "error_behavior": error_behavior},
-        "trigger_arguments": arguments, "disabled": false,
-    });
-    let response = server.post(
-        "/api/v3/configure/processing_engine_trigger",
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(response.status, 200, "{}", response.text());
-}
-
 #[test]
 fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -226,34 +181,17 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
     std::fs::write(Path::new(&plugin_dir).join("ticks.py"), TICKS).expect("written");
     let flags = ["--plugin-dir", plugin_dir.as_str()];
     let server = TestServer::start_with(dir.path(), &flags);
-    assert_eq!(
-        server
-            .post(
-                "/api/v3/configure/database",
-                &[("content-type", "application/json")],
-                br#"{"db": "db"}"#
-            )
-            .status,
-        200
-    );
+    server.create_database("db");
     // A table trigger for a table that does not exist yet.
-    create(
-        &server,
-        "cpu_reports",
-        "table:cpu",
-        "reports.py",
-        Value::Null,
-        "log",
-    );
-    create(
-        &server,
+    server.add_trigger("cpu_reports", "table:cpu", "reports.py", Value::Null, "log");
+    server.add_trigger(
         "all_reports",
         "all_tables",
         "reports.py",
         Value::Null,
         "log",
     );
-    create(&server, "ticks", "every:1s", "ticks.py", Value::Null, "log");
+    server.add_trigger("ticks", "every:1s", "ticks.py", Value::Null, "log");
 
     assert_eq!(
         server
@@ -288,8 +226,7 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
     }
 
     // error_behavior disable: the failure is recorded in the catalog, and stays after a restart.
-    create(
-        &server,
+    server.add_trigger(
         "fragile",
         "table:disk",
         "reports.py",
@@ -370,18 +307,21 @@ fn warm_instances_belong_to_one_trigger_and_reload_changed_code() {
     std::fs::create_dir_all(&package).expect("package dir");
     std::fs::write(package.join("__init__.py"), MODULE_COUNTER).expect("written");
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir]);
-    assert_eq!(
-        server
-            .post(
-                "/api/v3/configure/database",
-                &[("content-type", "application/json")],
-                br#"{"db": "db"}"#
-            )
-            .status,
-        200
+    server.create_database("db");
+    server.add_trigger(
+        "first",
+        "request:first",
+        "module_counter",
+        Value::Null,
+        "log",
     );
-    trigger(&server, "first", "first", "module_counter", Value::Null);
-    trigger(&server, "second", "second", "module_counter", Value::Null);
+    server.add_trigger(
+        "second",
+        "request:second",
+        "module_counter",
+        Value::Null,
+        "log",
+    );
 
     // Sequential calls reuse the trigger's warm instance, so module state carries over
     // between them, as upstream; the other trigger has instances of its own.

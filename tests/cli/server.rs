@@ -139,6 +139,40 @@ impl TestServer {
         response.json()
     }
 
+    /// Creates database `name`, asserting success.
+    pub fn create_database(&self, name: &str) {
+        let body = json!({"db": name}).to_string();
+        let response = self.post(
+            "/api/v3/configure/database",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+
+    /// `POST /api/v3/configure/processing_engine_trigger` with `body`.
+    pub fn create_trigger(&self, body: &serde_json::Value) -> Response {
+        self.post(
+            "/api/v3/configure/processing_engine_trigger",
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+    }
+
+    /// Creates a trigger on database `db`, asserting success.
+    pub fn add_trigger(
+        &self,
+        name: &str,
+        spec: &str,
+        plugin: &str,
+        arguments: serde_json::Value,
+        error_behavior: &str,
+    ) {
+        let response =
+            self.create_trigger(&trigger_body(name, spec, plugin, arguments, error_behavior));
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+
     /// `kill -9`: no flush, no goodbye.
     pub fn kill(mut self) {
         self.child.kill().expect("killed");
@@ -151,6 +185,25 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A trigger-create request on database `db`, as upstream's clients send it.
+pub fn trigger_body(
+    name: &str,
+    spec: &str,
+    plugin: &str,
+    arguments: serde_json::Value,
+    error_behavior: &str,
+) -> serde_json::Value {
+    json!({
+        "db": "db",
+        "plugin_filename": plugin,
+        "trigger_name": name,
+        "trigger_specification": spec,
+        "trigger_settings": {"run_async": false, "error_behavior": error_behavior},
+        "trigger_arguments": arguments,
+        "disabled": false,
+    })
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! HTTP and from the command line, kept across a restart and shown in the system tables.
 //! (Running the plugins they name is the dispatcher's part.)
 
-use crate::server::TestServer;
+use crate::server::{TestServer, trigger_body};
 use crate::support::{root, sluice, text};
 use serde_json::{Value, json};
 
@@ -13,26 +13,6 @@ fn plugin_dir() -> String {
         .into_owned()
 }
 
-fn create_body(name: &str, spec: &str, plugin: &str) -> Value {
-    json!({
-        "db": "db",
-        "plugin_filename": plugin,
-        "trigger_name": name,
-        "trigger_specification": spec,
-        "trigger_settings": {"run_async": false, "error_behavior": "log"},
-        "trigger_arguments": {"threshold": "10"},
-        "disabled": false,
-    })
-}
-
-fn post_json(server: &TestServer, target: &str, body: &Value) -> crate::http::Response {
-    server.post(
-        target,
-        &[("content-type", "application/json")],
-        body.to_string().as_bytes(),
-    )
-}
-
 fn triggers(server: &TestServer) -> Value {
     server.query("db", "SELECT trigger_name, plugin_filename, trigger_specification, disabled, error_behavior FROM system.processing_engine_triggers ORDER BY trigger_name")
 }
@@ -41,43 +21,45 @@ fn triggers(server: &TestServer) -> Value {
 fn triggers_over_http_with_upstream_answers() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir()]);
-    let create =
-        |body: &Value| post_json(&server, "/api/v3/configure/processing_engine_trigger", body);
+    let create = |body: &Value| server.create_trigger(body);
+    let create_body_of = |name: &str, spec: &str, plugin: &str| {
+        trigger_body(name, spec, plugin, json!({"threshold": "10"}), "log")
+    };
     assert_eq!(
-        create(&create_body("t", "table:cpu", "wal_plugin.py")).status,
+        create(&create_body_of("t", "table:cpu", "wal_plugin.py")).status,
         404,
         "no database yet"
     );
-    assert_eq!(
-        server
-            .post(
-                "/api/v3/configure/database",
-                &[("content-type", "application/json")],
-                br#"{"db": "db"}"#
-            )
-            .status,
-        200
-    );
+    server.create_database("db");
 
-    let created = create(&create_body("wal", "table:cpu", "wal_plugin.py"));
+    let created = create(&create_body_of("wal", "table:cpu", "wal_plugin.py"));
     assert_eq!((created.status, created.text()), (200, String::new()));
     assert_eq!(
-        create(&create_body("wal", "all_tables", "wal_plugin.py")).status,
+        create(&create_body_of("wal", "all_tables", "wal_plugin.py")).status,
         409,
         "names are unique"
     );
     assert_eq!(
-        create(&create_body("hook", "request:alert", "request_plugin.py")).status,
+        create(&create_body_of(
+            "hook",
+            "request:alert",
+            "request_plugin.py"
+        ))
+        .status,
         200
     );
-    let same_path = create(&create_body("hook2", "request:alert", "request_plugin.py"));
+    let same_path = create(&create_body_of(
+        "hook2",
+        "request:alert",
+        "request_plugin.py",
+    ));
     assert_eq!(same_path.status, 409);
     assert_eq!(
         same_path.json()["error"],
         "request path 'alert' is already served by trigger 'hook' of database 'db'"
     );
 
-    let bad_spec = create(&create_body("x", "every:abc", "wal_plugin.py"));
+    let bad_spec = create(&create_body_of("x", "every:abc", "wal_plugin.py"));
     assert_eq!(
         (bad_spec.status, bad_spec.json()["error"].clone()),
         (
@@ -85,14 +67,14 @@ fn triggers_over_http_with_upstream_answers() {
             json!("failed to parse trigger from every:abc: couldn't parse to duration")
         )
     );
-    let too_fast = create(&create_body("x", "every:0s", "wal_plugin.py"));
+    let too_fast = create(&create_body_of("x", "every:0s", "wal_plugin.py"));
     assert_eq!(too_fast.status, 400);
-    let missing = create(&create_body("x", "all_tables", "nope.py"));
+    let missing = create(&create_body_of("x", "all_tables", "nope.py"));
     assert_eq!(
         (missing.status, missing.json()["error"].clone()),
         (404, json!("Plugin error: Plugin not found: nope.py"))
     );
-    let traversal = create(&create_body("x", "all_tables", "../secrets.py"));
+    let traversal = create(&create_body_of("x", "all_tables", "../secrets.py"));
     assert_eq!(traversal.status, 400);
     assert!(
         traversal.json()["error"]
@@ -102,7 +84,7 @@ fn triggers_over_http_with_upstream_answers() {
         "{}",
         traversal.text()
     );
-    let mut incomplete = create_body("x", "all_tables", "wal_plugin.py");
+    let mut incomplete = create_body_of("x", "all_tables", "wal_plugin.py");
     incomplete
         .as_object_mut()
         .expect("object")
