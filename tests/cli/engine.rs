@@ -359,3 +359,65 @@ fn warm_instances_belong_to_one_trigger_and_reload_changed_code() {
     assert_eq!(calls(&fresh, "first")["calls"], 1);
     assert_eq!(calls(&fresh, "first")["calls"], 1);
 }
+
+#[test]
+fn a_plugin_that_loops_forever_stalls_neither_ingest_nor_its_disabling() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    let looping =
+        std::fs::read_to_string(crate::support::root().join("examples/hostile/infinite_loop.py"))
+            .expect("example");
+    std::fs::write(Path::new(&plugin_dir).join("loop.py"), looping).expect("written");
+    // Limits far beyond the test's time: only stopping the trigger can end the loop, and
+    // a request stalled behind it would fail on the client's 30 s timeout.
+    let flags = [
+        "--plugin-dir",
+        plugin_dir.as_str(),
+        "--wall-time",
+        "1h",
+        "--fuel",
+        "1000000000000000",
+    ];
+    let server = TestServer::start_with(dir.path(), &flags);
+    server.create_database("db");
+    server.add_trigger("spin", "all_tables", "loop.py", Value::Null, "log");
+    server.add_trigger("echo", "request:echo", "echo.py", Value::Null, "log");
+
+    // The plugin spins from the first flush on; meanwhile writes are acknowledged and
+    // queryable, and other triggers answer.
+    for i in 0..20 {
+        let line = format!("m f={i}i {i}");
+        assert_eq!(
+            server
+                .post("/api/v3/write_lp?db=db", &[], line.as_bytes())
+                .status,
+            204
+        );
+    }
+    assert_eq!(
+        server.query("db", "SELECT count(*) AS n FROM m"),
+        json!([{"n": 20}])
+    );
+    assert_eq!(server.get("/api/v3/engine/echo", &[]).status, 200);
+    // Disabling and deleting answer while the plugin is still spinning.
+    let disabled = server.post(
+        "/api/v3/configure/processing_engine_trigger/disable?db=db&trigger_name=spin",
+        &[],
+        b"",
+    );
+    assert_eq!(disabled.status, 200);
+    let deleted = server.send(
+        "DELETE",
+        "/api/v3/configure/processing_engine_trigger?db=db&trigger_name=spin",
+        &[],
+        b"",
+    );
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        server.query(
+            "db",
+            "SELECT count(*) AS n FROM system.processing_engine_triggers"
+        ),
+        json!([{"n": 1}])
+    );
+}

@@ -1,12 +1,12 @@
 //! `sluice serve`: the database server.
 
+use super::limits::LimitArgs;
 use anyhow::Context;
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
 use sluice_http::{AppState, Authentication, router};
-use sluice_plugin_api::Limits;
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
@@ -108,6 +108,8 @@ pub struct ServeArgs {
     /// Directory of the plugin files triggers name; triggers cannot be created without it
     #[arg(long, env = "INFLUXDB3_PLUGIN_DIR")]
     plugin_dir: Option<PathBuf>,
+    #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
+    limits: LimitArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
     /// memory between two calls of a trigger (about 3 ms more per call). By default each
     /// trigger keeps its own instances loaded; they are never shared between triggers
@@ -169,8 +171,17 @@ impl ServeArgs {
         let Some(plugin_dir) = &self.plugin_dir else {
             return Ok(None);
         };
+        let config = SandboxConfig::default();
+        let limits = self.limits.limits();
+        if limits.memory_bytes > config.max_memory_bytes {
+            anyhow::bail!(
+                "--memory-limit-mib {} is over the sandbox's largest memory of {} MiB",
+                limits.memory_bytes >> 20,
+                config.max_memory_bytes >> 20
+            );
+        }
         tracing::info!(plugin_dir = %plugin_dir.display(), "starting the plugin sandbox");
-        let sandbox = tokio::task::spawn_blocking(|| Sandbox::new(SandboxConfig::default()))
+        let sandbox = tokio::task::spawn_blocking(move || Sandbox::new(config))
             .await
             .context("the sandbox did not start")?
             .context("cannot start the plugin sandbox")?;
@@ -183,7 +194,7 @@ impl ServeArgs {
             Arc::new(database),
             Arc::new(CacheStore::new()),
             plugin_dir.clone(),
-            Limits::default(),
+            limits,
             !self.fresh_instances,
         ));
         let weak_storage = Arc::downgrade(storage);
