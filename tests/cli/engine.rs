@@ -124,6 +124,45 @@ fn request_triggers_run_their_plugins_on_the_database() {
         200
     );
     assert_eq!(server.get("/api/v3/engine/echo", &[]).status, 200);
+    // What the plugins logged, and what each invocation cost, per database.
+    let logs = server.query("db", "SELECT trigger_name, log_level, log_text FROM system.processing_engine_logs WHERE trigger_name = 'counter'");
+    assert_eq!(
+        logs,
+        json!([{"trigger_name": "counter", "log_level": "INFO", "log_text": "ann called"}, {"trigger_name": "counter", "log_level": "INFO", "log_text": "ann called"}])
+    );
+    let invocations = server.query(
+        "db",
+        "SELECT trigger_name, outcome, fuel_used > 0 AS fuel, peak_memory_bytes > 0 AS memory, bytes_written > 0 AS wrote, error \
+         FROM system.processing_engine_invocations WHERE trigger_name IN ('counter', 'failing') ORDER BY start_time",
+    );
+    let rows = invocations.as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{invocations}");
+    assert_eq!(
+        rows[0],
+        json!({"trigger_name": "counter", "outcome": "success", "fuel": true, "memory": true, "wrote": true}),
+        "a null error is left out of the JSON row"
+    );
+    assert_eq!(
+        (rows[2]["trigger_name"].clone(), rows[2]["outcome"].clone()),
+        (json!("failing"), json!("error"))
+    );
+    assert!(
+        rows[2]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("boom"),
+        "{invocations}"
+    );
+    server.create_database("other");
+    assert_eq!(
+        server.query(
+            "other",
+            "SELECT count(*) AS n FROM system.processing_engine_logs"
+        ),
+        json!([{"n": 0}]),
+        "each database sees its own"
+    );
+
     let anonymous = crate::http::request(server.address, "GET", "/api/v3/engine/echo", &[], b"");
     assert_eq!(anonymous.status, 401, "engine paths need a token");
 }

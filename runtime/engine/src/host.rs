@@ -1,9 +1,10 @@
 //! The host services of a trigger on the real database: queries and writes go to the
-//! [`Database`], logs to the server log, the cache to the trigger's namespace (and its
+//! [`Database`], logs to the server log and [`EngineRecords`], the cache to the trigger's namespace (and its
 //! database's shared one). Batched writes are kept until the invocation ends, and written
 //! only if it succeeded.
 
 use crate::cache::{CacheStore, Namespace};
+use crate::records::{EngineRecords, LogRecord};
 use sluice_plugin_api::{BoxFuture, HostServices, LogLevel, QueryResult};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub struct TriggerHost {
     trigger: String,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
+    records: Arc<EngineRecords>,
     queued: Mutex<Queued>,
 }
 
@@ -54,12 +56,14 @@ impl TriggerHost {
         trigger: &str,
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
+        records: Arc<EngineRecords>,
     ) -> Self {
         Self {
             database: database.into(),
             trigger: trigger.into(),
             storage,
             cache,
+            records,
             queued: Mutex::default(),
         }
     }
@@ -110,6 +114,13 @@ impl TriggerHost {
 
 impl HostServices for TriggerHost {
     fn log(&self, level: LogLevel, message: &str) {
+        self.records.log(LogRecord {
+            time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            database: self.database.clone(),
+            trigger: self.trigger.clone(),
+            level: level.as_str(),
+            text: message.to_string(),
+        });
         match level {
             LogLevel::Info => {
                 tracing::info!(database = %self.database, trigger = %self.trigger, "{message}")

@@ -8,6 +8,7 @@
 
 use crate::cache::CacheStore;
 use crate::host::{Database, TriggerHost};
+use crate::records::{EngineRecords, InvocationRecord};
 use sluice_catalog::Trigger;
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor, PluginRef,
@@ -33,6 +34,7 @@ pub struct Invoker {
     /// Keep instances warm between calls (else every call gets a fresh instance).
     warm: bool,
     pools: Mutex<Pools>,
+    records: Arc<EngineRecords>,
 }
 
 impl Invoker {
@@ -54,12 +56,18 @@ impl Invoker {
             limits,
             warm,
             pools: Mutex::default(),
+            records: Arc::default(),
         }
     }
 
     /// The database plugins reach.
     pub fn storage(&self) -> &Arc<dyn Database> {
         &self.storage
+    }
+
+    /// Recent log lines and invocations of every trigger.
+    pub fn records(&self) -> &Arc<EngineRecords> {
+        &self.records
     }
 
     /// The caches of every trigger.
@@ -121,7 +129,10 @@ impl Invoker {
             &trigger.trigger_name,
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
+            Arc::clone(&self.records),
         ));
+        let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
         let outcome = match self.pool(database, trigger, &plugin) {
             Some(pool) => pool.run(call, &self.limits, services).await,
@@ -132,14 +143,27 @@ impl Invoker {
             }
         };
         let write_errors = host.apply_writes().await;
-        let invocation = outcome.map_err(|error| match error {
-            InvocationError::Plugin(message) => message,
-            other => other.to_string(),
-        })?;
-        match write_errors.into_iter().next() {
-            Some(error) => Err(format!("the plugin's writes failed: {error}")),
-            None => Ok(invocation),
-        }
+        let result = outcome
+            .map_err(|error| match error {
+                InvocationError::Plugin(message) => message,
+                other => other.to_string(),
+            })
+            .and_then(|invocation| match write_errors.into_iter().next() {
+                Some(error) => Err(format!("the plugin's writes failed: {error}")),
+                None => Ok(invocation),
+            });
+        let done = result.as_ref().ok();
+        self.records.invocation(InvocationRecord {
+            database: database.to_string(),
+            trigger: trigger.trigger_name.clone(),
+            start_ns: started,
+            duration_ns: i64::try_from(clock.elapsed().as_nanos()).unwrap_or(i64::MAX),
+            fuel_used: done.map_or(0, |i| i.fuel_used),
+            peak_memory_bytes: done.map_or(0, |i| i.peak_memory_bytes),
+            bytes_written: done.map_or(0, |i| i.bytes_written),
+            error: result.as_ref().err().cloned(),
+        });
+        result
     }
 }
 

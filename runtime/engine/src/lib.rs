@@ -12,6 +12,7 @@
 //!   [`Database`](host::Database) trait;
 //! - [`invoke`]: one invocation of a trigger's plugin on the real database;
 //! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`;
+//! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
 //!   bounded queues so that no trigger stalls ingest or another trigger.
 //!
@@ -29,6 +30,7 @@ pub mod dry_run;
 pub mod host;
 pub mod invoke;
 pub mod manager;
+pub mod records;
 pub mod requests;
 pub mod schedule;
 
@@ -40,6 +42,8 @@ pub struct ProcessingEngine {
     /// Runs WAL and schedule triggers; call [`reconcile`](manager::TriggerManager::reconcile)
     /// after changing triggers in the catalog.
     pub triggers: std::sync::Arc<manager::TriggerManager>,
+    /// Recent plugin log lines and invocations.
+    pub records: std::sync::Arc<records::EngineRecords>,
 }
 
 impl ProcessingEngine {
@@ -50,12 +54,17 @@ impl ProcessingEngine {
         invoker: std::sync::Arc<invoke::Invoker>,
         disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
     ) -> std::sync::Arc<Self> {
+        let records = std::sync::Arc::clone(invoker.records());
         let triggers = manager::TriggerManager::start(
             std::sync::Arc::clone(&catalog),
             std::sync::Arc::clone(&invoker),
             disable,
         );
         let requests = requests::RequestTriggers::new(catalog, invoker);
-        std::sync::Arc::new(Self { requests, triggers })
+        std::sync::Arc::new(Self {
+            requests,
+            triggers,
+            records,
+        })
     }
 }

@@ -77,12 +77,25 @@ pub struct QueryOutput {
 #[derive(Clone)]
 pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
+    records: Arc<sluice_engine::records::EngineRecords>,
 }
 
 impl QueryEngine {
     /// An engine over `storage`.
     pub fn new(storage: Arc<WriteBuffer>) -> Self {
-        Self { storage }
+        Self {
+            storage,
+            records: Arc::default(),
+        }
+    }
+
+    /// The same engine, showing the processing engine's `records` in the system tables.
+    pub fn with_engine_records(
+        mut self,
+        records: Arc<sluice_engine::records::EngineRecords>,
+    ) -> Self {
+        self.records = records;
+        self
     }
 
     /// A session whose default schema is `database`'s tables.
@@ -116,6 +129,7 @@ impl QueryEngine {
             SYSTEM_SCHEMA,
             Arc::new(SystemSchema::new(
                 Arc::clone(self.storage.catalog()),
+                Arc::clone(&self.records),
                 database,
             )),
         )?;

@@ -240,9 +240,14 @@ impl ServeArgs {
             self.wal_flush_interval,
             usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
         );
+        let engine = self.engine(&storage).await?;
+        let mut query = QueryEngine::new(storage.clone());
+        if let Some(engine) = &engine {
+            query = query.with_engine_records(Arc::clone(&engine.records));
+        }
         let state = AppState {
             storage: storage.clone(),
-            query: QueryEngine::new(storage.clone()),
+            query,
             max_request_bytes: self.max_http_request_size,
             authentication: if self.without_auth {
                 Authentication::Disabled
@@ -250,7 +255,7 @@ impl ServeArgs {
                 Authentication::Required
             },
             plugin_dir: self.plugin_dir.clone(),
-            engine: self.engine(&storage).await?,
+            engine,
         };
         if self.without_auth {
             tracing::warn!(

@@ -1,6 +1,7 @@
 //! The `system` schema: the server's own state as tables, one file per table. Each is
 //! built from the catalog when a query asks for it, so it is never stale.
 
+mod engine;
 mod triggers;
 
 use async_trait::async_trait;
@@ -10,6 +11,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
+use sluice_engine::records::EngineRecords;
 use std::sync::Arc;
 
 /// The schema's name in SQL: `system.processing_engine_triggers`.
@@ -21,44 +23,55 @@ trait SystemTable: Send + Sync {
     fn rows(&self, catalog: &Catalog, database: &str) -> Result<RecordBatch>;
 }
 
-fn tables() -> Vec<(&'static str, Box<dyn SystemTable>)> {
-    vec![
-        ("processing_engine_triggers", Box::new(triggers::Triggers)),
-        (
-            "processing_engine_trigger_arguments",
-            Box::new(triggers::TriggerArguments),
-        ),
-    ]
-}
-
 /// The `system` tables of one database.
 #[derive(Debug)]
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
+    records: Arc<EngineRecords>,
     database: String,
 }
 
 impl SystemSchema {
-    /// The system tables as `database` sees them.
-    pub fn new(catalog: Arc<Catalog>, database: &str) -> Self {
+    /// The system tables as `database` sees them, with the processing engine's
+    /// `records`.
+    pub fn new(catalog: Arc<Catalog>, records: Arc<EngineRecords>, database: &str) -> Self {
         Self {
             catalog,
+            records,
             database: database.to_string(),
         }
+    }
+
+    fn tables(&self) -> Vec<(&'static str, Box<dyn SystemTable>)> {
+        vec![
+            ("processing_engine_triggers", Box::new(triggers::Triggers)),
+            (
+                "processing_engine_trigger_arguments",
+                Box::new(triggers::TriggerArguments),
+            ),
+            (
+                "processing_engine_logs",
+                Box::new(engine::Logs(Arc::clone(&self.records))),
+            ),
+            (
+                "processing_engine_invocations",
+                Box::new(engine::Invocations(Arc::clone(&self.records))),
+            ),
+        ]
     }
 }
 
 #[async_trait]
 impl SchemaProvider for SystemSchema {
     fn table_names(&self) -> Vec<String> {
-        tables()
+        self.tables()
             .into_iter()
             .map(|(name, _)| name.to_string())
             .collect()
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let Some((_, table)) = tables().into_iter().find(|(n, _)| *n == name) else {
+        let Some((_, table)) = self.tables().into_iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
         let batch = table.rows(&self.catalog, &self.database)?;
@@ -69,6 +82,6 @@ impl SchemaProvider for SystemSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        tables().iter().any(|(n, _)| *n == name)
+        self.tables().iter().any(|(n, _)| *n == name)
     }
 }

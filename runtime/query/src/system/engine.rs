@@ -1,0 +1,108 @@
+//! `system.processing_engine_logs` and `system.processing_engine_invocations`: the
+//! recent log lines and invocations of the database's triggers.
+
+use super::SystemTable;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, StringArray, TimestampNanosecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::Result;
+use sluice_engine::records::EngineRecords;
+use std::sync::Arc;
+
+fn time_field(name: &str) -> Field {
+    Field::new(name, DataType::Timestamp(TimeUnit::Nanosecond, None), false)
+}
+
+fn utf8<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+/// Plugin log lines, oldest first, with upstream's columns.
+pub struct Logs(pub Arc<EngineRecords>);
+
+impl SystemTable for Logs {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            time_field("event_time"),
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new("log_level", DataType::Utf8, false),
+            Field::new("log_text", DataType::Utf8, false),
+        ]))
+    }
+
+    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let logs = self.0.logs(database);
+        let columns = vec![
+            Arc::new(TimestampNanosecondArray::from_iter_values(
+                logs.iter().map(|r| r.time_ns),
+            )) as ArrayRef,
+            utf8(logs.iter().map(|r| r.trigger.as_str())),
+            utf8(logs.iter().map(|r| r.level)),
+            utf8(logs.iter().map(|r| r.text.as_str())),
+        ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
+    }
+}
+
+/// One row per invocation: what each plugin call cost and how it ended.
+pub struct Invocations(pub Arc<EngineRecords>);
+
+impl SystemTable for Invocations {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            time_field("start_time"),
+            Field::new("duration_ms", DataType::Float64, false),
+            Field::new("fuel_used", DataType::UInt64, false),
+            Field::new("peak_memory_bytes", DataType::UInt64, false),
+            Field::new("bytes_written", DataType::UInt64, false),
+            Field::new("outcome", DataType::Utf8, false),
+            Field::new("error", DataType::Utf8, true),
+        ]))
+    }
+
+    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let calls = self.0.invocations(database);
+        let columns = vec![
+            utf8(calls.iter().map(|r| r.trigger.as_str())),
+            Arc::new(TimestampNanosecondArray::from_iter_values(
+                calls.iter().map(|r| r.start_ns),
+            )) as ArrayRef,
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.duration_ns as f64 / 1e6)
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(calls.iter().map(|r| r.fuel_used).collect::<UInt64Array>()),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.peak_memory_bytes)
+                    .collect::<UInt64Array>(),
+            ),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.bytes_written)
+                    .collect::<UInt64Array>(),
+            ),
+            utf8(calls.iter().map(|r| {
+                if r.error.is_some() {
+                    "error"
+                } else {
+                    "success"
+                }
+            })),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.error.as_deref())
+                    .collect::<StringArray>(),
+            ),
+        ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
+    }
+}
