@@ -104,6 +104,7 @@ async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<W
         max_request_bytes: 64 << 20,
         authentication: Authentication::Disabled,
         plugin_dir: None,
+        allowed_triggers: None,
         engine: Some(engine),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

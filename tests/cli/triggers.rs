@@ -267,3 +267,38 @@ fn triggers_from_the_command_line_survive_a_restart() {
         "Trigger every deleted successfully\n"
     );
 }
+
+#[test]
+fn restricted_servers_refuse_other_kinds_of_trigger() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(
+        dir.path(),
+        &[
+            "--plugin-dir",
+            &plugin_dir(),
+            "--restrict-plugin-triggers-to",
+            "request,schedule",
+        ],
+    );
+    server.create_database("db");
+    let refused = server.create_trigger(&trigger_body(
+        "wal",
+        "all_tables",
+        "wal_plugin.py",
+        Value::Null,
+        "log",
+    ));
+    assert_eq!(refused.status, 400);
+    assert_eq!(
+        refused.json(),
+        json!({"error": "invalid request: server is configured to reject WalRows plugin triggers"})
+    );
+    server.add_trigger(
+        "hook",
+        "request:hook",
+        "request_plugin.py",
+        Value::Null,
+        "log",
+    );
+    server.add_trigger("tick", "every:1h", "schedule_plugin.py", Value::Null, "log");
+}

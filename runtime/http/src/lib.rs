@@ -40,6 +40,9 @@ pub struct AppState {
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
     pub plugin_dir: Option<std::path::PathBuf>,
+    /// The kinds of trigger that may be created (`--restrict-plugin-triggers-to`); `None`
+    /// allows all.
+    pub allowed_triggers: Option<Vec<sluice_catalog::PluginType>>,
     /// Runs triggers; `None` without a plugin directory.
     pub engine: Option<Arc<sluice_engine::ProcessingEngine>>,
 }

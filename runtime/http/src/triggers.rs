@@ -82,6 +82,14 @@ pub async fn create(
     }
     let spec = TriggerSpec::parse(&request.trigger_specification)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(allowed) = &state.allowed_triggers
+        && !allowed.contains(&spec.plugin_type())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "invalid request: server is configured to reject {} plugin triggers",
+            spec.plugin_type()
+        )));
+    }
     check_plugin(&state, &request.plugin_filename)?;
     let trigger = Trigger {
         trigger_name: request.trigger_name,

@@ -2,6 +2,7 @@
 
 use super::limits::LimitArgs;
 use anyhow::Context;
+use sluice_catalog::PluginType;
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
@@ -28,6 +29,28 @@ pub enum ObjectStoreKind {
     Memory,
     /// An S3-compatible bucket (`--bucket`, `--aws-*`)
     S3,
+}
+
+/// A kind of trigger, for `--restrict-plugin-triggers-to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TriggerKind {
+    /// `table:` and `all_tables` triggers
+    #[value(alias = "wal_flush")]
+    Wal,
+    /// `every:` and `cron:` triggers
+    Schedule,
+    /// `request:` triggers
+    Request,
+}
+
+impl TriggerKind {
+    fn plugin_type(self) -> PluginType {
+        match self {
+            Self::Wal => PluginType::WalRows,
+            Self::Schedule => PluginType::Schedule,
+            Self::Request => PluginType::Request,
+        }
+    }
 }
 
 /// Where the S3 object store is.
@@ -108,6 +131,15 @@ pub struct ServeArgs {
     /// Directory of the plugin files triggers name; triggers cannot be created without it
     #[arg(long, env = "INFLUXDB3_PLUGIN_DIR")]
     plugin_dir: Option<PathBuf>,
+    /// Accept only these kinds of trigger (comma-separated): wal (or wal_flush),
+    /// schedule, request; all by default
+    #[arg(
+        long,
+        env = "INFLUXDB3_RESTRICT_PLUGIN_TRIGGERS_TO",
+        value_enum,
+        value_delimiter = ','
+    )]
+    restrict_plugin_triggers_to: Option<Vec<TriggerKind>>,
     #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
     limits: LimitArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -255,6 +287,10 @@ impl ServeArgs {
                 Authentication::Required
             },
             plugin_dir: self.plugin_dir.clone(),
+            allowed_triggers: self
+                .restrict_plugin_triggers_to
+                .as_ref()
+                .map(|kinds| kinds.iter().map(|k| k.plugin_type()).collect()),
             engine,
         };
         if self.without_auth {
