@@ -60,11 +60,6 @@ impl Invoker {
         }
     }
 
-    /// The database plugins reach.
-    pub fn storage(&self) -> &Arc<dyn Database> {
-        &self.storage
-    }
-
     /// Recent log lines and invocations of every trigger.
     pub fn records(&self) -> &Arc<EngineRecords> {
         &self.records

@@ -77,11 +77,6 @@ impl InstancePool {
             idle.instances.push(instance);
         }
     }
-
-    /// Idle instances now.
-    pub fn idle_instances(&self) -> usize {
-        self.idle().instances.len()
-    }
 }
 
 impl WarmPool for InstancePool {

@@ -35,8 +35,15 @@ async fn request_inputs_match_upstream() {
     );
 }
 
-/// (what the plugin returns, status, headers, body)
-const CONVENTIONS: &[(&str, u16, &[(&str, &str)], &str)] = &[
+/// What the plugin returns, and the status, headers and body that makes.
+type Convention = (
+    &'static str,
+    u16,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+const CONVENTIONS: &[Convention] = &[
     (
         r#""Hello, World!""#,
         200,
