@@ -312,6 +312,17 @@ impl crate::Catalog {
             .get(database)
             .map(|db| db.triggers.values().cloned().collect())
     }
+
+    /// The enabled trigger serving request path `path`, with its database.
+    pub fn request_trigger(&self, path: &str) -> Option<(String, Trigger)> {
+        self.read().iter().find_map(|(database, db)| {
+            let trigger = db
+                .triggers
+                .values()
+                .find(|t| !t.disabled && t.trigger.request_path() == Some(path))?;
+            Some((database.clone(), trigger.clone()))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -478,6 +489,21 @@ mod catalog_tests {
         catalog
             .create_trigger("a", trigger("hook", "request:alert"))
             .expect("created");
+        let found = catalog
+            .request_trigger("alert")
+            .map(|(db, t)| (db, t.trigger_name));
+        assert_eq!(found, Some(("a".into(), "hook".into())));
+        catalog
+            .set_trigger_disabled("a", "hook", true)
+            .expect("disabled");
+        assert_eq!(
+            catalog.request_trigger("alert"),
+            None,
+            "a disabled trigger serves nothing"
+        );
+        catalog
+            .set_trigger_disabled("a", "hook", false)
+            .expect("enabled");
         let taken = catalog.create_trigger("b", trigger("other", "request:alert"));
         assert_eq!(
             taken,

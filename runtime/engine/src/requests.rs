@@ -43,15 +43,7 @@ impl RequestTriggers {
     pub async fn handle(&self, request: HttpRequest) -> Result<HttpResponse, RequestError> {
         let (database, trigger) = self
             .catalog
-            .database_names()
-            .into_iter()
-            .find_map(|database| {
-                let triggers = self.catalog.triggers(&database)?;
-                let trigger = triggers.into_iter().find(|t| {
-                    !t.disabled && t.trigger.request_path() == Some(request.path.as_str())
-                })?;
-                Some((database, trigger))
-            })
+            .request_trigger(&request.path)
             .ok_or(RequestError::NotFound)?;
         let call = PluginCall::Request {
             request,
