@@ -284,6 +284,9 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
         |rows| rows == &json!([{"disabled": true}]),
     );
 
+    // The disable is visible in memory just before it is on disk; any later catalog
+    // change waits for it (catalog changes are serialised), so one marks it durable.
+    server.create_database("after_disable");
     drop(server);
     let server = TestServer::start_with(dir.path(), &flags);
     let disabled = server.query("db", "SELECT trigger_name FROM system.processing_engine_triggers WHERE disabled ORDER BY trigger_name");
