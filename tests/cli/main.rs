@@ -2,6 +2,7 @@
 
 mod auth;
 mod client;
+mod conformance;
 mod engine;
 mod http;
 mod s3;

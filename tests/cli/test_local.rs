@@ -188,8 +188,18 @@ fn bad_input_is_refused_with_a_clear_message() {
                 "examples/python/wal_plugin.py",
                 "--lp",
                 "m f=1",
+                "--host",
+                "http://127.0.0.1:1",
             ],
-            "pass --local",
+            "cannot reach the server at http://127.0.0.1:1",
+        ),
+        (
+            &[
+                "test",
+                "request_plugin",
+                "examples/python/request_plugin.py",
+            ],
+            "runs only with --local",
         ),
         (
             &[

@@ -6,10 +6,11 @@
 //! state. The report serialises to the JSON of upstream's plugin test endpoints.
 
 use crate::cache::{CacheStore, Namespace};
+use crate::host::Database;
 use serde::Serialize;
 use sluice_plugin_api::{
     BoxFuture, HostServices, HttpResponse, InvocationError, Limits, LogLevel, PluginCall,
-    PluginExecutor, PluginRef, QueryResult,
+    PluginExecutor, PluginRef, QueryResult, TriggerArguments,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,6 +65,8 @@ pub struct DryRunHost {
     database: String,
     cache: Arc<CacheStore>,
     cache_name: String,
+    /// Where queries go; without one they fail with a clear message.
+    queries: Option<Arc<dyn Database>>,
     state: Mutex<Collected>,
 }
 
@@ -85,8 +88,16 @@ impl DryRunHost {
             database: database.into(),
             cache,
             cache_name: cache_name.into(),
+            queries: None,
             state: Mutex::default(),
         }
+    }
+
+    /// The same host, running the plugin's queries on `database` (they are real; writes
+    /// still are not).
+    pub fn with_queries(mut self, database: Arc<dyn Database>) -> Self {
+        self.queries = Some(database);
+        self
     }
 
     /// The log lines collected so far.
@@ -121,15 +132,17 @@ impl HostServices for DryRunHost {
     fn query<'a>(
         &'a self,
         sql: &'a str,
-        _params: &'a [(String, String)],
+        params: &'a [(String, String)],
         database: Option<&'a str>,
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         let database = self.database_for(database);
         Box::pin(async move {
-            Err(format!(
-                "error: this run has no database to query (the storage engine is not part of \
-                 this build) executing query on {database}: {sql}"
-            ))
+            match &self.queries {
+                Some(queries) => queries.query(&database, sql, params).await,
+                None => Err(format!(
+                    "error: this run has no database to query executing query on {database}: {sql}"
+                )),
+            }
         })
     }
 
@@ -174,6 +187,28 @@ impl HostServices for DryRunHost {
             self.collected().batched.clear();
         }
     }
+}
+
+/// The call of a WAL test: `input_lp` (nanosecond timestamps, every line valid) as the
+/// rows of one flush.
+///
+/// # Errors
+///
+/// The first invalid line, or a column whose type changes between lines.
+pub fn wal_test_call(input_lp: &str, args: TriggerArguments) -> Result<PluginCall, String> {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let parsed = sluice_lp::parse(input_lp, sluice_lp::Precision::Nanosecond, now);
+    if let Some(error) = parsed.errors.first() {
+        return Err(format!("invalid line protocol input: {error}"));
+    }
+    let batches = crate::batches::table_batches(&parsed.lines);
+    if let Some(error) = batches.errors.first() {
+        return Err(format!("invalid line protocol input: {error}"));
+    }
+    Ok(PluginCall::Writes {
+        batches: batches.batches.into(),
+        args,
+    })
 }
 
 /// Runs `call` once on `plugin` with a [`DryRunHost`] and reports what happened.

@@ -7,6 +7,7 @@
 //! what one tenant's plugin leaves in memory never reaches another's.
 
 use crate::cache::CacheStore;
+use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::records::{EngineRecords, InvocationRecord};
 use sluice_catalog::Trigger;
@@ -159,6 +160,41 @@ impl Invoker {
             error: result.as_ref().err().cloned(),
         });
         result
+    }
+}
+
+impl Invoker {
+    /// Runs `call` once on the plugin `plugin_filename` for a trigger on `database`, on
+    /// a fresh instance, without writing anything: what the plugin test endpoints do.
+    /// Queries are real; writes are collected and validated; caches are the test
+    /// namespaces of `cache_name`.
+    ///
+    /// # Errors
+    ///
+    /// The plugin file cannot be read (missing, outside the plugin directory); every
+    /// other failure is in the report.
+    pub async fn dry_run(
+        &self,
+        database: &str,
+        plugin_filename: &str,
+        call: PluginCall,
+        cache_name: &str,
+    ) -> Result<DryRunReport, InvocationError> {
+        let plugin = PluginRef {
+            plugin_dir: self.plugin_dir.clone(),
+            name: plugin_filename.to_string(),
+        };
+        plugin.read()?;
+        let host = DryRunHost::new(database, Arc::clone(&self.cache), cache_name)
+            .with_queries(Arc::clone(&self.storage));
+        Ok(dry_run(
+            self.executor.as_ref(),
+            &plugin,
+            call,
+            &self.limits,
+            Arc::new(host),
+        )
+        .await)
     }
 }
 

@@ -12,6 +12,8 @@
 //!   [`Database`](host::Database) trait;
 //! - [`invoke`]: one invocation of a trigger's plugin on the real database;
 //! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`;
+//! - [`plugin_dir`]: the plugin directory as the HTTP API changes it: uploads, atomic
+//!   package replacement, the files of each plugin;
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
 //!   bounded queues so that no trigger stalls ingest or another trigger.
@@ -30,6 +32,7 @@ pub mod dry_run;
 pub mod host;
 pub mod invoke;
 pub mod manager;
+pub mod plugin_dir;
 pub mod records;
 pub mod requests;
 pub mod schedule;
@@ -44,6 +47,8 @@ pub struct ProcessingEngine {
     pub triggers: std::sync::Arc<manager::TriggerManager>,
     /// Recent plugin log lines and invocations.
     pub records: std::sync::Arc<records::EngineRecords>,
+    /// Runs every plugin; also the test runs of the plugin test endpoints.
+    pub invoker: std::sync::Arc<invoke::Invoker>,
 }
 
 impl ProcessingEngine {
@@ -60,11 +65,12 @@ impl ProcessingEngine {
             std::sync::Arc::clone(&invoker),
             disable,
         );
-        let requests = requests::RequestTriggers::new(catalog, invoker);
+        let requests = requests::RequestTriggers::new(catalog, std::sync::Arc::clone(&invoker));
         std::sync::Arc::new(Self {
             requests,
             triggers,
             records,
+            invoker,
         })
     }
 }

@@ -12,6 +12,22 @@ use std::str::FromStr;
 /// Missed instants run after a delay; older ones are skipped.
 pub const MAX_CATCH_UP: usize = 10;
 
+/// The next instant after now of the cron `expression` (6 or 7 fields, seconds first,
+/// UTC): the call time of a schedule test.
+///
+/// # Errors
+///
+/// The expression is invalid, or never fires again.
+pub fn next_cron_instant(expression: &str) -> Result<DateTime<Utc>, String> {
+    let schedule = cron::Schedule::from_str(expression).map_err(|e| {
+        format!("invalid cron expression `{expression}` (6 or 7 fields, seconds first): {e}")
+    })?;
+    schedule
+        .upcoming(Utc)
+        .next()
+        .ok_or_else(|| format!("cron expression `{expression}` never fires again"))
+}
+
 /// The planned instants of a schedule trigger.
 pub enum Schedule {
     /// `every:`, in milliseconds (at least 1).

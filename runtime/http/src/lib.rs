@@ -1,7 +1,9 @@
 //! The HTTP API, one module per endpoint family: [`write`] (`/api/v3/write_lp`,
 //! `/api/v2/write`, `/write`), [`query`] (`/api/v3/query_sql`), [`configure`]
 //! (`/api/v3/configure/database`, `/api/v3/configure/table`), [`triggers`]
-//! (`/api/v3/configure/processing_engine_trigger…`), [`engine`] (`/api/v3/engine/<path>`),
+//! (`/api/v3/configure/processing_engine_trigger…`), [`plugins`] (`/api/v3/plugins/…`),
+//! [`plugin_test`] (`/api/v3/plugin_test/…`),
+//! [`engine`] (`/api/v3/engine/<path>`),
 //! [`token`] (`/api/v3/configure/token…`) and [`health`] (`/health`, `/ping`). [`auth`]
 //! checks tokens before any handler runs; [`cors`] answers `OPTIONS` on any path. Errors
 //! from every handler become responses in one place, [`error::ApiError`].
@@ -13,6 +15,8 @@ pub mod cors;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod plugin_test;
+pub mod plugins;
 pub mod query;
 pub mod token;
 pub mod triggers;
@@ -22,7 +26,7 @@ pub use auth::Authentication;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use sluice_query::QueryEngine;
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
@@ -39,7 +43,7 @@ pub struct AppState {
     /// Whether requests need a token.
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
-    pub plugin_dir: Option<std::path::PathBuf>,
+    pub plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
     /// The kinds of trigger that may be created (`--restrict-plugin-triggers-to`); `None`
     /// allows all.
     pub allowed_triggers: Option<Vec<sluice_catalog::PluginType>>,
@@ -86,6 +90,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v3/configure/token/admin/regenerate",
             post(token::regenerate_admin),
         )
+        .route("/api/v3/plugin_test/wal", post(plugin_test::wal))
+        .route("/api/v3/plugin_test/schedule", post(plugin_test::schedule))
+        .route(
+            "/api/v3/plugins/files",
+            post(plugins::upload_file).put(plugins::update_file),
+        )
+        .route("/api/v3/plugins/directory", put(plugins::replace_directory))
         .route(
             "/api/v3/engine/{*path}",
             get(engine::handle).post(engine::handle),

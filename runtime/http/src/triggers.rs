@@ -50,11 +50,8 @@ fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
              put the plugin in the plugin directory"
         )));
     }
-    let Some(plugin_dir) = &state.plugin_dir else {
-        return Err(ApiError::BadRequest("Plugin error: Node not configured with plugin directory (start the server with --plugin-dir)".into()));
-    };
     let plugin = PluginRef {
-        plugin_dir: plugin_dir.clone(),
+        plugin_dir: crate::plugins::plugin_dir(state)?.root().to_path_buf(),
         name: filename.to_string(),
     };
     match plugin.read() {

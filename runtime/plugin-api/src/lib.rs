@@ -35,4 +35,4 @@ pub use call::{
 pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
 pub use host::{BoxFuture, HostServices, LogLevel};
 pub use limits::{LimitKind, Limits};
-pub use source::PluginSource;
+pub use source::{PluginSource, inside_plugin_dir};

@@ -20,6 +20,17 @@ pub enum PluginSource {
     Package(String),
 }
 
+/// `name` as a path relative to the plugin directory, or `None` when it is empty or
+/// could leave the directory (`..`, `.`, a root or a prefix). Symlinks are stopped later,
+/// by resolving the path through a handle on the directory.
+pub fn inside_plugin_dir(name: &str) -> Option<&Path> {
+    let relative = Path::new(name);
+    let normal = relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)));
+    (!name.is_empty() && normal).then_some(relative)
+}
+
 impl PluginRef {
     /// Reads the plugin through a handle on its directory, so that neither `..`, an
     /// absolute name nor a symlink can reach outside it.
@@ -37,14 +48,7 @@ impl PluginRef {
                 self.name
             ))
         };
-        let relative = Path::new(name);
-        if name.is_empty()
-            || !relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
-        {
-            return Err(traversal());
-        }
+        let relative = inside_plugin_dir(name).ok_or_else(traversal)?;
         let dir = Dir::open_ambient_dir(&self.plugin_dir, ambient_authority()).map_err(|e| {
             InvocationError::PluginFile(format!(
                 "cannot open plugin directory {}: {e}",

@@ -78,7 +78,13 @@ pub struct QueryOutput {
 pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
     records: Arc<sluice_engine::records::EngineRecords>,
+    plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
 }
+
+/// The database that holds only server-wide system tables (`system.plugin_files` of
+/// every trigger), as upstream's `_internal`. Its name is not a valid database name, so
+/// nothing can be written to it.
+pub const INTERNAL_DATABASE: &str = "_internal";
 
 impl QueryEngine {
     /// An engine over `storage`.
@@ -86,7 +92,17 @@ impl QueryEngine {
         Self {
             storage,
             records: Arc::default(),
+            plugin_dir: None,
         }
+    }
+
+    /// The same engine, listing plugin files from `plugin_dir` in `system.plugin_files`.
+    pub fn with_plugin_dir(
+        mut self,
+        plugin_dir: Arc<sluice_engine::plugin_dir::PluginDir>,
+    ) -> Self {
+        self.plugin_dir = Some(plugin_dir);
+        self
     }
 
     /// The same engine, showing the processing engine's `records` in the system tables.
@@ -104,7 +120,7 @@ impl QueryEngine {
     ///
     /// [`QueryError::DatabaseNotFound`].
     pub fn session(&self, database: &str) -> Result<SessionContext, QueryError> {
-        if !self.storage.catalog().has_database(database) {
+        if database != INTERNAL_DATABASE && !self.storage.catalog().has_database(database) {
             return Err(QueryError::DatabaseNotFound(database.to_string()));
         }
         let config = SessionConfig::new()
@@ -130,6 +146,7 @@ impl QueryEngine {
             Arc::new(SystemSchema::new(
                 Arc::clone(self.storage.catalog()),
                 Arc::clone(&self.records),
+                self.plugin_dir.clone(),
                 database,
             )),
         )?;

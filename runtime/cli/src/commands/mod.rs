@@ -7,9 +7,11 @@ mod database;
 mod limits;
 mod query;
 mod serve;
+mod show;
 mod test;
 mod token;
 mod trigger;
+mod upload;
 mod write;
 
 /// Every subcommand.
@@ -36,6 +38,9 @@ pub enum Command {
     /// Disable a resource on a server.
     #[command(subcommand)]
     Disable(DisableCommand),
+    /// Change a resource on a server.
+    #[command(subcommand)]
+    Update(UpdateCommand),
     /// Run a plugin once and print what it logged, wrote and returned.
     #[command(subcommand)]
     Test(test::TestCommand),
@@ -77,6 +82,13 @@ pub enum DisableCommand {
     Trigger(trigger::TriggerTarget),
 }
 
+/// `sluice update …`
+#[derive(Debug, clap::Subcommand)]
+pub enum UpdateCommand {
+    /// Replace the code of a trigger's plugin (it is used from the next call on).
+    Trigger(trigger::UpdateTriggerArgs),
+}
+
 /// `sluice show …`
 #[derive(Debug, clap::Subcommand)]
 pub enum ShowCommand {
@@ -84,6 +96,10 @@ pub enum ShowCommand {
     Databases(database::ShowDatabasesArgs),
     /// List the tokens (names and permissions; a token's secret is shown only when created).
     Tokens(token::ShowTokensArgs),
+    /// List the files of every trigger's plugin.
+    Plugins(show::ShowPluginsArgs),
+    /// Show a database's system tables: their list, one of them, or a summary of all.
+    System(show::ShowSystemArgs),
 }
 
 /// Runs `command`.
@@ -102,6 +118,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Delete(DeleteCommand::Trigger(args)) => args.execute(),
         Command::Enable(EnableCommand::Trigger(target)) => target.enable(),
         Command::Disable(DisableCommand::Trigger(target)) => target.disable(),
+        Command::Update(UpdateCommand::Trigger(args)) => args.execute(),
+        Command::Show(ShowCommand::Plugins(args)) => args.execute(),
+        Command::Show(ShowCommand::System(args)) => args.execute(),
         Command::Test(test) => test.execute(),
     }
 }

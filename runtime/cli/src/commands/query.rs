@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Output formats of `sluice query`.
@@ -69,20 +69,39 @@ impl QueryArgs {
             bail!("--format parquet writes binary output: give --output FILE");
         }
         let client = Client::new(&self.server)?;
-        let body = block_on(async {
-            let request = client
-                .request(Method::POST, "/api/v3/query_sql")
-                .json(&json!({"db": self.database, "q": sql, "format": self.format.name()}));
-            let response = client.send(request).await?;
-            response.bytes().await.context("the response was cut short")
-        })?;
-        match &self.output {
-            Some(path) => std::fs::write(path, &body)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-            None => std::io::stdout()
-                .write_all(&body)
-                .context("cannot write to standard output")?,
-        }
+        print_query(
+            &client,
+            &self.database,
+            &sql,
+            self.format,
+            self.output.as_deref(),
+        )?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Runs `sql` on `database` and writes the answer, in `format`, to `output` or to
+/// standard output.
+pub(super) fn print_query(
+    client: &Client,
+    database: &str,
+    sql: &str,
+    format: QueryFormat,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let body = block_on(async {
+        let request = client
+            .request(Method::POST, "/api/v3/query_sql")
+            .json(&json!({"db": database, "q": sql, "format": format.name()}));
+        let response = client.send(request).await?;
+        response.bytes().await.context("the response was cut short")
+    })?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &body).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => std::io::stdout()
+            .write_all(&body)
+            .context("cannot write to standard output"),
     }
 }

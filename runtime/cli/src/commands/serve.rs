@@ -7,6 +7,7 @@ use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
+use sluice_engine::plugin_dir::PluginDir;
 use sluice_http::{AppState, Authentication, router};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -272,10 +273,22 @@ impl ServeArgs {
             self.wal_flush_interval,
             usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
         );
+        let plugin_dir = match &self.plugin_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the plugin directory {}", dir.display())
+                })?;
+                Some(Arc::new(PluginDir::new(dir.clone())))
+            }
+            None => None,
+        };
         let engine = self.engine(&storage).await?;
         let mut query = QueryEngine::new(storage.clone());
         if let Some(engine) = &engine {
             query = query.with_engine_records(Arc::clone(&engine.records));
+        }
+        if let Some(dir) = &plugin_dir {
+            query = query.with_plugin_dir(Arc::clone(dir));
         }
         let state = AppState {
             storage: storage.clone(),
@@ -286,7 +299,7 @@ impl ServeArgs {
             } else {
                 Authentication::Required
             },
-            plugin_dir: self.plugin_dir.clone(),
+            plugin_dir,
             allowed_triggers: self
                 .restrict_plugin_triggers_to
                 .as_ref()

@@ -1,16 +1,24 @@
 //! `sluice test wal_plugin | schedule_plugin | request_plugin`: run a plugin once.
 
+use super::client::{Client, ServerArgs, block_on};
 use super::limits::LimitArgs;
 use anyhow::{Context, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
-use sluice_engine::batches::table_batches;
+use reqwest::Method;
+use serde_json::json;
 use sluice_engine::cache::CacheStore;
-use sluice_engine::dry_run::{DEFAULT_CACHE_NAME, DryRunHost, DryRunReport, dry_run};
+use sluice_engine::dry_run::{
+    DEFAULT_CACHE_NAME, DryRunHost, DryRunReport, dry_run, wal_test_call,
+};
+use sluice_engine::host::Database;
+use sluice_engine::schedule::next_cron_instant;
 use sluice_plugin_api::{HttpRequest, PluginCall, PluginRef, TriggerArguments};
+use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_storage::{StorageConfig, WriteBuffer};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// Which entry point to run.
@@ -30,13 +38,16 @@ pub enum TestCommand {
 /// Flags every test command shares.
 #[derive(Debug, clap::Args)]
 pub struct CommonArgs {
-    /// The plugin: a `.py` file, or a directory holding `__init__.py`
+    /// The plugin: a `.py` file or a directory holding `__init__.py`, in the server's
+    /// plugin directory (with --local: a local path)
     #[arg(value_name = "FILENAME")]
     pub filename: PathBuf,
     /// Run in this process, without a server: the plugin runs in the same sandbox a
-    /// server would use, and nothing is written anywhere
+    /// server would use, on a temporary database, and nothing is written anywhere
     #[arg(long)]
     pub local: bool,
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// The trigger's database: batched writes land under it and queries default to it
     #[arg(
         short = 'd',
@@ -130,27 +141,104 @@ fn rfc3339(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl TestCommand {
-    /// Runs the test and prints its report as JSON.
-    pub fn execute(self) -> anyhow::Result<ExitCode> {
-        let common = match &self {
+    fn common(&self) -> &CommonArgs {
+        match self {
             Self::Wal(a) => &a.common,
             Self::Schedule(a) => &a.common,
             Self::Request(a) => &a.common,
-        };
-        if !common.local {
-            bail!(
-                "running a test against a server is not available in this build; \
-                 pass --local to run the plugin in this process"
-            );
         }
+    }
+
+    /// Runs the test, on the server or with `--local` in this process, and prints its
+    /// report as JSON.
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let report = if self.common().local {
+            serde_json::to_value(self.run_local()?)?
+        } else {
+            self.run_on_server()?
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Asks the server to run the plugin from its plugin directory.
+    fn run_on_server(&self) -> anyhow::Result<serde_json::Value> {
+        let common = self.common();
+        let filename = common
+            .filename
+            .to_str()
+            .context("the plugin name is not valid UTF-8")?;
+        let arguments: Option<BTreeMap<&str, &str>> =
+            common.input_arguments.as_ref().map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect()
+            });
+        let (path, body) = match self {
+            Self::Wal(a) => (
+                "/api/v3/plugin_test/wal",
+                json!({
+                    "filename": filename,
+                    "database": common.database,
+                    "input_lp": wal_input(a)?,
+                    "cache_name": common.cache_name,
+                    "input_arguments": arguments,
+                }),
+            ),
+            Self::Schedule(a) => {
+                if a.call_time.is_some() {
+                    bail!(
+                        "--call-time needs --local: a server calls at the schedule's next instant"
+                    );
+                }
+                (
+                    "/api/v3/plugin_test/schedule",
+                    json!({
+                        "filename": filename,
+                        "database": common.database,
+                        "schedule": a.schedule,
+                        "cache_name": common.cache_name,
+                        "input_arguments": arguments,
+                    }),
+                )
+            }
+            Self::Request(_) => bail!(
+                "test request_plugin runs only with --local; on a server, create a request \
+                 trigger and call /api/v3/engine/<path>"
+            ),
+        };
+        let client = Client::new(&common.server)?;
+        block_on(async {
+            let response = client
+                .send(client.request(Method::POST, path).json(&body))
+                .await?;
+            response
+                .json()
+                .await
+                .context("the server's answer is not a test report")
+        })
+    }
+
+    /// Runs the plugin in this process's sandbox, on a temporary database that holds the
+    /// WAL test's rows (as a server's database holds a flush's rows when its triggers
+    /// run). The plugin's own writes are reported, not performed.
+    fn run_local(&self) -> anyhow::Result<DryRunReport> {
+        let common = self.common();
         let plugin = plugin_ref(&common.filename, common.plugin_dir.as_deref())?;
         let args: TriggerArguments = common.input_arguments.clone();
-        let (call, trigger_time) = match &self {
-            Self::Wal(a) => (wal_call(a, args)?, None),
+        let mut input_lp = None;
+        let (call, trigger_time) = match self {
+            Self::Wal(a) => {
+                let lp = wal_input(a)?;
+                let call = wal_test_call(&lp, args).map_err(anyhow::Error::msg)?;
+                input_lp = Some(lp);
+                (call, None)
+            }
             Self::Schedule(a) => {
                 let at = match a.call_time {
                     Some(at) => at,
-                    None => next_cron_time(&a.schedule)?,
+                    None => next_cron_instant(&a.schedule).map_err(anyhow::Error::msg)?,
                 };
                 let call_time_ns = at
                     .timestamp_nanos_opt()
@@ -160,24 +248,54 @@ impl TestCommand {
             Self::Request(a) => (request_call(a, args), None),
         };
         let limits = common.limits.limits();
-        let host = Arc::new(DryRunHost::new(
-            &common.database,
-            Arc::new(CacheStore::new()),
-            &common.cache_name,
-        ));
-
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")?;
-        let mut report: DryRunReport = runtime.block_on(async {
+        let mut report = runtime.block_on(async {
+            let scratch = tempfile::tempdir().context("cannot create a temporary database")?;
+            let database = scratch_database(scratch.path(), &common.database, input_lp).await?;
+            let host = DryRunHost::new(
+                &common.database,
+                Arc::new(CacheStore::new()),
+                &common.cache_name,
+            )
+            .with_queries(database);
             let sandbox = Sandbox::new(SandboxConfig::default())?;
-            anyhow::Ok(dry_run(&sandbox, &plugin, call, &limits, host).await)
+            anyhow::Ok(dry_run(&sandbox, &plugin, call, &limits, Arc::new(host)).await)
         })?;
         report.trigger_time = trigger_time.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
-        println!("{}", serde_json::to_string_pretty(&report)?);
-        Ok(ExitCode::SUCCESS)
+        Ok(report)
     }
+}
+
+/// A database in `dir` named `name`, holding `input_lp` when given.
+async fn scratch_database(
+    dir: &Path,
+    name: &str,
+    input_lp: Option<String>,
+) -> anyhow::Result<Arc<dyn Database>> {
+    let config = StorageConfig::local(dir.to_path_buf()).map_err(anyhow::Error::msg)?;
+    let (storage, _) = WriteBuffer::open(config)
+        .await
+        .context("cannot open a temporary database")?;
+    storage.spawn_flusher(std::time::Duration::from_millis(1), 10_000);
+    storage
+        .catalog()
+        .create_database(name)
+        .with_context(|| format!("invalid database name `{name}`"))?;
+    let database = PluginDatabase {
+        query: QueryEngine::new(Arc::clone(&storage)),
+        storage,
+    };
+    if let Some(lp) = input_lp {
+        database
+            .write(name, lp, false)
+            .await
+            .map_err(anyhow::Error::msg)
+            .context("cannot load the test rows")?;
+    }
+    Ok(Arc::new(database))
 }
 
 /// Splits FILENAME into the plugin directory and the plugin's name inside it.
@@ -199,36 +317,13 @@ fn plugin_ref(filename: &Path, plugin_dir: Option<&Path>) -> anyhow::Result<Plug
     Ok(PluginRef { plugin_dir, name })
 }
 
-fn wal_call(args: &WalArgs, trigger_args: TriggerArguments) -> anyhow::Result<PluginCall> {
-    let lp = match (&args.lp, &args.file) {
-        (Some(lp), _) => lp.clone(),
+fn wal_input(args: &WalArgs) -> anyhow::Result<String> {
+    match (&args.lp, &args.file) {
+        (Some(lp), _) => Ok(lp.clone()),
         (None, Some(file)) => std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read line protocol from {}", file.display()))?,
+            .with_context(|| format!("cannot read line protocol from {}", file.display())),
         (None, None) => bail!("either --lp or --file must be provided"),
-    };
-    let now = Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let parsed = sluice_lp::parse(&lp, sluice_lp::Precision::Nanosecond, now);
-    if let Some(error) = parsed.errors.first() {
-        bail!("invalid line protocol input: {error}");
     }
-    let batches = table_batches(&parsed.lines);
-    if let Some(error) = batches.errors.first() {
-        bail!("invalid line protocol input: {error}");
-    }
-    Ok(PluginCall::Writes {
-        batches: batches.batches.into(),
-        args: trigger_args,
-    })
-}
-
-fn next_cron_time(expression: &str) -> anyhow::Result<DateTime<Utc>> {
-    let schedule = cron::Schedule::from_str(expression).with_context(|| {
-        format!("invalid cron expression `{expression}` (6 or 7 fields, seconds first)")
-    })?;
-    schedule
-        .upcoming(Utc)
-        .next()
-        .with_context(|| format!("cron expression `{expression}` never fires again"))
 }
 
 fn request_call(args: &RequestArgs, trigger_args: TriggerArguments) -> PluginCall {

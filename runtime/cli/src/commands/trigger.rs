@@ -1,11 +1,14 @@
-//! `sluice create|enable|disable|delete trigger`: processing-engine triggers on a server.
+//! `sluice create|enable|disable|delete|update trigger`: processing-engine triggers on a
+//! server.
 
 use super::client::{Client, ServerArgs, block_on};
 use super::test::key_value;
+use super::upload::LocalPlugin;
 use reqwest::Method;
 use serde_json::json;
 use sluice_catalog::TriggerSpec;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// The trigger a command acts on.
@@ -45,9 +48,14 @@ pub struct CreateTriggerArgs {
     /// When the trigger fires (see below)
     #[arg(long, value_parser = |s: &str| TriggerSpec::parse(s).map_err(|e| e.to_string()))]
     trigger_spec: TriggerSpec,
-    /// The plugin: a file or package directory under the server's --plugin-dir
+    /// The plugin: a file or package directory under the server's --plugin-dir, or
+    /// `gh:PATH` in the server's --plugin-repo; with --upload, a local file or directory
     #[arg(long, visible_alias = "plugin-filename")]
     path: String,
+    /// Send the local file or directory given by --path to the server's plugin directory
+    /// first (a directory must hold `__init__.py`)
+    #[arg(long)]
+    upload: bool,
     /// Arguments given to the plugin, `key=value` pairs separated by commas
     #[arg(long, value_name = "KEY=VALUE,...", value_delimiter = ',', value_parser = key_value)]
     trigger_arguments: Option<Vec<(String, String)>>,
@@ -85,9 +93,14 @@ impl CreateTriggerArgs {
             ErrorBehavior::Retry => "retry",
             ErrorBehavior::Disable => "disable",
         };
+        let plugin_filename = if self.upload {
+            upload(&client, &target.database, &PathBuf::from(&self.path))?
+        } else {
+            self.path
+        };
         let body = json!({
             "db": target.database,
-            "plugin_filename": self.path,
+            "plugin_filename": plugin_filename,
             "trigger_name": target.trigger_name,
             // The canonical form, as upstream's CLI sends it.
             "trigger_specification": self.trigger_spec.to_string(),
@@ -146,6 +159,79 @@ impl DeleteTriggerArgs {
             ),
         )?;
         println!("Trigger {} deleted successfully", target.trigger_name);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Sends the local plugin at `path` into the server's plugin directory; returns the name
+/// it has there.
+fn upload(client: &Client, database: &str, path: &std::path::Path) -> anyhow::Result<String> {
+    let (name, files) = match LocalPlugin::read(path)? {
+        LocalPlugin::File { name, content } => (name.clone(), vec![(name, content)]),
+        LocalPlugin::Package { name, files } => {
+            let files = files
+                .into_iter()
+                .map(|(relative, content)| (format!("{name}/{relative}"), content))
+                .collect();
+            (name, files)
+        }
+    };
+    for (plugin_name, content) in files {
+        block_on(
+            client.send(
+                client
+                    .request(Method::POST, "/api/v3/plugins/files")
+                    .query(&[("db", database)])
+                    .json(&json!({"plugin_name": plugin_name, "content": content})),
+            ),
+        )?;
+    }
+    Ok(name)
+}
+
+/// Flags of `sluice update trigger`.
+#[derive(Debug, clap::Args)]
+pub struct UpdateTriggerArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The trigger's database
+    #[arg(short = 'd', long, env = "INFLUXDB3_DATABASE_NAME")]
+    database: String,
+    /// The trigger whose plugin is replaced
+    #[arg(short = 't', long)]
+    trigger_name: String,
+    /// The new code: a local file, or a package directory (replaced as a whole)
+    #[arg(short = 'p', long)]
+    path: PathBuf,
+}
+
+impl UpdateTriggerArgs {
+    /// Replaces the trigger's plugin code on the server.
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let client = Client::new(&self.server)?;
+        let query = [("db", &self.database)];
+        let (path, body, how) = match LocalPlugin::read(&self.path)? {
+            LocalPlugin::File { content, .. } => (
+                "/api/v3/plugins/files",
+                json!({"plugin_name": self.trigger_name, "content": content}),
+                "",
+            ),
+            LocalPlugin::Package { files, .. } => {
+                let files: Vec<_> = files
+                    .into_iter()
+                    .map(|(relative_path, content)| {
+                        json!({"relative_path": relative_path, "content": content})
+                    })
+                    .collect();
+                (
+                    "/api/v3/plugins/directory",
+                    json!({"plugin_name": self.trigger_name, "files": files}),
+                    " (atomic directory replacement)",
+                )
+            }
+        };
+        block_on(client.send(client.request(Method::PUT, path).query(&query).json(&body)))?;
+        println!("Trigger '{}' updated successfully{how}", self.trigger_name);
         Ok(ExitCode::SUCCESS)
     }
 }

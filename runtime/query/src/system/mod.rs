@@ -2,6 +2,7 @@
 //! built from the catalog when a query asks for it, so it is never stale.
 
 mod engine;
+mod plugin_files;
 mod triggers;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
+use sluice_engine::plugin_dir::PluginDir;
 use sluice_engine::records::EngineRecords;
 use std::sync::Arc;
 
@@ -24,20 +26,34 @@ trait SystemTable: Send + Sync {
 }
 
 /// The `system` tables of one database.
-#[derive(Debug)]
 pub struct SystemSchema {
     catalog: Arc<Catalog>,
     records: Arc<EngineRecords>,
+    plugin_dir: Option<Arc<PluginDir>>,
     database: String,
+}
+
+impl std::fmt::Debug for SystemSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SystemSchema")
+            .field("database", &self.database)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SystemSchema {
     /// The system tables as `database` sees them, with the processing engine's
-    /// `records`.
-    pub fn new(catalog: Arc<Catalog>, records: Arc<EngineRecords>, database: &str) -> Self {
+    /// `records` and the plugin directory.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        records: Arc<EngineRecords>,
+        plugin_dir: Option<Arc<PluginDir>>,
+        database: &str,
+    ) -> Self {
         Self {
             catalog,
             records,
+            plugin_dir,
             database: database.to_string(),
         }
     }
@@ -56,6 +72,10 @@ impl SystemSchema {
             (
                 "processing_engine_invocations",
                 Box::new(engine::Invocations(Arc::clone(&self.records))),
+            ),
+            (
+                "plugin_files",
+                Box::new(plugin_files::PluginFiles(self.plugin_dir.clone())),
             ),
         ]
     }

@@ -1,0 +1,415 @@
+//! The plugin directory as the HTTP API changes it: writing one plugin file, replacing a
+//! package directory at once, and listing the files of a plugin.
+//!
+//! Every name is relative to the directory and resolved through a handle on it
+//! (cap-std), so no name, `..` or symlink reaches outside. Changes are serialised, and a
+//! file appears whole or not at all: it is written under a temporary name and renamed.
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, Metadata};
+use sluice_plugin_api::inside_plugin_dir;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::UNIX_EPOCH;
+
+/// Why a change to the plugin directory was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginDirError {
+    /// The name could leave the plugin directory.
+    #[error(
+        "Path traversal detected: plugin filename '{0}' attempts to access files outside the plugin directory"
+    )]
+    Traversal(String),
+    /// A package directory without `__init__.py`.
+    #[error("Multi-file plugin directory must contain __init__.py: {0}")]
+    MissingInit(String),
+    /// A change the filesystem refused.
+    #[error("cannot change plugin file {name}: {source}")]
+    Io {
+        /// The plugin file or directory.
+        name: String,
+        /// What the filesystem said.
+        source: io::Error,
+    },
+}
+
+/// One file of a plugin, as `system.plugin_files` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFile {
+    /// The file's name: the plugin's name for a single file, the path inside the
+    /// package for a package (`models/processor.py`).
+    pub file_name: String,
+    /// The file's path relative to the plugin directory.
+    pub file_path: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// When it last changed, in milliseconds since the epoch.
+    pub last_modified_ms: i64,
+}
+
+/// What a plugin name refers to in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// A single `.py` file.
+    File,
+    /// A package: a directory holding `__init__.py`.
+    Package,
+}
+
+/// The server's plugin directory (`--plugin-dir`).
+#[derive(Debug)]
+pub struct PluginDir {
+    root: PathBuf,
+    /// Held while the directory changes, so that two uploads never interleave.
+    changing: Mutex<()>,
+}
+
+impl PluginDir {
+    /// The plugin directory at `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            changing: Mutex::new(()),
+        }
+    }
+
+    /// Where the directory is.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn open(&self) -> Result<Dir, PluginDirError> {
+        Dir::open_ambient_dir(&self.root, ambient_authority()).map_err(|source| {
+            PluginDirError::Io {
+                name: self.root.display().to_string(),
+                source,
+            }
+        })
+    }
+
+    /// Whether `name` is a file or a package, or `None` when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginDirError::Traversal`] for a name outside the directory.
+    pub fn kind(&self, name: &str) -> Result<Option<PluginKind>, PluginDirError> {
+        let relative = checked(name)?;
+        let metadata = match self.open()?.metadata(relative) {
+            Ok(metadata) => metadata,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(name, e)),
+        };
+        Ok(Some(if metadata.is_dir() {
+            PluginKind::Package
+        } else {
+            PluginKind::File
+        }))
+    }
+
+    /// Writes `content` to the file `name`, creating its parent directories; the file is
+    /// replaced whole.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginDirError::Traversal`] or [`PluginDirError::Io`].
+    pub fn write_file(&self, name: &str, content: &[u8]) -> Result<(), PluginDirError> {
+        let relative = checked(name)?;
+        let _changing = self.lock();
+        let dir = self.open()?;
+        if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
+            dir.create_dir_all(parent).map_err(|e| io_error(name, e))?;
+        }
+        let temporary = temporary_name(relative, "upload");
+        dir.write(&temporary, content)
+            .and_then(|()| dir.rename(&temporary, &dir, relative))
+            .map_err(|e| {
+                let _ = dir.remove_file(&temporary);
+                io_error(name, e)
+            })
+    }
+
+    /// Replaces the package directory `name` with exactly `files` (relative path and
+    /// content), which must include `__init__.py`. The new tree is written beside the
+    /// old one and swapped in by two renames, so a reader sees the old package or the new
+    /// one, never a mix.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginDirError::Traversal`] for any name outside the package,
+    /// [`PluginDirError::MissingInit`], or [`PluginDirError::Io`]; on error the old
+    /// package is left in place.
+    pub fn replace_package(
+        &self,
+        name: &str,
+        files: &[(String, String)],
+    ) -> Result<(), PluginDirError> {
+        let name = name.trim_end_matches('/');
+        let package = checked(name)?;
+        for (path, _) in files {
+            checked(path).map_err(|_| PluginDirError::Traversal(format!("{name}/{path}")))?;
+        }
+        if !files.iter().any(|(path, _)| path == "__init__.py") {
+            return Err(PluginDirError::MissingInit(name.to_string()));
+        }
+        let _changing = self.lock();
+        let dir = self.open()?;
+        let staged = temporary_name(package, "tmp");
+        let previous = temporary_name(package, "old");
+        let io = |e| io_error(name, e);
+        remove_tree(&dir, &staged).map_err(io)?;
+        remove_tree(&dir, &previous).map_err(io)?;
+        let written = (|| {
+            dir.create_dir_all(&staged)?;
+            for (path, content) in files {
+                let target = staged.join(path);
+                if let Some(parent) = target.parent() {
+                    dir.create_dir_all(parent)?;
+                }
+                dir.write(target, content)?;
+            }
+            io::Result::Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = remove_tree(&dir, &staged);
+            return Err(io(e));
+        }
+        let existed = dir.exists(package);
+        if existed {
+            dir.rename(package, &dir, &previous).map_err(io)?;
+        }
+        if let Err(e) = dir.rename(&staged, &dir, package) {
+            if existed {
+                let _ = dir.rename(&previous, &dir, package);
+            }
+            let _ = remove_tree(&dir, &staged);
+            return Err(io(e));
+        }
+        remove_tree(&dir, &previous).map_err(io)
+    }
+
+    /// The files of the plugin `name`: the file itself, or every `.py` file of a package
+    /// (outside `__pycache__`), sorted by name. A plugin that does not exist, or a name
+    /// outside the directory, has none.
+    pub fn files(&self, name: &str) -> Vec<PluginFile> {
+        let name = name.trim_end_matches('/');
+        let Ok(relative) = checked(name) else {
+            return Vec::new();
+        };
+        let Ok(dir) = self.open() else {
+            return Vec::new();
+        };
+        let Ok(metadata) = dir.metadata(relative) else {
+            return Vec::new();
+        };
+        if !metadata.is_dir() {
+            return vec![plugin_file(name.to_string(), name.to_string(), &metadata)];
+        }
+        let mut found = Vec::new();
+        if let Ok(package) = dir.open_dir(relative) {
+            collect_python_files(&package, Path::new(""), &mut found);
+        }
+        let mut files: Vec<PluginFile> = found
+            .into_iter()
+            .map(|(inner, metadata)| {
+                let inner = inner.to_string_lossy().into_owned();
+                plugin_file(inner.clone(), format!("{name}/{inner}"), &metadata)
+            })
+            .collect();
+        files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        files
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.changing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn checked(name: &str) -> Result<&Path, PluginDirError> {
+    inside_plugin_dir(name).ok_or_else(|| PluginDirError::Traversal(name.to_string()))
+}
+
+fn io_error(name: &str, source: io::Error) -> PluginDirError {
+    PluginDirError::Io {
+        name: name.to_string(),
+        source,
+    }
+}
+
+/// A sibling of `path` named `.<name>.<suffix>`: hidden, and never a plugin name anyone
+/// would give.
+fn temporary_name(path: &Path, suffix: &str) -> PathBuf {
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{file_name}.{suffix}"))
+}
+
+fn remove_tree(dir: &Dir, path: &Path) -> io::Result<()> {
+    match dir.remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn collect_python_files(dir: &Dir, prefix: &Path, found: &mut Vec<(PathBuf, Metadata)>) {
+    let Ok(entries) = dir.entries() else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        let path = prefix.join(&name);
+        if metadata.is_dir() {
+            if name != "__pycache__"
+                && let Ok(inner) = entry.open_dir()
+            {
+                collect_python_files(&inner, &path, found);
+            }
+        } else if path.extension().is_some_and(|e| e == "py") {
+            found.push((path, metadata));
+        }
+    }
+}
+
+fn plugin_file(file_name: String, file_path: String, metadata: &Metadata) -> PluginFile {
+    let last_modified_ms = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.into_std().duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    PluginFile {
+        file_name,
+        file_path,
+        size_bytes: metadata.len(),
+        last_modified_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn plugin_dir() -> (tempfile::TempDir, PluginDir) {
+        let root = tempfile::tempdir().expect("temp dir");
+        let plugins = PluginDir::new(root.path().to_path_buf());
+        (root, plugins)
+    }
+
+    fn names(files: &[PluginFile]) -> Vec<&str> {
+        files.iter().map(|f| f.file_name.as_str()).collect()
+    }
+
+    #[test]
+    fn files_are_written_whole_with_their_parents_and_overwritten() {
+        let (root, plugins) = plugin_dir();
+        plugins.write_file("a.py", b"x = 1\n").expect("written");
+        plugins
+            .write_file("pkg/models/m.py", b"y = 2\n")
+            .expect("written");
+        plugins.write_file("a.py", b"x = 3\n").expect("overwritten");
+        assert_eq!(
+            fs::read_to_string(root.path().join("a.py")).expect("test setup"),
+            "x = 3\n"
+        );
+        assert_eq!(
+            fs::read_to_string(root.path().join("pkg/models/m.py")).expect("test setup"),
+            "y = 2\n"
+        );
+        assert_eq!(
+            plugins.kind("a.py").expect("test setup"),
+            Some(PluginKind::File)
+        );
+        assert_eq!(
+            plugins.kind("pkg").expect("test setup"),
+            Some(PluginKind::Package)
+        );
+        assert_eq!(plugins.kind("missing.py").expect("test setup"), None);
+        let leftovers: Vec<_> = fs::read_dir(root.path())
+            .expect("test setup")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+
+    #[test]
+    fn names_outside_the_directory_are_refused() {
+        let (root, plugins) = plugin_dir();
+        let outside = root.path().join("outside");
+        fs::create_dir(&outside).expect("dir");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&outside, root.path().join("link")).expect("symlink");
+        for name in ["../x.py", "/etc/x.py", "a/../../x.py", ""] {
+            assert!(
+                matches!(
+                    plugins.write_file(name, b""),
+                    Err(PluginDirError::Traversal(_))
+                ),
+                "{name} was not refused"
+            );
+        }
+        #[cfg(unix)]
+        assert!(plugins.write_file("link/x.py", b"").is_err());
+        assert!(!outside.join("x.py").exists());
+        let refused = plugins.replace_package("pkg", &[("../../x.py".into(), String::new())]);
+        assert!(matches!(refused, Err(PluginDirError::Traversal(_))));
+    }
+
+    #[test]
+    fn a_package_is_replaced_as_a_whole() {
+        let (root, plugins) = plugin_dir();
+        plugins
+            .replace_package(
+                "pkg",
+                &[
+                    ("__init__.py".into(), "from .util import f\n".into()),
+                    ("util.py".into(), "def f(): return 1\n".into()),
+                    ("old.py".into(), String::new()),
+                    ("__pycache__/x.py".into(), String::new()),
+                ],
+            )
+            .expect("created");
+        assert_eq!(
+            names(&plugins.files("pkg/")),
+            ["__init__.py", "old.py", "util.py"]
+        );
+        plugins
+            .replace_package(
+                "pkg",
+                &[
+                    ("__init__.py".into(), "from .models.m import g\n".into()),
+                    ("models/m.py".into(), "def g(): return 2\n".into()),
+                ],
+            )
+            .expect("replaced");
+        let files = plugins.files("pkg");
+        assert_eq!(names(&files), ["__init__.py", "models/m.py"]);
+        assert_eq!(files[1].file_path, "pkg/models/m.py");
+        assert_eq!(files[1].size_bytes, 18);
+        assert!(files[1].last_modified_ms > 0);
+        assert!(!root.path().join("pkg/old.py").exists());
+        assert!(!root.path().join(".pkg.old").exists());
+        assert!(!root.path().join(".pkg.tmp").exists());
+
+        let refused = plugins.replace_package("pkg", &[("util.py".into(), String::new())]);
+        assert!(matches!(refused, Err(PluginDirError::MissingInit(_))));
+        assert_eq!(names(&plugins.files("pkg")), ["__init__.py", "models/m.py"]);
+    }
+
+    #[test]
+    fn a_single_file_plugin_lists_itself_and_missing_plugins_nothing() {
+        let (_root, plugins) = plugin_dir();
+        plugins.write_file("one.py", b"abc").expect("written");
+        let files = plugins.files("one.py");
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            (files[0].file_name.as_str(), files[0].file_path.as_str()),
+            ("one.py", "one.py")
+        );
+        assert_eq!(files[0].size_bytes, 3);
+        assert!(plugins.files("missing.py").is_empty());
+        assert!(plugins.files("../one.py").is_empty());
+    }
+}
