@@ -67,6 +67,7 @@ async fn ingest_once(flush: Duration, max_pending_lines: usize, batches: &Arc<Ve
         max_request_bytes: 64 << 20,
         authentication: Authentication::Disabled,
         plugin_dir: None,
+        plugin_repo: None,
         allowed_triggers: None,
         engine: None,
     };

@@ -104,6 +104,7 @@ async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<W
         max_request_bytes: 64 << 20,
         authentication: Authentication::Disabled,
         plugin_dir: None,
+        plugin_repo: None,
         allowed_triggers: None,
         engine: Some(engine),
     };

@@ -635,3 +635,148 @@ fn plugin_tests_run_on_the_server_without_writing() {
     assert_eq!(response.status, 400, "{}", response.text());
     assert!(response.text().contains("invalid line protocol input"));
 }
+
+/// A plugin repository on a loopback port serving `files` (path → content; others are
+/// 404) for at most `requests` requests; returns its URL.
+fn plugin_repository(files: Vec<(&'static str, String)>, requests: usize) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let url = format!("http://{}/", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(requests).flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("/");
+            let (status, body) = match files.iter().find(|(p, _)| format!("/{p}") == path) {
+                Some((_, content)) => ("200 OK", content.clone()),
+                None => ("404 Not Found", "404: Not Found".to_string()),
+            };
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = (&stream).write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn repository_plugins_are_fetched_at_create_and_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = dir.path().join("plugins");
+    let plugin_dir = plugin_dir.to_str().expect("utf-8");
+    let example =
+        std::fs::read_to_string(crate::support::root().join("examples/python/wal_plugin.py"))
+            .expect("example");
+    let repository = plugin_repository(vec![("examples/wal_plugin.py", example)], 20);
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--plugin-dir", plugin_dir, "--plugin-repo", &repository],
+    );
+    server.create_database("db");
+
+    // test_load_wal_plugin_from_gh, against a repository on loopback.
+    let created = client(
+        &server,
+        &[
+            "create",
+            "trigger",
+            "-d",
+            "db",
+            "--trigger-spec",
+            "table:cpu",
+            "--path",
+            "gh:examples/wal_plugin.py",
+            "reports",
+        ],
+    );
+    succeeded(&created);
+    let tested = client(
+        &server,
+        &[
+            "test",
+            "wal_plugin",
+            "-d",
+            "foo",
+            "--lp",
+            "test_input,host=a f=1i 1",
+            "gh:examples/wal_plugin.py",
+        ],
+    );
+    let report: Value = serde_json::from_str(&succeeded(&tested)).expect("JSON");
+    assert_eq!(
+        report["database_writes"],
+        json!({"foo": ["write_reports,table_name=test_input row_count=1i"]})
+    );
+
+    // test_trigger_create_validates_file_present.
+    let missing = server.create_trigger(&crate::server::trigger_body(
+        "missing",
+        "all_tables",
+        "gh:not_a_file.py",
+        Value::Null,
+        "log",
+    ));
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    assert!(
+        missing
+            .text()
+            .contains("error fetching plugin from repository: 404 Not Found"),
+        "{}",
+        missing.text()
+    );
+
+    // Restarted with a repository that cannot be reached: the trigger runs from the copy
+    // kept at create; a new `gh:` trigger gets a clear 502.
+    drop(server);
+    let server = TestServer::start_with(
+        dir.path(),
+        &[
+            "--plugin-dir",
+            plugin_dir,
+            "--plugin-repo",
+            "http://127.0.0.1:1/",
+        ],
+    );
+    let written = server.post("/api/v3/write_lp?db=db", &[], b"cpu,host=a usage=1 1");
+    assert_eq!(written.status, 204, "{}", written.text());
+    wait_for_rows(
+        &server,
+        "db",
+        "SELECT table_name, row_count FROM write_reports",
+        &json!([{"table_name": "cpu", "row_count": 1}]),
+    );
+    let unreachable = server.create_trigger(&crate::server::trigger_body(
+        "other",
+        "all_tables",
+        "gh:examples/wal_plugin.py",
+        Value::Null,
+        "log",
+    ));
+    assert_eq!(unreachable.status, 502, "{}", unreachable.text());
+    assert!(
+        unreachable.text().contains(
+            "error fetching plugin from repository: http://127.0.0.1:1/examples/wal_plugin.py"
+        ),
+        "{}",
+        unreachable.text()
+    );
+    let escaping = server.create_trigger(&crate::server::trigger_body(
+        "escaping",
+        "all_tables",
+        "gh:../../secret.py",
+        Value::Null,
+        "log",
+    ));
+    assert_eq!(escaping.status, 400, "{}", escaping.text());
+}

@@ -9,6 +9,7 @@
 use crate::cache::CacheStore;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
+use crate::plugin_dir::local_name;
 use crate::records::{EngineRecords, InvocationRecord};
 use sluice_catalog::Trigger;
 use sluice_plugin_api::{
@@ -118,7 +119,7 @@ impl Invoker {
     ) -> Result<Invocation, String> {
         let plugin = PluginRef {
             plugin_dir: self.plugin_dir.clone(),
-            name: trigger.plugin_filename.clone(),
+            name: local_name(&trigger.plugin_filename).into_owned(),
         };
         let host = Arc::new(TriggerHost::new(
             database,
@@ -182,7 +183,7 @@ impl Invoker {
     ) -> Result<DryRunReport, InvocationError> {
         let plugin = PluginRef {
             plugin_dir: self.plugin_dir.clone(),
-            name: plugin_filename.to_string(),
+            name: local_name(plugin_filename).into_owned(),
         };
         plugin.read()?;
         let host = DryRunHost::new(database, Arc::clone(&self.cache), cache_name)

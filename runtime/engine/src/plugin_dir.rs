@@ -13,6 +13,20 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
+/// Where the plugin directory keeps the copy of the repository plugin `gh:<path>`.
+pub fn repository_copy(path: &str) -> String {
+    format!(".repository/{path}")
+}
+
+/// The name in the plugin directory of a trigger's `plugin_filename`: itself, or the
+/// kept copy of a `gh:` plugin.
+pub fn local_name(plugin_filename: &str) -> std::borrow::Cow<'_, str> {
+    match plugin_filename.strip_prefix("gh:") {
+        Some(path) => repository_copy(path).into(),
+        None => plugin_filename.into(),
+    }
+}
+
 /// Why a change to the plugin directory was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginDirError {

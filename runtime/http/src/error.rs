@@ -20,6 +20,9 @@ pub enum ApiError {
     NotFound(String),
     /// 409 with `{"error": message}`.
     Conflict(String),
+    /// 502 with `{"error": message}`: a server this one depends on (the plugin
+    /// repository) failed.
+    BadGateway(String),
     /// 413: the body is over `--max-http-request-size`.
     TooLarge(usize),
     /// 415 with `{"error": message}`.
@@ -57,6 +60,7 @@ impl ApiError {
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, json!({"error": message})),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
+            Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, json!({"error": message})),
             Self::PluginFailed(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))
             }

@@ -15,6 +15,7 @@ pub mod cors;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod plugin_repo;
 pub mod plugin_test;
 pub mod plugins;
 pub mod query;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
     pub plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
+    /// Where `gh:` plugins are fetched from (`--plugin-repo`); `None` refuses them.
+    pub plugin_repo: Option<Arc<plugin_repo::PluginRepo>>,
     /// The kinds of trigger that may be created (`--restrict-plugin-triggers-to`); `None`
     /// allows all.
     pub allowed_triggers: Option<Vec<sluice_catalog::PluginType>>,

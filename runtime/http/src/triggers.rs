@@ -42,16 +42,20 @@ struct DeleteTrigger {
     force: bool,
 }
 
-/// Checks that the plugin can be read from the plugin directory.
-fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
-    if filename.starts_with("gh:") {
-        return Err(ApiError::BadRequest(format!(
-            "Plugin error: `{filename}`: plugins from a repository (`gh:`) are not supported yet; \
-             put the plugin in the plugin directory"
-        )));
+/// Checks that the plugin can be read from the plugin directory; a `gh:` plugin is
+/// fetched from the plugin repository into it first.
+pub(crate) async fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
+    let dir = crate::plugins::plugin_dir(state)?;
+    if let Some(path) = filename.strip_prefix("gh:") {
+        let Some(repo) = &state.plugin_repo else {
+            return Err(ApiError::BadRequest(format!(
+                "Plugin error: `{filename}`: this server has no plugin repository"
+            )));
+        };
+        return repo.fetch_into(path, &dir).await;
     }
     let plugin = PluginRef {
-        plugin_dir: crate::plugins::plugin_dir(state)?.root().to_path_buf(),
+        plugin_dir: dir.root().to_path_buf(),
         name: filename.to_string(),
     };
     match plugin.read() {
@@ -87,7 +91,7 @@ pub async fn create(
             spec.plugin_type()
         )));
     }
-    check_plugin(&state, &request.plugin_filename)?;
+    check_plugin(&state, &request.plugin_filename).await?;
     let trigger = Trigger {
         trigger_name: request.trigger_name,
         plugin_filename: request.plugin_filename,

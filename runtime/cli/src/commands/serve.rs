@@ -8,6 +8,7 @@ use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
 use sluice_engine::plugin_dir::PluginDir;
+use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
 use sluice_http::{AppState, Authentication, router};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -141,6 +142,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     restrict_plugin_triggers_to: Option<Vec<TriggerKind>>,
+    /// Where `gh:PATH` plugins are fetched from, when a trigger using one is created: the
+    /// URL of PATH is this URL followed by PATH
+    #[arg(long, env = "INFLUXDB3_PLUGIN_REPO", default_value = DEFAULT_PLUGIN_REPO)]
+    plugin_repo: String,
     #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
     limits: LimitArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -300,6 +305,9 @@ impl ServeArgs {
                 Authentication::Required
             },
             plugin_dir,
+            plugin_repo: Some(Arc::new(
+                PluginRepo::new(&self.plugin_repo).map_err(anyhow::Error::msg)?,
+            )),
             allowed_triggers: self
                 .restrict_plugin_triggers_to
                 .as_ref()

@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
-use sluice_engine::plugin_dir::PluginDir;
+use sluice_engine::plugin_dir::{PluginDir, local_name};
 use std::sync::Arc;
 
 /// One row per file of each trigger's plugin; `file_path` is relative to the plugin
@@ -39,7 +39,7 @@ impl SystemTable for PluginFiles {
                 .iter()
                 .flat_map(|db| catalog.triggers(db).unwrap_or_default())
             {
-                for file in dir.files(&trigger.plugin_filename) {
+                for file in dir.files(&local_name(&trigger.plugin_filename)) {
                     rows.push((trigger.trigger_name.clone(), file));
                 }
             }
