@@ -202,6 +202,43 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Runs `change` on a copy of the catalog and, only if it succeeds, makes the copy
+    /// the catalog. `change` is where the copy is persisted, so that no reader ever sees
+    /// a change that is not yet durable; readers and writers of the catalog wait
+    /// meanwhile. Returns `change`'s value and the generation of the adopted catalog.
+    ///
+    /// `change` must use only the copy it is given, never `self`.
+    ///
+    /// # Errors
+    ///
+    /// The error of `change`; the catalog is then as it was.
+    pub fn staged<T, E>(
+        &self,
+        change: impl FnOnce(&Catalog) -> Result<T, E>,
+    ) -> Result<(T, u64), E> {
+        let mut databases = self
+            .databases
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        let draft = Catalog {
+            databases: RwLock::new(databases.clone()),
+            tokens: RwLock::new(tokens.clone()),
+            generation: AtomicU64::new(0),
+        };
+        let value = change(&draft)?;
+        *databases = draft
+            .databases
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        *tokens = draft
+            .tokens
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        Ok((value, generation))
+    }
+
     /// A number that grows with every change; equal numbers mean an equal catalog.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

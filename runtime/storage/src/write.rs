@@ -528,14 +528,19 @@ impl WriteBuffer {
         if *persisted == generation {
             return Ok(());
         }
-        let bytes = self.catalog.to_bytes();
-        let temporary = self.catalog_file.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut file, &bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &self.catalog_file)?;
+        self.write_catalog_file(&self.catalog.to_bytes())?;
         *persisted = generation;
         Ok(())
+    }
+
+    /// Replaces the catalog file with `bytes`, durably: a crash leaves the old file or
+    /// the new one.
+    fn write_catalog_file(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let temporary = self.catalog_file.with_extension("tmp");
+        let mut file = std::fs::File::create(&temporary)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &self.catalog_file)
     }
 
     /// Flushes every `interval`, and as soon as `max_pending_lines` lines are pending,
@@ -605,20 +610,27 @@ impl WriteBuffer {
         self.change_catalog(|catalog| catalog.create_table(database, table, tags, fields))
     }
 
-    /// Runs `change` on the catalog (databases, tables, tokens), then persists the
-    /// catalog before answering.
+    /// Runs `change` on a copy of the catalog (databases, tables, tokens, triggers),
+    /// persists the copy, and only then makes it the catalog: a change is never seen
+    /// before it is durable, and one that cannot be persisted is not made.
     ///
     /// # Errors
     ///
-    /// The error of `change`, or [`CatalogError::Io`] when the catalog cannot be persisted.
+    /// The error of `change`, or [`CatalogError::Io`] when the catalog cannot be
+    /// persisted; the catalog is then unchanged.
     pub fn change_catalog<T>(
         &self,
         change: impl FnOnce(&Catalog) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
         let _log = lock(&self.log_lock);
-        let value = change(&self.catalog)?;
-        self.persist_catalog()
-            .map_err(|e| CatalogError::Io(e.to_string()))?;
+        let mut persisted = lock(&self.persisted_catalog);
+        let (value, generation) = self.catalog.staged(|draft| {
+            let value = change(draft)?;
+            self.write_catalog_file(&draft.to_bytes())
+                .map_err(|e| CatalogError::Io(e.to_string()))?;
+            Ok(value)
+        })?;
+        *persisted = generation;
         Ok(value)
     }
 

@@ -343,6 +343,26 @@ async fn created_databases_and_tables_are_persisted_at_once() {
 }
 
 #[tokio::test]
+async fn a_catalog_change_that_cannot_be_persisted_is_not_made() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (buffer, _) = open(dir.path()).await;
+    // The catalog is written to `catalog.tmp` first: a directory there makes that fail.
+    let blocker = dir.path().join("catalog.tmp");
+    std::fs::create_dir(&blocker).expect("blocker");
+    assert!(matches!(
+        buffer.create_database("lost"),
+        Err(CatalogError::Io(_))
+    ));
+    assert!(!buffer.catalog().has_database("lost"));
+    std::fs::remove_dir(&blocker).expect("unblocked");
+    buffer.create_database("kept").expect("creates");
+    drop(buffer);
+    let (reopened, _) = open(dir.path()).await;
+    assert!(reopened.catalog().has_database("kept"));
+    assert!(!reopened.catalog().has_database("lost"));
+}
+
+#[tokio::test]
 async fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (buffer, _) = open(dir.path()).await;
