@@ -463,3 +463,48 @@ fn a_plugin_that_loops_forever_stalls_neither_ingest_nor_its_disabling() {
         json!([{"n": 1}])
     );
 }
+
+/// Marks itself busy in the trigger's cache while it works, and says whether another
+/// call was busy when it started.
+const BUSY: &str = r#"
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    overlapped = influxdb3_local.cache.get("busy", default=False)
+    influxdb3_local.cache.put("busy", True)
+    total = 0
+    for i in range(150000):
+        total += i
+    influxdb3_local.cache.put("busy", False)
+    return {"overlapped": overlapped}
+"#;
+
+#[test]
+fn a_synchronous_request_trigger_serves_one_request_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    std::fs::write(Path::new(&plugin_dir).join("busy.py"), BUSY).expect("written");
+    let server = std::sync::Arc::new(TestServer::start_with(
+        dir.path(),
+        &["--plugin-dir", &plugin_dir],
+    ));
+    server.create_database("db");
+    server.add_trigger("busy", "request:busy", "busy.py", Value::Null, "log");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let server = std::sync::Arc::clone(&server);
+            std::thread::spawn(move || {
+                (0..3)
+                    .map(|_| {
+                        let response = server.get("/api/v3/engine/busy", &[]);
+                        assert_eq!(response.status, 200, "{}", response.text());
+                        response.json()["overlapped"].clone()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for client in clients {
+        for overlapped in client.join().expect("client") {
+            assert_eq!(overlapped, json!(false), "two calls ran at once");
+        }
+    }
+}

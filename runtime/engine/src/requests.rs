@@ -3,17 +3,23 @@
 //!
 //! The trigger is looked up in the catalog at each request, so creating, enabling,
 //! disabling or deleting a trigger takes effect at once, with nothing to keep in step.
-//! Each request runs on a fresh sandbox instance.
+//! As upstream, a trigger without `run_async` serves one request at a time, first come
+//! first served; with it, requests run at once, each on its own instance.
 
 use crate::invoke::{Invoker, arguments};
 use sluice_catalog::Catalog;
 use sluice_plugin_api::{HttpRequest, HttpResponse, PluginCall};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The turn of each synchronous request trigger, by (database, trigger name).
+type Turns = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
 /// Runs the plugins of request triggers.
 pub struct RequestTriggers {
     catalog: Arc<Catalog>,
     invoker: Arc<Invoker>,
+    turns: Mutex<Turns>,
 }
 
 /// Why a request trigger did not answer with the plugin's response.
@@ -30,7 +36,23 @@ pub enum RequestError {
 impl RequestTriggers {
     /// The request triggers of `catalog`, run by `invoker`.
     pub fn new(catalog: Arc<Catalog>, invoker: Arc<Invoker>) -> Self {
-        Self { catalog, invoker }
+        Self {
+            catalog,
+            invoker,
+            turns: Mutex::default(),
+        }
+    }
+
+    /// The lock a synchronous trigger's requests queue on (tokio's is fair: first in,
+    /// first out). Locks nobody holds or waits for are dropped on the way.
+    fn turn(&self, database: &str, trigger: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+        Arc::clone(
+            turns
+                .entry((database.to_string(), trigger.to_string()))
+                .or_default(),
+        )
     }
 
     /// Runs the trigger serving `request.path`. Batched writes are written, and durable,
@@ -48,6 +70,12 @@ impl RequestTriggers {
         let call = PluginCall::Request {
             request,
             args: arguments(&trigger),
+        };
+        let turn = (!trigger.trigger_settings.run_async)
+            .then(|| self.turn(&database, &trigger.trigger_name));
+        let _turn = match &turn {
+            Some(turn) => Some(turn.lock().await),
+            None => None,
         };
         match self.invoker.invoke(&database, &trigger, call).await {
             Ok(invocation) => invocation
