@@ -780,3 +780,565 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
     ));
     assert_eq!(escaping.status, 400, "{}", escaping.text());
 }
+
+/// Upstream's `test_linebuilder_escaping` plugin body (the golden lines of its test).
+const LINE_BUILDER_ESCAPING: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    influxdb3_local.write(LineBuilder("metrics").tag("host", "server01").tag("region", "us-west").int64_field("cpu", 42).uint64_field("memory_bytes", 8589934592).float64_field("load", 86.5).string_field("status", "online").bool_field("healthy", True).time_ns(1609459200000000000))
+    influxdb3_local.write(LineBuilder("system_metrics").tag("server", "app server 1").tag("datacenter", "us west").int64_field("count", 1))
+    influxdb3_local.write(LineBuilder("network").tag("servers", "web,app,db").tag("location", "floor1,rack3").int64_field("connections", 256))
+    influxdb3_local.write(LineBuilder("formulas").tag("equation", "y=mx+b").tag("result", "a=b=c").float64_field("value", 3.14159))
+    influxdb3_local.write(LineBuilder("paths").tag("windows_path", "C:\\Program Files\\App").tag("regex", "\\d+\\w+").string_field("description", "Windows\\Unix paths").int64_field("count", 42))
+    influxdb3_local.write(LineBuilder("messages").tag("type", "notification").string_field("content", 'User said "Hello World"').string_field("json", '{"key": "value"}').int64_field("priority", 1))
+    influxdb3_local.write(LineBuilder("complex,measurement").tag("location", "New York, USA").tag("details", "floor=5, room=3").tag("path", "C:\\Users\\Admin\\Documents").string_field("message", 'Error in line: "x = y + z"').string_field("query", 'SELECT * FROM table WHERE id="abc"').float64_field("value", 123.456).time_ns(1609459200000000000))
+    influxdb3_local.write(LineBuilder("sensor_data").tag("device", "thermostat").tag("room", "living room").tag("floor", 1).float64_field("temperature", 72.5).int64_field("humidity", 45).string_field("mode", "auto"))
+    influxdb3_local.write_to_db("metrics_db", LineBuilder("memory_stats").tag("host", "server1").int64_field("usage", 75))
+    influxdb3_local.info("All LineBuilder tests completed")
+"#;
+
+const CACHE_BASIC: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.cache.put("test_key", "test_value")
+    influxdb3_local.info(f"Retrieved value: {influxdb3_local.cache.get('test_key')}")
+    if influxdb3_local.cache.get("test_key") == "test_value":
+        influxdb3_local.info("Cache test passed")
+"#;
+
+const CACHE_TTL: &str = r#"
+import time
+
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.cache.put("expiring_key", "expires_soon", ttl=1.0)
+    influxdb3_local.info(f"Immediate retrieval: {influxdb3_local.cache.get('expiring_key')}")
+    influxdb3_local.info("Waiting for TTL to expire...")
+    time.sleep(1.5)
+    value = influxdb3_local.cache.get("expiring_key")
+    influxdb3_local.info(f"After expiration: {value}")
+    if value is None:
+        influxdb3_local.info("TTL test passed")
+"#;
+
+const CACHE_NAMESPACES: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.cache.put("shared_key", "trigger_value")
+    influxdb3_local.cache.put("shared_key", "global_value", use_global=True)
+    influxdb3_local.info(f"Trigger cache value: {influxdb3_local.cache.get('shared_key')}")
+    influxdb3_local.info(f"Global cache value: {influxdb3_local.cache.get('shared_key', use_global=True)}")
+"#;
+
+const CACHE_DELETION: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.cache.put("delete_me", "value")
+    influxdb3_local.info(f"Deletion result: {influxdb3_local.cache.delete('delete_me')}")
+    influxdb3_local.info(f"After deletion: {influxdb3_local.cache.get('delete_me')}")
+    influxdb3_local.info(f"Deleting non-existent key: {influxdb3_local.cache.delete('never_there')}")
+"#;
+
+const CACHE_COMPLEX: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    value = {"nested": {"a": [1, 2, {"b": "c"}]}, "items": [1, "two", 3.0]}
+    influxdb3_local.cache.put("complex", value)
+    got = influxdb3_local.cache.get("complex")
+    influxdb3_local.info(f"types: {type(got).__name__}/{type(got['nested']).__name__}/{type(got['items']).__name__}")
+    influxdb3_local.info(f"equal: {got == value}")
+"#;
+
+const CACHE_WAL: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    rows = sum(len(b["rows"]) for b in table_batches)
+    count = influxdb3_local.cache.get("row_count")
+    if count is None:
+        influxdb3_local.info("First run, initializing count")
+        count = 0
+    else:
+        influxdb3_local.info(f"Previous count: {count}")
+    influxdb3_local.cache.put("row_count", count + rows)
+    influxdb3_local.info(f"Updated count: {count + rows}")
+"#;
+
+const STRFTIME: &str = r#"
+from datetime import datetime
+
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    now = datetime.now()
+    influxdb3_local.info(f"Current time: {now.strftime('%Y-%m-%d %H:%M:%S')}")
+    influxdb3_local.info(f"Date only: {now.strftime('%Y-%m-%d')}")
+    influxdb3_local.info(f"Custom format: {now.strftime('%B %d, %Y at %I:%M %p')}")
+"#;
+
+const TAG_QUERY: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    rows = influxdb3_local.query("SELECT host, region, usage FROM cpu WHERE region = 'us-east' ORDER BY host")
+    assert [r["host"] for r in rows] == ["s2", "s3"], rows
+    influxdb3_local.info("successfully queried")
+"#;
+
+const SPARSE: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    for row in influxdb3_local.query("SELECT * FROM m0 ORDER BY time"):
+        influxdb3_local.info(f"{row['f1']} {row['f2']}")
+"#;
+
+const WRONG_SIGNATURE: &str = r#"
+def process_writes(influxdb3_local):
+    pass
+"#;
+
+const NO_FIELDS: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    influxdb3_local.write(LineBuilder("some_table").tag("t", "v"))
+"#;
+
+/// Runs a test command on `server` and returns its report.
+fn report(server: &TestServer, args: &[&str]) -> Value {
+    serde_json::from_str(&succeeded(&client(server, args))).expect("JSON")
+}
+
+fn log_lines(report: &Value) -> Vec<String> {
+    report["log_lines"]
+        .as_array()
+        .expect("log lines")
+        .iter()
+        .map(|l| l.as_str().expect("text").to_string())
+        .collect()
+}
+
+#[test]
+fn plugin_api_scenarios_match_upstream() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = dir.path().join("plugins");
+    write_package(
+        &plugin_dir,
+        &[
+            ("escaping.py", LINE_BUILDER_ESCAPING),
+            ("cache_basic.py", CACHE_BASIC),
+            ("cache_ttl.py", CACHE_TTL),
+            ("cache_namespaces.py", CACHE_NAMESPACES),
+            ("cache_deletion.py", CACHE_DELETION),
+            ("cache_complex.py", CACHE_COMPLEX),
+            ("cache_wal.py", CACHE_WAL),
+            ("strftime.py", STRFTIME),
+            ("tag_query.py", TAG_QUERY),
+            ("sparse.py", SPARSE),
+            ("wrong_signature.py", WRONG_SIGNATURE),
+            ("no_fields.py", NO_FIELDS),
+            ("no_entry_point.py", "x = 1\n"),
+        ],
+    );
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
+    );
+    let written = server.post(
+        "/api/v3/write_lp?db=foo",
+        &[],
+        b"cpu,host=s1,region=us-west usage=0.9\ncpu,host=s2,region=us-east usage=0.89\ncpu,host=s3,region=us-east usage=0.5\nm0 f1=1i 1\nm0 f2=2i 2\nm0 f1=3i,f2=4i 3",
+    );
+    assert_eq!(written.status, 204, "{}", written.text());
+    let wal = |plugin: &str, lp: &str| {
+        report(
+            &server,
+            &[
+                "test",
+                "wal_plugin",
+                "-d",
+                "foo",
+                "--lp",
+                lp,
+                "--cache-name",
+                plugin,
+                plugin,
+            ],
+        )
+    };
+    let schedule =
+        |plugin: &str| report(&server, &["test", "schedule_plugin", "-d", "foo", plugin]);
+
+    // test_linebuilder_escaping: upstream's golden lines, byte for byte.
+    let escaped = wal("escaping.py", "trigger f=1i");
+    assert_eq!(
+        escaped,
+        json!({
+            "log_lines": ["INFO: All LineBuilder tests completed"],
+            "database_writes": {
+                "foo": [
+                    r#"metrics,host=server01,region=us-west cpu=42i,memory_bytes=8589934592u,load=86.5,status="online",healthy=t 1609459200000000000"#,
+                    r#"system_metrics,server=app\ server\ 1,datacenter=us\ west count=1i"#,
+                    r#"network,servers=web\,app\,db,location=floor1\,rack3 connections=256i"#,
+                    r#"formulas,equation=y\=mx+b,result=a\=b\=c value=3.14159"#,
+                    r#"paths,windows_path=C:\\Program\ Files\\App,regex=\\d+\\w+ description="Windows\\Unix paths",count=42i"#,
+                    r#"messages,type=notification content="User said \"Hello World\"",json="{\"key\": \"value\"}",priority=1i"#,
+                    r#"complex\,measurement,location=New\ York\,\ USA,details=floor\=5\,\ room\=3,path=C:\\Users\\Admin\\Documents message="Error in line: \"x = y + z\"",query="SELECT * FROM table WHERE id=\"abc\"",value=123.456 1609459200000000000"#,
+                    r#"sensor_data,device=thermostat,room=living\ room,floor=1 temperature=72.5,humidity=45i,mode="auto""#,
+                ],
+                "metrics_db": ["memory_stats,host=server1 usage=75i"],
+            },
+            "errors": [],
+        })
+    );
+
+    // The cache scenarios (test_basic_cache_functionality, _ttl, _namespaces,
+    // _deletion, _complex_object_caching, _with_wal_plugin).
+    assert_eq!(
+        log_lines(&schedule("cache_basic.py")),
+        [
+            "INFO: Retrieved value: test_value",
+            "INFO: Cache test passed"
+        ]
+    );
+    assert_eq!(
+        log_lines(&schedule("cache_ttl.py")),
+        [
+            "INFO: Immediate retrieval: expires_soon",
+            "INFO: Waiting for TTL to expire...",
+            "INFO: After expiration: None",
+            "INFO: TTL test passed",
+        ]
+    );
+    assert_eq!(
+        log_lines(&schedule("cache_namespaces.py")),
+        [
+            "INFO: Trigger cache value: trigger_value",
+            "INFO: Global cache value: global_value",
+        ]
+    );
+    assert_eq!(
+        log_lines(&schedule("cache_deletion.py")),
+        [
+            "INFO: Deletion result: True",
+            "INFO: After deletion: None",
+            "INFO: Deleting non-existent key: False",
+        ]
+    );
+    assert_eq!(
+        log_lines(&schedule("cache_complex.py")),
+        ["INFO: types: dict/dict/list", "INFO: equal: True"]
+    );
+    assert_eq!(
+        log_lines(&wal("cache_wal.py", "t f=1i 1\nt f=2i 2\nt f=3i 3")),
+        [
+            "INFO: First run, initializing count",
+            "INFO: Updated count: 3"
+        ]
+    );
+    assert_eq!(
+        log_lines(&wal("cache_wal.py", "t f=1i 1\nt f=2i 2")),
+        ["INFO: Previous count: 3", "INFO: Updated count: 5"]
+    );
+
+    // test_schedule_plugin_test_with_strftime, test_tag_query_behavior,
+    // test_query_with_sparse_fields.
+    let times = log_lines(&schedule("strftime.py"));
+    assert_eq!(times.len(), 3, "{times:?}");
+    assert!(times[0].starts_with("INFO: Current time: 20"), "{times:?}");
+    let tagged = schedule("tag_query.py");
+    assert_eq!(tagged["errors"], json!([]));
+    assert_eq!(log_lines(&tagged), ["INFO: successfully queried"]);
+    assert_eq!(
+        log_lines(&schedule("sparse.py")),
+        ["INFO: 1 None", "INFO: None 2", "INFO: 3 4"]
+    );
+
+    // test_wal_plugin_errors: the message of each kind of failure.
+    let first_error = |plugin: &str| {
+        wal(plugin, "m f=1i")["errors"][0]
+            .as_str()
+            .expect("an error")
+            .to_string()
+    };
+    assert_eq!(
+        first_error("wrong_signature.py"),
+        "error executing plugin: TypeError: process_writes() takes 1 positional argument but 3 were given"
+    );
+    assert!(
+        first_error("no_fields.py").starts_with(
+            "error executing plugin: InvalidLineError: At least one field is required: some_table,t=v"
+        ),
+        "{}",
+        first_error("no_fields.py")
+    );
+    assert!(
+        first_error("no_entry_point.py")
+            .starts_with("error executing plugin: the process_writes function is not present"),
+        "{}",
+        first_error("no_entry_point.py")
+    );
+}
+
+/// The plugin of upstream's `test_request_plugin_and_trigger`.
+const REQUEST: &str = r#"
+import json
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    for k, v in query_parameters.items():
+        influxdb3_local.info(f"query_parameters: {k}={v}")
+    for k, v in request_headers.items():
+        influxdb3_local.info(f"request_headers: {k}={v}")
+    request_data = json.loads(request_body)
+    influxdb3_local.info("parsed JSON request body:", request_data)
+    line = LineBuilder("request_data").tag("tag1", "tag1_value").int64_field("field1", 1)
+    influxdb3_local.write_sync(line, no_sync=True)
+    return {"status": "ok", "line": line.build()}
+"#;
+
+/// The return values of upstream's `test_flask_*` tests, chosen by `?case=`.
+const FLASK: &str = r#"
+class FlaskLike:
+    status_code = 202
+    headers = {"Content-Type": "text/custom", "X-Generated-By": "FlaskResponse"}
+    def __flask_response__(self):
+        return True
+    def get_data(self):
+        return "Custom Flask Response"
+
+def lines():
+    yield "Line 1\n"
+    yield "Line 2\n"
+    yield "Line 3\n"
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    case = query_parameters["case"]
+    if case == "string":
+        return "Hello, World!"
+    if case == "dict":
+        return {"message": "Hello, World!"}
+    if case == "status":
+        return "Created successfully", 201
+    if case == "headers":
+        return "Custom Content-Type", {"Content-Type": "text/plain", "X-Custom-Header": "test-value"}
+    if case == "all":
+        return "Not Found", 404, {"Content-Type": "text/plain", "X-Error": "missing"}
+    if case == "list":
+        return ["item1", "item2", "item3"]
+    if case == "generator":
+        return lines()
+    if case == "flask":
+        return FlaskLike()
+    if case == "json_status":
+        return {"error": "Not Found", "code": 404}, 404
+"#;
+
+/// Writes one row the first time it runs after the trigger starts (its cache is empty
+/// then), as upstream's `test_trigger_cache_cleanup`.
+const STARTS: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    if influxdb3_local.cache.get("started") is None:
+        influxdb3_local.cache.put("started", True)
+        influxdb3_local.write(LineBuilder("starts").int64_field("n", 1))
+"#;
+
+#[test]
+fn trigger_lifecycle_and_request_scenarios_match_upstream() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = dir.path().join("plugins");
+    write_package(
+        &plugin_dir,
+        &[
+            ("reports.py", WRITE_REPORTS),
+            ("request.py", REQUEST),
+            ("flask.py", FLASK),
+            ("starts.py", STARTS),
+        ],
+    );
+    let plugin_dir = plugin_dir.to_str().expect("utf-8");
+    let flags = ["--plugin-dir", plugin_dir];
+    let server = TestServer::start_with(dir.path(), &flags);
+    server.create_database("db");
+    let create = |server: &TestServer, name: &str, spec: &str, plugin: &str, extra: &[&str]| {
+        let mut args = vec![
+            "create",
+            "trigger",
+            "-d",
+            "db",
+            "--trigger-spec",
+            spec,
+            "--path",
+            plugin,
+        ];
+        args.extend(extra);
+        args.push(name);
+        let output = client(server, &args);
+        assert_eq!(
+            succeeded(&output).trim(),
+            format!("Trigger {name} created successfully")
+        );
+    };
+
+    // test_create_trigger_and_run, then test_triggers_are_started: the trigger runs
+    // after a restart without being touched.
+    create(
+        &server,
+        "reports",
+        "all_tables",
+        "reports.py",
+        &["--trigger-arguments", "double_count_table=cpu"],
+    );
+    drop(server);
+    let server = TestServer::start_with(dir.path(), &flags);
+    let written = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        b"cpu,host=a f1=1.0\ncpu,host=b f1=2.0\nmem,host=a usage=234",
+    );
+    assert_eq!(written.status, 204, "{}", written.text());
+    wait_for_rows(
+        &server,
+        "db",
+        "SELECT table_name, row_count FROM write_reports ORDER BY table_name",
+        &json!([{"table_name":"cpu","row_count":4},{"table_name":"mem","row_count":1}]),
+    );
+
+    // test_trigger_enable: enabling an enabled trigger succeeds, as does disabling.
+    let enabled = client(&server, &["enable", "trigger", "-d", "db", "reports"]);
+    assert_eq!(
+        succeeded(&enabled).trim(),
+        "Trigger reports enabled successfully"
+    );
+    let disabled = client(&server, &["disable", "trigger", "-d", "db", "reports"]);
+    assert_eq!(
+        succeeded(&disabled).trim(),
+        "Trigger reports disabled successfully"
+    );
+
+    // test_delete_enabled_trigger: only with --force.
+    create(&server, "doomed", "all_tables", "reports.py", &[]);
+    let refused = client(&server, &["delete", "trigger", "-d", "db", "doomed"]);
+    assert!(
+        failed(&refused).contains("Cannot delete running plugin doomed"),
+        "{}",
+        text(&refused)
+    );
+    let deleted = client(
+        &server,
+        &["delete", "trigger", "-d", "db", "--force", "doomed"],
+    );
+    assert_eq!(
+        succeeded(&deleted).trim(),
+        "Trigger doomed deleted successfully"
+    );
+
+    // test_table_specific_trigger.
+    let table = server.post(
+        "/api/v3/configure/table",
+        &[("content-type", "application/json")],
+        br#"{"db": "db", "table": "bar", "tags": ["tag1"], "fields": [{"name": "field1", "type": "float64"}]}"#,
+    );
+    assert_eq!(table.status, 200, "{}", table.text());
+    create(
+        &server,
+        "bar_trigger",
+        "table:bar",
+        "reports.py",
+        &["--disabled"],
+    );
+
+    // test_request_plugin_and_trigger (with test_..._no_auth_header: the admin token is
+    // sent, and not passed to the plugin).
+    create(
+        &server,
+        "foo",
+        "request:bar",
+        "request.py",
+        &["--trigger-arguments", "test_arg=hello"],
+    );
+    let answered = server.post(
+        "/api/v3/engine/bar?q1=whatevs",
+        &[("content-type", "application/json")],
+        br#"{"hello": "world"}"#,
+    );
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    assert_eq!(
+        answered.json(),
+        json!({"status": "ok", "line": "request_data,tag1=tag1_value field1=1i"})
+    );
+    // `no_sync=True`: acknowledged before the flush, queryable after it.
+    wait_for_rows(
+        &server,
+        "db",
+        "SELECT tag1, field1 FROM request_data",
+        &json!([{"tag1": "tag1_value", "field1": 1}]),
+    );
+    let logs = server.query(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs WHERE trigger_name = 'foo'",
+    );
+    assert!(
+        logs.to_string().contains("query_parameters: q1=whatevs"),
+        "{logs}"
+    );
+    assert!(!logs.to_string().contains("authorization"), "{logs}");
+    // Hot reload: the rewritten file answers the next call.
+    std::fs::write(
+        Path::new(plugin_dir).join("request.py"),
+        "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return {'status': 'updated'}\n",
+    )
+    .expect("rewritten");
+    assert_eq!(engine_json(&server, "bar"), json!({"status": "updated"}));
+
+    // The test_flask_* return conventions.
+    create(&server, "flask", "request:flask", "flask.py", &[]);
+    let cases: [(&str, u16, &str, &str); 9] = [
+        ("string", 200, "text/html", "Hello, World!"),
+        (
+            "dict",
+            200,
+            "application/json",
+            r#"{"message": "Hello, World!"}"#,
+        ),
+        ("status", 201, "text/html", "Created successfully"),
+        ("headers", 200, "text/plain", "Custom Content-Type"),
+        ("all", 404, "text/plain", "Not Found"),
+        (
+            "list",
+            200,
+            "application/json",
+            r#"["item1", "item2", "item3"]"#,
+        ),
+        ("generator", 200, "text/html", "Line 1\nLine 2\nLine 3\n"),
+        ("flask", 202, "text/custom", "Custom Flask Response"),
+        (
+            "json_status",
+            404,
+            "application/json",
+            r#"{"error": "Not Found", "code": 404}"#,
+        ),
+    ];
+    for (case, status, content_type, body) in cases {
+        let response = server.get(&format!("/api/v3/engine/flask?case={case}"), &[]);
+        assert_eq!(response.status, status, "{case}: {}", response.text());
+        assert_eq!(
+            response.header("content-type"),
+            Some(content_type),
+            "{case}"
+        );
+        assert_eq!(response.text(), body, "{case}");
+    }
+    let custom = server.get("/api/v3/engine/flask?case=headers", &[]);
+    assert_eq!(custom.header("x-custom-header"), Some("test-value"));
+    let flask = server.get("/api/v3/engine/flask?case=flask", &[]);
+    assert_eq!(flask.header("x-generated-by"), Some("FlaskResponse"));
+
+    // test_trigger_cache_cleanup: disabling drops the trigger's cache, so the plugin
+    // starts afresh when enabled again.
+    create(&server, "starts", "every:1s", "starts.py", &[]);
+    wait_for_rows(
+        &server,
+        "db",
+        "SELECT count(*) AS n FROM starts",
+        &json!([{"n": 1}]),
+    );
+    succeeded(&client(
+        &server,
+        &["disable", "trigger", "-d", "db", "starts"],
+    ));
+    succeeded(&client(
+        &server,
+        &["enable", "trigger", "-d", "db", "starts"],
+    ));
+    wait_for_rows(
+        &server,
+        "db",
+        "SELECT count(*) AS n FROM starts",
+        &json!([{"n": 2}]),
+    );
+}
