@@ -165,6 +165,19 @@ fn request_triggers_run_their_plugins_on_the_database() {
 
     let anonymous = crate::http::request(server.address, "GET", "/api/v3/engine/echo", &[], b"");
     assert_eq!(anonymous.status, 401, "engine paths need a token");
+
+    // The same calls, counted for Prometheus; only the admin token may read them.
+    let metrics = server.get("/metrics", &[]);
+    assert_eq!(metrics.status, 200, "{}", metrics.text());
+    let text = metrics.text();
+    for expected in [
+        r#"sluice_plugin_invocations_total{database="db",trigger="counter",outcome="success"} 2"#,
+        r#"sluice_plugin_invocations_total{database="db",trigger="failing",outcome="error"} 1"#,
+    ] {
+        assert!(text.contains(expected), "{expected} not in\n{text}");
+    }
+    let anonymous = crate::http::request(server.address, "GET", "/metrics", &[], b"");
+    assert_eq!(anonymous.status, 401);
 }
 
 /// Writes, for each table of a flush except its own, a row with the table's row count;

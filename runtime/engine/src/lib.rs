@@ -14,6 +14,7 @@
 //! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`;
 //! - [`plugin_dir`]: the plugin directory as the HTTP API changes it: uploads, atomic
 //!   package replacement, the files of each plugin;
+//! - [`metrics`]: per-trigger counters for Prometheus;
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
 //!   bounded queues so that no trigger stalls ingest or another trigger.
@@ -32,6 +33,7 @@ pub mod dry_run;
 pub mod host;
 pub mod invoke;
 pub mod manager;
+pub mod metrics;
 pub mod plugin_dir;
 pub mod records;
 pub mod requests;

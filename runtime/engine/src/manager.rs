@@ -241,6 +241,11 @@ async fn dispatch(manager: Weak<TriggerManager>, mut flushes: mpsc::Receiver<Flu
                 }
                 if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(wanted) {
                     let dropped = manager.dropped_flushes.fetch_add(1, Ordering::Relaxed) + 1;
+                    manager
+                        .invoker
+                        .records()
+                        .metrics()
+                        .dropped_flush(database, &trigger.trigger_name);
                     tracing::warn!(database = %database, trigger = %trigger.trigger_name, dropped_total = dropped, "WAL trigger is behind: a flush was dropped for it");
                 }
             }

@@ -1,8 +1,10 @@
 //! What the engine did, kept in memory for the system tables: plugin log lines
 //! (`system.processing_engine_logs`) and one record per invocation
 //! (`system.processing_engine_invocations`). Each is a ring buffer: the oldest entries
-//! go first, and nothing is kept across restarts, as upstream's log table.
+//! go first, and nothing is kept across restarts, as upstream's log table. Invocations
+//! are also counted in [`EngineMetrics`].
 
+use crate::metrics::EngineMetrics;
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
@@ -45,11 +47,12 @@ pub struct InvocationRecord {
     pub error: Option<String>,
 }
 
-/// The engine's recent log lines and invocations.
+/// The engine's recent log lines and invocations, and its metrics.
 #[derive(Debug, Default)]
 pub struct EngineRecords {
     logs: Mutex<VecDeque<LogRecord>>,
     invocations: Mutex<VecDeque<InvocationRecord>>,
+    metrics: EngineMetrics,
 }
 
 fn push<T>(ring: &Mutex<VecDeque<T>>, entry: T) {
@@ -66,9 +69,15 @@ impl EngineRecords {
         push(&self.logs, record);
     }
 
-    /// Keeps an invocation.
+    /// Keeps an invocation, and counts it in the metrics.
     pub fn invocation(&self, record: InvocationRecord) {
+        self.metrics.invocation(&record);
         push(&self.invocations, record);
+    }
+
+    /// The counters of every call since the server started.
+    pub fn metrics(&self) -> &EngineMetrics {
+        &self.metrics
     }
 
     /// The log lines of `database`'s triggers, oldest first.

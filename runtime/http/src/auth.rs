@@ -28,20 +28,22 @@ pub enum Authentication {
 
 /// Paths anyone may call: health checks, and creating the first admin token.
 fn is_public(method: &Method, path: &str) -> bool {
-    matches!(path, "/health" | "/api/v1/health" | "/ping" | "/metrics")
+    matches!(path, "/health" | "/api/v1/health" | "/ping")
         || (method == Method::POST && path == "/api/v3/configure/token/admin")
         || method == Method::OPTIONS
 }
 
-/// Paths only the admin token may call: databases, tables, tokens, plugins.
+/// Paths only the admin token may call: databases, tables, tokens, plugins, and the
+/// metrics (they name every tenant's triggers).
 fn needs_admin(path: &str) -> bool {
-    [
-        "/api/v3/configure/",
-        "/api/v3/plugins/",
-        "/api/v3/plugin_test/",
-    ]
-    .iter()
-    .any(|prefix| path.starts_with(prefix))
+    path == "/metrics"
+        || [
+            "/api/v3/configure/",
+            "/api/v3/plugins/",
+            "/api/v3/plugin_test/",
+        ]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// The token of a request, if it carries one.
@@ -185,6 +187,7 @@ mod tests {
         ));
         assert!(!is_public(&Method::GET, "/api/v3/query_sql"));
         assert!(needs_admin("/api/v3/configure/database") && needs_admin("/api/v3/plugins/files"));
+        assert!(!is_public(&Method::GET, "/metrics") && needs_admin("/metrics"));
         assert!(!needs_admin("/api/v3/write_lp") && !needs_admin("/api/v3/engine/hook"));
     }
 }

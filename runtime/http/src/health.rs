@@ -1,7 +1,9 @@
-//! `/health`, `/ping`, and the answer for unknown routes.
+//! `/health`, `/ping`, `/metrics`, and the answer for unknown routes.
 
+use crate::AppState;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
@@ -22,4 +24,19 @@ pub async fn ping() -> impl IntoResponse {
 /// Any other route: 404 `Not found`.
 pub async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "Not found")
+}
+
+/// `GET /metrics`: the processing engine's counters, in the OpenMetrics text format.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = match &state.engine {
+        Some(engine) => engine.records.metrics().encode(),
+        None => "# EOF\n".to_string(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }

@@ -4,7 +4,7 @@
 //! (`/api/v3/configure/processing_engine_trigger…`), [`plugins`] (`/api/v3/plugins/…`),
 //! [`plugin_test`] (`/api/v3/plugin_test/…`),
 //! [`engine`] (`/api/v3/engine/<path>`),
-//! [`token`] (`/api/v3/configure/token…`) and [`health`] (`/health`, `/ping`). [`auth`]
+//! [`token`] (`/api/v3/configure/token…`) and [`health`] (`/health`, `/ping`, `/metrics`). [`auth`]
 //! checks tokens before any handler runs; [`cors`] answers `OPTIONS` on any path. Errors
 //! from every handler become responses in one place, [`error::ApiError`].
 
@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/api/v1/health", get(health::health))
         .route("/ping", get(health::ping).post(health::ping))
+        .route("/metrics", get(health::metrics))
         .fallback(health::not_found)
         // The raw body may be compressed; `body::read` enforces the limit after decoding.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))

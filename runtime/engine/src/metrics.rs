@@ -1,0 +1,165 @@
+//! The engine's metrics, in the OpenMetrics text format Prometheus scrapes (`GET
+//! /metrics`): per trigger, its calls by outcome and what they consumed, and the flushes
+//! dropped for WAL triggers that fell behind. The counters grow for the life of the
+//! process; `system.processing_engine_invocations` holds the recent calls one by one.
+
+use crate::records::InvocationRecord;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// A trigger, as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    database: String,
+    trigger: String,
+}
+
+/// A trigger and how a call ended (`success` or `error`), as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    database: String,
+    trigger: String,
+    outcome: &'static str,
+}
+
+/// The counters, and the registry that names them.
+#[derive(Debug)]
+pub struct EngineMetrics {
+    registry: Registry,
+    invocations: Family<OutcomeLabels, Counter>,
+    seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
+    fuel: Family<TriggerLabels, Counter>,
+    bytes_written: Family<TriggerLabels, Counter>,
+    dropped_flushes: Family<TriggerLabels, Counter>,
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sluice_plugin");
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        let seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
+        let fuel = Family::<TriggerLabels, Counter>::default();
+        let bytes_written = Family::<TriggerLabels, Counter>::default();
+        let dropped_flushes = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "invocations",
+            "Plugin calls of each trigger, by outcome",
+            invocations.clone(),
+        );
+        registry.register(
+            "duration_seconds",
+            "Time spent in plugin calls, instantiation included",
+            seconds.clone(),
+        );
+        registry.register(
+            "fuel_used",
+            "Fuel (about one per WebAssembly instruction) used by successful calls",
+            fuel.clone(),
+        );
+        registry.register(
+            "bytes_written",
+            "Line protocol written by successful calls",
+            bytes_written.clone(),
+        );
+        registry.register(
+            "dropped_flushes",
+            "WAL flushes a trigger that fell behind did not get",
+            dropped_flushes.clone(),
+        );
+        Self {
+            registry,
+            invocations,
+            seconds,
+            fuel,
+            bytes_written,
+            dropped_flushes,
+        }
+    }
+}
+
+fn labels(database: &str, trigger: &str) -> TriggerLabels {
+    TriggerLabels {
+        database: database.to_string(),
+        trigger: trigger.to_string(),
+    }
+}
+
+impl EngineMetrics {
+    /// Counts a finished call.
+    pub fn invocation(&self, record: &InvocationRecord) {
+        let trigger = labels(&record.database, &record.trigger);
+        let outcome = if record.error.is_some() {
+            "error"
+        } else {
+            "success"
+        };
+        self.invocations
+            .get_or_create(&OutcomeLabels {
+                database: record.database.clone(),
+                trigger: record.trigger.clone(),
+                outcome,
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&trigger)
+            .inc_by(record.duration_ns as f64 / 1e9);
+        self.fuel.get_or_create(&trigger).inc_by(record.fuel_used);
+        self.bytes_written
+            .get_or_create(&trigger)
+            .inc_by(record.bytes_written);
+    }
+
+    /// Counts a flush a WAL trigger did not get.
+    pub fn dropped_flush(&self, database: &str, trigger: &str) {
+        self.dropped_flushes
+            .get_or_create(&labels(database, trigger))
+            .inc();
+    }
+
+    /// Every metric, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_counted_per_trigger_and_outcome() {
+        let metrics = EngineMetrics::default();
+        let call = |error: Option<&str>| InvocationRecord {
+            database: "db".into(),
+            trigger: "t".into(),
+            start_ns: 0,
+            duration_ns: 250_000_000,
+            fuel_used: 1_000,
+            peak_memory_bytes: 0,
+            bytes_written: 10,
+            error: error.map(str::to_string),
+        };
+        metrics.invocation(&call(None));
+        metrics.invocation(&call(None));
+        metrics.invocation(&call(Some("boom")));
+        metrics.dropped_flush("db", "t");
+        let text = metrics.encode();
+        for expected in [
+            r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="success"} 2"#,
+            r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="error"} 1"#,
+            r#"sluice_plugin_duration_seconds_total{database="db",trigger="t"} 0.75"#,
+            r#"sluice_plugin_fuel_used_total{database="db",trigger="t"} 3000"#,
+            r#"sluice_plugin_dropped_flushes_total{database="db",trigger="t"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} not in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
