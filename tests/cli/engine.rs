@@ -521,3 +521,22 @@ fn a_synchronous_request_trigger_serves_one_request_at_a_time() {
         }
     }
 }
+
+#[test]
+fn deleting_a_database_stops_its_triggers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    std::fs::write(Path::new(&plugin_dir).join("ticks.py"), TICKS).expect("written");
+    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir]);
+    server.create_database("db");
+    server.add_trigger("ticks", "every:1s", "ticks.py", Value::Null, "log");
+    eventually(&server, "SELECT count(*) AS n FROM ticks", |rows| {
+        rows[0]["n"].as_i64().unwrap_or(0) >= 1
+    });
+    let deleted = server.send("DELETE", "/api/v3/configure/database?db=db", &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    // Were the trigger still running, its next write would create the database again.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let databases = server.get("/api/v3/configure/database?format=json", &[]);
+    assert_eq!(databases.json(), json!([]), "{}", databases.text());
+}

@@ -104,6 +104,19 @@ impl CacheStore {
             .is_some_and(|entry| entry.is_live(Instant::now()))
     }
 
+    /// Keeps only the namespaces for which `keep` holds, and only their live entries.
+    pub fn retain(&self, keep: impl Fn(&Namespace) -> bool) {
+        let now = Instant::now();
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        namespaces.retain(|namespace, entries| {
+            entries.retain(|_, entry| entry.is_live(now));
+            keep(namespace) && !entries.is_empty()
+        });
+    }
+
     /// Drops a whole namespace, for example when its trigger stops.
     pub fn drop_namespace(&self, namespace: &Namespace) {
         self.namespaces
@@ -139,5 +152,11 @@ mod tests {
 
         store.drop_namespace(&shared);
         assert_eq!(store.get(&shared, "k"), None);
+
+        store.put(&local, "k", b"local".to_vec(), None);
+        store.put(&shared, "k", b"shared".to_vec(), None);
+        store.retain(|namespace| !matches!(namespace, Namespace::Trigger { .. }));
+        assert_eq!(store.get(&local, "k"), None);
+        assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
     }
 }

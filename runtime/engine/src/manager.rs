@@ -103,6 +103,15 @@ impl TriggerManager {
         self.invoker.retain_pools(|database, name| {
             enabled.contains_key(&(database.to_string(), name.to_string()))
         });
+        // The caches of triggers that stopped (of every kind) and of deleted databases.
+        let databases = self.catalog.database_names();
+        self.invoker.cache().retain(|namespace| match namespace {
+            Namespace::Trigger { database, trigger } => {
+                enabled.contains_key(&(database.clone(), trigger.clone()))
+            }
+            Namespace::Database(database) => databases.contains(database),
+            Namespace::Test(_) | Namespace::TestShared(_) => true,
+        });
         let wanted: HashMap<(String, String), Trigger> = enabled
             .into_iter()
             .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)

@@ -121,6 +121,10 @@ pub async fn delete_database(
         .delete_database(name)
         .await
         .map_err(catalog_error)?;
+    // Its triggers stop, and their caches go.
+    if let Some(engine) = &state.engine {
+        engine.triggers.reconcile();
+    }
     Ok(StatusCode::OK)
 }
 
