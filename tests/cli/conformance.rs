@@ -428,6 +428,14 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
     );
     assert_eq!(traversal.status, 400, "{}", traversal.text());
     assert!(traversal.text().contains("Path traversal detected"));
+    let nul = server.post(
+        "/api/v3/plugins/files",
+        &[("content-type", "application/json")],
+        json!({"plugin_name": "a\u{0}b.py", "content": "x = 1"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(nul.status, 400, "{}", nul.text());
     assert!(!dir.path().join("escape.py").exists());
 }
 

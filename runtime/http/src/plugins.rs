@@ -53,6 +53,14 @@ fn dir_error(error: PluginDirError) -> ApiError {
         PluginDirError::Traversal(_) | PluginDirError::MissingInit(_) => {
             ApiError::BadRequest(format!("Plugin error: {error}"))
         }
+        PluginDirError::Io { ref source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidFilename
+            ) =>
+        {
+            ApiError::BadRequest(format!("Plugin error: {error}"))
+        }
         PluginDirError::Io { .. } => ApiError::Internal(error.to_string()),
     }
 }
