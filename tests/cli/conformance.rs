@@ -1349,4 +1349,37 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
         "SELECT count(*) AS n FROM starts",
         &json!([{"n": 2}]),
     );
+
+    // show system: the list of system tables, and a summary of each.
+    let listed = succeeded(&client(
+        &server,
+        &[
+            "show",
+            "system",
+            "-d",
+            "db",
+            "table-list",
+            "--format",
+            "csv",
+        ],
+    ));
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        [
+            "table_name",
+            "plugin_files",
+            "processing_engine_invocations",
+            "processing_engine_logs",
+            "processing_engine_trigger_arguments",
+            "processing_engine_triggers",
+        ]
+    );
+    let summary = succeeded(&client(
+        &server,
+        &["show", "system", "-d", "db", "summary", "--limit", "1"],
+    ));
+    for table in ["plugin_files", "processing_engine_triggers"] {
+        assert!(summary.contains(&format!("{table} summary:")), "{summary}");
+    }
+    assert!(summary.contains("bar_trigger"), "{summary}");
 }

@@ -13,11 +13,17 @@ pub struct ServerArgs {
         short = 'H',
         long = "host",
         env = "INFLUXDB3_HOST_URL",
-        default_value = "http://127.0.0.1:8181"
+        default_value = "http://127.0.0.1:8181",
+        global = true
     )]
     pub host: String,
     /// Token sent as `Authorization: Bearer <token>`
-    #[arg(long, env = "INFLUXDB3_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "INFLUXDB3_AUTH_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub token: Option<String>,
 }
 
