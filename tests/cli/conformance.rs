@@ -107,6 +107,46 @@ fn client(server: &TestServer, args: &[&str]) -> Output {
     run(&all)
 }
 
+/// `sluice create trigger -d db --trigger-spec SPEC --path PATH EXTRA… NAME` on `server`.
+fn create_trigger(
+    server: &TestServer,
+    name: &str,
+    spec: &str,
+    path: &str,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "create",
+        "trigger",
+        "-d",
+        "db",
+        "--trigger-spec",
+        spec,
+        "--path",
+        path,
+    ];
+    args.extend(extra);
+    args.push(name);
+    client(server, &args)
+}
+
+/// Upstream's write of `test_create_trigger_and_run`, and the `write_reports` rows its
+/// trigger (`WRITE_REPORTS` with `double_count_table=cpu`) must produce.
+fn write_and_expect_reports(server: &TestServer) {
+    let written = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        b"cpu,host=a f1=1.0\ncpu,host=b f1=2.0\nmem,host=a usage=234",
+    );
+    assert_eq!(written.status, 204, "{}", written.text());
+    wait_for_rows(
+        server,
+        "db",
+        "SELECT table_name, row_count FROM write_reports ORDER BY table_name",
+        &json!([{"table_name":"cpu","row_count":4},{"table_name":"mem","row_count":1}]),
+    );
+}
+
 fn write_package(dir: &Path, files: &[(&str, &str)]) {
     for (name, content) in files {
         let path = dir.join(name);
@@ -135,56 +175,27 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
 
     // test_create_trigger_with_upload: a file from another directory.
     write_package(&local, &[("reports.py", WRITE_REPORTS)]);
-    let created = client(
+    let created = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "all_tables",
-            "--path",
-            &local_str("reports.py"),
-            "--upload",
-            "--trigger-arguments",
-            "double_count_table=cpu",
-            "reports",
-        ],
+        "reports",
+        "all_tables",
+        &local_str("reports.py"),
+        &["--upload", "--trigger-arguments", "double_count_table=cpu"],
     );
     assert_eq!(
         succeeded(&created).trim(),
         "Trigger reports created successfully"
     );
     assert!(plugin_dir.join("reports.py").is_file());
-    let written = server.post(
-        "/api/v3/write_lp?db=db",
-        &[],
-        b"cpu,host=a f1=1.0\ncpu,host=b f1=2.0\nmem,host=a usage=234",
-    );
-    assert_eq!(written.status, 204, "{}", written.text());
-    wait_for_rows(
-        &server,
-        "db",
-        "SELECT table_name, row_count FROM write_reports ORDER BY table_name",
-        &json!([{"table_name":"cpu","row_count":4},{"table_name":"mem","row_count":1}]),
-    );
+    write_and_expect_reports(&server);
 
     // test_upload_plugin_file_not_found.
-    let missing = client(
+    let missing = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "request:nothing",
-            "--path",
-            &local_str("missing.py"),
-            "--upload",
-            "nothing",
-        ],
+        "nothing",
+        "request:nothing",
+        &local_str("missing.py"),
+        &["--upload"],
     );
     assert!(failed(&missing).contains("File not found"));
 
@@ -205,20 +216,12 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
         )],
     );
     for (version, trigger) in [("v1", "echo1"), ("v2", "echo2")] {
-        let created = client(
+        let created = create_trigger(
             &server,
-            &[
-                "create",
-                "trigger",
-                "-d",
-                "db",
-                "--trigger-spec",
-                &format!("request:{trigger}"),
-                "--path",
-                &local_str(&format!("{version}/echo.py")),
-                "--upload",
-                trigger,
-            ],
+            trigger,
+            &format!("request:{trigger}"),
+            &local_str(&format!("{version}/echo.py")),
+            &["--upload"],
         );
         succeeded(&created);
     }
@@ -276,20 +279,12 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
             ),
         ],
     );
-    let created = client(
+    let created = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "request:pkg",
-            "--path",
-            &local_str("pkg"),
-            "--upload",
-            "pkg",
-        ],
+        "pkg",
+        "request:pkg",
+        &local_str("pkg"),
+        &["--upload"],
     );
     succeeded(&created);
     assert!(!plugin_dir.join("pkg/__pycache__/stale.py").exists());
@@ -312,20 +307,12 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
 
     // test_upload_multifile_plugin_missing_init_fails.
     write_package(&local, &[("noinit/utils.py", "x = 1\n")]);
-    let refused = client(
+    let refused = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "request:noinit",
-            "--path",
-            &local_str("noinit"),
-            "--upload",
-            "noinit",
-        ],
+        "noinit",
+        "request:noinit",
+        &local_str("noinit"),
+        &["--upload"],
     );
     assert!(failed(&refused).contains("__init__.py"));
 
@@ -445,20 +432,12 @@ fn uploads_need_a_plugin_directory() {
     let server = TestServer::start(dir.path());
     let file = dir.path().join("plugin.py");
     std::fs::write(&file, WRITE_REPORTS).expect("written");
-    let refused = client(
+    let refused = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "all_tables",
-            "--path",
-            file.to_str().expect("utf-8"),
-            "--upload",
-            "t",
-        ],
+        "t",
+        "all_tables",
+        file.to_str().expect("utf-8"),
+        &["--upload"],
     );
     assert!(failed(&refused).contains("not configured"));
 }
@@ -694,19 +673,12 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
     server.create_database("db");
 
     // test_load_wal_plugin_from_gh, against a repository on loopback.
-    let created = client(
+    let created = create_trigger(
         &server,
-        &[
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            "table:cpu",
-            "--path",
-            "gh:examples/wal_plugin.py",
-            "reports",
-        ],
+        "reports",
+        "table:cpu",
+        "gh:examples/wal_plugin.py",
+        &[],
     );
     succeeded(&created);
     let tested = client(
@@ -1153,19 +1125,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
     let server = TestServer::start_with(dir.path(), &flags);
     server.create_database("db");
     let create = |server: &TestServer, name: &str, spec: &str, plugin: &str, extra: &[&str]| {
-        let mut args = vec![
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "--trigger-spec",
-            spec,
-            "--path",
-            plugin,
-        ];
-        args.extend(extra);
-        args.push(name);
-        let output = client(server, &args);
+        let output = create_trigger(server, name, spec, plugin, extra);
         assert_eq!(
             succeeded(&output).trim(),
             format!("Trigger {name} created successfully")
@@ -1183,18 +1143,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
     );
     drop(server);
     let server = TestServer::start_with(dir.path(), &flags);
-    let written = server.post(
-        "/api/v3/write_lp?db=db",
-        &[],
-        b"cpu,host=a f1=1.0\ncpu,host=b f1=2.0\nmem,host=a usage=234",
-    );
-    assert_eq!(written.status, 204, "{}", written.text());
-    wait_for_rows(
-        &server,
-        "db",
-        "SELECT table_name, row_count FROM write_reports ORDER BY table_name",
-        &json!([{"table_name":"cpu","row_count":4},{"table_name":"mem","row_count":1}]),
-    );
+    write_and_expect_reports(&server);
 
     // test_trigger_enable: enabling an enabled trigger succeeds, as does disabling.
     let enabled = client(&server, &["enable", "trigger", "-d", "db", "reports"]);
