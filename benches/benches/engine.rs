@@ -8,9 +8,14 @@
 //!   trigger's warm instances (the default): median latency and requests per second.
 //! - `request/cpu_bound`: a plugin that spins for a while, at concurrency 1 and 2: with
 //!   two cores, twice the throughput at concurrency 2 means both are used.
-//! - `wal/row_transform`: 100,000 rows written in 10,000-row batches to a table whose
-//!   WAL trigger writes one transformed row per row to another table; rows per second
-//!   from the first write until every transformed row is queryable.
+//! - `wal/row_transform/sync|async`: 100,000 rows written in 10,000-row batches to a
+//!   table whose WAL trigger writes one transformed row per row to another table; rows
+//!   per second from the first write until every transformed row is queryable, with a
+//!   trigger that takes one flush at a time (the default) and with `run_async`; and the
+//!   time and fuel the plugin's calls took.
+//!
+//! `cargo bench -p sluice-benches --bench engine -- FILTER` runs only the measurements
+//! whose name contains FILTER.
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
@@ -46,13 +51,13 @@ impl FlushObserver for Feed {
     }
 }
 
-fn trigger(name: &str, spec: &str, plugin: &str) -> Trigger {
+fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
     Trigger {
         trigger_name: name.into(),
         plugin_filename: plugin.into(),
         trigger: TriggerSpec::parse(spec).expect("a valid spec"),
         trigger_settings: TriggerSettings {
-            run_async: false,
+            run_async,
             error_behavior: ErrorBehavior::Log,
         },
         trigger_arguments: None,
@@ -61,7 +66,11 @@ fn trigger(name: &str, spec: &str, plugin: &str) -> Trigger {
 }
 
 /// A server on a loopback port with the bench triggers; returns its address.
-async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<WriteBuffer>) {
+async fn server(
+    dir: &Path,
+    sandbox: Arc<Sandbox>,
+    warm: bool,
+) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
     for (name, code) in [
@@ -76,13 +85,19 @@ async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<W
         .expect("opens");
     let catalog: Arc<Catalog> = Arc::clone(storage.catalog());
     catalog.create_database("bench").expect("database");
+    catalog.create_database("bench_async").expect("database");
     for t in [
-        trigger("trivial", "request:trivial", "trivial.py"),
-        trigger("cpu", "request:cpu", "cpu.py"),
-        trigger("transform", "table:raw", "transform.py"),
+        trigger("trivial", "request:trivial", "trivial.py", false),
+        trigger("cpu", "request:cpu", "cpu.py", false),
+        trigger("transform", "table:raw", "transform.py", false),
     ] {
         catalog.create_trigger("bench", t).expect("trigger");
     }
+    // The same transform, with `run_async`: flushes may be processed side by side.
+    let transform = trigger("transform", "table:raw", "transform.py", true);
+    catalog
+        .create_trigger("bench_async", transform)
+        .expect("trigger");
     let database = PluginDatabase {
         storage: Arc::clone(&storage),
         query: QueryEngine::new(Arc::clone(&storage)),
@@ -106,14 +121,14 @@ async fn server(dir: &Path, sandbox: Arc<Sandbox>, warm: bool) -> (String, Arc<W
         plugin_dir: None,
         plugin_repo: None,
         allowed_triggers: None,
-        engine: Some(engine),
+        engine: Some(Arc::clone(&engine)),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    (format!("http://{address}"), storage)
+    (format!("http://{address}"), storage, engine)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -163,7 +178,8 @@ async fn load(url: &str, concurrency: usize, total: usize) -> (f64, f64, f64) {
     )
 }
 
-async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>) -> f64 {
+/// Rows per second through the transform trigger of `database`.
+async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>, database: &str) -> f64 {
     let client = reqwest::Client::new();
     let rows = 100_000;
     let started = Instant::now();
@@ -179,7 +195,7 @@ async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>) -> f64 {
             })
             .collect();
         let response = client
-            .post(format!("{host}/api/v3/write_lp?db=bench"))
+            .post(format!("{host}/api/v3/write_lp?db={database}"))
             .body(body)
             .send()
             .await
@@ -189,7 +205,7 @@ async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>) -> f64 {
     let engine = QueryEngine::new(Arc::clone(storage));
     loop {
         let output = engine
-            .sql("bench", "SELECT count(*) AS n FROM cooked", Vec::new())
+            .sql(database, "SELECT count(*) AS n FROM cooked", Vec::new())
             .await
             .ok();
         let done = output
@@ -209,6 +225,11 @@ async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let wanted = |name: &str| name.contains(filter.as_str());
     let sandbox = Arc::new(
         tokio::task::spawn_blocking(|| Sandbox::new(SandboxConfig::default()))
             .await
@@ -217,23 +238,45 @@ async fn main() {
     );
     for (mode, warm, total) in [("fresh", false, 400), ("warm", true, 4_000)] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (host, storage) = server(dir.path(), Arc::clone(&sandbox), warm).await;
+        let (host, storage, engine) = server(dir.path(), Arc::clone(&sandbox), warm).await;
         for concurrency in [1, 8] {
+            if !wanted("request/trivial") {
+                break;
+            }
             let (p50, p99, rate) =
                 load(&format!("{host}/api/v3/engine/trivial"), concurrency, total).await;
             println!(
                 "request/trivial/{mode}/concurrency_{concurrency}: p50 {p50:.2} ms, p99 {p99:.2} ms, {rate:.0} req/s ({total} requests)"
             );
         }
-        if warm {
+        if warm && wanted("request/cpu_bound") {
             let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), 1, 40).await;
             let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), 2, 40).await;
             println!(
                 "request/cpu_bound/{mode}: {one:.1} req/s at concurrency 1, {two:.1} at 2 ({:.2}x)",
                 two / one
             );
-            let rate = wal_transform(&host, &storage).await;
-            println!("wal/row_transform/{mode}: {rate:.0} rows/s end to end (100000 rows)");
+        }
+        for (database, kind) in [("bench", "sync"), ("bench_async", "async")] {
+            if !warm || !wanted(&format!("wal/row_transform/{kind}")) {
+                continue;
+            }
+            let rate = wal_transform(&host, &storage, database).await;
+            // Where the time went: the plugin's calls, instantiation included.
+            let calls: Vec<_> = engine
+                .records
+                .invocations(database)
+                .into_iter()
+                .filter(|r| r.trigger == "transform")
+                .collect();
+            let plugin_ms: f64 = calls.iter().map(|r| r.duration_ns as f64 / 1e6).sum();
+            let fuel: u64 = calls.iter().map(|r| r.fuel_used).sum();
+            println!(
+                "wal/row_transform/{kind}: {rate:.0} rows/s end to end (100000 rows); {} plugin calls took {plugin_ms:.0} ms ({:.1} µs and {} fuel per row)",
+                calls.len(),
+                plugin_ms * 1000.0 / 100_000.0,
+                fuel / 100_000
+            );
         }
     }
 }

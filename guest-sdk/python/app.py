@@ -59,8 +59,18 @@ _LEVELS = {
 }
 
 
+# Batched writes reach the host in chunks of this many lines, joined into one string,
+# and the rest when the call succeeds: a host call per line, or a list of strings,
+# would cost more than building the lines.
+_WRITE_CHUNK_LINES = 4096
+
+
 class WitHost:
     """The plugin API's host, reached through the WIT imports."""
+
+    def __init__(self):
+        self._own = []  # lines for the trigger's database, in write order
+        self._other = {}  # other database -> lines, in write order
 
     def log(self, level, text):
         wit_host.log(_LEVELS[level], text)
@@ -73,7 +83,23 @@ class WitHost:
         return rows_from_columns(result.row_count, _columns(result.columns), True)
 
     def write(self, database, line_protocol):
-        wit_host.write(database, line_protocol)
+        lines = self._own if database is None else self._other.setdefault(database, [])
+        lines.append(line_protocol)
+        if len(lines) >= _WRITE_CHUNK_LINES:
+            self.hand_over_writes()
+
+    def hand_over_writes(self):
+        """Gives the host the batched writes not yet handed over."""
+        own, other = self._own, self._other
+        self._own, self._other = [], {}
+        if own:
+            wit_host.write(None, "\n".join(own))
+        for database, lines in other.items():
+            wit_host.write(database, "\n".join(lines))
+
+    def drop_writes(self):
+        """Forgets the batched writes of a failed call (the host drops its part)."""
+        self._own, self._other = [], {}
 
     def write_sync(self, database, line_protocol, no_sync):
         try:
@@ -94,7 +120,8 @@ class WitHost:
         return wit_host.cache_delete(key, use_global)
 
 
-_API = api.make_api(WitHost())
+_HOST = WitHost()
+_API = api.make_api(_HOST)
 plugin.install_builtins()
 _runner = None
 
@@ -123,27 +150,32 @@ class Loader:
         _runner = plugin.Runner(_API, loaded)
 
 
+def _run(entry_point, *args):
+    """Runs an entry point; its batched writes reach the host only if it succeeds."""
+    try:
+        result = entry_point(*args)
+    except plugin.PluginFailure as failure:
+        _HOST.drop_writes()
+        raise _failed(failure) from None
+    except BaseException:
+        _HOST.drop_writes()
+        raise
+    _HOST.hand_over_writes()
+    return result
+
+
 class EntryPoints:
     def process_writes(self, batches, args):
-        try:
-            tables = [(b.table_name, b.row_count, _columns(b.columns)) for b in batches]
-            _loaded_runner().process_writes(tables, args)
-        except plugin.PluginFailure as failure:
-            raise _failed(failure) from None
+        tables = [(b.table_name, b.row_count, _columns(b.columns)) for b in batches]
+        _run(_loaded_runner().process_writes, tables, args)
 
     def process_scheduled_call(self, call_time, args):
-        try:
-            _loaded_runner().process_scheduled_call(call_time, args)
-        except plugin.PluginFailure as failure:
-            raise _failed(failure) from None
+        _run(_loaded_runner().process_scheduled_call, call_time, args)
 
     def process_request(self, request, args):
-        try:
-            status, headers, body = _loaded_runner().process_request(
-                request.query, request.headers, request.body, args
-            )
-        except plugin.PluginFailure as failure:
-            raise _failed(failure) from None
+        status, headers, body = _run(
+            _loaded_runner().process_request, request.query, request.headers, request.body, args
+        )
         return wit_types.HttpResponse(
             status=status, headers=list(headers.items()), body=body.encode("utf-8")
         )

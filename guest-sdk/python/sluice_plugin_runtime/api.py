@@ -37,13 +37,17 @@ def _join_args(args):
     return " ".join(str(a) for a in args)
 
 
-def _built_line(obj):
-    line = obj.build()
+def _checked_line(line):
+    """`line`, which must be a `str`, as upstream's conversion to `PyString`."""
     if not isinstance(line, str):
         raise TypeError(
             f"'{type(line).__name__}' object cannot be converted to 'PyString'"
         )
     return line
+
+
+def _built_line(obj):
+    return _checked_line(obj.build())
 
 
 def _check_ttl(ttl):
@@ -114,7 +118,11 @@ def make_api(host):
                 raise QueryError(str(e)) from None
 
         def write(self, line_builder):
-            host.write(None, _built_line(line_builder))
+            # Runs once per line written: `_built_line` inlined.
+            line = line_builder.build()
+            if type(line) is not str:
+                line = _checked_line(line)
+            host.write(None, line)
 
         def write_to_db(self, db_name, line_builder):
             host.write(str(db_name), _built_line(line_builder))

@@ -5,7 +5,6 @@ before any plugin code runs. The escaping rules and error texts match the upstre
 processing engine byte for byte.
 """
 
-from collections import OrderedDict
 
 
 class InfluxDBError(Exception):
@@ -24,21 +23,42 @@ class InvalidLineError(InfluxDBError):
     """The line cannot be built, for example because it has no field."""
 
 
+# Every method runs once per line a plugin writes, so each avoids work it can: text is
+# only escaped when it holds a character to escape, and keys already found valid are
+# not checked again.
+
+
 def _escape_measurement(name):
-    return name.replace(",", "\\,").replace(" ", "\\ ")
+    if "," in name or " " in name:
+        return name.replace(",", "\\,").replace(" ", "\\ ")
+    return name
 
 
 def _escape_tag(text):
-    return (
-        text.replace("\\", "\\\\")
-        .replace(",", "\\,")
-        .replace("=", "\\=")
-        .replace(" ", "\\ ")
-    )
+    if "\\" in text or "," in text or "=" in text or " " in text:
+        return (
+            text.replace("\\", "\\\\")
+            .replace(",", "\\,")
+            .replace("=", "\\=")
+            .replace(" ", "\\ ")
+        )
+    return text
 
 
 def _escape_string(text):
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# Keys found valid (bounded: keys come from plugins).
+_VALID_KEYS = set()
+_MAX_VALID_KEYS = 4096
+
+
+def _check_key(key, kind):
+    """Validates a key not in `_VALID_KEYS` (callers check that first, inline)."""
+    _validate_key(key, kind)
+    if type(key) is str and len(_VALID_KEYS) < _MAX_VALID_KEYS:
+        _VALID_KEYS.add(key)
 
 
 def _validate_key(key, kind):
@@ -55,43 +75,53 @@ def _validate_key(key, kind):
 class LineBuilder:
     """Builds a line of line protocol; every method but `build` returns `self`."""
 
+    __slots__ = ("measurement", "tags", "fields", "_timestamp_ns")
+
     def __init__(self, measurement):
         if " " in measurement:
             raise InvalidMeasurementError("Measurement name cannot contain spaces")
         self.measurement = measurement
-        self.tags = OrderedDict()
-        self.fields = OrderedDict()
+        # Insertion-ordered, and a key set again keeps its place, as upstream's
+        # OrderedDict.
+        self.tags = {}
+        self.fields = {}
         self._timestamp_ns = None
 
     def tag(self, key, value):
-        _validate_key(key, "tag")
+        if key not in _VALID_KEYS:
+            _check_key(key, "tag")
         self.tags[key] = str(value)
         return self
 
     def int64_field(self, key, value):
-        _validate_key(key, "field")
+        if key not in _VALID_KEYS:
+            _check_key(key, "field")
         self.fields[key] = f"{value}i"
         return self
 
     def uint64_field(self, key, value):
-        _validate_key(key, "field")
+        if key not in _VALID_KEYS:
+            _check_key(key, "field")
         if value < 0:
             raise ValueError(f"uint64 field '{key}' cannot be negative")
         self.fields[key] = f"{value}u"
         return self
 
     def float64_field(self, key, value):
-        _validate_key(key, "field")
+        if key not in _VALID_KEYS:
+            _check_key(key, "field")
         self.fields[key] = f"{int(value)}.0" if value % 1 == 0 else str(value)
         return self
 
     def string_field(self, key, value):
-        _validate_key(key, "field")
+        if key not in _VALID_KEYS:
+            _check_key(key, "field")
         self.fields[key] = f'"{_escape_string(value)}"'
         return self
 
     def bool_field(self, key, value):
-        _validate_key(key, "field")
+        if key not in _VALID_KEYS:
+            _check_key(key, "field")
         self.fields[key] = "t" if value else "f"
         return self
 
@@ -102,10 +132,10 @@ class LineBuilder:
     def build(self):
         line = _escape_measurement(self.measurement)
         if self.tags:
-            line += "," + ",".join(f"{k}={_escape_tag(v)}" for k, v in self.tags.items())
+            line += "," + ",".join([f"{k}={_escape_tag(v)}" for k, v in self.tags.items()])
         if not self.fields:
             raise InvalidLineError(f"At least one field is required: {line}")
-        line += " " + ",".join(f"{_escape_tag(k)}={v}" for k, v in self.fields.items())
+        line += " " + ",".join([f"{_escape_tag(k)}={v}" for k, v in self.fields.items()])
         if self._timestamp_ns is not None:
             line += f" {self._timestamp_ns}"
         return line

@@ -148,11 +148,12 @@ impl HostServices for DryRunHost {
 
     fn write(&self, database: Option<&str>, line_protocol: String) {
         let database = self.database_for(database);
+        // Guests hand batched lines over many at a time; the report lists each.
         self.collected()
             .batched
             .entry(database)
             .or_default()
-            .push(line_protocol);
+            .extend(sluice_lp::lines(&line_protocol).map(str::to_string));
     }
 
     fn write_sync<'a>(

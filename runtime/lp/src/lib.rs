@@ -200,19 +200,36 @@ fn escape_into(out: &mut String, text: &str, special: &[u8]) {
     out.push_str(&text[copied_to..]);
 }
 
+/// The lines of `input` as [`parse`] splits them, without their newline: a newline
+/// inside a quoted field value does not end a line.
+///
+/// ```
+/// let text = "a f=\"x\ny\"\nb f=1i";
+/// assert_eq!(sluice_lp::lines(text).collect::<Vec<_>>(), ["a f=\"x\ny\"", "b f=1i"]);
+/// ```
+pub fn lines(input: &str) -> impl Iterator<Item = &str> {
+    let bytes = input.as_bytes();
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start > bytes.len() {
+            return None;
+        }
+        let end = parser::line_end(bytes, start);
+        let line = &input[start..end];
+        start = end + 1;
+        Some(line)
+    })
+}
+
 /// Parses `input`; lines without a timestamp get `default_time_ns`. Blank lines and
 /// `#` comments are skipped; a line may end in `\r\n`. A quoted string value may hold
 /// newlines: the line then goes on past them, as in InfluxDB.
 pub fn parse(input: &str, precision: Precision, default_time_ns: i64) -> ParsedBody {
     let mut parsed = ParsedBody::default();
-    let bytes = input.as_bytes();
-    let (mut start, mut line_number) = (0, 1);
-    while start <= bytes.len() {
-        let end = parser::line_end(bytes, start);
-        let raw = &input[start..end];
+    let mut line_number = 1;
+    for raw in lines(input) {
         let number = line_number;
         line_number += 1 + raw.bytes().filter(|&b| b == b'\n').count();
-        start = end + 1;
         let text = raw.strip_suffix('\r').unwrap_or(raw);
         let body = text.trim_start_matches([' ', '\t']);
         if body.is_empty() || body.starts_with('#') {

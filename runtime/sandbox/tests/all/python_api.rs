@@ -82,12 +82,15 @@ def process_writes(api, batches, args=None):
     );
     let report = ok(wal(&plugin, "m f=1i").await);
     assert_eq!(report.log_lines, vec!["INFO: TypeError True"]);
+    // Batched writes are reported line by line (upstream reports a builder's `build()`
+    // as one entry even when it holds several lines).
     assert_eq!(
         report.database_writes["db"],
         vec![
             "now b=t",
             "some_table,t=v f=1i",
-            "raw,a=1 f=1i\nraw,a=2 f=2i"
+            "raw,a=1 f=1i",
+            "raw,a=2 f=2i"
         ]
     );
     assert_eq!(report.database_writes["other"], vec!["x v=2.0"]);
@@ -106,6 +109,31 @@ async fn batched_writes_are_discarded_when_the_plugin_fails() {
         vec!["error executing plugin: RuntimeError: boom (fails.py, line 4)"]
     );
     assert_eq!(report.database_writes["db"], vec!["kept f=1i"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_batched_writes_arrive_in_order_or_not_at_all() {
+    // More lines than the guest hands over at once, to two databases, interleaved.
+    let dir = PluginDir::new();
+    let code = "def process_writes(api, batches, args=None):\n    for i in range(10000):\n        api.write(LineBuilder('own').int64_field('i', i))\n        if i % 3 == 0:\n            api.write_to_db('other', LineBuilder('o').int64_field('i', i))\n    if args:\n        raise RuntimeError('late')\n";
+    let plugin = dir.plugin("many.py", code);
+    let report = ok(wal(&plugin, "m f=1i").await);
+    let own: Vec<String> = (0..10_000).map(|i| format!("own i={i}i")).collect();
+    let other: Vec<String> = (0..10_000)
+        .step_by(3)
+        .map(|i| format!("o i={i}i"))
+        .collect();
+    assert_eq!(report.database_writes["db"], own);
+    assert_eq!(report.database_writes["other"], other);
+
+    let args = Some(vec![("fail".to_string(), "yes".to_string())]);
+    let report = run(&plugin, writes_call("m f=1i", args)).await;
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert!(
+        report.database_writes.is_empty(),
+        "lines handed over before the failure are dropped too: {:?}",
+        report.database_writes.keys()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
