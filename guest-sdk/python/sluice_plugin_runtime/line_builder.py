@@ -6,7 +6,6 @@ processing engine byte for byte.
 """
 
 
-
 class InfluxDBError(Exception):
     """Base class for errors raised while building a line."""
 
@@ -23,9 +22,12 @@ class InvalidLineError(InfluxDBError):
     """The line cannot be built, for example because it has no field."""
 
 
-# Every method runs once per line a plugin writes, so each avoids work it can: text is
-# only escaped when it holds a character to escape, and keys already found valid are
-# not checked again.
+# Every method runs once per line a plugin writes, and inside the sandbox each string
+# search or function call costs hundreds of instructions. So keys found valid are not
+# checked again, and escaped names and tag values (which repeat from line to line) are
+# looked up in bounded caches rather than escaped anew.
+
+_CACHE_SIZE = 4096
 
 
 def _escape_measurement(name):
@@ -43,6 +45,19 @@ def _escape_tag(text):
             .replace(" ", "\\ ")
         )
     return text
+
+
+def _cached(cache, escape, text):
+    """`escape(text)`, kept in `cache` (emptied when full)."""
+    escaped = escape(text)
+    if len(cache) >= _CACHE_SIZE:
+        cache.clear()
+    cache[text] = escaped
+    return escaped
+
+
+_ESCAPED_MEASUREMENTS = {}
+_ESCAPED_TAGS = {}  # tag values and field keys
 
 
 def _escape_string(text):
@@ -130,12 +145,27 @@ class LineBuilder:
         return self
 
     def build(self):
-        line = _escape_measurement(self.measurement)
-        if self.tags:
-            line += "," + ",".join([f"{k}={_escape_tag(v)}" for k, v in self.tags.items()])
+        measurement = self.measurement
+        try:
+            line = _ESCAPED_MEASUREMENTS[measurement]
+        except KeyError:
+            line = _cached(_ESCAPED_MEASUREMENTS, _escape_measurement, measurement)
+        for key, value in self.tags.items():
+            try:
+                value = _ESCAPED_TAGS[value]
+            except KeyError:
+                value = _cached(_ESCAPED_TAGS, _escape_tag, value)
+            line += f",{key}={value}"
         if not self.fields:
             raise InvalidLineError(f"At least one field is required: {line}")
-        line += " " + ",".join([f"{_escape_tag(k)}={v}" for k, v in self.fields.items()])
+        separator = " "
+        for key, value in self.fields.items():
+            try:
+                key = _ESCAPED_TAGS[key]
+            except KeyError:
+                key = _cached(_ESCAPED_TAGS, _escape_tag, key)
+            line += f"{separator}{key}={value}"
+            separator = ","
         if self._timestamp_ns is not None:
             line += f" {self._timestamp_ns}"
         return line
