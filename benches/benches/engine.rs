@@ -6,8 +6,9 @@
 //! - `request/trivial`: a request plugin that returns a string, at concurrency 1 and 8,
 //!   on fresh instances (a new sandbox instance per call, the baseline) and on the
 //!   trigger's warm instances (the default): median latency and requests per second.
-//! - `request/cpu_bound`: a plugin that spins for a while, at concurrency 1 and 2: with
-//!   two cores, twice the throughput at concurrency 2 means both are used.
+//! - `request/cpu_bound`: a plugin that spins for a while, on a `run_async` trigger, at
+//!   concurrency 1 and 2: with two cores, twice the throughput at concurrency 2 means
+//!   both are used.
 //! - `wal/row_transform/sync|async`: 100,000 rows written in 10,000-row batches to a
 //!   table whose WAL trigger writes one transformed row per row to another table; rows
 //!   per second from the first write until every transformed row is queryable, with a
@@ -88,7 +89,8 @@ async fn server(
     catalog.create_database("bench_async").expect("database");
     for t in [
         trigger("trivial", "request:trivial", "trivial.py", false),
-        trigger("cpu", "request:cpu", "cpu.py", false),
+        // `run_async`: a synchronous request trigger serves one request at a time.
+        trigger("cpu", "request:cpu", "cpu.py", true),
         trigger("transform", "table:raw", "transform.py", false),
     ] {
         catalog.create_trigger("bench", t).expect("trigger");
@@ -250,8 +252,8 @@ async fn main() {
             );
         }
         if warm && wanted("request/cpu_bound") {
-            let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), 1, 40).await;
-            let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), 2, 40).await;
+            let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), 1, 100).await;
+            let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), 2, 100).await;
             println!(
                 "request/cpu_bound/{mode}: {one:.1} req/s at concurrency 1, {two:.1} at 2 ({:.2}x)",
                 two / one

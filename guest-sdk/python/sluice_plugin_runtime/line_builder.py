@@ -125,7 +125,12 @@ class LineBuilder:
     def float64_field(self, key, value):
         if key not in _VALID_KEYS:
             _check_key(key, "field")
-        self.fields[key] = f"{int(value)}.0" if value % 1 == 0 else str(value)
+        if type(value) is float:
+            # The same as below for a float, without a floating-point modulo.
+            text = f"{int(value)}.0" if value.is_integer() else repr(value)
+        else:
+            text = f"{int(value)}.0" if value % 1 == 0 else str(value)
+        self.fields[key] = text
         return self
 
     def string_field(self, key, value):
