@@ -147,6 +147,23 @@ fn write_and_expect_reports(server: &TestServer) {
     );
 }
 
+/// A server whose `--plugin-dir` is `plugin_dir`.
+fn start_with_plugin_dir(data_dir: &Path, plugin_dir: &Path) -> TestServer {
+    TestServer::start_with(
+        data_dir,
+        &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
+    )
+}
+
+/// Writes the three `cpu` rows of upstream's plugin tests to `foo`, then `more` lines.
+fn write_cpu_rows(server: &TestServer, more: &str) {
+    let body = format!(
+        "cpu,host=s1,region=us-west usage=0.9\ncpu,host=s2,region=us-east usage=0.89\ncpu,host=s3,region=us-east usage=0.5{more}"
+    );
+    let written = server.post("/api/v3/write_lp?db=foo", &[], body.as_bytes());
+    assert_eq!(written.status, 204, "{}", written.text());
+}
+
 fn write_package(dir: &Path, files: &[(&str, &str)]) {
     for (name, content) in files {
         let path = dir.join(name);
@@ -166,10 +183,7 @@ fn uploaded_and_updated_plugins_run_and_are_listed() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     let local = dir.path().join("local");
-    let server = TestServer::start_with(
-        dir.path(),
-        &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
-    );
+    let server = start_with_plugin_dir(dir.path(), &plugin_dir);
     server.create_database("db");
     let local_str = |name: &str| local.join(name).to_string_lossy().into_owned();
 
@@ -465,16 +479,8 @@ fn plugin_tests_run_on_the_server_without_writing() {
             ),
         ],
     );
-    let server = TestServer::start_with(
-        dir.path(),
-        &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
-    );
-    let written = server.post(
-        "/api/v3/write_lp?db=foo",
-        &[],
-        b"cpu,host=s1,region=us-west usage=0.9\ncpu,host=s2,region=us-east usage=0.89\ncpu,host=s3,region=us-east usage=0.5",
-    );
-    assert_eq!(written.status, 204, "{}", written.text());
+    let server = start_with_plugin_dir(dir.path(), &plugin_dir);
+    write_cpu_rows(&server, "");
 
     // test_wal_plugin_test: real queries, reported writes, nothing written.
     let tested = client(
@@ -905,16 +911,8 @@ fn plugin_api_scenarios_match_upstream() {
             ("no_entry_point.py", "x = 1\n"),
         ],
     );
-    let server = TestServer::start_with(
-        dir.path(),
-        &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
-    );
-    let written = server.post(
-        "/api/v3/write_lp?db=foo",
-        &[],
-        b"cpu,host=s1,region=us-west usage=0.9\ncpu,host=s2,region=us-east usage=0.89\ncpu,host=s3,region=us-east usage=0.5\nm0 f1=1i 1\nm0 f2=2i 2\nm0 f1=3i,f2=4i 3",
-    );
-    assert_eq!(written.status, 204, "{}", written.text());
+    let server = start_with_plugin_dir(dir.path(), &plugin_dir);
+    write_cpu_rows(&server, "\nm0 f1=1i 1\nm0 f2=2i 2\nm0 f1=3i,f2=4i 3");
     let wal = |plugin: &str, lp: &str| {
         report(
             &server,
