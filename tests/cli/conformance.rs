@@ -671,7 +671,13 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
     let example =
         std::fs::read_to_string(crate::support::root().join("examples/python/wal_plugin.py"))
             .expect("example");
-    let repository = plugin_repository(vec![("examples/wal_plugin.py", example)], 20);
+    let repository = plugin_repository(
+        vec![
+            ("examples/wal_plugin.py", example.clone()),
+            ("examples/tested_only.py", example),
+        ],
+        20,
+    );
     let server = TestServer::start_with(
         dir.path(),
         &["--plugin-dir", plugin_dir, "--plugin-repo", &repository],
@@ -704,6 +710,21 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
         report["database_writes"],
         json!({"foo": ["write_reports,table_name=test_input row_count=1i"]})
     );
+    // A plugin no trigger uses yet is fetched for the test.
+    let tested = client(
+        &server,
+        &[
+            "test",
+            "wal_plugin",
+            "-d",
+            "foo",
+            "--lp",
+            "t f=1i 1",
+            "gh:examples/tested_only.py",
+        ],
+    );
+    let report: Value = serde_json::from_str(&succeeded(&tested)).expect("JSON");
+    assert_eq!(report["errors"], json!([]), "{report}");
 
     // test_trigger_create_validates_file_present.
     let missing = server.create_trigger(&crate::server::trigger_body(

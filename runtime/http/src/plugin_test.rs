@@ -65,6 +65,10 @@ async fn run(
             "the processing engine is not running".into(),
         ));
     };
+    if filename.starts_with("gh:") {
+        // Fetched anew for every test, as upstream.
+        crate::triggers::check_plugin(state, filename).await?;
+    }
     let cache_name = cache_name.unwrap_or_else(|| DEFAULT_CACHE_NAME.to_string());
     engine
         .invoker
