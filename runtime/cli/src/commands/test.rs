@@ -43,7 +43,8 @@ pub struct CommonArgs {
     #[arg(value_name = "FILENAME")]
     pub filename: PathBuf,
     /// Run in this process, without a server: the plugin runs in the same sandbox a
-    /// server would use, on a temporary database, and nothing is written anywhere
+    /// server would use, on a temporary database, and nothing is written anywhere (the
+    /// limit flags apply only then; a server applies its own)
     #[arg(long)]
     pub local: bool,
     #[command(flatten)]
@@ -56,7 +57,8 @@ pub struct CommonArgs {
         default_value = "test_db"
     )]
     pub database: String,
-    /// The plugin directory the plugin sees (read-only) [default: the plugin's directory]
+    /// With --local: the plugin directory the plugin sees (read-only) [default: the
+    /// plugin's directory]
     #[arg(long, env = "INFLUXDB3_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
     /// Trigger arguments, `key=value` pairs separated by commas
