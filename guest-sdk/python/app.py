@@ -7,6 +7,7 @@ starts from. The classes `EntryPoints` and `Loader` implement the exports of the
 """
 
 import os
+from array import array
 
 from componentize_py_types import Err
 from wit_world.imports import host as wit_host
@@ -15,6 +16,7 @@ from wit_world.exports import loader as wit_loader
 
 from sluice_plugin_runtime import api, plugin, stdlib
 from sluice_plugin_runtime.columns import rows_from_columns
+from sluice_plugin_runtime.line_builder import LineBuilder
 
 # Where the host mounts the plugin directory, read-only.
 PLUGIN_ROOT = "/plugins"
@@ -65,12 +67,30 @@ _LEVELS = {
 _WRITE_CHUNK_LINES = 4096
 
 
+class _Batch:
+    """Lines queued for one database (None: the trigger's) and not handed over yet, in
+    write order, with the float values their NUL placeholders stand for (WIT `write`)."""
+
+    __slots__ = ("database", "lines", "floats")
+
+    def __init__(self, database):
+        self.database = database
+        self.lines = []
+        self.floats = array("d")
+
+    def hand_over(self):
+        if self.lines:
+            wit_host.write(self.database, "\n".join(self.lines), self.floats.tobytes())
+            self.lines = []
+            self.floats = array("d")
+
+
 class WitHost:
     """The plugin API's host, reached through the WIT imports."""
 
     def __init__(self):
-        self._own = []  # lines for the trigger's database, in write order
-        self._other = {}  # other database -> lines, in write order
+        self._own = _Batch(None)
+        self._other = {}  # database -> _Batch
 
     def log(self, level, text):
         wit_host.log(_LEVELS[level], text)
@@ -82,24 +102,36 @@ class WitHost:
             raise api.HostError(e.value) from None
         return rows_from_columns(result.row_count, _columns(result.columns), True)
 
-    def write(self, database, line_protocol):
-        lines = self._own if database is None else self._other.setdefault(database, [])
-        lines.append(line_protocol)
+    def write(self, database, line_builder):
+        batch = self._own if database is None else self._other.get(database)
+        if batch is None:
+            batch = self._other[database] = _Batch(database)
+        # Runs once per line written: `LineBuilder` lines leave float values to the host.
+        line = None
+        if type(line_builder) is LineBuilder:
+            line = line_builder._line_for_write(batch.floats)
+        if line is None:
+            line = api.built_line(line_builder)
+            if "\0" in line:
+                # A NUL of the plugin's own, which must not pass for a placeholder.
+                batch.hand_over()
+                wit_host.write(database, line, b"")
+                return
+        lines = batch.lines
+        lines.append(line)
         if len(lines) >= _WRITE_CHUNK_LINES:
-            self.hand_over_writes()
+            batch.hand_over()
 
     def hand_over_writes(self):
         """Gives the host the batched writes not yet handed over."""
-        own, other = self._own, self._other
-        self._own, self._other = [], {}
-        if own:
-            wit_host.write(None, "\n".join(own))
-        for database, lines in other.items():
-            wit_host.write(database, "\n".join(lines))
+        self._own.hand_over()
+        for batch in self._other.values():
+            batch.hand_over()
+        self._other = {}
 
     def drop_writes(self):
         """Forgets the batched writes of a failed call (the host drops its part)."""
-        self._own, self._other = [], {}
+        self._own, self._other = _Batch(None), {}
 
     def write_sync(self, database, line_protocol, no_sync):
         try:

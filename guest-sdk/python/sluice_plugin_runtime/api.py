@@ -26,7 +26,7 @@ class Host:
 
     def log(self, level, text): ...
     def query(self, sql, params, database): ...  # -> list of row dicts, or HostError
-    def write(self, database, line_protocol): ...
+    def write(self, database, line_builder): ...  # queues `built_line(line_builder)`
     def write_sync(self, database, line_protocol, no_sync): ...  # HostError on failure
     def cache_get(self, key, use_global): ...  # -> bytes or None
     def cache_put(self, key, value, ttl_seconds, use_global): ...
@@ -46,8 +46,9 @@ def _checked_line(line):
     return line
 
 
-def _built_line(obj):
-    return _checked_line(obj.build())
+def built_line(line_builder):
+    """What `line_builder.build()` returns, which must be a `str`."""
+    return _checked_line(line_builder.build())
 
 
 def _check_ttl(ttl):
@@ -118,21 +119,17 @@ def make_api(host):
                 raise QueryError(str(e)) from None
 
         def write(self, line_builder):
-            # Runs once per line written: `_built_line` inlined.
-            line = line_builder.build()
-            if type(line) is not str:
-                line = _checked_line(line)
-            host.write(None, line)
+            host.write(None, line_builder)
 
         def write_to_db(self, db_name, line_builder):
-            host.write(str(db_name), _built_line(line_builder))
+            host.write(str(db_name), line_builder)
 
         def write_sync(self, line_builder, no_sync):
             self.write_sync_to_db(None, line_builder, no_sync)
 
         def write_sync_to_db(self, db_name, line_builder, no_sync):
             try:
-                host.write_sync(db_name, _built_line(line_builder), bool(no_sync))
+                host.write_sync(db_name, built_line(line_builder), bool(no_sync))
             except HostError as e:
                 raise Exception(str(e)) from None
 

@@ -126,8 +126,14 @@ class LineBuilder:
         if key not in _VALID_KEYS:
             _check_key(key, "field")
         if type(value) is float:
-            # The same as below for a float, without a floating-point modulo.
-            text = f"{int(value)}.0" if value.is_integer() else repr(value)
+            # The same as below for a float, without a floating-point modulo. A finite
+            # fraction is kept as a float and formatted when the line is built.
+            if value.is_integer():
+                text = f"{int(value)}.0"
+            elif value - value == 0.0:
+                text = value
+            else:
+                text = repr(value)  # inf, nan
         else:
             text = f"{int(value)}.0" if value % 1 == 0 else str(value)
         self.fields[key] = text
@@ -150,6 +156,26 @@ class LineBuilder:
         return self
 
     def build(self):
+        return self._line(None)
+
+    def _line_for_write(self, floats):
+        """The line, with a NUL in place of each float value kept unformatted, and those
+        values appended to `floats` (an `array('d')`) for the host to format. None (and
+        `floats` as it was) if the line holds a NUL of its own: it is then written as
+        `build()` makes it, apart from lines with placeholders."""
+        count = len(floats)
+        try:
+            line = self._line(floats)
+        except BaseException:
+            del floats[count:]
+            raise
+        if line.count("\0") != len(floats) - count:
+            del floats[count:]
+            return None
+        return line
+
+    def _line(self, floats):
+        """`build()`, or `_line_for_write(floats)` before its check."""
         measurement = self.measurement
         try:
             line = _ESCAPED_MEASUREMENTS[measurement]
@@ -169,6 +195,12 @@ class LineBuilder:
                 key = _ESCAPED_TAGS[key]
             except KeyError:
                 key = _cached(_ESCAPED_TAGS, _escape_tag, key)
+            if type(value) is float:
+                if floats is None:
+                    value = repr(value)
+                else:
+                    floats.append(value)
+                    value = "\0"
             line += f"{separator}{key}={value}"
             separator = ","
         if self._timestamp_ns is not None:

@@ -1,6 +1,7 @@
 //! The host side of the WIT `host` interface, and the state each store carries.
 
 use crate::encode::column_to_wit;
+use crate::float_values::fill_in;
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
@@ -109,7 +110,9 @@ impl host::Host for HostState {
         &mut self,
         database: Option<String>,
         line_protocol: String,
+        floats: Vec<u8>,
     ) -> wasmtime::Result<()> {
+        let line_protocol = fill_in(line_protocol, &floats).map_err(wasmtime::Error::msg)?;
         self.call.count_written(line_protocol.len())?;
         self.call
             .services()?

@@ -137,6 +137,44 @@ async fn many_batched_writes_arrive_in_order_or_not_at_all() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn written_floats_read_exactly_as_build_makes_them() {
+    // `LineBuilder` lines leave their float values for the host to format: what arrives
+    // must be what `build()` (CPython's `repr`) makes, in order, across hand-overs, with
+    // lines holding a NUL of their own in between.
+    let dir = PluginDir::new();
+    let code = r#"
+import math, random, struct
+
+class Text:
+    def __init__(self, text):
+        self.text = text
+    def build(self):
+        return self.text
+
+def process_writes(api, batches, args=None):
+    rng = random.Random(7)
+    values = [0.1, -2.5e-300, 1e-05, 1e16, 1234567890123456.7, 5e-324, -0.0, 3.0]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(3000)]
+    bits = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(3003)]
+    values += [value for value in bits if math.isfinite(value)][:3000]
+    for i, value in enumerate(values):
+        line = LineBuilder("f").tag("i", str(i)).float64_field("v", value)
+        line.int64_field("n", i).float64_field("w", value / 3).time_ns(i)
+        if i % 1000 == 1:
+            line.string_field("s", "a\0b")
+        api.write_to_db("expected", Text(line.build()))
+        api.write(line)
+"#;
+    let plugin = dir.plugin("floats.py", code);
+    let report = ok(wal(&plugin, "m f=1i").await);
+    let written = &report.database_writes["db"];
+    assert_eq!(written.len(), 6008);
+    assert_eq!(written, &report.database_writes["expected"]);
+    assert_eq!(written[0], "f,i=0 v=0.1,n=0i,w=0.03333333333333333 0");
+    assert!(written[1].contains("s=\"a\0b\""), "{}", written[1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn query_checks_its_arguments_and_raises_query_error() {
     let dir = PluginDir::new();
     let plugin = dir.plugin(
