@@ -159,10 +159,10 @@ class LineBuilder:
         return self._line(None)
 
     def _line_for_write(self, floats):
-        """The line, with a NUL in place of each float value kept unformatted, and those
-        values appended to `floats` (an `array('d')`) for the host to format. None (and
-        `floats` as it was) if the line holds a NUL of its own: it is then written as
-        `build()` makes it, apart from lines with placeholders."""
+        """The line for the host's `write`: a NUL in place of each float value kept
+        unformatted, the values appended to `floats` (an `array('d')`). None, with
+        `floats` unchanged, if the line holds a NUL of its own, which would pass for a
+        placeholder."""
         count = len(floats)
         try:
             line = self._line(floats)
