@@ -75,14 +75,44 @@ class _Batch:
 
     def __init__(self, database):
         self.database = database
-        self.lines = []
-        self.floats = array("d")
+        self.drop()
+
+    def add(self, line_builder):
+        """Queues the line `line_builder` builds. Runs once per line a plugin writes,
+        so `LineBuilder` lines are assembled right here, their floats left to the host."""
+        floats = self.floats
+        placed = len(floats)
+        line = None
+        if type(line_builder) is LineBuilder:
+            try:
+                line = line_builder._line(floats)
+            except BaseException:
+                del floats[placed:]
+                raise
+            if line.count("\0") != len(floats) - placed:
+                # A NUL of the plugin's own, which would pass for a placeholder.
+                del floats[placed:]
+                line = None
+        if line is None:
+            line = api.built_line(line_builder)
+            if "\0" in line:
+                # Handed over alone, with no float values, it is taken as it is.
+                self.hand_over()
+                wit_host.write(self.database, line, b"")
+                return
+        lines = self.lines
+        lines.append(line)
+        if len(lines) >= _WRITE_CHUNK_LINES:
+            self.hand_over()
 
     def hand_over(self):
         if self.lines:
             wit_host.write(self.database, "\n".join(self.lines), self.floats.tobytes())
-            self.lines = []
-            self.floats = array("d")
+            self.drop()
+
+    def drop(self):
+        self.lines = []
+        self.floats = array("d")
 
 
 class WitHost:
@@ -91,6 +121,8 @@ class WitHost:
     def __init__(self):
         self._own = _Batch(None)
         self._other = {}  # database -> _Batch
+        # `influxdb3_local.write` itself: one Python call less per line written.
+        self.write = self._own.add
 
     def log(self, level, text):
         wit_host.log(_LEVELS[level], text)
@@ -102,25 +134,11 @@ class WitHost:
             raise api.HostError(e.value) from None
         return rows_from_columns(result.row_count, _columns(result.columns), True)
 
-    def write(self, database, line_builder):
-        batch = self._own if database is None else self._other.get(database)
+    def write_to_db(self, database, line_builder):
+        batch = self._other.get(database)
         if batch is None:
             batch = self._other[database] = _Batch(database)
-        # Runs once per line written: `LineBuilder` lines leave float values to the host.
-        line = None
-        if type(line_builder) is LineBuilder:
-            line = line_builder._line_for_write(batch.floats)
-        if line is None:
-            line = api.built_line(line_builder)
-            if "\0" in line:
-                # A NUL of the plugin's own, which must not pass for a placeholder.
-                batch.hand_over()
-                wit_host.write(database, line, b"")
-                return
-        lines = batch.lines
-        lines.append(line)
-        if len(lines) >= _WRITE_CHUNK_LINES:
-            batch.hand_over()
+        batch.add(line_builder)
 
     def hand_over_writes(self):
         """Gives the host the batched writes not yet handed over."""
@@ -131,7 +149,8 @@ class WitHost:
 
     def drop_writes(self):
         """Forgets the batched writes of a failed call (the host drops its part)."""
-        self._own, self._other = _Batch(None), {}
+        self._own.drop()
+        self._other = {}
 
     def write_sync(self, database, line_protocol, no_sync):
         try:

@@ -60,6 +60,11 @@ _ESCAPED_MEASUREMENTS = {}
 _ESCAPED_TAGS = {}  # tag values and field keys
 
 
+def _float_text(value):
+    """A `float64_field` value as upstream writes it."""
+    return f"{int(value)}.0" if value % 1 == 0 else str(value)
+
+
 def _escape_string(text):
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
@@ -105,7 +110,7 @@ class LineBuilder:
     def tag(self, key, value):
         if key not in _VALID_KEYS:
             _check_key(key, "tag")
-        self.tags[key] = str(value)
+        self.tags[key] = value if type(value) is str else str(value)
         return self
 
     def int64_field(self, key, value):
@@ -125,18 +130,9 @@ class LineBuilder:
     def float64_field(self, key, value):
         if key not in _VALID_KEYS:
             _check_key(key, "field")
-        if type(value) is float:
-            # The same as below for a float, without a floating-point modulo. A finite
-            # fraction is kept as a float and formatted when the line is built.
-            if value.is_integer():
-                text = f"{int(value)}.0"
-            elif value - value == 0.0:
-                text = value
-            else:
-                text = repr(value)  # inf, nan
-        else:
-            text = f"{int(value)}.0" if value % 1 == 0 else str(value)
-        self.fields[key] = text
+        # A float is kept as it is and formatted when the line is built (by the host,
+        # for a line written).
+        self.fields[key] = value if type(value) is float else _float_text(value)
         return self
 
     def string_field(self, key, value):
@@ -158,51 +154,41 @@ class LineBuilder:
     def build(self):
         return self._line(None)
 
-    def _line_for_write(self, floats):
-        """The line for the host's `write`: a NUL in place of each float value kept
-        unformatted, the values appended to `floats` (an `array('d')`). None, with
-        `floats` unchanged, if the line holds a NUL of its own, which would pass for a
-        placeholder."""
-        count = len(floats)
-        try:
-            line = self._line(floats)
-        except BaseException:
-            del floats[count:]
-            raise
-        if line.count("\0") != len(floats) - count:
-            del floats[count:]
-            return None
-        return line
-
     def _line(self, floats):
-        """`build()`, or `_line_for_write(floats)` before its check."""
+        """`build()`, or with `floats` (an `array('d')`) the line for the host's
+        `write`: a NUL in place of each float value, which is appended to `floats`."""
         measurement = self.measurement
         try:
             line = _ESCAPED_MEASUREMENTS[measurement]
         except KeyError:
             line = _cached(_ESCAPED_MEASUREMENTS, _escape_measurement, measurement)
-        for key, value in self.tags.items():
+        # In the sandbox `for key in dict` and a lookup cost less than `.items()`.
+        tags = self.tags
+        for key in tags:
+            value = tags[key]
             try:
                 value = _ESCAPED_TAGS[value]
             except KeyError:
                 value = _cached(_ESCAPED_TAGS, _escape_tag, value)
-            line += f",{key}={value}"
-        if not self.fields:
+            line = f"{line},{key}={value}"  # cheaper than `+=` of an f-string
+        fields = self.fields
+        if not fields:
             raise InvalidLineError(f"At least one field is required: {line}")
         separator = " "
-        for key, value in self.fields.items():
+        for key in fields:
+            value = fields[key]
             try:
                 key = _ESCAPED_TAGS[key]
             except KeyError:
                 key = _cached(_ESCAPED_TAGS, _escape_tag, key)
             if type(value) is float:
                 if floats is None:
-                    value = repr(value)
+                    value = _float_text(value)
                 else:
                     floats.append(value)
                     value = "\0"
-            line += f"{separator}{key}={value}"
+            line = f"{line}{separator}{key}={value}"
             separator = ","
         if self._timestamp_ns is not None:
-            line += f" {self._timestamp_ns}"
+            return f"{line} {self._timestamp_ns}"
         return line

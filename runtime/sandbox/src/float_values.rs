@@ -3,8 +3,9 @@
 //! Finding a float's shortest decimal digits costs an interpreter compiled to
 //! WebAssembly thousands of instructions per value and the host a few nanoseconds. So a
 //! guest may put a NUL character where a float field's value goes and pass the value
-//! itself as 8 little-endian bytes; the host writes each value as CPython's `repr` does,
-//! so the line reads exactly as if the guest had formatted it.
+//! itself as 8 little-endian bytes; the host writes each value as the plugin API's
+//! `float64_field` does in Python, so the line reads exactly as if the guest had
+//! formatted it.
 
 use std::fmt::Write as _;
 
@@ -36,13 +37,28 @@ pub(crate) fn fill_in(text: String, floats: &[u8]) -> Result<String, String> {
         filled.push_str(first);
     }
     for (piece, value) in pieces.zip(&mut values) {
-        push_python_repr(&mut filled, value);
+        push_float_field(&mut filled, value);
         filled.push_str(piece);
     }
     Ok(filled)
 }
 
-/// Appends `value` as Python's `repr(float)` writes it: the shortest digits that read
+/// Appends `value` as the plugin API's `float64_field` writes it: upstream's
+/// `f"{int(value)}.0" if value % 1 == 0 else str(value)`.
+fn push_float_field(out: &mut String, value: f64) {
+    if value.is_finite() && value.fract() == 0.0 {
+        if value == 0.0 {
+            out.push_str("0.0"); // `int(-0.0)` is 0
+        } else {
+            // With a precision, Rust writes the exact value: all the integer's digits.
+            let _ = write!(out, "{value:.1}");
+        }
+    } else {
+        push_python_repr(out, value);
+    }
+}
+
+/// Appends `value` as Python's `repr(float)` (and `str(float)`) writes it: the shortest digits that read
 /// back as the same value, positional from 1e-4 up to 1e16 (with `.0` when there is no
 /// fractional part), scientific with a signed two-digit-or-more exponent outside it.
 fn push_python_repr(out: &mut String, value: f64) {
@@ -138,6 +154,26 @@ mod tests {
     }
 
     #[test]
+    fn whole_floats_are_written_with_all_their_digits() {
+        // What `f"{int(value)}.0"` returns for each.
+        for (value, python) in [
+            (0.0, "0.0"),
+            (-0.0, "0.0"),
+            (-3.0, "-3.0"),
+            (1e16, "10000000000000000.0"),
+            (2f64.powi(70), "1180591620717411303424.0"),
+            (
+                1e100,
+                "10000000000000000159028911097599180468360808563945281389781327557747838772170381060813469985856815104.0",
+            ),
+        ] {
+            let mut out = String::new();
+            push_float_field(&mut out, value);
+            assert_eq!(out, python, "{value:?}");
+        }
+    }
+
+    #[test]
     fn every_float_reads_back_as_itself() {
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         for _ in 0..20_000 {
@@ -156,7 +192,7 @@ mod tests {
         let text = "m,t=a x=\0,y=1i 5\nm x=\0".to_string();
         assert_eq!(
             fill_in(text, &bytes(&[0.5, -1e20])).expect("filled in"),
-            "m,t=a x=0.5,y=1i 5\nm x=-1e+20"
+            "m,t=a x=0.5,y=1i 5\nm x=-100000000000000000000.0"
         );
     }
 
