@@ -273,11 +273,14 @@ async fn main() {
                 .collect();
             let plugin_ms: f64 = calls.iter().map(|r| r.duration_ns as f64 / 1e6).sum();
             let fuel: u64 = calls.iter().map(|r| r.fuel_used).sum();
+            // Fuel is a count of WebAssembly instructions: fuel per nanosecond is how fast
+            // this machine ran the plugin during the run.
             println!(
-                "wal/row_transform/{kind}: {rate:.0} rows/s end to end (100000 rows); {} plugin calls took {plugin_ms:.0} ms ({:.1} µs and {} fuel per row)",
+                "wal/row_transform/{kind}: {rate:.0} rows/s end to end (100000 rows); {} plugin calls took {plugin_ms:.0} ms ({:.1} µs and {} fuel per row, {:.1} fuel per ns)",
                 calls.len(),
                 plugin_ms * 1000.0 / 100_000.0,
-                fuel / 100_000
+                fuel / 100_000,
+                fuel as f64 / (plugin_ms * 1e6)
             );
         }
     }

@@ -77,7 +77,7 @@ class _Batch:
         self.database = database
         self.drop()
 
-    def add(self, line_builder):
+    def write(self, line_builder):
         """Queues the line `line_builder` builds. Runs once per line a plugin writes,
         so `LineBuilder` lines are assembled right here, their floats left to the host."""
         floats = self.floats
@@ -122,7 +122,7 @@ class WitHost:
         self._own = _Batch(None)
         self._other = {}  # database -> _Batch
         # `influxdb3_local.write` itself: one Python call less per line written.
-        self.write = self._own.add
+        self.write = self._own.write
 
     def log(self, level, text):
         wit_host.log(_LEVELS[level], text)
@@ -138,7 +138,7 @@ class WitHost:
         batch = self._other.get(database)
         if batch is None:
             batch = self._other[database] = _Batch(database)
-        batch.add(line_builder)
+        batch.write(line_builder)
 
     def hand_over_writes(self):
         """Gives the host the batched writes not yet handed over."""
