@@ -63,6 +63,7 @@ fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
         },
         trigger_arguments: None,
         disabled: false,
+        granted_databases: Vec::new(),
     }
 }
 

@@ -21,7 +21,9 @@ impl HostServices for NullHost {
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         Box::pin(async { Ok(QueryResult::default()) })
     }
-    fn write(&self, _: Option<&str>, _: String) {}
+    fn write(&self, _: Option<&str>, _: String) -> Result<(), String> {
+        Ok(())
+    }
     fn write_sync<'a>(
         &'a self,
         _: Option<&'a str>,

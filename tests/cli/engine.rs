@@ -540,3 +540,100 @@ fn deleting_a_database_stops_its_triggers() {
     let databases = server.get("/api/v3/configure/database?format=json", &[]);
     assert_eq!(databases.json(), json!([]), "{}", databases.text());
 }
+
+/// Reaches into the database named by `?db=`: a query, an immediate write or a batched
+/// write, as `?how=` says; answers 403 with the error a refused call raised.
+const CROSS_DATABASE: &str = r#"
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    other, how = query_parameters["db"], query_parameters["how"]
+    try:
+        if how == "query":
+            return {"rows": influxdb3_local.query("SELECT n FROM kept", database=other)}
+        if how == "write_sync":
+            influxdb3_local.write_sync_to_db(other, LineBuilder("immediate").int64_field("n", 1), False)
+    except Exception as e:
+        return {"error": str(e)}, 403
+    if how == "write":
+        influxdb3_local.write_to_db(other, LineBuilder("batched").int64_field("n", 1))
+    return {"done": how}
+"#;
+
+#[test]
+fn a_trigger_uses_only_its_own_database_unless_granted_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    std::fs::write(plugins.join("cross.py"), CROSS_DATABASE).expect("written");
+    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
+    server.create_database("db");
+    server.create_database("tenant_b");
+    let written = server.post("/api/v3/write_lp?db=tenant_b", &[], b"kept n=7i 1");
+    assert_eq!(written.status, 204, "{}", written.text());
+    server.add_trigger("own", "request:own", "cross.py", Value::Null, "log");
+    // Granted from the command line.
+    let output = crate::support::sluice()
+        .args(["create", "trigger", "-d", "db", "granted", "--trigger-spec"])
+        .args([
+            "request:granted",
+            "--path",
+            "cross.py",
+            "--grant-database",
+            "tenant_b",
+        ])
+        .args(["--host", &server.url(), "--token", server.token()])
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", crate::support::text(&output));
+    assert_eq!(
+        server.query("db", "SELECT trigger_name, granted_databases FROM system.processing_engine_triggers ORDER BY trigger_name"),
+        json!([{"trigger_name": "granted", "granted_databases": "tenant_b"}, {"trigger_name": "own", "granted_databases": ""}])
+    );
+
+    let refusal = "database 'tenant_b' is not granted to trigger 'own' of database 'db'";
+    for how in ["query", "write_sync"] {
+        let refused = server.get(&format!("/api/v3/engine/own?db=tenant_b&how={how}"), &[]);
+        assert_eq!(refused.status, 403, "{how}: {}", refused.text());
+        let error = refused.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains(refusal), "{how}: {error}");
+    }
+    // A refused batched write fails the call, so nothing it wrote is kept.
+    let refused = server.get("/api/v3/engine/own?db=tenant_b&how=write", &[]);
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    assert!(refused.text().contains(refusal), "{}", refused.text());
+    assert!(!refused.text().contains("trapped"), "{}", refused.text());
+    assert_eq!(
+        server.query(
+            "tenant_b",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox' ORDER BY table_name"
+        ),
+        json!([{"table_name": "kept"}])
+    );
+    // Its own database, named or not, is always allowed.
+    let own = server.get("/api/v3/engine/own?db=db&how=write_sync", &[]);
+    assert_eq!(own.status, 200, "{}", own.text());
+
+    let queried = server.get("/api/v3/engine/granted?db=tenant_b&how=query", &[]);
+    assert_eq!(
+        queried.json(),
+        json!({"rows": [{"n": 7}]}),
+        "{}",
+        queried.text()
+    );
+    for how in ["write_sync", "write"] {
+        let done = server.get(
+            &format!("/api/v3/engine/granted?db=tenant_b&how={how}"),
+            &[],
+        );
+        assert_eq!(done.json(), json!({"done": how}), "{}", done.text());
+    }
+    assert_eq!(
+        server.query(
+            "tenant_b",
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox' ORDER BY table_name"
+        ),
+        json!([{"table_name": "batched"}, {"table_name": "immediate"}, {"table_name": "kept"}])
+    );
+}

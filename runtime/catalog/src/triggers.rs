@@ -215,6 +215,10 @@ pub struct Trigger {
     pub trigger_arguments: Option<BTreeMap<String, String>>,
     /// A disabled trigger does not fire.
     pub disabled: bool,
+    /// Databases besides its own that its plugin may query and write: a trigger acts for
+    /// its database only, unless granted others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub granted_databases: Vec<String>,
 }
 
 /// The triggers of `database`, to change.
@@ -252,6 +256,9 @@ impl crate::Catalog {
                     });
                 }
             }
+        }
+        for granted in &trigger.granted_databases {
+            crate::names::validate_database_name(granted)?;
         }
         let triggers = triggers_of(&mut databases, database)?;
         if triggers.contains_key(&trigger.trigger_name) {
@@ -437,6 +444,7 @@ mod catalog_tests {
             trigger_settings: TriggerSettings::default(),
             trigger_arguments: None,
             disabled: false,
+            granted_databases: Vec::new(),
         }
     }
 

@@ -146,7 +146,7 @@ impl HostServices for DryRunHost {
         })
     }
 
-    fn write(&self, database: Option<&str>, line_protocol: String) {
+    fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
         let database = self.database_for(database);
         // Guests hand batched lines over many at a time; the report lists each.
         self.collected()
@@ -154,6 +154,7 @@ impl HostServices for DryRunHost {
             .entry(database)
             .or_default()
             .extend(sluice_lp::lines(&line_protocol).map(str::to_string));
+        Ok(())
     }
 
     fn write_sync<'a>(
@@ -299,8 +300,8 @@ mod tests {
     #[test]
     fn failed_runs_drop_batched_writes_but_keep_immediate_ones() {
         let host = DryRunHost::new("db", Arc::new(CacheStore::new()), DEFAULT_CACHE_NAME);
-        host.write(None, "a f=1i".into());
-        host.write(Some("other"), "b f=1i".into());
+        host.write(None, "a f=1i".into()).expect("queued");
+        host.write(Some("other"), "b f=1i".into()).expect("queued");
         drop(host.write_sync(None, "c f=1i".into(), false));
         host.finish(false);
         let collected = host.collected();

@@ -5,6 +5,7 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
+use sluice_catalog::Trigger;
 use sluice_plugin_api::{BoxFuture, HostServices, LogLevel, QueryResult};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub trait Database: Send + Sync {
 pub struct TriggerHost {
     database: String,
     trigger: String,
+    /// The other databases the trigger may query and write.
+    granted: Vec<String>,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
     records: Arc<EngineRecords>,
@@ -50,21 +53,37 @@ struct Queued {
 }
 
 impl TriggerHost {
-    /// The host of trigger `trigger` of `database`.
+    /// The host of `trigger` of `database`.
     pub fn new(
         database: &str,
-        trigger: &str,
+        trigger: &Trigger,
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
         records: Arc<EngineRecords>,
     ) -> Self {
         Self {
             database: database.into(),
-            trigger: trigger.into(),
+            trigger: trigger.trigger_name.clone(),
+            granted: trigger.granted_databases.clone(),
             storage,
             cache,
             records,
             queued: Mutex::default(),
+        }
+    }
+
+    /// `database` (None: the trigger's own) if the trigger may query and write it.
+    fn permitted<'a>(&'a self, database: Option<&'a str>) -> Result<&'a str, String> {
+        match database {
+            None => Ok(&self.database),
+            Some(name) if name == self.database || self.granted.iter().any(|g| g == name) => {
+                Ok(name)
+            }
+            Some(name) => Err(format!(
+                "database '{name}' is not granted to trigger '{}' of database '{}' \
+                 (a trigger may use other databases only when created with --grant-database)",
+                self.trigger, self.database
+            )),
         }
     }
 
@@ -140,8 +159,8 @@ impl HostServices for TriggerHost {
         params: &'a [(String, String)],
         database: Option<&'a str>,
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
-        let database = database.unwrap_or(&self.database);
         Box::pin(async move {
+            let database = self.permitted(database)?;
             self.storage
                 .query(database, sql, params)
                 .await
@@ -149,9 +168,10 @@ impl HostServices for TriggerHost {
         })
     }
 
-    fn write(&self, database: Option<&str>, line_protocol: String) {
-        let database = database.unwrap_or(&self.database).to_string();
+    fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
+        let database = self.permitted(database)?.to_string();
         self.queued().writes.push((database, line_protocol));
+        Ok(())
     }
 
     fn write_sync<'a>(
@@ -160,8 +180,10 @@ impl HostServices for TriggerHost {
         line_protocol: String,
         no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
-        let database = database.unwrap_or(&self.database);
-        self.storage.write(database, line_protocol, no_sync)
+        match self.permitted(database) {
+            Ok(database) => self.storage.write(database, line_protocol, no_sync),
+            Err(refused) => Box::pin(async move { Err(refused) }),
+        }
     }
 
     fn cache_get(&self, key: &str, global: bool) -> Option<Vec<u8>> {

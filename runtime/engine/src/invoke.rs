@@ -123,7 +123,7 @@ impl Invoker {
         };
         let host = Arc::new(TriggerHost::new(
             database,
-            &trigger.trigger_name,
+            trigger,
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
             Arc::clone(&self.records),

@@ -411,6 +411,7 @@ mod tests {
             trigger_settings: TriggerSettings::default(),
             trigger_arguments: None,
             disabled: false,
+            granted_databases: Vec::new(),
         };
         catalog.create_trigger("db", trigger).expect("created");
         let executor = Arc::new(StuckExecutor {

@@ -31,6 +31,9 @@ struct CreateTrigger {
     #[serde(default)]
     trigger_arguments: Option<BTreeMap<String, String>>,
     disabled: bool,
+    /// Not upstream's: other databases the plugin may query and write.
+    #[serde(default)]
+    granted_databases: Vec<String>,
 }
 
 /// The JSON body of `DELETE /api/v3/configure/processing_engine_trigger`.
@@ -102,6 +105,7 @@ pub async fn create(
         },
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
+        granted_databases: request.granted_databases,
     };
     state
         .storage

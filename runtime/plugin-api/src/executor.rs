@@ -33,7 +33,8 @@ pub struct Invocation {
 /// Why an invocation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum InvocationError {
-    /// The plugin raised an error (or could not be loaded): its own message.
+    /// The plugin raised an error (or could not be loaded), or the host refused one of
+    /// its calls: the message.
     #[error("{0}")]
     Plugin(String),
     /// The plugin hit a limit and was stopped; `message` names the limit and its value.

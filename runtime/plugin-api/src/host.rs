@@ -48,7 +48,11 @@ pub trait HostServices: Send + Sync {
     ) -> BoxFuture<'a, Result<QueryResult, String>>;
 
     /// Queues line protocol, written after the invocation succeeds.
-    fn write(&self, database: Option<&str>, line_protocol: String);
+    ///
+    /// # Errors
+    ///
+    /// The write may not go to `database`: the invocation fails with this message.
+    fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String>;
 
     /// Writes line protocol now; with `no_sync` false, once durable.
     fn write_sync<'a>(

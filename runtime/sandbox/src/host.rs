@@ -29,6 +29,9 @@ pub(crate) struct CallState {
     pub(crate) bytes_written: u64,
     /// The limit that stopped the call, if one did.
     pub(crate) hit: Option<LimitKind>,
+    /// Why the host refused a call that ends the plugin's call (a batched write to a
+    /// database the trigger may not use), if it did.
+    pub(crate) refused: Option<String>,
     /// When the call's wall time runs out.
     pub(crate) deadline: Instant,
 }
@@ -42,6 +45,7 @@ impl CallState {
             log_lines: 0,
             bytes_written: 0,
             hit: None,
+            refused: None,
             deadline,
         }
     }
@@ -114,9 +118,14 @@ impl host::Host for HostState {
     ) -> wasmtime::Result<()> {
         let line_protocol = fill_in(line_protocol, &floats).map_err(wasmtime::Error::msg)?;
         self.call.count_written(line_protocol.len())?;
-        self.call
+        let queued = self
+            .call
             .services()?
             .write(database.as_deref(), line_protocol);
+        if let Err(refusal) = queued {
+            self.call.refused = Some(refusal.clone());
+            wasmtime::bail!("{refusal}");
+        }
         Ok(())
     }
 

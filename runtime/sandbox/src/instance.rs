@@ -208,9 +208,13 @@ fn begin(store: &mut Store<HostState>, limits: &Limits, services: Option<Arc<dyn
     state.stderr.reset(capacity);
 }
 
-/// Names the cause of a trap: the limit that was hit, else the trap itself.
+/// Names the cause of a trap: the host's refusal of a call, the limit that was hit, else
+/// the trap itself.
 fn classify(store: &Store<HostState>, error: wasmtime::Error) -> InvocationError {
     let state = store.data();
+    if let Some(refusal) = &state.call.refused {
+        return InvocationError::Plugin(refusal.clone());
+    }
     let trap = error.downcast_ref::<Trap>();
     let hit = state.limiter.hit.or(state.call.hit).or(match trap {
         Some(Trap::OutOfFuel) => Some(LimitKind::Fuel),

@@ -68,6 +68,10 @@ pub struct CreateTriggerArgs {
     /// What to do when the plugin fails
     #[arg(long, value_enum, default_value = "log")]
     error_behavior: ErrorBehavior,
+    /// Let the plugin also query and write this database (repeatable, or comma-separated);
+    /// without it the plugin may use the trigger's own database only
+    #[arg(long, value_name = "DATABASE", value_delimiter = ',')]
+    grant_database: Vec<String>,
 }
 
 /// Flags of `sluice delete trigger`.
@@ -107,6 +111,7 @@ impl CreateTriggerArgs {
             "trigger_settings": {"run_async": self.run_asynchronous, "error_behavior": error_behavior},
             "trigger_arguments": arguments,
             "disabled": self.disabled,
+            "granted_databases": self.grant_database,
         });
         block_on(
             client.send(

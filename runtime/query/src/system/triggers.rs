@@ -1,5 +1,6 @@
 //! `system.processing_engine_triggers` and `system.processing_engine_trigger_arguments`:
-//! the database's triggers and their arguments, with upstream's columns.
+//! the database's triggers and their arguments, with upstream's columns (and the
+//! databases each trigger was granted besides its own).
 
 use super::SystemTable;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
@@ -24,6 +25,8 @@ impl SystemTable for Triggers {
             Field::new("trigger_specification", DataType::Utf8, false),
             Field::new("disabled", DataType::Boolean, false),
             Field::new("error_behavior", DataType::Utf8, false),
+            // Comma-separated; empty when the trigger may use its own database only.
+            Field::new("granted_databases", DataType::Utf8, false),
         ]))
     }
 
@@ -48,6 +51,12 @@ impl SystemTable for Triggers {
                 triggers
                     .iter()
                     .map(|t| t.trigger_settings.error_behavior.as_str().to_string())
+                    .collect(),
+            ),
+            utf8(
+                triggers
+                    .iter()
+                    .map(|t| t.granted_databases.join(","))
                     .collect(),
             ),
         ];
