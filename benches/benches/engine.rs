@@ -64,6 +64,7 @@ fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
         trigger_arguments: None,
         disabled: false,
         granted_databases: Vec::new(),
+        limits: Default::default(),
     }
 }
 

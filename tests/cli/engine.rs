@@ -637,3 +637,85 @@ fn a_trigger_uses_only_its_own_database_unless_granted_others() {
         json!([{"table_name": "batched"}, {"table_name": "immediate"}, {"table_name": "kept"}])
     );
 }
+
+const SPIN: &str = r#"
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    total = 0
+    for i in range(200000):
+        total += i * i
+    return str(total)
+"#;
+
+#[test]
+fn a_trigger_may_have_limits_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    std::fs::write(plugins.join("spin.py"), SPIN).expect("written");
+    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
+    server.create_database("db");
+    server.add_trigger("roomy", "request:roomy", "spin.py", Value::Null, "log");
+    let output = crate::support::sluice()
+        .args([
+            "create",
+            "trigger",
+            "-d",
+            "db",
+            "tight",
+            "--trigger-spec",
+            "request:tight",
+        ])
+        .args([
+            "--path",
+            "spin.py",
+            "--fuel",
+            "2000000",
+            "--wall-time",
+            "3s",
+        ])
+        .args(["--host", &server.url(), "--token", server.token()])
+        .output()
+        .expect("sluice runs");
+    assert!(output.status.success(), "{}", crate::support::text(&output));
+    assert_eq!(
+        server.query("db", "SELECT trigger_name, limit_overrides FROM system.processing_engine_triggers ORDER BY trigger_name"),
+        json!([{"trigger_name": "roomy", "limit_overrides": ""}, {"trigger_name": "tight", "limit_overrides": "fuel=2000000,wall_time_ms=3000"}])
+    );
+
+    let roomy = server.get("/api/v3/engine/roomy", &[]);
+    assert_eq!(roomy.status, 200, "{}", roomy.text());
+    let tight = server.get("/api/v3/engine/tight", &[]);
+    assert_eq!(tight.status, 500, "{}", tight.text());
+    assert!(
+        tight.text().contains("fuel exhausted after 2000000 units"),
+        "{}",
+        tight.text()
+    );
+
+    for (limits, error) in [
+        (
+            json!({"fuel": 0}),
+            "invalid limits: fuel must be more than zero",
+        ),
+        (
+            json!({"wall_time": "soon"}),
+            "invalid limits: wall_time `soon`",
+        ),
+        (
+            json!({"memory_limit_mib": 1_000_000}),
+            "invalid limits: a memory limit of 1000000 MiB is over the sandbox's largest memory",
+        ),
+        (json!({"cpu": 1}), "unknown field `cpu`"),
+    ] {
+        let mut body =
+            crate::server::trigger_body("bad", "request:bad", "spin.py", Value::Null, "log");
+        body["limits"] = limits.clone();
+        let refused = server.create_trigger(&body);
+        assert_eq!(refused.status, 400, "{limits}: {}", refused.text());
+        assert!(
+            refused.text().contains(error),
+            "{limits}: {}",
+            refused.text()
+        );
+    }
+}

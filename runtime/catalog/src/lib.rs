@@ -25,7 +25,8 @@ pub use names::validate_database_name;
 pub use snapshot::SnapshotError;
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
-    ErrorBehavior, PluginType, Trigger, TriggerSettings, TriggerSpec, TriggerSpecError,
+    ErrorBehavior, LimitOverrides, PluginType, Trigger, TriggerSettings, TriggerSpec,
+    TriggerSpecError,
 };
 
 use serde::{Deserialize, Serialize};

@@ -200,6 +200,52 @@ pub struct TriggerSettings {
     pub error_behavior: ErrorBehavior,
 }
 
+/// A trigger's own per-invocation limits, where they differ from the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LimitOverrides {
+    /// CPU budget in fuel units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    /// Wall time, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time_ms: Option<u64>,
+    /// Log lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_lines: Option<u64>,
+    /// Line-protocol bytes written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    /// Response body bytes of a request plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_bytes: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// True when the trigger runs within the server's limits.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// `name=value` for each override, comma-separated: `fuel=1000000,wall_time_ms=500`.
+    pub fn describe(&self) -> String {
+        [
+            ("fuel", self.fuel),
+            ("memory_bytes", self.memory_bytes),
+            ("wall_time_ms", self.wall_time_ms),
+            ("log_lines", self.log_lines),
+            ("bytes_written", self.bytes_written),
+            ("response_bytes", self.response_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+}
+
 /// A trigger as the catalog keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
@@ -219,6 +265,9 @@ pub struct Trigger {
     /// its database only, unless granted others.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_databases: Vec<String>,
+    /// Its own limits, where they differ from the server's.
+    #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
+    pub limits: LimitOverrides,
 }
 
 /// The triggers of `database`, to change.
@@ -445,6 +494,7 @@ mod catalog_tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            limits: LimitOverrides::default(),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::local_name;
 use crate::records::{EngineRecords, InvocationRecord};
-use sluice_catalog::Trigger;
+use sluice_catalog::{LimitOverrides, Trigger};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor, PluginRef,
     TriggerArguments, WarmPool,
@@ -19,6 +19,7 @@ use sluice_plugin_api::{
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 /// A trigger: (database, name).
 type TriggerKey = (String, String);
@@ -60,6 +61,35 @@ impl Invoker {
             pools: Mutex::default(),
             records: Arc::default(),
         }
+    }
+
+    /// The limits of a trigger's invocations: the server's, with the trigger's overrides.
+    ///
+    /// # Errors
+    ///
+    /// An override the executor cannot honour: more memory than an instance may have.
+    pub fn limits_for(&self, overrides: &LimitOverrides) -> Result<Limits, String> {
+        let server = &self.limits;
+        let limits = Limits {
+            fuel: overrides.fuel.unwrap_or(server.fuel),
+            memory_bytes: overrides.memory_bytes.unwrap_or(server.memory_bytes),
+            wall_time: overrides
+                .wall_time_ms
+                .map_or(server.wall_time, Duration::from_millis),
+            log_lines: overrides.log_lines.unwrap_or(server.log_lines),
+            bytes_written: overrides.bytes_written.unwrap_or(server.bytes_written),
+            response_bytes: overrides.response_bytes.unwrap_or(server.response_bytes),
+            output_bytes: server.output_bytes,
+        };
+        let largest = self.executor.max_memory_bytes();
+        if limits.memory_bytes > largest {
+            return Err(format!(
+                "a memory limit of {} MiB is over the sandbox's largest memory of {} MiB",
+                limits.memory_bytes >> 20,
+                largest >> 20
+            ));
+        }
+        Ok(limits)
     }
 
     /// Recent log lines and invocations of every trigger.
@@ -121,6 +151,7 @@ impl Invoker {
             plugin_dir: self.plugin_dir.clone(),
             name: local_name(&trigger.plugin_filename).into_owned(),
         };
+        let limits = self.limits_for(&trigger.limits)?;
         let host = Arc::new(TriggerHost::new(
             database,
             trigger,
@@ -132,12 +163,8 @@ impl Invoker {
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
         let outcome = match self.pool(database, trigger, &plugin) {
-            Some(pool) => pool.run(call, &self.limits, services).await,
-            None => {
-                self.executor
-                    .run(&plugin, call, &self.limits, services)
-                    .await
-            }
+            Some(pool) => pool.run(call, &limits, services).await,
+            None => self.executor.run(&plugin, call, &limits, services).await,
         };
         let write_errors = host.apply_writes().await;
         let result = outcome

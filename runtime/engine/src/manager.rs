@@ -412,6 +412,7 @@ mod tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            limits: Default::default(),
         };
         catalog.create_trigger("db", trigger).expect("created");
         let executor = Arc::new(StuckExecutor {

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sluice_catalog::{ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_catalog::{ErrorBehavior, LimitOverrides, Trigger, TriggerSettings, TriggerSpec};
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,6 +34,61 @@ struct CreateTrigger {
     /// Not upstream's: other databases the plugin may query and write.
     #[serde(default)]
     granted_databases: Vec<String>,
+    /// Not upstream's: the trigger's own limits, named as `sluice serve`'s flags.
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// `limits` of a create request; each one missing is the server's.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    fuel: Option<u64>,
+    memory_limit_mib: Option<u64>,
+    /// For example `500ms` or `1m`.
+    wall_time: Option<String>,
+    max_log_lines: Option<u64>,
+    max_bytes_written: Option<u64>,
+    max_response_bytes: Option<u64>,
+}
+
+impl Limits {
+    fn overrides(self) -> Result<LimitOverrides, ApiError> {
+        let bad = |message: String| ApiError::BadRequest(format!("invalid limits: {message}"));
+        let wall_time_ms = match self.wall_time {
+            None => None,
+            Some(text) => {
+                let duration = text
+                    .parse::<humantime::Duration>()
+                    .map_err(|e| bad(format!("wall_time `{text}`: {e}")))?;
+                Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+            }
+        };
+        let memory_bytes = match self.memory_limit_mib {
+            None => None,
+            Some(mib) => Some(
+                mib.checked_mul(1 << 20)
+                    .ok_or_else(|| bad(format!("memory_limit_mib {mib} is too large")))?,
+            ),
+        };
+        for (name, value) in [
+            ("fuel", self.fuel),
+            ("memory_limit_mib", memory_bytes),
+            ("wall_time", wall_time_ms),
+        ] {
+            if value == Some(0) {
+                return Err(bad(format!("{name} must be more than zero")));
+            }
+        }
+        Ok(LimitOverrides {
+            fuel: self.fuel,
+            memory_bytes,
+            wall_time_ms,
+            log_lines: self.max_log_lines,
+            bytes_written: self.max_bytes_written,
+            response_bytes: self.max_response_bytes,
+        })
+    }
 }
 
 /// The JSON body of `DELETE /api/v3/configure/processing_engine_trigger`.
@@ -95,6 +150,13 @@ pub async fn create(
         )));
     }
     check_plugin(&state, &request.plugin_filename).await?;
+    let limits = request.limits.overrides()?;
+    if let Some(engine) = &state.engine {
+        engine
+            .invoker
+            .limits_for(&limits)
+            .map_err(|e| ApiError::BadRequest(format!("invalid limits: {e}")))?;
+    }
     let trigger = Trigger {
         trigger_name: request.trigger_name,
         plugin_filename: request.plugin_filename,
@@ -106,6 +168,7 @@ pub async fn create(
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
         granted_databases: request.granted_databases,
+        limits,
     };
     state
         .storage

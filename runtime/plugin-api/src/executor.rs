@@ -79,6 +79,11 @@ pub trait PluginExecutor: Send + Sync {
         services: Arc<dyn HostServices>,
     ) -> BoxFuture<'a, Result<Invocation, InvocationError>>;
 
+    /// The largest linear memory an instance may be given ([`Limits::memory_bytes`]).
+    fn max_memory_bytes(&self) -> u64 {
+        u64::MAX
+    }
+
     /// Instances of `plugin` kept warm for one trigger, or `None` when this executor
     /// runs every call on a fresh instance.
     fn warm_pool(self: Arc<Self>, plugin: PluginRef) -> Option<Arc<dyn WarmPool>> {

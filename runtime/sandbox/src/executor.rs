@@ -21,6 +21,7 @@ use wasmtime::component::{HasSelf, Linker};
 pub struct Sandbox {
     engine: Engine,
     pre: PythonRuntimePre<HostState>,
+    max_memory_bytes: u64,
     _ticker: EpochTicker,
 }
 
@@ -55,6 +56,7 @@ impl Sandbox {
         Ok(Self {
             engine,
             pre,
+            max_memory_bytes: config.max_memory_bytes,
             _ticker: ticker,
         })
     }
@@ -84,6 +86,10 @@ impl Sandbox {
 }
 
 impl PluginExecutor for Sandbox {
+    fn max_memory_bytes(&self) -> u64 {
+        self.max_memory_bytes
+    }
+
     /// A fresh instance for every call: nothing survives from one call to the next.
     fn run<'a>(
         &'a self,

@@ -2,6 +2,7 @@
 //! server.
 
 use super::client::{Client, ServerArgs, block_on};
+use super::limits::LimitArgs;
 use super::test::key_value;
 use super::upload::LocalPlugin;
 use reqwest::Method;
@@ -72,6 +73,11 @@ pub struct CreateTriggerArgs {
     /// without it the plugin may use the trigger's own database only
     #[arg(long, value_name = "DATABASE", value_delimiter = ',')]
     grant_database: Vec<String>,
+    #[command(
+        flatten,
+        next_help_heading = "Limits of each invocation (default: the server's, whose own defaults are shown)"
+    )]
+    limits: LimitArgs,
 }
 
 /// Flags of `sluice delete trigger`.
@@ -112,6 +118,14 @@ impl CreateTriggerArgs {
             "trigger_arguments": arguments,
             "disabled": self.disabled,
             "granted_databases": self.grant_database,
+            "limits": {
+                "fuel": self.limits.fuel,
+                "memory_limit_mib": self.limits.memory_limit_mib,
+                "wall_time": self.limits.wall_time.map(|d| humantime::format_duration(d).to_string()),
+                "max_log_lines": self.limits.max_log_lines,
+                "max_bytes_written": self.limits.max_bytes_written,
+                "max_response_bytes": self.limits.max_response_bytes,
+            },
         });
         block_on(
             client.send(

@@ -1,6 +1,6 @@
 //! `system.processing_engine_triggers` and `system.processing_engine_trigger_arguments`:
 //! the database's triggers and their arguments, with upstream's columns (and the
-//! databases each trigger was granted besides its own).
+//! databases each trigger was granted besides its own, and its own limits).
 
 use super::SystemTable;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
@@ -27,6 +27,8 @@ impl SystemTable for Triggers {
             Field::new("error_behavior", DataType::Utf8, false),
             // Comma-separated; empty when the trigger may use its own database only.
             Field::new("granted_databases", DataType::Utf8, false),
+            // `name=value,…` of the limits that differ from the server's.
+            Field::new("limit_overrides", DataType::Utf8, false),
         ]))
     }
 
@@ -59,6 +61,7 @@ impl SystemTable for Triggers {
                     .map(|t| t.granted_databases.join(","))
                     .collect(),
             ),
+            utf8(triggers.iter().map(|t| t.limits.describe()).collect()),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
