@@ -126,6 +126,7 @@ async fn server(
         plugin_repo: None,
         allowed_triggers: None,
         engine: Some(Arc::clone(&engine)),
+        package_manager: sluice_http::packages::PackageManager::Disabled,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -7,6 +7,7 @@ starts from. The classes `EntryPoints` and `Loader` implement the exports of the
 """
 
 import os
+import sys
 from array import array
 
 from componentize_py_types import Err
@@ -20,6 +21,8 @@ from sluice_plugin_runtime.line_builder import LineBuilder
 
 # Where the host mounts the plugin directory, read-only.
 PLUGIN_ROOT = "/plugins"
+# Where `sluice install package` puts packages, in the plugin directory.
+PACKAGES_ROOT = f"{PLUGIN_ROOT}/.packages"
 
 # The standard library is readable at /python only now, during pre-initialisation.
 if os.path.isdir("/python"):
@@ -190,6 +193,11 @@ def _loaded_runner():
 class Loader:
     def load(self, source):
         global _runner
+        # Known only now (the directory is mounted at run time); what the import system
+        # remembers of it is forgotten, since packages may have been installed since.
+        if PACKAGES_ROOT not in sys.path:
+            sys.path.append(PACKAGES_ROOT)
+        sys.path_importer_cache.pop(PACKAGES_ROOT, None)
         try:
             if isinstance(source, wit_loader.PluginSource_File):
                 name, code = source.value

@@ -5,6 +5,7 @@ mod client;
 mod conformance;
 mod engine;
 mod http;
+mod packages;
 mod s3;
 mod server;
 mod support;

@@ -15,6 +15,7 @@ pub mod cors;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod packages;
 pub mod plugin_repo;
 pub mod plugin_test;
 pub mod plugins;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub allowed_triggers: Option<Vec<sluice_catalog::PluginType>>,
     /// Runs triggers; `None` without a plugin directory.
     pub engine: Option<Arc<sluice_engine::ProcessingEngine>>,
+    /// How `install package` installs plugin packages (`--package-manager`).
+    pub package_manager: packages::PackageManager,
 }
 
 /// The router of the whole API.
@@ -92,6 +95,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v3/configure/token/admin/regenerate",
             post(token::regenerate_admin),
+        )
+        .route(
+            "/api/v3/configure/plugin_environment/install_packages",
+            post(packages::install_packages),
+        )
+        .route(
+            "/api/v3/configure/plugin_environment/install_requirements",
+            post(packages::install_requirements),
         )
         .route("/api/v3/plugin_test/wal", post(plugin_test::wal))
         .route("/api/v3/plugin_test/schedule", post(plugin_test::schedule))

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod client;
 mod database;
+mod install;
 mod limits;
 mod query;
 mod serve;
@@ -44,6 +45,16 @@ pub enum Command {
     /// Run a plugin once and print what it logged, wrote and returned.
     #[command(subcommand)]
     Test(test::TestCommand),
+    /// Install something on a server.
+    #[command(subcommand)]
+    Install(InstallCommand),
+}
+
+/// `sluice install …`
+#[derive(Debug, clap::Subcommand)]
+pub enum InstallCommand {
+    /// Install Python packages that plugins import (pure-Python ones only).
+    Package(install::InstallPackageArgs),
 }
 
 /// `sluice create …`
@@ -122,5 +133,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Show(ShowCommand::Plugins(args)) => args.execute(),
         Command::Show(ShowCommand::System(args)) => args.execute(),
         Command::Test(test) => test.execute(),
+        Command::Install(InstallCommand::Package(args)) => args.execute(),
     }
 }

@@ -8,6 +8,7 @@ use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
 use sluice_engine::plugin_dir::PluginDir;
+use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
 use sluice_http::{AppState, Authentication, router};
 use sluice_query::{PluginDatabase, QueryEngine};
@@ -146,6 +147,16 @@ pub struct ServeArgs {
     /// URL of PATH is this URL followed by PATH
     #[arg(long, env = "INFLUXDB3_PLUGIN_REPO", default_value = DEFAULT_PLUGIN_REPO)]
     plugin_repo: String,
+    /// How `sluice install package` installs plugin packages: with pip (`python3 -m pip`,
+    /// into .packages in the plugin directory; `discover` and `uv` mean the same), or not
+    /// at all
+    #[arg(
+        long,
+        env = "INFLUXDB3_PACKAGE_MANAGER",
+        value_enum,
+        default_value = "discover"
+    )]
+    package_manager: PackageManagerKind,
     #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
     limits: LimitArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -160,6 +171,19 @@ pub struct ServeArgs {
     /// Write the address actually bound to this file once listening (for port 0)
     #[arg(long)]
     tcp_listener_file_path: Option<PathBuf>,
+}
+
+/// Values of `--package-manager`, as upstream's.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PackageManagerKind {
+    /// pip
+    Discover,
+    /// pip
+    Pip,
+    /// pip (upstream's value)
+    Uv,
+    /// Refuse installs (403)
+    Disabled,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
@@ -313,6 +337,12 @@ impl ServeArgs {
                 .as_ref()
                 .map(|kinds| kinds.iter().map(|k| k.plugin_type()).collect()),
             engine,
+            package_manager: match self.package_manager {
+                PackageManagerKind::Disabled => PackageManager::Disabled,
+                _ => PackageManager::Pip(
+                    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string()),
+                ),
+            },
         };
         if self.without_auth {
             tracing::warn!(

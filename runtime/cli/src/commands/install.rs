@@ -1,0 +1,44 @@
+//! `sluice install package`: Python packages for plugins, installed by the server.
+
+use super::client::{Client, ServerArgs, block_on};
+use reqwest::Method;
+use serde_json::json;
+use std::process::ExitCode;
+
+/// Flags of `sluice install package`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "The server installs with pip into .packages in its plugin directory, \
+    which plugins import from. Only pure-Python packages (with a py3-none-any wheel) can run \
+    in the sandbox; installing any other fails with pip's explanation."
+)]
+pub struct InstallPackageArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// A requirements file, as a path on the server
+    #[arg(short = 'r', long, value_name = "PATH", conflicts_with = "packages")]
+    requirements: Option<String>,
+    /// Packages as pip takes them: `name`, `name==1.2`, or a wheel's path on the server
+    #[arg(required_unless_present = "requirements")]
+    packages: Vec<String>,
+}
+
+impl InstallPackageArgs {
+    /// Asks the server to install the packages; waits until it has.
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let client = Client::new(&self.server)?;
+        let (path, body) = match self.requirements {
+            Some(location) => (
+                "/api/v3/configure/plugin_environment/install_requirements",
+                json!({"requirements_location": location}),
+            ),
+            None => (
+                "/api/v3/configure/plugin_environment/install_packages",
+                json!({"packages": self.packages}),
+            ),
+        };
+        eprintln!("installing on the server (pip may take a while)...");
+        block_on(client.send(client.request(Method::POST, path).json(&body)))?;
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,155 @@
+//! `/api/v3/configure/plugin_environment/install_packages` and `…/install_requirements`:
+//! Python packages for plugins, installed by pip into `.packages` in the plugin directory,
+//! which the sandbox mounts read-only with the plugins and puts on `sys.path`.
+//!
+//! The sandbox runs CPython compiled to WebAssembly, which loads no native extension, so
+//! pip is asked for pure-Python wheels only: a package without one fails with pip's own
+//! explanation. Any failed install is an error (upstream answers 200 whatever pip did).
+
+use crate::AppState;
+use crate::configure::json_body;
+use crate::error::ApiError;
+use crate::plugins::plugin_dir;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The directory under the plugin directory that packages are installed into.
+pub const PACKAGES_DIR: &str = ".packages";
+
+/// The Python version of the sandbox's runtime, for pip's choice of wheels.
+const SANDBOX_PYTHON_VERSION: &str = "3.14";
+
+/// How packages are installed (`sluice serve --package-manager`).
+#[derive(Debug, Clone)]
+pub enum PackageManager {
+    /// `PYTHON -m pip install`, with this Python executable.
+    Pip(String),
+    /// Installs are refused with 403.
+    Disabled,
+}
+
+/// The body of `…/install_packages`.
+#[derive(Deserialize)]
+struct InstallPackages {
+    packages: Vec<String>,
+}
+
+/// The body of `…/install_requirements`: a requirements file on the server.
+#[derive(Deserialize)]
+struct InstallRequirements {
+    requirements_location: String,
+}
+
+/// One install at a time: two pips writing the same directory would mix their files.
+static INSTALLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `POST /api/v3/configure/plugin_environment/install_packages`.
+pub async fn install_packages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: InstallPackages = json_body(&headers, &body)?;
+    if request.packages.is_empty() {
+        return Err(ApiError::BadRequest("no packages given".into()));
+    }
+    if let Some(option) = request.packages.iter().find(|p| p.starts_with('-')) {
+        return Err(ApiError::BadRequest(format!(
+            "`{option}` is not a package: options cannot be passed to pip"
+        )));
+    }
+    install(&state, request.packages).await
+}
+
+/// `POST /api/v3/configure/plugin_environment/install_requirements`.
+pub async fn install_requirements(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: InstallRequirements = json_body(&headers, &body)?;
+    install(&state, vec!["-r".into(), request.requirements_location]).await
+}
+
+async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCode, ApiError> {
+    let python = match &state.package_manager {
+        PackageManager::Disabled => {
+            return Err(ApiError::Forbidden(
+                "Package installation has been disabled. Contact your administrator for more \
+                 information."
+                    .into(),
+            ));
+        }
+        PackageManager::Pip(python) => python.clone(),
+    };
+    let target = plugin_dir(state)?.root().join(PACKAGES_DIR);
+    let _one_at_a_time = INSTALLING.lock().await;
+    tracing::info!(?requirements, target = %target.display(), "installing plugin packages with pip");
+    let installed =
+        tokio::task::spawn_blocking(move || pip_install(&python, &target, &requirements))
+            .await
+            .map_err(|e| ApiError::Internal(format!("the install did not finish: {e}")))??;
+    tracing::info!("{installed}");
+    // Warm instances loaded their plugins before the install: load them afresh.
+    if let Some(engine) = &state.engine {
+        engine.invoker.retain_pools(|_, _| false);
+    }
+    Ok(StatusCode::OK)
+}
+
+/// Runs pip; returns the end of its output (what it installed).
+fn pip_install(
+    python: &str,
+    target: &PathBuf,
+    requirements: &[String],
+) -> Result<String, ApiError> {
+    let output = Command::new(python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+        ])
+        .args(["--upgrade", "--target"])
+        .arg(target)
+        .args([
+            "--only-binary=:all:",
+            "--implementation",
+            "py",
+            "--abi",
+            "none",
+        ])
+        .args([
+            "--platform",
+            "any",
+            "--python-version",
+            SANDBOX_PYTHON_VERSION,
+        ])
+        .args(requirements)
+        .output()
+        .map_err(|e| ApiError::Internal(format!("cannot run `{python} -m pip`: {e}")))?;
+    let last_lines = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(10)..].join("\n")
+    };
+    if !output.status.success() {
+        let stderr = last_lines(&output.stderr);
+        if stderr.contains("No module named pip") {
+            return Err(ApiError::Internal(format!(
+                "`{python} -m pip` is not available on the server: {stderr}"
+            )));
+        }
+        return Err(ApiError::BadRequest(format!(
+            "installing {} failed (only pure-Python packages can run in the sandbox): {}",
+            requirements.join(" "),
+            stderr
+        )));
+    }
+    Ok(last_lines(&output.stdout))
+}
