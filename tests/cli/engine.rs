@@ -1,7 +1,7 @@
 //! Request triggers on the real server: `/api/v3/engine/<path>` runs the plugin in the
 //! sandbox, on the real database, and answers with what it returned.
 
-use crate::server::TestServer;
+use crate::server::{TestServer, plugin_dir_with};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -561,9 +561,7 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 #[test]
 fn a_trigger_uses_only_its_own_database_unless_granted_others() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    std::fs::write(plugins.join("cross.py"), CROSS_DATABASE).expect("written");
+    let plugins = plugin_dir_with(dir.path(), &[("cross.py", CROSS_DATABASE)]);
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
     server.create_database("db");
     server.create_database("tenant_b");
@@ -571,18 +569,19 @@ fn a_trigger_uses_only_its_own_database_unless_granted_others() {
     assert_eq!(written.status, 204, "{}", written.text());
     server.add_trigger("own", "request:own", "cross.py", Value::Null, "log");
     // Granted from the command line.
-    let output = crate::support::sluice()
-        .args(["create", "trigger", "-d", "db", "granted", "--trigger-spec"])
-        .args([
-            "request:granted",
-            "--path",
-            "cross.py",
-            "--grant-database",
-            "tenant_b",
-        ])
-        .args(["--host", &server.url(), "--token", server.token()])
-        .output()
-        .expect("sluice runs");
+    let output = server.cli(&[
+        "create",
+        "trigger",
+        "-d",
+        "db",
+        "granted",
+        "--trigger-spec",
+        "request:granted",
+        "--path",
+        "cross.py",
+        "--grant-database",
+        "tenant_b",
+    ]);
     assert!(output.status.success(), "{}", crate::support::text(&output));
     assert_eq!(
         server.query("db", "SELECT trigger_name, granted_databases FROM system.processing_engine_triggers ORDER BY trigger_name"),
@@ -649,33 +648,25 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 #[test]
 fn a_trigger_may_have_limits_of_its_own() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    std::fs::write(plugins.join("spin.py"), SPIN).expect("written");
+    let plugins = plugin_dir_with(dir.path(), &[("spin.py", SPIN)]);
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
     server.create_database("db");
     server.add_trigger("roomy", "request:roomy", "spin.py", Value::Null, "log");
-    let output = crate::support::sluice()
-        .args([
-            "create",
-            "trigger",
-            "-d",
-            "db",
-            "tight",
-            "--trigger-spec",
-            "request:tight",
-        ])
-        .args([
-            "--path",
-            "spin.py",
-            "--fuel",
-            "2000000",
-            "--wall-time",
-            "3s",
-        ])
-        .args(["--host", &server.url(), "--token", server.token()])
-        .output()
-        .expect("sluice runs");
+    let output = server.cli(&[
+        "create",
+        "trigger",
+        "-d",
+        "db",
+        "tight",
+        "--trigger-spec",
+        "request:tight",
+        "--path",
+        "spin.py",
+        "--fuel",
+        "2000000",
+        "--wall-time",
+        "3s",
+    ]);
     assert!(output.status.success(), "{}", crate::support::text(&output));
     assert_eq!(
         server.query("db", "SELECT trigger_name, limit_overrides FROM system.processing_engine_triggers ORDER BY trigger_name"),

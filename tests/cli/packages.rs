@@ -1,8 +1,8 @@
 //! `sluice install package`: pip installs pure-Python packages on the server, and
 //! plugins import them inside the sandbox.
 
-use crate::server::TestServer;
-use crate::support::{sluice, text};
+use crate::server::{TestServer, plugin_dir_with};
+use crate::support::text;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -39,20 +39,13 @@ with zipfile.ZipFile(sys.argv[1], "w") as wheel:
 }
 
 fn install(server: &TestServer, args: &[&str]) -> Output {
-    sluice()
-        .args(["install", "package"])
-        .args(args)
-        .args(["--host", &server.url(), "--token", server.token()])
-        .output()
-        .expect("sluice runs")
+    server.cli(&[&["install", "package"], args].concat())
 }
 
 #[test]
 fn plugins_import_packages_installed_on_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    std::fs::write(plugins.join("greet.py"), USES_PACKAGE).expect("written");
+    let plugins = plugin_dir_with(dir.path(), &[("greet.py", USES_PACKAGE)]);
     let wheel = tiny_wheel(dir.path());
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
     server.create_database("db");
@@ -100,8 +93,7 @@ fn plugins_import_packages_installed_on_the_server() {
 #[test]
 fn installs_are_refused_when_the_package_manager_is_disabled() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    let plugins = plugin_dir_with(dir.path(), &[]);
     let server = TestServer::start_with(
         dir.path(),
         &[

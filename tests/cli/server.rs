@@ -4,8 +4,8 @@ use crate::http::{Response, request};
 use crate::support::sluice;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 /// `sluice serve` on 127.0.0.1 with a port of its own, authentication on and the admin
@@ -124,6 +124,15 @@ impl TestServer {
         format!("http://{}", self.address)
     }
 
+    /// `sluice ARGS --host … --token …`: the command line against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        sluice()
+            .args(args)
+            .args(["--host", &self.url(), "--token", self.token()])
+            .output()
+            .expect("sluice runs")
+    }
+
     pub fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
         self.send("GET", target, headers, b"")
     }
@@ -185,6 +194,16 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plugin directory `plugins` in `dir` holding `files` (name, code); its path.
+pub fn plugin_dir_with(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("plugin dir");
+    for (name, code) in files {
+        std::fs::write(plugins.join(name), code).expect("plugin written");
+    }
+    plugins
 }
 
 /// A trigger-create request on database `db`, as upstream's clients send it.
