@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 /// The directory under the plugin directory that packages are installed into.
 pub const PACKAGES_DIR: &str = ".packages";
@@ -45,7 +46,8 @@ struct InstallRequirements {
 }
 
 /// One install at a time: two pips writing the same directory would mix their files.
-static INSTALLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by the blocking task itself, which goes on even if the request is dropped.
+static INSTALLING: Mutex<()> = Mutex::new(());
 
 /// `POST /api/v3/configure/plugin_environment/install_packages`.
 pub async fn install_packages(
@@ -87,12 +89,13 @@ async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCo
         PackageManager::Pip(python) => python.clone(),
     };
     let target = plugin_dir(state)?.root().join(PACKAGES_DIR);
-    let _one_at_a_time = INSTALLING.lock().await;
     tracing::info!(?requirements, target = %target.display(), "installing plugin packages with pip");
-    let installed =
-        tokio::task::spawn_blocking(move || pip_install(&python, &target, &requirements))
-            .await
-            .map_err(|e| ApiError::Internal(format!("the install did not finish: {e}")))??;
+    let installed = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+        pip_install(&python, &target, &requirements)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the install did not finish: {e}")))??;
     tracing::info!("{installed}");
     // Warm instances loaded their plugins before the install: load them afresh.
     if let Some(engine) = &state.engine {

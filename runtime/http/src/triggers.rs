@@ -61,6 +61,9 @@ impl Limits {
                 let duration = text
                     .parse::<humantime::Duration>()
                     .map_err(|e| bad(format!("wall_time `{text}`: {e}")))?;
+                if duration.as_millis() == 0 && !duration.is_zero() {
+                    return Err(bad(format!("wall_time `{text}` is under 1ms")));
+                }
                 Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
             }
         };

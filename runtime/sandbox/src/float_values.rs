@@ -9,24 +9,35 @@
 
 use std::fmt::Write as _;
 
+/// Why the floats could not be filled in.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FillError {
+    /// The values do not match the placeholders.
+    Mismatch(String),
+    /// The text would grow past the given length: a whole float is written with all its
+    /// digits (up to 311 of them), so 9 bytes from the guest may become hundreds.
+    TooLong,
+}
+
 /// `text` with its NUL characters replaced, in order, by the floats in `floats` (8
-/// little-endian bytes each). With no floats the text is taken as it is, NULs included.
-pub(crate) fn fill_in(text: String, floats: &[u8]) -> Result<String, String> {
+/// little-endian bytes each), if that is at most `max_len` bytes long. With no floats
+/// the text is taken as it is, NULs included.
+pub(crate) fn fill_in(text: String, floats: &[u8], max_len: usize) -> Result<String, FillError> {
     if floats.is_empty() {
         return Ok(text);
     }
     if !floats.len().is_multiple_of(8) {
-        return Err(format!(
+        return Err(FillError::Mismatch(format!(
             "write: {} bytes of float values, not a multiple of 8",
             floats.len()
-        ));
+        )));
     }
     let placeholders = text.bytes().filter(|&b| b == 0).count();
     if placeholders != floats.len() / 8 {
-        return Err(format!(
+        return Err(FillError::Mismatch(format!(
             "write: {placeholders} float placeholders for {} float values",
             floats.len() / 8
-        ));
+        )));
     }
     let mut filled = String::with_capacity(text.len() + placeholders * 20);
     let mut values = floats
@@ -39,6 +50,9 @@ pub(crate) fn fill_in(text: String, floats: &[u8]) -> Result<String, String> {
     for (piece, value) in pieces.zip(&mut values) {
         push_float_field(&mut filled, value);
         filled.push_str(piece);
+        if filled.len() > max_len {
+            return Err(FillError::TooLong);
+        }
     }
     Ok(filled)
 }
@@ -191,7 +205,7 @@ mod tests {
     fn placeholders_are_filled_in_order() {
         let text = "m,t=a x=\0,y=1i 5\nm x=\0".to_string();
         assert_eq!(
-            fill_in(text, &bytes(&[0.5, -1e20])).expect("filled in"),
+            fill_in(text, &bytes(&[0.5, -1e20]), usize::MAX).expect("filled in"),
             "m,t=a x=0.5,y=1i 5\nm x=-100000000000000000000.0"
         );
     }
@@ -199,18 +213,30 @@ mod tests {
     #[test]
     fn without_floats_the_text_is_kept_with_its_nuls() {
         let text = "m s=\"a\0b\"".to_string();
-        assert_eq!(fill_in(text.clone(), &[]), Ok(text));
+        assert_eq!(fill_in(text.clone(), &[], 0), Ok(text));
+    }
+
+    #[test]
+    fn filling_in_stops_at_the_length_allowed() {
+        let text = "m x=\0\nm x=\0".to_string();
+        let huge = bytes(&[1e308, 1e308]);
+        assert_eq!(fill_in(text.clone(), &huge, 400), Err(FillError::TooLong));
+        assert_eq!(fill_in(text, &huge, 1_000).map(|t| t.len()), Ok(631));
     }
 
     #[test]
     fn mismatched_floats_are_refused() {
         assert_eq!(
-            fill_in("m x=\0,y=\0".into(), &bytes(&[1.5])),
-            Err("write: 2 float placeholders for 1 float values".to_string())
+            fill_in("m x=\0,y=\0".into(), &bytes(&[1.5]), usize::MAX),
+            Err(FillError::Mismatch(
+                "write: 2 float placeholders for 1 float values".to_string()
+            ))
         );
         assert_eq!(
-            fill_in("m x=\0".into(), &[0; 7]),
-            Err("write: 7 bytes of float values, not a multiple of 8".to_string())
+            fill_in("m x=\0".into(), &[0; 7], usize::MAX),
+            Err(FillError::Mismatch(
+                "write: 7 bytes of float values, not a multiple of 8".to_string()
+            ))
         );
     }
 }

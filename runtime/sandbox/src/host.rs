@@ -1,7 +1,7 @@
 //! The host side of the WIT `host` interface, and the state each store carries.
 
 use crate::encode::column_to_wit;
-use crate::float_values::fill_in;
+use crate::float_values::{FillError, fill_in};
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
@@ -116,7 +116,22 @@ impl host::Host for HostState {
         line_protocol: String,
         floats: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let line_protocol = fill_in(line_protocol, &floats).map_err(wasmtime::Error::msg)?;
+        // Within what the call may still write, which bounds the host memory it takes.
+        let allowed = self
+            .call
+            .limits
+            .bytes_written
+            .saturating_sub(self.call.bytes_written);
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+        let line_protocol = match fill_in(line_protocol, &floats, allowed) {
+            Ok(filled) => filled,
+            Err(FillError::TooLong) => {
+                // Counting past what is allowed stops the call at the write limit.
+                self.call.count_written(allowed.saturating_add(1))?;
+                wasmtime::bail!("write: the line protocol is over the write limit");
+            }
+            Err(FillError::Mismatch(message)) => wasmtime::bail!("{message}"),
+        };
         self.call.count_written(line_protocol.len())?;
         let queued = self
             .call

@@ -148,8 +148,8 @@ pub struct ServeArgs {
     #[arg(long, env = "INFLUXDB3_PLUGIN_REPO", default_value = DEFAULT_PLUGIN_REPO)]
     plugin_repo: String,
     /// How `sluice install package` installs plugin packages: with pip (`python3 -m pip`,
-    /// into .packages in the plugin directory; `discover` and `uv` mean the same), or not
-    /// at all
+    /// or `$PYTHON -m pip`, into .packages in the plugin directory; `discover` and `uv`
+    /// mean the same), or not at all
     #[arg(
         long,
         env = "INFLUXDB3_PACKAGE_MANAGER",

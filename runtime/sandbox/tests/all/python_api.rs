@@ -139,7 +139,7 @@ async fn many_batched_writes_arrive_in_order_or_not_at_all() {
 #[tokio::test(flavor = "multi_thread")]
 async fn written_floats_read_exactly_as_build_makes_them() {
     // `LineBuilder` lines leave their float values for the host to format: what arrives
-    // must be what `build()` (CPython's `repr`) makes, in order, across hand-overs, with
+    // must be what `build()` (upstream's Python formatting) makes, in order, across hand-overs, with
     // lines holding a NUL of their own in between.
     let dir = PluginDir::new();
     let code = r#"
