@@ -284,16 +284,24 @@ impl Catalog {
         Ok(())
     }
 
-    /// Deletes a database.
+    /// Deletes a database, and every trigger's grant of it: a database created later
+    /// under the same name is not granted to anyone.
     ///
     /// # Errors
     ///
     /// [`Error::DatabaseNotFound`].
     pub fn delete_database(&self, name: &str) -> Result<(), Error> {
-        self.write()
+        let mut databases = self.write();
+        databases
             .remove(name)
-            .map(drop)
-            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))?;
+        for trigger in databases
+            .values_mut()
+            .flat_map(|db| db.triggers.values_mut())
+        {
+            trigger.granted_databases.retain(|granted| granted != name);
+        }
+        Ok(())
     }
 
     /// Database names in order.

@@ -499,6 +499,25 @@ mod catalog_tests {
     }
 
     #[test]
+    fn grants_end_with_the_granted_database() {
+        let catalog = Catalog::default();
+        for name in ["db", "metrics", "other"] {
+            catalog.create_database(name).expect("created");
+        }
+        let mut granted = trigger("t", "all_tables");
+        granted.granted_databases = vec!["metrics".into(), "other".into()];
+        catalog.create_trigger("db", granted).expect("created");
+        let mut bad = trigger("u", "all_tables");
+        bad.granted_databases = vec!["no such name".into()];
+        assert!(catalog.create_trigger("db", bad).is_err());
+
+        catalog.delete_database("metrics").expect("deleted");
+        catalog.create_database("metrics").expect("created again");
+        let triggers = catalog.triggers("db").expect("db");
+        assert_eq!(triggers[0].granted_databases, vec!["other".to_string()]);
+    }
+
+    #[test]
     fn create_enable_disable_delete() {
         let catalog = Catalog::default();
         assert_eq!(
