@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
@@ -105,11 +105,7 @@ async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCo
 }
 
 /// Runs pip; returns the end of its output (what it installed).
-fn pip_install(
-    python: &str,
-    target: &PathBuf,
-    requirements: &[String],
-) -> Result<String, ApiError> {
+fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<String, ApiError> {
     let output = Command::new(python)
         .args([
             "-m",
