@@ -255,11 +255,12 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
             .status,
         204
     );
-    // cpu: one report from each trigger; mem: one from all_tables only.
+    // cpu: one report from each trigger; mem: one from all_tables only. The ticks trigger's
+    // writes are reported too (plugin writes re-trigger WAL triggers), whenever they come.
     let reports = eventually(
         &server,
-        "SELECT \"table\", rows FROM reports ORDER BY \"table\", rows",
-        |rows| rows.as_array().is_some_and(|r| r.len() == 3),
+        "SELECT \"table\", rows FROM reports WHERE \"table\" <> 'ticks' ORDER BY \"table\", rows",
+        |rows| rows.as_array().is_some_and(|r| r.len() >= 3),
     );
     assert_eq!(
         reports,
