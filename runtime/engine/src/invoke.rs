@@ -151,7 +151,6 @@ impl Invoker {
             plugin_dir: self.plugin_dir.clone(),
             name: local_name(&trigger.plugin_filename).into_owned(),
         };
-        let limits = self.limits_for(&trigger.limits)?;
         let host = Arc::new(TriggerHost::new(
             database,
             trigger,
@@ -162,9 +161,13 @@ impl Invoker {
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
-        let outcome = match self.pool(database, trigger, &plugin) {
-            Some(pool) => pool.run(call, &limits, services).await,
-            None => self.executor.run(&plugin, call, &limits, services).await,
+        // A limit the sandbox cannot honour fails the call, recorded like any failure.
+        let outcome = match self.limits_for(&trigger.limits) {
+            Err(message) => Err(InvocationError::Plugin(message)),
+            Ok(limits) => match self.pool(database, trigger, &plugin) {
+                Some(pool) => pool.run(call, &limits, services).await,
+                None => self.executor.run(&plugin, call, &limits, services).await,
+            },
         };
         let write_errors = host.apply_writes().await;
         let result = outcome

@@ -400,12 +400,9 @@ mod tests {
         )])
     }
 
-    #[tokio::test]
-    async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
-        let catalog = Arc::new(Catalog::default());
-        catalog.create_database("db").expect("created");
-        let trigger = Trigger {
-            trigger_name: "stuck".into(),
+    fn wal_trigger(name: &str) -> Trigger {
+        Trigger {
+            trigger_name: name.into(),
             plugin_filename: "p.py".into(),
             trigger: TriggerSpec::AllTablesWalWrite,
             trigger_settings: TriggerSettings::default(),
@@ -413,20 +410,75 @@ mod tests {
             disabled: false,
             granted_databases: Vec::new(),
             limits: Default::default(),
-        };
-        catalog.create_trigger("db", trigger).expect("created");
-        let executor = Arc::new(StuckExecutor {
-            permits: Semaphore::new(0),
-            calls: AtomicUsize::new(0),
-        });
-        let invoker = Arc::new(Invoker::new(
-            executor.clone(),
+        }
+    }
+
+    fn invoker(executor: Arc<dyn PluginExecutor>) -> Arc<Invoker> {
+        Arc::new(Invoker::new(
+            executor,
             Arc::new(NoDatabase),
             Arc::new(CacheStore::new()),
             "plugins".into(),
             Limits::default(),
             true,
-        ));
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_limit_the_sandbox_cannot_honour_fails_the_call_and_is_recorded() {
+        // A catalog may hold an override that an executor with smaller instances cannot
+        // give, e.g. one written by a server configured otherwise.
+        struct SmallInstances;
+        impl PluginExecutor for SmallInstances {
+            fn run<'a>(
+                &'a self,
+                _: &'a PluginRef,
+                _: PluginCall,
+                _: &'a Limits,
+                _: Arc<dyn HostServices>,
+            ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
+                Box::pin(async { Ok(Invocation::default()) })
+            }
+            fn max_memory_bytes(&self) -> u64 {
+                64 << 20
+            }
+        }
+        let invoker = invoker(Arc::new(SmallInstances));
+        let mut trigger = wal_trigger("big");
+        trigger.limits.memory_bytes = Some(128 << 20);
+        let call = || PluginCall::Schedule {
+            call_time_ns: 0,
+            args: None,
+        };
+        let error = invoker
+            .invoke("db", &trigger, call())
+            .await
+            .expect_err("over the largest memory");
+        assert!(
+            error.contains("over the sandbox's largest memory of 64 MiB"),
+            "{error}"
+        );
+        let records = invoker.records().invocations("db");
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].trigger, "big");
+        assert_eq!(records[0].error.as_deref(), Some(error.as_str()));
+
+        trigger.limits.memory_bytes = Some(64 << 20);
+        assert!(invoker.invoke("db", &trigger, call()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
+        let catalog = Arc::new(Catalog::default());
+        catalog.create_database("db").expect("created");
+        catalog
+            .create_trigger("db", wal_trigger("stuck"))
+            .expect("created");
+        let executor = Arc::new(StuckExecutor {
+            permits: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        });
+        let invoker = invoker(executor.clone());
         let manager = TriggerManager::start(catalog, invoker, |_, _| Ok(()));
 
         // Far more flushes than the queues hold; each call returns at once.
