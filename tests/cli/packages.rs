@@ -88,6 +88,32 @@ fn plugins_import_packages_installed_on_the_server() {
     );
     assert_eq!(option.status, 400, "{}", option.text());
     assert!(option.text().contains("options cannot be passed to pip"));
+
+    // A requirements file on the server: its packages, never its options.
+    let requirements = dir.path().join("requirements.txt");
+    std::fs::write(&requirements, format!("# for greet.py\n{wheel}  # local\n")).expect("written");
+    let location = requirements.to_string_lossy();
+    let installed = install(&server, &["-r", &location]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    std::fs::write(
+        &requirements,
+        format!("--index-url http://127.0.0.1:9/\n{wheel}\n"),
+    )
+    .expect("written");
+    let refused = install(&server, &["-r", &location]);
+    assert!(
+        text(&refused).contains("400 Bad Request")
+            && text(&refused).contains("options cannot be passed to pip"),
+        "{}",
+        text(&refused)
+    );
+    let missing = install(&server, &["-r", &format!("{location}.missing")]);
+    assert!(
+        text(&missing).contains("400 Bad Request")
+            && text(&missing).contains("cannot read the requirements file"),
+        "{}",
+        text(&missing)
+    );
 }
 
 #[test]

@@ -67,6 +67,37 @@ pub async fn install_packages(
     install(&state, request.packages).await
 }
 
+/// The requirements of a requirements file's text, one per entry.
+///
+/// Comments, blank lines and continuations are handled as pip does. Options are refused:
+/// a file could otherwise choose another index or let pip build (and so run) a source
+/// package on the server, while pip is given the requirements themselves, never the file.
+fn requirements_in(text: &str) -> Result<Vec<String>, String> {
+    let joined = text.replace("\\\r\n", "").replace("\\\n", "");
+    let mut requirements = Vec::new();
+    for line in joined.lines() {
+        let without_comment = match line.find('#') {
+            Some(0) => "",
+            Some(at) if line[..at].ends_with(char::is_whitespace) => &line[..at],
+            _ => line,
+        };
+        let requirement = without_comment.trim();
+        if requirement.is_empty() {
+            continue;
+        }
+        if requirement
+            .split_whitespace()
+            .any(|word| word.starts_with('-'))
+        {
+            return Err(format!(
+                "`{requirement}`: options cannot be passed to pip, not even in a requirements file"
+            ));
+        }
+        requirements.push(requirement.to_string());
+    }
+    Ok(requirements)
+}
+
 /// `POST /api/v3/configure/plugin_environment/install_requirements`.
 pub async fn install_requirements(
     State(state): State<AppState>,
@@ -74,7 +105,18 @@ pub async fn install_requirements(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: InstallRequirements = json_body(&headers, &body)?;
-    install(&state, vec!["-r".into(), request.requirements_location]).await
+    let location = request.requirements_location;
+    let text = tokio::fs::read_to_string(&location).await.map_err(|e| {
+        ApiError::BadRequest(format!("cannot read the requirements file {location}: {e}"))
+    })?;
+    let requirements = requirements_in(&text)
+        .map_err(|e| ApiError::BadRequest(format!("requirements file {location}: {e}")))?;
+    if requirements.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "the requirements file {location} names no package"
+        )));
+    }
+    install(&state, requirements).await
 }
 
 async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCode, ApiError> {
@@ -151,4 +193,33 @@ fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<S
         )));
     }
     Ok(last_lines(&output.stdout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::requirements_in;
+
+    #[test]
+    fn requirements_files_are_read_as_pip_reads_them_but_without_options() {
+        let text = "# plugins' packages\n\nrequests==2.0  # pinned\nattrs>=1; python_version >= \"3.8\"\\\n \n./wheels/a-1.0-py3-none-any.whl\nurl#frag\n";
+        assert_eq!(
+            requirements_in(text).expect("no options"),
+            vec![
+                "requests==2.0",
+                "attrs>=1; python_version >= \"3.8\"",
+                "./wheels/a-1.0-py3-none-any.whl",
+                "url#frag",
+            ]
+        );
+        for refused in [
+            "--index-url http://example.com\nx",
+            "x\n-e .",
+            "x --hash=sha256:00",
+            "-r other.txt",
+        ] {
+            let error = requirements_in(refused).expect_err(refused);
+            assert!(error.contains("options cannot be passed to pip"), "{error}");
+        }
+        assert_eq!(requirements_in("# nothing\n\n"), Ok(Vec::new()));
+    }
 }
