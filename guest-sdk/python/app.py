@@ -15,7 +15,7 @@ from wit_world.imports import host as wit_host
 from wit_world.imports import types as wit_types
 from wit_world.exports import loader as wit_loader
 
-from sluice_plugin_runtime import api, plugin, stdlib
+from sluice_plugin_runtime import api, line_shapes, plugin, stdlib
 from sluice_plugin_runtime.columns import rows_from_columns
 from sluice_plugin_runtime.line_builder import LineBuilder
 
@@ -69,6 +69,9 @@ _LEVELS = {
 # would cost more than building the lines.
 _WRITE_CHUNK_LINES = 4096
 
+# Shape functions by measurement name, looked up for every `LineBuilder` line written.
+_SHAPES = line_shapes.SHAPES
+
 
 class _Batch:
     """Lines queued for one database (None: the trigger's) and not handed over yet, in
@@ -82,20 +85,16 @@ class _Batch:
 
     def write(self, line_builder):
         """Queues the line `line_builder` builds. Runs once per line a plugin writes,
-        so `LineBuilder` lines are assembled right here, their floats left to the host."""
-        floats = self.floats
-        placed = len(floats)
+        so `LineBuilder` lines are assembled right here, their floats left to the host:
+        by the function for their shape if there is one, else by `_assembled`."""
         line = None
         if type(line_builder) is LineBuilder:
             try:
-                line = line_builder._line(floats)
-            except BaseException:
-                del floats[placed:]
-                raise
-            if line.count("\0") != len(floats) - placed:
-                # A NUL of the plugin's own, which would pass for a placeholder.
-                del floats[placed:]
-                line = None
+                line = _SHAPES[line_builder.measurement](line_builder, self.floats)
+            except KeyError:
+                pass
+            if line is None:
+                line = self._assembled(line_builder)
         if line is None:
             line = api.built_line(line_builder)
             if "\0" in line:
@@ -107,6 +106,22 @@ class _Batch:
         lines.append(line)
         if len(lines) >= _WRITE_CHUNK_LINES:
             self.hand_over()
+
+    def _assembled(self, line_builder):
+        """The line of a `LineBuilder` by the general path, whose shape is then learnt;
+        None if it holds a NUL of its own, which would pass for a float's placeholder."""
+        floats = self.floats
+        placed = len(floats)
+        try:
+            line = line_builder._line(floats)
+        except BaseException:
+            del floats[placed:]
+            raise
+        if line.count("\0") != len(floats) - placed:
+            del floats[placed:]
+            return None
+        line_shapes.learn(line_builder)
+        return line
 
     def hand_over(self):
         if self.lines:

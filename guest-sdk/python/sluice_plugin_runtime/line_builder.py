@@ -48,11 +48,13 @@ def _escape_tag(text):
 
 
 def _cached(cache, escape, text):
-    """`escape(text)`, kept in `cache` (emptied when full)."""
+    """`escape(text)`, kept in `cache` (emptied when full) unless it holds a NUL: what is
+    found in a cache has none (`line_shapes` relies on it)."""
     escaped = escape(text)
-    if len(cache) >= _CACHE_SIZE:
-        cache.clear()
-    cache[text] = escaped
+    if "\0" not in text:
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[text] = escaped
     return escaped
 
 

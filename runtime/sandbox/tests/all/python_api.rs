@@ -175,6 +175,73 @@ def process_writes(api, batches, args=None):
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn lines_of_any_shape_are_written_as_build_makes_them() {
+    // Lines of a shape seen before are assembled by code generated for the shape: for
+    // measurements in one shape, in alternating shapes, in more shapes than are learnt,
+    // with keys and values that need escaping or hold NULs, tags in another order, and
+    // timestamps of another type, what arrives must be what `build()` makes.
+    let dir = PluginDir::new();
+    let code = r#"
+import random
+
+class Text:
+    def __init__(self, text):
+        self.text = text
+    def build(self):
+        return self.text
+
+class Stamp(int):
+    pass
+
+ODD = ["a b", "c,d", "e=f", "g\\h", "{x}", "'\"", "n\0ul", "é", "%s", "}{"]
+
+def process_writes(api, batches, args=None):
+    rng = random.Random(11)
+    shapes = {}
+    for m in ["m", "q,r", "{m}", "m\\'", "é"]:
+        tags = rng.sample(["t1", "t{2}", "t\\3", "t'4", "%d", "t\0"], rng.randint(0, 3))
+        fields = [(k, rng.choice("fisb")) for k in rng.sample(["f1", "f{2}", "f\\3", 'f"4'], rng.randint(1, 3))]
+        shapes[m] = (tags, fields)
+    for i in range(6000):
+        m = rng.choice(list(shapes))
+        tags, fields = shapes[m]
+        if i % 7 == 0:
+            tags = tags[::-1]
+        if m == "{m}" and i % 2:
+            fields = fields + [(f"extra{i % 20}", "f")]
+        line = LineBuilder(m)
+        for k in tags:
+            line.tag(k, rng.choice(ODD + [str(i % 7)] * 10))
+        for k, kind in fields:
+            if kind == "f":
+                line.float64_field(k, rng.choice([1.5, -0.0, 3.0, 1e300, float(i), rng.random(), 7]))
+            elif kind == "i":
+                line.int64_field(k, i)
+            elif kind == "s":
+                line.string_field(k, rng.choice(ODD + [""] + ["ok"] * 10))
+            else:
+                line.bool_field(k, i % 2)
+        r = rng.random()
+        if r < 0.8:
+            line.time_ns(i * 1000003)
+        elif r < 0.85:
+            line.time_ns(Stamp(i))
+        api.write_to_db("expected", Text(line.build()))
+        api.write(line)
+"#;
+    let plugin = dir.plugin("shapes.py", code);
+    let report = ok(wal(&plugin, "m f=1i").await);
+    let written = &report.database_writes["db"];
+    assert_eq!(written.len(), 6000);
+    assert_eq!(written, &report.database_writes["expected"]);
+    assert!(
+        written.iter().any(|l| l.starts_with("q\\,r")),
+        "{:?}",
+        &written[..3]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn query_checks_its_arguments_and_raises_query_error() {
     let dir = PluginDir::new();
     let plugin = dir.plugin(

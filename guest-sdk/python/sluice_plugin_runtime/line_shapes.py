@@ -1,0 +1,130 @@
+"""Code generated per line shape, for the lines plugins write with `LineBuilder`.
+
+Plugins usually write many lines of one shape: the same measurement, tag keys and field
+keys and types, only the values differing. `LineBuilder._line` assembles any line, looping
+over its tags and fields; for a shape seen before, a function generated for it assembles
+the line with one f-string, its constant parts escaped once. In the sandbox that costs a
+fraction of the general loop.
+
+A shape function takes a builder and the array of float values being handed over. It
+returns the line as `_line(floats)` would, with its floats appended, or None (and appends
+nothing) when the builder does not have its shape or holds a value it leaves to the
+general path: a tag value or string field with a NUL of its own, a timestamp that is not
+an int. Its lines hold no NUL but the floats' placeholders, so they need no NUL count.
+"""
+
+from sluice_plugin_runtime.line_builder import (
+    _ESCAPED_TAGS,
+    _cached,
+    _escape_measurement,
+    _escape_tag,
+)
+
+# The shape function of each measurement name: of the last shape learnt for it.
+SHAPES = {}
+# Shape functions by measurement name and shape (None for a shape that cannot have one).
+_KNOWN = {}
+_MAX_MEASUREMENTS = 256
+# A measurement written in more shapes than this is left to the general path.
+_MAX_SHAPES_PER_MEASUREMENT = 8
+# Larger shapes gain little and would make large functions.
+_MAX_KEYS = 32
+
+
+def learn(builder):
+    """Makes the function for `builder`'s shape (which `_line` has just assembled, so it
+    has fields) the one for its measurement; generated on first sight of the shape."""
+    measurement = builder.measurement
+    if type(measurement) is not str:
+        return
+    known = _KNOWN.get(measurement)
+    if known is None:
+        if len(_KNOWN) >= _MAX_MEASUREMENTS:
+            _KNOWN.clear()
+            SHAPES.clear()
+        known = _KNOWN[measurement] = {}
+    fields = builder.fields
+    shape = (tuple(builder.tags), tuple(fields), tuple(type(fields[k]) is float for k in fields))
+    if shape in known:
+        function = known[shape]
+    elif len(known) < _MAX_SHAPES_PER_MEASUREMENT:
+        function = known[shape] = _generate(builder)
+    else:
+        function = None
+    if function is None:
+        SHAPES.pop(measurement, None)
+    else:
+        SHAPES[measurement] = function
+
+
+def _generate(builder):
+    tags = list(builder.tags)
+    fields = list(builder.fields)
+    names = [builder.measurement, *tags, *fields]
+    if len(names) > _MAX_KEYS or any(type(n) is not str or "\0" in n for n in names):
+        return None
+    float_fields = [type(builder.fields[k]) is float for k in fields]
+    if not all(kind or type(builder.fields[k]) is str for k, kind in zip(fields, float_fields)):
+        return None
+
+    # The same keys in the same order: a key count and the lookups, or for several keys
+    # a comparison of lists.
+    body = ["t = b.tags", "f = b.fields"]
+    for variable, keys in (("t", tags), ("f", fields)):
+        if len(keys) < 2:
+            body.append(f"if len({variable}) != {len(keys)}: return None")
+        else:
+            body.append(f"if list({variable}) != {keys!r}: return None")
+    body.append("try:")
+    body += [f"    v{i} = t[{key!r}]" for i, key in enumerate(tags)]
+    body += [f"    x{i} = f[{key!r}]" for i, key in enumerate(fields)]
+    body += ["except KeyError:", "    return None"]
+
+    # The line's text as `_line` makes it: constants escaped here, values placed below.
+    text = [_escape_measurement(builder.measurement)]
+    for i, key in enumerate(tags):
+        body += [
+            "try:",
+            f"    e{i} = _ESCAPED_TAGS[v{i}]",
+            "except KeyError:",
+            f"    if '\\0' in v{i}: return None",
+            f"    e{i} = _cached(_ESCAPED_TAGS, _escape_tag, v{i})",
+        ]
+        text += [f",{key}=", (f"e{i}",)]
+    floats = []
+    for i, (key, is_float) in enumerate(zip(fields, float_fields)):
+        if is_float:
+            body.append(f"if type(x{i}) is not float: return None")
+            floats.append(f"x{i}")
+            value = "\0"
+        else:
+            body.append(f"if type(x{i}) is not str or '\\0' in x{i}: return None")
+            value = (f"x{i}",)
+        text += [" " if i == 0 else ",", f"{_escape_tag(key)}=", value]
+
+    body += [
+        "s = b._timestamp_ns",
+        "if s is None:",
+        f"    line = {_f_string(text)}",
+        "elif type(s) is int:",
+        f"    line = {_f_string([*text, ' ', ('s',)])}",
+        "else:",
+        "    return None",
+        *(f"floats.append({x})" for x in floats),
+        "return line",
+    ]
+    source = "def shaped(b, floats):\n" + "".join(f"    {line}\n" for line in body)
+    namespace = {"_ESCAPED_TAGS": _ESCAPED_TAGS, "_cached": _cached, "_escape_tag": _escape_tag}
+    exec(source, namespace)
+    return namespace["shaped"]
+
+
+def _f_string(parts):
+    """An f-string literal of `parts`: texts, and 1-tuples naming a variable."""
+    pieces = []
+    for part in parts:
+        if type(part) is tuple:
+            pieces.append("{" + part[0] + "}")
+        else:
+            pieces.append(part.replace("{", "{{").replace("}", "}}"))
+    return "f" + repr("".join(pieces))
