@@ -151,6 +151,7 @@ async fn write_rows(storage: &Arc<WriteBuffer>, first: usize, count: usize) {
             accept_partial: false,
             no_sync: true,
             default_time_ns: 0,
+            create_database: true,
         };
         storage.write_lp(request).await.expect("written");
         storage.flush().await.expect("flushed");

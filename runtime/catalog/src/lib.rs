@@ -389,6 +389,32 @@ impl Catalog {
         lines: &[Line],
         accept_partial: bool,
     ) -> Result<WriteValidation, Error> {
+        self.validate_lines(database, lines, accept_partial, true)
+    }
+
+    /// [`Catalog::validate_write`] for a database that must exist already, checked under
+    /// the same lock as the write's changes: a write racing with the database's deletion
+    /// cannot create it again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Catalog::validate_write`], and [`Error::DatabaseNotFound`].
+    pub fn validate_write_existing(
+        &self,
+        database: &str,
+        lines: &[Line],
+        accept_partial: bool,
+    ) -> Result<WriteValidation, Error> {
+        self.validate_lines(database, lines, accept_partial, false)
+    }
+
+    fn validate_lines(
+        &self,
+        database: &str,
+        lines: &[Line],
+        accept_partial: bool,
+        create: bool,
+    ) -> Result<WriteValidation, Error> {
         validate_database_name(database)?;
         let mut outcome = WriteValidation::default();
         if lines.is_empty() {
@@ -405,7 +431,11 @@ impl Catalog {
         }
         let mut databases = self.write();
         // Changes are staged on a copy and kept only if some line is written.
-        let mut db = databases.get(database).cloned().unwrap_or_default();
+        let mut db = match databases.get(database) {
+            Some(db) => db.clone(),
+            None if create => Database::default(),
+            None => return Err(Error::DatabaseNotFound(database.to_string())),
+        };
         for (index, line) in lines.iter().enumerate() {
             let table = db
                 .tables

@@ -22,12 +22,13 @@ pub trait Database: Send + Sync {
     ) -> BoxFuture<'a, Result<QueryResult, String>>;
 
     /// Writes line protocol (nanosecond timestamps) to `database`; unless `no_sync`, once
-    /// durable.
+    /// durable. Creates the database if missing only when `create_database`.
     fn write<'a>(
         &'a self,
         database: &'a str,
         line_protocol: String,
         no_sync: bool,
+        create_database: bool,
     ) -> BoxFuture<'a, Result<(), String>>;
 }
 
@@ -102,6 +103,12 @@ impl TriggerHost {
         }
     }
 
+    /// Whether a write to `database` may create it: not the trigger's own, which is
+    /// missing only when it was deleted, with the trigger, while the plugin ran.
+    fn may_create(&self, database: &str) -> bool {
+        database != self.database
+    }
+
     /// Writes what the invocation batched, if it succeeded, one write per database;
     /// returns the errors.
     pub async fn apply_writes(&self) -> Vec<String> {
@@ -122,7 +129,12 @@ impl TriggerHost {
         }
         let mut errors = Vec::new();
         for (database, line_protocol) in by_database {
-            if let Err(e) = self.storage.write(&database, line_protocol, false).await {
+            let create = self.may_create(&database);
+            if let Err(e) = self
+                .storage
+                .write(&database, line_protocol, false, create)
+                .await
+            {
                 tracing::error!(trigger = %self.trigger, database = %database, "a plugin's batched write failed: {e}");
                 errors.push(e);
             }
@@ -181,7 +193,10 @@ impl HostServices for TriggerHost {
         no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
         match self.permitted(database) {
-            Ok(database) => self.storage.write(database, line_protocol, no_sync),
+            Ok(database) => {
+                let create = self.may_create(database);
+                self.storage.write(database, line_protocol, no_sync, create)
+            }
             Err(refused) => Box::pin(async move { Err(refused) }),
         }
     }

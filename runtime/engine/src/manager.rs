@@ -388,6 +388,7 @@ mod tests {
             _: &'a str,
             _: String,
             _: bool,
+            _: bool,
         ) -> BoxFuture<'a, Result<(), String>> {
             Box::pin(async { Ok(()) })
         }

@@ -84,6 +84,10 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 json!({"error": "incoming write was empty", "data": line_errors(&errors)}),
             ),
+            Self::Write(WriteError::DatabaseNotFound(name)) => (
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("database not found: {name}")}),
+            ),
             Self::Write(WriteError::InvalidDatabaseName(message)) => {
                 (StatusCode::BAD_REQUEST, json!({"error": message}))
             }

@@ -71,6 +71,7 @@ async fn write(
         accept_partial,
         no_sync,
         default_time_ns: now_ns(),
+        create_database: true,
     };
     match state.storage.write_lp(request).await {
         Ok(outcome) if outcome.errors.is_empty() => Ok(StatusCode::NO_CONTENT),

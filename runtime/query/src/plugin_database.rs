@@ -42,6 +42,7 @@ impl Database for PluginDatabase {
         database: &'a str,
         line_protocol: String,
         no_sync: bool,
+        create_database: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let request = WriteRequest {
@@ -51,6 +52,7 @@ impl Database for PluginDatabase {
                 accept_partial: false,
                 no_sync,
                 default_time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+                create_database,
             };
             self.storage
                 .write_lp(request)

@@ -30,6 +30,7 @@ async fn engine() -> (QueryEngine, tempfile::TempDir) {
             accept_partial: false,
             no_sync: true,
             default_time_ns: 0,
+            create_database: true,
         };
         storage.write_lp(request).await.expect("written");
         storage.flush().await.expect("flushed");

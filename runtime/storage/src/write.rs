@@ -87,6 +87,9 @@ pub enum WriteError {
     /// The WAL could not be made durable; the write is not acknowledged.
     #[error("write could not be made durable: {0}")]
     Durability(String),
+    /// The database does not exist and the write may not create it.
+    #[error("database not found: {0}")]
+    DatabaseNotFound(String),
 }
 
 /// One refused line.
@@ -124,6 +127,9 @@ pub struct WriteRequest<'a> {
     pub no_sync: bool,
     /// Time given to lines without a timestamp, nanoseconds since the epoch.
     pub default_time_ns: i64,
+    /// Create the database if it does not exist; otherwise the write fails with
+    /// [`WriteError::DatabaseNotFound`] (a database deleted while the writer ran).
+    pub create_database: bool,
 }
 
 #[derive(Default)]
@@ -356,10 +362,20 @@ impl WriteBuffer {
         if !errors.is_empty() && !request.accept_partial {
             return Err(WriteError::Rejected(errors));
         }
-        let validation = self
-            .catalog
-            .validate_write(request.database, &parsed.lines, request.accept_partial)
-            .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
+        let validation = if request.create_database {
+            self.catalog
+                .validate_write(request.database, &parsed.lines, request.accept_partial)
+        } else {
+            self.catalog.validate_write_existing(
+                request.database,
+                &parsed.lines,
+                request.accept_partial,
+            )
+        }
+        .map_err(|e| match e {
+            CatalogError::DatabaseNotFound(name) => WriteError::DatabaseNotFound(name),
+            other => WriteError::InvalidDatabaseName(other.to_string()),
+        })?;
         for conflict in &validation.errors {
             let line_number = parsed
                 .line_numbers

@@ -292,7 +292,7 @@ async fn scratch_database(
     };
     if let Some(lp) = input_lp {
         database
-            .write(name, lp, false)
+            .write(name, lp, false, false)
             .await
             .map_err(anyhow::Error::msg)
             .context("cannot load the test rows")?;

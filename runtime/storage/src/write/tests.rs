@@ -10,6 +10,7 @@ fn request<'a>(database: &'a str, body: &'a str) -> WriteRequest<'a> {
         accept_partial: true,
         no_sync: false,
         default_time_ns: 42,
+        create_database: true,
     }
 }
 
@@ -306,6 +307,29 @@ async fn a_deleted_database_stays_deleted_across_a_restart() {
         buffer.delete_database("gone").await,
         Err(CatalogError::DatabaseNotFound(_))
     ));
+    // A writer that may not create databases (a trigger of the deleted database) is
+    // refused, and the database stays deleted.
+    let late = buffer
+        .write_lp(WriteRequest {
+            create_database: false,
+            no_sync: true,
+            ..request("gone", "m f=4i 4")
+        })
+        .await;
+    assert!(
+        matches!(&late, Err(WriteError::DatabaseNotFound(name)) if name == "gone"),
+        "{:?}",
+        late.map(|o| o.lines_written)
+    );
+    assert_eq!(buffer.catalog().database_names(), ["kept"]);
+    buffer
+        .write_lp(WriteRequest {
+            create_database: false,
+            no_sync: true,
+            ..request("kept", "m f=5i 5")
+        })
+        .await
+        .expect("an existing database takes the write");
     drop(buffer);
 
     let (reopened, recovery) = open(dir.path()).await;
