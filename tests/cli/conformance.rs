@@ -7,7 +7,6 @@ use crate::support::{sluice, text};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 /// Upstream's `WRITE_REPORTS_PLUGIN_CODE`: one `write_reports` row per table of each
 /// flush, with the count doubled for the table named by `double_count_table`.
@@ -68,25 +67,7 @@ fn failed(output: &Output) -> String {
 
 /// Polls `sql` on `db` until it returns `expected` (plugin writes are asynchronous).
 fn wait_for_rows(server: &TestServer, db: &str, sql: &str, expected: &Value) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = json!({"db": db, "q": sql}).to_string();
-        let response = server.post(
-            "/api/v3/query_sql",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        );
-        if response.status == 200 && response.json() == *expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql} on {db}: {} {}",
-            response.status,
-            response.text()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    server.eventually(db, sql, |rows| rows == expected);
 }
 
 /// The flags every client command needs to reach `server` with its admin token.

@@ -57,7 +57,7 @@ impl TestServer {
     pub fn start_without_token(data_dir: &Path, flags: &[&str]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
-        let child = sluice()
+        let mut child = sluice()
             .args([
                 "serve",
                 "--http-bind",
@@ -83,10 +83,16 @@ impl TestServer {
             {
                 break address;
             }
+            // Generous: a server compiles the Python runtime on its first start of a
+            // version, which on a busy machine, beside other tests doing the same, can
+            // take minutes.
             assert!(
-                started.elapsed() < Duration::from_secs(60),
+                started.elapsed() < Duration::from_secs(300),
                 "the server did not start"
             );
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the server exited on start: {status}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
         Self {
@@ -146,6 +152,41 @@ impl TestServer {
         );
         assert_eq!(response.status, 200, "{}", response.text());
         response.json()
+    }
+
+    /// Polls `sql` on `db` until `done` holds for its rows (`null` while the query fails,
+    /// e.g. before its table exists); returns them. Gives up after 60 s: what it waits
+    /// for may include a plugin's first instance on a busy machine.
+    pub fn eventually(
+        &self,
+        db: &str,
+        sql: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let body = json!({"db": db, "q": sql}).to_string();
+            let response = self.post(
+                "/api/v3/query_sql",
+                &[("content-type", "application/json")],
+                body.as_bytes(),
+            );
+            let rows = if response.status == 200 {
+                response.json()
+            } else {
+                serde_json::Value::Null
+            };
+            if done(&rows) {
+                return rows;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "still {rows} for {sql} on {db} ({}: {})",
+                response.status,
+                response.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Creates database `name`, asserting success.
@@ -534,10 +575,11 @@ fn snapshots_move_rows_to_parquet_and_every_row_is_seen_once_after_kill_9() {
         );
         assert_eq!(response.status, 204, "{}", response.text());
     }
+    // The manifest is written after the snapshot's Parquet files: wait for it.
     let started = Instant::now();
-    while files_ending(&data, ".parquet").is_empty() {
+    while files_ending(&data.join("sluice/snapshots"), ".json").is_empty() {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(60),
             "no snapshot was written"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -550,8 +592,8 @@ fn snapshots_move_rows_to_parquet_and_every_row_is_seen_once_after_kill_9() {
     server.kill();
 
     assert!(
-        !files_ending(&data.join("sluice/snapshots"), ".json").is_empty(),
-        "manifests are written"
+        !files_ending(&data, ".parquet").is_empty(),
+        "snapshots are Parquet files"
     );
     let restarted = TestServer::start(dir.path());
     assert_eq!(
