@@ -179,7 +179,8 @@ async fn lines_of_any_shape_are_written_as_build_makes_them() {
     // Lines of a shape seen before are assembled by code generated for the shape: for
     // measurements in one shape, in alternating shapes, in more shapes than are learnt,
     // with keys and values that need escaping or hold NULs, tags in another order, and
-    // timestamps of another type, what arrives must be what `build()` makes.
+    // timestamps at the ends of their range or of another type, what arrives must be
+    // what `build()` makes.
     let dir = PluginDir::new();
     let code = r#"
 import random
@@ -226,6 +227,8 @@ def process_writes(api, batches, args=None):
             line.time_ns(i * 1000003)
         elif r < 0.85:
             line.time_ns(Stamp(i))
+        elif r < 0.9:
+            line.time_ns(rng.choice([2**63 - 1, -2**63, 0, -1]))
         api.write_to_db("expected", Text(line.build()))
         api.write(line)
 "#;
