@@ -136,6 +136,10 @@ async fn many_batched_writes_arrive_in_order_or_not_at_all() {
     );
 }
 
+/// Python for plugins that write each line twice, once as the text `build()` made:
+/// `Text(line.build())` is written as it is.
+const TEXT: &str = "class Text:\n    def __init__(self, text):\n        self.text = text\n    def build(self):\n        return self.text\n";
+
 #[tokio::test(flavor = "multi_thread")]
 async fn written_floats_read_exactly_as_build_makes_them() {
     // `LineBuilder` lines leave their float values for the host to format: what arrives
@@ -145,11 +149,6 @@ async fn written_floats_read_exactly_as_build_makes_them() {
     let code = r#"
 import math, random, struct
 
-class Text:
-    def __init__(self, text):
-        self.text = text
-    def build(self):
-        return self.text
 
 def process_writes(api, batches, args=None):
     rng = random.Random(7)
@@ -165,7 +164,7 @@ def process_writes(api, batches, args=None):
         api.write_to_db("expected", Text(line.build()))
         api.write(line)
 "#;
-    let plugin = dir.plugin("floats.py", code);
+    let plugin = dir.plugin("floats.py", &format!("{TEXT}{code}"));
     let report = ok(wal(&plugin, "m f=1i").await);
     let written = &report.database_writes["db"];
     assert_eq!(written.len(), 6008);
@@ -185,11 +184,6 @@ async fn lines_of_any_shape_are_written_as_build_makes_them() {
     let code = r#"
 import random
 
-class Text:
-    def __init__(self, text):
-        self.text = text
-    def build(self):
-        return self.text
 
 class Stamp(int):
     pass
@@ -232,7 +226,7 @@ def process_writes(api, batches, args=None):
         api.write_to_db("expected", Text(line.build()))
         api.write(line)
 "#;
-    let plugin = dir.plugin("shapes.py", code);
+    let plugin = dir.plugin("shapes.py", &format!("{TEXT}{code}"));
     let report = ok(wal(&plugin, "m f=1i").await);
     let written = &report.database_writes["db"];
     assert_eq!(written.len(), 6000);
