@@ -48,10 +48,10 @@ def _escape_tag(text):
 
 
 def _cached(cache, escape, text):
-    """`escape(text)`, kept in `cache` (emptied when full) unless it holds a NUL: what is
-    found in a cache has none (`line_shapes` relies on it)."""
+    """`escape(text)`, kept in `cache` (emptied when full) if `text` is a `str` without
+    NUL: what is found in a cache is one (`line_shapes` relies on it)."""
     escaped = escape(text)
-    if "\0" not in text:
+    if type(text) is str and "\0" not in text:
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
         cache[text] = escaped
@@ -112,7 +112,8 @@ class LineBuilder:
     def tag(self, key, value):
         if key not in _VALID_KEYS:
             _check_key(key, "tag")
-        self.tags[key] = value if type(value) is str else str(value)
+        # Exactly a `str`: a subclass could format itself otherwise on each build.
+        self.tags[key] = value if type(value) is str else str.__str__(str(value))
         return self
 
     def int64_field(self, key, value):

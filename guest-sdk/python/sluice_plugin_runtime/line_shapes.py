@@ -22,8 +22,10 @@ from sluice_plugin_runtime.line_builder import (
 
 # The shape function of each measurement name: of the last shape learnt for it.
 SHAPES = {}
-# Shape functions by measurement name and shape (None for a shape that cannot have one).
+# By measurement name, oldest first: each shape seen, with its function once it has one
+# (None for a shape that cannot have one, `_SEEN_ONCE` before).
 _KNOWN = {}
+_SEEN_ONCE = object()
 _MAX_MEASUREMENTS = 256
 # A measurement written in more shapes than this is left to the general path.
 _MAX_SHAPES_PER_MEASUREMENT = 8
@@ -33,24 +35,28 @@ _MAX_KEYS = 32
 
 def learn(builder):
     """Makes the function for `builder`'s shape (which `_line` has just assembled, so it
-    has fields) the one for its measurement; generated on first sight of the shape."""
+    has fields) the one for its measurement. A function is generated when a shape is seen
+    the second time, so that measurements written once each (or more of them in turn than
+    are remembered) cost no code generation per line."""
     measurement = builder.measurement
     if type(measurement) is not str:
         return
     known = _KNOWN.get(measurement)
     if known is None:
         if len(_KNOWN) >= _MAX_MEASUREMENTS:
-            _KNOWN.clear()
-            SHAPES.clear()
+            oldest = next(iter(_KNOWN))
+            del _KNOWN[oldest]
+            SHAPES.pop(oldest, None)
         known = _KNOWN[measurement] = {}
     fields = builder.fields
     shape = (tuple(builder.tags), tuple(fields), tuple(type(fields[k]) is float for k in fields))
-    if shape in known:
-        function = known[shape]
-    elif len(known) < _MAX_SHAPES_PER_MEASUREMENT:
+    function = known.get(shape)
+    if function is None and shape not in known:
+        if len(known) < _MAX_SHAPES_PER_MEASUREMENT:
+            known[shape] = _SEEN_ONCE
+        return
+    if function is _SEEN_ONCE:
         function = known[shape] = _generate(builder)
-    else:
-        function = None
     if function is None:
         SHAPES.pop(measurement, None)
     else:

@@ -188,6 +188,12 @@ import random
 class Stamp(int):
     pass
 
+class Odd(str):
+    def __format__(self, spec):
+        return "\0"
+    def __str__(self):
+        return self
+
 ODD = ["a b", "c,d", "e=f", "g\\h", "{x}", "'\"", "n\0ul", "é", "%s", "}{"]
 
 def process_writes(api, batches, args=None):
@@ -225,12 +231,18 @@ def process_writes(api, batches, args=None):
             line.time_ns(rng.choice([2**63 - 1, -2**63, 0, -1]))
         api.write_to_db("expected", Text(line.build()))
         api.write(line)
+    # A tag value of a `str` subclass that formats itself otherwise is written as its text.
+    for i in range(4):
+        line = LineBuilder("odd").tag("t", Odd("v")).float64_field("f", 0.5).time_ns(i)
+        api.write_to_db("expected", Text(line.build()))
+        api.write(line)
 "#;
     let plugin = dir.plugin("shapes.py", &format!("{TEXT}{code}"));
     let report = ok(wal(&plugin, "m f=1i").await);
     let written = &report.database_writes["db"];
-    assert_eq!(written.len(), 6000);
+    assert_eq!(written.len(), 6004);
     assert_eq!(written, &report.database_writes["expected"]);
+    assert_eq!(written[6003], "odd,t=v f=0.5 3");
     assert!(
         written.iter().any(|l| l.starts_with("q\\,r")),
         "{:?}",
