@@ -14,9 +14,12 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     return sluicetiny.GREETING
 "#;
 
-/// A pure-Python wheel of a package `sluicetiny`, built with the zipfile module.
-fn tiny_wheel(dir: &Path) -> String {
-    let wheel = dir.join("sluicetiny-1.0-py3-none-any.whl");
+/// A directory holding a pure-Python wheel of a package `sluicetiny`, built with the
+/// zipfile module: an index for pip (`--find-links`), without the network.
+fn tiny_index(dir: &Path) -> String {
+    let index = dir.join("index");
+    std::fs::create_dir_all(&index).expect("index directory");
+    let wheel = index.join("sluicetiny-1.0-py3-none-any.whl");
     let script = r#"
 import sys, zipfile
 files = {
@@ -35,7 +38,7 @@ with zipfile.ZipFile(sys.argv[1], "w") as wheel:
         .output()
         .expect("python3 runs");
     assert!(made.status.success(), "{}", text(&made));
-    wheel.to_string_lossy().into_owned()
+    index.to_string_lossy().into_owned()
 }
 
 fn install(server: &TestServer, args: &[&str]) -> Output {
@@ -46,8 +49,14 @@ fn install(server: &TestServer, args: &[&str]) -> Output {
 fn plugins_import_packages_installed_on_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = plugin_dir_with(dir.path(), &[("greet.py", USES_PACKAGE)]);
-    let wheel = tiny_wheel(dir.path());
-    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
+    let index = tiny_index(dir.path());
+    // pip reads its options from the environment too: the server's pip finds packages
+    // in the local index only.
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &["--plugin-dir", &plugins.to_string_lossy()],
+        &[("PIP_FIND_LINKS", &index), ("PIP_NO_INDEX", "1")],
+    );
     server.create_database("db");
     server.add_trigger("greet", "request:greet", "greet.py", Value::Null, "log");
     let before = server.get("/api/v3/engine/greet", &[]);
@@ -58,7 +67,7 @@ fn plugins_import_packages_installed_on_the_server() {
         before.text()
     );
 
-    let installed = install(&server, &[&wheel]);
+    let installed = install(&server, &["sluicetiny==1.0"]);
     assert!(installed.status.success(), "{}", text(&installed));
     assert!(plugins.join(".packages/sluicetiny/__init__.py").is_file());
     // The trigger's warm instance was loaded before: it is loaded afresh.
@@ -68,45 +77,52 @@ fn plugins_import_packages_installed_on_the_server() {
         (200, "hello from a package".to_string())
     );
 
-    let missing = install(
-        &server,
-        &[&format!(
-            "{}/nowhere-1.0-py3-none-any.whl",
-            dir.path().display()
-        )],
-    );
-    assert!(!missing.status.success());
+    let missing = install(&server, &["nowhere"]);
     assert!(
-        text(&missing).contains("400 Bad Request") && text(&missing).contains("nowhere-1.0"),
+        text(&missing).contains("400 Bad Request") && text(&missing).contains("nowhere"),
         "{}",
         text(&missing)
     );
-    let option = server.post(
-        "/api/v3/configure/plugin_environment/install_packages",
-        &[("content-type", "application/json")],
-        br#"{"packages": ["--index-url=http://example.com", "x"]}"#,
-    );
-    assert_eq!(option.status, 400, "{}", option.text());
-    assert!(option.text().contains("options cannot be passed to pip"));
+    // Options, files, directories and URLs are refused before pip runs.
+    for (refused, why) in [
+        (
+            "--index-url=http://example.com",
+            "options cannot be passed to pip",
+        ),
+        (index.as_str(), "not a package name"),
+        ("sluicetiny @ file:///tmp/x.whl", "not a package name"),
+    ] {
+        let body = serde_json::json!({"packages": [refused]}).to_string();
+        let answer = server.post(
+            "/api/v3/configure/plugin_environment/install_packages",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        assert!(answer.text().contains(why), "{}", answer.text());
+    }
 
-    // A requirements file on the server: its packages, never its options.
+    // A requirements file on the server: its packages, never its options or paths.
     let requirements = dir.path().join("requirements.txt");
-    std::fs::write(&requirements, format!("# for greet.py\n{wheel}  # local\n")).expect("written");
     let location = requirements.to_string_lossy();
+    std::fs::write(&requirements, "# for greet.py\nsluicetiny>=1  # local\n").expect("written");
     let installed = install(&server, &["-r", &location]);
     assert!(installed.status.success(), "{}", text(&installed));
-    std::fs::write(
-        &requirements,
-        format!("--index-url http://127.0.0.1:9/\n{wheel}\n"),
-    )
-    .expect("written");
-    let refused = install(&server, &["-r", &location]);
-    assert!(
-        text(&refused).contains("400 Bad Request")
-            && text(&refused).contains("options cannot be passed to pip"),
-        "{}",
-        text(&refused)
-    );
+    for (file, why) in [
+        (
+            "--index-url http://127.0.0.1:9/\nsluicetiny\n",
+            "options cannot be passed to pip",
+        ),
+        ("sluicetiny\n./plugin-src\n", "not a package name"),
+    ] {
+        std::fs::write(&requirements, file).expect("written");
+        let refused = install(&server, &["-r", &location]);
+        assert!(
+            text(&refused).contains("400 Bad Request") && text(&refused).contains(why),
+            "{}",
+            text(&refused)
+        );
+    }
     let missing = install(&server, &["-r", &format!("{location}.missing")]);
     assert!(
         text(&missing).contains("400 Bad Request")

@@ -24,7 +24,12 @@ impl TestServer {
 
     /// Starts with more `serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Self {
-        let mut server = Self::start_without_token(data_dir, flags);
+        Self::start_with_env(data_dir, flags, &[])
+    }
+
+    /// Starts with more `serve` flags and environment variables.
+    pub fn start_with_env(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut server = Self::spawn(data_dir, flags, env);
         let token_file = data_dir.join("admin-token");
         server.token = match std::fs::read_to_string(&token_file) {
             Ok(token) => token,
@@ -55,6 +60,10 @@ impl TestServer {
 
     /// Starts `sluice serve` and waits until it listens; creates no token.
     pub fn start_without_token(data_dir: &Path, flags: &[&str]) -> Self {
+        Self::spawn(data_dir, flags, &[])
+    }
+
+    fn spawn(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
         let mut child = sluice()
@@ -73,6 +82,7 @@ impl TestServer {
             .arg("--tcp-listener-file-path")
             .arg(&address_file)
             .env("SLUICE_LOG", "warn")
+            .envs(env.iter().copied())
             .spawn()
             .expect("sluice serve starts");
         let started = Instant::now();

@@ -59,40 +59,60 @@ pub async fn install_packages(
     if request.packages.is_empty() {
         return Err(ApiError::BadRequest("no packages given".into()));
     }
-    if let Some(option) = request.packages.iter().find(|p| p.starts_with('-')) {
-        return Err(ApiError::BadRequest(format!(
-            "`{option}` is not a package: options cannot be passed to pip"
-        )));
+    for package in &request.packages {
+        check_requirement(package).map_err(ApiError::BadRequest)?;
     }
     install(&state, request.packages).await
 }
 
-/// The requirements of a requirements file's text, one per entry.
+/// Refuses what is not a requirement on a package of the index (a name, with extras,
+/// versions and markers): pip options, and files, directories and URLs, whose builds
+/// could run code on the server (only wheels, which run nothing, come from the index).
+fn check_requirement(requirement: &str) -> Result<(), String> {
+    if requirement
+        .split_whitespace()
+        .any(|word| word.starts_with('-'))
+    {
+        return Err(format!(
+            "`{requirement}` is not a package: options cannot be passed to pip"
+        ));
+    }
+    let name_end = requirement
+        .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .unwrap_or(requirement.len());
+    let name = &requirement[..name_end];
+    let archive = [".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz"]
+        .iter()
+        .any(|suffix| name.to_ascii_lowercase().ends_with(suffix));
+    let valid_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !valid_name || archive || requirement.contains(['/', '\\', '@', ':']) {
+        return Err(format!(
+            "`{requirement}` is not a package name: only packages of the package index can be \
+             installed, not files, directories or URLs"
+        ));
+    }
+    Ok(())
+}
+
+/// The requirements of a requirements file's text, one per entry, each checked as
+/// [`check_requirement`] does; pip is given them, never the file.
 ///
-/// Comments, blank lines and continuations are handled as pip does. Options are refused:
-/// a file could otherwise choose another index or let pip build (and so run) a source
-/// package on the server, while pip is given the requirements themselves, never the file.
+/// Comments, blank lines and continuations are handled as pip does.
 fn requirements_in(text: &str) -> Result<Vec<String>, String> {
     let joined = text.replace("\\\r\n", "").replace("\\\n", "");
     let mut requirements = Vec::new();
     for line in joined.lines() {
-        let without_comment = match line.find('#') {
-            Some(0) => "",
-            Some(at) if line[..at].ends_with(char::is_whitespace) => &line[..at],
-            _ => line,
-        };
-        let requirement = without_comment.trim();
+        // A comment starts with a `#` at the start of the line or after whitespace.
+        let comment = line
+            .match_indices('#')
+            .map(|(at, _)| at)
+            .find(|&at| at == 0 || line[..at].ends_with(char::is_whitespace));
+        let requirement = line[..comment.unwrap_or(line.len())].trim();
         if requirement.is_empty() {
             continue;
         }
-        if requirement
-            .split_whitespace()
-            .any(|word| word.starts_with('-'))
-        {
-            return Err(format!(
-                "`{requirement}`: options cannot be passed to pip, not even in a requirements file"
-            ));
-        }
+        check_requirement(requirement)?;
         requirements.push(requirement.to_string());
     }
     Ok(requirements)
@@ -197,28 +217,55 @@ fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<S
 
 #[cfg(test)]
 mod tests {
-    use super::requirements_in;
+    use super::{check_requirement, requirements_in};
 
     #[test]
-    fn requirements_files_are_read_as_pip_reads_them_but_without_options() {
-        let text = "# plugins' packages\n\nrequests==2.0  # pinned\nattrs>=1; python_version >= \"3.8\"\\\n \n./wheels/a-1.0-py3-none-any.whl\nurl#frag\n";
+    fn requirements_are_names_of_index_packages() {
+        for accepted in [
+            "requests",
+            "requests==2.31.0",
+            "Flask[async]>=2,<4",
+            "attrs>=1; python_version >= \"3.8\"",
+            "zope.interface~=6.0",
+        ] {
+            assert_eq!(check_requirement(accepted), Ok(()), "{accepted}");
+        }
+        for (refused, why) in [
+            ("--index-url=http://example.com", "options"),
+            ("x --hash=sha256:00", "options"),
+            ("-e .", "options"),
+            ("./plugin-src", "not a package name"),
+            ("/tmp/a-1.0-py3-none-any.whl", "not a package name"),
+            ("a-1.0-py3-none-any.whl", "not a package name"),
+            ("pkg.tar.gz", "not a package name"),
+            ("pkg @ https://example.com/pkg.zip", "not a package name"),
+            ("git+https://example.com/pkg", "not a package name"),
+            ("C:\\pkg", "not a package name"),
+            ("", "not a package name"),
+        ] {
+            let error = check_requirement(refused).expect_err(refused);
+            assert!(error.contains(why), "{refused}: {error}");
+        }
+    }
+
+    #[test]
+    fn requirements_files_are_read_as_pip_reads_them() {
+        let text = "# plugins' packages\n\nrequests==2.0  # pinned\nattrs>=1; python_version >= \"3.8\"\\\n \n\tsix # a#b\n";
         assert_eq!(
-            requirements_in(text).expect("no options"),
+            requirements_in(text).expect("valid"),
             vec![
                 "requests==2.0",
                 "attrs>=1; python_version >= \"3.8\"",
-                "./wheels/a-1.0-py3-none-any.whl",
-                "url#frag",
+                "six"
             ]
         );
         for refused in [
             "--index-url http://example.com\nx",
             "x\n-e .",
-            "x --hash=sha256:00",
             "-r other.txt",
+            "x\n./dir",
         ] {
-            let error = requirements_in(refused).expect_err(refused);
-            assert!(error.contains("options cannot be passed to pip"), "{error}");
+            assert!(requirements_in(refused).is_err(), "{refused}");
         }
         assert_eq!(requirements_in("# nothing\n\n"), Ok(Vec::new()));
     }
