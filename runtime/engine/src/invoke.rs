@@ -84,9 +84,9 @@ impl Invoker {
         let largest = self.executor.max_memory_bytes();
         if limits.memory_bytes > largest {
             return Err(format!(
-                "a memory limit of {} MiB is over the sandbox's largest memory of {} MiB",
-                limits.memory_bytes >> 20,
-                largest >> 20
+                "a memory limit of {} is over the sandbox's largest memory of {}",
+                in_mib(limits.memory_bytes),
+                in_mib(largest)
             ));
         }
         Ok(limits)
@@ -226,6 +226,15 @@ impl Invoker {
             Arc::new(host),
         )
         .await)
+    }
+}
+
+/// `bytes` in MiB when a whole number of them, else in bytes.
+fn in_mib(bytes: u64) -> String {
+    if bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

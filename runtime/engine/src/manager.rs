@@ -464,6 +464,15 @@ mod tests {
         assert_eq!(records[0].trigger, "big");
         assert_eq!(records[0].error.as_deref(), Some(error.as_str()));
 
+        trigger.limits.memory_bytes = Some((64 << 20) + 1);
+        let error = invoker
+            .invoke("db", &trigger, call())
+            .await
+            .expect_err("one byte over");
+        assert!(
+            error.contains("a memory limit of 67108865 bytes is over"),
+            "{error}"
+        );
         trigger.limits.memory_bytes = Some(64 << 20);
         assert!(invoker.invoke("db", &trigger, call()).await.is_ok());
     }
