@@ -16,6 +16,8 @@ pub enum Namespace {
         database: String,
         /// The trigger's name.
         trigger: String,
+        /// Which run of the trigger (see [`CacheStore::trigger_namespace`]).
+        run: u64,
     },
     /// Shared by the triggers of one database, never across databases.
     Database(String),
@@ -50,6 +52,10 @@ impl Entry {
 #[derive(Default)]
 pub struct CacheStore {
     namespaces: Mutex<HashMap<Namespace, HashMap<String, Entry>>>,
+    /// The current run of each trigger that had a call: it changes each time the trigger
+    /// stops, so that a call still running then (its plugin cannot be stopped halfway
+    /// through a host call) reaches only the cache of its own, ended, run.
+    runs: Mutex<HashMap<(String, String), u64>>,
 }
 
 impl CacheStore {
@@ -117,12 +123,52 @@ impl CacheStore {
         });
     }
 
-    /// Drops a whole namespace, for example when its trigger stops.
+    /// Drops a whole namespace.
     pub fn drop_namespace(&self, namespace: &Namespace) {
         self.namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(namespace);
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The cache of the current run of `trigger` of `database`, for a call starting now.
+    pub fn trigger_namespace(&self, database: &str, trigger: &str) -> Namespace {
+        let run = *self
+            .runs()
+            .entry((database.to_string(), trigger.to_string()))
+            .or_insert(0);
+        Namespace::Trigger {
+            database: database.to_string(),
+            trigger: trigger.to_string(),
+            run,
+        }
+    }
+
+    /// Ends the current run of each trigger for which `ended(database, trigger)` holds:
+    /// its cache is dropped, and calls that started before reach a cache no later call
+    /// reads. Also drops what such calls left in the caches of ended runs.
+    pub fn end_triggers(&self, ended: impl Fn(&str, &str) -> bool) {
+        let mut runs = self.runs();
+        for ((database, trigger), run) in runs.iter_mut() {
+            if ended(database, trigger) {
+                *run += 1;
+            }
+        }
+        self.namespaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|namespace, _| match namespace {
+                Namespace::Trigger {
+                    database,
+                    trigger,
+                    run,
+                } => runs.get(&(database.clone(), trigger.clone())) == Some(run),
+                _ => true,
+            });
     }
 }
 
@@ -133,10 +179,7 @@ mod tests {
     #[test]
     fn namespaces_are_separate_and_ttl_expires() {
         let store = CacheStore::new();
-        let local = Namespace::Trigger {
-            database: "db".into(),
-            trigger: "t".into(),
-        };
+        let local = store.trigger_namespace("db", "t");
         let shared = Namespace::Database("db".into());
         store.put(&local, "k", b"local".to_vec(), None);
         store.put(&shared, "k", b"shared".to_vec(), None);
@@ -158,5 +201,30 @@ mod tests {
         store.retain(|namespace| !matches!(namespace, Namespace::Trigger { .. }));
         assert_eq!(store.get(&local, "k"), None);
         assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
+    }
+
+    #[test]
+    fn a_call_from_before_its_trigger_stopped_leaves_nothing_for_the_next_run() {
+        let store = CacheStore::new();
+        let first = store.trigger_namespace("db", "t");
+        let other = store.trigger_namespace("db", "other");
+        store.put(&first, "started", b"1".to_vec(), None);
+        store.put(&other, "kept", b"1".to_vec(), None);
+
+        store.end_triggers(|_, trigger| trigger == "t");
+        // The call of the first run goes on after the stop.
+        assert_eq!(store.get(&first, "started"), None);
+        store.put(&first, "late", b"1".to_vec(), None);
+
+        let second = store.trigger_namespace("db", "t");
+        assert_ne!(first, second);
+        assert_eq!(store.get(&second, "started"), None);
+        assert_eq!(store.get(&second, "late"), None);
+        assert_eq!(store.get(&other, "kept").as_deref(), Some(&b"1"[..]));
+
+        // The next reconciliation drops what the late call left.
+        store.end_triggers(|_, _| false);
+        assert_eq!(store.get(&first, "late"), None);
+        assert_eq!(store.trigger_namespace("db", "t"), second);
     }
 }

@@ -40,6 +40,8 @@ pub struct TriggerHost {
     granted: Vec<String>,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
+    /// The trigger's own cache: of its run when the call started.
+    own_cache: Namespace,
     records: Arc<EngineRecords>,
     queued: Mutex<Queued>,
 }
@@ -67,6 +69,7 @@ impl TriggerHost {
             trigger: trigger.trigger_name.clone(),
             granted: trigger.granted_databases.clone(),
             storage,
+            own_cache: cache.trigger_namespace(database, &trigger.trigger_name),
             cache,
             records,
             queued: Mutex::default(),
@@ -96,10 +99,7 @@ impl TriggerHost {
         if global {
             Namespace::Database(self.database.clone())
         } else {
-            Namespace::Trigger {
-                database: self.database.clone(),
-                trigger: self.trigger.clone(),
-            }
+            self.own_cache.clone()
         }
     }
 

@@ -105,12 +105,12 @@ impl TriggerManager {
         });
         // The caches of triggers that stopped (of every kind) and of deleted databases.
         let databases = self.catalog.database_names();
+        self.invoker.cache().end_triggers(|database, trigger| {
+            !enabled.contains_key(&(database.to_string(), trigger.to_string()))
+        });
         self.invoker.cache().retain(|namespace| match namespace {
-            Namespace::Trigger { database, trigger } => {
-                enabled.contains_key(&(database.clone(), trigger.clone()))
-            }
             Namespace::Database(database) => databases.contains(database),
-            Namespace::Test(_) | Namespace::TestShared(_) => true,
+            Namespace::Trigger { .. } | Namespace::Test(_) | Namespace::TestShared(_) => true,
         });
         let wanted: HashMap<(String, String), Trigger> = enabled
             .into_iter()
@@ -120,10 +120,10 @@ impl TriggerManager {
         running.retain(|key, run| {
             let keep = wanted.get(key) == Some(&run.definition) && !run.task.is_finished();
             if !keep {
-                self.invoker.cache().drop_namespace(&Namespace::Trigger {
-                    database: key.0.clone(),
-                    trigger: key.1.clone(),
-                });
+                // Changed, or stopped by itself: a new run, with a cache of its own.
+                self.invoker
+                    .cache()
+                    .end_triggers(|database, trigger| (database, trigger) == (&key.0, &key.1));
                 tracing::info!(database = %key.0, trigger = %key.1, "trigger stopped");
             }
             keep
