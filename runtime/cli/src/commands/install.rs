@@ -10,7 +10,9 @@ use std::process::ExitCode;
 #[command(
     after_help = "The server installs with pip into .packages in its plugin directory, \
     which plugins import from. Only pure-Python packages (with a py3-none-any wheel) can run \
-    in the sandbox; installing any other fails with pip's explanation."
+    in the sandbox; installing any other fails with pip's explanation. Packages come from \
+    the index that pip's configuration on the server names (pip.conf, PIP_INDEX_URL); \
+    pip options, files, directories and URLs are refused."
 )]
 pub struct InstallPackageArgs {
     #[command(flatten)]
@@ -18,7 +20,7 @@ pub struct InstallPackageArgs {
     /// A requirements file, as a path on the server
     #[arg(short = 'r', long, value_name = "PATH", conflicts_with = "packages")]
     requirements: Option<String>,
-    /// Packages as pip takes them: `name`, `name==1.2`, or a wheel's path on the server
+    /// Packages of the index: `name`, `name==1.2`, `name[extra]>=1`
     #[arg(required_unless_present = "requirements")]
     packages: Vec<String>,
 }
