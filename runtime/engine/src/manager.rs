@@ -103,30 +103,34 @@ impl TriggerManager {
         self.invoker.retain_pools(|database, name| {
             enabled.contains_key(&(database.to_string(), name.to_string()))
         });
-        // The caches of triggers that stopped (of every kind) and of deleted databases.
         let databases = self.catalog.database_names();
-        self.invoker.cache().end_triggers(|database, trigger| {
-            !enabled.contains_key(&(database.to_string(), trigger.to_string()))
-        });
         self.invoker.cache().retain(|namespace| match namespace {
             Namespace::Database(database) => databases.contains(database),
             Namespace::Trigger { .. } | Namespace::Test(_) | Namespace::TestShared(_) => true,
         });
         let wanted: HashMap<(String, String), Trigger> = enabled
-            .into_iter()
+            .iter()
             .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
+            .map(|(key, t)| (key.clone(), t.clone()))
             .collect();
         let mut running = self.running();
+        // Enabled, but changed or stopped by itself: to start anew.
+        let mut restarting: Vec<(String, String)> = Vec::new();
         running.retain(|key, run| {
             let keep = wanted.get(key) == Some(&run.definition) && !run.task.is_finished();
             if !keep {
-                // Changed, or stopped by itself: a new run, with a cache of its own.
-                self.invoker
-                    .cache()
-                    .end_triggers(|database, trigger| (database, trigger) == (&key.0, &key.1));
+                if wanted.contains_key(key) {
+                    restarting.push(key.clone());
+                }
                 tracing::info!(database = %key.0, trigger = %key.1, "trigger stopped");
             }
             keep
+        });
+        // A new run for every trigger that stopped (of any kind) or starts anew, with a
+        // cache of its own.
+        self.invoker.cache().end_triggers(|database, trigger| {
+            let key = (database.to_string(), trigger.to_string());
+            !enabled.contains_key(&key) || restarting.contains(&key)
         });
         for (key, trigger) in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
