@@ -693,3 +693,69 @@ fn a_trigger_may_have_limits_of_its_own() {
         );
     }
 }
+
+/// Batches `?n=` lines to `bulk`, the one numbered `?bad=` unparsable; with `?split=`, the
+/// last line of the first chunk handed to the host (4,096 lines) opens a string value
+/// that the next write closes.
+const BULK: &str = r#"
+class Raw:
+    def __init__(self, text):
+        self.text = text
+
+    def build(self):
+        return self.text
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    n, bad = int(query_parameters["n"]), int(query_parameters.get("bad", "0"))
+    for i in range(1, n + 1):
+        if i == bad:
+            influxdb3_local.write(Raw("bulk,oops"))
+        else:
+            influxdb3_local.write(LineBuilder("bulk").tag("k", f"k{i % 7}").int64_field("i", i).time_ns(i))
+    if "split" in query_parameters:
+        influxdb3_local.write(Raw('split f="first'))
+        influxdb3_local.write(Raw('half" 5'))
+    return "ok"
+"#;
+
+#[test]
+fn large_batched_writes_are_written_whole_as_one_body_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugins(dir.path());
+    std::fs::write(Path::new(&plugin_dir).join("bulk.py"), BULK).expect("written");
+    let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugin_dir]);
+    server.create_database("db");
+    server.add_trigger("bulk", "request:bulk", "bulk.py", Value::Null, "log");
+
+    let written = server.get("/api/v3/engine/bulk?n=10000", &[]);
+    assert_eq!(written.status, 200, "{}", written.text());
+    let totals = "SELECT count(*) AS n, sum(i) AS total FROM bulk";
+    let expected = json!([{"n": 10000, "total": 50_005_000}]);
+    assert_eq!(server.query("db", totals), expected);
+
+    // The bad line is in the third chunk; its number counts the lines of the whole body.
+    let refused = server.get("/api/v3/engine/bulk?n=10000&bad=9000", &[]);
+    assert_eq!(refused.status, 500, "{}", refused.text());
+    let error = refused.json()["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("line protocol parse error on write to db db: line 9000:"),
+        "{error}"
+    );
+    assert_eq!(
+        server.query("db", totals),
+        expected,
+        "nothing of it was written"
+    );
+
+    // Written lines are joined by newlines, chunk ends included, so a string value may
+    // go on into the next write, as when the body is parsed whole.
+    let split = server.get("/api/v3/engine/bulk?n=4095&split=1", &[]);
+    assert_eq!(split.status, 200, "{}", split.text());
+    assert_eq!(
+        server.query("db", "SELECT f, CAST(time AS BIGINT) AS t FROM split"),
+        json!([{"f": "first\nhalf", "t": 5}])
+    );
+}

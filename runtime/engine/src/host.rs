@@ -1,11 +1,13 @@
 //! The host services of a trigger on the real database: queries and writes go to the
 //! [`Database`], logs to the server log and [`EngineRecords`], the cache to the trigger's namespace (and its
 //! database's shared one). Batched writes are kept until the invocation ends, and written
-//! only if it succeeded.
+//! only if it succeeded; large ones are parsed on another thread while the plugin runs
+//! on, so that a call's write-back is mostly the wait for durability.
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
 use sluice_catalog::Trigger;
+use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{BoxFuture, HostServices, LogLevel, QueryResult};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -30,6 +32,17 @@ pub trait Database: Send + Sync {
         no_sync: bool,
         create_database: bool,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Writes line protocol the engine has parsed (nanosecond timestamps) to `database`,
+    /// once durable: `parsed` is `line_protocol` parsed. Creates the database if missing
+    /// only when `create_database`.
+    fn write_parsed<'a>(
+        &'a self,
+        database: &'a str,
+        line_protocol: String,
+        parsed: ParsedBody,
+        create_database: bool,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// The services of one invocation of one trigger.
@@ -50,9 +63,67 @@ pub struct TriggerHost {
 #[derive(Default)]
 struct Queued {
     /// `(database, line protocol)` in the order the plugin wrote them.
-    writes: Vec<(String, String)>,
+    writes: Vec<(String, Parsing)>,
     /// Set by [`HostServices::finish`].
     succeeded: Option<bool>,
+}
+
+/// Writes at least this large are parsed on a blocking thread; a smaller one costs less
+/// to parse at once than to hand to a thread.
+const PARSE_AHEAD_BYTES: usize = 64 << 10;
+
+/// A batched write's line protocol and its parse.
+enum Parsing {
+    /// Being parsed on a blocking thread, while the plugin runs on.
+    Running(tokio::task::JoinHandle<(String, ParsedBody)>),
+    /// Parsed.
+    Done(String, ParsedBody),
+}
+
+impl Parsing {
+    /// Starts parsing `line_protocol`; lines without a timestamp get the current time.
+    fn start(line_protocol: String) -> Self {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let ahead = line_protocol.len() >= PARSE_AHEAD_BYTES;
+        let parse = move || {
+            let parsed = sluice_lp::parse(&line_protocol, Precision::Nanosecond, now);
+            (line_protocol, parsed)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if ahead => Self::Running(runtime.spawn_blocking(parse)),
+            _ => {
+                let (text, parsed) = parse();
+                Self::Done(text, parsed)
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<(String, ParsedBody), String> {
+        match self {
+            Self::Running(task) => task
+                .await
+                .map_err(|e| format!("parsing the write failed: {e}")),
+            Self::Done(text, parsed) => Ok((text, parsed)),
+        }
+    }
+}
+
+/// A database's batched writes joined by newlines, and their parse when the parts' parses
+/// make it: not when a part's last line goes on into the next.
+async fn joined(parts: Vec<Parsing>) -> Result<(String, Option<ParsedBody>), String> {
+    let mut text = String::new();
+    let mut whole = ParsedBody::default();
+    let mut exact = true;
+    for (index, part) in parts.into_iter().enumerate() {
+        let (part_text, parsed) = part.finish().await?;
+        if index > 0 {
+            exact &= !whole.ends_open;
+            text.push('\n');
+        }
+        text.push_str(&part_text);
+        whole.append(parsed);
+    }
+    Ok((text, exact.then_some(whole)))
 }
 
 impl TriggerHost {
@@ -117,24 +188,27 @@ impl TriggerHost {
             return Vec::new();
         }
         // One write per database: each write waits for a WAL flush.
-        let mut by_database: Vec<(String, String)> = Vec::new();
-        for (database, line_protocol) in writes {
+        let mut by_database: Vec<(String, Vec<Parsing>)> = Vec::new();
+        for (database, parsing) in writes {
             match by_database.iter_mut().find(|(name, _)| *name == database) {
-                Some((_, body)) => {
-                    body.push('\n');
-                    body.push_str(&line_protocol);
-                }
-                None => by_database.push((database, line_protocol)),
+                Some((_, parts)) => parts.push(parsing),
+                None => by_database.push((database, vec![parsing])),
             }
         }
         let mut errors = Vec::new();
-        for (database, line_protocol) in by_database {
+        for (database, parts) in by_database {
             let create = self.may_create(&database);
-            if let Err(e) = self
-                .storage
-                .write(&database, line_protocol, false, create)
-                .await
-            {
+            let written = match joined(parts).await {
+                Ok((text, Some(parsed))) => {
+                    self.storage
+                        .write_parsed(&database, text, parsed, create)
+                        .await
+                }
+                // Parsed whole, as the parts' parses do not make the whole's.
+                Ok((text, None)) => self.storage.write(&database, text, false, create).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
                 tracing::error!(trigger = %self.trigger, database = %database, "a plugin's batched write failed: {e}");
                 errors.push(e);
             }
@@ -182,7 +256,8 @@ impl HostServices for TriggerHost {
 
     fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
         let database = self.permitted(database)?.to_string();
-        self.queued().writes.push((database, line_protocol));
+        let parsing = Parsing::start(line_protocol);
+        self.queued().writes.push((database, parsing));
         Ok(())
     }
 

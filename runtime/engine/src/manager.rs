@@ -396,6 +396,16 @@ mod tests {
         ) -> BoxFuture<'a, Result<(), String>> {
             Box::pin(async { Ok(()) })
         }
+
+        fn write_parsed<'a>(
+            &'a self,
+            _: &'a str,
+            _: String,
+            _: sluice_lp::ParsedBody,
+            _: bool,
+        ) -> BoxFuture<'a, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
     }
 
     fn flush() -> Flush {

@@ -66,6 +66,31 @@ pub struct ParsedBody {
     pub line_numbers: Vec<usize>,
     /// Invalid lines in input order.
     pub errors: Vec<LineError>,
+    /// Lines of input, counting those inside quoted string values: the line numbers of
+    /// a body appended to this one start after them.
+    pub input_lines: usize,
+    /// The input's last line runs to its end inside a quoted value or after an escaping
+    /// backslash: text appended after a newline would go on with it.
+    pub ends_open: bool,
+}
+
+impl ParsedBody {
+    /// Appends `next`, parsed from the text that follows this one's after a newline: the
+    /// outcome is the parse of the two texts joined by `\n`, unless this one
+    /// [`ends_open`](Self::ends_open) (then only parsing the joined text tells).
+    pub fn append(&mut self, next: ParsedBody) {
+        let offset = self.input_lines;
+        self.lines.extend(next.lines);
+        self.line_numbers
+            .extend(next.line_numbers.into_iter().map(|number| number + offset));
+        self.errors
+            .extend(next.errors.into_iter().map(|error| LineError {
+                line_number: error.line_number + offset,
+                ..error
+            }));
+        self.input_lines += next.input_lines;
+        self.ends_open = next.ends_open;
+    }
 }
 
 /// The unit of timestamps in the input.
@@ -227,7 +252,9 @@ pub fn lines(input: &str) -> impl Iterator<Item = &str> {
 pub fn parse(input: &str, precision: Precision, default_time_ns: i64) -> ParsedBody {
     let mut parsed = ParsedBody::default();
     let mut line_number = 1;
+    let mut last_line = "";
     for raw in lines(input) {
+        last_line = raw;
         let number = line_number;
         line_number += 1 + raw.bytes().filter(|&b| b == b'\n').count();
         let text = raw.strip_suffix('\r').unwrap_or(raw);
@@ -248,6 +275,9 @@ pub fn parse(input: &str, precision: Precision, default_time_ns: i64) -> ParsedB
             }),
         }
     }
+    parsed.input_lines = line_number - 1;
+    // The last line ends where the input does.
+    parsed.ends_open = parser::runs_on(input.as_bytes(), input.len() - last_line.len());
     parsed
 }
 

@@ -23,6 +23,18 @@ pub(crate) struct RawLine {
 /// a quoted field value. Quotes count only after the first space (in the field set),
 /// and only where a value starts, as InfluxDB splits lines.
 pub(crate) fn line_end(bytes: &[u8], start: usize) -> usize {
+    scan_line(bytes, start).0
+}
+
+/// Whether the line that starts at `start` runs to the end of `bytes` inside a quoted
+/// value or after an escaping backslash: text appended after a newline would go on
+/// with it.
+pub(crate) fn runs_on(bytes: &[u8], start: usize) -> bool {
+    scan_line(bytes, start).1
+}
+
+/// The end of the line that starts at `start`, and whether it is open there.
+fn scan_line(bytes: &[u8], start: usize) -> (usize, bool) {
     let (mut escaped, mut in_fields, mut quoted) = (false, false, false);
     let (mut equals, mut commas) = (0_usize, 0_usize);
     for (offset, &byte) in bytes[start..].iter().enumerate() {
@@ -36,11 +48,11 @@ pub(crate) fn line_end(bytes: &[u8], start: usize) -> usize {
             b'=' if in_fields && !quoted => equals += 1,
             b',' if in_fields && !quoted => commas += 1,
             b'"' if in_fields && equals > commas => quoted = !quoted,
-            b'\n' if !quoted => return start + offset,
+            b'\n' if !quoted => return (start + offset, false),
             _ => {}
         }
     }
-    bytes.len()
+    (bytes.len(), quoted || escaped)
 }
 
 /// Which characters end a name and which may be escaped in it.

@@ -243,3 +243,44 @@ proptest! {
         agrees_with_influxdb(&pieces.concat())?;
     }
 }
+
+/// Lines of line protocol, valid or not, with quotes, escapes and newlines.
+fn lp_like() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        "[a-z]{1,3}|[ ,=\"\\\\\n#]|[0-9]{1,20}[iu]?|t|f|m,t=a f=1 2|m f=\"a",
+        0..30,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// A body parsed in parts, then appended, is the body parsed whole, wherever it is
+    /// cut, unless a part ends open.
+    #[test]
+    fn parts_appended_are_the_whole_parsed(first in lp_like(), second in lp_like()) {
+        let mut appended = parse(&first, Precision::Nanosecond, 5);
+        let whole = parse(&format!("{first}\n{second}"), Precision::Nanosecond, 5);
+        if appended.ends_open {
+            // The first part's last line goes on into the second.
+            prop_assert!(first.contains(['"', '\\']));
+        } else {
+            appended.append(parse(&second, Precision::Nanosecond, 5));
+            prop_assert_eq!(appended, whole);
+        }
+    }
+}
+
+#[test]
+fn a_body_ends_open_inside_a_quoted_value_or_after_a_backslash() {
+    let ends_open = |text: &str| parse(text, Precision::Nanosecond, 0).ends_open;
+    assert!(ends_open("m f=\"a"));
+    assert!(ends_open("m,t=a f=1\nm f=\"a\nb"));
+    assert!(ends_open("m f=1 2\\"));
+    assert!(ends_open("# a b=\"c"));
+    assert!(!ends_open("m f=\"a\""));
+    assert!(!ends_open("m f=\"a\"\n"));
+    assert!(!ends_open("m,t=\"a f=1"));
+    assert!(!ends_open(""));
+}

@@ -3,8 +3,9 @@
 
 use crate::{QueryEngine, ScalarValue};
 use sluice_engine::host::Database;
+use sluice_lp::ParsedBody;
 use sluice_plugin_api::{BoxFuture, QueryResult};
-use sluice_storage::{WriteBuffer, WriteRequest};
+use sluice_storage::{WriteBuffer, WriteError, WriteRequest};
 use std::sync::Arc;
 
 /// Queries and writes of plugins, on the server's own storage.
@@ -45,33 +46,64 @@ impl Database for PluginDatabase {
         create_database: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            let request = WriteRequest {
-                database,
-                body: &line_protocol,
-                precision: sluice_lp::Precision::Nanosecond,
-                accept_partial: false,
-                no_sync,
-                default_time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-                create_database,
-            };
+            let request = plugin_write(database, &line_protocol, no_sync, create_database);
             self.storage
                 .write_lp(request)
                 .await
                 .map(drop)
-                .map_err(|e| match e {
-                    sluice_storage::WriteError::Rejected(errors)
-                    | sluice_storage::WriteError::Empty(errors) => {
-                        let details: Vec<String> = errors
-                            .iter()
-                            .map(|e| format!("line {}: {}", e.line_number, e.error_message))
-                            .collect();
-                        format!(
-                            "line protocol parse error on write to db {database}: {}",
-                            details.join("; ")
-                        )
-                    }
-                    other => other.to_string(),
-                })
+                .map_err(|e| write_error(database, e))
         })
+    }
+
+    fn write_parsed<'a>(
+        &'a self,
+        database: &'a str,
+        line_protocol: String,
+        parsed: ParsedBody,
+        create_database: bool,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let request = plugin_write(database, &line_protocol, false, create_database);
+            self.storage
+                .write_parsed(request, parsed)
+                .await
+                .map(drop)
+                .map_err(|e| write_error(database, e))
+        })
+    }
+}
+
+/// A plugin's write: all of it or nothing, nanosecond timestamps.
+fn plugin_write<'a>(
+    database: &'a str,
+    body: &'a str,
+    no_sync: bool,
+    create_database: bool,
+) -> WriteRequest<'a> {
+    WriteRequest {
+        database,
+        body,
+        precision: sluice_lp::Precision::Nanosecond,
+        accept_partial: false,
+        no_sync,
+        default_time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        create_database,
+    }
+}
+
+/// A failed write as the plugin reads it.
+fn write_error(database: &str, error: WriteError) -> String {
+    match error {
+        WriteError::Rejected(errors) | WriteError::Empty(errors) => {
+            let details: Vec<String> = errors
+                .iter()
+                .map(|e| format!("line {}: {}", e.line_number, e.error_message))
+                .collect();
+            format!(
+                "line protocol parse error on write to db {database}: {}",
+                details.join("; ")
+            )
+        }
+        other => other.to_string(),
     }
 }

@@ -16,7 +16,7 @@
 use crate::buffer::{Buffer, TableData, arrow_schema};
 use crate::persist::Snapshots;
 use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
-use sluice_lp::{Line, Precision};
+use sluice_lp::{Line, ParsedBody, Precision};
 use sluice_wal::{Replay, WalDir, WalRecord};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -304,9 +304,27 @@ impl WriteBuffer {
     /// `accept_partial`, where valid lines are written and the invalid ones reported in
     /// [`WriteOutcome::errors`].
     pub async fn write_lp(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
+        let parsed = cpu_bound(|| {
+            sluice_lp::parse(request.body, request.precision, request.default_time_ns)
+        });
+        self.write_parsed(request, parsed).await
+    }
+
+    /// [`Self::write_lp`] of a body the writer has parsed (with the request's precision
+    /// and default time): parsing needs no catalog, so a writer may do it ahead, while
+    /// other work goes on.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::write_lp`].
+    pub async fn write_parsed(
+        &self,
+        request: WriteRequest<'_>,
+        parsed: ParsedBody,
+    ) -> Result<WriteOutcome, WriteError> {
         validate_database_name(request.database)
             .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
-        let (accepted, errors) = cpu_bound(|| self.validate(&request))?;
+        let (accepted, errors) = cpu_bound(|| self.validate(&request, parsed))?;
         let lines_written = accepted.len();
         let waiter = {
             let mut pending = lock(&self.pending);
@@ -334,13 +352,13 @@ impl WriteBuffer {
         })
     }
 
-    /// Parses the body and checks it against the catalog: the lines to write and the
-    /// errors to report.
+    /// Checks the parsed body against the catalog: the lines to write and the errors to
+    /// report.
     fn validate(
         &self,
         request: &WriteRequest<'_>,
+        parsed: ParsedBody,
     ) -> Result<(Vec<Line>, Vec<LineError>), WriteError> {
-        let parsed = sluice_lp::parse(request.body, request.precision, request.default_time_ns);
         let original = |line_number: usize| {
             request
                 .body
