@@ -62,7 +62,7 @@ pub struct TriggerHost {
 /// Batched writes and whether the invocation succeeded.
 #[derive(Default)]
 struct Queued {
-    /// `(database, line protocol)` in the order the plugin wrote them.
+    /// `(database, line protocol being parsed)` in the order the plugin wrote them.
     writes: Vec<(String, Parsing)>,
     /// Set by [`HostServices::finish`].
     succeeded: Option<bool>,
