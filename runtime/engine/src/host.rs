@@ -55,6 +55,8 @@ pub struct TriggerHost {
     cache: Arc<CacheStore>,
     /// The trigger's own cache: of its run when the call started.
     own_cache: Namespace,
+    /// Its database's shared cache: of the database's run when the call started.
+    shared_cache: Namespace,
     records: Arc<EngineRecords>,
     queued: Mutex<Queued>,
 }
@@ -141,6 +143,7 @@ impl TriggerHost {
             granted: trigger.granted_databases.clone(),
             storage,
             own_cache: cache.trigger_namespace(database, &trigger.trigger_name),
+            shared_cache: cache.database_namespace(database),
             cache,
             records,
             queued: Mutex::default(),
@@ -168,7 +171,7 @@ impl TriggerHost {
 
     fn namespace(&self, global: bool) -> Namespace {
         if global {
-            Namespace::Database(self.database.clone())
+            self.shared_cache.clone()
         } else {
             self.own_cache.clone()
         }

@@ -7,7 +7,6 @@
 //! behind loses flushes, counted and logged, but never stalls ingest or another trigger.
 
 use crate::batches::table_batches;
-use crate::cache::Namespace;
 use crate::invoke::{Invoker, arguments};
 use crate::schedule::Schedule;
 use chrono::Utc;
@@ -104,10 +103,9 @@ impl TriggerManager {
             enabled.contains_key(&(database.to_string(), name.to_string()))
         });
         let databases = self.catalog.database_names();
-        self.invoker.cache().retain(|namespace| match namespace {
-            Namespace::Database(database) => databases.contains(database),
-            Namespace::Trigger { .. } | Namespace::Test(_) | Namespace::TestShared(_) => true,
-        });
+        self.invoker
+            .cache()
+            .end_databases(|database| !databases.iter().any(|d| d == database));
         let wanted: HashMap<(String, String), Trigger> = enabled
             .iter()
             .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
