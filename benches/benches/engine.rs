@@ -267,6 +267,9 @@ async fn main() {
                 continue;
             }
             let rate = wal_transform(&host, &storage, database).await;
+            // A call's record is kept just after its writes are queryable: let the last
+            // one land.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             // Where the time went: the plugin's calls, instantiation included.
             let calls: Vec<_> = engine
                 .records
