@@ -531,4 +531,95 @@ mod tests {
         }
         assert!(executor.calls.load(Ordering::SeqCst) > TRIGGER_QUEUE);
     }
+
+    /// Fails every call, remembering when each plugin was called.
+    #[derive(Default)]
+    struct FailingExecutor {
+        calls: Mutex<Vec<(String, std::time::Instant)>>,
+    }
+
+    impl FailingExecutor {
+        fn calls_of(&self, plugin: &str) -> Vec<std::time::Instant> {
+            let calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+            calls
+                .iter()
+                .filter(|(name, _)| name == plugin)
+                .map(|(_, at)| *at)
+                .collect()
+        }
+    }
+
+    impl PluginExecutor for FailingExecutor {
+        fn run<'a>(
+            &'a self,
+            plugin: &'a PluginRef,
+            _: PluginCall,
+            _: &'a Limits,
+            services: Arc<dyn HostServices>,
+        ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
+            Box::pin(async move {
+                let now = std::time::Instant::now();
+                let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+                calls.push((plugin.name.clone(), now));
+                services.finish(false);
+                Err(InvocationError::Plugin("failed on purpose".into()))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_logged_retried_with_growing_waits_or_disables_its_trigger() {
+        let catalog = Arc::new(Catalog::default());
+        catalog.create_database("db").expect("created");
+        for (name, behavior) in [
+            ("logs", ErrorBehavior::Log),
+            ("retries", ErrorBehavior::Retry),
+            ("disables", ErrorBehavior::Disable),
+        ] {
+            let mut trigger = wal_trigger(name);
+            trigger.plugin_filename = format!("{name}.py");
+            trigger.trigger_settings.error_behavior = behavior;
+            catalog.create_trigger("db", trigger).expect("created");
+        }
+        let executor = Arc::new(FailingExecutor::default());
+        let disabled = Arc::new(Mutex::new(Vec::new()));
+        let disabled_by_manager = Arc::clone(&disabled);
+        let manager = TriggerManager::start(catalog, invoker(executor.clone()), move |_, name| {
+            disabled_by_manager
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(name.to_string());
+            Ok(())
+        });
+
+        manager.flushed(flush());
+        let attempts = 1 + RETRIES as usize;
+        for _ in 0..1000 {
+            if executor.calls_of("retries.py").len() == attempts {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Long enough for one more retry, had there been one.
+        tokio::time::sleep(FIRST_BACKOFF * 2_u32.pow(RETRIES)).await;
+
+        let retried = executor.calls_of("retries.py");
+        assert_eq!(
+            retried.len(),
+            attempts,
+            "the first call and {RETRIES} retries"
+        );
+        for (i, pair) in retried.windows(2).enumerate() {
+            let wait = FIRST_BACKOFF * 2_u32.pow(i as u32);
+            assert!(
+                pair[1] - pair[0] >= wait,
+                "retry {} came before its wait of {wait:?}",
+                i + 1
+            );
+        }
+        assert_eq!(executor.calls_of("logs.py").len(), 1, "logged, not retried");
+        assert_eq!(executor.calls_of("disables.py").len(), 1, "not retried");
+        let disabled = disabled.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(*disabled, ["disables"]);
+    }
 }
