@@ -304,6 +304,8 @@ impl WriteBuffer {
     /// `accept_partial`, where valid lines are written and the invalid ones reported in
     /// [`WriteOutcome::errors`].
     pub async fn write_lp(&self, request: WriteRequest<'_>) -> Result<WriteOutcome, WriteError> {
+        // Before parsing: a body for a database that cannot exist is not worth reading.
+        check_database_name(request.database)?;
         let parsed = cpu_bound(|| {
             sluice_lp::parse(request.body, request.precision, request.default_time_ns)
         });
@@ -322,8 +324,7 @@ impl WriteBuffer {
         request: WriteRequest<'_>,
         parsed: ParsedBody,
     ) -> Result<WriteOutcome, WriteError> {
-        validate_database_name(request.database)
-            .map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))?;
+        check_database_name(request.database)?;
         let (accepted, errors) = cpu_bound(|| self.validate(&request, parsed))?;
         let lines_written = accepted.len();
         let waiter = {
@@ -696,8 +697,10 @@ impl WriteBuffer {
     }
 }
 
-/// The 1-based body line number of each parsed line, skipping blank, comment and
-/// invalid lines the way the parser does.
+fn check_database_name(name: &str) -> Result<(), WriteError> {
+    validate_database_name(name).map_err(|e| WriteError::InvalidDatabaseName(e.to_string()))
+}
+
 /// Runs `work`, which takes milliseconds of CPU for a large write, without stalling the
 /// other tasks of this async worker thread (on a multi-threaded runtime).
 fn cpu_bound<T>(work: impl FnOnce() -> T) -> T {
