@@ -309,7 +309,7 @@ impl WriteBuffer {
         let parsed = cpu_bound(|| {
             sluice_lp::parse(request.body, request.precision, request.default_time_ns)
         });
-        self.write_parsed(request, parsed).await
+        self.write_named(request, parsed).await
     }
 
     /// [`Self::write_lp`] of a body the writer has parsed (with the request's precision
@@ -325,6 +325,15 @@ impl WriteBuffer {
         parsed: ParsedBody,
     ) -> Result<WriteOutcome, WriteError> {
         check_database_name(request.database)?;
+        self.write_named(request, parsed).await
+    }
+
+    /// [`Self::write_parsed`] once the database's name is known to be valid.
+    async fn write_named(
+        &self,
+        request: WriteRequest<'_>,
+        parsed: ParsedBody,
+    ) -> Result<WriteOutcome, WriteError> {
         let (accepted, errors) = cpu_bound(|| self.validate(&request, parsed))?;
         let lines_written = accepted.len();
         let waiter = {
