@@ -7,8 +7,8 @@ starts from. The classes `EntryPoints` and `Loader` implement the exports of the
 """
 
 import os
+import struct
 import sys
-from array import array
 
 from componentize_py_types import Err
 from wit_world.imports import host as wit_host
@@ -68,6 +68,9 @@ _LEVELS = {
 # and the rest when the call succeeds: a host call per line, or a list of strings,
 # would cost more than building the lines.
 _WRITE_CHUNK_LINES = 4096
+# What stands in a line for a value handed over apart from it (WIT `write`).
+_FLOAT_PLACEHOLDER = "\0"
+_TIMESTAMP_PLACEHOLDER = "\1"
 
 # Shape functions by measurement name, looked up for every `LineBuilder` line written.
 _SHAPES = line_shapes.SHAPES
@@ -75,9 +78,9 @@ _SHAPES = line_shapes.SHAPES
 
 class _Batch:
     """Lines queued for one database (None: the trigger's) and not handed over yet, in
-    write order, with the float values their NUL placeholders stand for (WIT `write`)."""
+    write order, with the float values and timestamps their placeholders stand for."""
 
-    __slots__ = ("database", "lines", "floats")
+    __slots__ = ("database", "lines", "floats", "stamps")
 
     def __init__(self, database):
         self.database = database
@@ -85,12 +88,13 @@ class _Batch:
 
     def write(self, line_builder):
         """Queues the line `line_builder` builds. Runs once per line a plugin writes,
-        so `LineBuilder` lines are assembled right here, their floats left to the host:
-        by the function for their shape if there is one, else by `_assembled`."""
+        so `LineBuilder` lines are assembled right here, their floats (and, by a shape
+        function, their timestamps) left to the host: by the function for their shape if
+        there is one, else by `_assembled`."""
         line = None
         if type(line_builder) is LineBuilder:
             try:
-                line = _SHAPES[line_builder.measurement](line_builder, self.floats)
+                line = _SHAPES[line_builder.measurement](line_builder, self.floats, self.stamps)
             except Exception:
                 # No function for the measurement, or a builder whose attributes the
                 # plugin replaced with objects of its own: the general path decides.
@@ -99,10 +103,10 @@ class _Batch:
                 line = self._assembled(line_builder)
         if line is None:
             line = api.built_line(line_builder)
-            if "\0" in line:
-                # Handed over alone, with no float values, it is taken as it is.
+            if _FLOAT_PLACEHOLDER in line or _TIMESTAMP_PLACEHOLDER in line:
+                # Handed over alone, with no values apart, it is taken as it is.
                 self.hand_over()
-                wit_host.write(self.database, line, b"")
+                wit_host.write(self.database, line, b"", b"")
                 return
         lines = self.lines
         lines.append(line)
@@ -111,7 +115,7 @@ class _Batch:
 
     def _assembled(self, line_builder):
         """The line of a `LineBuilder` by the general path, whose shape is then learnt;
-        None if it holds a NUL of its own, which would pass for a float's placeholder."""
+        None if it holds a placeholder character of its own, which would pass for one."""
         floats = self.floats
         placed = len(floats)
         try:
@@ -119,7 +123,10 @@ class _Batch:
         except BaseException:
             del floats[placed:]
             raise
-        if line.count("\0") != len(floats) - placed:
+        if (
+            line.count(_FLOAT_PLACEHOLDER) != len(floats) - placed
+            or _TIMESTAMP_PLACEHOLDER in line
+        ):
             del floats[placed:]
             return None
         try:
@@ -130,12 +137,24 @@ class _Batch:
 
     def hand_over(self):
         if self.lines:
-            wit_host.write(self.database, "\n".join(self.lines), self.floats.tobytes())
+            text = "\n".join(self.lines)
+            floats = self.floats
+            stamps = self.stamps
+            try:
+                stamps = struct.pack(f"<{len(stamps)}q", *stamps)
+            except struct.error:
+                # A timestamp beyond 64 bits: all are written out, for the host to
+                # refuse the line as it refuses any such line.
+                pieces = text.split(_TIMESTAMP_PLACEHOLDER)
+                text = "".join(map("{}{}".format, pieces, [*stamps, ""]))
+                stamps = b""
+            wit_host.write(self.database, text, struct.pack(f"<{len(floats)}d", *floats), stamps)
             self.drop()
 
     def drop(self):
         self.lines = []
-        self.floats = array("d")
+        self.floats = []
+        self.stamps = []
 
 
 class WitHost:

@@ -49,9 +49,9 @@ def _escape_tag(text):
 
 def _cached(cache, escape, text):
     """`escape(text)`, kept in `cache` (emptied when full) if `text` is a `str` without
-    NUL: what is found in a cache is one (`line_shapes` relies on it)."""
+    NUL or SOH: what is found in a cache is one (`line_shapes` relies on it)."""
     escaped = escape(text)
-    if type(text) is str and "\0" not in text:
+    if type(text) is str and "\0" not in text and "\1" not in text:
         if len(cache) >= _CACHE_SIZE:
             cache.clear()
         cache[text] = escaped
@@ -158,8 +158,8 @@ class LineBuilder:
         return self._line(None)
 
     def _line(self, floats):
-        """`build()`, or with `floats` (an `array('d')`) the line for the host's
-        `write`: a NUL in place of each float value, which is appended to `floats`."""
+        """`build()`, or with `floats` (a list) the line for the host's `write`: a NUL
+        in place of each float value, which is appended to `floats`."""
         measurement = self.measurement
         try:
             line = _ESCAPED_MEASUREMENTS[measurement]

@@ -6,11 +6,13 @@ over its tags and fields; for a shape seen before, a function generated for it a
 the line with one f-string, its constant parts escaped once. In the sandbox that costs a
 fraction of the general loop.
 
-A shape function takes a builder and the array of float values being handed over. It
-returns the line as `_line(floats)` would, with its floats appended, or None (and appends
-nothing) when the builder does not have its shape or holds a value it leaves to the
-general path: a tag value or string field with a NUL of its own, a timestamp that is not
-an int. Its lines hold no NUL but the floats' placeholders, so they need no NUL count.
+A shape function takes a builder and the lists of float values and timestamps being
+handed over. It returns the line as `_line(floats)` would, with its floats appended, but
+with a SOH in place of an `int` timestamp, which is appended to the timestamps; or None
+(and appends nothing) when the builder does not have its shape or holds a value it leaves
+to the general path: a tag value or string field with a NUL or SOH of its own, a
+timestamp that is neither None nor an `int`. Its lines hold no NUL or SOH but the
+placeholders, so they need no count.
 """
 
 from sluice_plugin_runtime.line_builder import (
@@ -67,7 +69,7 @@ def _generate(builder):
     tags = list(builder.tags)
     fields = list(builder.fields)
     names = [builder.measurement, *tags, *fields]
-    if len(names) > _MAX_KEYS or any(type(n) is not str or "\0" in n for n in names):
+    if len(names) > _MAX_KEYS or any(type(n) is not str or "\0" in n or "\1" in n for n in names):
         return None
     float_fields = [type(builder.fields[k]) is float for k in fields]
     if not all(kind or type(builder.fields[k]) is str for k, kind in zip(fields, float_fields)):
@@ -93,7 +95,7 @@ def _generate(builder):
             "try:",
             f"    e{i} = _ESCAPED_TAGS[v{i}]",
             "except KeyError:",
-            f"    if '\\0' in v{i}: return None",
+            f"    if '\\0' in v{i} or '\\1' in v{i}: return None",
             f"    e{i} = _cached(_ESCAPED_TAGS, _escape_tag, v{i})",
         ]
         text += [f",{key}=", (f"e{i}",)]
@@ -104,7 +106,7 @@ def _generate(builder):
             floats.append(f"x{i}")
             value = "\0"
         else:
-            body.append(f"if type(x{i}) is not str or '\\0' in x{i}: return None")
+            body.append(f"if type(x{i}) is not str or '\\0' in x{i} or '\\1' in x{i}: return None")
             value = (f"x{i}",)
         text += [" " if i == 0 else ",", f"{_escape_tag(key)}=", value]
 
@@ -113,13 +115,14 @@ def _generate(builder):
         "if s is None:",
         f"    line = {_f_string(text)}",
         "elif type(s) is int:",
-        f"    line = {_f_string([*text, ' ', ('s',)])}",
+        f"    line = {_f_string([*text, ' \1'])}",
+        "    stamps.append(s)",
         "else:",
         "    return None",
         *(f"floats.append({x})" for x in floats),
         "return line",
     ]
-    source = "def shaped(b, floats):\n" + "".join(f"    {line}\n" for line in body)
+    source = "def shaped(b, floats, stamps):\n" + "".join(f"    {line}\n" for line in body)
     namespace = {"_ESCAPED_TAGS": _ESCAPED_TAGS, "_cached": _cached, "_escape_tag": _escape_tag}
     exec(source, namespace)
     return namespace["shaped"]

@@ -1,8 +1,8 @@
 //! The host side of the WIT `host` interface, and the state each store carries.
 
 use crate::encode::column_to_wit;
-use crate::float_values::{FillError, fill_in};
 use crate::output::CapturedOutput;
+use crate::placeholders::{FillError, fill_in};
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
 use sluice_plugin_api::{HostServices, LimitKind, Limits, LogLevel, QueryResult};
@@ -115,6 +115,7 @@ impl host::Host for HostState {
         database: Option<String>,
         line_protocol: String,
         floats: Vec<u8>,
+        timestamps: Vec<u8>,
     ) -> wasmtime::Result<()> {
         // Within what the call may still write, which bounds the host memory it takes.
         let allowed = self
@@ -123,7 +124,7 @@ impl host::Host for HostState {
             .bytes_written
             .saturating_sub(self.call.bytes_written);
         let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
-        let line_protocol = match fill_in(line_protocol, &floats, allowed) {
+        let line_protocol = match fill_in(line_protocol, &floats, &timestamps, allowed) {
             Ok(filled) => filled,
             Err(FillError::TooLong) => {
                 // Counting past what is allowed stops the call at the write limit.

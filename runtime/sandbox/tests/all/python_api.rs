@@ -177,9 +177,10 @@ def process_writes(api, batches, args=None):
 async fn lines_of_any_shape_are_written_as_build_makes_them() {
     // Lines of a shape seen before are assembled by code generated for the shape: for
     // measurements in one shape, in alternating shapes, in more shapes than are learnt,
-    // with keys and values that need escaping or hold NULs, tags in another order, and
-    // timestamps at the ends of their range or of another type, what arrives must be
-    // what `build()` makes.
+    // with keys and values that need escaping or hold NULs or SOHs (the characters that
+    // stand for values handed over apart), tags in another order, and timestamps at the
+    // ends of their range, beyond it or of another type, what arrives must be what
+    // `build()` makes.
     let dir = PluginDir::new();
     let code = r#"
 import random
@@ -194,13 +195,13 @@ class Odd(str):
     def __str__(self):
         return self
 
-ODD = ["a b", "c,d", "e=f", "g\\h", "{x}", "'\"", "n\0ul", "é", "%s", "}{"]
+ODD = ["a b", "c,d", "e=f", "g\\h", "{x}", "'\"", "n\0ul", "s\1oh", "é", "%s", "}{"]
 
 def process_writes(api, batches, args=None):
     rng = random.Random(11)
     shapes = {}
-    for m in ["m", "q,r", "{m}", "m\\'", "é"]:
-        tags = rng.sample(["t1", "t{2}", "t\\3", "t'4", "%d", "t\0"], rng.randint(0, 3))
+    for m in ["m", "q,r", "{m}", "m\\'", "é", "m\1"]:
+        tags = rng.sample(["t1", "t{2}", "t\\3", "t'4", "%d", "t\0", "t\1"], rng.randint(0, 3))
         fields = [(k, rng.choice("fisb")) for k in rng.sample(["f1", "f{2}", "f\\3", 'f"4'], rng.randint(1, 3))]
         shapes[m] = (tags, fields)
     for i in range(6000):
@@ -229,6 +230,8 @@ def process_writes(api, batches, args=None):
             line.time_ns(Stamp(i))
         elif r < 0.9:
             line.time_ns(rng.choice([2**63 - 1, -2**63, 0, -1]))
+        elif r < 0.905:
+            line.time_ns(rng.choice([2**63, -2**63 - 1, 10**30]))
         api.write_to_db("expected", Text(line.build()))
         api.write(line)
     # A tag value of a `str` subclass that formats itself otherwise is written as its text.
@@ -238,7 +241,21 @@ def process_writes(api, batches, args=None):
         api.write(line)
 "#;
     let plugin = dir.plugin("shapes.py", &format!("{TEXT}{code}"));
-    let report = ok(wal(&plugin, "m f=1i").await);
+    let report = wal(&plugin, "m f=1i").await;
+    // Lines whose timestamp is beyond 64 bits are refused, alike however they came.
+    let (refused, refused_too): (Vec<_>, Vec<_>) = report
+        .errors
+        .iter()
+        .partition(|e| e.contains(" to db db: "));
+    assert!(
+        refused.iter().any(|e| e.contains("'9223372036854775808'")),
+        "{refused:?}"
+    );
+    let refused: Vec<_> = refused
+        .iter()
+        .map(|e| e.replace(" to db db: ", " to db expected: "))
+        .collect();
+    assert_eq!(refused.iter().collect::<Vec<_>>(), refused_too);
     let written = &report.database_writes["db"];
     assert_eq!(written.len(), 6004);
     assert_eq!(written, &report.database_writes["expected"]);

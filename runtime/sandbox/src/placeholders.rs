@@ -1,15 +1,21 @@
-//! Float field values a guest hands over apart from its line protocol (WIT `host.write`).
+//! Values a guest hands over apart from its line protocol (WIT `host.write`).
 //!
-//! Finding a float's shortest decimal digits costs an interpreter compiled to
-//! WebAssembly thousands of instructions per value and the host a few nanoseconds. So a
-//! guest may put a NUL character where a float field's value goes and pass the value
-//! itself as 8 little-endian bytes; the host writes each value as the plugin API's
-//! `float64_field` does in Python, so the line reads exactly as if the guest had
-//! formatted it.
+//! Writing a float's shortest decimal digits, or an integer's digits, costs an
+//! interpreter compiled to WebAssembly hundreds or thousands of instructions per value
+//! and the host a few nanoseconds. So a guest may put a placeholder character where a
+//! float field's value (NUL) or a timestamp (SOH, U+0001) goes and pass the value itself
+//! as 8 little-endian bytes; the host writes each value as the plugin API's
+//! `float64_field` and `build` do in Python, so the line reads exactly as if the guest
+//! had written it.
 
 use std::fmt::Write as _;
 
-/// Why the floats could not be filled in.
+/// Stands for the next float value.
+const FLOAT: u8 = 0;
+/// Stands for the next timestamp.
+const TIMESTAMP: u8 = 1;
+
+/// Why the values could not be filled in.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum FillError {
     /// The values do not match the placeholders.
@@ -19,42 +25,66 @@ pub(crate) enum FillError {
     TooLong,
 }
 
-/// `text` with its NUL characters replaced, in order, by the floats in `floats` (8
-/// little-endian bytes each), if that is at most `max_len` bytes long. With no floats
-/// the text is taken as it is, NULs included.
-pub(crate) fn fill_in(text: String, floats: &[u8], max_len: usize) -> Result<String, FillError> {
-    if floats.is_empty() {
+/// `text` with its placeholders replaced, in order: each NUL by the next of `floats`
+/// (`f64`s) and each SOH by the next of `timestamps` (`i64`s), 8 little-endian bytes
+/// each, if that is at most `max_len` bytes long. With neither floats nor timestamps
+/// the text is taken as it is, NULs and SOHs included.
+pub(crate) fn fill_in(
+    text: String,
+    floats: &[u8],
+    timestamps: &[u8],
+    max_len: usize,
+) -> Result<String, FillError> {
+    if floats.is_empty() && timestamps.is_empty() {
         return Ok(text);
     }
-    if !floats.len().is_multiple_of(8) {
-        return Err(FillError::Mismatch(format!(
-            "write: {} bytes of float values, not a multiple of 8",
-            floats.len()
-        )));
-    }
-    let placeholders = text.bytes().filter(|&b| b == 0).count();
-    if placeholders != floats.len() / 8 {
-        return Err(FillError::Mismatch(format!(
-            "write: {placeholders} float placeholders for {} float values",
-            floats.len() / 8
-        )));
-    }
-    let mut filled = String::with_capacity(text.len() + placeholders * 20);
-    let mut values = floats
-        .chunks_exact(8)
-        .map(|bytes| f64::from_le_bytes(bytes.try_into().expect("chunks_exact yields 8 bytes")));
-    let mut pieces = text.split('\0');
-    if let Some(first) = pieces.next() {
-        filled.push_str(first);
-    }
-    for (piece, value) in pieces.zip(&mut values) {
-        push_float_field(&mut filled, value);
-        filled.push_str(piece);
+    let bytes = text.as_bytes();
+    let float_count = memchr::memchr_iter(FLOAT, bytes).count();
+    let timestamp_count = memchr::memchr_iter(TIMESTAMP, bytes).count();
+    let mut floats = values(floats, "float", float_count)?.map(f64::from_le_bytes);
+    let mut timestamps = values(timestamps, "timestamp", timestamp_count)?.map(i64::from_le_bytes);
+
+    let mut filled = String::with_capacity(text.len() + (float_count + timestamp_count) * 20);
+    let mut written = 0;
+    for at in memchr::memchr2_iter(FLOAT, TIMESTAMP, bytes) {
+        // Both placeholders are ASCII, so `at` is on a character boundary.
+        filled.push_str(&text[written..at]);
+        written = at + 1;
+        if bytes[at] == FLOAT {
+            push_float_field(&mut filled, floats.next().expect("one float per NUL"));
+        } else {
+            let timestamp = timestamps.next().expect("one timestamp per SOH");
+            let _ = write!(filled, "{timestamp}");
+        }
         if filled.len() > max_len {
             return Err(FillError::TooLong);
         }
     }
+    filled.push_str(&text[written..]);
     Ok(filled)
+}
+
+/// The 8-byte values in `bytes`, which must hold one for each of `placeholders`.
+fn values<'a>(
+    bytes: &'a [u8],
+    kind: &str,
+    placeholders: usize,
+) -> Result<impl Iterator<Item = [u8; 8]> + 'a, FillError> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(FillError::Mismatch(format!(
+            "write: {} bytes of {kind} values, not a multiple of 8",
+            bytes.len()
+        )));
+    }
+    if placeholders != bytes.len() / 8 {
+        return Err(FillError::Mismatch(format!(
+            "write: {placeholders} {kind} placeholders for {} {kind} values",
+            bytes.len() / 8
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|chunk| chunk.try_into().expect("chunks_exact yields 8 bytes")))
 }
 
 /// Appends `value` as the plugin API's `float64_field` writes it: upstream's
@@ -201,42 +231,69 @@ mod tests {
         }
     }
 
+    fn stamps(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
     #[test]
     fn placeholders_are_filled_in_order() {
-        let text = "m,t=a x=\0,y=1i 5\nm x=\0".to_string();
+        let text = "m,t=a x=\0,y=1i \u{1}\nm x=\0\nm,t=é y=2i \u{1}".to_string();
+        let timestamps = stamps(&[i64::MIN, i64::MAX]);
         assert_eq!(
-            fill_in(text, &bytes(&[0.5, -1e20]), usize::MAX).expect("filled in"),
-            "m,t=a x=0.5,y=1i 5\nm x=-100000000000000000000.0"
+            fill_in(text, &bytes(&[0.5, -1e20]), &timestamps, usize::MAX).expect("filled in"),
+            "m,t=a x=0.5,y=1i -9223372036854775808\nm x=-100000000000000000000.0\n\
+             m,t=é y=2i 9223372036854775807"
+        );
+        let text = "m y=1i \u{1}\nm y=2i 7".to_string();
+        assert_eq!(
+            fill_in(text, &[], &stamps(&[5]), usize::MAX).expect("filled in"),
+            "m y=1i 5\nm y=2i 7"
         );
     }
 
     #[test]
-    fn without_floats_the_text_is_kept_with_its_nuls() {
-        let text = "m s=\"a\0b\"".to_string();
-        assert_eq!(fill_in(text.clone(), &[], 0), Ok(text));
+    fn without_values_the_text_is_kept_with_its_placeholder_characters() {
+        let text = "m s=\"a\0b\u{1}c\"".to_string();
+        assert_eq!(fill_in(text.clone(), &[], &[], 0), Ok(text));
     }
 
     #[test]
     fn filling_in_stops_at_the_length_allowed() {
         let text = "m x=\0\nm x=\0".to_string();
         let huge = bytes(&[1e308, 1e308]);
-        assert_eq!(fill_in(text.clone(), &huge, 400), Err(FillError::TooLong));
-        assert_eq!(fill_in(text, &huge, 1_000).map(|t| t.len()), Ok(631));
+        assert_eq!(
+            fill_in(text.clone(), &huge, &[], 400),
+            Err(FillError::TooLong)
+        );
+        assert_eq!(fill_in(text, &huge, &[], 1_000).map(|t| t.len()), Ok(631));
     }
 
     #[test]
-    fn mismatched_floats_are_refused() {
+    fn mismatched_values_are_refused() {
+        let mismatch = |text: &str, floats: &[u8], timestamps: &[u8]| match fill_in(
+            text.into(),
+            floats,
+            timestamps,
+            usize::MAX,
+        ) {
+            Err(FillError::Mismatch(message)) => message,
+            other => panic!("{text:?} was filled in: {other:?}"),
+        };
         assert_eq!(
-            fill_in("m x=\0,y=\0".into(), &bytes(&[1.5]), usize::MAX),
-            Err(FillError::Mismatch(
-                "write: 2 float placeholders for 1 float values".to_string()
-            ))
+            mismatch("m x=\0,y=\0", &bytes(&[1.5]), &[]),
+            "write: 2 float placeholders for 1 float values"
         );
         assert_eq!(
-            fill_in("m x=\0".into(), &[0; 7], usize::MAX),
-            Err(FillError::Mismatch(
-                "write: 7 bytes of float values, not a multiple of 8".to_string()
-            ))
+            mismatch("m x=\0", &[0; 7], &[]),
+            "write: 7 bytes of float values, not a multiple of 8"
+        );
+        assert_eq!(
+            mismatch("m x=\0 \u{1}", &bytes(&[1.5]), &[]),
+            "write: 1 timestamp placeholders for 0 timestamp values"
+        );
+        assert_eq!(
+            mismatch("m x=1i \u{1}", &[], &[0; 12]),
+            "write: 12 bytes of timestamp values, not a multiple of 8"
         );
     }
 }
