@@ -110,12 +110,13 @@ def _generate(builder):
             value = (f"x{i}",)
         text += [" " if i == 0 else ",", f"{_escape_tag(key)}=", value]
 
+    stamped = [*text, " \1"]
     body += [
         "s = b._timestamp_ns",
         "if s is None:",
         f"    line = {_f_string(text)}",
         "elif type(s) is int:",
-        f"    line = {_f_string([*text, ' \1'])}",
+        f"    line = {_f_string(stamped)}",
         "    stamps.append(s)",
         "else:",
         "    return None",
