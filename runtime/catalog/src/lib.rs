@@ -152,13 +152,35 @@ impl Table {
 }
 
 /// A database's tables.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {
     /// Tables by name.
     pub tables: BTreeMap<String, Table>,
     /// Processing-engine triggers by name.
     #[serde(default)]
     pub triggers: BTreeMap<String, Trigger>,
+    /// Which database of its name this is: a number given when it is made (created, or
+    /// read from a snapshot), unique in the process, so that one deleted and created
+    /// again under the same name is told apart from the first by what keeps state per
+    /// database in memory (the engine's caches). Not persisted.
+    #[serde(skip, default = "next_creation")]
+    pub creation: u64,
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            tables: BTreeMap::new(),
+            triggers: BTreeMap::new(),
+            creation: next_creation(),
+        }
+    }
+}
+
+/// A number no database of this process had before.
+fn next_creation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Why one line of a write was refused.
@@ -307,6 +329,14 @@ impl Catalog {
     /// Database names in order.
     pub fn database_names(&self) -> Vec<String> {
         self.read().keys().cloned().collect()
+    }
+
+    /// Each database's name with its [`Database::creation`].
+    pub fn database_creations(&self) -> Vec<(String, u64)> {
+        self.read()
+            .iter()
+            .map(|(name, db)| (name.clone(), db.creation))
+            .collect()
     }
 
     /// Whether a database exists.

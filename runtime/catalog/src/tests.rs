@@ -176,7 +176,11 @@ fn snapshots_round_trip_and_refuse_damage() {
         .expect("created");
     let bytes = catalog.to_bytes();
     let loaded = Catalog::from_bytes(&bytes).expect("loads");
-    assert_eq!(loaded.database("db"), catalog.database("db"));
+    let persisted = |db: Option<Database>| db.map(|db| (db.tables, db.triggers));
+    assert_eq!(
+        persisted(loaded.database("db")),
+        persisted(catalog.database("db"))
+    );
     assert_eq!(
         loaded.authenticate(&admin.token, 6),
         Some(Access::Admin),
@@ -219,4 +223,28 @@ fn version_1_snapshots_still_load() {
         Some(ColumnType::Tag)
     );
     assert!(loaded.token_records().is_empty());
+}
+
+#[test]
+fn a_database_created_again_under_its_name_is_told_apart() {
+    let catalog = Catalog::default();
+    catalog.create_database("db").expect("created");
+    let creation = |catalog: &Catalog| {
+        catalog
+            .database_creations()
+            .into_iter()
+            .find(|(name, _)| name == "db")
+            .map(|(_, creation)| creation)
+    };
+    let first = creation(&catalog).expect("listed");
+    catalog
+        .validate_write("db", &lines("cpu usage=1i"), true)
+        .expect("valid");
+    assert_eq!(creation(&catalog), Some(first), "a change keeps it");
+    catalog.delete_database("db").expect("deleted");
+    catalog
+        .validate_write("db", &lines("cpu usage=1i"), true)
+        .expect("created by a write");
+    let second = creation(&catalog).expect("listed");
+    assert_ne!(second, first);
 }

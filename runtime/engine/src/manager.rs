@@ -56,6 +56,9 @@ pub struct TriggerManager {
     catalog: Arc<Catalog>,
     invoker: Arc<Invoker>,
     running: Mutex<HashMap<(String, String), Running>>,
+    /// The [`creation`](sluice_catalog::Database::creation) of each database when last
+    /// reconciled: one deleted and created again since is another database.
+    reconciled_creations: Mutex<HashMap<String, u64>>,
     flushes: mpsc::Sender<Flush>,
     dropped_flushes: AtomicU64,
     disable: DisableTrigger,
@@ -75,6 +78,7 @@ impl TriggerManager {
             catalog,
             invoker,
             running: Mutex::default(),
+            reconciled_creations: Mutex::default(),
             flushes,
             dropped_flushes: AtomicU64::new(0),
             disable: Box::new(disable),
@@ -89,8 +93,28 @@ impl TriggerManager {
     }
 
     /// Starts the enabled WAL and schedule triggers that are not running, and stops the
-    /// ones that are gone, disabled or changed (dropping their caches).
+    /// ones that are gone, disabled or changed (dropping their caches), and those of a
+    /// database deleted and created again since the last time, whose shared cache goes
+    /// too.
     pub fn reconcile(self: &Arc<Self>) {
+        let creations: HashMap<String, u64> =
+            self.catalog.database_creations().into_iter().collect();
+        let replaced: Vec<String> = {
+            let mut reconciled = self
+                .reconciled_creations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let replaced = reconciled
+                .iter()
+                .filter(|(name, creation)| creations.get(*name).is_some_and(|c| c != *creation))
+                .map(|(name, _)| name.clone())
+                .collect();
+            reconciled.clone_from(&creations);
+            replaced
+        };
+        let gone = |database: &str| {
+            !creations.contains_key(database) || replaced.iter().any(|d| d == database)
+        };
         let mut enabled: HashMap<(String, String), Trigger> = HashMap::new();
         for database in self.catalog.database_names() {
             for trigger in self.catalog.triggers(&database).unwrap_or_default() {
@@ -100,12 +124,9 @@ impl TriggerManager {
             }
         }
         self.invoker.retain_pools(|database, name| {
-            enabled.contains_key(&(database.to_string(), name.to_string()))
+            enabled.contains_key(&(database.to_string(), name.to_string())) && !gone(database)
         });
-        let databases = self.catalog.database_names();
-        self.invoker
-            .cache()
-            .end_databases(|database| !databases.iter().any(|d| d == database));
+        self.invoker.cache().end_databases(gone);
         let wanted: HashMap<(String, String), Trigger> = enabled
             .iter()
             .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
@@ -115,7 +136,9 @@ impl TriggerManager {
         // Enabled, but changed or stopped by itself: to start anew.
         let mut restarting: Vec<(String, String)> = Vec::new();
         running.retain(|key, run| {
-            let keep = wanted.get(key) == Some(&run.definition) && !run.task.is_finished();
+            let keep = wanted.get(key) == Some(&run.definition)
+                && !run.task.is_finished()
+                && !gone(&key.0);
             if !keep {
                 if wanted.contains_key(key) {
                     restarting.push(key.clone());
@@ -128,7 +151,7 @@ impl TriggerManager {
         // cache of its own.
         self.invoker.cache().end_triggers(|database, trigger| {
             let key = (database.to_string(), trigger.to_string());
-            !enabled.contains_key(&key) || restarting.contains(&key)
+            !enabled.contains_key(&key) || restarting.contains(&key) || gone(database)
         });
         for (key, trigger) in wanted {
             if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
@@ -487,6 +510,58 @@ mod tests {
         );
         trigger.limits.memory_bytes = Some(64 << 20);
         assert!(invoker.invoke("db", &trigger, call()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_database_created_again_before_a_reconcile_starts_with_empty_caches() {
+        let catalog = Arc::new(Catalog::default());
+        catalog.create_database("db").expect("created");
+        catalog
+            .create_trigger("db", wal_trigger("t"))
+            .expect("created");
+        let executor = Arc::new(StuckExecutor {
+            permits: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        });
+        let invoker = invoker(executor);
+        let cache = Arc::clone(invoker.cache());
+        let manager = TriggerManager::start(Arc::clone(&catalog), invoker, |_, _| Ok(()));
+        let shared = |cache: &CacheStore| cache.get(&cache.database_namespace("db"), "k");
+        let own = |cache: &CacheStore| cache.get(&cache.trigger_namespace("db", "t"), "k");
+        cache.put(
+            &cache.database_namespace("db"),
+            "k",
+            b"shared".to_vec(),
+            None,
+        );
+        cache.put(
+            &cache.trigger_namespace("db", "t"),
+            "k",
+            b"own".to_vec(),
+            None,
+        );
+
+        manager.reconcile();
+        assert_eq!(shared(&cache).as_deref(), Some(&b"shared"[..]), "kept");
+        assert_eq!(own(&cache).as_deref(), Some(&b"own"[..]), "kept");
+
+        // Deleted and created again, with the same trigger, before the next reconcile.
+        catalog.delete_database("db").expect("deleted");
+        catalog.create_database("db").expect("created again");
+        catalog
+            .create_trigger("db", wal_trigger("t"))
+            .expect("created again");
+        manager.reconcile();
+        assert_eq!(
+            shared(&cache),
+            None,
+            "the shared cache is the new database's"
+        );
+        assert_eq!(
+            own(&cache),
+            None,
+            "the trigger's cache is the new trigger's"
+        );
     }
 
     #[tokio::test]
