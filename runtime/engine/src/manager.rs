@@ -512,17 +512,24 @@ mod tests {
         assert!(invoker.invoke("db", &trigger, call()).await.is_ok());
     }
 
-    #[tokio::test]
-    async fn a_database_created_again_before_a_reconcile_starts_with_empty_caches() {
+    /// A catalog with database `db` and its WAL trigger `trigger`, and an executor whose
+    /// calls wait.
+    fn stuck_trigger(trigger: &str) -> (Arc<Catalog>, Arc<StuckExecutor>) {
         let catalog = Arc::new(Catalog::default());
         catalog.create_database("db").expect("created");
         catalog
-            .create_trigger("db", wal_trigger("t"))
+            .create_trigger("db", wal_trigger(trigger))
             .expect("created");
         let executor = Arc::new(StuckExecutor {
             permits: Semaphore::new(0),
             calls: AtomicUsize::new(0),
         });
+        (catalog, executor)
+    }
+
+    #[tokio::test]
+    async fn a_database_created_again_before_a_reconcile_starts_with_empty_caches() {
+        let (catalog, executor) = stuck_trigger("t");
         let invoker = invoker(executor);
         let cache = Arc::clone(invoker.cache());
         let manager = TriggerManager::start(Arc::clone(&catalog), invoker, |_, _| Ok(()));
@@ -566,15 +573,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
-        let catalog = Arc::new(Catalog::default());
-        catalog.create_database("db").expect("created");
-        catalog
-            .create_trigger("db", wal_trigger("stuck"))
-            .expect("created");
-        let executor = Arc::new(StuckExecutor {
-            permits: Semaphore::new(0),
-            calls: AtomicUsize::new(0),
-        });
+        let (catalog, executor) = stuck_trigger("stuck");
         let invoker = invoker(executor.clone());
         let manager = TriggerManager::start(catalog, invoker, |_, _| Ok(()));
 
