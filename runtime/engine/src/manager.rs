@@ -116,8 +116,8 @@ impl TriggerManager {
             !creations.contains_key(database) || replaced.iter().any(|d| d == database)
         };
         let mut enabled: HashMap<(String, String), Trigger> = HashMap::new();
-        for database in self.catalog.database_names() {
-            for trigger in self.catalog.triggers(&database).unwrap_or_default() {
+        for database in creations.keys() {
+            for trigger in self.catalog.triggers(database).unwrap_or_default() {
                 if !trigger.disabled {
                     enabled.insert((database.clone(), trigger.trigger_name.clone()), trigger);
                 }
