@@ -109,7 +109,7 @@ async fn server(
     let invoker = Arc::new(Invoker::new(
         sandbox,
         Arc::new(database),
-        Arc::new(CacheStore::new()),
+        Arc::new(CacheStore::default()),
         plugins,
         Limits::default(),
         warm,

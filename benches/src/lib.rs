@@ -35,7 +35,9 @@ impl HostServices for NullHost {
     fn cache_get(&self, _: &str, _: bool) -> Option<Vec<u8>> {
         None
     }
-    fn cache_put(&self, _: &str, _: Vec<u8>, _: Option<Duration>, _: bool) {}
+    fn cache_put(&self, _: &str, _: Vec<u8>, _: Option<Duration>, _: bool) -> Result<(), String> {
+        Ok(())
+    }
     fn cache_delete(&self, _: &str, _: bool) -> bool {
         false
     }

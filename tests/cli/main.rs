@@ -7,6 +7,7 @@ mod engine;
 mod http;
 mod packages;
 mod s3;
+mod security;
 mod server;
 mod support;
 mod test_local;

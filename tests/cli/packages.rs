@@ -102,8 +102,9 @@ fn plugins_import_packages_installed_on_the_server() {
         assert!(answer.text().contains(why), "{}", answer.text());
     }
 
-    // A requirements file on the server: its packages, never its options or paths.
-    let requirements = dir.path().join("requirements.txt");
+    // A requirements file in the plugin directory: its packages, never its options or
+    // paths.
+    let requirements = plugins.join("requirements.txt");
     let location = requirements.to_string_lossy();
     std::fs::write(&requirements, "# for greet.py\nsluicetiny>=1  # local\n").expect("written");
     let installed = install(&server, &["-r", &location]);
@@ -113,7 +114,7 @@ fn plugins_import_packages_installed_on_the_server() {
             "--index-url http://127.0.0.1:9/\nsluicetiny\n",
             "options cannot be passed to pip",
         ),
-        ("sluicetiny\n./plugin-src\n", "not a package name"),
+        ("sluicetiny\n./plugin-src\n", "line 2 is not a package name"),
     ] {
         std::fs::write(&requirements, file).expect("written");
         let refused = install(&server, &["-r", &location]);

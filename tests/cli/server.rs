@@ -53,6 +53,11 @@ impl TestServer {
         server
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The admin token.
     pub fn token(&self) -> &str {
         &self.token
@@ -235,6 +240,11 @@ impl TestServer {
 
     /// `kill -9`: no flush, no goodbye.
     pub fn kill(mut self) {
+        self.stop();
+    }
+
+    /// Stops the server at once (`kill -9`); what is left of it does nothing.
+    pub fn stop(&mut self) {
         self.child.kill().expect("killed");
         self.child.wait().expect("reaped");
     }

@@ -6,6 +6,7 @@ goes to a *host*: an object with the methods of `Host` below. Inside the WebAsse
 sandbox the host is the WIT import; in the native baseline engine it is a Rust object.
 """
 
+import io
 import math
 import pickle
 
@@ -65,6 +66,40 @@ def _check_ttl(ttl):
     return ttl
 
 
+# What values in a shared cache may hold: data, never code. Another trigger of the
+# database may have written the value, and unpickling runs whatever callables a pickle
+# names; these build data and nothing else. (`getattr`, which pickles of `ZoneInfo` time
+# zones name, would reach any attribute of any object, and so is not among them.)
+_SHAREABLE = frozenset(
+    [("builtins", name) for name in (
+        "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int",
+        "list", "range", "set", "slice", "str", "tuple",
+    )]
+    + [("datetime", name) for name in ("date", "datetime", "time", "timedelta", "timezone")]
+    + [("collections", name) for name in ("Counter", "OrderedDict", "defaultdict", "deque")]
+    + [("decimal", "Decimal"), ("fractions", "Fraction")]
+)
+
+
+class _SharedUnpickler(pickle.Unpickler):
+    """Reads a shared cache value: builtin containers, numbers, text and bytes, dates
+    and times, `Decimal`, `Fraction` and the `collections` types; anything else is
+    refused before it is built."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _SHAREABLE:
+            raise pickle.UnpicklingError(
+                f"a value in the shared cache may hold only data (builtin containers, "
+                f"numbers, text, bytes, dates and times, Decimal, Fraction and collections "
+                f"types), not {module}.{name}"
+            )
+        return super().find_class(module, name)
+
+
+def _shared_value(data):
+    return _SharedUnpickler(io.BytesIO(data)).load()
+
+
 def _query_params(args):
     if args is None:
         return []
@@ -90,11 +125,19 @@ def make_api(host):
         __slots__ = ()
 
         def put(self, key, value, ttl=None, use_global=None):
-            host.cache_put(str(key), pickle.dumps(value), _check_ttl(ttl), bool(use_global))
+            data = pickle.dumps(value)
+            if use_global:
+                # Refused now rather than when another trigger reads it.
+                _shared_value(data)
+            host.cache_put(str(key), data, _check_ttl(ttl), bool(use_global))
 
         def get(self, key, default=None, use_global=None):
             raw = host.cache_get(str(key), bool(use_global))
-            return default if raw is None else pickle.loads(raw)
+            if raw is None:
+                return default
+            # The trigger's own cache holds only what the trigger put there; the shared
+            # one, what any trigger of the database put.
+            return _shared_value(raw) if use_global else pickle.loads(raw)
 
         def delete(self, key, use_global=None):
             return host.cache_delete(str(key), bool(use_global))

@@ -1,13 +1,15 @@
 """Loads a plugin and calls its entry points with upstream's arguments and errors.
 
 A single-file plugin is compiled once and run in fresh globals on every call, so no state
-survives between calls except through the cache. A package (a directory holding
-`__init__.py`) is imported once and keeps its module state, as upstream.
+survives between calls except through the cache; the globals are cleared when the call
+ends, so what the call made goes then, not while the next call runs. A package (a
+directory holding `__init__.py`, mounted alone at `/plugins/<name>`) is imported once and
+keeps its module state, as upstream.
 """
 
 import builtins
 import datetime
-import importlib
+import importlib.util
 import sys
 import traceback
 
@@ -62,36 +64,50 @@ class FilePlugin:
         except SyntaxError as e:
             raise PluginFailure(describe(e, self.files)) from None
 
-    def entry_point(self, function_name):
+    def globals(self):
+        """Fresh globals, with the plugin's code run in them."""
         namespace = {"__name__": self.name.rsplit("/", 1)[-1].removesuffix(".py"), "__file__": self.name}
         exec(self.code, namespace)
-        function = namespace.get(function_name)
-        if function is None:
-            raise PluginFailure(MISSING_ENTRY_POINT[function_name])
-        return function
+        return namespace
+
+    @staticmethod
+    def release(namespace):
+        # The plugin's functions and their globals refer to each other: cleared, what the
+        # call made goes now instead of at a later collection.
+        namespace.clear()
 
 
 class PackagePlugin:
-    """A directory with `__init__.py` below `plugin_root`, imported once."""
+    """A directory with `__init__.py`, mounted at `plugin_root/name`, imported once as
+    the module named after its last part."""
 
     def __init__(self, plugin_root, name):
         self.name = name
-        self.files = _PackageFiles(f"{plugin_root}/{name}/")
-        if plugin_root not in sys.path:
-            sys.path.insert(0, plugin_root)
+        location = f"{plugin_root}/{name}"
+        self.files = _PackageFiles(f"{location}/")
+        module_name = name.rsplit("/", 1)[-1]
         try:
-            self.module = importlib.import_module(name)
+            # From its own directory: the rest of the plugin directory is not mounted.
+            spec = importlib.util.spec_from_file_location(
+                module_name, f"{location}/__init__.py", submodule_search_locations=[location]
+            )
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
         except Exception as e:
+            sys.modules.pop(module_name, None)
             raise PluginFailure(
                 f"Failed to import plugin module '{name}': {describe(e, self.files)}\n"
                 "Hint: Check for syntax errors or missing dependencies in Python files."
             ) from None
+        self.module = module
 
-    def entry_point(self, function_name):
-        try:
-            return getattr(self.module, function_name)
-        except AttributeError:
-            raise PluginFailure(MISSING_ENTRY_POINT[function_name]) from None
+    def globals(self):
+        return self.module.__dict__
+
+    @staticmethod
+    def release(namespace):
+        pass
 
 
 class _PackageFiles:
@@ -123,14 +139,30 @@ class Runner:
         self.api = api
         self.plugin = plugin
 
-    def _call(self, function_name, *args):
+    def _call(self, function_name, *args, convert=None):
+        """Calls the plugin's `function_name`; `convert` turns its result into what the
+        entry point returns, while the plugin's globals are still there."""
+        files = self.plugin.files
         try:
-            function = self.plugin.entry_point(function_name)
-            return function(self.api, *args)
-        except PluginFailure:
-            raise
+            namespace = self.plugin.globals()
         except BaseException as e:
-            raise PluginFailure(describe(e, self.plugin.files)) from None
+            raise PluginFailure(describe(e, files)) from None
+        try:
+            function = namespace.get(function_name)
+            if function is None:
+                raise PluginFailure(MISSING_ENTRY_POINT[function_name])
+            try:
+                result = function(self.api, *args)
+            except BaseException as e:
+                raise PluginFailure(describe(e, files)) from None
+            if convert is None:
+                return result
+            try:
+                return convert(result)
+            except Exception as e:
+                raise PluginFailure(describe(e, files)) from None
+        finally:
+            self.plugin.release(namespace)
 
     def process_writes(self, batches, args):
         """`batches` holds (table name, row count, columns) as `columns.py` describes."""
@@ -147,10 +179,11 @@ class Runner:
         """Returns (status, headers dict, body str)."""
         query_parameters = dict(query)
         request_headers = {k.lower(): v for k, v in headers if k.lower() != "authorization"}
-        result = self._call(
-            "process_request", query_parameters, request_headers, bytes(body), arguments(args)
+        return self._call(
+            "process_request",
+            query_parameters,
+            request_headers,
+            bytes(body),
+            arguments(args),
+            convert=to_response,
         )
-        try:
-            return to_response(result)
-        except Exception as e:
-            raise PluginFailure(describe(e, self.plugin.files)) from None

@@ -8,6 +8,7 @@
 use crate::Error;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// The name of the admin token.
 pub const ADMIN_TOKEN_NAME: &str = "_admin";
@@ -119,7 +120,15 @@ impl Tokens {
     /// The access `token` gives at `now_ms`, or `None` when it is unknown or expired.
     pub fn authenticate(&self, token: &str, now_ms: i64) -> Option<Access> {
         let hash = hash(token);
-        let record = self.records.iter().find(|r| r.hash == hash)?;
+        // Every record is compared, each in constant time: how long this takes tells
+        // nothing of how much of a stored hash the guess matched, nor which record.
+        let record = self
+            .records
+            .iter()
+            .fold(None, |found, r| {
+                let matches: bool = r.hash.as_bytes().ct_eq(hash.as_bytes()).into();
+                if matches { Some(r) } else { found }
+            })?;
         match record.expiry_ms {
             Some(expiry) if expiry <= now_ms => None,
             _ => Some(record.access.clone()),

@@ -8,6 +8,7 @@
 
 use crate::Error;
 use serde::{Deserialize, Serialize};
+pub use sluice_plugin_api::LimitOverrides;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -198,52 +199,6 @@ pub struct TriggerSettings {
     pub run_async: bool,
     /// What to do when the plugin fails.
     pub error_behavior: ErrorBehavior,
-}
-
-/// A trigger's own per-invocation limits, where they differ from the server's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct LimitOverrides {
-    /// CPU budget in fuel units.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fuel: Option<u64>,
-    /// Linear memory, in bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory_bytes: Option<u64>,
-    /// Wall time, in milliseconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wall_time_ms: Option<u64>,
-    /// Log lines.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_lines: Option<u64>,
-    /// Line-protocol bytes written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_written: Option<u64>,
-    /// Response body bytes of a request plugin.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_bytes: Option<u64>,
-}
-
-impl LimitOverrides {
-    /// True when the trigger runs within the server's limits.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// `name=value` for each override, comma-separated: `fuel=1000000,wall_time_ms=500`.
-    pub fn describe(&self) -> String {
-        [
-            ("fuel", self.fuel),
-            ("memory_bytes", self.memory_bytes),
-            ("wall_time_ms", self.wall_time_ms),
-            ("log_lines", self.log_lines),
-            ("bytes_written", self.bytes_written),
-            ("response_bytes", self.response_bytes),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))
-        .collect::<Vec<_>>()
-        .join(",")
-    }
 }
 
 /// A trigger as the catalog keeps it.

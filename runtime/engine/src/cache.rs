@@ -2,7 +2,14 @@
 //!
 //! Values are opaque bytes (the Python layer pickles them), so a value read back is a
 //! copy, never the stored object itself.
+//!
+//! Every namespace is bounded in bytes (its keys and values): a trigger's own cache by
+//! the trigger's limit ([`Limits::cache_bytes`](sluice_plugin_api::Limits)), a database's
+//! shared cache by the store's [`shared bound`](CacheStore::shared_bound). A value that
+//! would pass the bound is refused, and the plugin told which bound it met; expired
+//! entries are dropped first to make room.
 
+use sluice_plugin_api::size_text;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,17 +34,41 @@ pub enum Namespace {
         /// created again under the name of a deleted one starts afresh.
         run: u64,
     },
-    /// The trigger-local cache of test runs with this cache name.
-    Test(String),
-    /// The shared cache of test runs with this cache name.
-    TestShared(String),
+    /// The trigger-local cache of test runs on a database with a cache name.
+    Test {
+        /// The database the test runs for.
+        database: String,
+        /// The cache name of the test runs.
+        name: String,
+    },
+    /// The shared cache of test runs on a database with a cache name.
+    TestShared {
+        /// The database the test runs for.
+        database: String,
+        /// The cache name of the test runs.
+        name: String,
+    },
 }
 
 impl Namespace {
+    /// Whether the triggers of a database share it.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Database { .. } | Self::TestShared { .. })
+    }
+
+    /// The namespace as a cache error names it.
+    fn which(&self) -> &'static str {
+        if self.is_shared() {
+            "the database's shared cache"
+        } else {
+            "the trigger's cache"
+        }
+    }
+
     /// Test caches give entries without a time to live this one, as upstream does.
     fn default_ttl(&self) -> Option<Duration> {
         match self {
-            Self::Test(_) | Self::TestShared(_) => Some(Duration::from_secs(30 * 60)),
+            Self::Test { .. } | Self::TestShared { .. } => Some(Duration::from_secs(30 * 60)),
             Self::Trigger { .. } | Self::Database { .. } => None,
         }
     }
@@ -54,10 +85,69 @@ impl Entry {
     }
 }
 
-/// All plugin caches of a process.
+/// The entries of one namespace, and the bytes of their keys and values.
 #[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    bytes: u64,
+}
+
+fn size(key: &str, entry: &Entry) -> u64 {
+    (key.len() + entry.value.len()) as u64
+}
+
+impl Entries {
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.map.remove(key)?;
+        self.bytes -= size(key, &entry);
+        Some(entry)
+    }
+
+    fn insert(&mut self, key: String, entry: Entry) {
+        self.remove(&key);
+        self.bytes += size(&key, &entry);
+        self.map.insert(key, entry);
+    }
+
+    fn drop_expired(&mut self, now: Instant) {
+        self.map.retain(|key, entry| {
+            let live = entry.is_live(now);
+            if !live {
+                self.bytes -= size(key, entry);
+            }
+            live
+        });
+    }
+}
+
+/// A value the cache refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    /// The namespace would hold more than its bound.
+    #[error(
+        "cache limit of {} exceeded: {which} holds {} and the new entry is {}",
+        size_text(*bound), size_text(*held), size_text(*entry)
+    )]
+    Full {
+        /// The namespace's bound, in bytes.
+        bound: u64,
+        /// "the trigger's cache" or "the database's shared cache".
+        which: &'static str,
+        /// What it holds, in bytes.
+        held: u64,
+        /// The key and value refused, in bytes.
+        entry: u64,
+    },
+}
+
+/// The bound of each database's shared cache unless set otherwise: 256 MiB.
+pub const DEFAULT_SHARED_BOUND: u64 = 256 << 20;
+
+/// All plugin caches of a process.
 pub struct CacheStore {
-    namespaces: Mutex<HashMap<Namespace, HashMap<String, Entry>>>,
+    namespaces: Mutex<HashMap<Namespace, Entries>>,
+    /// The bound of each database's shared cache.
+    shared_bound: u64,
     /// The current run of each trigger that had a call, by (database, Some(trigger)), and
     /// of each database's shared cache, by (database, None): it changes each time the
     /// trigger stops or the database is deleted, so that a call still running then (its
@@ -69,10 +159,26 @@ pub struct CacheStore {
 /// What a run is of: (database, Some(trigger)) or (database, None).
 type RunOf = (String, Option<String>);
 
+impl Default for CacheStore {
+    fn default() -> Self {
+        Self::new(DEFAULT_SHARED_BOUND)
+    }
+}
+
 impl CacheStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
+    /// An empty store whose databases' shared caches hold at most `shared_bound` bytes
+    /// each.
+    pub fn new(shared_bound: u64) -> Self {
+        Self {
+            namespaces: Mutex::default(),
+            shared_bound,
+            runs: Mutex::default(),
+        }
+    }
+
+    /// The bound of each database's shared cache, in bytes.
+    pub fn shared_bound(&self) -> u64 {
+        self.shared_bound
     }
 
     /// The value of `key`, unless missing or expired (an expired entry is removed).
@@ -83,7 +189,7 @@ impl CacheStore {
             .unwrap_or_else(PoisonError::into_inner);
         let entries = namespaces.get_mut(namespace)?;
         let now = Instant::now();
-        match entries.get(key) {
+        match entries.map.get(key) {
             Some(entry) if entry.is_live(now) => Some(entry.value.clone()),
             Some(_) => {
                 entries.remove(key);
@@ -93,18 +199,45 @@ impl CacheStore {
         }
     }
 
-    /// Stores `value`, replacing any previous value and its expiry.
-    pub fn put(&self, namespace: &Namespace, key: &str, value: Vec<u8>, ttl: Option<Duration>) {
+    /// Stores `value`, replacing any previous value and its expiry, if the namespace then
+    /// holds at most `bound` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::Full`]; the previous value, if any, is kept.
+    pub fn put(
+        &self,
+        namespace: &Namespace,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        bound: u64,
+    ) -> Result<(), CacheError> {
         let ttl = ttl.or_else(|| namespace.default_ttl());
-        let expires_at = ttl.and_then(|ttl| Instant::now().checked_add(ttl));
+        let now = Instant::now();
+        let expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
+        let entry = Entry { value, expires_at };
         let mut namespaces = self
             .namespaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        namespaces
-            .entry(namespace.clone())
-            .or_default()
-            .insert(key.to_string(), Entry { value, expires_at });
+        let entries = namespaces.entry(namespace.clone()).or_default();
+        let replaced = entries.map.get(key).map_or(0, |old| size(key, old));
+        let mut held = entries.bytes - replaced;
+        if held + size(key, &entry) > bound {
+            entries.drop_expired(now);
+            held = entries.bytes - entries.map.get(key).map_or(0, |old| size(key, old));
+        }
+        if held + size(key, &entry) > bound {
+            return Err(CacheError::Full {
+                bound,
+                which: namespace.which(),
+                held,
+                entry: size(key, &entry),
+            });
+        }
+        entries.insert(key.to_string(), entry);
+        Ok(())
     }
 
     /// Removes `key`; true if a live value was there.
@@ -179,7 +312,7 @@ impl CacheStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|namespace, entries| {
-                entries.retain(|_, entry| entry.is_live(now));
+                entries.drop_expired(now);
                 let kept = match namespace {
                     Namespace::Trigger {
                         database,
@@ -187,9 +320,9 @@ impl CacheStore {
                         run,
                     } => current((database.clone(), Some(trigger.clone())), run),
                     Namespace::Database { database, run } => current((database.clone(), None), run),
-                    Namespace::Test(_) | Namespace::TestShared(_) => true,
+                    Namespace::Test { .. } | Namespace::TestShared { .. } => true,
                 };
-                kept && !entries.is_empty()
+                kept && !entries.map.is_empty()
             });
     }
 }
@@ -200,16 +333,16 @@ mod tests {
 
     #[test]
     fn namespaces_are_separate_and_ttl_expires() {
-        let store = CacheStore::new();
+        let store = CacheStore::default();
         let local = store.trigger_namespace("db", "t");
         let shared = store.database_namespace("db");
-        store.put(&local, "k", b"local".to_vec(), None);
-        store.put(&shared, "k", b"shared".to_vec(), None);
+        store.put(&local, "k", b"local".to_vec(), None, u64::MAX).expect("fits");
+        store.put(&shared, "k", b"shared".to_vec(), None, u64::MAX).expect("fits");
         assert_eq!(store.get(&local, "k").as_deref(), Some(&b"local"[..]));
         assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
         assert_eq!(store.get(&store.database_namespace("other"), "k"), None);
 
-        store.put(&local, "gone", b"x".to_vec(), Some(Duration::ZERO));
+        store.put(&local, "gone", b"x".to_vec(), Some(Duration::ZERO), u64::MAX).expect("fits");
         assert_eq!(store.get(&local, "gone"), None);
         assert!(!store.delete(&local, "gone"));
         assert!(store.delete(&local, "k"));
@@ -217,20 +350,62 @@ mod tests {
     }
 
     #[test]
+    fn each_namespace_holds_at_most_its_bound() {
+        let store = CacheStore::new(4);
+        let own = store.trigger_namespace("db", "t");
+        store.put(&own, "k", vec![0; 8], None, 12).expect("9 bytes fit in 12");
+        store
+            .put(&own, "k", vec![0; 11], None, 12)
+            .expect("a replaced value counts once");
+        let refused = store
+            .put(&own, "j", vec![0; 1], None, 12)
+            .expect_err("14 bytes do not fit");
+        assert_eq!(
+            refused.to_string(),
+            "cache limit of 12 bytes exceeded: the trigger's cache holds 12 bytes and the new \
+             entry is 2 bytes"
+        );
+        assert_eq!(store.get(&own, "k").map(|v| v.len()), Some(11), "kept");
+        assert!(store.delete(&own, "k"));
+        store
+            .put(&own, "old", vec![0; 9], Some(Duration::ZERO), 12)
+            .expect("fits");
+        store
+            .put(&own, "new", vec![0; 9], None, 12)
+            .expect("the expired entry made room");
+
+        let other = store.trigger_namespace("db", "other");
+        store
+            .put(&other, "k", vec![0; 11], None, 12)
+            .expect("another trigger's cache is counted apart");
+        let shared = store.database_namespace("db");
+        assert_eq!(store.shared_bound(), 4);
+        let refused = store
+            .put(&shared, "k", vec![0; 4], None, store.shared_bound())
+            .expect_err("over the shared bound");
+        assert!(
+            refused
+                .to_string()
+                .contains("the database's shared cache holds 0 bytes"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn a_database_created_again_does_not_share_the_cache_of_the_deleted_one() {
-        let store = CacheStore::new();
+        let store = CacheStore::default();
         let first = store.database_namespace("db");
         let other = store.database_namespace("other");
         let trigger = store.trigger_namespace("db", "t");
-        store.put(&first, "k", b"1".to_vec(), None);
-        store.put(&other, "k", b"1".to_vec(), None);
-        store.put(&trigger, "k", b"1".to_vec(), None);
-        store.put(&trigger, "expired", b"1".to_vec(), Some(Duration::ZERO));
+        store.put(&first, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store.put(&other, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store.put(&trigger, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store.put(&trigger, "expired", b"1".to_vec(), Some(Duration::ZERO), u64::MAX).expect("fits");
 
         store.end_databases(|database| database == "db");
         assert_eq!(store.get(&first, "k"), None);
         // A call of a trigger of the deleted database goes on after the deletion.
-        store.put(&first, "late", b"1".to_vec(), None);
+        store.put(&first, "late", b"1".to_vec(), None, u64::MAX).expect("fits");
 
         let second = store.database_namespace("db");
         assert_ne!(first, second);
@@ -244,21 +419,21 @@ mod tests {
         assert_eq!(store.database_namespace("db"), second);
         let namespaces = store.namespaces.lock().expect("not poisoned");
         assert!(!namespaces.contains_key(&first));
-        assert!(!namespaces[&trigger].contains_key("expired"));
+        assert!(!namespaces[&trigger].map.contains_key("expired"));
     }
 
     #[test]
     fn a_call_from_before_its_trigger_stopped_leaves_nothing_for_the_next_run() {
-        let store = CacheStore::new();
+        let store = CacheStore::default();
         let first = store.trigger_namespace("db", "t");
         let other = store.trigger_namespace("db", "other");
-        store.put(&first, "started", b"1".to_vec(), None);
-        store.put(&other, "kept", b"1".to_vec(), None);
+        store.put(&first, "started", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store.put(&other, "kept", b"1".to_vec(), None, u64::MAX).expect("fits");
 
         store.end_triggers(|_, trigger| trigger == "t");
         // The call of the first run goes on after the stop.
         assert_eq!(store.get(&first, "started"), None);
-        store.put(&first, "late", b"1".to_vec(), None);
+        store.put(&first, "late", b"1".to_vec(), None, u64::MAX).expect("fits");
 
         let second = store.trigger_namespace("db", "t");
         assert_ne!(first, second);

@@ -63,6 +63,8 @@ fn pairs_as_object<S: serde::Serializer>(
 /// The host services of a dry run.
 pub struct DryRunHost {
     database: String,
+    /// The run's bounds on what the host keeps or hands over for it.
+    limits: Limits,
     cache: Arc<CacheStore>,
     cache_name: String,
     /// Where queries go; without one they fail with a clear message.
@@ -78,14 +80,17 @@ struct Collected {
 }
 
 impl DryRunHost {
-    /// A dry-run host for a trigger on `database`, caching under `cache_name`.
+    /// A dry-run host for a trigger on `database` running within `limits`, caching
+    /// under `cache_name`.
     pub fn new(
         database: impl Into<String>,
+        limits: &Limits,
         cache: Arc<CacheStore>,
         cache_name: impl Into<String>,
     ) -> Self {
         Self {
             database: database.into(),
+            limits: limits.clone(),
             cache,
             cache_name: cache_name.into(),
             queries: None,
@@ -110,10 +115,12 @@ impl DryRunHost {
     }
 
     fn namespace(&self, global: bool) -> Namespace {
+        let database = self.database.clone();
+        let name = self.cache_name.clone();
         if global {
-            Namespace::TestShared(self.cache_name.clone())
+            Namespace::TestShared { database, name }
         } else {
-            Namespace::Test(self.cache_name.clone())
+            Namespace::Test { database, name }
         }
     }
 
@@ -138,7 +145,10 @@ impl HostServices for DryRunHost {
         let database = self.database_for(database);
         Box::pin(async move {
             match &self.queries {
-                Some(queries) => queries.query(&database, sql, params).await,
+                Some(queries) => {
+                    let bound = self.limits.query_result_bound();
+                    queries.query(&database, sql, params, bound).await
+                }
                 None => Err(format!(
                     "error: this run has no database to query executing query on {database}: {sql}"
                 )),
@@ -176,8 +186,15 @@ impl HostServices for DryRunHost {
         self.cache.get(&self.namespace(global), key)
     }
 
-    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool) {
-        self.cache.put(&self.namespace(global), key, value, ttl);
+    fn cache_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        global: bool,
+    ) -> Result<(), String> {
+        let namespace = self.namespace(global);
+        crate::host::put_within(&self.cache, &namespace, key, value, ttl, &self.limits)
     }
 
     fn cache_delete(&self, key: &str, global: bool) -> bool {
@@ -299,7 +316,12 @@ mod tests {
 
     #[test]
     fn failed_runs_drop_batched_writes_but_keep_immediate_ones() {
-        let host = DryRunHost::new("db", Arc::new(CacheStore::new()), DEFAULT_CACHE_NAME);
+        let host = DryRunHost::new(
+            "db",
+            &Limits::default(),
+            Arc::new(CacheStore::default()),
+            DEFAULT_CACHE_NAME,
+        );
         host.write(None, "a f=1i".into()).expect("queued");
         host.write(Some("other"), "b f=1i".into()).expect("queued");
         drop(host.write_sync(None, "c f=1i".into(), false));

@@ -8,19 +8,21 @@ use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
 use sluice_catalog::Trigger;
 use sluice_lp::{ParsedBody, Precision};
-use sluice_plugin_api::{BoxFuture, HostServices, LogLevel, QueryResult};
+use sluice_plugin_api::{BoxFuture, HostServices, Limits, LogLevel, QueryResult, size_text};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// What the engine needs of the database; the server implements it with its storage and
 /// its SQL engine.
 pub trait Database: Send + Sync {
-    /// Runs SQL with `$name` parameters on `database`.
+    /// Runs SQL with `$name` parameters on `database`; a result over `max_result_bytes`
+    /// (as a plugin receives it) stops the query with an error naming the bound.
     fn query<'a>(
         &'a self,
         database: &'a str,
         sql: &'a str,
         params: &'a [(String, String)],
+        max_result_bytes: u64,
     ) -> BoxFuture<'a, Result<QueryResult, String>>;
 
     /// Writes line protocol (nanosecond timestamps) to `database`; unless `no_sync`, once
@@ -51,6 +53,8 @@ pub struct TriggerHost {
     trigger: String,
     /// The other databases the trigger may query and write.
     granted: Vec<String>,
+    /// The invocation's bounds on what the host keeps or hands over for it.
+    limits: Limits,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
     /// The trigger's own cache: of its run when the call started.
@@ -129,10 +133,11 @@ async fn joined(parts: Vec<Parsing>) -> Result<(String, Option<ParsedBody>), Str
 }
 
 impl TriggerHost {
-    /// The host of `trigger` of `database`.
+    /// The host of `trigger` of `database`, for an invocation within `limits`.
     pub fn new(
         database: &str,
         trigger: &Trigger,
+        limits: &Limits,
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
         records: Arc<EngineRecords>,
@@ -141,6 +146,7 @@ impl TriggerHost {
             database: database.into(),
             trigger: trigger.trigger_name.clone(),
             granted: trigger.granted_databases.clone(),
+            limits: limits.clone(),
             storage,
             own_cache: cache.trigger_namespace(database, &trigger.trigger_name),
             shared_cache: cache.database_namespace(database),
@@ -220,6 +226,33 @@ impl TriggerHost {
     }
 }
 
+/// Puts `value` in `namespace` of `cache` within `limits`: the bound on one value, and the
+/// bound of the namespace (the trigger's own, or the store's for a shared cache).
+pub(crate) fn put_within(
+    cache: &CacheStore,
+    namespace: &Namespace,
+    key: &str,
+    value: Vec<u8>,
+    ttl: Option<Duration>,
+    limits: &Limits,
+) -> Result<(), String> {
+    if value.len() as u64 > limits.cache_value_bytes {
+        return Err(format!(
+            "cache value limit of {} exceeded: the value is {}",
+            size_text(limits.cache_value_bytes),
+            size_text(value.len() as u64)
+        ));
+    }
+    let bound = if namespace.is_shared() {
+        cache.shared_bound()
+    } else {
+        limits.cache_bytes
+    };
+    cache
+        .put(namespace, key, value, ttl, bound)
+        .map_err(|e| e.to_string())
+}
+
 impl HostServices for TriggerHost {
     fn log(&self, level: LogLevel, message: &str) {
         self.records.log(LogRecord {
@@ -251,7 +284,7 @@ impl HostServices for TriggerHost {
         Box::pin(async move {
             let database = self.permitted(database)?;
             self.storage
-                .query(database, sql, params)
+                .query(database, sql, params, self.limits.query_result_bound())
                 .await
                 .map_err(|e| format!("error: {e} executing query on {database}: {sql}"))
         })
@@ -283,8 +316,15 @@ impl HostServices for TriggerHost {
         self.cache.get(&self.namespace(global), key)
     }
 
-    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool) {
-        self.cache.put(&self.namespace(global), key, value, ttl);
+    fn cache_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        global: bool,
+    ) -> Result<(), String> {
+        let namespace = self.namespace(global);
+        put_within(&self.cache, &namespace, key, value, ttl, &self.limits)
     }
 
     fn cache_delete(&self, key: &str, global: bool) -> bool {

@@ -13,13 +13,12 @@ use crate::plugin_dir::local_name;
 use crate::records::{EngineRecords, InvocationRecord};
 use sluice_catalog::{LimitOverrides, Trigger};
 use sluice_plugin_api::{
-    HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor, PluginRef,
-    TriggerArguments, WarmPool,
+    HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
+    PluginRef, TriggerArguments, WarmPool,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 /// A trigger: (database, name).
 type TriggerKey = (String, String);
@@ -67,28 +66,11 @@ impl Invoker {
     ///
     /// # Errors
     ///
-    /// An override the executor cannot honour: more memory than an instance may have.
-    pub fn limits_for(&self, overrides: &LimitOverrides) -> Result<Limits, String> {
-        let server = &self.limits;
-        let limits = Limits {
-            fuel: overrides.fuel.unwrap_or(server.fuel),
-            memory_bytes: overrides.memory_bytes.unwrap_or(server.memory_bytes),
-            wall_time: overrides
-                .wall_time_ms
-                .map_or(server.wall_time, Duration::from_millis),
-            log_lines: overrides.log_lines.unwrap_or(server.log_lines),
-            bytes_written: overrides.bytes_written.unwrap_or(server.bytes_written),
-            response_bytes: overrides.response_bytes.unwrap_or(server.response_bytes),
-            output_bytes: server.output_bytes,
-        };
-        let largest = self.executor.max_memory_bytes();
-        if limits.memory_bytes > largest {
-            return Err(format!(
-                "a memory limit of {} is over the sandbox's largest memory of {}",
-                in_mib(limits.memory_bytes),
-                in_mib(largest)
-            ));
-        }
+    /// An override the executor cannot honour: zero, or more memory than an instance may
+    /// have.
+    pub fn limits_for(&self, overrides: &LimitOverrides) -> Result<Limits, LimitError> {
+        let limits = self.limits.with(overrides);
+        limits.check(self.executor.max_memory_bytes())?;
         Ok(limits)
     }
 
@@ -151,9 +133,11 @@ impl Invoker {
             plugin_dir: self.plugin_dir.clone(),
             name: local_name(&trigger.plugin_filename).into_owned(),
         };
+        let limits = self.limits.with(&trigger.limits);
         let host = Arc::new(TriggerHost::new(
             database,
             trigger,
+            &limits,
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
             Arc::clone(&self.records),
@@ -162,9 +146,9 @@ impl Invoker {
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
         // A limit the sandbox cannot honour fails the call, recorded like any failure.
-        let outcome = match self.limits_for(&trigger.limits) {
-            Err(message) => Err(InvocationError::Plugin(message)),
-            Ok(limits) => match self.pool(database, trigger, &plugin) {
+        let outcome = match limits.check(self.executor.max_memory_bytes()) {
+            Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
+            Ok(()) => match self.pool(database, trigger, &plugin) {
                 Some(pool) => pool.run(call, &limits, services).await,
                 None => self.executor.run(&plugin, call, &limits, services).await,
             },
@@ -216,7 +200,7 @@ impl Invoker {
             name: local_name(plugin_filename).into_owned(),
         };
         plugin.read()?;
-        let host = DryRunHost::new(database, Arc::clone(&self.cache), cache_name)
+        let host = DryRunHost::new(database, &self.limits, Arc::clone(&self.cache), cache_name)
             .with_queries(Arc::clone(&self.storage));
         Ok(dry_run(
             self.executor.as_ref(),
@@ -226,15 +210,6 @@ impl Invoker {
             Arc::new(host),
         )
         .await)
-    }
-}
-
-/// `bytes` in MiB when a whole number of them, else in bytes.
-fn in_mib(bytes: u64) -> String {
-    if bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 

@@ -127,6 +127,7 @@ impl TriggerManager {
             enabled.contains_key(&(database.to_string(), name.to_string())) && !gone(database)
         });
         self.invoker.cache().end_databases(gone);
+        self.invoker.records().forget_databases(gone);
         let wanted: HashMap<(String, String), Trigger> = enabled
             .iter()
             .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
@@ -404,6 +405,7 @@ mod tests {
             _: &'a str,
             _: &'a str,
             _: &'a [(String, String)],
+            _: u64,
         ) -> BoxFuture<'a, Result<QueryResult, String>> {
             Box::pin(async { Ok(QueryResult::default()) })
         }
@@ -453,7 +455,7 @@ mod tests {
         Arc::new(Invoker::new(
             executor,
             Arc::new(NoDatabase),
-            Arc::new(CacheStore::new()),
+            Arc::new(CacheStore::default()),
             "plugins".into(),
             Limits::default(),
             true,
@@ -535,18 +537,13 @@ mod tests {
         let manager = TriggerManager::start(Arc::clone(&catalog), invoker, |_, _| Ok(()));
         let shared = |cache: &CacheStore| cache.get(&cache.database_namespace("db"), "k");
         let own = |cache: &CacheStore| cache.get(&cache.trigger_namespace("db", "t"), "k");
-        cache.put(
-            &cache.database_namespace("db"),
-            "k",
-            b"shared".to_vec(),
-            None,
-        );
-        cache.put(
-            &cache.trigger_namespace("db", "t"),
-            "k",
-            b"own".to_vec(),
-            None,
-        );
+        let put = |namespace, value: &[u8]| {
+            cache
+                .put(&namespace, "k", value.to_vec(), None, u64::MAX)
+                .expect("fits");
+        };
+        put(cache.database_namespace("db"), b"shared");
+        put(cache.trigger_namespace("db", "t"), b"own");
 
         manager.reconcile();
         assert_eq!(shared(&cache).as_deref(), Some(&b"shared"[..]), "kept");

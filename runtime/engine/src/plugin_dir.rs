@@ -13,16 +13,42 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
-/// Where the plugin directory keeps the copy of the repository plugin `gh:<path>`.
-pub fn repository_copy(path: &str) -> String {
-    format!(".repository/{path}")
+/// The path in the plugin repository that `gh:<path>` names, as plain names joined by
+/// `/`: percent-encoding decoded (once; a `%` left after that is refused) and `\` read as
+/// `/`, as servers along the way may read them. `None` when a part could leave the
+/// repository or change the URL: empty, `.`, `..`, or holding a control character, `?`
+/// or `#`.
+pub fn repository_path(path: &str) -> Option<String> {
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .ok()?;
+    if decoded.contains('%') {
+        return None;
+    }
+    let slashed = decoded.replace('\\', "/");
+    let plain = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && !part.chars().any(|c| c.is_control() || c == '?' || c == '#')
+    };
+    slashed.split('/').all(plain).then_some(slashed)
+}
+
+/// Where the plugin directory keeps the copy of the repository plugin `gh:<path>`, or
+/// `None` for a path [`repository_path`] refuses.
+pub fn repository_copy(path: &str) -> Option<String> {
+    repository_path(path).map(|path| format!(".repository/{path}"))
 }
 
 /// The name in the plugin directory of a trigger's `plugin_filename`: itself, or the
-/// kept copy of a `gh:` plugin.
+/// kept copy of a `gh:` plugin (a path refused then is its own name, which reading
+/// refuses too).
 pub fn local_name(plugin_filename: &str) -> std::borrow::Cow<'_, str> {
     match plugin_filename.strip_prefix("gh:") {
-        Some(path) => repository_copy(path).into(),
+        Some(path) => repository_copy(path)
+            .unwrap_or_else(|| plugin_filename.to_string())
+            .into(),
         None => plugin_filename.into(),
     }
 }
@@ -35,6 +61,14 @@ pub enum PluginDirError {
         "Path traversal detected: plugin filename '{0}' attempts to access files outside the plugin directory"
     )]
     Traversal(String),
+    /// A file larger than it may be.
+    #[error("{name} is over {max_bytes} bytes")]
+    TooLarge {
+        /// The file.
+        name: String,
+        /// Its bound.
+        max_bytes: u64,
+    },
     /// A package directory without `__init__.py`.
     #[error("Multi-file plugin directory must contain __init__.py: {0}")]
     MissingInit(String),
@@ -234,6 +268,32 @@ impl PluginDir {
         files
     }
 
+    /// The content of the file `name`, if it is at most `max_bytes` long.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginDirError::Traversal`] for a name outside the directory (symlinks
+    /// included), [`PluginDirError::Io`] when it cannot be read, [`PluginDirError::TooLarge`].
+    pub fn read_file(&self, name: &str, max_bytes: u64) -> Result<Vec<u8>, PluginDirError> {
+        let relative = checked(name)?;
+        let dir = self.open()?;
+        let io = |e: io::Error| match e.kind() {
+            io::ErrorKind::PermissionDenied => PluginDirError::Traversal(name.to_string()),
+            _ => io_error(name, e),
+        };
+        let mut file = dir.open(relative).map_err(io)?;
+        let mut content = Vec::new();
+        io::Read::read_to_end(&mut io::Read::take(&mut file, max_bytes + 1), &mut content)
+            .map_err(io)?;
+        if content.len() as u64 > max_bytes {
+            return Err(PluginDirError::TooLarge {
+                name: name.to_string(),
+                max_bytes,
+            });
+        }
+        Ok(content)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.changing.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -410,6 +470,67 @@ mod tests {
         let refused = plugins.replace_package("pkg", &[("util.py".into(), String::new())]);
         assert!(matches!(refused, Err(PluginDirError::MissingInit(_))));
         assert_eq!(names(&plugins.files("pkg")), ["__init__.py", "models/m.py"]);
+    }
+
+    #[test]
+    fn repository_paths_are_plain_names_under_the_repository() {
+        for (given, read) in [
+            ("examples/wal.py", "examples/wal.py"),
+            ("examples%2Fwal%20plugin.py", "examples/wal plugin.py"),
+            ("examples\\wal.py", "examples/wal.py"),
+            ("température.py", "température.py"),
+        ] {
+            assert_eq!(repository_path(given).as_deref(), Some(read), "{given}");
+        }
+        for refused in [
+            "../outside.py",
+            "%2e%2e/%2e%2e/outside.py",
+            "..\\..\\outside.py",
+            "a/%2E%2E/../b.py",
+            "%252e%252e/x.py",
+            "/etc/passwd",
+            "a//b.py",
+            "./a.py",
+            "a.py?x=1",
+            "a.py#frag",
+            "a\nb.py",
+            "%ff.py",
+            "",
+        ] {
+            assert_eq!(repository_path(refused), None, "{refused}");
+        }
+        assert_eq!(
+            local_name("gh:x%2Fy.py"),
+            ".repository/x/y.py",
+            "triggers run the copy fetching made"
+        );
+        assert_eq!(local_name("gh:../x.py"), "gh:../x.py");
+    }
+
+    #[test]
+    fn files_are_read_only_from_inside_and_within_their_bound() {
+        let (root, plugins) = plugin_dir();
+        fs::write(root.path().join("req.txt"), "abc").expect("written");
+        assert_eq!(plugins.read_file("req.txt", 3).expect("read"), b"abc");
+        assert!(matches!(
+            plugins.read_file("req.txt", 2),
+            Err(PluginDirError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            plugins.read_file("../req.txt", 10),
+            Err(PluginDirError::Traversal(_))
+        ));
+        #[cfg(unix)]
+        {
+            let outside = tempfile::tempdir().expect("temp dir");
+            fs::write(outside.path().join("secret"), "s").expect("written");
+            std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("link"))
+                .expect("symlink");
+            assert!(matches!(
+                plugins.read_file("link", 10),
+                Err(PluginDirError::Traversal(_))
+            ));
+        }
     }
 
     #[test]

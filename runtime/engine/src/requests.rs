@@ -28,6 +28,10 @@ pub enum RequestError {
     /// No enabled trigger serves the path.
     #[error("not found")]
     NotFound,
+    /// The caller may not call the triggers of the database whose trigger serves the
+    /// path.
+    #[error("the caller may not call the request triggers of database {0}")]
+    Forbidden(String),
     /// The plugin failed, or its batched writes could not be written.
     #[error("{0}")]
     Plugin(String),
@@ -55,18 +59,27 @@ impl RequestTriggers {
         )
     }
 
-    /// Runs the trigger serving `request.path`. Batched writes are written, and durable,
-    /// before the response is returned, as upstream.
+    /// Runs the trigger serving `request.path`, if `may_call` allows calls of its
+    /// database's triggers. Batched writes are written, and durable, before the response
+    /// is returned, as upstream.
     ///
     /// # Errors
     ///
     /// [`RequestError::NotFound`] when no enabled trigger serves the path;
+    /// [`RequestError::Forbidden`] when `may_call` refuses its database;
     /// [`RequestError::Plugin`] when the plugin fails.
-    pub async fn handle(&self, request: HttpRequest) -> Result<HttpResponse, RequestError> {
+    pub async fn handle(
+        &self,
+        request: HttpRequest,
+        may_call: impl FnOnce(&str) -> bool,
+    ) -> Result<HttpResponse, RequestError> {
         let (database, trigger) = self
             .catalog
             .request_trigger(&request.path)
             .ok_or(RequestError::NotFound)?;
+        if !may_call(&database) {
+            return Err(RequestError::Forbidden(database));
+        }
         let call = PluginCall::Request {
             request,
             args: arguments(&trigger),

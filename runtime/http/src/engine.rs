@@ -1,13 +1,18 @@
 //! `GET|POST /api/v3/engine/<path>`: the request triggers' plugins, with upstream's
 //! inputs (query parameters decoded, lower-case headers without `authorization`, the
 //! body decompressed) and their responses as the plugins gave them.
+//!
+//! A trigger answers only the admin token and tokens that may read its database: a
+//! request trigger acts for its database, so calling it is reading it.
 
 use crate::AppState;
 use crate::error::ApiError;
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
+use sluice_catalog::Access;
 use sluice_engine::requests::RequestError;
 use sluice_plugin_api::{HttpRequest, HttpResponse};
 
@@ -16,6 +21,7 @@ const PREFIX: &str = "/api/v3/engine/";
 /// Runs the plugin of the request trigger serving the path.
 pub async fn handle(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     method: Method,
     uri: Uri,
     Query(query): Query<Vec<(String, String)>>,
@@ -50,9 +56,19 @@ pub async fn handle(
         headers,
         body,
     };
-    match engine.requests.handle(request).await {
+    match engine
+        .requests
+        .handle(request, |database| access.can_read(database))
+        .await
+    {
         Ok(response) => Ok(respond(response)),
         Err(RequestError::NotFound) => Err(not_found()),
+        // The database is not named: the token may not learn which one it is.
+        Err(RequestError::Forbidden(_)) => Err(ApiError::Forbidden(
+            "the token may not call this request trigger: it needs read permission on the \
+             trigger's database"
+                .into(),
+        )),
         Err(RequestError::Plugin(message)) => Err(ApiError::PluginFailed(message)),
     }
 }

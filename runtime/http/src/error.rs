@@ -27,6 +27,9 @@ pub enum ApiError {
     TooLarge(usize),
     /// 415 with `{"error": message}`.
     UnsupportedMediaType(String),
+    /// 429 with `{"error": message}`: the server is busy with other requests; the same
+    /// request may succeed later.
+    Busy(String),
     /// A write refused line by line.
     Write(WriteError),
     /// Some lines of a partial write were refused; the others were written.
@@ -64,6 +67,7 @@ impl ApiError {
             Self::PluginFailed(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))
             }
+            Self::Busy(message) => (StatusCode::TOO_MANY_REQUESTS, json!({"error": message})),
             Self::UnsupportedMediaType(message) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({"error": message}),
@@ -135,6 +139,7 @@ impl IntoResponse for V2Error {
             StatusCode::FORBIDDEN => "forbidden",
             StatusCode::NOT_FOUND => "not found",
             StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+            StatusCode::TOO_MANY_REQUESTS => "too many requests",
             status if status.is_server_error() => "internal error",
             _ => "invalid",
         };
@@ -160,7 +165,13 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {
             QueryError::DatabaseNotFound(_) => Self::NotFound(error.to_string()),
-            QueryError::Plan(message) | QueryError::Execution(message) => Self::BadRequest(message),
+            QueryError::NotAllowed(_) => Self::BadRequest(error.to_string()),
+            QueryError::Plan(message)
+            | QueryError::Execution(message)
+            | QueryError::Limit(message) => Self::BadRequest(message),
+            QueryError::Busy(message) => Self::Busy(message),
+            // Logged where it happened, with what the client must not see.
+            QueryError::Internal => Self::Internal("a query failed".into()),
         }
     }
 }

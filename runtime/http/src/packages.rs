@@ -1,10 +1,16 @@
 //! `/api/v3/configure/plugin_environment/install_packages` and `…/install_requirements`:
 //! Python packages for plugins, installed by pip into `.packages` in the plugin directory,
-//! which the sandbox mounts read-only with the plugins and puts on `sys.path`.
+//! which the sandbox mounts read-only and puts on `sys.path`.
 //!
 //! The sandbox runs CPython compiled to WebAssembly, which loads no native extension, so
 //! pip is asked for pure-Python wheels only: a package without one fails with pip's own
 //! explanation. Any failed install is an error (upstream answers 200 whatever pip did).
+//!
+//! Only packages of the index are installed, never code on the server: each requirement
+//! must be a package name (with extras, versions and markers), pip gets nothing else, and
+//! it runs in an empty directory of its own, so that no name can be read as a local file
+//! or directory whose build would run. A requirements file is read from the plugin
+//! directory only, and errors about it never quote it.
 
 use crate::AppState;
 use crate::configure::json_body;
@@ -14,15 +20,18 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, PoisonError};
 
-/// The directory under the plugin directory that packages are installed into.
-pub const PACKAGES_DIR: &str = ".packages";
+pub use sluice_plugin_api::PACKAGES_DIR;
 
 /// The Python version of the sandbox's runtime, for pip's choice of wheels.
 const SANDBOX_PYTHON_VERSION: &str = "3.14";
+
+/// The largest requirements file read.
+const MAX_REQUIREMENTS_BYTES: u64 = 1 << 20;
 
 /// How packages are installed (`sluice serve --package-manager`).
 #[derive(Debug, Clone)]
@@ -39,7 +48,7 @@ struct InstallPackages {
     packages: Vec<String>,
 }
 
-/// The body of `…/install_requirements`: a requirements file on the server.
+/// The body of `…/install_requirements`: a requirements file in the plugin directory.
 #[derive(Deserialize)]
 struct InstallRequirements {
     requirements_location: String,
@@ -60,62 +69,106 @@ pub async fn install_packages(
         return Err(ApiError::BadRequest("no packages given".into()));
     }
     for package in &request.packages {
-        check_requirement(package).map_err(ApiError::BadRequest)?;
+        check_requirement(package)
+            .map_err(|refused| ApiError::BadRequest(format!("`{package}` {refused}")))?;
     }
     install(&state, request.packages).await
 }
 
+/// Why a requirement is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum Refused {
+    /// It holds a pip option.
+    #[error("is not a package: options cannot be passed to pip")]
+    Option,
+    /// It is not a package name (a file, a directory, a URL, an archive).
+    #[error(
+        "is not a package name: only packages of the package index can be installed, not \
+         files, directories or URLs"
+    )]
+    NotAName,
+}
+
+/// The names pip reads as archives, whatever exists under them: refused even though pip
+/// runs where no file is.
+const ARCHIVE_SUFFIXES: [&str; 12] = [
+    ".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz",
+    ".tlz", ".tar.lz", ".tar.lzma",
+];
+
 /// Refuses what is not a requirement on a package of the index (a name, with extras,
 /// versions and markers): pip options, and files, directories and URLs, whose builds
 /// could run code on the server (only wheels, which run nothing, come from the index).
-fn check_requirement(requirement: &str) -> Result<(), String> {
+fn check_requirement(requirement: &str) -> Result<(), Refused> {
     if requirement
         .split_whitespace()
         .any(|word| word.starts_with('-'))
     {
-        return Err(format!(
-            "`{requirement}` is not a package: options cannot be passed to pip"
-        ));
+        return Err(Refused::Option);
     }
     let name_end = requirement
         .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
         .unwrap_or(requirement.len());
     let name = &requirement[..name_end];
-    let archive = [".whl", ".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz"]
+    let lower = name.to_ascii_lowercase();
+    let archive = ARCHIVE_SUFFIXES
         .iter()
-        .any(|suffix| name.to_ascii_lowercase().ends_with(suffix));
+        .any(|suffix| lower.ends_with(suffix));
+    // PEP 508: a name starts and ends with a letter or digit.
     let valid_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     if !valid_name || archive || requirement.contains(['/', '\\', '@', ':']) {
-        return Err(format!(
-            "`{requirement}` is not a package name: only packages of the package index can be \
-             installed, not files, directories or URLs"
-        ));
+        return Err(Refused::NotAName);
     }
     Ok(())
 }
 
 /// The requirements of a requirements file's text, one per entry, each checked as
-/// [`check_requirement`] does; pip is given them, never the file.
+/// [`check_requirement`] does; pip is given them, never the file. An error names the
+/// line, not what is on it.
 ///
 /// Comments, blank lines and continuations are handled as pip does.
 fn requirements_in(text: &str) -> Result<Vec<String>, String> {
-    let joined = text.replace("\\\r\n", "").replace("\\\n", "");
     let mut requirements = Vec::new();
-    for line in joined.lines() {
+    let mut entry = String::new();
+    let mut first_line = 0;
+    for (index, line) in text.lines().enumerate() {
+        if entry.is_empty() {
+            first_line = index + 1;
+        }
+        if let Some(continued) = line.strip_suffix('\\') {
+            entry.push_str(continued);
+            continue;
+        }
+        entry.push_str(line);
+        let whole = std::mem::take(&mut entry);
         // A comment starts with a `#` at the start of the line or after whitespace.
-        let comment = line
+        let comment = whole
             .match_indices('#')
             .map(|(at, _)| at)
-            .find(|&at| at == 0 || line[..at].ends_with(char::is_whitespace));
-        let requirement = line[..comment.unwrap_or(line.len())].trim();
+            .find(|&at| at == 0 || whole[..at].ends_with(char::is_whitespace));
+        let requirement = whole[..comment.unwrap_or(whole.len())].trim();
         if requirement.is_empty() {
             continue;
         }
-        check_requirement(requirement)?;
+        check_requirement(requirement)
+            .map_err(|refused| format!("line {first_line} {refused}"))?;
         requirements.push(requirement.to_string());
     }
     Ok(requirements)
+}
+
+/// The name in the plugin directory of the requirements file at `location`: relative
+/// to the plugin directory, or an absolute path inside it.
+fn requirements_name(dir: &PluginDir, location: &str) -> Option<String> {
+    let path = Path::new(location);
+    if !path.is_absolute() {
+        return Some(location.to_string());
+    }
+    let root = std::fs::canonicalize(dir.root()).ok()?;
+    let parent = std::fs::canonicalize(path.parent()?).ok()?;
+    let inside = parent.strip_prefix(&root).ok()?.join(path.file_name()?);
+    Some(inside.to_string_lossy().into_owned())
 }
 
 /// `POST /api/v3/configure/plugin_environment/install_requirements`.
@@ -126,9 +179,24 @@ pub async fn install_requirements(
 ) -> Result<StatusCode, ApiError> {
     let request: InstallRequirements = json_body(&headers, &body)?;
     let location = request.requirements_location;
-    let text = tokio::fs::read_to_string(&location).await.map_err(|e| {
-        ApiError::BadRequest(format!("cannot read the requirements file {location}: {e}"))
-    })?;
+    let dir = plugin_dir(&state)?;
+    let unreadable = |why: String| {
+        ApiError::BadRequest(format!(
+            "cannot read the requirements file {location}: {why} (it must be a file in the \
+             plugin directory)"
+        ))
+    };
+    let name = requirements_name(&dir, &location)
+        .ok_or_else(|| unreadable("it is outside the plugin directory".into()))?;
+    let content = tokio::task::spawn_blocking(move || dir.read_file(&name, MAX_REQUIREMENTS_BYTES))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the read did not finish: {e}")))?
+        .map_err(|e| match e {
+            PluginDirError::Traversal(_) => unreadable("it is outside the plugin directory".into()),
+            PluginDirError::Io { source, .. } => unreadable(source.kind().to_string()),
+            other => unreadable(other.to_string()),
+        })?;
+    let text = String::from_utf8(content).map_err(|_| unreadable("it is not text".into()))?;
     let requirements = requirements_in(&text)
         .map_err(|e| ApiError::BadRequest(format!("requirements file {location}: {e}")))?;
     if requirements.is_empty() {
@@ -168,7 +236,11 @@ async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCo
 
 /// Runs pip; returns the end of its output (what it installed).
 fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<String, ApiError> {
+    // Where no file is: a requirement pip would read as a relative path finds nothing.
+    let empty = tempfile::tempdir()
+        .map_err(|e| ApiError::Internal(format!("cannot make pip's working directory: {e}")))?;
     let output = Command::new(python)
+        .current_dir(empty.path())
         .args([
             "-m",
             "pip",
@@ -217,7 +289,7 @@ fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<S
 
 #[cfg(test)]
 mod tests {
-    use super::{check_requirement, requirements_in};
+    use super::{Refused, check_requirement, requirements_in};
 
     #[test]
     fn requirements_are_names_of_index_packages() {
@@ -231,20 +303,22 @@ mod tests {
             assert_eq!(check_requirement(accepted), Ok(()), "{accepted}");
         }
         for (refused, why) in [
-            ("--index-url=http://example.com", "options"),
-            ("x --hash=sha256:00", "options"),
-            ("-e .", "options"),
-            ("./plugin-src", "not a package name"),
-            ("/tmp/a-1.0-py3-none-any.whl", "not a package name"),
-            ("a-1.0-py3-none-any.whl", "not a package name"),
-            ("pkg.tar.gz", "not a package name"),
-            ("pkg @ https://example.com/pkg.zip", "not a package name"),
-            ("git+https://example.com/pkg", "not a package name"),
-            ("C:\\pkg", "not a package name"),
-            ("", "not a package name"),
+            ("--index-url=http://example.com", Refused::Option),
+            ("x --hash=sha256:00", Refused::Option),
+            ("-e .", Refused::Option),
+            ("./plugin-src", Refused::NotAName),
+            ("/tmp/a-1.0-py3-none-any.whl", Refused::NotAName),
+            ("a-1.0-py3-none-any.whl", Refused::NotAName),
+            ("pkg.tar.gz", Refused::NotAName),
+            ("evil.tbz", Refused::NotAName),
+            ("evil.TXZ", Refused::NotAName),
+            ("evil.tar.lzma", Refused::NotAName),
+            ("pkg @ https://example.com/pkg.zip", Refused::NotAName),
+            ("git+https://example.com/pkg", Refused::NotAName),
+            ("C:\\pkg", Refused::NotAName),
+            ("", Refused::NotAName),
         ] {
-            let error = check_requirement(refused).expect_err(refused);
-            assert!(error.contains(why), "{refused}: {error}");
+            assert_eq!(check_requirement(refused), Err(why), "{refused}");
         }
     }
 
@@ -259,13 +333,16 @@ mod tests {
                 "six"
             ]
         );
-        for refused in [
-            "--index-url http://example.com\nx",
-            "x\n-e .",
-            "-r other.txt",
-            "x\n./dir",
+        for (refused, line) in [
+            ("--index-url http://example.com\nx", 1),
+            ("x\n-e .", 2),
+            ("-r other.txt", 1),
+            ("x\n\n./secret-value", 3),
+            ("x \\\n ./secret-value", 1),
         ] {
-            assert!(requirements_in(refused).is_err(), "{refused}");
+            let error = requirements_in(refused).expect_err(refused);
+            assert!(error.starts_with(&format!("line {line} is not a")), "{error}");
+            assert!(!error.contains("secret"), "the file is not quoted: {error}");
         }
         assert_eq!(requirements_in("# nothing\n\n"), Ok(Vec::new()));
     }

@@ -50,7 +50,9 @@ pub(crate) fn plugin_dir(state: &AppState) -> Result<Arc<PluginDir>, ApiError> {
 
 fn dir_error(error: PluginDirError) -> ApiError {
     match error {
-        PluginDirError::Traversal(_) | PluginDirError::MissingInit(_) => {
+        PluginDirError::Traversal(_)
+        | PluginDirError::MissingInit(_)
+        | PluginDirError::TooLarge { .. } => {
             ApiError::BadRequest(format!("Plugin error: {error}"))
         }
         PluginDirError::Io { ref source, .. }

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_catalog::Access;
-use sluice_query::{ScalarValue, SchemaRef};
+use sluice_query::{QueryStream, ScalarValue, SchemaRef};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -174,60 +174,170 @@ async fn run(
         .into_iter()
         .map(|(name, value)| scalar(&name, value).map(|v| (name, v)))
         .collect::<Result<Vec<_>, _>>()?;
-    let output = state.query.sql(&database, &sql, params).await?;
-    let body = encode(format, &output.schema, &output.batches).map_err(ApiError::Internal)?;
+    let mut rows = state.query.stream(&database, &sql, params).await?;
+    // The first rows before the answer: most failures come before any row, and get
+    // their status; a later one cuts the answer short.
+    let first = rows.next().await.transpose()?;
+    let body = if format == Format::Pretty {
+        axum::body::Body::from(pretty(rows, first).await?)
+    } else {
+        let encoder = Encoder::new(format, first.as_ref().map_or(&rows.schema, |b| b.schema_ref()))
+            .map_err(ApiError::Internal)?;
+        axum::body::Body::from_stream(streamed(rows, first, encoder))
+    };
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
 
-/// Encodes rows of `schema` in `format`.
-pub fn encode(
-    format: Format,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-) -> Result<Vec<u8>, String> {
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    let mut out = Vec::new();
-    match format {
-        Format::Json => {
-            let mut writer = arrow::json::ArrayWriter::new(&mut out);
-            writer.write_batches(&refs).map_err(|e| e.to_string())?;
-            writer.finish().map_err(|e| e.to_string())?;
-            if out.is_empty() {
-                out.extend_from_slice(b"[]");
+/// The largest result the `pretty` format lays out: it needs every row before it can
+/// write the first, so its rows are held in memory, unlike the other formats'.
+const MAX_PRETTY_BYTES: usize = 64 << 20;
+
+/// The whole result as a text table.
+async fn pretty(mut rows: QueryStream, first: Option<RecordBatch>) -> Result<Vec<u8>, ApiError> {
+    let mut batches: Vec<RecordBatch> = first.into_iter().collect();
+    let mut held: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+    while let Some(batch) = rows.next().await {
+        let batch = batch?;
+        held += batch.get_array_memory_size();
+        if held > MAX_PRETTY_BYTES {
+            return Err(ApiError::BadRequest(format!(
+                "the result is over {} MiB, too large for the pretty format: use json, jsonl, \
+                 csv or parquet, which are streamed",
+                MAX_PRETTY_BYTES >> 20
+            )));
+        }
+        batches.push(batch);
+    }
+    let mut out = arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .to_string()
+        .into_bytes();
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// The encoded rows as they come: `first`, then the rest of `rows`. A failure after the
+/// first rows ends the body early, which the client sees as a cut answer.
+fn streamed(
+    rows: QueryStream,
+    first: Option<RecordBatch>,
+    encoder: Encoder,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    let state = (rows, first, Some(encoder));
+    futures::stream::unfold(state, |(mut rows, pending, encoder)| async move {
+        let mut encoder = encoder?;
+        let next = match pending {
+            Some(batch) => Some(Ok(batch)),
+            None => rows.next().await,
+        };
+        let chunk = match next {
+            Some(Ok(batch)) => {
+                let chunk = encoder.batch(&batch);
+                (chunk, Some(encoder))
+            }
+            Some(Err(error)) => (Err(error.to_string()), None),
+            None => (encoder.finish(), None),
+        };
+        match chunk {
+            (Ok(bytes), encoder) => Some((Ok(bytes), (rows, None, encoder))),
+            (Err(message), _) => {
+                tracing::warn!("a query's answer was cut short: {message}");
+                let error = std::io::Error::other(message);
+                Some((Err(error), (rows, None, None)))
             }
         }
-        Format::JsonLines => {
-            let mut writer = arrow::json::LineDelimitedWriter::new(&mut out);
-            writer.write_batches(&refs).map_err(|e| e.to_string())?;
-            writer.finish().map_err(|e| e.to_string())?;
-        }
-        Format::Csv => {
-            if batches.iter().any(|b| b.num_rows() > 0) {
-                let mut writer = arrow::csv::Writer::new(&mut out);
-                for batch in batches {
-                    writer.write(batch).map_err(|e| e.to_string())?;
+    })
+}
+
+/// Parquet row groups are written out once they hold this much.
+const PARQUET_ROW_GROUP_BYTES: usize = 16 << 20;
+
+/// Encodes rows batch by batch, holding no more than one batch's encoding (a row group,
+/// for Parquet).
+enum Encoder {
+    Json {
+        writer: arrow::json::ArrayWriter<Vec<u8>>,
+        written: bool,
+    },
+    JsonLines(arrow::json::LineDelimitedWriter<Vec<u8>>),
+    /// Whether the header has been written.
+    Csv(bool),
+    Parquet(Box<parquet::arrow::ArrowWriter<Vec<u8>>>),
+}
+
+impl Encoder {
+    /// An encoder of `format` (not pretty) for rows of `schema`.
+    fn new(format: Format, schema: &SchemaRef) -> Result<Self, String> {
+        Ok(match format {
+            Format::Json | Format::Pretty => Self::Json {
+                writer: arrow::json::ArrayWriter::new(Vec::new()),
+                written: false,
+            },
+            Format::JsonLines => Self::JsonLines(arrow::json::LineDelimitedWriter::new(Vec::new())),
+            Format::Csv => Self::Csv(false),
+            Format::Parquet => Self::Parquet(Box::new(
+                parquet::arrow::ArrowWriter::try_new(Vec::new(), Arc::clone(schema), None)
+                    .map_err(|e| e.to_string())?,
+            )),
+        })
+    }
+
+    /// The encoding of `batch`, as far as it can be written out yet.
+    fn batch(&mut self, batch: &RecordBatch) -> Result<Bytes, String> {
+        let text = |e: arrow::error::ArrowError| e.to_string();
+        match self {
+            Self::Json { writer, written } => {
+                writer.write(batch).map_err(text)?;
+                *written |= !writer.get_ref().is_empty();
+                Ok(std::mem::take(writer.get_mut()).into())
+            }
+            Self::JsonLines(writer) => {
+                writer.write(batch).map_err(text)?;
+                Ok(std::mem::take(writer.get_mut()).into())
+            }
+            Self::Csv(header_written) => {
+                if batch.num_rows() == 0 {
+                    return Ok(Bytes::new());
                 }
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(!*header_written)
+                    .build(Vec::new());
+                writer.write(batch).map_err(text)?;
+                *header_written = true;
+                Ok(writer.into_inner().into())
             }
-        }
-        Format::Pretty => {
-            out = arrow::util::pretty::pretty_format_batches(batches)
-                .map_err(|e| e.to_string())?
-                .to_string()
-                .into_bytes();
-            out.push(b'\n');
-        }
-        Format::Parquet => {
-            // The batches' own schema: it may differ from the plan's in nullability.
-            let schema = batches
-                .first()
-                .map_or_else(|| Arc::clone(schema), RecordBatch::schema);
-            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
-                .map_err(|e| e.to_string())?;
-            for batch in batches {
+            Self::Parquet(writer) => {
                 writer.write(batch).map_err(|e| e.to_string())?;
+                if writer.in_progress_size() >= PARQUET_ROW_GROUP_BYTES {
+                    writer.flush().map_err(|e| e.to_string())?;
+                }
+                Ok(std::mem::take(writer.inner_mut()).into())
             }
-            writer.close().map_err(|e| e.to_string())?;
         }
     }
-    Ok(out)
+
+    /// The end of the encoding.
+    fn finish(self) -> Result<Bytes, String> {
+        match self {
+            Self::Json {
+                mut writer,
+                written,
+            } => {
+                writer.finish().map_err(|e| e.to_string())?;
+                if !written {
+                    return Ok(Bytes::from_static(b"[]"));
+                }
+                Ok(writer.into_inner().into())
+            }
+            Self::JsonLines(mut writer) => {
+                writer.finish().map_err(|e| e.to_string())?;
+                Ok(writer.into_inner().into())
+            }
+            Self::Csv(_) => Ok(Bytes::new()),
+            Self::Parquet(writer) => writer
+                .into_inner()
+                .map(Bytes::from)
+                .map_err(|e| e.to_string()),
+        }
+    }
 }

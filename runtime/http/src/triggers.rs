@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sluice_catalog::{ErrorBehavior, LimitOverrides, Trigger, TriggerSettings, TriggerSpec};
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
@@ -36,33 +36,85 @@ struct CreateTrigger {
     granted_databases: Vec<String>,
     /// Not upstream's: the trigger's own limits, named as `sluice serve`'s flags.
     #[serde(default)]
-    limits: Limits,
+    limits: LimitsRequest,
 }
 
-/// `limits` of a create request; each one missing is the server's.
-#[derive(Deserialize, Default)]
+/// `limits` of a create request, named as `sluice serve`'s flags; each one missing is
+/// the server's. The command line sends the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Limits {
-    fuel: Option<u64>,
-    memory_limit_mib: Option<u64>,
+pub struct LimitsRequest {
+    /// Fuel units.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Linear memory, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
     /// For example `500ms` or `1m`.
-    wall_time: Option<String>,
-    max_log_lines: Option<u64>,
-    max_bytes_written: Option<u64>,
-    max_response_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<String>,
+    /// Log lines per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_lines: Option<u64>,
+    /// Bytes of log text per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_log_bytes: Option<u64>,
+    /// Line-protocol bytes written per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_written: Option<u64>,
+    /// Response body bytes of a request plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
+    /// Bytes of one query result handed to the plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_query_result_bytes: Option<u64>,
+    /// Bytes of one cached value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cache_value_bytes: Option<u64>,
+    /// Bytes of the trigger's own cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cache_bytes: Option<u64>,
+    /// Files an instance may hold open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_files: Option<u64>,
 }
 
-impl Limits {
-    fn overrides(self) -> Result<LimitOverrides, ApiError> {
-        let bad = |message: String| ApiError::BadRequest(format!("invalid limits: {message}"));
+impl LimitsRequest {
+    /// The request for `overrides`.
+    pub fn new(overrides: &LimitOverrides) -> Self {
+        Self {
+            fuel: overrides.fuel,
+            // Rounded up: a limit of part of a MiB is not asked for by MiB.
+            memory_limit_mib: overrides.memory_bytes.map(|b| b.div_ceil(1 << 20)),
+            wall_time: overrides.wall_time_ms.map(|ms| {
+                humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+            }),
+            max_log_lines: overrides.log_lines,
+            max_log_bytes: overrides.log_bytes,
+            max_bytes_written: overrides.bytes_written,
+            max_response_bytes: overrides.response_bytes,
+            max_query_result_bytes: overrides.query_result_bytes,
+            max_cache_value_bytes: overrides.cache_value_bytes,
+            max_cache_bytes: overrides.cache_bytes,
+            max_open_files: overrides.open_files,
+        }
+    }
+
+    /// The overrides this request asks for.
+    ///
+    /// # Errors
+    ///
+    /// A wall time that is not a duration or is under 1 ms, or a memory limit that does
+    /// not fit in bytes.
+    pub fn overrides(self) -> Result<LimitOverrides, String> {
         let wall_time_ms = match self.wall_time {
             None => None,
             Some(text) => {
                 let duration = text
                     .parse::<humantime::Duration>()
-                    .map_err(|e| bad(format!("wall_time `{text}`: {e}")))?;
+                    .map_err(|e| format!("wall_time `{text}`: {e}"))?;
                 if duration.as_millis() == 0 && !duration.is_zero() {
-                    return Err(bad(format!("wall_time `{text}` is under 1ms")));
+                    return Err(format!("wall_time `{text}` is under 1ms"));
                 }
                 Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
             }
@@ -71,25 +123,21 @@ impl Limits {
             None => None,
             Some(mib) => Some(
                 mib.checked_mul(1 << 20)
-                    .ok_or_else(|| bad(format!("memory_limit_mib {mib} is too large")))?,
+                    .ok_or_else(|| format!("memory_limit_mib {mib} is too large"))?,
             ),
         };
-        for (name, value) in [
-            ("fuel", self.fuel),
-            ("memory_limit_mib", memory_bytes),
-            ("wall_time", wall_time_ms),
-        ] {
-            if value == Some(0) {
-                return Err(bad(format!("{name} must be more than zero")));
-            }
-        }
         Ok(LimitOverrides {
             fuel: self.fuel,
             memory_bytes,
             wall_time_ms,
             log_lines: self.max_log_lines,
+            log_bytes: self.max_log_bytes,
             bytes_written: self.max_bytes_written,
             response_bytes: self.max_response_bytes,
+            query_result_bytes: self.max_query_result_bytes,
+            cache_value_bytes: self.max_cache_value_bytes,
+            cache_bytes: self.max_cache_bytes,
+            open_files: self.max_open_files,
         })
     }
 }
@@ -153,12 +201,13 @@ pub async fn create(
         )));
     }
     check_plugin(&state, &request.plugin_filename).await?;
-    let limits = request.limits.overrides()?;
+    let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
+    let limits = request.limits.overrides().map_err(invalid)?;
     if let Some(engine) = &state.engine {
         engine
             .invoker
             .limits_for(&limits)
-            .map_err(|e| ApiError::BadRequest(format!("invalid limits: {e}")))?;
+            .map_err(|e| invalid(e.to_string()))?;
     }
     let trigger = Trigger {
         trigger_name: request.trigger_name,

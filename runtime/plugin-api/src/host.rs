@@ -39,7 +39,10 @@ pub trait HostServices: Send + Sync {
     /// Records a log line.
     fn log(&self, level: LogLevel, message: &str);
 
-    /// Runs SQL with `$name` parameters on `database`, or on the trigger's database.
+    /// Runs SQL with `$name` parameters on `database`, or on the trigger's database. The
+    /// result is bounded by the invocation's limits ([`Limits::query_result_bound`]).
+    ///
+    /// [`Limits::query_result_bound`]: crate::Limits::query_result_bound
     fn query<'a>(
         &'a self,
         sql: &'a str,
@@ -66,7 +69,18 @@ pub trait HostServices: Send + Sync {
     fn cache_get(&self, key: &str, global: bool) -> Option<Vec<u8>>;
 
     /// Stores a cached value with an optional time to live.
-    fn cache_put(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>, global: bool);
+    ///
+    /// # Errors
+    ///
+    /// The value is over a bound of the cache (one value's, or the cache's whole): the
+    /// message names the bound; the plugin goes on.
+    fn cache_put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+        global: bool,
+    ) -> Result<(), String>;
 
     /// Deletes a cached value; true if it was there.
     fn cache_delete(&self, key: &str, global: bool) -> bool;

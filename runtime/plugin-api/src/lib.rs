@@ -8,8 +8,8 @@
 //!   (`guest-sdk/wit/plugin.wit`): table batches as typed columns, a call time, a request.
 //! - [`HostServices`]: what a running plugin may ask of the server (log, query, write,
 //!   cache), implemented by the engine for each trigger.
-//! - [`Limits`]: the per-invocation budget an executor enforces, and [`LimitKind`] to name
-//!   the one that was hit.
+//! - [`Limits`]: the per-invocation budget an executor enforces (and a trigger's
+//!   [`LimitOverrides`] of it), and [`LimitKind`] to name the one that was hit.
 //! - [`PluginExecutor`]: runs a call and reports [`Invocation`] or [`InvocationError`].
 //!
 //! ```
@@ -34,5 +34,5 @@ pub use call::{
 };
 pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
 pub use host::{BoxFuture, HostServices, LogLevel};
-pub use limits::{LimitKind, Limits};
-pub use source::{PluginSource, inside_plugin_dir};
+pub use limits::{LimitError, LimitKind, LimitOverrides, Limits, size_text};
+pub use source::{PACKAGES_DIR, PluginSource, inside_plugin_dir};

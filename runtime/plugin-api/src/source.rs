@@ -6,6 +6,10 @@ use cap_std::fs::Dir;
 use std::io;
 use std::path::{Component, Path};
 
+/// The directory of the plugin directory that `install package` installs into, which
+/// every plugin sees (read-only) and imports from.
+pub const PACKAGES_DIR: &str = ".packages";
+
 /// A plugin's code, ready to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {

@@ -7,7 +7,15 @@
 //!
 //! Column types are InfluxDB's: tags `Dictionary(Int32, Utf8)`, `time`
 //! `Timestamp(Nanosecond, None)`, fields `Int64`, `UInt64`, `Float64`, `Utf8`, `Boolean`.
+//!
+//! SQL never touches the host: a query may only read. DDL (`CREATE EXTERNAL TABLE`),
+//! DML (`INSERT`, `COPY … TO`) and statements (`SET`, `PREPARE`) are refused when planned,
+//! no object store but the database's own is registered (no `file://`), nothing spills
+//! to disk, and every query runs within [`QueryLimits`]: memory from a pool the process
+//! shares, bounded per query, and a time limit. Errors that are the server's (reading
+//! its files) are logged and not shown, so no server path reaches a client.
 
+mod limits;
 mod plugin_database;
 mod plugin_rows;
 mod schema;
@@ -17,17 +25,25 @@ mod table;
 pub use datafusion::arrow::datatypes::SchemaRef;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use datafusion::scalar::ScalarValue;
+pub use limits::QueryLimits;
 pub use plugin_database::PluginDatabase;
-pub use plugin_rows::query_result;
+pub use plugin_rows::ResultBuilder;
 pub use schema::DatabaseSchema;
 pub use system::{SYSTEM_SCHEMA, SystemSchema};
 pub use table::SluiceTable;
 
 use datafusion::catalog::CatalogProvider;
 use datafusion::catalog::MemoryCatalogProvider;
-use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::object_store::{DefaultObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use futures::StreamExt;
+use limits::{Deadline, QueryPool, Refusal, TimedOut};
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
 
@@ -48,19 +64,69 @@ pub enum QueryError {
     /// The query is wrong: bad SQL, unknown table or column, missing parameter.
     #[error("{0}")]
     Plan(String),
-    /// The query failed while running.
+    /// The query asks for something a query may not do: change data or the schema,
+    /// copy to or read from files, change settings.
+    #[error("{0} (a query may only read)")]
+    NotAllowed(String),
+    /// The query failed while running, on its own data (a failed cast, a division by
+    /// zero).
     #[error("{0}")]
     Execution(String),
+    /// The query needed more than its own bound: memory, time or, for a plugin, the
+    /// size of its result. The message names the limit.
+    #[error("{0}")]
+    Limit(String),
+    /// The server's query memory is taken by other queries; the same query may succeed
+    /// later.
+    #[error("{0}")]
+    Busy(String),
+    /// The server failed (reading its files); the cause is logged, not shown, since it
+    /// names the server's paths.
+    #[error("internal error while running the query; see the server log")]
+    Internal,
+}
+
+impl QueryError {
+    /// `error`, which ended a query that drew on `pool`, as its cause.
+    fn classify(error: DataFusionError, pool: Option<&QueryPool>) -> Self {
+        if let DataFusionError::External(inner) = error.find_root()
+            && inner.downcast_ref::<TimedOut>().is_some()
+        {
+            return Self::Limit(inner.to_string());
+        }
+        match error.find_root() {
+            DataFusionError::ResourcesExhausted(message) => {
+                match pool.and_then(QueryPool::refusal) {
+                    Some(Refusal::Server) => Self::Busy(message.clone()),
+                    _ => Self::Limit(message.clone()),
+                }
+            }
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_)
+            | DataFusionError::Configuration(_) => Self::Plan(error.to_string()),
+            DataFusionError::Execution(_) => Self::Execution(error.to_string()),
+            DataFusionError::ArrowError(arrow, _)
+                if !matches!(
+                    **arrow,
+                    datafusion::arrow::error::ArrowError::IoError(..)
+                        | datafusion::arrow::error::ArrowError::ExternalError(_)
+                ) =>
+            {
+                Self::Execution(error.to_string())
+            }
+            _ => {
+                tracing::error!("a query failed: {error}");
+                Self::Internal
+            }
+        }
+    }
 }
 
 impl From<DataFusionError> for QueryError {
     fn from(error: DataFusionError) -> Self {
-        match error {
-            DataFusionError::Execution(_)
-            | DataFusionError::ResourcesExhausted(_)
-            | DataFusionError::ArrowError(..) => Self::Execution(error.to_string()),
-            _ => Self::Plan(error.to_string()),
-        }
+        Self::classify(error, None)
     }
 }
 
@@ -73,12 +139,35 @@ pub struct QueryOutput {
     pub batches: Vec<RecordBatch>,
 }
 
+/// A query's rows as they are produced, within the query's limits.
+pub struct QueryStream {
+    /// The result schema (also when there are no rows).
+    pub schema: SchemaRef,
+    batches: SendableRecordBatchStream,
+    pool: Arc<QueryPool>,
+}
+
+impl QueryStream {
+    /// The next batch of rows; `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// See [`QueryError`]; after an error the stream has ended.
+    pub async fn next(&mut self) -> Option<Result<RecordBatch, QueryError>> {
+        let item = self.batches.next().await?;
+        Some(item.map_err(|e| QueryError::classify(e, Some(&self.pool))))
+    }
+}
+
 /// Runs SQL against the storage's tables.
 #[derive(Clone)]
 pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
     records: Arc<sluice_engine::records::EngineRecords>,
     plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
+    limits: QueryLimits,
+    /// The memory every query of this engine draws on.
+    server_pool: Arc<dyn MemoryPool>,
 }
 
 /// The database that holds only server-wide system tables (`system.plugin_files` of
@@ -89,11 +178,23 @@ pub const INTERNAL_DATABASE: &str = "_internal";
 impl QueryEngine {
     /// An engine over `storage`.
     pub fn new(storage: Arc<WriteBuffer>) -> Self {
+        Self::with_limits(storage, QueryLimits::default())
+    }
+
+    /// An engine over `storage` whose queries run within `limits`.
+    pub fn with_limits(storage: Arc<WriteBuffer>, limits: QueryLimits) -> Self {
         Self {
             storage,
             records: Arc::default(),
             plugin_dir: None,
+            server_pool: limits::server_pool(&limits),
+            limits,
         }
+    }
+
+    /// The bounds of this engine's queries.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
     }
 
     /// The same engine, listing plugin files from `plugin_dir` in `system.plugin_files`.
@@ -114,24 +215,31 @@ impl QueryEngine {
         self
     }
 
-    /// A session whose default schema is `database`'s tables.
-    ///
-    /// # Errors
-    ///
-    /// [`QueryError::DatabaseNotFound`].
-    pub fn session(&self, database: &str) -> Result<SessionContext, QueryError> {
+    /// A session whose default schema is `database`'s tables, drawing memory from `pool`.
+    fn session(&self, database: &str, pool: Arc<QueryPool>) -> Result<SessionContext, QueryError> {
         if database != INTERNAL_DATABASE && !self.storage.catalog().has_database(database) {
             return Err(QueryError::DatabaseNotFound(database.to_string()));
         }
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA);
-        let context = SessionContext::new_with_config(config);
         let store_url = ObjectStoreUrl::parse(STORE_URL)?;
-        context.register_object_store(
+        // Only the database's own store: DataFusion's default registry also serves
+        // `file://`, the host's whole file system.
+        let stores = DefaultObjectStoreRegistry::new();
+        let _local = stores.deregister_store(ObjectStoreUrl::local_filesystem().as_ref());
+        stores.register_store(
             store_url.as_ref(),
             Arc::clone(self.storage.snapshots().store()),
         );
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(stores))
+            .with_memory_pool(pool)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .build_arc()?;
+        let context = SessionContext::new_with_config_rt(config, runtime);
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema(
             DEFAULT_SCHEMA,
@@ -154,7 +262,7 @@ impl QueryEngine {
         Ok(context)
     }
 
-    /// Runs `sql` on `database` with `$name` parameters.
+    /// Runs `sql` on `database` with `$name` parameters, and collects its rows.
     ///
     /// # Errors
     ///
@@ -165,31 +273,89 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryOutput, QueryError> {
-        let context = self.session(database)?;
-        let mut frame = context.sql(sql).await?;
-        let mut wanted: Vec<String> = frame
-            .logical_plan()
-            .get_parameter_names()?
-            .into_iter()
-            .collect();
-        wanted.sort();
-        if let Some(missing) = wanted.iter().find(|name| {
-            !params
-                .iter()
-                .any(|(given, _)| given == name.trim_start_matches('$'))
-        }) {
-            // Upstream's wording, which clients match on.
-            return Err(QueryError::Plan(format!(
-                "No value found for placeholder with name {missing}"
-            )));
+        let mut stream = self.stream(database, sql, params).await?;
+        let mut batches = Vec::new();
+        while let Some(batch) = stream.next().await {
+            batches.push(batch?);
         }
-        if !params.is_empty() {
-            frame = frame.with_param_values(params)?;
-        }
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await?;
-        Ok(QueryOutput { schema, batches })
+        Ok(QueryOutput {
+            schema: stream.schema,
+            batches,
+        })
     }
+
+    /// Plans `sql` on `database` with `$name` parameters and starts it; its rows come
+    /// as the stream is read, within [`QueryLimits`] (the time limit runs from now).
+    ///
+    /// # Errors
+    ///
+    /// See [`QueryError`]. Errors while running come from [`QueryStream::next`].
+    pub async fn stream(
+        &self,
+        database: &str,
+        sql: &str,
+        params: Vec<(String, ScalarValue)>,
+    ) -> Result<QueryStream, QueryError> {
+        let timeout = self.limits.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let pool = Arc::new(QueryPool::new(
+            Arc::clone(&self.server_pool),
+            self.limits.query_memory_bytes,
+        ));
+        let context = self.session(database, Arc::clone(&pool))?;
+        let frame = tokio::time::timeout_at(deadline, plan(&context, sql, params))
+            .await
+            .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))??;
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame
+            .execute_stream()
+            .await
+            .map_err(|e| QueryError::classify(e, Some(&pool)))?;
+        Ok(QueryStream {
+            schema,
+            batches: Box::pin(Deadline::new(batches, deadline, timeout)),
+            pool,
+        })
+    }
+}
+
+/// The plan of `sql` with `params` in place, if it only reads.
+async fn plan(
+    context: &SessionContext,
+    sql: &str,
+    params: Vec<(String, ScalarValue)>,
+) -> Result<datafusion::dataframe::DataFrame, QueryError> {
+    let plan = context.state().create_logical_plan(sql).await?;
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(&plan)
+        .map_err(|refused| match refused.find_root() {
+            DataFusionError::Plan(what) => QueryError::NotAllowed(what.clone()),
+            _ => QueryError::from(refused),
+        })?;
+    let mut frame = context.execute_logical_plan(plan).await?;
+    let mut wanted: Vec<String> = frame
+        .logical_plan()
+        .get_parameter_names()?
+        .into_iter()
+        .collect();
+    wanted.sort();
+    if let Some(missing) = wanted.iter().find(|name| {
+        !params
+            .iter()
+            .any(|(given, _)| given == name.trim_start_matches('$'))
+    }) {
+        // Upstream's wording, which clients match on.
+        return Err(QueryError::Plan(format!(
+            "No value found for placeholder with name {missing}"
+        )));
+    }
+    if !params.is_empty() {
+        frame = frame.with_param_values(params)?;
+    }
+    Ok(frame)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The database as plugins reach it: the engine's [`Database`] on this server's storage
 //! and SQL engine.
 
-use crate::{QueryEngine, ScalarValue};
+use crate::{QueryEngine, ResultBuilder, ScalarValue};
 use sluice_engine::host::Database;
 use sluice_lp::ParsedBody;
 use sluice_plugin_api::{BoxFuture, QueryResult};
@@ -22,6 +22,7 @@ impl Database for PluginDatabase {
         database: &'a str,
         sql: &'a str,
         params: &'a [(String, String)],
+        max_result_bytes: u64,
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         Box::pin(async move {
             // Plugin parameters are strings, as upstream's `dict[str, str]`.
@@ -29,12 +30,17 @@ impl Database for PluginDatabase {
                 .iter()
                 .map(|(k, v)| (k.clone(), ScalarValue::Utf8(Some(v.clone()))))
                 .collect();
-            let output = self
+            let mut stream = self
                 .query
-                .sql(database, sql, params)
+                .stream(database, sql, params)
                 .await
                 .map_err(|e| e.to_string())?;
-            crate::query_result(&output.schema, &output.batches)
+            // Built as the rows come, so a result over its bound stops the query there.
+            let mut result = ResultBuilder::new(&stream.schema, max_result_bytes)?;
+            while let Some(batch) = stream.next().await {
+                result.push(&batch.map_err(|e| e.to_string())?)?;
+            }
+            Ok(result.finish())
         })
     }
 

@@ -12,32 +12,124 @@ use datafusion::arrow::datatypes::{
 use datafusion::arrow::record_batch::RecordBatch;
 use sluice_plugin_api::{Column, ColumnValues, QueryResult};
 
-/// The rows of `batches` (all of `schema`'s shape) as a plugin query result.
+/// A plugin's query result, built batch by batch as the query produces them, within a
+/// bound on its size: a query whose result is over the bound stops at the first batch
+/// that passes it, so the host never holds much more than the bound for a plugin.
 ///
-/// # Errors
-///
-/// A column of a type plugins cannot receive, named with its type.
-pub fn query_result(
-    schema: &datafusion::arrow::datatypes::Schema,
-    batches: &[RecordBatch],
-) -> Result<QueryResult, String> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for (index, field) in schema.fields().iter().enumerate() {
-        let arrays: Vec<ArrayRef> = batches.iter().map(|b| b.column(index).clone()).collect();
-        let array = match arrays.len() {
-            0 => datafusion::arrow::array::new_empty_array(field.data_type()),
-            1 => arrays[0].clone(),
-            _ => {
-                let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
-                datafusion::arrow::compute::concat(&refs).map_err(|e| e.to_string())?
-            }
-        };
-        columns.push(column(field.name(), &array)?);
+/// The size counted is what the plugin receives: 8 bytes per number or timestamp, one
+/// per boolean or presence flag, and a string's bytes plus 4 (its index) per string.
+pub struct ResultBuilder {
+    columns: Vec<Column>,
+    rows: usize,
+    bytes: u64,
+    limit_bytes: u64,
+}
+
+impl ResultBuilder {
+    /// An empty result of `schema`'s columns, bounded to `limit_bytes`.
+    ///
+    /// # Errors
+    ///
+    /// A column of a type plugins cannot receive, named with its type.
+    pub fn new(
+        schema: &datafusion::arrow::datatypes::Schema,
+        limit_bytes: u64,
+    ) -> Result<Self, String> {
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|field| {
+                column(
+                    field.name(),
+                    &datafusion::arrow::array::new_empty_array(field.data_type()),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            columns,
+            rows: 0,
+            bytes: 0,
+            limit_bytes,
+        })
     }
-    let row_count = batches.iter().map(RecordBatch::num_rows).sum::<usize>();
-    let row_count = u32::try_from(row_count)
-        .map_err(|_| format!("the result has {row_count} rows, more than a plugin can receive"))?;
-    Ok(QueryResult { row_count, columns })
+
+    /// Adds the rows of `batch`, of the builder's schema.
+    ///
+    /// # Errors
+    ///
+    /// The result grew over its bound (`query result limit of … exceeded`), or past what
+    /// a plugin can receive.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), String> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        for (index, accumulated) in self.columns.iter_mut().enumerate() {
+            let chunk = column(accumulated.name.as_str(), batch.column(index))?;
+            self.bytes = self.bytes.saturating_add(delivered_bytes(&chunk));
+            if self.bytes > self.limit_bytes {
+                return Err(format!(
+                    "query result limit of {} exceeded",
+                    sluice_plugin_api::size_text(self.limit_bytes)
+                ));
+            }
+            append(accumulated, chunk, self.rows);
+        }
+        self.rows += batch.num_rows();
+        if u32::try_from(self.rows).is_err() {
+            return Err(format!(
+                "the result has {} rows, more than a plugin can receive",
+                self.rows
+            ));
+        }
+        Ok(())
+    }
+
+    /// The rows added so far.
+    pub fn finish(self) -> QueryResult {
+        QueryResult {
+            row_count: u32::try_from(self.rows).unwrap_or(u32::MAX),
+            columns: self.columns,
+        }
+    }
+}
+
+/// The bytes of `column` as the plugin receives it.
+fn delivered_bytes(column: &Column) -> u64 {
+    let values = match &column.values {
+        ColumnValues::Tag(v) | ColumnValues::String(v) => {
+            v.iter().map(|s| s.len() as u64 + 4).sum::<u64>()
+        }
+        ColumnValues::Int(v) | ColumnValues::Time(v) => v.len() as u64 * 8,
+        ColumnValues::UInt(v) => v.len() as u64 * 8,
+        ColumnValues::Float(v) => v.len() as u64 * 8,
+        ColumnValues::Boolean(v) => v.len() as u64,
+    };
+    values + column.present.as_ref().map_or(0, |p| p.len() as u64)
+}
+
+/// Appends `chunk`'s rows to `accumulated`, which holds `rows` rows.
+fn append(accumulated: &mut Column, chunk: Column, rows: usize) {
+    match (&mut accumulated.values, chunk.values) {
+        (ColumnValues::Tag(to), ColumnValues::Tag(from))
+        | (ColumnValues::String(to), ColumnValues::String(from)) => to.extend(from),
+        (ColumnValues::Int(to), ColumnValues::Int(from))
+        | (ColumnValues::Time(to), ColumnValues::Time(from)) => to.extend(from),
+        (ColumnValues::UInt(to), ColumnValues::UInt(from)) => to.extend(from),
+        (ColumnValues::Float(to), ColumnValues::Float(from)) => to.extend(from),
+        (ColumnValues::Boolean(to), ColumnValues::Boolean(from)) => to.extend(from),
+        // A column's type is its schema's, in every batch.
+        _ => {}
+    }
+    match (&mut accumulated.present, chunk.present) {
+        (Some(present), Some(more)) => present.extend(more),
+        (Some(present), None) => present.resize(accumulated.values.len(), true),
+        (None, Some(more)) => {
+            let mut present = vec![true; rows];
+            present.extend(more);
+            accumulated.present = Some(present);
+        }
+        (None, None) => {}
+    }
 }
 
 fn converted(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, String> {
@@ -115,6 +207,18 @@ mod tests {
     use datafusion::arrow::datatypes::{Field, Int32Type, Schema};
     use std::sync::Arc;
 
+    fn result(
+        schema: &Schema,
+        batches: &[RecordBatch],
+        limit_bytes: u64,
+    ) -> Result<QueryResult, String> {
+        let mut builder = ResultBuilder::new(schema, limit_bytes)?;
+        for batch in batches {
+            builder.push(batch)?;
+        }
+        Ok(builder.finish())
+    }
+
     fn batch(columns: Vec<(&str, ArrayRef)>) -> (Schema, RecordBatch) {
         let schema = Schema::new(
             columns
@@ -141,7 +245,7 @@ mod tests {
             ("name", Arc::new(StringArray::from(vec!["x", "y"]))),
             ("at", Arc::new(TimestampMillisecondArray::from(vec![1, 2]))),
         ]);
-        let result = query_result(&schema, &[rows.clone(), rows]).expect("maps");
+        let result = result(&schema, &[rows.clone(), rows], u64::MAX).expect("maps");
         assert_eq!(result.row_count, 4);
         let values: Vec<&ColumnValues> = result.columns.iter().map(|c| &c.values).collect();
         assert_eq!(
@@ -168,13 +272,50 @@ mod tests {
     fn other_types_are_an_error_not_a_panic() {
         let (schema, rows) = batch(vec![("day", Arc::new(Date32Array::from(vec![1])))]);
         assert_eq!(
-            query_result(&schema, &[rows]).expect_err("unsupported"),
+            result(&schema, &[rows], u64::MAX).expect_err("unsupported"),
             "Unsupported data type: Date32"
         );
         let (schema, _) = batch(vec![("day", Arc::new(Date32Array::from(vec![1])))]);
         assert_eq!(
-            query_result(&schema, &[]).map(|r| r.row_count),
+            result(&schema, &[], u64::MAX).map(|r| r.row_count),
             Err("Unsupported data type: Date32".into())
         );
+    }
+
+    #[test]
+    fn a_result_stops_at_the_batch_that_passes_its_bound() {
+        let (schema, rows) = batch(vec![
+            ("name", Arc::new(StringArray::from(vec!["abcd", "efgh"]))),
+            ("n", Arc::new(Int32Array::from(vec![Some(1), None]))),
+        ]);
+        // Per batch: 2 × (4 + 4) string bytes, 2 × 8 number bytes, 2 presence flags.
+        let per_batch = 16 + 16 + 2;
+        let fits = result(&schema, &[rows.clone(), rows.clone()], 2 * per_batch).expect("fits");
+        assert_eq!(fits.row_count, 4);
+        assert_eq!(
+            fits.columns[1].present,
+            Some(vec![true, false, true, false])
+        );
+        assert_eq!(
+            result(&schema, &[rows.clone(), rows.clone(), rows], 2 * per_batch)
+                .expect_err("over"),
+            "query result limit of 68 bytes exceeded"
+        );
+    }
+
+    #[test]
+    fn presence_flags_start_where_the_first_missing_value_is() {
+        let (schema, dense) = batch(vec![("n", Arc::new(Int32Array::from(vec![Some(1)])))]);
+        let sparse = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![Arc::new(Int32Array::from(vec![None, Some(3)]))],
+        )
+        .expect("batch");
+        let built = result(&schema, &[dense.clone(), sparse, dense], u64::MAX).expect("fits");
+        assert_eq!(
+            built.columns[0].present,
+            Some(vec![true, false, true, true])
+        );
+        assert_eq!(built.row_count, 4);
     }
 }

@@ -231,3 +231,134 @@ async fn errors_say_what_is_wrong() {
         Err(QueryError::Plan(_))
     ));
 }
+
+#[tokio::test]
+async fn a_query_may_only_read() {
+    let (engine, dir) = engine().await;
+    let outside = dir.path().join("copied.csv");
+    let outside = outside.display();
+    for (sql, refused) in [
+        (
+            format!("COPY (SELECT 1) TO '{outside}' STORED AS CSV"),
+            "DML not supported: COPY",
+        ),
+        (
+            format!("EXPLAIN ANALYZE COPY (SELECT 1) TO '{outside}'"),
+            "DML not supported: COPY",
+        ),
+        (
+            "INSERT INTO cpu (host) VALUES ('x')".into(),
+            "DML not supported: Insert Into",
+        ),
+        (
+            "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/'".into(),
+            "DDL not supported: CreateExternalTable",
+        ),
+        ("CREATE TABLE t (a INT)".into(), "DDL not supported"),
+        ("CREATE VIEW v AS SELECT 1".into(), "DDL not supported"),
+        ("DROP TABLE cpu".into(), "DDL not supported"),
+        (
+            "SET datafusion.execution.batch_size = 1".into(),
+            "Statement not supported: SetVariable",
+        ),
+        ("PREPARE p AS SELECT 1".into(), "Statement not supported"),
+    ] {
+        let error = engine.sql("db", &sql, vec![]).await.expect_err(&sql);
+        assert!(
+            matches!(error, QueryError::NotAllowed(_)),
+            "{sql}: {error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(refused) && message.ends_with("(a query may only read)"),
+            "{sql}: {message}"
+        );
+    }
+    assert!(!dir.path().join("copied.csv").exists());
+    // A file named as a table is not read either, and the error names no server path.
+    let error = engine
+        .sql("db", "SELECT * FROM '/etc/hostname'", vec![])
+        .await
+        .expect_err("no file tables");
+    assert!(matches!(error, QueryError::Plan(_)), "{error:?}");
+    assert!(
+        !error
+            .to_string()
+            .contains(&dir.path().display().to_string()),
+        "{error}"
+    );
+    // Reading stays possible.
+    assert!(
+        rows(&engine, "SELECT count(*) AS n FROM cpu", vec![])
+            .await
+            .contains("| 4 |")
+    );
+}
+
+/// An engine over `engine`'s storage with other limits.
+fn limited(engine: &QueryEngine, limits: QueryLimits) -> QueryEngine {
+    QueryEngine::with_limits(Arc::clone(&engine.storage), limits)
+}
+
+#[tokio::test]
+async fn a_query_gets_its_memory_and_no_more() {
+    let (engine, _dir) = engine().await;
+    let small = limited(
+        &engine,
+        QueryLimits {
+            query_memory_bytes: 1 << 20,
+            ..QueryLimits::default()
+        },
+    );
+    let distinct = "SELECT count(DISTINCT value) AS n FROM generate_series(1, 2000000)";
+    let error = small.sql("db", distinct, vec![]).await.expect_err("over 1 MiB");
+    assert!(matches!(error, QueryError::Limit(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("query memory limit of 1 MiB exceeded"),
+        "{error}"
+    );
+    // Within the default, the same query runs.
+    assert!(
+        rows(&engine, distinct, vec![]).await.contains("2000000"),
+        "runs within the default"
+    );
+
+    // The server's pool is shared: when it is smaller than one query's bound, the
+    // query is told the server is busy.
+    let busy = limited(
+        &engine,
+        QueryLimits {
+            server_memory_bytes: 1 << 20,
+            ..QueryLimits::default()
+        },
+    );
+    let error = busy.sql("db", distinct, vec![]).await.expect_err("pool too small");
+    assert!(matches!(error, QueryError::Busy(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_query_ends_when_its_time_is_up() {
+    let (engine, _dir) = engine().await;
+    let hasty = limited(
+        &engine,
+        QueryLimits {
+            timeout: std::time::Duration::from_millis(200),
+            ..QueryLimits::default()
+        },
+    );
+    // A query of 10^11 rows would run for hours: the outer bound only keeps a broken
+    // deadline from hanging the suite.
+    let query = hasty.sql(
+        "db",
+        "SELECT count(*) FROM generate_series(1, 100000000000)",
+        vec![],
+    );
+    let error = tokio::time::timeout(std::time::Duration::from_secs(300), query)
+        .await
+        .expect("the query stopped at its deadline")
+        .expect_err("too slow");
+    assert!(matches!(error, QueryError::Limit(_)), "{error:?}");
+    assert_eq!(error.to_string(), "query time limit of 200ms exceeded");
+}

@@ -22,6 +22,10 @@ pub struct SandboxConfig {
     ///
     /// [`Limits::memory_bytes`]: sluice_plugin_api::Limits::memory_bytes
     pub max_memory_bytes: u64,
+    /// Files and directories all instances together may hold open: each is a
+    /// descriptor of the server's process. Default: half of the process's limit on open
+    /// descriptors (`RLIMIT_NOFILE`), so the server keeps the other half.
+    pub max_open_files: u64,
     /// How often the epoch advances. Running plugins yield to other tasks and check
     /// their wall-time deadline at each tick, so this bounds both the latency of a
     /// time-out and how long one plugin can hold a thread. Default 10 ms.
@@ -34,6 +38,7 @@ impl Default for SandboxConfig {
             cache_dir: default_cache_dir(),
             max_instances: 100,
             max_memory_bytes: 1 << 30,
+            max_open_files: crate::files::default_server_limit(),
             epoch_tick: Duration::from_millis(10),
         }
     }

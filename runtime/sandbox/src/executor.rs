@@ -3,6 +3,7 @@
 use crate::artifact_cache::ArtifactCache;
 use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
+use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
@@ -22,6 +23,8 @@ pub struct Sandbox {
     engine: Engine,
     pre: PythonRuntimePre<HostState>,
     max_memory_bytes: u64,
+    /// The files every instance holds open, counted against the server's bound.
+    files: Arc<ServerFiles>,
     _ticker: EpochTicker,
 }
 
@@ -47,6 +50,7 @@ impl Sandbox {
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Runtime)?;
+        crate::files::add_to_linker(&mut linker).map_err(Error::Runtime)?;
         PythonRuntime::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(Error::Runtime)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(Error::Runtime)?;
@@ -57,6 +61,7 @@ impl Sandbox {
             engine,
             pre,
             max_memory_bytes: config.max_memory_bytes,
+            files: ServerFiles::new(config.max_open_files),
             _ticker: ticker,
         })
     }
@@ -67,6 +72,10 @@ impl Sandbox {
 
     pub(crate) fn pre(&self) -> &PythonRuntimePre<HostState> {
         &self.pre
+    }
+
+    pub(crate) fn files(&self) -> &Arc<ServerFiles> {
+        &self.files
     }
 
     /// Instantiates `plugin` and loads its code, within `limits`. The instance can then

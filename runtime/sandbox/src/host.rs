@@ -1,6 +1,7 @@
 //! The host side of the WIT `host` interface, and the state each store carries.
 
 use crate::encode::column_to_wit;
+use crate::files::OpenFiles;
 use crate::output::CapturedOutput;
 use crate::placeholders::{FillError, fill_in};
 use crate::store_limits::MemoryLimiter;
@@ -15,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
+    pub(crate) files: OpenFiles,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
@@ -26,6 +28,7 @@ pub(crate) struct CallState {
     pub(crate) services: Option<Arc<dyn HostServices>>,
     pub(crate) limits: Limits,
     pub(crate) log_lines: u64,
+    pub(crate) log_bytes: u64,
     pub(crate) bytes_written: u64,
     /// The limit that stopped the call, if one did.
     pub(crate) hit: Option<LimitKind>,
@@ -43,6 +46,7 @@ impl CallState {
             services: None,
             limits,
             log_lines: 0,
+            log_bytes: 0,
             bytes_written: 0,
             hit: None,
             refused: None,
@@ -56,14 +60,21 @@ impl CallState {
             .ok_or_else(|| wasmtime::format_err!("host call outside of a plugin call"))
     }
 
-    /// Counts one log line; traps once the limit is passed.
-    pub(crate) fn count_log_line(&mut self) -> wasmtime::Result<()> {
+    /// Counts one log line of `text`; traps once a limit is passed. Returns the text
+    /// to keep: cut at [`Limits::MAX_LOG_LINE_BYTES`], saying so.
+    pub(crate) fn count_log_line(&mut self, text: &str) -> wasmtime::Result<String> {
         self.log_lines += 1;
         if self.log_lines > self.limits.log_lines {
             self.hit = Some(LimitKind::LogLines);
             wasmtime::bail!("{}", self.limits.describe(LimitKind::LogLines));
         }
-        Ok(())
+        let kept = cut_line(text);
+        self.log_bytes = self.log_bytes.saturating_add(kept.len() as u64);
+        if self.log_bytes > self.limits.log_bytes {
+            self.hit = Some(LimitKind::LogBytes);
+            wasmtime::bail!("{}", self.limits.describe(LimitKind::LogBytes));
+        }
+        Ok(kept)
     }
 
     fn count_written(&mut self, bytes: usize) -> wasmtime::Result<()> {
@@ -74,6 +85,25 @@ impl CallState {
         }
         Ok(())
     }
+}
+
+/// `text`, or its first [`Limits::MAX_LOG_LINE_BYTES`] (at a character boundary) and a
+/// note of how much was cut.
+fn cut_line(text: &str) -> String {
+    let max = Limits::MAX_LOG_LINE_BYTES;
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… [{} more bytes cut: a log line holds at most {}]",
+        &text[..end],
+        text.len() - end,
+        sluice_plugin_api::size_text(max as u64)
+    )
 }
 
 impl WasiView for HostState {
@@ -89,7 +119,7 @@ impl types::Host for HostState {}
 
 impl host::Host for HostState {
     async fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        self.call.count_log_line()?;
+        let message = self.call.count_log_line(&message)?;
         let level = match level {
             host::LogLevel::Info => LogLevel::Info,
             host::LogLevel::Warn => LogLevel::Warn,
@@ -177,8 +207,7 @@ impl host::Host for HostState {
                 )));
             }
         };
-        self.call.services()?.cache_put(&key, value, ttl, global);
-        Ok(Ok(()))
+        Ok(self.call.services()?.cache_put(&key, value, ttl, global))
     }
 
     async fn cache_delete(&mut self, key: String, global: bool) -> wasmtime::Result<bool> {

@@ -2,22 +2,28 @@
 
 use crate::encode::batch_to_wit;
 use crate::executor::Sandbox;
+use crate::files::OpenFiles;
 use crate::host::{CallState, HostState};
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
     HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits, LogLevel,
-    PluginCall, PluginRef, PluginSource,
+    PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
 };
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-/// Where the plugin directory appears inside the sandbox.
+/// Where the plugin's own files and the installed packages appear inside the sandbox.
 pub const GUEST_PLUGIN_DIR: &str = "/plugins";
+
+/// The most random bytes one call for them returns: the host builds them before the
+/// guest's memory limit sees them.
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
 
 /// A plugin loaded into its own instance.
 ///
@@ -29,6 +35,8 @@ pub struct PluginInstance {
     store: Store<HostState>,
     bindings: PythonRuntime,
     poisoned: bool,
+    /// Its linear memory once the plugin was loaded.
+    fresh_bytes: u64,
 }
 
 /// What a call returned before its budget is settled.
@@ -50,16 +58,19 @@ impl PluginInstance {
             .env("TZ", "UTC")
             .stdout(stdout.clone())
             .stderr(stderr.clone())
-            .preopened_dir(&plugin.plugin_dir, GUEST_PLUGIN_DIR, FsPerms::ReadOnly)
-            .map_err(|e| {
-                InvocationError::PluginFile(format!(
-                    "cannot mount plugin directory {}: {e:#}",
-                    plugin.plugin_dir.display()
-                ))
-            })?;
+            .max_random_size(MAX_RANDOM_BYTES);
+        for (host, guest) in mounts(plugin, &source) {
+            wasi.preopened_dir(&host, &guest, FsPerms::ReadOnly)
+                .map_err(|e| {
+                    InvocationError::PluginFile(format!("cannot mount {guest} for the plugin: {e:#}"))
+                })?;
+        }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(crate::files::handles(limits));
         let state = HostState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
+            files: OpenFiles::new(Arc::clone(sandbox.files())),
             limiter: MemoryLimiter::new(limits.memory_bytes),
             stdout,
             stderr,
@@ -95,6 +106,7 @@ impl PluginInstance {
             store,
             bindings,
             poisoned: false,
+            fresh_bytes: 0,
         };
         let loader = instance.bindings.sluice_plugin_loader();
         let raw = within(
@@ -103,12 +115,23 @@ impl PluginInstance {
         )
         .await;
         instance.settle(raw)?;
+        instance.fresh_bytes = instance.store.data().limiter.total_bytes;
         Ok(instance)
     }
 
     /// True once a trap or a limit has stopped a call; the instance must be replaced.
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
+    }
+
+    /// Whether calls left the instance holding more than half of the room `limits` give
+    /// it beyond its size when new. Memory a call leaves behind counts against the next
+    /// call's limit: past this, the next call would have less than half the room of the
+    /// same call on a fresh instance.
+    pub fn is_swollen(&self, limits: &Limits) -> bool {
+        let held = self.store.data().limiter.total_bytes;
+        let room = limits.memory_bytes.saturating_sub(self.fresh_bytes);
+        held.saturating_sub(self.fresh_bytes) > room / 2
     }
 
     /// Runs one call within `limits`, serving host calls with `services`, and tells
@@ -192,12 +215,33 @@ impl PluginInstance {
     }
 }
 
+/// What the sandbox mounts for `plugin` (host path, guest path), read-only: the
+/// installed packages, and a package plugin's own directory. Nothing else of the plugin
+/// directory: a file plugin's code reaches the runtime as text, and other triggers'
+/// plugins, the repository copies and their secrets stay out of sight.
+fn mounts(plugin: &PluginRef, source: &PluginSource) -> Vec<(PathBuf, String)> {
+    let mut mounts = Vec::new();
+    let packages = plugin.plugin_dir.join(PACKAGES_DIR);
+    if packages.is_dir() {
+        mounts.push((packages, format!("{GUEST_PLUGIN_DIR}/{PACKAGES_DIR}")));
+    }
+    if let PluginSource::Package(name) = source {
+        mounts.push((
+            plugin.plugin_dir.join(name),
+            format!("{GUEST_PLUGIN_DIR}/{name}"),
+        ));
+    }
+    mounts
+}
+
 /// Gives the store a fresh budget for the next call.
 fn begin(store: &mut Store<HostState>, limits: &Limits, services: Option<Arc<dyn HostServices>>) {
     // Fuel is enabled on every engine the sandbox builds, so this cannot fail.
     let _ = store.set_fuel(limits.fuel);
     store.set_epoch_deadline(1);
     let state = store.data_mut();
+    state.table.set_max_capacity(crate::files::handles(limits));
+    state.files.begin_call();
     state.call = CallState::new(limits.clone());
     state.call.services = services;
     state.limiter.limit_bytes = limits.memory_bytes;
@@ -216,11 +260,17 @@ fn classify(store: &Store<HostState>, error: wasmtime::Error) -> InvocationError
         return InvocationError::Plugin(refusal.clone());
     }
     let trap = error.downcast_ref::<Trap>();
-    let hit = state.limiter.hit.or(state.call.hit).or(match trap {
-        Some(Trap::OutOfFuel) => Some(LimitKind::Fuel),
-        Some(Trap::Interrupt) => Some(LimitKind::WallTime),
-        _ => None,
-    });
+    let out_of_handles = crate::files::is_out_of_handles(&error).then_some(LimitKind::Handles);
+    let hit = state
+        .limiter
+        .hit
+        .or(state.call.hit)
+        .or(out_of_handles)
+        .or(match trap {
+            Some(Trap::OutOfFuel) => Some(LimitKind::Fuel),
+            Some(Trap::Interrupt) => Some(LimitKind::WallTime),
+            _ => None,
+        });
     match (hit, trap) {
         (Some(kind), _) => InvocationError::limit(kind, &state.call.limits),
         (None, Some(Trap::StackOverflow)) => InvocationError::Trap("stack overflow".into()),
@@ -241,9 +291,9 @@ fn forward_output(store: &mut Store<HostState>) {
     ] {
         let (lines, dropped) = captured.take_lines();
         for line in lines {
-            if state.call.count_log_line().is_err() {
+            let Ok(line) = state.call.count_log_line(&line) else {
                 return;
-            }
+            };
             services.log(level, &line);
         }
         if dropped > 0 {

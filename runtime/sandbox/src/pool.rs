@@ -71,9 +71,16 @@ impl InstancePool {
         idle.instances.pop()
     }
 
-    fn give_back(&self, instance: PluginInstance, modified: Option<SystemTime>) {
+    /// Keeps `instance` for the next call, unless it is poisoned, stale or swollen
+    /// ([`PluginInstance::is_swollen`]): each call should start with about the budget of
+    /// a fresh instance.
+    fn give_back(&self, instance: PluginInstance, modified: Option<SystemTime>, limits: &Limits) {
         let mut idle = self.idle();
-        if !instance.is_poisoned() && idle.loaded == modified && idle.instances.len() < MAX_IDLE {
+        if !instance.is_poisoned()
+            && !instance.is_swollen(limits)
+            && idle.loaded == modified
+            && idle.instances.len() < MAX_IDLE
+        {
             idle.instances.push(instance);
         }
     }
@@ -100,7 +107,7 @@ impl WarmPool for InstancePool {
                 },
             };
             let result = instance.call(call, limits, services).await;
-            self.give_back(instance, modified);
+            self.give_back(instance, modified, limits);
             result.map(|mut invocation| {
                 invocation.duration = started.elapsed();
                 invocation

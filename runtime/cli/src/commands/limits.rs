@@ -1,29 +1,57 @@
-//! Flags that override the per-invocation limits.
+//! Flags that override the per-invocation limits ([`Limits`]); each defaults to the
+//! server-wide default, which the help shows from [`Limits::default`].
 
-use sluice_plugin_api::Limits;
+use sluice_plugin_api::{LimitOverrides, Limits};
 use std::time::Duration;
 
 /// Limits for the plugin run; each defaults to the server-wide default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
-    /// CPU budget in fuel units (about one per WebAssembly instruction) [default: 10000000000]
-    #[arg(long, value_name = "UNITS")]
+    #[arg(long, value_name = "UNITS", help = with_default(
+        "CPU budget in fuel units (about one per WebAssembly instruction)",
+        Limits::DEFAULT_FUEL.to_string()))]
     pub fuel: Option<u64>,
-    /// Linear memory limit in MiB [default: 256]
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", help = with_default(
+        "Linear memory limit in MiB", (Limits::DEFAULT_MEMORY_BYTES >> 20).to_string()))]
     pub memory_limit_mib: Option<u64>,
-    /// Wall-time limit, for example `500ms` or `10s` [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = humantime_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = humantime_duration, help = with_default(
+        "Wall-time limit, for example `500ms` or `10s`",
+        humantime::format_duration(Limits::DEFAULT_WALL_TIME).to_string()))]
     pub wall_time: Option<Duration>,
-    /// Maximum log lines per run [default: 10000]
-    #[arg(long, value_name = "LINES")]
+    #[arg(long, value_name = "LINES", help = with_default(
+        "Maximum log lines per run", Limits::DEFAULT_LOG_LINES.to_string()))]
     pub max_log_lines: Option<u64>,
-    /// Maximum line-protocol bytes written per run [default: 67108864]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum bytes of log text per run (a line is cut at 64 KiB)",
+        Limits::DEFAULT_LOG_BYTES.to_string()))]
+    pub max_log_bytes: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum line-protocol bytes written per run", Limits::DEFAULT_BYTES_WRITTEN.to_string()))]
     pub max_bytes_written: Option<u64>,
-    /// Maximum response body size of a request plugin [default: 16777216]
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum response body size of a request plugin",
+        Limits::DEFAULT_RESPONSE_BYTES.to_string()))]
     pub max_response_bytes: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum size of one query's result handed to the plugin (never more than its memory)",
+        Limits::DEFAULT_QUERY_RESULT_BYTES.to_string()))]
+    pub max_query_result_bytes: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum size of one cached value", Limits::DEFAULT_CACHE_VALUE_BYTES.to_string()))]
+    pub max_cache_value_bytes: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum bytes of keys and values in the trigger's own cache",
+        Limits::DEFAULT_CACHE_BYTES.to_string()))]
+    pub max_cache_bytes: Option<u64>,
+    #[arg(long, value_name = "FILES", help = with_default(
+        "Maximum files and directories an instance holds open at once",
+        Limits::DEFAULT_OPEN_FILES.to_string()))]
+    pub max_open_files: Option<u64>,
+}
+
+/// `text` followed by its default, as clap shows defaults.
+fn with_default(text: &str, default: String) -> String {
+    format!("{text} [default: {default}]")
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -37,19 +65,27 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl LimitArgs {
+    /// The limits these flags set; `None` for those left to the default.
+    pub fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            fuel: self.fuel,
+            memory_bytes: self.memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
+            wall_time_ms: self
+                .wall_time
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            log_lines: self.max_log_lines,
+            log_bytes: self.max_log_bytes,
+            bytes_written: self.max_bytes_written,
+            response_bytes: self.max_response_bytes,
+            query_result_bytes: self.max_query_result_bytes,
+            cache_value_bytes: self.max_cache_value_bytes,
+            cache_bytes: self.max_cache_bytes,
+            open_files: self.max_open_files,
+        }
+    }
+
     /// The defaults with these overrides applied.
     pub fn limits(&self) -> Limits {
-        let defaults = Limits::default();
-        Limits {
-            fuel: self.fuel.unwrap_or(defaults.fuel),
-            memory_bytes: self
-                .memory_limit_mib
-                .map_or(defaults.memory_bytes, |m| m.saturating_mul(1 << 20)),
-            wall_time: self.wall_time.unwrap_or(defaults.wall_time),
-            log_lines: self.max_log_lines.unwrap_or(defaults.log_lines),
-            bytes_written: self.max_bytes_written.unwrap_or(defaults.bytes_written),
-            response_bytes: self.max_response_bytes.unwrap_or(defaults.response_bytes),
-            output_bytes: defaults.output_bytes,
-        }
+        Limits::default().with(&self.overrides())
     }
 }

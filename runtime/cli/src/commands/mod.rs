@@ -65,7 +65,8 @@ pub enum CreateCommand {
     /// Create the admin token, or a token for some databases.
     Token(token::CreateTokenArgs),
     /// Create a processing-engine trigger: a plugin and when it runs.
-    Trigger(trigger::CreateTriggerArgs),
+    // Boxed: its many limit flags make it far larger than the other commands.
+    Trigger(Box<trigger::CreateTriggerArgs>),
 }
 
 /// `sluice delete …`

@@ -11,7 +11,7 @@ use sluice_engine::plugin_dir::PluginDir;
 use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
 use sluice_http::{AppState, Authentication, router};
-use sluice_query::{PluginDatabase, QueryEngine};
+use sluice_query::{PluginDatabase, QueryEngine, QueryLimits};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
     FlushObserver, FlushedRows, S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig,
@@ -159,6 +159,12 @@ pub struct ServeArgs {
     package_manager: PackageManagerKind,
     #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
     limits: LimitArgs,
+    /// Maximum bytes of keys and values in each database's shared plugin cache
+    /// (`cache.put(…, use_global=True)`); a put beyond it raises in the plugin
+    #[arg(long, env = "SLUICE_MAX_SHARED_CACHE_BYTES", value_name = "BYTES", default_value_t = sluice_engine::cache::DEFAULT_SHARED_BOUND, help_heading = "Plugin limits (per database)")]
+    max_shared_cache_bytes: u64,
+    #[command(flatten, next_help_heading = "Query limits")]
+    query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
     /// memory between two calls of a trigger (about 3 ms more per call). By default each
     /// trigger keeps its own instances loaded; they are never shared between triggers
@@ -171,6 +177,34 @@ pub struct ServeArgs {
     /// Write the address actually bound to this file once listening (for port 0)
     #[arg(long)]
     tcp_listener_file_path: Option<PathBuf>,
+}
+
+/// What every SQL query may spend, from HTTP or from a plugin.
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// Memory all running queries may hold together, in MiB: sorts, joins and
+    /// aggregations stop with 429 (try again later) when it is taken
+    #[arg(long, env = "SLUICE_QUERY_MEMORY_POOL_MIB", value_name = "MIB", default_value_t = (QueryLimits::DEFAULT_SERVER_MEMORY_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    query_memory_pool_mib: u64,
+    /// Memory one query may hold, in MiB; a query needing more fails with 400 (nothing
+    /// spills to disk)
+    #[arg(long, env = "SLUICE_QUERY_MEMORY_LIMIT_MIB", value_name = "MIB", default_value_t = (QueryLimits::DEFAULT_QUERY_MEMORY_BYTES >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    query_memory_limit_mib: u64,
+    /// How long one query may run, its answer's streaming included; a plugin's query
+    /// also ends with the plugin's wall time
+    #[arg(long, env = "SLUICE_QUERY_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
+    query_timeout: Duration,
+}
+
+impl QueryArgs {
+    fn limits(&self) -> QueryLimits {
+        let bytes = |mib: u64| usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        QueryLimits {
+            server_memory_bytes: bytes(self.query_memory_pool_mib),
+            query_memory_bytes: bytes(self.query_memory_limit_mib),
+            timeout: self.query_timeout,
+        }
+    }
 }
 
 /// Values of `--package-manager`, as upstream's.
@@ -229,19 +263,16 @@ impl ServeArgs {
     async fn engine(
         &self,
         storage: &Arc<WriteBuffer>,
+        query: &QueryEngine,
     ) -> anyhow::Result<Option<Arc<ProcessingEngine>>> {
         let Some(plugin_dir) = &self.plugin_dir else {
             return Ok(None);
         };
         let config = SandboxConfig::default();
         let limits = self.limits.limits();
-        if limits.memory_bytes > config.max_memory_bytes {
-            anyhow::bail!(
-                "--memory-limit-mib {} is over the sandbox's largest memory of {} MiB",
-                limits.memory_bytes >> 20,
-                config.max_memory_bytes >> 20
-            );
-        }
+        limits
+            .check(config.max_memory_bytes)
+            .context("invalid plugin limits")?;
         tracing::info!(plugin_dir = %plugin_dir.display(), "starting the plugin sandbox");
         let sandbox = tokio::task::spawn_blocking(move || Sandbox::new(config))
             .await
@@ -249,12 +280,12 @@ impl ServeArgs {
             .context("cannot start the plugin sandbox")?;
         let database = PluginDatabase {
             storage: Arc::clone(storage),
-            query: QueryEngine::new(Arc::clone(storage)),
+            query: query.clone(),
         };
         let invoker = Arc::new(Invoker::new(
             Arc::new(sandbox),
             Arc::new(database),
-            Arc::new(CacheStore::new()),
+            Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
             plugin_dir.clone(),
             limits,
             !self.fresh_instances,
@@ -311,8 +342,9 @@ impl ServeArgs {
             }
             None => None,
         };
-        let engine = self.engine(&storage).await?;
-        let mut query = QueryEngine::new(storage.clone());
+        // One engine, so plugins' and clients' queries draw on one memory pool.
+        let mut query = QueryEngine::with_limits(storage.clone(), self.query.limits());
+        let engine = self.engine(&storage, &query).await?;
         if let Some(engine) = &engine {
             query = query.with_engine_records(Arc::clone(&engine.records));
         }

@@ -259,7 +259,8 @@ impl TestCommand {
             let database = scratch_database(scratch.path(), &common.database, input_lp).await?;
             let host = DryRunHost::new(
                 &common.database,
-                Arc::new(CacheStore::new()),
+                &limits,
+                Arc::new(CacheStore::default()),
                 &common.cache_name,
             )
             .with_queries(database);

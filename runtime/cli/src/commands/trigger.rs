@@ -3,6 +3,7 @@
 
 use super::client::{Client, ServerArgs, block_on};
 use super::limits::LimitArgs;
+use sluice_http::triggers::LimitsRequest;
 use super::test::key_value;
 use super::upload::LocalPlugin;
 use reqwest::Method;
@@ -118,14 +119,7 @@ impl CreateTriggerArgs {
             "trigger_arguments": arguments,
             "disabled": self.disabled,
             "granted_databases": self.grant_database,
-            "limits": {
-                "fuel": self.limits.fuel,
-                "memory_limit_mib": self.limits.memory_limit_mib,
-                "wall_time": self.limits.wall_time.map(|d| humantime::format_duration(d).to_string()),
-                "max_log_lines": self.limits.max_log_lines,
-                "max_bytes_written": self.limits.max_bytes_written,
-                "max_response_bytes": self.limits.max_response_bytes,
-            },
+            "limits": LimitsRequest::new(&self.limits.overrides()),
         });
         block_on(
             client.send(

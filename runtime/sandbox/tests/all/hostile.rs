@@ -128,15 +128,50 @@ async fn a_symlink_out_of_the_plugin_directory_leads_nowhere() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_plugin_directory_is_read_only() {
-    let output = hostile("write_plugin_dir.py", &small_limits()).await;
-    assert!(output[0].contains("PermissionError"), "{output:?}");
-    assert!(
-        !example("hostile/planted.py")
-            .plugin_dir
-            .join("planted.py")
-            .exists()
+async fn nothing_mounted_can_be_written_and_the_plugin_directory_is_not_mounted() {
+    let dir = PluginDir::new();
+    dir.file(".packages/shared/__init__.py", "");
+    let example = example("hostile/write_plugin_dir.py");
+    let code = std::fs::read_to_string(example.plugin_dir.join(&example.name))
+        .expect("the example");
+    let plugin = dir.plugin("write_plugin_dir.py", &code);
+    let report = run_with(&plugin, writes_call("m f=1i 1", None), &small_limits()).await;
+    assert_eq!(
+        report.log_lines,
+        [
+            "INFO: /plugins/planted.py: refused (FileNotFoundError)",
+            "INFO: /plugins/.packages/planted.py: refused (PermissionError)",
+        ],
+        "{:?}",
+        report.errors
     );
+    assert!(!dir.path().join("planted.py").exists());
+    assert!(!dir.path().join(".packages/planted.py").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_files_are_bounded_and_closed_ones_counted_out() {
+    let dir = PluginDir::new();
+    dir.file(".packages/data.txt", "data");
+    let example = example("hostile/hoard_files.py");
+    let code = std::fs::read_to_string(example.plugin_dir.join(&example.name))
+        .expect("the example");
+    let plugin = dir.plugin("hoard_files.py", &code);
+    let limits = Limits {
+        open_files: 16,
+        ..small_limits()
+    };
+    let report = run_with(&plugin, writes_call("m f=1i 1", None), &limits).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.log_lines,
+        [
+            "WARN: open files limit of 16 reached: opening another file or listing a \
+             directory fails with EDQUOT until one is closed",
+            "INFO: held 16: EDQUOT",
+        ]
+    );
+    assert_healthy().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

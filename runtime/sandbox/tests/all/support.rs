@@ -74,7 +74,12 @@ pub fn args(pairs: &[(&str, &str)]) -> TriggerArguments {
 }
 
 pub fn host() -> Arc<DryRunHost> {
-    Arc::new(DryRunHost::new("db", Arc::new(CacheStore::new()), "tests"))
+    Arc::new(DryRunHost::new(
+        "db",
+        &Limits::default(),
+        Arc::new(CacheStore::default()),
+        "tests",
+    ))
 }
 
 pub fn writes_call(lp: &str, args: TriggerArguments) -> PluginCall {
