@@ -90,10 +90,15 @@ impl Entry {
 struct Entries {
     map: HashMap<String, Entry>,
     bytes: u64,
+    /// No entry expires before this (it may be earlier than the earliest, never later).
+    next_expiry: Option<Instant>,
 }
 
+/// What the host holds for an entry besides its key and value.
+pub const ENTRY_OVERHEAD: u64 = 64;
+
 fn size(key: &str, entry: &Entry) -> u64 {
-    (key.len() + entry.value.len()) as u64
+    (key.len() + entry.value.len()) as u64 + ENTRY_OVERHEAD
 }
 
 impl Entries {
@@ -106,14 +111,26 @@ impl Entries {
     fn insert(&mut self, key: String, entry: Entry) {
         self.remove(&key);
         self.bytes += size(&key, &entry);
+        if let Some(at) = entry.expires_at {
+            self.next_expiry = Some(self.next_expiry.map_or(at, |next| next.min(at)));
+        }
         self.map.insert(key, entry);
     }
 
+    /// Drops the expired entries; looks at them only when one may have expired, so that
+    /// refused puts do not scan a full cache again and again.
     fn drop_expired(&mut self, now: Instant) {
+        if self.next_expiry.is_none_or(|next| next > now) {
+            return;
+        }
+        self.next_expiry = None;
+        let (bytes, next_expiry) = (&mut self.bytes, &mut self.next_expiry);
         self.map.retain(|key, entry| {
             let live = entry.is_live(now);
             if !live {
-                self.bytes -= size(key, entry);
+                *bytes -= size(key, entry);
+            } else if let Some(at) = entry.expires_at {
+                *next_expiry = Some(next_expiry.map_or(at, |next| next.min(at)));
             }
             live
         });
@@ -351,32 +368,34 @@ mod tests {
 
     #[test]
     fn each_namespace_holds_at_most_its_bound() {
+        // An entry weighs its key, its value and 64 bytes.
+        let bound = 2 * ENTRY_OVERHEAD + 12;
         let store = CacheStore::new(4);
         let own = store.trigger_namespace("db", "t");
-        store.put(&own, "k", vec![0; 8], None, 12).expect("9 bytes fit in 12");
+        store.put(&own, "k", vec![0; 8], None, bound).expect("fits");
         store
-            .put(&own, "k", vec![0; 11], None, 12)
+            .put(&own, "k", vec![0; 75], None, bound)
             .expect("a replaced value counts once");
         let refused = store
-            .put(&own, "j", vec![0; 1], None, 12)
-            .expect_err("14 bytes do not fit");
+            .put(&own, "j", vec![0; 64], None, bound)
+            .expect_err("does not fit");
         assert_eq!(
             refused.to_string(),
-            "cache limit of 12 bytes exceeded: the trigger's cache holds 12 bytes and the new \
-             entry is 2 bytes"
+            "cache limit of 140 bytes exceeded: the trigger's cache holds 140 bytes and the \
+             new entry is 129 bytes"
         );
-        assert_eq!(store.get(&own, "k").map(|v| v.len()), Some(11), "kept");
+        assert_eq!(store.get(&own, "k").map(|v| v.len()), Some(75), "kept");
         assert!(store.delete(&own, "k"));
         store
-            .put(&own, "old", vec![0; 9], Some(Duration::ZERO), 12)
+            .put(&own, "old", vec![0; 9], Some(Duration::ZERO), bound)
             .expect("fits");
         store
-            .put(&own, "new", vec![0; 9], None, 12)
+            .put(&own, "new", vec![0; 60], None, bound)
             .expect("the expired entry made room");
 
         let other = store.trigger_namespace("db", "other");
         store
-            .put(&other, "k", vec![0; 11], None, 12)
+            .put(&other, "k", vec![0; 75], None, bound)
             .expect("another trigger's cache is counted apart");
         let shared = store.database_namespace("db");
         assert_eq!(store.shared_bound(), 4);

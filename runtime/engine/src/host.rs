@@ -226,6 +226,24 @@ impl TriggerHost {
     }
 }
 
+/// `text` with its control characters (new lines, terminal escapes) written as escapes.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect::<String>()
+        .into()
+}
+
 /// Puts `value` in `namespace` of `cache` within `limits`: the bound on one value, and the
 /// bound of the namespace (the trigger's own, or the store's for a shared cache).
 pub(crate) fn put_within(
@@ -262,6 +280,8 @@ impl HostServices for TriggerHost {
             level: level.as_str(),
             text: message.to_string(),
         });
+        // In the server's log, a plugin's line is one line, which cannot pass for another.
+        let message = printable(message);
         match level {
             LogLevel::Info => {
                 tracing::info!(database = %self.database, trigger = %self.trigger, "{message}")
@@ -333,5 +353,19 @@ impl HostServices for TriggerHost {
 
     fn finish(&self, succeeded: bool) {
         self.queued().succeeded = Some(succeeded);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn a_plugins_line_stays_one_line_in_the_server_log() {
+        assert_eq!(printable("plain text"), "plain text");
+        assert_eq!(
+            printable("one\nINFO forged\r\x1b[2J"),
+            "one\\nINFO forged\\r\\u{1b}[2J"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! (`system.processing_engine_logs`) and one record per invocation
 //! (`system.processing_engine_invocations`). Each database has rings of its own, so one
 //! database's lines never push out another's: the oldest entries go first once a ring
-//! holds [`CAPACITY`] entries (or, for logs, [`LOG_BYTES_PER_DATABASE`]), and nothing is
+//! holds [`CAPACITY`] entries or [`BYTES_PER_DATABASE`] of text, and nothing is
 //! kept across restarts, as upstream's log table. A deleted database's rings go with it.
 //! Invocations are also counted in [`EngineMetrics`].
 
@@ -14,8 +14,8 @@ use std::sync::{Mutex, PoisonError};
 /// whole server).
 pub const CAPACITY: usize = 10_000;
 
-/// Bytes of log text kept per database.
-pub const LOG_BYTES_PER_DATABASE: usize = 16 << 20;
+/// Bytes of text (log lines; invocations' errors) kept per database and table.
+pub const BYTES_PER_DATABASE: usize = 16 << 20;
 
 /// One plugin log line.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,16 +123,15 @@ impl EngineRecords {
     pub fn log(&self, record: LogRecord) {
         let database = record.database.clone();
         let size = record.text.len() + record.trigger.len();
-        push(&self.logs, &database, record, size, LOG_BYTES_PER_DATABASE);
+        push(&self.logs, &database, record, size, BYTES_PER_DATABASE);
     }
 
     /// Keeps an invocation, and counts it in the metrics.
     pub fn invocation(&self, record: InvocationRecord) {
         self.metrics.invocation(&record);
         let database = record.database.clone();
-        // An invocation record is bounded: its error is the plugin's message, which the
-        // limits bound; entries are counted, not weighed.
-        push(&self.invocations, &database, record, 0, usize::MAX);
+        let size = record.trigger.len() + record.error.as_ref().map_or(0, String::len);
+        push(&self.invocations, &database, record, size, BYTES_PER_DATABASE);
     }
 
     /// The counters of every call since the server started.
@@ -199,7 +198,7 @@ mod tests {
         let wordy = records.logs("wordy");
         assert!(wordy.len() < 20, "{} lines kept", wordy.len());
         assert_eq!(wordy.last().map(|r| r.time_ns), Some(19), "the newest stays");
-        assert!(wordy.iter().map(|r| r.text.len()).sum::<usize>() <= LOG_BYTES_PER_DATABASE);
+        assert!(wordy.iter().map(|r| r.text.len()).sum::<usize>() <= BYTES_PER_DATABASE);
 
         records.forget_databases(|database| database == "noisy");
         assert!(records.logs("noisy").is_empty());

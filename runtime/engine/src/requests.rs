@@ -59,6 +59,13 @@ impl RequestTriggers {
         )
     }
 
+    /// The database of the enabled trigger serving `path`, if one does.
+    pub fn database_of(&self, path: &str) -> Option<String> {
+        self.catalog
+            .request_trigger(path)
+            .map(|(database, _)| database)
+    }
+
     /// Runs the trigger serving `request.path`, if `may_call` allows calls of its
     /// database's triggers. Batched writes are written, and durable, before the response
     /// is returned, as upstream.

@@ -38,6 +38,19 @@ pub async fn handle(
         .strip_prefix(PREFIX)
         .unwrap_or_default()
         .to_string();
+    // Before the body is decoded: a caller who may not call the trigger costs nothing.
+    let forbidden = || {
+        ApiError::Forbidden(
+            "the token may not call this request trigger: it needs read permission on the \
+             trigger's database"
+                .into(),
+        )
+    };
+    match engine.requests.database_of(&path) {
+        None => return Err(not_found()),
+        Some(database) if !access.can_read(&database) => return Err(forbidden()),
+        Some(_) => {}
+    }
     let body = crate::body::read(&headers, body, state.max_request_bytes)?;
     let headers = headers
         .iter()
@@ -64,11 +77,7 @@ pub async fn handle(
         Ok(response) => Ok(respond(response)),
         Err(RequestError::NotFound) => Err(not_found()),
         // The database is not named: the token may not learn which one it is.
-        Err(RequestError::Forbidden(_)) => Err(ApiError::Forbidden(
-            "the token may not call this request trigger: it needs read permission on the \
-             trigger's database"
-                .into(),
-        )),
+        Err(RequestError::Forbidden(_)) => Err(forbidden()),
         Err(RequestError::Plugin(message)) => Err(ApiError::PluginFailed(message)),
     }
 }

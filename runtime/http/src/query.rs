@@ -194,10 +194,12 @@ const MAX_PRETTY_BYTES: usize = 64 << 20;
 
 /// The whole result as a text table.
 async fn pretty(mut rows: QueryStream, first: Option<RecordBatch>) -> Result<Vec<u8>, ApiError> {
-    let mut batches: Vec<RecordBatch> = first.into_iter().collect();
-    let mut held: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
-    while let Some(batch) = rows.next().await {
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut held = 0;
+    let mut next = first.map(Ok);
+    while let Some(batch) = next {
         let batch = batch?;
+        rows.hold(&batch)?;
         held += batch.get_array_memory_size();
         if held > MAX_PRETTY_BYTES {
             return Err(ApiError::BadRequest(format!(
@@ -207,6 +209,7 @@ async fn pretty(mut rows: QueryStream, first: Option<RecordBatch>) -> Result<Vec
             )));
         }
         batches.push(batch);
+        next = rows.next().await;
     }
     let mut out = arrow::util::pretty::pretty_format_batches(&batches)
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -216,38 +219,55 @@ async fn pretty(mut rows: QueryStream, first: Option<RecordBatch>) -> Result<Vec
     Ok(out)
 }
 
-/// The encoded rows as they come: `first`, then the rest of `rows`. A failure after the
-/// first rows ends the body early, which the client sees as a cut answer.
+/// The encoded rows as they come: `first`, then the rest of `rows`, each batch cut into
+/// slices that are encoded and sent one at a time (a value shared by many rows, a
+/// dictionary's, is written out for each of them). A failure after the first rows ends
+/// the body early, which the client sees as a cut answer.
 fn streamed(
     rows: QueryStream,
     first: Option<RecordBatch>,
     encoder: Encoder,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    let state = (rows, first, Some(encoder));
-    futures::stream::unfold(state, |(mut rows, pending, encoder)| async move {
-        let mut encoder = encoder?;
-        let next = match pending {
-            Some(batch) => Some(Ok(batch)),
-            None => rows.next().await,
-        };
-        let chunk = match next {
-            Some(Ok(batch)) => {
-                let chunk = encoder.batch(&batch);
-                (chunk, Some(encoder))
+    struct State {
+        rows: QueryStream,
+        /// Slices of the current batch not sent yet.
+        pending: std::collections::VecDeque<RecordBatch>,
+        /// `None` once the body has ended.
+        encoder: Option<Encoder>,
+    }
+    let cut = |batch: &RecordBatch| sluice_query::sizes::slices(batch, ENCODED_SLICE_BYTES);
+    let state = State {
+        rows,
+        pending: first.as_ref().map(cut).unwrap_or_default().into(),
+        encoder: Some(encoder),
+    };
+    futures::stream::unfold(state, move |mut state| async move {
+        let mut encoder = state.encoder.take()?;
+        let chunk = loop {
+            if let Some(slice) = state.pending.pop_front() {
+                break encoder.batch(&slice).map(|bytes| (bytes, Some(encoder)));
             }
-            Some(Err(error)) => (Err(error.to_string()), None),
-            None => (encoder.finish(), None),
+            match state.rows.next().await {
+                Some(Ok(batch)) => state.pending = cut(&batch).into(),
+                Some(Err(error)) => break Err(error.to_string()),
+                None => break encoder.finish().map(|bytes| (bytes, None)),
+            }
         };
         match chunk {
-            (Ok(bytes), encoder) => Some((Ok(bytes), (rows, None, encoder))),
-            (Err(message), _) => {
+            Ok((bytes, encoder)) => {
+                state.encoder = encoder;
+                Some((Ok(bytes), state))
+            }
+            Err(message) => {
                 tracing::warn!("a query's answer was cut short: {message}");
-                let error = std::io::Error::other(message);
-                Some((Err(error), (rows, None, None)))
+                Some((Err(std::io::Error::other(message)), state))
             }
         }
     })
 }
+
+/// The most rows, by weight, encoded at once.
+const ENCODED_SLICE_BYTES: u64 = 8 << 20;
 
 /// Parquet row groups are written out once they hold this much.
 const PARQUET_ROW_GROUP_BYTES: usize = 16 << 20;

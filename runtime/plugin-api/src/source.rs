@@ -53,11 +53,9 @@ impl PluginRef {
             ))
         };
         let relative = inside_plugin_dir(name).ok_or_else(traversal)?;
+        // The error does not name the directory: it is the server's path.
         let dir = Dir::open_ambient_dir(&self.plugin_dir, ambient_authority()).map_err(|e| {
-            InvocationError::PluginFile(format!(
-                "cannot open plugin directory {}: {e}",
-                self.plugin_dir.display()
-            ))
+            InvocationError::PluginFile(format!("cannot open the plugin directory: {e}"))
         })?;
         let not_found = || InvocationError::PluginFile(format!("Plugin not found: {name}"));
         let metadata = dir.metadata(relative).map_err(|e| match e.kind() {

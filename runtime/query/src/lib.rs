@@ -12,13 +12,18 @@
 //! DML (`INSERT`, `COPY … TO`) and statements (`SET`, `PREPARE`) are refused when planned,
 //! no object store but the database's own is registered (no `file://`), nothing spills
 //! to disk, and every query runs within [`QueryLimits`]: memory from a pool the process
-//! shares, bounded per query, and a time limit. Errors that are the server's (reading
-//! its files) are logged and not shown, so no server path reaches a client.
+//! shares, bounded per query, and a time limit; the functions that can build more than
+//! their arguments hold (`repeat`, `lpad`, `range`, …) are bounded per call, since the
+//! pool does not see what they build. Errors that are the server's (reading its files)
+//! are logged and not shown, so no server path reaches a client.
 
+mod functions;
 mod limits;
 mod plugin_database;
+pub mod watch;
 mod plugin_rows;
 mod schema;
+pub mod sizes;
 mod system;
 mod table;
 
@@ -39,11 +44,13 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::MemoryPool;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use std::sync::atomic::{AtomicBool, Ordering};
 use futures::StreamExt;
-use limits::{Deadline, QueryPool, Refusal, TimedOut};
+use limits::{QueryPool, Refusal};
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
 
@@ -90,15 +97,24 @@ impl QueryError {
     /// `error`, which ended a query that drew on `pool`, as its cause.
     fn classify(error: DataFusionError, pool: Option<&QueryPool>) -> Self {
         if let DataFusionError::External(inner) = error.find_root()
-            && inner.downcast_ref::<TimedOut>().is_some()
+            && inner.downcast_ref::<watch::ShortOfMemory>().is_some()
         {
-            return Self::Limit(inner.to_string());
+            return Self::Busy(inner.to_string());
         }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(message) => {
+                // An operator may say it in its own words: the bound's words lead.
+                let said = |bound: String| {
+                    if message.contains(&bound) {
+                        message.clone()
+                    } else {
+                        format!("{bound} ({message})")
+                    }
+                };
                 match pool.and_then(QueryPool::refusal) {
-                    Some(Refusal::Server) => Self::Busy(message.clone()),
-                    _ => Self::Limit(message.clone()),
+                    Some((Refusal::Server, bound)) => Self::Busy(said(bound)),
+                    Some((Refusal::Query, bound)) => Self::Limit(said(bound)),
+                    None => Self::Limit(message.clone()),
                 }
             }
             DataFusionError::SQL(..)
@@ -140,22 +156,98 @@ pub struct QueryOutput {
 }
 
 /// A query's rows as they are produced, within the query's limits.
+///
+/// The query runs in a task of its own, which hands its batches over a channel of
+/// [`BATCHES_AHEAD`] and is stopped when its time is up, whether or not the reader reads
+/// (a client that stops reading holds nothing for longer), or when the stream is
+/// dropped.
 pub struct QueryStream {
     /// The result schema (also when there are no rows).
     pub schema: SchemaRef,
-    batches: SendableRecordBatchStream,
+    batches: tokio::sync::mpsc::Receiver<Result<RecordBatch, DataFusionError>>,
+    /// Set by the task when the query's time ran out.
+    timed_out: Arc<AtomicBool>,
+    timeout: std::time::Duration,
+    _task: AbortOnDrop,
     pool: Arc<QueryPool>,
+    /// What the reader keeps of the rows, counted in the query's memory.
+    held: MemoryReservation,
+}
+
+/// Batches a query produces before its reader takes them.
+const BATCHES_AHEAD: usize = 2;
+
+/// A task that stops when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl QueryStream {
+    /// Runs `batches` in a task of its own until `deadline`.
+    fn start(
+        schema: SchemaRef,
+        mut batches: SendableRecordBatchStream,
+        deadline: tokio::time::Instant,
+        timeout: std::time::Duration,
+        pool: Arc<QueryPool>,
+    ) -> Self {
+        let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&timed_out);
+        let task = tokio::spawn(async move {
+            let produce = async {
+                while let Some(item) = batches.next().await {
+                    let failed = item.is_err();
+                    if sender.send(item).await.is_err() || failed {
+                        return;
+                    }
+                }
+            };
+            if tokio::time::timeout_at(deadline, produce).await.is_err() {
+                flag.store(true, Ordering::Release);
+            }
+        });
+        let memory: Arc<dyn MemoryPool> = Arc::clone(&pool) as _;
+        Self {
+            schema,
+            batches: receiver,
+            timed_out,
+            timeout,
+            _task: AbortOnDrop(task),
+            held: MemoryConsumer::new("rows held by the reader").register(&memory),
+            pool,
+        }
+    }
+
     /// The next batch of rows; `None` at the end.
     ///
     /// # Errors
     ///
     /// See [`QueryError`]; after an error the stream has ended.
     pub async fn next(&mut self) -> Option<Result<RecordBatch, QueryError>> {
-        let item = self.batches.next().await?;
-        Some(item.map_err(|e| QueryError::classify(e, Some(&self.pool))))
+        match self.batches.recv().await {
+            Some(item) => Some(item.map_err(|e| QueryError::classify(e, Some(&self.pool)))),
+            None if self.timed_out.swap(false, Ordering::Acquire) => Some(Err(
+                QueryError::Limit(limits::timed_out(self.timeout)),
+            )),
+            None => None,
+        }
+    }
+
+    /// Counts `batch`, which the reader keeps until the stream is dropped, in the
+    /// query's memory: its bound, and the server's pool.
+    ///
+    /// # Errors
+    ///
+    /// [`QueryError::Limit`] or [`QueryError::Busy`] when the memory is not there.
+    pub fn hold(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+        self.held
+            .try_grow(batch.get_array_memory_size())
+            .map_err(|e| QueryError::classify(e, Some(&self.pool)))
     }
 }
 
@@ -168,6 +260,8 @@ pub struct QueryEngine {
     limits: QueryLimits,
     /// The memory every query of this engine draws on.
     server_pool: Arc<dyn MemoryPool>,
+    /// The process's memory, which every query's sources check.
+    watch: watch::Watch,
 }
 
 /// The database that holds only server-wide system tables (`system.plugin_files` of
@@ -188,6 +282,7 @@ impl QueryEngine {
             records: Arc::default(),
             plugin_dir: None,
             server_pool: limits::server_pool(&limits),
+            watch: watch::Watch::new(limits.process_memory_bytes),
             limits,
         }
     }
@@ -239,7 +334,14 @@ impl QueryEngine {
                 DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
             )
             .build_arc()?;
-        let context = SessionContext::new_with_config_rt(config, runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(watch::WatchLeaves(self.watch)))
+            .build();
+        let context = SessionContext::new_with_state(state);
+        functions::bound(&context);
         let catalog = MemoryCatalogProvider::new();
         catalog.register_schema(
             DEFAULT_SCHEMA,
@@ -307,16 +409,57 @@ impl QueryEngine {
             .await
             .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))??;
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame
-            .execute_stream()
-            .await
-            .map_err(|e| QueryError::classify(e, Some(&pool)))?;
-        Ok(QueryStream {
-            schema,
-            batches: Box::pin(Deadline::new(batches, deadline, timeout)),
-            pool,
+        let state = context.state();
+        let physical = tokio::time::timeout_at(deadline, async {
+            let optimized = state.optimize(frame.logical_plan())?;
+            check_literals(&optimized)?;
+            state
+                .query_planner()
+                .create_physical_plan(&optimized, &state)
+                .await
         })
+        .await
+        .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))?
+        .map_err(|e| QueryError::classify(e, Some(&pool)))?;
+        let batches = datafusion::physical_plan::execute_stream(physical, context.task_ctx())
+            .map_err(|e| QueryError::classify(e, Some(&pool)))?;
+        Ok(QueryStream::start(schema, batches, deadline, timeout, pool))
     }
+}
+
+/// The largest value written into a query, and all of its values together: a value
+/// projected as a column is copied to every row of every batch, which no pool sees.
+const MAX_LITERAL_BYTES: usize = 64 << 10;
+/// See [`MAX_LITERAL_BYTES`].
+const MAX_LITERALS_BYTES: usize = 1 << 20;
+
+/// Refuses a plan with a value over [`MAX_LITERAL_BYTES`], or values over
+/// [`MAX_LITERALS_BYTES`] in all (after constant folding: `repeat('x', 1000000)` is such a
+/// value).
+fn check_literals(plan: &datafusion::logical_expr::LogicalPlan) -> Result<(), DataFusionError> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    let mut total = 0_usize;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|inner| {
+                if let Expr::Literal(value, _) = inner {
+                    let size = value.size();
+                    total = total.saturating_add(size);
+                    if size > MAX_LITERAL_BYTES || total > MAX_LITERALS_BYTES {
+                        return Err(DataFusionError::ResourcesExhausted(format!(
+                            "the query holds a value of {size} bytes ({total} in all); a \
+                             query may hold values of at most {} KiB, {} KiB in all",
+                            MAX_LITERAL_BYTES >> 10,
+                            MAX_LITERALS_BYTES >> 10
+                        )));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(())
 }
 
 /// The plan of `sql` with `params` in place, if it only reads.

@@ -7,22 +7,18 @@
 //! disk manager is off, so nothing spills to the host's disk instead. A refusal ends the
 //! query with an error saying which bound it met.
 //!
-//! Time is bounded by [`Deadline`], which ends a query's stream of batches (planning
-//! included) when its time is up; dropping the stream stops every task DataFusion
-//! started for it.
+//! Time is bounded by the task each query runs in (see [`QueryStream`](crate::QueryStream)),
+//! which a timer ends when the query's time is up, whether or not its rows are being
+//! read: dropping the plan's stream stops every task DataFusion started for it.
 
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{
     GreedyMemoryPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
-use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream};
-use futures::Stream;
 use std::fmt;
-use std::future::Future as _;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// The bounds of every query a [`QueryEngine`](crate::QueryEngine) runs.
@@ -36,6 +32,10 @@ pub struct QueryLimits {
     /// How long one query may run, from planning to its last row. Default
     /// [`Self::DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// The server's resident memory past which queries stop producing rows (see
+    /// [`watch`](crate::watch)). Default [`default_process_bound`](crate::watch::default_process_bound):
+    /// four fifths of the machine's memory.
+    pub process_memory_bytes: u64,
 }
 
 impl QueryLimits {
@@ -53,6 +53,7 @@ impl Default for QueryLimits {
             server_memory_bytes: Self::DEFAULT_SERVER_MEMORY_BYTES,
             query_memory_bytes: Self::DEFAULT_QUERY_MEMORY_BYTES,
             timeout: Self::DEFAULT_TIMEOUT,
+            process_memory_bytes: crate::watch::default_process_bound(),
         }
     }
 }
@@ -77,8 +78,9 @@ pub(crate) struct QueryPool {
     server: Arc<dyn MemoryPool>,
     limit: usize,
     used: AtomicUsize,
-    /// The [`Refusal`] of the last refused reservation, as `refusal as u8 + 1`; 0 for none.
-    refused: AtomicU8,
+    /// The last refusal, and what it said: operators report running out of memory in
+    /// their own words, which do not name the bound.
+    refused: Mutex<Option<(Refusal, String)>>,
 }
 
 impl QueryPool {
@@ -87,21 +89,21 @@ impl QueryPool {
             server,
             limit,
             used: AtomicUsize::new(0),
-            refused: AtomicU8::new(0),
+            refused: Mutex::new(None),
         }
     }
 
-    /// Which bound refused memory to this query, if one did.
-    pub(crate) fn refusal(&self) -> Option<Refusal> {
-        match self.refused.load(Ordering::Relaxed) {
-            1 => Some(Refusal::Query),
-            2 => Some(Refusal::Server),
-            _ => None,
-        }
+    /// Which bound refused memory to this query last, and how it said so, if one did.
+    pub(crate) fn refusal(&self) -> Option<(Refusal, String)> {
+        self.refused
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn refuse(&self, refusal: Refusal, message: String) -> DataFusionError {
-        self.refused.store(refusal as u8 + 1, Ordering::Relaxed);
+        *self.refused.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((refusal, message.clone()));
         DataFusionError::ResourcesExhausted(message)
     }
 }
@@ -198,82 +200,6 @@ pub(crate) fn timed_out(timeout: Duration) -> String {
     )
 }
 
-/// A stream of batches that ends with an error once its time is up: checked at every
-/// batch (a stream that always has one ready never waits on the timer) and, while the
-/// stream waits, by a timer.
-pub(crate) struct Deadline {
-    /// `None` once the stream has ended.
-    inner: Option<SendableRecordBatchStream>,
-    schema: datafusion::arrow::datatypes::SchemaRef,
-    deadline: tokio::time::Instant,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    timeout: Duration,
-}
-
-impl Deadline {
-    /// `inner`, ended at `deadline`, which `timeout` after the query started.
-    pub(crate) fn new(
-        inner: SendableRecordBatchStream,
-        deadline: tokio::time::Instant,
-        timeout: Duration,
-    ) -> Self {
-        Self {
-            schema: inner.schema(),
-            inner: Some(inner),
-            deadline,
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            timeout,
-        }
-    }
-}
-
-impl Stream for Deadline {
-    type Item = datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.inner.is_none() {
-            return Poll::Ready(None);
-        }
-        if tokio::time::Instant::now() < self.deadline {
-            let inner = self.inner.as_mut().map(|inner| inner.as_mut().poll_next(cx));
-            match inner {
-                Some(Poll::Ready(item)) => {
-                    if item.is_none() {
-                        self.inner = None;
-                    }
-                    return Poll::Ready(item);
-                }
-                _ if self.sleep.as_mut().poll(cx).is_pending() => return Poll::Pending,
-                _ => {}
-            }
-        }
-        // Dropping the plan's stream stops the tasks it runs on.
-        self.inner = None;
-        Poll::Ready(Some(Err(DataFusionError::External(Box::new(TimedOut(
-            self.timeout,
-        ))))))
-    }
-}
-
-impl RecordBatchStream for Deadline {
-    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        Arc::clone(&self.schema)
-    }
-}
-
-/// A query ran out of time.
-#[derive(Debug)]
-pub(crate) struct TimedOut(pub(crate) Duration);
-
-impl fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&timed_out(self.0))
-    }
-}
-
-impl std::error::Error for TimedOut {}
-
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,7 +230,7 @@ mod tests {
         let b = reservation(&second_dyn);
         let error = b.try_grow(2 << 20).expect_err("the server has 1 MiB left");
         assert!(error.to_string().contains("try again later"), "{error}");
-        assert_eq!(second.refusal(), Some(Refusal::Server));
+        assert_eq!(second.refusal().map(|(r, _)| r), Some(Refusal::Server));
         assert_eq!(second.reserved(), 0, "a refused reservation holds nothing");
 
         drop(a);

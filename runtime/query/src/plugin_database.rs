@@ -110,6 +110,11 @@ fn write_error(database: &str, error: WriteError) -> String {
                 details.join("; ")
             )
         }
+        WriteError::Durability(cause) => {
+            // Its cause names the server's files: for the log, not for the plugin.
+            tracing::error!("a plugin's write to {database} failed: {cause}");
+            format!("the write to {database} could not be made durable; see the server log")
+        }
         other => other.to_string(),
     }
 }

@@ -16,8 +16,8 @@ use sluice_plugin_api::{Column, ColumnValues, QueryResult};
 /// bound on its size: a query whose result is over the bound stops at the first batch
 /// that passes it, so the host never holds much more than the bound for a plugin.
 ///
-/// The size counted is what the plugin receives: 8 bytes per number or timestamp, one
-/// per boolean or presence flag, and a string's bytes plus 4 (its index) per string.
+/// The size counted is what the host holds for the plugin ([`row_bytes`](crate::sizes::row_bytes)),
+/// read from a batch before it is converted.
 pub struct ResultBuilder {
     columns: Vec<Column>,
     rows: usize,
@@ -63,15 +63,18 @@ impl ResultBuilder {
         if batch.num_rows() == 0 {
             return Ok(());
         }
+        let weight = crate::sizes::row_bytes(batch)
+            .into_iter()
+            .fold(0_u64, u64::saturating_add);
+        self.bytes = self.bytes.saturating_add(weight);
+        if self.bytes > self.limit_bytes {
+            return Err(format!(
+                "query result limit of {} exceeded",
+                sluice_plugin_api::size_text(self.limit_bytes)
+            ));
+        }
         for (index, accumulated) in self.columns.iter_mut().enumerate() {
             let chunk = column(accumulated.name.as_str(), batch.column(index))?;
-            self.bytes = self.bytes.saturating_add(delivered_bytes(&chunk));
-            if self.bytes > self.limit_bytes {
-                return Err(format!(
-                    "query result limit of {} exceeded",
-                    sluice_plugin_api::size_text(self.limit_bytes)
-                ));
-            }
             append(accumulated, chunk, self.rows);
         }
         self.rows += batch.num_rows();
@@ -91,20 +94,6 @@ impl ResultBuilder {
             columns: self.columns,
         }
     }
-}
-
-/// The bytes of `column` as the plugin receives it.
-fn delivered_bytes(column: &Column) -> u64 {
-    let values = match &column.values {
-        ColumnValues::Tag(v) | ColumnValues::String(v) => {
-            v.iter().map(|s| s.len() as u64 + 4).sum::<u64>()
-        }
-        ColumnValues::Int(v) | ColumnValues::Time(v) => v.len() as u64 * 8,
-        ColumnValues::UInt(v) => v.len() as u64 * 8,
-        ColumnValues::Float(v) => v.len() as u64 * 8,
-        ColumnValues::Boolean(v) => v.len() as u64,
-    };
-    values + column.present.as_ref().map_or(0, |p| p.len() as u64)
 }
 
 /// Appends `chunk`'s rows to `accumulated`, which holds `rows` rows.
@@ -288,8 +277,9 @@ mod tests {
             ("name", Arc::new(StringArray::from(vec!["abcd", "efgh"]))),
             ("n", Arc::new(Int32Array::from(vec![Some(1), None]))),
         ]);
-        // Per batch: 2 × (4 + 4) string bytes, 2 × 8 number bytes, 2 presence flags.
-        let per_batch = 16 + 16 + 2;
+        // Per batch: 2 × (4 + 32) for the strings, 2 × (8 + 1) for the numbers, which
+        // have a missing value.
+        let per_batch = 72 + 18;
         let fits = result(&schema, &[rows.clone(), rows.clone()], 2 * per_batch).expect("fits");
         assert_eq!(fits.row_count, 4);
         assert_eq!(
@@ -299,7 +289,7 @@ mod tests {
         assert_eq!(
             result(&schema, &[rows.clone(), rows.clone(), rows], 2 * per_batch)
                 .expect_err("over"),
-            "query result limit of 68 bytes exceeded"
+            "query result limit of 180 bytes exceeded"
         );
     }
 

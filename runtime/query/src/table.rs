@@ -15,6 +15,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
+use datafusion::arrow::record_batch::RecordBatch;
 use sluice_storage::TableData;
 use std::sync::Arc;
 
@@ -86,14 +87,25 @@ impl TableProvider for SluiceTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         if !self.data.batches.is_empty() {
-            // The chunks dealt over the partitions, so they are scanned in parallel.
-            let count = state
-                .config()
-                .target_partitions()
-                .clamp(1, self.data.batches.len());
+            // The chunks cut to the session's batch size (slices, not copies): what the
+            // operators above build per batch, a projected value copied to every row
+            // among them, grows with the batch. Dealt over the partitions, so they are
+            // scanned in parallel.
+            let rows = state.config().batch_size().max(1);
+            let pieces: Vec<RecordBatch> = self
+                .data
+                .batches
+                .iter()
+                .flat_map(|batch| {
+                    (0..batch.num_rows())
+                        .step_by(rows)
+                        .map(move |at| batch.slice(at, rows.min(batch.num_rows() - at)))
+                })
+                .collect();
+            let count = state.config().target_partitions().clamp(1, pieces.len().max(1));
             let mut partitions = vec![Vec::new(); count];
-            for (index, batch) in self.data.batches.iter().enumerate() {
-                partitions[index % count].push(batch.clone());
+            for (index, batch) in pieces.into_iter().enumerate() {
+                partitions[index % count].push(batch);
             }
             inputs.push(MemorySourceConfig::try_new_exec(
                 &partitions,

@@ -362,3 +362,115 @@ async fn a_query_ends_when_its_time_is_up() {
     assert!(matches!(error, QueryError::Limit(_)), "{error:?}");
     assert_eq!(error.to_string(), "query time limit of 200ms exceeded");
 }
+
+#[tokio::test]
+async fn functions_that_build_much_from_little_are_bounded() {
+    let (engine, _dir) = engine().await;
+    for (sql, function) in [
+        ("SELECT repeat('x', 2000000000) AS s", "repeat"),
+        ("SELECT lpad('', 100000000, 'ab') AS s", "lpad"),
+        ("SELECT range(10000000000) AS r", "range"),
+        (
+            "SELECT generate_series(TIMESTAMP '1970-01-01', TIMESTAMP '2200-01-01', INTERVAL '1 minute')",
+            "generate_series",
+        ),
+        ("SELECT array_repeat(1, 100000000) AS a", "array_repeat"),
+        ("SELECT repeat(host, 40000000) FROM cpu", "repeat"),
+    ] {
+        let error = engine.sql("db", sql, vec![]).await.expect_err(sql);
+        assert!(matches!(error, QueryError::Limit(_)), "{sql}: {error:?}");
+        assert!(
+            error.to_string().starts_with(&format!("{function} would build"))
+                && error.to_string().ends_with("more than the 64 MiB a function may build at once"),
+            "{sql}: {error}"
+        );
+    }
+    assert!(
+        rows(&engine, "SELECT length(repeat('ab', 1000)) AS n", vec![])
+            .await
+            .contains("| 2000 |")
+    );
+    assert!(
+        rows(&engine, "SELECT cardinality(range(1, 11)) AS n", vec![])
+            .await
+            .contains("| 10 |")
+    );
+}
+
+#[tokio::test]
+async fn values_written_into_a_query_or_built_by_one_are_bounded() {
+    let (engine, _dir) = engine().await;
+    for (sql, why) in [
+        (
+            "SELECT arrow_cast(repeat('x', 100000), 'LargeUtf8') AS s \
+             FROM generate_series(1, 8192)",
+            "the query holds a value of",
+        ),
+        (
+            "SELECT length(repeat(repeat(host, 2000), 1000)) AS n FROM cpu",
+            "length was given a value of 1 MiB",
+        ),
+    ] {
+        let error = engine.sql("db", sql, vec![]).await.expect_err(sql);
+        assert!(matches!(error, QueryError::Limit(_)), "{sql}: {error:?}");
+        assert!(error.to_string().contains(why), "{sql}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn sources_stop_while_the_server_is_short_of_memory() {
+    let (engine, _dir) = engine().await;
+    let starved = limited(
+        &engine,
+        QueryLimits {
+            process_memory_bytes: 1,
+            ..QueryLimits::default()
+        },
+    );
+    // The first sample of the process's memory.
+    let waited = std::time::Instant::now();
+    while watch::RESIDENT.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(60), "no sample");
+        tokio::time::sleep(watch::SAMPLE_EVERY).await;
+    }
+    for sql in [
+        "SELECT count(*) FROM cpu",
+        "SELECT count(*) FROM generate_series(1, 10)",
+    ] {
+        let error = starved.sql("db", sql, vec![]).await.expect_err(sql);
+        assert!(matches!(error, QueryError::Busy(_)), "{sql}: {error:?}");
+        assert!(error.to_string().contains("short of memory"), "{error}");
+    }
+    assert!(rows(&engine, "SELECT count(*) AS n FROM cpu", vec![]).await.contains("| 4 |"));
+}
+
+#[tokio::test]
+async fn a_query_whose_rows_are_not_read_still_ends_on_time() {
+    let (engine, _dir) = engine().await;
+    let hasty = limited(
+        &engine,
+        QueryLimits {
+            timeout: std::time::Duration::from_millis(300),
+            ..QueryLimits::default()
+        },
+    );
+    let mut stream = hasty
+        .stream("db", "SELECT value FROM generate_series(1, 100000000000)", vec![])
+        .await
+        .expect("starts");
+    assert!(matches!(stream.next().await, Some(Ok(_))));
+    // The reader stalls; the query's time runs out meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let mut read = 0;
+    let ended = loop {
+        match stream.next().await {
+            Some(Ok(_)) => read += 1,
+            other => break other,
+        }
+    };
+    assert!(read <= 2, "{read} batches made while nobody read");
+    assert!(
+        matches!(&ended, Some(Err(QueryError::Limit(m))) if m == "query time limit of 300ms exceeded"),
+        "{ended:?}"
+    );
+}

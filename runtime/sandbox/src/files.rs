@@ -15,6 +15,7 @@
 
 use crate::host::HostState;
 use sluice_plugin_api::{Limits, LogLevel};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::StoreContextMut;
@@ -46,10 +47,11 @@ impl ServerFiles {
     }
 }
 
-/// The descriptors one instance holds.
+/// The descriptors one instance holds: the handles of the ones it opened, so that only
+/// those are counted out when dropped (not the mounted directories, never counted in).
 #[derive(Debug)]
 pub(crate) struct OpenFiles {
-    held: u64,
+    held: HashSet<u32>,
     server: Arc<ServerFiles>,
     /// Whether the current call's log was told of a refusal already.
     told: bool,
@@ -64,10 +66,16 @@ enum Refusal {
 impl OpenFiles {
     pub(crate) fn new(server: Arc<ServerFiles>) -> Self {
         Self {
-            held: 0,
+            held: HashSet::new(),
             server,
             told: false,
         }
+    }
+
+    /// Whether the instance holds files open: between calls, only a plugin keeping them
+    /// in its module state does.
+    pub(crate) fn any(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// A new call starts: its log has not been told of a refusal.
@@ -75,9 +83,10 @@ impl OpenFiles {
         self.told = false;
     }
 
-    /// Counts one more descriptor, if the bounds allow it.
+    /// Takes one more descriptor from the server's count, if the bounds allow it;
+    /// [`Self::opened`] or [`Self::not_opened`] must follow.
     fn take(&mut self, limit: u64) -> Result<(), Refusal> {
-        if self.held >= limit {
+        if self.held.len() as u64 >= limit {
             return Err(Refusal::Instance(limit));
         }
         let server = &self.server;
@@ -87,14 +96,22 @@ impl OpenFiles {
                 (held < server.limit).then_some(held + 1)
             })
             .map_err(|_| Refusal::Server(server.limit))?;
-        self.held += 1;
         Ok(())
     }
 
-    /// Counts one descriptor out.
-    fn give_back(&mut self) {
-        if self.held > 0 {
-            self.held -= 1;
+    /// The descriptor taken is the handle `rep`.
+    fn opened(&mut self, rep: u32) {
+        self.held.insert(rep);
+    }
+
+    /// The descriptor taken was not opened after all.
+    fn not_opened(&mut self) {
+        self.server.held.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The handle `rep` was dropped: counted out if it was counted in.
+    fn dropped(&mut self, rep: u32) {
+        if self.held.remove(&rep) {
             self.server.held.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -103,7 +120,9 @@ impl OpenFiles {
 impl Drop for OpenFiles {
     fn drop(&mut self) {
         // The store's resource table closes the files themselves.
-        self.server.held.fetch_sub(self.held, Ordering::Relaxed);
+        self.server
+            .held
+            .fetch_sub(self.held.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -167,8 +186,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     .filesystem()
                     .open_at(fd, path_flags, path, open_flags, flags)
                     .await;
-                if opened.is_err() {
-                    state.files.give_back();
+                match &opened {
+                    Ok(descriptor) => state.files.opened(descriptor.rep()),
+                    Err(_) => state.files.not_opened(),
                 }
                 Ok((answered(opened)?,))
             })
@@ -183,8 +203,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                     return Ok((Err(code),));
                 }
                 let listing = state.filesystem().read_directory(fd).await;
-                if listing.is_err() {
-                    state.files.give_back();
+                match &listing {
+                    Ok(stream) => state.files.opened(stream.rep()),
+                    Err(_) => state.files.not_opened(),
                 }
                 Ok((answered(listing)?,))
             })
@@ -212,7 +233,7 @@ fn counted_drop<R: Send + 'static>(
 ) -> wasmtime::Result<()> {
     let state = store.data_mut();
     state.table.delete(Resource::<R>::new_own(rep))?;
-    state.files.give_back();
+    state.files.dropped(rep);
     Ok(())
 }
 
@@ -229,6 +250,25 @@ pub(crate) fn is_out_of_handles(error: &wasmtime::Error) -> bool {
 /// The capacity of an instance's resource table under `limits`.
 pub(crate) fn handles(limits: &Limits) -> usize {
     usize::try_from(limits.handles()).unwrap_or(usize::MAX)
+}
+
+/// Raises the process's limit on open descriptors to the most it may have (the soft
+/// limit is often far below the hard one): the server's connections and files, and its
+/// plugins' share ([`SandboxConfig::max_open_files`](crate::SandboxConfig)), come out of
+/// it. Returns the limit now.
+pub fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!("cannot raise the limit on open files: {error}");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// The default bound of the server's plugin descriptors: half of what the process may

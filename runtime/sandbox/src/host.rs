@@ -88,8 +88,8 @@ impl CallState {
 }
 
 /// `text`, or its first [`Limits::MAX_LOG_LINE_BYTES`] (at a character boundary) and a
-/// note of how much was cut.
-fn cut_line(text: &str) -> String {
+/// note of how much was cut: a log line, or a plugin's error, which the host keeps.
+pub(crate) fn cut_line(text: &str) -> String {
     let max = Limits::MAX_LOG_LINE_BYTES;
     if text.len() <= max {
         return text.to_string();

@@ -3,7 +3,7 @@
 use crate::encode::batch_to_wit;
 use crate::executor::Sandbox;
 use crate::files::OpenFiles;
-use crate::host::{CallState, HostState};
+use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
@@ -125,10 +125,15 @@ impl PluginInstance {
     }
 
     /// Whether calls left the instance holding more than half of the room `limits` give
-    /// it beyond its size when new. Memory a call leaves behind counts against the next
-    /// call's limit: past this, the next call would have less than half the room of the
-    /// same call on a fresh instance.
+    /// it beyond its size when new, or holding files open. Memory a call leaves behind
+    /// counts against the next call's limit: past this, the next call would have less
+    /// than half the room of the same call on a fresh instance; and an idle instance
+    /// should hold no descriptor of the server's.
     pub fn is_swollen(&self, limits: &Limits) -> bool {
+        // Files kept open between calls count too: descriptors are the server's.
+        if self.store.data().files.any() {
+            return true;
+        }
         let held = self.store.data().limiter.total_bytes;
         let room = limits.memory_bytes.saturating_sub(self.fresh_bytes);
         held.saturating_sub(self.fresh_bytes) > room / 2
@@ -205,7 +210,8 @@ impl PluginInstance {
         let error = match raw {
             Some(Ok(Ok(value))) => return Ok(value),
             Some(Ok(Err(plugin_error))) => {
-                return Err(InvocationError::Plugin(plugin_error.message));
+                // Kept in the invocation records and logs: as long as a log line at most.
+                return Err(InvocationError::Plugin(cut_line(&plugin_error.message)));
             }
             Some(Err(trap)) => classify(&self.store, trap),
             None => InvocationError::limit(LimitKind::WallTime, &self.store.data().call.limits),

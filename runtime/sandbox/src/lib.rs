@@ -46,6 +46,7 @@ mod wit;
 pub use artifact_cache::ArtifactCache;
 pub use config::SandboxConfig;
 pub use executor::Sandbox;
+pub use files::raise_open_file_limit;
 pub use instance::PluginInstance;
 pub use pool::InstancePool;
 

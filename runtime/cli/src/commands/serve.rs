@@ -194,6 +194,11 @@ pub struct QueryArgs {
     /// also ends with the plugin's wall time
     #[arg(long, env = "SLUICE_QUERY_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = positive_duration)]
     query_timeout: Duration,
+    /// While the server's resident memory is over this, in MiB, queries stop reading
+    /// rows and fail with 429 (try again later): the last guard for what no pool
+    /// counts. Default: four fifths of the machine's (or its control group's) memory
+    #[arg(long, env = "SLUICE_QUERY_PROCESS_MEMORY_MIB", value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    query_process_memory_mib: Option<u64>,
 }
 
 impl QueryArgs {
@@ -203,6 +208,10 @@ impl QueryArgs {
             server_memory_bytes: bytes(self.query_memory_pool_mib),
             query_memory_bytes: bytes(self.query_memory_limit_mib),
             timeout: self.query_timeout,
+            process_memory_bytes: self.query_process_memory_mib.map_or_else(
+                sluice_query::watch::default_process_bound,
+                |mib| mib.saturating_mul(1 << 20),
+            ),
         }
     }
 }
@@ -268,6 +277,9 @@ impl ServeArgs {
         let Some(plugin_dir) = &self.plugin_dir else {
             return Ok(None);
         };
+        // Before the sandbox sizes its share of it.
+        let open_files = sluice_sandbox::raise_open_file_limit();
+        tracing::debug!(?open_files, "the process's limit on open files");
         let config = SandboxConfig::default();
         let limits = self.limits.limits();
         limits
