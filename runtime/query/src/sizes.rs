@@ -111,7 +111,7 @@ mod tests {
             row_bytes(&batch),
             vec![1000 + 32 + 9 + 2 + 32, 1000 + 32 + 9 + 32, 1 + 32 + 9 + 3 + 32]
         );
-        let cut = slices(&batch, 1120);
+        let cut = slices(&batch, 1160);
         assert_eq!(cut.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(slices(&batch, 10).len(), 3, "a row over the bound alone");
         let empty = batch.slice(0, 0);
