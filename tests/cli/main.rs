@@ -6,6 +6,7 @@ mod conformance;
 mod engine;
 mod http;
 mod packages;
+mod reliability;
 mod s3;
 mod security;
 mod server;

@@ -64,12 +64,42 @@ impl Tenants {
         let beta_write = token(&server, "beta-write", "beta", "write");
         for (db, name, spec, plugin, granted) in [
             ("beta", "beta_wal", "table:events", "beta_wal.py", json!([])),
-            ("beta", "beta_tick", "every:1s", "beta_schedule.py", json!([])),
-            ("beta", "beta_hello", "request:beta_hello", "beta_request.py", json!([])),
-            ("alpha", "attack", "request:alpha_attack", "attacker.py", json!([])),
-            ("alpha", "hoard", "request:alpha_hoard", "hoarder", json!([])),
+            (
+                "beta",
+                "beta_tick",
+                "every:1s",
+                "beta_schedule.py",
+                json!([]),
+            ),
+            (
+                "beta",
+                "beta_hello",
+                "request:beta_hello",
+                "beta_request.py",
+                json!([]),
+            ),
+            (
+                "alpha",
+                "attack",
+                "request:alpha_attack",
+                "attacker.py",
+                json!([]),
+            ),
+            (
+                "alpha",
+                "hoard",
+                "request:alpha_hoard",
+                "hoarder",
+                json!([]),
+            ),
             // Granted `beta`: what a value in the shared cache could reach through it.
-            ("alpha", "read", "request:alpha_read", "reader.py", json!(["beta"])),
+            (
+                "alpha",
+                "read",
+                "request:alpha_read",
+                "reader.py",
+                json!(["beta"]),
+            ),
         ] {
             let mut body = trigger_body(name, spec, plugin, Value::Null, "log");
             body["db"] = json!(db);
@@ -104,7 +134,11 @@ impl Tenants {
 
     /// Runs `attack` (with more query parameters) as `alpha`; what the plugin answered.
     fn attack(&self, attack: &str, more: &str) -> Value {
-        let answer = self.call("alpha_attack", &format!("attack={attack}&{more}"), &self.alpha_read);
+        let answer = self.call(
+            "alpha_attack",
+            &format!("attack={attack}&{more}"),
+            &self.alpha_read,
+        );
         assert_eq!(answer.status, 200, "{attack}: {}", answer.text());
         answer.json()
     }
@@ -117,7 +151,10 @@ impl Tenants {
             self.server.address,
             "POST",
             "/api/v3/query_sql",
-            &[("authorization", &bearer), ("content-type", "application/json")],
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
             body.as_bytes(),
         )
     }
@@ -219,7 +256,13 @@ fn peak_memory(pid: u32) -> u64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|kib| kib.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .and_then(|kib| {
+            kib.trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .map(|kib| kib << 10)
         .expect("VmHWM")
 }
@@ -233,17 +276,14 @@ fn open_descriptors(pid: u32) -> usize {
 
 #[test]
 fn sql_only_reads_whoever_sends_it_and_within_its_bounds() {
-    let mut tenants = Tenants::start(&[
-        "--query-memory-limit-mib",
-        "4",
-        "--query-timeout",
-        "3s",
-    ]);
+    let mut tenants = Tenants::start(&["--query-memory-limit-mib", "4", "--query-timeout", "3s"]);
     let data = tenants.dir.path().join("data");
     let victim = tenants.plugin_dir().join("beta_request.py");
     let original = std::fs::read(&victim).expect("beta's plugin");
     let planted = tenants.dir.path().join("planted.csv");
-    let written = tenants.server.post("/api/v3/write_lp?db=alpha", &[], b"cpu,host=a v=1i 1");
+    let written = tenants
+        .server
+        .post("/api/v3/write_lp?db=alpha", &[], b"cpu,host=a v=1i 1");
     assert_eq!(written.status, 204, "{}", written.text());
 
     // Over HTTP, with a token that may only read.
@@ -271,7 +311,10 @@ fn sql_only_reads_whoever_sends_it_and_within_its_bounds() {
     ] {
         let answer = tenants.sql(&tenants.alpha_read, "alpha", &sql);
         assert_eq!(answer.status, 400, "{sql}: {}", answer.text());
-        let error = answer.json()["error"].as_str().unwrap_or_default().to_string();
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(
             error.contains(why) && error.ends_with("(a query may only read)"),
             "{sql}: {error}"
@@ -332,7 +375,11 @@ fn sql_only_reads_whoever_sends_it_and_within_its_bounds() {
         .output()
         .expect("sluice runs");
     assert!(!copy.status.success(), "{}", text(&copy));
-    assert!(text(&copy).contains("a query may only read"), "{}", text(&copy));
+    assert!(
+        text(&copy).contains("a query may only read"),
+        "{}",
+        text(&copy)
+    );
 
     assert!(!planted.exists());
     assert_eq!(std::fs::read(&victim).expect("beta's plugin"), original);
@@ -354,7 +401,9 @@ fn request_triggers_answer_only_tokens_that_may_read_their_database() {
         assert_eq!(answer.status, status, "{}", answer.text());
         if status == 403 {
             assert!(
-                answer.text().contains("needs read permission on the trigger's database")
+                answer
+                    .text()
+                    .contains("needs read permission on the trigger's database")
                     && !answer.text().contains("beta"),
                 "{}",
                 answer.text()
@@ -386,7 +435,11 @@ fn host_work_for_a_plugin_stays_within_its_limits() {
     assert!(longest.ends_with("more bytes cut: a log line holds at most 64 KiB]"));
     let flood = tenants.call("alpha_attack", "attack=log_flood", &tenants.alpha_read);
     assert_eq!(flood.status, 500, "{}", flood.text());
-    assert!(flood.text().contains("log limit of 4 MiB exceeded"), "{}", flood.text());
+    assert!(
+        flood.text().contains("log limit of 4 MiB exceeded"),
+        "{}",
+        flood.text()
+    );
 
     // Cache values, a trigger's cache and a database's shared cache are bounded.
     refused(
@@ -394,10 +447,16 @@ fn host_work_for_a_plugin_stays_within_its_limits() {
         "cache value limit of 16 MiB exceeded: the value is",
     );
     let own = tenants.attack("fill_cache", "");
-    refused(&own, "cache limit of 64 MiB exceeded: the trigger's cache holds");
+    refused(
+        &own,
+        "cache limit of 64 MiB exceeded: the trigger's cache holds",
+    );
     assert_eq!(own["stored"], 63, "{own}");
     let shared = tenants.attack("fill_cache", "global=1");
-    refused(&shared, "cache limit of 8 MiB exceeded: the database's shared cache holds");
+    refused(
+        &shared,
+        "cache limit of 8 MiB exceeded: the database's shared cache holds",
+    );
     assert_eq!(shared["stored"], 7, "{shared}");
 
     // Each call starts with the whole memory budget, whatever the one before held.
@@ -415,7 +474,11 @@ fn open_files_are_bounded_and_given_back() {
     let mut tenants = Tenants::start(&[]);
     let pid = tenants.server.pid();
     let hoard = |count: u32| {
-        let answer = tenants.call("alpha_hoard", &format!("count={count}"), &tenants.alpha_read);
+        let answer = tenants.call(
+            "alpha_hoard",
+            &format!("count={count}"),
+            &tenants.alpha_read,
+        );
         assert_eq!(answer.status, 200, "{}", answer.text());
         answer.json()
     };
@@ -442,7 +505,10 @@ fn open_files_are_bounded_and_given_back() {
     // An instance that keeps files open between calls is not kept: its files are closed
     // when the call ends, and the next call starts on a fresh instance.
     let now = open_descriptors(pid);
-    assert!(now <= baseline + 8, "{baseline} descriptors before, {now} after");
+    assert!(
+        now <= baseline + 8,
+        "{baseline} descriptors before, {now} after"
+    );
     let again = hoard(10);
     assert_eq!(
         (again["opened"].as_u64(), again["held"].as_u64()),
@@ -457,10 +523,18 @@ fn open_files_are_bounded_and_given_back() {
 fn a_plugin_sees_only_its_own_code_and_the_packages() {
     let tenants = Tenants::start(&[]);
     let seen = tenants.attack("peek", "");
-    for what in ["other plugin", "plugin directory", "repository copies", "host file"] {
+    for what in [
+        "other plugin",
+        "plugin directory",
+        "repository copies",
+        "host file",
+    ] {
         assert_eq!(seen[what]["outcome"], "refused", "{what}: {seen}");
     }
-    assert_eq!(seen["packages"], json!({"outcome": "done", "value": ["shared"]}));
+    assert_eq!(
+        seen["packages"],
+        json!({"outcome": "done", "value": ["shared"]})
+    );
     tenants.assert_beta_answers();
 }
 
@@ -474,7 +548,11 @@ fn shared_cache_values_cannot_carry_code_from_one_trigger_to_another() {
         &answer.json(),
         "UnpicklingError: a value in the shared cache may hold only data",
     );
-    assert!(answer.text().contains("not builtins.exec"), "{}", answer.text());
+    assert!(
+        answer.text().contains("not builtins.exec"),
+        "{}",
+        answer.text()
+    );
     tenants.assert_beta_answers();
     let tables = tenants.server.query("beta", "SHOW TABLES");
     assert!(!tables.to_string().contains("pwned"), "{tables}");
@@ -492,7 +570,11 @@ fn one_databases_logs_never_push_out_anothers() {
         assert_eq!(tenants.attack("log_many", "lines=4000")["outcome"], "done");
     }
     let alpha = tenants.logs("alpha");
-    assert_eq!(alpha.len(), 10_000, "a database keeps its newest 10,000 lines");
+    assert_eq!(
+        alpha.len(),
+        10_000,
+        "a database keeps its newest 10,000 lines"
+    );
     assert_eq!(alpha.last().map(String::as_str), Some("alpha line 3999"));
     assert!(tenants.logs("beta").iter().any(|line| line == "beta tick"));
     tenants.assert_beta_answers();
@@ -510,13 +592,22 @@ fn installs_and_repository_fetches_stay_inside_their_bounds() {
         )
     };
     // Files, whatever they are called, never reach pip.
-    for package in ["evil.tbz", "evil.tar.lzma", "./evil", "evil @ file:///tmp/evil.whl"] {
+    for package in [
+        "evil.tbz",
+        "evil.tar.lzma",
+        "./evil",
+        "evil @ file:///tmp/evil.whl",
+    ] {
         let answer = post(
             "/api/v3/configure/plugin_environment/install_packages",
             json!({"packages": [package]}),
         );
         assert_eq!(answer.status, 400, "{package}: {}", answer.text());
-        assert!(answer.text().contains("is not a package name"), "{}", answer.text());
+        assert!(
+            answer.text().contains("is not a package name"),
+            "{}",
+            answer.text()
+        );
     }
     // A requirements file: from the plugin directory only, and never quoted.
     let outside = tenants.dir.path().join("requirements.txt");
@@ -524,11 +615,23 @@ fn installs_and_repository_fetches_stay_inside_their_bounds() {
     let inside = tenants.plugin_dir().join("requirements.txt");
     std::fs::write(&inside, "requests\n./SECRET-VALUE\n").expect("written");
     for (location, why) in [
-        (outside.display().to_string(), "it is outside the plugin directory"),
-        ("../requirements.txt".to_string(), "it is outside the plugin directory"),
-        ("/etc/passwd".to_string(), "it is outside the plugin directory"),
+        (
+            outside.display().to_string(),
+            "it is outside the plugin directory",
+        ),
+        (
+            "../requirements.txt".to_string(),
+            "it is outside the plugin directory",
+        ),
+        (
+            "/etc/passwd".to_string(),
+            "it is outside the plugin directory",
+        ),
         (inside.display().to_string(), "line 2 is not a package name"),
-        ("requirements.txt".to_string(), "line 2 is not a package name"),
+        (
+            "requirements.txt".to_string(),
+            "line 2 is not a package name",
+        ),
     ] {
         let answer = post(
             "/api/v3/configure/plugin_environment/install_requirements",
@@ -550,10 +653,20 @@ fn installs_and_repository_fetches_stay_inside_their_bounds() {
         body["db"] = json!("alpha");
         let answer = tenants.server.create_trigger(&body);
         assert_eq!(answer.status, 400, "{path}: {}", answer.text());
-        assert!(answer.text().contains("Path traversal detected"), "{}", answer.text());
+        assert!(
+            answer.text().contains("Path traversal detected"),
+            "{}",
+            answer.text()
+        );
     }
     // A redirect out of the repository is not followed.
-    let mut body = trigger_body("fetched", "request:fetched", "gh:moved.py", Value::Null, "log");
+    let mut body = trigger_body(
+        "fetched",
+        "request:fetched",
+        "gh:moved.py",
+        Value::Null,
+        "log",
+    );
     body["db"] = json!("alpha");
     let answer = tenants.server.create_trigger(&body);
     assert_eq!(answer.status, 502, "{}", answer.text());
@@ -571,7 +684,10 @@ fn installs_and_repository_fetches_stay_inside_their_bounds() {
 fn redirecting_repository() -> String {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
-    let url = format!("http://{}/plugins/", listener.local_addr().expect("address"));
+    let url = format!(
+        "http://{}/plugins/",
+        listener.local_addr().expect("address")
+    );
     std::thread::spawn(move || {
         for stream in listener.incoming().take(10).flatten() {
             let mut reader = BufReader::new(&stream);

@@ -71,6 +71,13 @@ impl TestServer {
     fn spawn(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
+        // Small bodies, so that tests of the bound need not send much, unless the test
+        // sets its own.
+        let body_bound: &[&str] = if flags.contains(&"--max-http-request-size") {
+            &[]
+        } else {
+            &["--max-http-request-size", "4096"]
+        };
         let mut child = sluice()
             .args([
                 "serve",
@@ -78,9 +85,8 @@ impl TestServer {
                 "127.0.0.1:0",
                 "--wal-flush-interval",
                 "10ms",
-                "--max-http-request-size",
-                "4096",
             ])
+            .args(body_bound)
             .args(flags)
             .arg("--data-dir")
             .arg(data_dir.join("data"))

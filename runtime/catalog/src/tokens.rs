@@ -122,13 +122,10 @@ impl Tokens {
         let hash = hash(token);
         // Every record is compared, each in constant time: how long this takes tells
         // nothing of how much of a stored hash the guess matched, nor which record.
-        let record = self
-            .records
-            .iter()
-            .fold(None, |found, r| {
-                let matches: bool = r.hash.as_bytes().ct_eq(hash.as_bytes()).into();
-                if matches { Some(r) } else { found }
-            })?;
+        let record = self.records.iter().fold(None, |found, r| {
+            let matches: bool = r.hash.as_bytes().ct_eq(hash.as_bytes()).into();
+            if matches { Some(r) } else { found }
+        })?;
         match record.expiry_ms {
             Some(expiry) if expiry <= now_ms => None,
             _ => Some(record.access.clone()),

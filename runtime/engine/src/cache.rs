@@ -353,13 +353,25 @@ mod tests {
         let store = CacheStore::default();
         let local = store.trigger_namespace("db", "t");
         let shared = store.database_namespace("db");
-        store.put(&local, "k", b"local".to_vec(), None, u64::MAX).expect("fits");
-        store.put(&shared, "k", b"shared".to_vec(), None, u64::MAX).expect("fits");
+        store
+            .put(&local, "k", b"local".to_vec(), None, u64::MAX)
+            .expect("fits");
+        store
+            .put(&shared, "k", b"shared".to_vec(), None, u64::MAX)
+            .expect("fits");
         assert_eq!(store.get(&local, "k").as_deref(), Some(&b"local"[..]));
         assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
         assert_eq!(store.get(&store.database_namespace("other"), "k"), None);
 
-        store.put(&local, "gone", b"x".to_vec(), Some(Duration::ZERO), u64::MAX).expect("fits");
+        store
+            .put(
+                &local,
+                "gone",
+                b"x".to_vec(),
+                Some(Duration::ZERO),
+                u64::MAX,
+            )
+            .expect("fits");
         assert_eq!(store.get(&local, "gone"), None);
         assert!(!store.delete(&local, "gone"));
         assert!(store.delete(&local, "k"));
@@ -416,15 +428,31 @@ mod tests {
         let first = store.database_namespace("db");
         let other = store.database_namespace("other");
         let trigger = store.trigger_namespace("db", "t");
-        store.put(&first, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
-        store.put(&other, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
-        store.put(&trigger, "k", b"1".to_vec(), None, u64::MAX).expect("fits");
-        store.put(&trigger, "expired", b"1".to_vec(), Some(Duration::ZERO), u64::MAX).expect("fits");
+        store
+            .put(&first, "k", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
+        store
+            .put(&other, "k", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
+        store
+            .put(&trigger, "k", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
+        store
+            .put(
+                &trigger,
+                "expired",
+                b"1".to_vec(),
+                Some(Duration::ZERO),
+                u64::MAX,
+            )
+            .expect("fits");
 
         store.end_databases(|database| database == "db");
         assert_eq!(store.get(&first, "k"), None);
         // A call of a trigger of the deleted database goes on after the deletion.
-        store.put(&first, "late", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store
+            .put(&first, "late", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
 
         let second = store.database_namespace("db");
         assert_ne!(first, second);
@@ -446,13 +474,19 @@ mod tests {
         let store = CacheStore::default();
         let first = store.trigger_namespace("db", "t");
         let other = store.trigger_namespace("db", "other");
-        store.put(&first, "started", b"1".to_vec(), None, u64::MAX).expect("fits");
-        store.put(&other, "kept", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store
+            .put(&first, "started", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
+        store
+            .put(&other, "kept", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
 
         store.end_triggers(|_, trigger| trigger == "t");
         // The call of the first run goes on after the stop.
         assert_eq!(store.get(&first, "started"), None);
-        store.put(&first, "late", b"1".to_vec(), None, u64::MAX).expect("fits");
+        store
+            .put(&first, "late", b"1".to_vec(), None, u64::MAX)
+            .expect("fits");
 
         let second = store.trigger_namespace("db", "t");
         assert_ne!(first, second);

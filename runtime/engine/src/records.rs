@@ -82,8 +82,7 @@ impl<T: Clone> Ring<T> {
     fn push(&mut self, entry: T, size: usize, max_bytes: usize) {
         self.entries.push_back((entry, size));
         self.bytes += size;
-        while self.entries.len() > CAPACITY || (self.bytes > max_bytes && self.entries.len() > 1)
-        {
+        while self.entries.len() > CAPACITY || (self.bytes > max_bytes && self.entries.len() > 1) {
             if let Some((_, dropped)) = self.entries.pop_front() {
                 self.bytes -= dropped;
             }
@@ -91,7 +90,10 @@ impl<T: Clone> Ring<T> {
     }
 
     fn all(&self) -> Vec<T> {
-        self.entries.iter().map(|(entry, _)| entry.clone()).collect()
+        self.entries
+            .iter()
+            .map(|(entry, _)| entry.clone())
+            .collect()
     }
 }
 
@@ -131,7 +133,13 @@ impl EngineRecords {
         self.metrics.invocation(&record);
         let database = record.database.clone();
         let size = record.trigger.len() + record.error.as_ref().map_or(0, String::len);
-        push(&self.invocations, &database, record, size, BYTES_PER_DATABASE);
+        push(
+            &self.invocations,
+            &database,
+            record,
+            size,
+            BYTES_PER_DATABASE,
+        );
     }
 
     /// The counters of every call since the server started.
@@ -187,7 +195,11 @@ mod tests {
         let noisy = records.logs("noisy");
         assert_eq!(noisy.len(), CAPACITY);
         assert_eq!(noisy.first().map(|r| r.time_ns), Some(5), "0..5 dropped");
-        assert_eq!(records.logs("quiet").len(), 1, "another database's line stays");
+        assert_eq!(
+            records.logs("quiet").len(),
+            1,
+            "another database's line stays"
+        );
         assert!(records.invocations("noisy").is_empty());
 
         // Long lines are bounded by bytes too.
@@ -197,7 +209,11 @@ mod tests {
         }
         let wordy = records.logs("wordy");
         assert!(wordy.len() < 20, "{} lines kept", wordy.len());
-        assert_eq!(wordy.last().map(|r| r.time_ns), Some(19), "the newest stays");
+        assert_eq!(
+            wordy.last().map(|r| r.time_ns),
+            Some(19),
+            "the newest stays"
+        );
         assert!(wordy.iter().map(|r| r.text.len()).sum::<usize>() <= BYTES_PER_DATABASE);
 
         records.forget_databases(|database| database == "noisy");

@@ -92,8 +92,18 @@ enum Refused {
 /// The names pip reads as archives, whatever exists under them: refused even though pip
 /// runs where no file is.
 const ARCHIVE_SUFFIXES: [&str; 12] = [
-    ".whl", ".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz", ".tar.xz", ".txz",
-    ".tlz", ".tar.lz", ".tar.lzma",
+    ".whl",
+    ".zip",
+    ".tar",
+    ".tar.gz",
+    ".tgz",
+    ".tar.bz2",
+    ".tbz",
+    ".tar.xz",
+    ".txz",
+    ".tlz",
+    ".tar.lz",
+    ".tar.lzma",
 ];
 
 /// Refuses what is not a requirement on a package of the index (a name, with extras,
@@ -151,8 +161,7 @@ fn requirements_in(text: &str) -> Result<Vec<String>, String> {
         if requirement.is_empty() {
             continue;
         }
-        check_requirement(requirement)
-            .map_err(|refused| format!("line {first_line} {refused}"))?;
+        check_requirement(requirement).map_err(|refused| format!("line {first_line} {refused}"))?;
         requirements.push(requirement.to_string());
     }
     Ok(requirements)
@@ -341,7 +350,10 @@ mod tests {
             ("x \\\n ./secret-value", 1),
         ] {
             let error = requirements_in(refused).expect_err(refused);
-            assert!(error.starts_with(&format!("line {line} is not a")), "{error}");
+            assert!(
+                error.starts_with(&format!("line {line} is not a")),
+                "{error}"
+            );
             assert!(!error.contains("secret"), "the file is not quoted: {error}");
         }
         assert_eq!(requirements_in("# nothing\n\n"), Ok(Vec::new()));

@@ -71,8 +71,8 @@ impl PluginRepo {
 
     /// What every URL of the repository starts with: its URL, as parsed, ending in `/`.
     fn prefix_of(base: &str) -> String {
-        let mut prefix = reqwest::Url::parse(base)
-            .map_or_else(|_| base.to_string(), |url| url.to_string());
+        let mut prefix =
+            reqwest::Url::parse(base).map_or_else(|_| base.to_string(), |url| url.to_string());
         if !prefix.ends_with('/') {
             prefix.push('/');
         }

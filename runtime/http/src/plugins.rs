@@ -52,9 +52,7 @@ fn dir_error(error: PluginDirError) -> ApiError {
     match error {
         PluginDirError::Traversal(_)
         | PluginDirError::MissingInit(_)
-        | PluginDirError::TooLarge { .. } => {
-            ApiError::BadRequest(format!("Plugin error: {error}"))
-        }
+        | PluginDirError::TooLarge { .. } => ApiError::BadRequest(format!("Plugin error: {error}")),
         PluginDirError::Io { ref source, .. }
             if matches!(
                 source.kind(),

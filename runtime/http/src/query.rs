@@ -181,8 +181,11 @@ async fn run(
     let body = if format == Format::Pretty {
         axum::body::Body::from(pretty(rows, first).await?)
     } else {
-        let encoder = Encoder::new(format, first.as_ref().map_or(&rows.schema, |b| b.schema_ref()))
-            .map_err(ApiError::Internal)?;
+        let encoder = Encoder::new(
+            format,
+            first.as_ref().map_or(&rows.schema, |b| b.schema_ref()),
+        )
+        .map_err(ApiError::Internal)?;
         axum::body::Body::from_stream(streamed(rows, first, encoder))
     };
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())

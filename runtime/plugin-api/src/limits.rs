@@ -127,9 +127,7 @@ impl Limits {
         Self {
             fuel: o.fuel.unwrap_or(self.fuel),
             memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
-            wall_time: o
-                .wall_time_ms
-                .map_or(self.wall_time, Duration::from_millis),
+            wall_time: o.wall_time_ms.map_or(self.wall_time, Duration::from_millis),
             log_lines: o.log_lines.unwrap_or(self.log_lines),
             log_bytes: o.log_bytes.unwrap_or(self.log_bytes),
             bytes_written: o.bytes_written.unwrap_or(self.bytes_written),
@@ -419,8 +417,10 @@ mod tests {
         };
         assert_eq!(
             over.check(1 << 30).map_err(|e| e.to_string()),
-            Err("a memory limit of 2048 MiB is over the sandbox's largest memory of 1024 MiB"
-                .into())
+            Err(
+                "a memory limit of 2048 MiB is over the sandbox's largest memory of 1024 MiB"
+                    .into()
+            )
         );
         let no_fuel = Limits { fuel: 0, ..trigger };
         assert_eq!(no_fuel.check(1 << 30), Err(LimitError::Zero("fuel")));

@@ -25,8 +25,8 @@ use datafusion::logical_expr::preimage::PreimageResult;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs,
-    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
+    ColumnarValue, Documentation, Expr, ExpressionPlacement, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, StructFieldMapping,
 };
 use datafusion::scalar::ScalarValue;
 use std::collections::HashSet;
@@ -289,18 +289,16 @@ fn list_extent<O: OffsetSizeTrait>(list: &GenericListArray<O>) -> Result<(u64, u
 /// [`array_extent`] of a scalar.
 fn scalar_extent(scalar: &ScalarValue) -> (u64, u64) {
     match scalar {
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
-            (s.len() as u64, 0)
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => (s.len() as u64, 0),
         ScalarValue::Binary(Some(b))
         | ScalarValue::LargeBinary(Some(b))
         | ScalarValue::BinaryView(Some(b))
         | ScalarValue::FixedSizeBinary(_, Some(b)) => (b.len() as u64, 0),
         ScalarValue::Dictionary(_, inner) => scalar_extent(inner),
         ScalarValue::List(list) => list_extent(list.as_ref()).unwrap_or((u64::MAX, u64::MAX)),
-        ScalarValue::LargeList(list) => {
-            list_extent(list.as_ref()).unwrap_or((u64::MAX, u64::MAX))
-        }
+        ScalarValue::LargeList(list) => list_extent(list.as_ref()).unwrap_or((u64::MAX, u64::MAX)),
         _ => (0, 0),
     }
 }
@@ -341,12 +339,12 @@ impl Arg {
 fn built_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u64> {
     let args: Vec<Arg> = args.iter().map(Arg::of).collect::<Result<_>>()?;
     let values = |index: usize, read: fn(&ArrayRef) -> Result<Vec<u64>>| -> Result<Vec<u64>> {
-        args.get(index).map_or(Ok(Vec::new()), |arg| read(arg.array()))
+        args.get(index)
+            .map_or(Ok(Vec::new()), |arg| read(arg.array()))
     };
     let arg = |index: usize| args.get(index);
-    let per_row = |index: usize, values: &[u64], row: usize| {
-        arg(index).map_or(0, |arg| arg.at(values, row))
-    };
+    let per_row =
+        |index: usize, values: &[u64], row: usize| arg(index).map_or(0, |arg| arg.at(values, row));
     let sum = |each: &dyn Fn(usize) -> u64| {
         (0..rows).fold(0_u64, |total, row| total.saturating_add(each(row)))
     };
@@ -369,7 +367,11 @@ fn built_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u6
         }
         Growth::ArrayRepeat => {
             let (each, n) = (values(0, element_bytes)?, values(1, counts)?);
-            sum(&|row| per_row(0, &each, row).max(8).saturating_mul(per_row(1, &n, row)))
+            sum(&|row| {
+                per_row(0, &each, row)
+                    .max(8)
+                    .saturating_mul(per_row(1, &n, row))
+            })
         }
         Growth::ArrayResize => {
             let n = values(1, counts)?;
@@ -392,7 +394,9 @@ fn built_bytes(growth: Growth, args: &[ColumnarValue], rows: usize) -> Result<u6
                 read(step, steps)?,
             );
             sum(&|row| {
-                let from = start.zip(starts.as_ref()).map_or(Some(0), |(a, v)| a.at(v, row));
+                let from = start
+                    .zip(starts.as_ref())
+                    .map_or(Some(0), |(a, v)| a.at(v, row));
                 // Integers step by one unless told; dates and timestamps always name theirs.
                 let by = step.zip(by.as_ref()).map_or(Some(1), |(a, v)| a.at(v, row));
                 match (from, stop.at(&stops, row), by) {

@@ -17,19 +17,21 @@
 //! pool does not see what they build. Errors that are the server's (reading its files)
 //! are logged and not shown, so no server path reaches a client.
 
+mod depth;
 mod functions;
 mod limits;
 mod plugin_database;
-pub mod watch;
 mod plugin_rows;
 mod schema;
 pub mod sizes;
 mod system;
 mod table;
+pub mod watch;
 
 pub use datafusion::arrow::datatypes::SchemaRef;
 pub use datafusion::arrow::record_batch::RecordBatch;
 pub use datafusion::scalar::ScalarValue;
+pub use depth::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH, QUERY_THREAD_STACK_BYTES};
 pub use limits::QueryLimits;
 pub use plugin_database::PluginDatabase;
 pub use plugin_rows::ResultBuilder;
@@ -48,11 +50,11 @@ use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReser
 use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use std::sync::atomic::{AtomicBool, Ordering};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use limits::{QueryPool, Refusal};
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The catalog and schema every database's tables live in, as upstream names them.
 pub const DEFAULT_CATALOG: &str = "public";
@@ -168,7 +170,7 @@ pub struct QueryStream {
     /// Set by the task when the query's time ran out.
     timed_out: Arc<AtomicBool>,
     timeout: std::time::Duration,
-    _task: AbortOnDrop,
+    _task: AbortOnDrop<()>,
     pool: Arc<QueryPool>,
     /// What the reader keeps of the rows, counted in the query's memory.
     held: MemoryReservation,
@@ -178,9 +180,16 @@ pub struct QueryStream {
 const BATCHES_AHEAD: usize = 2;
 
 /// A task that stops when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> AbortOnDrop<T> {
+    /// What the task returned, or `Err` with what it panicked with.
+    async fn outcome(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -207,8 +216,15 @@ impl QueryStream {
                     }
                 }
             };
-            if tokio::time::timeout_at(deadline, produce).await.is_err() {
-                flag.store(true, Ordering::Release);
+            // A panic must end the stream with an error, not as if all rows were read.
+            let produce = std::panic::AssertUnwindSafe(produce).catch_unwind();
+            match tokio::time::timeout_at(deadline, produce).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    let panicked = DataFusionError::Internal("running the query panicked".into());
+                    let _ = sender.send(Err(panicked)).await;
+                }
+                Err(_) => flag.store(true, Ordering::Release),
             }
         });
         let memory: Arc<dyn MemoryPool> = Arc::clone(&pool) as _;
@@ -231,9 +247,9 @@ impl QueryStream {
     pub async fn next(&mut self) -> Option<Result<RecordBatch, QueryError>> {
         match self.batches.recv().await {
             Some(item) => Some(item.map_err(|e| QueryError::classify(e, Some(&self.pool)))),
-            None if self.timed_out.swap(false, Ordering::Acquire) => Some(Err(
-                QueryError::Limit(limits::timed_out(self.timeout)),
-            )),
+            None if self.timed_out.swap(false, Ordering::Acquire) => {
+                Some(Err(QueryError::Limit(limits::timed_out(self.timeout))))
+            }
             None => None,
         }
     }
@@ -398,6 +414,7 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryStream, QueryError> {
+        depth::check(sql).map_err(|refused| QueryError::Limit(refused.to_string()))?;
         let timeout = self.limits.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         let pool = Arc::new(QueryPool::new(
@@ -405,26 +422,46 @@ impl QueryEngine {
             self.limits.query_memory_bytes,
         ));
         let context = self.session(database, Arc::clone(&pool))?;
-        let frame = tokio::time::timeout_at(deadline, plan(&context, sql, params))
-            .await
-            .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))??;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let state = context.state();
-        let physical = tokio::time::timeout_at(deadline, async {
-            let optimized = state.optimize(frame.logical_plan())?;
-            check_literals(&optimized)?;
-            state
-                .query_planner()
-                .create_physical_plan(&optimized, &state)
+        // Planned on a query thread (a plugin's call runs on a small stack of its own),
+        // where a panic fails this query only.
+        let sql = sql.to_owned();
+        let planning = AbortOnDrop(tokio::spawn(async move {
+            let planned = tokio::time::timeout_at(deadline, start(&context, &sql, params, &pool))
                 .await
+                .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))?;
+            let (schema, batches) = planned?;
+            Ok(QueryStream::start(schema, batches, deadline, timeout, pool))
+        }));
+        planning.outcome().await.unwrap_or_else(|panicked| {
+            tracing::error!("planning a query panicked: {panicked}");
+            Err(QueryError::Internal)
         })
-        .await
-        .map_err(|_| QueryError::Limit(limits::timed_out(timeout)))?
-        .map_err(|e| QueryError::classify(e, Some(&pool)))?;
-        let batches = datafusion::physical_plan::execute_stream(physical, context.task_ctx())
-            .map_err(|e| QueryError::classify(e, Some(&pool)))?;
-        Ok(QueryStream::start(schema, batches, deadline, timeout, pool))
     }
+}
+
+/// Plans `sql` with `params` in `context` and starts running it.
+async fn start(
+    context: &SessionContext,
+    sql: &str,
+    params: Vec<(String, ScalarValue)>,
+    pool: &QueryPool,
+) -> Result<(SchemaRef, SendableRecordBatchStream), QueryError> {
+    let frame = plan(context, sql, params).await?;
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let state = context.state();
+    let started = async {
+        let optimized = state.optimize(frame.logical_plan())?;
+        check_literals(&optimized)?;
+        let physical = state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await?;
+        datafusion::physical_plan::execute_stream(physical, context.task_ctx())
+    };
+    let batches = started
+        .await
+        .map_err(|e| QueryError::classify(e, Some(pool)))?;
+    Ok((schema, batches))
 }
 
 /// The largest value written into a query, and all of its values together: a value

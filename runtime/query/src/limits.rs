@@ -234,7 +234,11 @@ mod tests {
         assert_eq!(second.reserved(), 0, "a refused reservation holds nothing");
 
         drop(a);
-        assert_eq!(server.reserved(), 0, "a query's memory goes back to the server");
+        assert_eq!(
+            server.reserved(),
+            0,
+            "a query's memory goes back to the server"
+        );
         b.try_grow(2 << 20).expect("free again");
     }
 }

@@ -287,8 +287,7 @@ mod tests {
             Some(vec![true, false, true, false])
         );
         assert_eq!(
-            result(&schema, &[rows.clone(), rows.clone(), rows], 2 * per_batch)
-                .expect_err("over"),
+            result(&schema, &[rows.clone(), rows.clone(), rows], 2 * per_batch).expect_err("over"),
             "query result limit of 180 bytes exceeded"
         );
     }

@@ -26,7 +26,11 @@ pub fn row_bytes(batch: &RecordBatch) -> Vec<u64> {
                 }
             }
             None => {
-                let width = if matches!(column.data_type(), DataType::Boolean) { 1 } else { 8 };
+                let width = if matches!(column.data_type(), DataType::Boolean) {
+                    1
+                } else {
+                    8
+                };
                 for row in rows.iter_mut() {
                     *row = row.saturating_add(width + flags);
                 }
@@ -99,20 +103,34 @@ mod tests {
     #[test]
     fn rows_weigh_what_they_become() {
         let big = "x".repeat(1000);
-        let tags: DictionaryArray<Int32Type> = vec![big.as_str(), big.as_str(), "a"].into_iter().collect();
+        let tags: DictionaryArray<Int32Type> =
+            vec![big.as_str(), big.as_str(), "a"].into_iter().collect();
         let batch = RecordBatch::try_from_iter(vec![
             ("tag", Arc::new(tags) as ArrayRef),
-            ("n", Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])) as ArrayRef),
-            ("s", Arc::new(StringArray::from(vec!["ab", "", "abc"])) as ArrayRef),
+            (
+                "n",
+                Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])) as ArrayRef,
+            ),
+            (
+                "s",
+                Arc::new(StringArray::from(vec!["ab", "", "abc"])) as ArrayRef,
+            ),
         ])
         .expect("batch");
         // The dictionary's one long value counts on each row that uses it.
         assert_eq!(
             row_bytes(&batch),
-            vec![1000 + 32 + 9 + 2 + 32, 1000 + 32 + 9 + 32, 1 + 32 + 9 + 3 + 32]
+            vec![
+                1000 + 32 + 9 + 2 + 32,
+                1000 + 32 + 9 + 32,
+                1 + 32 + 9 + 3 + 32
+            ]
         );
         let cut = slices(&batch, 1160);
-        assert_eq!(cut.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            cut.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+            [1, 2]
+        );
         assert_eq!(slices(&batch, 10).len(), 3, "a row over the bound alone");
         let empty = batch.slice(0, 0);
         assert_eq!(slices(&empty, 10).len(), 1);

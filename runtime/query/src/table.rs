@@ -1,6 +1,7 @@
 //! One table as DataFusion sees it: the buffer's rows and the Parquet files, unioned.
 
 use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
 use datafusion::datasource::TableType;
@@ -15,7 +16,6 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::arrow::record_batch::RecordBatch;
 use sluice_storage::TableData;
 use std::sync::Arc;
 
@@ -102,7 +102,10 @@ impl TableProvider for SluiceTable {
                         .map(move |at| batch.slice(at, rows.min(batch.num_rows() - at)))
                 })
                 .collect();
-            let count = state.config().target_partitions().clamp(1, pieces.len().max(1));
+            let count = state
+                .config()
+                .target_partitions()
+                .clamp(1, pieces.len().max(1));
             let mut partitions = vec![Vec::new(); count];
             for (index, batch) in pieces.into_iter().enumerate() {
                 partitions[index % count].push(batch);

@@ -311,7 +311,10 @@ async fn a_query_gets_its_memory_and_no_more() {
         },
     );
     let distinct = "SELECT count(DISTINCT value) AS n FROM generate_series(1, 2000000)";
-    let error = small.sql("db", distinct, vec![]).await.expect_err("over 1 MiB");
+    let error = small
+        .sql("db", distinct, vec![])
+        .await
+        .expect_err("over 1 MiB");
     assert!(matches!(error, QueryError::Limit(_)), "{error:?}");
     assert!(
         error
@@ -334,7 +337,10 @@ async fn a_query_gets_its_memory_and_no_more() {
             ..QueryLimits::default()
         },
     );
-    let error = busy.sql("db", distinct, vec![]).await.expect_err("pool too small");
+    let error = busy
+        .sql("db", distinct, vec![])
+        .await
+        .expect_err("pool too small");
     assert!(matches!(error, QueryError::Busy(_)), "{error:?}");
 }
 
@@ -380,8 +386,12 @@ async fn functions_that_build_much_from_little_are_bounded() {
         let error = engine.sql("db", sql, vec![]).await.expect_err(sql);
         assert!(matches!(error, QueryError::Limit(_)), "{sql}: {error:?}");
         assert!(
-            error.to_string().starts_with(&format!("{function} would build"))
-                && error.to_string().ends_with("more than the 64 MiB a function may build at once"),
+            error
+                .to_string()
+                .starts_with(&format!("{function} would build"))
+                && error
+                    .to_string()
+                    .ends_with("more than the 64 MiB a function may build at once"),
             "{sql}: {error}"
         );
     }
@@ -430,7 +440,10 @@ async fn sources_stop_while_the_server_is_short_of_memory() {
     // The first sample of the process's memory.
     let waited = std::time::Instant::now();
     while watch::RESIDENT.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(waited.elapsed() < std::time::Duration::from_secs(60), "no sample");
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "no sample"
+        );
         tokio::time::sleep(watch::SAMPLE_EVERY).await;
     }
     for sql in [
@@ -441,7 +454,11 @@ async fn sources_stop_while_the_server_is_short_of_memory() {
         assert!(matches!(error, QueryError::Busy(_)), "{sql}: {error:?}");
         assert!(error.to_string().contains("short of memory"), "{error}");
     }
-    assert!(rows(&engine, "SELECT count(*) AS n FROM cpu", vec![]).await.contains("| 4 |"));
+    assert!(
+        rows(&engine, "SELECT count(*) AS n FROM cpu", vec![])
+            .await
+            .contains("| 4 |")
+    );
 }
 
 #[tokio::test]
@@ -455,7 +472,11 @@ async fn a_query_whose_rows_are_not_read_still_ends_on_time() {
         },
     );
     let mut stream = hasty
-        .stream("db", "SELECT value FROM generate_series(1, 100000000000)", vec![])
+        .stream(
+            "db",
+            "SELECT value FROM generate_series(1, 100000000000)",
+            vec![],
+        )
         .await
         .expect("starts");
     assert!(matches!(stream.next().await, Some(Ok(_))));
@@ -473,4 +494,32 @@ async fn a_query_whose_rows_are_not_read_still_ends_on_time() {
         matches!(&ended, Some(Err(QueryError::Limit(m))) if m == "query time limit of 300ms exceeded"),
         "{ended:?}"
     );
+}
+
+#[tokio::test]
+async fn a_query_that_panics_while_running_ends_with_an_error_not_as_if_complete() {
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    let schema = Arc::new(Schema::empty());
+    let first = RecordBatch::new_empty(Arc::clone(&schema));
+    let rows = futures::stream::iter([Ok(first)]).chain(futures::stream::once(async {
+        panic!("an operator's bug");
+    }));
+    let batches: SendableRecordBatchStream =
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), rows));
+    let server: Arc<dyn MemoryPool> =
+        Arc::new(datafusion::execution::memory_pool::UnboundedMemoryPool::default());
+    let timeout = std::time::Duration::from_secs(10);
+    let mut stream = QueryStream::start(
+        schema,
+        batches,
+        tokio::time::Instant::now() + timeout,
+        timeout,
+        Arc::new(QueryPool::new(server, 1 << 20)),
+    );
+    assert!(matches!(stream.next().await, Some(Ok(_))));
+    assert!(matches!(
+        stream.next().await,
+        Some(Err(QueryError::Internal))
+    ));
 }

@@ -11,10 +11,10 @@
 //! (crate::QueryLimits).
 
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::config::ConfigOptions;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{RecordBatchStream, SendableRecordBatchStream, TaskContext};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 use futures::Stream;
@@ -46,7 +46,9 @@ fn start_sampling() {
                 }
             });
         if let Err(error) = spawned {
-            tracing::warn!("cannot watch the server's memory; queries are bounded by their pools only: {error}");
+            tracing::warn!(
+                "cannot watch the server's memory; queries are bounded by their pools only: {error}"
+            );
         }
     });
 }
@@ -61,17 +63,19 @@ fn resident_bytes() -> Option<u64> {
 /// The default bound: four fifths of the machine's memory, or of the control group's when
 /// it has less; `u64::MAX` (no bound) when neither can be read.
 pub fn default_process_bound() -> u64 {
-    let machine = std::fs::read_to_string("/proc/meminfo").ok().and_then(|info| {
-        let kib = info
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<u64>()
-            .ok()?;
-        Some(kib.saturating_mul(1024))
-    });
+    let machine = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let kib = info
+                .lines()
+                .find_map(|line| line.strip_prefix("MemTotal:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()?;
+            Some(kib.saturating_mul(1024))
+        });
     let group = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
         .ok()
         .and_then(|max| max.trim().parse::<u64>().ok());
@@ -146,7 +150,10 @@ impl PhysicalOptimizerRule for WatchLeaves {
             if !node.children().is_empty() || node.is::<WatchedExec>() {
                 return Ok(Transformed::no(node));
             }
-            Ok(Transformed::yes(Arc::new(WatchedExec { inner: node, watch })))
+            Ok(Transformed::yes(Arc::new(WatchedExec {
+                inner: node,
+                watch,
+            })))
         })
         .map(|transformed| transformed.data)
     }

@@ -21,11 +21,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::ReaddirIterator;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
     DescriptorFlags, ErrorCode, HostDescriptor, OpenFlags, PathFlags,
 };
-use wasmtime_wasi::filesystem::WasiFilesystemView;
 
 /// The WIT interface whose functions are replaced; the version is wasmtime-wasi's own,
 /// which components importing any 0.2 version are linked to.

@@ -62,7 +62,9 @@ impl PluginInstance {
         for (host, guest) in mounts(plugin, &source) {
             wasi.preopened_dir(&host, &guest, FsPerms::ReadOnly)
                 .map_err(|e| {
-                    InvocationError::PluginFile(format!("cannot mount {guest} for the plugin: {e:#}"))
+                    InvocationError::PluginFile(format!(
+                        "cannot mount {guest} for the plugin: {e:#}"
+                    ))
                 })?;
         }
         let mut table = ResourceTable::new();

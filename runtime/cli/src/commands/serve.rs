@@ -208,10 +208,11 @@ impl QueryArgs {
             server_memory_bytes: bytes(self.query_memory_pool_mib),
             query_memory_bytes: bytes(self.query_memory_limit_mib),
             timeout: self.query_timeout,
-            process_memory_bytes: self.query_process_memory_mib.map_or_else(
-                sluice_query::watch::default_process_bound,
-                |mib| mib.saturating_mul(1 << 20),
-            ),
+            process_memory_bytes: self
+                .query_process_memory_mib
+                .map_or_else(sluice_query::watch::default_process_bound, |mib| {
+                    mib.saturating_mul(1 << 20)
+                }),
         }
     }
 }
@@ -245,6 +246,7 @@ impl ServeArgs {
     pub fn execute(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            .thread_stack_size(sluice_query::QUERY_THREAD_STACK_BYTES)
             .build()
             .context("cannot start the async runtime")?;
         runtime.block_on(self.serve())?;

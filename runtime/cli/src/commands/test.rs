@@ -252,6 +252,7 @@ impl TestCommand {
         let limits = common.limits.limits();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
+            .thread_stack_size(sluice_query::QUERY_THREAD_STACK_BYTES)
             .build()
             .context("cannot start the async runtime")?;
         let mut report = runtime.block_on(async {

@@ -3,12 +3,12 @@
 
 use super::client::{Client, ServerArgs, block_on};
 use super::limits::LimitArgs;
-use sluice_http::triggers::LimitsRequest;
 use super::test::key_value;
 use super::upload::LocalPlugin;
 use reqwest::Method;
 use serde_json::json;
 use sluice_catalog::TriggerSpec;
+use sluice_http::triggers::LimitsRequest;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -132,8 +132,8 @@ async fn nothing_mounted_can_be_written_and_the_plugin_directory_is_not_mounted(
     let dir = PluginDir::new();
     dir.file(".packages/shared/__init__.py", "");
     let example = example("hostile/write_plugin_dir.py");
-    let code = std::fs::read_to_string(example.plugin_dir.join(&example.name))
-        .expect("the example");
+    let code =
+        std::fs::read_to_string(example.plugin_dir.join(&example.name)).expect("the example");
     let plugin = dir.plugin("write_plugin_dir.py", &code);
     let report = run_with(&plugin, writes_call("m f=1i 1", None), &small_limits()).await;
     assert_eq!(
@@ -154,8 +154,8 @@ async fn open_files_are_bounded_and_closed_ones_counted_out() {
     let dir = PluginDir::new();
     dir.file(".packages/data.txt", "data");
     let example = example("hostile/hoard_files.py");
-    let code = std::fs::read_to_string(example.plugin_dir.join(&example.name))
-        .expect("the example");
+    let code =
+        std::fs::read_to_string(example.plugin_dir.join(&example.name)).expect("the example");
     let plugin = dir.plugin("hoard_files.py", &code);
     let limits = Limits {
         open_files: 16,
