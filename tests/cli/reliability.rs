@@ -1,8 +1,11 @@
 //! The server survives what its clients send: attacks on its stack, its memory and its
 //! connections, against the real binary.
 
-use crate::server::{TestServer, plugin_dir_with, trigger_body};
+use crate::server::{TestServer, files_ending, plugin_dir_with, trigger_body};
+use crate::support::text;
 use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// A request plugin that runs the query in `?q=` and says what happened.
 const QUERYING_PLUGIN: &str = r#"
@@ -27,7 +30,7 @@ fn sql_text_cannot_crash_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = plugin_dir_with(dir.path(), &[("querying.py", QUERYING_PLUGIN)]);
     let server = TestServer::start_with(
-        &dir.path().join("data"),
+        dir.path(),
         &[
             "--plugin-dir",
             plugins.to_str().expect("utf-8"),
@@ -121,5 +124,138 @@ fn sql_text_cannot_crash_the_server() {
     assert_eq!(
         server.query("db", "SELECT v FROM cpu ORDER BY time"),
         json!([{"v": 1.0}, {"v": 2.0}])
+    );
+}
+
+/// Waits until a snapshot manifest is written under `data`.
+fn wait_for_snapshot(data: &Path) {
+    let started = Instant::now();
+    while files_ending(&data.join("sluice/snapshots"), ".json").is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no snapshot was written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes every version of the catalog, and the test's copy of the admin token it held.
+fn lose_catalog(dir: &Path) {
+    for entry in dir.join("data").read_dir().expect("data dir").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("catalog") {
+            std::fs::remove_file(entry.path()).expect("removed");
+        }
+    }
+    std::fs::remove_file(dir.join("admin-token")).expect("token copy removed");
+}
+
+#[test]
+fn a_lost_or_damaged_catalog_deletes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = TestServer::start_with(dir.path(), &["--snapshot-rows", "2"]);
+    let written = server.post(
+        "/api/v3/write_lp?db=a",
+        &[],
+        b"cpu v=1 1\ncpu v=2 2\nmem v=3 3",
+    );
+    assert_eq!(written.status, 204, "{}", written.text());
+    wait_for_snapshot(&data);
+    // A change after the rows: the catalog's current version has `b`, the one before
+    // has not.
+    server.create_database("b");
+    server.kill();
+    let parquet = files_ending(&data, ".parquet");
+    assert_eq!(parquet.len(), 2, "{parquet:?}");
+    let rows = "SELECT (SELECT count(*) FROM cpu) + (SELECT count(*) FROM mem) AS n";
+
+    // A damaged catalog: start-up takes the version before, and says so.
+    std::fs::write(data.join("catalog"), b"SLUICECT damaged").expect("damaged");
+    let server = TestServer::start(dir.path());
+    assert_eq!(server.query("a", rows), json!([{"n": 3}]));
+    let problems = server.query(
+        "_internal",
+        "SELECT kind, detail FROM system.storage_problems",
+    );
+    let detail = problems[0]["detail"].as_str().unwrap_or_default();
+    assert_eq!(problems[0]["kind"], "catalog", "{problems}");
+    assert!(
+        detail.contains("catalog is damaged") && detail.contains("using catalog.1"),
+        "{detail}"
+    );
+    server.kill();
+    let saved_catalog = std::fs::read(data.join("catalog")).expect("catalog");
+    let saved_token = std::fs::read(dir.path().join("admin-token")).expect("token");
+
+    // Every version lost: the Parquet files stay, listed as unreferenced, not queried.
+    lose_catalog(dir.path());
+    let server = TestServer::start(dir.path());
+    let listed = server.cli(&["show", "storage-problems", "--format", "json"]);
+    assert!(listed.status.success(), "{}", text(&listed));
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let kinds: Vec<_> = listed
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|p| p["kind"].clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [json!("unreferenced"), json!("unreferenced")],
+        "{listed}"
+    );
+    assert!(parquet.iter().all(|file| file.exists()));
+    server.kill();
+
+    // The catalog back: every row is there.
+    std::fs::write(data.join("catalog"), &saved_catalog).expect("restored");
+    std::fs::write(dir.path().join("admin-token"), &saved_token).expect("restored");
+    let server = TestServer::start(dir.path());
+    assert_eq!(server.query("a", rows), json!([{"n": 3}]));
+    server.kill();
+
+    // Lost for good: only the admin's command removes the files.
+    lose_catalog(dir.path());
+    let server = TestServer::start(dir.path());
+    let removed = server.cli(&["delete", "unreferenced-files"]);
+    assert!(removed.status.success(), "{}", text(&removed));
+    assert!(String::from_utf8_lossy(&removed.stdout).contains("2 unreferenced files removed"));
+    assert!(parquet.iter().all(|file| !file.exists()));
+    let left = server.query(
+        "_internal",
+        "SELECT count(*) AS n FROM system.storage_problems",
+    );
+    assert_eq!(left, json!([{"n": 0}]));
+}
+
+#[test]
+fn sigterm_keeps_acknowledged_writes_and_stops_despite_idle_clients() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // No flush before the signal: the acknowledged `no_sync` lines are only in memory.
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--wal-flush-interval", "1h", "--shutdown-timeout", "1s"],
+    );
+    for batch in 0..5 {
+        let body: String = (0..20)
+            .map(|i| format!("cpu v={i} {}\n", batch * 20 + i))
+            .collect();
+        let answer = server.post("/api/v3/write_lp?db=db&no_sync=true", &[], body.as_bytes());
+        assert_eq!(answer.status, 204, "{}", answer.text());
+    }
+    // A client that sent half a request and waits: it must not hold the server up.
+    let mut idle = std::net::TcpStream::connect(server.address).expect("connects");
+    std::io::Write::write_all(
+        &mut idle,
+        b"POST /api/v3/write_lp?db=db HTTP/1.1\r\nHost: x\r\n",
+    )
+    .expect("half a request");
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+
+    let restarted = TestServer::start(dir.path());
+    assert_eq!(
+        restarted.query("db", "SELECT count(*) AS n FROM cpu"),
+        json!([{"n": 100}])
     );
 }

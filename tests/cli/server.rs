@@ -71,22 +71,18 @@ impl TestServer {
     fn spawn(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
-        // Small bodies, so that tests of the bound need not send much, unless the test
-        // sets its own.
-        let body_bound: &[&str] = if flags.contains(&"--max-http-request-size") {
-            &[]
-        } else {
-            &["--max-http-request-size", "4096"]
-        };
+        // Quick flushes, and small bodies so that tests of the bound need not send
+        // much, unless the test sets its own.
+        let defaults = [
+            ("--wal-flush-interval", "10ms"),
+            ("--max-http-request-size", "4096"),
+        ]
+        .into_iter()
+        .filter(|(flag, _)| !flags.contains(flag))
+        .flat_map(|(flag, value)| [flag, value]);
         let mut child = sluice()
-            .args([
-                "serve",
-                "--http-bind",
-                "127.0.0.1:0",
-                "--wal-flush-interval",
-                "10ms",
-            ])
-            .args(body_bound)
+            .args(["serve", "--http-bind", "127.0.0.1:0"])
+            .args(defaults)
             .args(flags)
             .arg("--data-dir")
             .arg(data_dir.join("data"))
@@ -242,6 +238,27 @@ impl TestServer {
         let response =
             self.create_trigger(&trigger_body(name, spec, plugin, arguments, error_behavior));
         assert_eq!(response.status, 200, "{}", response.text());
+    }
+
+    /// `kill -TERM`, as `systemd` and `docker stop` send; waits for the server to exit
+    /// (at most 60 s) and returns how it exited.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waits") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not stop after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// `kill -9`: no flush, no goodbye.
@@ -562,7 +579,7 @@ fn databases_are_created_listed_and_deleted() {
 }
 
 /// Files under `dir` (recursively) whose name ends with `suffix`.
-fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+pub fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return found;

@@ -20,6 +20,7 @@ pub mod plugin_repo;
 pub mod plugin_test;
 pub mod plugins;
 pub mod query;
+pub mod storage;
 pub mod token;
 pub mod triggers;
 pub mod write;
@@ -28,7 +29,7 @@ pub use auth::Authentication;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use sluice_query::QueryEngine;
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
@@ -75,6 +76,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(configure::delete_database),
         )
         .route("/api/v3/configure/table", post(configure::create_table))
+        .route(
+            "/api/v3/configure/storage/unreferenced",
+            delete(storage::remove_unreferenced),
+        )
         .route(
             "/api/v3/configure/token",
             get(token::list).post(token::create).delete(token::delete),

@@ -370,7 +370,7 @@ impl QueryEngine {
         catalog.register_schema(
             SYSTEM_SCHEMA,
             Arc::new(SystemSchema::new(
-                Arc::clone(self.storage.catalog()),
+                Arc::clone(&self.storage),
                 Arc::clone(&self.records),
                 self.plugin_dir.clone(),
                 database,

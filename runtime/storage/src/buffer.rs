@@ -353,6 +353,11 @@ impl Buffer {
         }
     }
 
+    /// Every Parquet file queries read.
+    pub fn files(&self) -> impl Iterator<Item = &ParquetFile> {
+        self.files.values().flatten()
+    }
+
     /// A table's rows in memory (padded to `schema`) and its Parquet files.
     pub fn table_data(&mut self, database: &str, table: &str, schema: SchemaRef) -> TableData {
         let key = (database.to_string(), table.to_string());

@@ -10,12 +10,15 @@
 //! row in exactly one of them.
 
 pub mod buffer;
+mod catalog_file;
 pub mod persist;
+mod problems;
 mod store;
 mod write;
 
 pub use buffer::TableData;
 pub use persist::{ParquetFile, Snapshots};
+pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{
     FlushObserver, FlushedRows, LineError, Recovery, SnapshotPolicy, StorageConfig, WriteBuffer,

@@ -20,7 +20,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Version of the manifest format this build writes and reads.
@@ -56,8 +56,12 @@ struct Manifest {
 /// What the store held at start-up.
 #[derive(Debug, Default)]
 pub struct Persisted {
-    /// Every listed file that exists.
+    /// Every listed file that exists, of the size listed.
     pub files: Vec<ParquetFile>,
+    /// Listed files that are missing or of another size, with what is wrong.
+    pub damaged: Vec<(ParquetFile, String)>,
+    /// Parquet files on the store that no manifest lists.
+    pub unlisted: Vec<String>,
     /// The last WAL file covered by a snapshot (0: none).
     pub wal_sequence: u64,
 }
@@ -131,31 +135,53 @@ impl Snapshots {
         Ok(manifest.files)
     }
 
-    /// Reads every manifest: the files they list that still exist, and the last WAL
-    /// file they cover.
+    /// Reads every manifest: the files they list, checked against what the store
+    /// holds, the files nothing lists, and the last WAL file they cover.
     ///
     /// # Errors
     ///
     /// Object store errors, or a manifest that cannot be read (start-up must not go on
     /// without the rows it lists).
     pub async fn load(&self) -> Result<Persisted, String> {
-        let existing: HashSet<String> = self
+        let mut existing: HashMap<String, u64> = self
             .store
             .list(Some(&self.path(["dbs"])))
-            .map_ok(|meta| meta.location.to_string())
+            .map_ok(|meta| (meta.location.to_string(), meta.size))
             .try_collect()
             .await
             .map_err(|e| format!("listing Parquet files: {e}"))?;
-        let mut manifests: Vec<Path> = self
+        let mut persisted = Persisted::default();
+        for (_, manifest) in self.manifests().await? {
+            persisted.wal_sequence = persisted.wal_sequence.max(manifest.wal_sequence);
+            for file in manifest.files {
+                match existing.remove(&file.path) {
+                    Some(size) if size == file.size_bytes => persisted.files.push(file),
+                    Some(size) => {
+                        let why =
+                            format!("{size} bytes where its manifest lists {}", file.size_bytes);
+                        persisted.damaged.push((file, why));
+                    }
+                    None => persisted.damaged.push((file, "missing".into())),
+                }
+            }
+        }
+        persisted.unlisted = existing.into_keys().collect();
+        persisted.unlisted.sort();
+        Ok(persisted)
+    }
+
+    /// Every manifest with its path, oldest first.
+    async fn manifests(&self) -> Result<Vec<(Path, Manifest)>, String> {
+        let mut paths: Vec<Path> = self
             .store
             .list(Some(&self.path(["snapshots"])))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await
             .map_err(|e| format!("listing snapshots: {e}"))?;
-        manifests.sort();
-        let mut persisted = Persisted::default();
-        for path in manifests {
+        paths.sort();
+        let mut manifests = Vec::with_capacity(paths.len());
+        for path in paths {
             let bytes = self
                 .store
                 .get(&path)
@@ -172,22 +198,48 @@ impl Snapshots {
                     manifest.format
                 ));
             }
-            persisted.wal_sequence = persisted.wal_sequence.max(manifest.wal_sequence);
-            persisted.files.extend(
-                manifest
-                    .files
-                    .into_iter()
-                    .filter(|f| existing.contains(&f.path)),
-            );
+            manifests.push((path, manifest));
         }
-        Ok(persisted)
+        Ok(manifests)
     }
 
-    /// Deletes files (those of dropped databases); failures are logged, not returned: a
-    /// file left behind is ignored at the next start-up once its database is gone.
-    pub async fn delete(&self, files: &[ParquetFile]) {
-        for file in files {
-            let Ok(path) = Path::parse(&file.path) else {
+    /// Removes `files`, which hold nothing anyone may query again (a deleted database's):
+    /// first from the manifests that list them, so that no manifest names a file that
+    /// is gone, then from the store. Failures are logged, not returned: a file left
+    /// behind is reported at the next start as unreferenced.
+    pub async fn discard(&self, files: &[ParquetFile]) {
+        if files.is_empty() {
+            return;
+        }
+        let gone: HashSet<String> = files.iter().map(|file| file.path.clone()).collect();
+        match self.manifests().await {
+            Ok(manifests) => {
+                for (path, mut manifest) in manifests {
+                    let listed = manifest.files.len();
+                    manifest.files.retain(|file| !gone.contains(&file.path));
+                    if manifest.files.len() == listed {
+                        continue;
+                    }
+                    let body = serde_json::to_vec(&manifest).unwrap_or_default();
+                    if let Err(e) = self.store.put(&path, PutPayload::from(body)).await {
+                        tracing::warn!("could not rewrite {path}: {e}; its files stay");
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!("could not read the manifests: {e}; the files stay");
+                return;
+            }
+        }
+        let paths: Vec<String> = files.iter().map(|file| file.path.clone()).collect();
+        self.delete(&paths).await;
+    }
+
+    /// Deletes the objects at `paths`; failures are logged.
+    pub async fn delete(&self, paths: &[String]) {
+        for path in paths {
+            let Ok(path) = Path::parse(path) else {
                 continue;
             };
             if let Err(e) = self.store.delete(&path).await {

@@ -14,10 +14,13 @@
 //! [`crate::persist`]); ingest goes on meanwhile.
 
 use crate::buffer::{Buffer, TableData, arrow_schema};
-use crate::persist::Snapshots;
+use crate::catalog_file::CatalogFile;
+use crate::persist::{ParquetFile, Persisted, Snapshots};
+use crate::problems::{ProblemKind, StorageProblem};
 use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
 use sluice_lp::{Line, ParsedBody, Precision};
 use sluice_wal::{Replay, WalDir, WalRecord};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -145,7 +148,7 @@ pub struct WriteBuffer {
     buffer: Mutex<Buffer>,
     pending: Mutex<Pending>,
     wal: Mutex<WalDir>,
-    catalog_file: PathBuf,
+    catalog_file: CatalogFile,
     /// The [`Catalog::generation`] the catalog file holds.
     persisted_catalog: Mutex<u64>,
     /// Held while the WAL, the catalog file and the buffer change together, so that a
@@ -162,6 +165,8 @@ pub struct WriteBuffer {
     flush_now: Notify,
     /// Told of each flush's rows.
     flush_observer: Mutex<Option<Arc<dyn FlushObserver>>>,
+    /// What start-up found wrong, less what the admin has cleared since.
+    problems: Mutex<Vec<StorageProblem>>,
 }
 
 /// Rows of one flush, by database, in write order.
@@ -186,8 +191,8 @@ pub struct Recovery {
     pub files: usize,
     /// Rows replayed.
     pub rows: usize,
-    /// Damaged files, with what was wrong.
-    pub damage: Vec<String>,
+    /// What was wrong: damaged files, a catalog version lost, files nothing lists.
+    pub problems: Vec<StorageProblem>,
     /// Parquet files loaded.
     pub parquet_files: usize,
     /// WAL files skipped because a snapshot holds their rows.
@@ -196,12 +201,14 @@ pub struct Recovery {
 
 impl WriteBuffer {
     /// Opens the database: loads the catalog and the snapshots' Parquet files, and
-    /// replays the WAL files no snapshot covers into the buffer.
+    /// replays the WAL files no snapshot covers into the buffer. Nothing found on disk
+    /// is deleted: what is damaged or unreferenced is left in place and reported
+    /// ([`Recovery::problems`], [`Self::problems`]).
     ///
     /// # Errors
     ///
-    /// I/O or object store errors, or a catalog file or snapshot manifest that cannot be
-    /// read (damaged metadata is never silently replaced).
+    /// I/O or object store errors, or no version of the catalog file, or a snapshot
+    /// manifest, that can be read (damaged metadata is never silently replaced).
     pub async fn open(config: StorageConfig) -> std::io::Result<(Arc<Self>, Recovery)> {
         let StorageConfig {
             data_dir,
@@ -209,32 +216,31 @@ impl WriteBuffer {
             policy,
         } = config;
         std::fs::create_dir_all(&data_dir)?;
-        let catalog_file = data_dir.join("catalog");
-        let catalog = match std::fs::read(&catalog_file) {
-            Ok(bytes) => Catalog::from_bytes(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", catalog_file.display()),
-                )
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Catalog::default(),
-            Err(e) => return Err(e),
-        };
+        let catalog_file = CatalogFile::new(&data_dir);
+        let loaded = catalog_file.load()?;
+        let mut problems = Vec::new();
+        if let Some(why) = loaded.fell_back {
+            tracing::warn!("catalog: {why}");
+            problems.push(StorageProblem {
+                database: None,
+                table: None,
+                object: data_dir.join("catalog").display().to_string(),
+                kind: ProblemKind::Catalog,
+                detail: why,
+            });
+        }
+        let catalog = loaded.catalog;
+        if !problems.is_empty() {
+            // The version taken becomes the current one again.
+            catalog_file.write(&catalog.to_bytes())?;
+        }
         let persisted = snapshots.load().await.map_err(std::io::Error::other)?;
-        let (live, orphans): (Vec<_>, Vec<_>) = persisted
-            .files
-            .into_iter()
-            .partition(|file| catalog.has_database(&file.database));
-        snapshots.delete(&orphans).await;
         let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
         wal.skip_past(persisted.wal_sequence);
         let catalog_generation = catalog.generation();
-        let mut buffer = Buffer::default();
-        let parquet_files = live.len();
-        buffer.add_files(live);
         let this = Self {
             catalog: Arc::new(catalog),
-            buffer: Mutex::new(buffer),
+            buffer: Mutex::new(Buffer::default()),
             pending: Mutex::default(),
             wal: Mutex::new(wal),
             catalog_file,
@@ -248,10 +254,75 @@ impl WriteBuffer {
             flush_at_lines: AtomicUsize::new(usize::MAX),
             flush_now: Notify::new(),
             flush_observer: Mutex::default(),
+            problems: Mutex::default(),
         };
         let mut recovery = this.replay(replay, persisted.wal_sequence);
-        recovery.parquet_files = parquet_files;
+        // After the replay, which may have brought back databases the catalog lost.
+        let (live, found) = this.check_files(persisted);
+        recovery.parquet_files = live.len();
+        lock(&this.buffer).add_files(live);
+        problems.append(&mut recovery.problems);
+        problems.extend(found);
+        recovery.problems.clone_from(&problems);
+        *lock(&this.problems) = problems;
         Ok((Arc::new(this), recovery))
+    }
+
+    /// The listed files of databases the catalog knows that can be read, and what is
+    /// wrong with the rest. A missing file of a database the catalog does not know was
+    /// deleted with it.
+    fn check_files(&self, persisted: Persisted) -> (Vec<ParquetFile>, Vec<StorageProblem>) {
+        let mut problems = Vec::new();
+        let mut live = Vec::new();
+        for file in persisted.files {
+            if self.catalog.has_database(&file.database) {
+                live.push(file);
+            } else {
+                problems.push(StorageProblem {
+                    detail: format!(
+                        "a Parquet file of database {:?}, which the catalog does not know: \
+                         kept, not queried",
+                        file.database
+                    ),
+                    database: Some(file.database),
+                    table: Some(file.table),
+                    object: file.path,
+                    kind: ProblemKind::Unreferenced,
+                });
+            }
+        }
+        for (file, why) in persisted.damaged {
+            if self.catalog.has_database(&file.database) {
+                problems.push(StorageProblem {
+                    detail: format!(
+                        "{why}: its {} rows ({} to {} ns) are left out of queries",
+                        file.rows, file.min_time_ns, file.max_time_ns
+                    ),
+                    database: Some(file.database),
+                    table: Some(file.table),
+                    object: file.path,
+                    kind: ProblemKind::Parquet,
+                });
+            }
+        }
+        for path in persisted.unlisted {
+            problems.push(StorageProblem {
+                database: None,
+                table: None,
+                object: path,
+                kind: ProblemKind::Unreferenced,
+                detail: "a file no snapshot manifest lists: kept, not queried".into(),
+            });
+        }
+        for problem in &problems {
+            tracing::warn!(
+                kind = problem.kind.as_str(),
+                "stored data: {}: {}",
+                problem.object,
+                problem.detail
+            );
+        }
+        (live, problems)
     }
 
     fn replay(&self, replay: Replay, covered_through: u64) -> Recovery {
@@ -278,16 +349,51 @@ impl WriteBuffer {
             }
         }
         for damage in replay.damage {
-            let message = format!(
-                "{}: {} (replayed the {} records before it)",
-                damage.file.display(),
-                damage.reason,
-                damage.valid_records
+            let detail = format!(
+                "{} (replayed the {} records before it)",
+                damage.reason, damage.valid_records
             );
-            tracing::warn!("damaged WAL file: {message}");
-            recovery.damage.push(message);
+            tracing::warn!("damaged WAL file: {}: {detail}", damage.file.display());
+            recovery.problems.push(StorageProblem {
+                database: None,
+                table: None,
+                object: damage.file.display().to_string(),
+                kind: ProblemKind::Wal,
+                detail,
+            });
         }
         recovery
+    }
+
+    /// What start-up found wrong with the stored data, less what has been cleared since.
+    pub fn problems(&self) -> Vec<StorageProblem> {
+        lock(&self.problems).clone()
+    }
+
+    /// Deletes the Parquet files start-up found unreferenced, unless one is referenced
+    /// by now (a later snapshot wrote the same path); returns the deleted paths.
+    ///
+    /// # Errors
+    ///
+    /// A snapshot is running: the files it writes are not yet referenced.
+    pub async fn remove_unreferenced(&self) -> Result<Vec<String>, String> {
+        if self.snapshot_running.swap(true, Ordering::AcqRel) {
+            return Err("a snapshot is running; try again when it has finished".into());
+        }
+        let referenced: HashSet<String> = lock(&self.buffer)
+            .files()
+            .map(|file| file.path.clone())
+            .collect();
+        let removable: Vec<String> = lock(&self.problems)
+            .iter()
+            .filter(|problem| problem.kind == ProblemKind::Unreferenced)
+            .map(|problem| problem.object.clone())
+            .filter(|path| !referenced.contains(path))
+            .collect();
+        self.snapshots.delete(&removable).await;
+        lock(&self.problems).retain(|problem| problem.kind != ProblemKind::Unreferenced);
+        self.snapshot_running.store(false, Ordering::Release);
+        Ok(removable)
     }
 
     /// The catalog.
@@ -508,8 +614,9 @@ impl WriteBuffer {
             }
         };
         let written = files.len();
+        // Files of tables deleted while the snapshot ran.
         let orphans = lock(&self.buffer).persisted(id, files);
-        self.snapshots.delete(&orphans).await;
+        self.snapshots.discard(&orphans).await;
         if let Err(e) = lock(&self.wal).remove_through(wal_sequence) {
             // Harmless: start-up skips WAL files a snapshot covers.
             tracing::warn!("could not remove WAL files a snapshot covers: {e}");
@@ -580,11 +687,7 @@ impl WriteBuffer {
     /// Replaces the catalog file with `bytes`, durably: a crash leaves the old file or
     /// the new one.
     fn write_catalog_file(&self, bytes: &[u8]) -> std::io::Result<()> {
-        let temporary = self.catalog_file.with_extension("tmp");
-        let mut file = std::fs::File::create(&temporary)?;
-        std::io::Write::write_all(&mut file, bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &self.catalog_file)
+        self.catalog_file.write(bytes)
     }
 
     /// Flushes every `interval`, and as soon as `max_pending_lines` lines are pending,
@@ -701,7 +804,7 @@ impl WriteBuffer {
         })
         .await
         .map_err(|e| CatalogError::Io(e.to_string()))??;
-        self.snapshots.delete(&files).await;
+        self.snapshots.discard(&files).await;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ mod limits;
 mod query;
 mod serve;
 mod show;
+mod storage;
 mod test;
 mod token;
 mod trigger;
@@ -78,6 +79,9 @@ pub enum DeleteCommand {
     Token(token::DeleteTokenArgs),
     /// Delete a trigger (an enabled one only with --force).
     Trigger(trigger::DeleteTriggerArgs),
+    /// Delete the Parquet files that start-up found nothing refers to (listed by
+    /// `sluice show storage-problems`); the server never deletes them on its own.
+    UnreferencedFiles(storage::DeleteUnreferencedArgs),
 }
 
 /// `sluice enable …`
@@ -112,6 +116,9 @@ pub enum ShowCommand {
     Plugins(show::ShowPluginsArgs),
     /// Show a database's system tables: their list, one of them, or a summary of all.
     System(show::ShowSystemArgs),
+    /// List what start-up found wrong with the stored data: damaged WAL or Parquet
+    /// files, a catalog version lost, files nothing refers to.
+    StorageProblems(storage::ShowStorageProblemsArgs),
 }
 
 /// Runs `command`.
@@ -133,6 +140,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Update(UpdateCommand::Trigger(args)) => args.execute(),
         Command::Show(ShowCommand::Plugins(args)) => args.execute(),
         Command::Show(ShowCommand::System(args)) => args.execute(),
+        Command::Show(ShowCommand::StorageProblems(args)) => args.execute(),
+        Command::Delete(DeleteCommand::UnreferencedFiles(args)) => args.execute(),
         Command::Test(test) => test.execute(),
         Command::Install(InstallCommand::Package(args)) => args.execute(),
     }

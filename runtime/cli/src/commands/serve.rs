@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::SignalKind;
 
 /// Where Parquet files are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,6 +113,10 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8181"
     )]
     http_bind: SocketAddr,
+    /// On SIGTERM or SIGINT, how long requests under way may take to finish before the
+    /// server closes their connections; then the WAL is flushed and the server exits
+    #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    shutdown_timeout: Duration,
     /// How often writes are made durable and queryable; writes without `no_sync` wait
     /// for the next flush, so this is also their added latency
     #[arg(long, env = "INFLUXDB3_WAL_FLUSH_INTERVAL", default_value = "1s", value_parser = positive_duration)]
@@ -340,9 +345,17 @@ impl ServeArgs {
             wal_files = recovery.files,
             covered_wal_files = recovery.covered_files,
             rows = recovery.rows,
-            damaged = recovery.damage.len(),
+            problems = recovery.problems.len(),
             "loaded the snapshots and replayed the WAL"
         );
+        if !recovery.problems.is_empty() {
+            tracing::warn!(
+                "{} problems with the stored data were found and logged above; nothing was \
+                 deleted. `sluice show storage-problems` lists them, \
+                 `sluice delete unreferenced-files` removes the files nothing refers to",
+                recovery.problems.len()
+            );
+        }
         let flusher = storage.spawn_flusher(
             self.wal_flush_interval,
             usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
@@ -408,16 +421,47 @@ impl ServeArgs {
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
         tracing::info!("listening on http://{address}");
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("the HTTP server failed")?;
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signalled = Arc::clone(&stopping);
+        let serving = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            stop_signal().await;
+            signalled.notify_one();
+        });
+        let drained = async {
+            stopping.notified().await;
+            tracing::info!(
+                "stopping: no new connections; requests under way have {}",
+                humantime::format_duration(self.shutdown_timeout)
+            );
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            served = serving => served.context("the HTTP server failed")?,
+            () = drained => tracing::warn!(
+                "connections still open after {}: closed",
+                humantime::format_duration(self.shutdown_timeout)
+            ),
+        }
         flusher.abort();
         storage.flush().await.context("the final flush failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what `systemd` and `docker stop` send).
+async fn stop_signal() {
+    let mut terminate = match tokio::signal::unix::signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }
 

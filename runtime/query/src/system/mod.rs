@@ -3,6 +3,7 @@
 
 mod engine;
 mod plugin_files;
+mod storage;
 mod triggers;
 
 use async_trait::async_trait;
@@ -14,6 +15,7 @@ use datafusion::error::Result;
 use sluice_catalog::Catalog;
 use sluice_engine::plugin_dir::PluginDir;
 use sluice_engine::records::EngineRecords;
+use sluice_storage::WriteBuffer;
 use std::sync::Arc;
 
 /// The schema's name in SQL: `system.processing_engine_triggers`.
@@ -27,7 +29,7 @@ trait SystemTable: Send + Sync {
 
 /// The `system` tables of one database.
 pub struct SystemSchema {
-    catalog: Arc<Catalog>,
+    storage: Arc<WriteBuffer>,
     records: Arc<EngineRecords>,
     plugin_dir: Option<Arc<PluginDir>>,
     database: String,
@@ -42,16 +44,17 @@ impl std::fmt::Debug for SystemSchema {
 }
 
 impl SystemSchema {
-    /// The system tables as `database` sees them, with the processing engine's
-    /// `records` and the plugin directory.
+    /// The system tables as `database` sees them: of `storage` (its catalog and what
+    /// start-up found wrong), the processing engine's `records` and the plugin
+    /// directory.
     pub fn new(
-        catalog: Arc<Catalog>,
+        storage: Arc<WriteBuffer>,
         records: Arc<EngineRecords>,
         plugin_dir: Option<Arc<PluginDir>>,
         database: &str,
     ) -> Self {
         Self {
-            catalog,
+            storage,
             records,
             plugin_dir,
             database: database.to_string(),
@@ -77,6 +80,10 @@ impl SystemSchema {
                 "plugin_files",
                 Box::new(plugin_files::PluginFiles(self.plugin_dir.clone())),
             ),
+            (
+                "storage_problems",
+                Box::new(storage::StorageProblems(Arc::clone(&self.storage))),
+            ),
         ]
     }
 }
@@ -94,7 +101,7 @@ impl SchemaProvider for SystemSchema {
         let Some((_, table)) = self.tables().into_iter().find(|(n, _)| *n == name) else {
             return Ok(None);
         };
-        let batch = table.rows(&self.catalog, &self.database)?;
+        let batch = table.rows(self.storage.catalog(), &self.database)?;
         Ok(Some(Arc::new(MemTable::try_new(
             table.schema(),
             vec![vec![batch]],

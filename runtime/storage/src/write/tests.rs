@@ -1,4 +1,5 @@
 use super::*;
+use crate::ProblemKind;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 
@@ -173,12 +174,14 @@ async fn a_wal_file_cut_short_replays_its_valid_prefix() {
 
     let (reopened, recovery) = open(dir.path()).await;
     assert_eq!(recovery.rows, 1);
-    assert_eq!(recovery.damage.len(), 1);
+    assert_eq!(recovery.problems.len(), 1);
+    let problem = &recovery.problems[0];
+    assert_eq!(problem.kind, crate::ProblemKind::Wal);
     assert!(
-        recovery.damage[0].contains("record 2 is truncated"),
-        "{:?}",
-        recovery.damage
+        problem.detail.contains("record 2 is truncated"),
+        "{problem:?}"
     );
+    assert_eq!(reopened.problems(), recovery.problems);
     assert_eq!(rows(&reopened, "a", "m"), [1]);
     assert!(rows(&reopened, "b", "m").is_empty());
 }
@@ -334,6 +337,8 @@ async fn a_deleted_database_stays_deleted_across_a_restart() {
 
     let (reopened, recovery) = open(dir.path()).await;
     assert_eq!(recovery.parquet_files, 1);
+    // The deleted database's files left the manifests before they left the store.
+    assert_eq!(recovery.problems, []);
     assert_eq!(reopened.catalog().database_names(), ["kept"]);
     assert!(
         !dir.path()
@@ -425,4 +430,111 @@ async fn a_full_batch_is_flushed_without_waiting_for_the_interval() {
         .expect("written by the same flush");
     assert_eq!(rows(&buffer, "db", "m"), [1, 2, 3, 4, 5, 6]);
     flusher.abort();
+}
+
+#[tokio::test]
+async fn nothing_found_at_start_is_deleted_and_everything_wrong_is_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (buffer, _) = open(dir.path()).await;
+    let lines = "m f=1i 1\nn f=2i 2";
+    let write = WriteRequest {
+        no_sync: true,
+        ..request("a", lines)
+    };
+    buffer.write_lp(write).await.expect("queued");
+    buffer.flush().await.expect("flushed");
+    assert_eq!(buffer.snapshot().await, Ok(2));
+    drop(buffer);
+    let catalog = dir.path().join("catalog");
+    let saved = std::fs::read(&catalog).expect("catalog");
+    let tables = dir
+        .path()
+        .join(crate::DEFAULT_NODE_ID)
+        .join("dbs")
+        .join("a");
+    let parquet = |table: &str| {
+        let mut files: Vec<_> = tables
+            .join(table)
+            .read_dir()
+            .expect("dir")
+            .flatten()
+            .collect();
+        assert_eq!(files.len(), 1);
+        files.remove(0).path()
+    };
+
+    // Every version of the catalog lost: the Parquet files stay, named, not queried.
+    for entry in dir.path().read_dir().expect("dir").flatten() {
+        if entry.file_name().to_string_lossy().starts_with("catalog") {
+            std::fs::remove_file(entry.path()).expect("removed");
+        }
+    }
+    let (reopened, recovery) = open(dir.path()).await;
+    assert!(reopened.catalog().database_names().is_empty());
+    let kinds: Vec<_> = recovery
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.table.clone()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (ProblemKind::Unreferenced, Some("m".into())),
+            (ProblemKind::Unreferenced, Some("n".into()))
+        ]
+    );
+    assert!(parquet("m").exists() && parquet("n").exists());
+    drop(reopened);
+
+    // The catalog back: every row is there again.
+    std::fs::write(&catalog, &saved).expect("restored");
+    let (reopened, recovery) = open(dir.path()).await;
+    assert_eq!((recovery.parquet_files, recovery.problems.len()), (2, 0));
+    drop(reopened);
+
+    // A truncated file is named and left out; a file nothing lists is kept until the
+    // admin removes it, and only it.
+    let truncated = parquet("n");
+    let length = std::fs::metadata(&truncated).expect("file").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&truncated)
+        .and_then(|file| file.set_len(length / 2))
+        .expect("truncated");
+    let stray = tables.join("m").join("stray.parquet");
+    std::fs::copy(parquet("m"), &stray).expect("copied");
+    let (reopened, recovery) = open(dir.path()).await;
+    assert_eq!(recovery.parquet_files, 1);
+    let found: Vec<_> = recovery
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.object.clone()))
+        .collect();
+    let on_store = |path: &std::path::Path| {
+        path.strip_prefix(dir.path())
+            .expect("under the store")
+            .display()
+            .to_string()
+    };
+    assert_eq!(
+        found,
+        [
+            (ProblemKind::Parquet, on_store(&truncated)),
+            (ProblemKind::Unreferenced, on_store(&stray)),
+        ]
+    );
+    assert!(
+        recovery.problems[0]
+            .detail
+            .contains("where its manifest lists")
+    );
+    assert_eq!(reopened.table_data("a", "m").expect("m").files.len(), 1);
+    assert!(reopened.table_data("a", "n").expect("n").files.is_empty());
+    assert_eq!(
+        reopened.remove_unreferenced().await,
+        Ok(vec![on_store(&stray)])
+    );
+    assert!(!stray.exists() && truncated.exists());
+    let left: Vec<_> = reopened.problems().iter().map(|p| p.kind).collect();
+    assert_eq!(left, [ProblemKind::Parquet]);
 }
