@@ -259,3 +259,63 @@ fn sigterm_keeps_acknowledged_writes_and_stops_despite_idle_clients() {
         json!([{"n": 100}])
     );
 }
+
+#[test]
+fn any_valid_name_works_after_a_snapshot_and_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let long = "x".repeat(300);
+    let tables = [
+        "température",
+        "温度",
+        "a%b",
+        "a#b",
+        "a?b",
+        "with space",
+        "..",
+        "=h0",
+        long.as_str(),
+    ];
+    let body: String = tables
+        .iter()
+        .enumerate()
+        .map(|(i, table)| format!("{} v={i}i {i}\n", table.replace(' ', "\\ ")))
+        .collect();
+    let server = TestServer::start_with(
+        dir.path(),
+        &["--snapshot-rows", "1", "--max-http-request-size", "65536"],
+    );
+    let answer = server.post("/api/v3/write_lp?db=names", &[], body.as_bytes());
+    assert_eq!(answer.status, 204, "{}", answer.text());
+    // A v1 write with a retention policy: database `db/rp`.
+    let answer = server.post("/write?db=db&rp=rp", &[], b"cpu v=42i 1");
+    assert_eq!(answer.status, 204, "{}", answer.text());
+    wait_for_snapshot(&data);
+    let started = Instant::now();
+    while files_ending(&data, ".parquet").len() < tables.len() + 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not every table was snapshotted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let check = |server: &TestServer| {
+        for (i, table) in tables.iter().enumerate() {
+            let sql = format!("SELECT v FROM \"{table}\"");
+            assert_eq!(server.query("names", &sql), json!([{"v": i}]), "{table}");
+        }
+        assert_eq!(
+            server.query("db/rp", "SELECT v FROM cpu"),
+            json!([{"v": 42}])
+        );
+    };
+    check(&server);
+    server.kill();
+    let restarted = TestServer::start(dir.path());
+    check(&restarted);
+    let problems = restarted.query(
+        "_internal",
+        "SELECT count(*) AS n FROM system.storage_problems",
+    );
+    assert_eq!(problems, json!([{"n": 0}]));
+}

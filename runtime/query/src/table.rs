@@ -10,7 +10,7 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -50,7 +50,8 @@ impl SluiceTable {
         let count = partitions.min(self.data.files.len());
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); count];
         for (index, file) in self.data.files.iter().enumerate() {
-            groups[index % count].push(PartitionedFile::new(file.path.clone(), file.size_bytes));
+            let meta = file.object_meta().map_err(DataFusionError::Internal)?;
+            groups[index % count].push(PartitionedFile::from(meta));
         }
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())

@@ -8,20 +8,50 @@
 //! the WAL files the manifest covers).
 //!
 //! Layout on the store, under the node's prefix:
-//! `dbs/<database>/<table>/<wal sequence>.parquet` and `snapshots/<wal sequence>.json`.
+//! `dbs/<database>/<table>/<wal sequence>.parquet` and `snapshots/<wal sequence>.json`,
+//! where a database or table name is written as it is when it is plain (ASCII letters,
+//! digits, `_`, `-` and `.`, not first, at most [`PLAIN_NAME_BYTES`]), and otherwise as
+//! `=` and the hex of its UTF-8 (`température` is `=74656d70c3a9726174757265`), or, for
+//! a name too long for that, `=h` and the hex of its SHA-256: any name the catalog takes
+//! maps to one path part that every file system and object store keeps as it is. The
+//! manifest records each file's database, table and path, so the path is never read
+//! back into a name; files written with an earlier layout keep their listed paths.
 
 use crate::buffer::FrozenTable;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// The longest name written into a path as it is; also the longest whose hex is.
+const PLAIN_NAME_BYTES: usize = 100;
+
+/// The path part of database or table `name` (see the module's header).
+fn path_part(name: &str) -> String {
+    let plain = name.len() <= PLAIN_NAME_BYTES
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|first| first.is_ascii_alphanumeric() || first == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if plain {
+        name.to_string()
+    } else if name.len() <= PLAIN_NAME_BYTES {
+        format!("={}", hex::encode(name))
+    } else {
+        use sha2::Digest;
+        format!("=h{}", hex::encode(sha2::Sha256::digest(name)))
+    }
+}
 
 /// Version of the manifest format this build writes and reads.
 const MANIFEST_FORMAT: u32 = 1;
@@ -51,6 +81,24 @@ struct Manifest {
     /// The last WAL file whose rows the files hold.
     wal_sequence: u64,
     files: Vec<ParquetFile>,
+}
+
+impl ParquetFile {
+    /// The file's place on the store, as listed (never encoded again).
+    ///
+    /// # Errors
+    ///
+    /// The listed path is not a valid object store path (a manifest edited by hand).
+    pub fn object_meta(&self) -> Result<ObjectMeta, String> {
+        let location = Path::parse(&self.path).map_err(|e| format!("{}: {e}", self.path))?;
+        Ok(ObjectMeta {
+            location,
+            last_modified: chrono::DateTime::UNIX_EPOCH,
+            size: self.size_bytes,
+            e_tag: None,
+            version: None,
+        })
+    }
 }
 
 /// What the store held at start-up.
@@ -105,12 +153,9 @@ impl Snapshots {
         let name = format!("{wal_sequence:020}.parquet");
         let mut files = Vec::with_capacity(tables.len());
         for table in tables {
-            let path = self.path([
-                "dbs",
-                table.database.as_str(),
-                table.table.as_str(),
-                name.as_str(),
-            ]);
+            let database = path_part(&table.database);
+            let table_part = path_part(&table.table);
+            let path = self.path(["dbs", &database, &table_part, name.as_str()]);
             let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
                 .await
                 .map_err(|e| format!("encoding {path}: {e}"))??;
