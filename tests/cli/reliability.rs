@@ -319,3 +319,60 @@ fn any_valid_name_works_after_a_snapshot_and_a_restart() {
     );
     assert_eq!(problems, json!([{"n": 0}]));
 }
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, text.as_bytes()).expect("compressed");
+    encoder.finish().expect("compressed")
+}
+
+#[test]
+fn bodies_are_read_whole_and_answered_in_bounded_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(dir.path(), &["--max-http-request-size", "4000000"]);
+
+    // A gzip body of several members, as `gzip` writes appended files: every member.
+    let mut members = gzip("m f=1i 1\n");
+    members.extend(gzip("m f=2i 2\n"));
+    members.extend(gzip("m f=3i 3\n"));
+    let answer = server.post(
+        "/api/v3/write_lp?db=db",
+        &[("content-encoding", "gzip")],
+        &members,
+    );
+    assert_eq!(answer.status, 204, "{}", answer.text());
+    assert_eq!(
+        server.query("db", "SELECT sum(f) AS s FROM m"),
+        json!([{"s": 6}])
+    );
+
+    // 50,000 lines whose type conflicts: the first 100 listed, and how many more.
+    let conflicting: String = (0..50_000)
+        .map(|i| format!("m f=\"s\" {}\n", i + 10))
+        .collect();
+    let answer = server.post("/api/v3/write_lp?db=db", &[], conflicting.as_bytes());
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    let body = answer.json();
+    assert_eq!(body["error"], "incoming write was empty");
+    assert_eq!(body["data"].as_array().map(Vec::len), Some(100));
+    assert_eq!(body["data"][99]["line_number"], 100);
+    assert_eq!(body["lines_not_listed"], 49_900);
+    // With good lines among them: written, the rest reported the same way.
+    let mixed = format!("m f=4i 4\n{conflicting}");
+    let answer = server.post("/api/v3/write_lp?db=db", &[], mixed.as_bytes());
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert_eq!(
+        answer.json()["error"],
+        "partial write of line protocol occurred"
+    );
+    assert_eq!(answer.json()["lines_not_listed"], 49_900);
+    assert_eq!(
+        server.query("db", "SELECT sum(f) AS s FROM m"),
+        json!([{"s": 10}])
+    );
+
+    // Over the size limit before decoding: JSON too, like every error.
+    let answer = server.post("/api/v3/write_lp?db=db", &[], &vec![b'm'; 4_100_000]);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert!(answer.json()["error"].is_string(), "{}", answer.text());
+}

@@ -18,7 +18,8 @@ pub fn read(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, A
         None | Some("") | Some("identity") => Ok(body.to_vec()),
         Some("gzip") => {
             let mut decoded = Vec::new();
-            let mut reader = flate2::read::GzDecoder::new(&body[..]).take(limit as u64 + 1);
+            // Every member: `gzip` and many clients write a body as several.
+            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
             reader
                 .read_to_end(&mut decoded)
                 .map_err(|e| ApiError::BadRequest(format!("invalid gzip body: {e}")))?;

@@ -41,14 +41,29 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Refused lines listed in one answer: a body of a million bad lines gets the first
+/// of them and a count, not a million objects.
+pub const MAX_LISTED_LINE_ERRORS: usize = 100;
+
 fn line_errors(errors: &[LineError]) -> serde_json::Value {
     errors
         .iter()
+        .take(MAX_LISTED_LINE_ERRORS)
         .map(|e| {
             let original: String = e.original_line.chars().take(20).collect();
             json!({"error_message": e.error_message, "line_number": e.line_number, "original_line": original})
         })
         .collect()
+}
+
+/// `{"error", "data"}` with the first refused lines, and how many more were refused
+/// when not all are listed.
+fn with_line_errors(error: &str, errors: &[LineError]) -> serde_json::Value {
+    let mut body = json!({"error": error, "data": line_errors(errors)});
+    if errors.len() > MAX_LISTED_LINE_ERRORS {
+        body["lines_not_listed"] = json!(errors.len() - MAX_LISTED_LINE_ERRORS);
+    }
+    body
 }
 
 impl ApiError {
@@ -78,7 +93,7 @@ impl ApiError {
             ),
             Self::Partial(errors) => (
                 StatusCode::BAD_REQUEST,
-                json!({"error": "partial write of line protocol occurred", "data": line_errors(&errors)}),
+                with_line_errors("partial write of line protocol occurred", &errors),
             ),
             Self::Write(WriteError::Rejected(errors)) => (
                 StatusCode::BAD_REQUEST,
@@ -86,7 +101,7 @@ impl ApiError {
             ),
             Self::Write(WriteError::Empty(errors)) => (
                 StatusCode::BAD_REQUEST,
-                json!({"error": "incoming write was empty", "data": line_errors(&errors)}),
+                with_line_errors("incoming write was empty", &errors),
             ),
             Self::Write(WriteError::DatabaseNotFound(name)) => (
                 StatusCode::NOT_FOUND,
@@ -149,6 +164,27 @@ impl IntoResponse for V2Error {
         }
         (status, Json(json!({"code": code, "message": message}))).into_response()
     }
+}
+
+/// Answers whose body is plain text (the framework's own: a body over the size limit
+/// before decoding, a malformed request) get the API's JSON shape, `{"error": text}`,
+/// with their status.
+pub async fn json_error_bodies(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    let status = response.status();
+    if !plain || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    // The framework's messages are a line; anything longer is cut.
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default();
+    (status, Json(json!({"error": text}))).into_response()
 }
 
 /// The query-string parameter `name`, or 400 `missing query parameter '<name>'`.

@@ -475,14 +475,14 @@ impl WriteBuffer {
         request: &WriteRequest<'_>,
         parsed: ParsedBody,
     ) -> Result<(Vec<Line>, Vec<LineError>), WriteError> {
-        let original = |line_number: usize| {
-            request
-                .body
-                .split('\n')
-                .nth(line_number - 1)
+        // The body's lines, split once for all the conflicts reported.
+        let mut body_lines: Option<Vec<&str>> = None;
+        let mut original = |line_number: usize| {
+            body_lines
+                .get_or_insert_with(|| request.body.split('\n').collect())
+                .get(line_number - 1)
+                .map(|line| line.trim_end_matches('\r').to_string())
                 .unwrap_or_default()
-                .trim_end_matches('\r')
-                .to_string()
         };
         let mut errors: Vec<LineError> = parsed
             .errors
