@@ -121,6 +121,7 @@ async fn server(
         storage: Arc::clone(&storage),
         query: QueryEngine::new(Arc::clone(&storage)),
         max_request_bytes: 64 << 20,
+        body_timeout: std::time::Duration::from_secs(30),
         authentication: Authentication::Disabled,
         plugin_dir: None,
         plugin_repo: None,

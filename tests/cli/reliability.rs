@@ -376,3 +376,61 @@ fn bodies_are_read_whole_and_answered_in_bounded_json() {
     assert_eq!(answer.status, 413, "{}", answer.text());
     assert!(answer.json()["error"].is_string(), "{}", answer.text());
 }
+
+/// Reads until the server closes `stream`; what it sent before.
+fn read_to_close(stream: &mut std::net::TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout set");
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(stream, &mut answer).expect("closed by the server, not timed out");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn idle_and_slow_clients_cannot_hold_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(
+        dir.path(),
+        &[
+            "--max-http-connections",
+            "4",
+            "--http-header-timeout",
+            "1s",
+            "--http-body-timeout",
+            "1s",
+        ],
+    );
+    // Every slot taken by a client that says nothing, and one that sends half its
+    // headers: the server closes them once the header time has passed.
+    let mut idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(server.address).expect("connects"))
+        .collect();
+    std::io::Write::write_all(&mut idle[0], b"GET /health HTTP/1.1\r\n").expect("half");
+    // Meanwhile a real client waits in the queue, and is served when a slot frees.
+    let written = server.post("/api/v3/write_lp?db=db", &[], b"m f=1i 1");
+    assert_eq!(written.status, 204, "{}", written.text());
+    for stream in &mut idle {
+        read_to_close(stream);
+    }
+
+    // A body that stops coming: 408, in JSON.
+    let mut slow = std::net::TcpStream::connect(server.address).expect("connects");
+    let head = format!(
+        "POST /api/v3/write_lp?db=db HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 100\r\n\r\nm f=2i 2",
+        server.token()
+    );
+    std::io::Write::write_all(&mut slow, head.as_bytes()).expect("half a body");
+    let answer = read_to_close(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("the request body paused for more than 1s"),
+        "{answer}"
+    );
+    // Nothing of it was written; the server answers as before.
+    assert_eq!(
+        server.query("db", "SELECT sum(f) AS s FROM m"),
+        json!([{"s": 1}])
+    );
+}

@@ -1,9 +1,46 @@
-//! Request bodies: size-limited, gzip decoded.
+//! Request bodies: read within a size and a pause, gzip decoded.
 
+use crate::AppState;
 use crate::error::ApiError;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 use std::io::Read;
+
+/// Reads an authenticated request's body off the wire before its handler runs: at
+/// most [`AppState::max_request_bytes`] (413 beyond; the handler checks it again after
+/// decoding), and with no pause longer than [`AppState::body_timeout`] between two
+/// pieces (408), so that a client that stops sending holds nothing for long.
+pub async fn read_within(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::new();
+    loop {
+        if bytes.len() > state.max_request_bytes {
+            return ApiError::TooLarge(state.max_request_bytes).into_response();
+        }
+        match tokio::time::timeout(state.body_timeout, body.frame()).await {
+            Err(_) => {
+                return ApiError::Timeout(format!(
+                    "the request body paused for more than {}",
+                    humantime::format_duration(state.body_timeout)
+                ))
+                .into_response();
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return ApiError::BadRequest(e.to_string()).into_response(),
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
 
 /// The body, decompressed when `Content-Encoding: gzip`, refused when larger than
 /// `limit` bytes (before or after decompression) or in another encoding.

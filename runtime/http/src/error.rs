@@ -25,6 +25,8 @@ pub enum ApiError {
     BadGateway(String),
     /// 413: the body is over `--max-http-request-size`.
     TooLarge(usize),
+    /// 408 with `{"error": message}`: the client was too slow to send its request.
+    Timeout(String),
     /// 415 with `{"error": message}`.
     UnsupportedMediaType(String),
     /// 429 with `{"error": message}`: the server is busy with other requests; the same
@@ -78,6 +80,7 @@ impl ApiError {
             Self::Forbidden(message) => (StatusCode::FORBIDDEN, json!({"error": message})),
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
+            Self::Timeout(message) => (StatusCode::REQUEST_TIMEOUT, json!({"error": message})),
             Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, json!({"error": message})),
             Self::PluginFailed(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))

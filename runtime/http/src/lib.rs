@@ -15,6 +15,7 @@ pub mod cors;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod listen;
 pub mod packages;
 pub mod plugin_repo;
 pub mod plugin_test;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub query: QueryEngine,
     /// Largest request body accepted, after decompression.
     pub max_request_bytes: usize,
+    /// The longest pause while a request's body arrives (408 beyond).
+    pub body_timeout: std::time::Duration,
     /// Whether requests need a token.
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
@@ -127,6 +130,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(health::not_found)
         // The raw body may be compressed; `body::read` enforces the limit after decoding.
         .layer(DefaultBodyLimit::max(limit.saturating_add(1)))
+        // Inside authentication: only an authenticated client's body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            body::read_within,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

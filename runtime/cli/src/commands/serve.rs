@@ -8,6 +8,7 @@ use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
 use sluice_engine::plugin_dir::PluginDir;
+use sluice_http::listen::{self, HttpLimits};
 use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
 use sluice_http::{AppState, Authentication, router};
@@ -113,6 +114,19 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8181"
     )]
     http_bind: SocketAddr,
+    /// Connections served at once; more wait in the kernel's queue until one closes.
+    /// Default: a quarter of the process's limit on open files, at most 16,384, so that
+    /// idle clients never take the descriptors the WAL, the stores and the plugins need
+    #[arg(long, env = "SLUICE_MAX_HTTP_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
+    max_http_connections: Option<u64>,
+    /// How long a client may take to send a request's headers, and stay idle between
+    /// requests, before its connection is closed
+    #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    http_header_timeout: Duration,
+    /// The longest pause while a request's body arrives; beyond it the request is
+    /// answered 408
+    #[arg(long, env = "SLUICE_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    http_body_timeout: Duration,
     /// On SIGTERM or SIGINT, how long requests under way may take to finish before the
     /// server closes their connections; then the WAL is flushed and the server exits
     #[arg(long, env = "SLUICE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -284,9 +298,6 @@ impl ServeArgs {
         let Some(plugin_dir) = &self.plugin_dir else {
             return Ok(None);
         };
-        // Before the sandbox sizes its share of it.
-        let open_files = sluice_sandbox::raise_open_file_limit();
-        tracing::debug!(?open_files, "the process's limit on open files");
         let config = SandboxConfig::default();
         let limits = self.limits.limits();
         limits
@@ -323,6 +334,17 @@ impl ServeArgs {
     }
 
     async fn serve(self) -> anyhow::Result<()> {
+        // Before anything sizes its share of it: the plugins take half, connections a
+        // quarter, and the rest is the WAL's, the stores' and the server's own.
+        let open_files = sluice_sandbox::raise_open_file_limit();
+        tracing::debug!(?open_files, "the process's limit on open files");
+        let http_limits = HttpLimits {
+            max_connections: self.max_http_connections.map_or_else(
+                || default_connections(open_files),
+                |n| usize::try_from(n).unwrap_or(usize::MAX),
+            ),
+            header_timeout: self.http_header_timeout,
+        };
         let store = self
             .store()
             .open()
@@ -382,6 +404,7 @@ impl ServeArgs {
             storage: storage.clone(),
             query,
             max_request_bytes: self.max_http_request_size,
+            body_timeout: self.http_body_timeout,
             authentication: if self.without_auth {
                 Authentication::Disabled
             } else {
@@ -423,7 +446,7 @@ impl ServeArgs {
         tracing::info!("listening on http://{address}");
         let stopping = Arc::new(tokio::sync::Notify::new());
         let signalled = Arc::clone(&stopping);
-        let serving = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let serving = listen::serve(listener, router(state), http_limits, async move {
             stop_signal().await;
             signalled.notify_one();
         });
@@ -436,7 +459,7 @@ impl ServeArgs {
             tokio::time::sleep(self.shutdown_timeout).await;
         };
         tokio::select! {
-            served = serving => served.context("the HTTP server failed")?,
+            () = serving => {}
             () = drained => tracing::warn!(
                 "connections still open after {}: closed",
                 humantime::format_duration(self.shutdown_timeout)
@@ -447,6 +470,12 @@ impl ServeArgs {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A quarter of the process's limit on open files, at most 16,384 (and at least 16).
+fn default_connections(open_files: Option<u64>) -> usize {
+    let quarter = open_files.map_or(16_384, |nofile| nofile / 4);
+    usize::try_from(quarter.clamp(16, 16_384)).unwrap_or(16_384)
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what `systemd` and `docker stop` send).
