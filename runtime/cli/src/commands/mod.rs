@@ -20,7 +20,7 @@ mod write;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the database server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Write line protocol to a server.
     Write(write::WriteArgs),
     /// Run a SQL query on a server and print the rows.
@@ -124,7 +124,7 @@ pub enum ShowCommand {
 /// Runs `command`.
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(serve) => serve.execute(),
+        Command::Serve(serve) => (*serve).execute(),
         Command::Write(write) => write.execute(),
         Command::Query(query) => query.execute(),
         Command::Create(CreateCommand::Database(args)) => args.execute(),
