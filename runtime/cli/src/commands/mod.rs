@@ -45,7 +45,7 @@ pub enum Command {
     Update(UpdateCommand),
     /// Run a plugin once and print what it logged, wrote and returned.
     #[command(subcommand)]
-    Test(test::TestCommand),
+    Test(Box<test::TestCommand>),
     /// Install something on a server.
     #[command(subcommand)]
     Install(InstallCommand),
@@ -142,7 +142,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Show(ShowCommand::System(args)) => args.execute(),
         Command::Show(ShowCommand::StorageProblems(args)) => args.execute(),
         Command::Delete(DeleteCommand::UnreferencedFiles(args)) => args.execute(),
-        Command::Test(test) => test.execute(),
+        Command::Test(test) => (*test).execute(),
         Command::Install(InstallCommand::Package(args)) => args.execute(),
     }
 }
