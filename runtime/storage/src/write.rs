@@ -149,6 +149,8 @@ pub struct WriteBuffer {
     pending: Mutex<Pending>,
     wal: Mutex<WalDir>,
     catalog_file: CatalogFile,
+    /// The data directory: the catalog, the WAL, records kept aside.
+    data_dir: PathBuf,
     /// The [`Catalog::generation`] the catalog file holds.
     persisted_catalog: Mutex<u64>,
     /// Held while the WAL, the catalog file and the buffer change together, so that a
@@ -244,6 +246,7 @@ impl WriteBuffer {
             pending: Mutex::default(),
             wal: Mutex::new(wal),
             catalog_file,
+            data_dir: data_dir.clone(),
             persisted_catalog: Mutex::new(catalog_generation),
             log_lock: Mutex::default(),
             snapshots,
@@ -336,16 +339,33 @@ impl WriteBuffer {
             ..Recovery::default()
         };
         let mut buffer = lock(&self.buffer);
-        for (_, records) in files {
-            for record in records {
-                let lines = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0).lines;
-                let Ok(validation) = self.catalog.validate_write(&record.database, &lines, true)
-                else {
-                    continue;
+        for (sequence, records) in files {
+            for (index, record) in records.into_iter().enumerate() {
+                let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
+                let mut refused: Vec<String> = parsed
+                    .errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.message, e.original_line))
+                    .collect();
+                let lines = parsed.lines;
+                let accepted = match self.catalog.validate_write(&record.database, &lines, true) {
+                    Ok(validation) => {
+                        refused.extend(validation.errors.iter().map(|e| e.message.clone()));
+                        keep(lines, &validation.accepted)
+                    }
+                    Err(e) => {
+                        refused.push(e.to_string());
+                        Vec::new()
+                    }
                 };
-                let accepted = keep(lines, &validation.accepted);
                 recovery.rows += accepted.len();
                 buffer.append(&record.database, &accepted);
+                if !refused.is_empty() {
+                    let place = format!("WAL file {sequence}, record {}", index + 1);
+                    recovery
+                        .problems
+                        .push(self.keep_aside(&place, &record, &refused));
+                }
             }
         }
         for damage in replay.damage {
@@ -363,6 +383,33 @@ impl WriteBuffer {
             });
         }
         recovery
+    }
+
+    /// Keeps a WAL record whose lines did not all replay (`refused` says why) in
+    /// `<data dir>/wal-unreplayed/`, and names it: never a silent drop.
+    fn keep_aside(&self, place: &str, record: &WalRecord, refused: &[String]) -> StorageProblem {
+        let dir = self.data_dir.join("wal-unreplayed");
+        let file = dir.join(format!("{}.lp", place.replace([' ', ','], "-")));
+        let kept = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, &record.line_protocol));
+        let detail = format!(
+            "{} lines of database {:?} did not replay (the first: {}); the record {}",
+            refused.len(),
+            record.database,
+            refused[0],
+            match kept {
+                Ok(()) => format!("is kept in {}", file.display()),
+                Err(e) => format!("could not be kept ({e})"),
+            }
+        );
+        tracing::warn!("{place}: {detail}");
+        StorageProblem {
+            database: Some(record.database.clone()),
+            table: None,
+            object: place.to_string(),
+            kind: ProblemKind::Wal,
+            detail,
+        }
     }
 
     /// What start-up found wrong with the stored data, less what has been cleared since.
@@ -473,7 +520,7 @@ impl WriteBuffer {
     fn validate(
         &self,
         request: &WriteRequest<'_>,
-        parsed: ParsedBody,
+        mut parsed: ParsedBody,
     ) -> Result<(Vec<Line>, Vec<LineError>), WriteError> {
         // The body's lines, split once for all the conflicts reported.
         let mut body_lines: Option<Vec<&str>> = None;
@@ -493,6 +540,29 @@ impl WriteBuffer {
                 error_message: e.message.clone(),
             })
             .collect();
+        // Lines the WAL could not give back as they are: refused, as bad lines are.
+        if let Some(first) = parsed
+            .lines
+            .iter()
+            .position(|line| sluice_lp::check_storable(line).is_err())
+        {
+            let lines = parsed.lines.split_off(first);
+            let numbers = parsed.line_numbers.split_off(first);
+            for (line, number) in lines.into_iter().zip(numbers) {
+                match sluice_lp::check_storable(&line) {
+                    Ok(()) => {
+                        parsed.lines.push(line);
+                        parsed.line_numbers.push(number);
+                    }
+                    Err(message) => errors.push(LineError {
+                        line_number: number,
+                        original_line: original(number),
+                        error_message: message,
+                    }),
+                }
+            }
+            errors.sort_by_key(|e| e.line_number);
+        }
         if !errors.is_empty() && !request.accept_partial {
             return Err(WriteError::Rejected(errors));
         }
@@ -836,5 +906,7 @@ fn keep(lines: Vec<Line>, indices: &[usize]) -> Vec<Line> {
         .collect()
 }
 
+#[cfg(test)]
+mod round_trip;
 #[cfg(test)]
 mod tests;

@@ -3,7 +3,7 @@ use crate::ProblemKind;
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 
-fn request<'a>(database: &'a str, body: &'a str) -> WriteRequest<'a> {
+pub(super) fn request<'a>(database: &'a str, body: &'a str) -> WriteRequest<'a> {
     WriteRequest {
         database,
         body,
@@ -15,7 +15,7 @@ fn request<'a>(database: &'a str, body: &'a str) -> WriteRequest<'a> {
     }
 }
 
-async fn open(dir: &std::path::Path) -> (Arc<WriteBuffer>, Recovery) {
+pub(super) async fn open(dir: &std::path::Path) -> (Arc<WriteBuffer>, Recovery) {
     WriteBuffer::open(StorageConfig::local(dir).expect("config"))
         .await
         .expect("opens")
