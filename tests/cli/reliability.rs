@@ -434,3 +434,71 @@ fn idle_and_slow_clients_cannot_hold_the_server() {
         json!([{"s": 1}])
     );
 }
+
+#[test]
+fn kill_9_during_ingest_and_snapshots_loses_no_acknowledged_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut acknowledged = 0_u64;
+    // Snapshots every few hundred rows, so that kills land inside them too.
+    let flags = ["--snapshot-rows", "300", "--wal-flush-interval", "5ms"];
+    for round in 0_u64..4 {
+        let server = TestServer::start_with(dir.path(), &flags);
+        let (address, token) = (server.address, server.token().to_string());
+        let writer = std::thread::spawn(move || {
+            let mut batches = 0_u64;
+            loop {
+                let first = (round * 1_000 + batches) * 100;
+                let body: String = (first..first + 100)
+                    .map(|v| format!("cpu v={v}i {v}\n"))
+                    .collect();
+                let auth = format!("Bearer {token}");
+                let answer = std::panic::catch_unwind(|| {
+                    crate::http::request(
+                        address,
+                        "POST",
+                        "/api/v3/write_lp?db=db",
+                        &[("authorization", &auth)],
+                        body.as_bytes(),
+                    )
+                    .status
+                });
+                match answer {
+                    Ok(204) => batches += 1,
+                    _ => return batches,
+                }
+            }
+        });
+        // A different moment each round.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+        std::thread::sleep(Duration::from_millis(200 + nanos % 600));
+        server.kill();
+        acknowledged += writer.join().expect("writer") * 100;
+    }
+    let server = TestServer::start(dir.path());
+    let rows = server.query(
+        "db",
+        "SELECT count(*) AS n, count(DISTINCT v) AS distinct_values FROM cpu",
+    );
+    let (n, distinct) = (rows[0]["n"].as_u64(), rows[0]["distinct_values"].as_u64());
+    // Every acknowledged line, once; at most one batch per round in flight at the kill.
+    assert_eq!(n, distinct, "{rows}");
+    let n = n.expect("a count");
+    assert!(
+        n >= acknowledged && n <= acknowledged + 400,
+        "{n} rows, {acknowledged} acknowledged"
+    );
+    assert!(
+        !files_ending(&dir.path().join("data"), ".parquet").is_empty(),
+        "no snapshot ran: the kills did not land among them"
+    );
+    let problems = server.query(
+        "_internal",
+        "SELECT kind, detail FROM system.storage_problems",
+    );
+    // A WAL file cut short by the kill is expected; nothing else.
+    for problem in problems.as_array().expect("rows") {
+        assert_eq!(problem["kind"], "wal", "{problems}");
+    }
+}

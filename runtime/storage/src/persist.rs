@@ -28,6 +28,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The longest name written into a path as it is; also the longest whose hex is.
@@ -119,6 +120,8 @@ pub struct Persisted {
 pub struct Snapshots {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// For a store of local files: their directory, to sync what is written.
+    local_root: Option<PathBuf>,
 }
 
 impl Snapshots {
@@ -127,7 +130,35 @@ impl Snapshots {
         Self {
             store,
             prefix: node_id.to_string(),
+            local_root: None,
         }
+    }
+
+    /// Snapshots whose store keeps its objects as files under `root`: each file and
+    /// manifest written is synced, with the directories above it, before the write
+    /// counts as done, so that the WAL files a snapshot covers are removed only once
+    /// its files would survive a power loss.
+    #[must_use]
+    pub fn with_local_root(mut self, root: Option<&std::path::Path>) -> Self {
+        self.local_root = root.map(std::path::Path::to_path_buf);
+        self
+    }
+
+    /// Puts `bytes` at `path`, durably.
+    async fn put_durably(&self, path: &Path, bytes: PutPayload) -> Result<(), String> {
+        self.store
+            .put(path, bytes)
+            .await
+            .map_err(|e| format!("writing {path}: {e}"))?;
+        let Some(root) = self.local_root.clone() else {
+            // An object store's put is durable when it returns.
+            return Ok(());
+        };
+        let relative = path.to_string();
+        tokio::task::spawn_blocking(move || sync_with_parents(&root, &relative))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("syncing {path}: {e}"))
     }
 
     /// The object store.
@@ -160,10 +191,7 @@ impl Snapshots {
                 .await
                 .map_err(|e| format!("encoding {path}: {e}"))??;
             file.path = path.to_string();
-            self.store
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .map_err(|e| format!("writing {path}: {e}"))?;
+            self.put_durably(&path, PutPayload::from(bytes)).await?;
             files.push(file);
         }
         let manifest = Manifest {
@@ -173,10 +201,7 @@ impl Snapshots {
         };
         let path = self.path(["snapshots", format!("{wal_sequence:020}.json").as_str()]);
         let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        self.store
-            .put(&path, PutPayload::from(body))
-            .await
-            .map_err(|e| format!("writing {path}: {e}"))?;
+        self.put_durably(&path, PutPayload::from(body)).await?;
         Ok(manifest.files)
     }
 
@@ -266,8 +291,8 @@ impl Snapshots {
                         continue;
                     }
                     let body = serde_json::to_vec(&manifest).unwrap_or_default();
-                    if let Err(e) = self.store.put(&path, PutPayload::from(body)).await {
-                        tracing::warn!("could not rewrite {path}: {e}; its files stay");
+                    if let Err(e) = self.put_durably(&path, PutPayload::from(body)).await {
+                        tracing::warn!("could not rewrite {e}; its files stay");
                         return;
                     }
                 }
@@ -292,6 +317,23 @@ impl Snapshots {
             }
         }
     }
+}
+
+/// Syncs the file at `relative` under `root`, then each directory from its own up to
+/// `root`: a file renamed into a new directory is durable only once every directory
+/// entry on its way is.
+fn sync_with_parents(root: &std::path::Path, relative: &str) -> std::io::Result<()> {
+    let file = root.join(relative);
+    std::fs::File::open(&file)?.sync_all()?;
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        std::fs::File::open(current)?.sync_all()?;
+        if current == root {
+            break;
+        }
+        dir = current.parent();
+    }
+    Ok(())
 }
 
 /// One table as Parquet bytes, with the file's description (without its path).

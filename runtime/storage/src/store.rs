@@ -39,6 +39,15 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
+    /// The directory of a `File` store, whose files the snapshots sync themselves
+    /// (the local object store renames a staged file into place, without syncing).
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::File(dir) => Some(dir),
+            Self::Memory | Self::S3(_) => None,
+        }
+    }
+
     /// Opens the store.
     ///
     /// # Errors

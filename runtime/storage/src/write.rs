@@ -64,12 +64,12 @@ impl StorageConfig {
     /// The directory cannot be created.
     pub fn local(data_dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let data_dir = data_dir.into();
-        let store = crate::StoreConfig::File(data_dir.clone())
-            .open()
-            .map_err(std::io::Error::other)?;
+        let config = crate::StoreConfig::File(data_dir.clone());
+        let store = config.open().map_err(std::io::Error::other)?;
         Ok(Self {
             data_dir,
-            snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID),
+            snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID)
+                .with_local_root(config.local_root()),
             policy: SnapshotPolicy::default(),
         })
     }

@@ -352,7 +352,8 @@ impl ServeArgs {
             .context("cannot open the object store")?;
         let config = StorageConfig {
             data_dir: self.data_dir.clone(),
-            snapshots: Snapshots::new(store, &self.node_id),
+            snapshots: Snapshots::new(store, &self.node_id)
+                .with_local_root(self.store().local_root()),
             policy: SnapshotPolicy {
                 rows: self.snapshot_rows,
                 interval: self.snapshot_interval,
