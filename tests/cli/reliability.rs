@@ -502,3 +502,113 @@ fn kill_9_during_ingest_and_snapshots_loses_no_acknowledged_line() {
         assert_eq!(problem["kind"], "wal", "{problems}");
     }
 }
+
+/// Waits until `data` holds `count` snapshot manifests.
+fn wait_for_manifests(data: &Path, count: usize) {
+    let started = Instant::now();
+    while files_ending(&data.join("sluice/snapshots"), ".json").len() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no snapshot was written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Flips the byte at `at` (from the end when negative) of `file`.
+fn flip_byte(file: &Path, at: i64) {
+    let mut bytes = std::fs::read(file).expect("file");
+    let index = if at < 0 {
+        bytes.len() - at.unsigned_abs() as usize
+    } else {
+        at as usize
+    };
+    bytes[index] ^= 0xff;
+    std::fs::write(file, bytes).expect("damaged");
+}
+
+#[test]
+fn damage_is_named_at_start_and_everything_else_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let write = |server: &TestServer, body: &str| {
+        let answer = server.post("/api/v3/write_lp?db=db", &[], body.as_bytes());
+        assert_eq!(answer.status, 204, "{}", answer.text());
+    };
+    // Two snapshots: tables a to d, then e and f.
+    let server = TestServer::start_with(dir.path(), &["--snapshot-rows", "2"]);
+    write(&server, "a v=1i 1\nb v=2i 2\nc v=3i 3\nd v=4i 4");
+    wait_for_manifests(&data, 1);
+    write(&server, "e v=5i 5\nf v=6i 6");
+    wait_for_manifests(&data, 2);
+    server.kill();
+    // Three WAL files: g, h, i.
+    let server = TestServer::start(dir.path());
+    for body in ["g v=7i 7", "h v=8i 8", "i v=9i 9"] {
+        write(&server, body);
+    }
+    server.kill();
+
+    let parquet = |table: &str| {
+        let found = files_ending(&data.join("sluice/dbs/db").join(table), ".parquet");
+        assert_eq!(found.len(), 1, "{table}: {found:?}");
+        found[0].clone()
+    };
+    std::fs::remove_file(parquet("a")).expect("deleted");
+    let truncated = parquet("b");
+    let length = std::fs::metadata(&truncated).expect("file").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&truncated)
+        .and_then(|file| file.set_len(length - 10))
+        .expect("truncated");
+    flip_byte(&parquet("c"), -1);
+    let mut manifests = files_ending(&data.join("sluice/snapshots"), ".json");
+    manifests.sort();
+    std::fs::write(&manifests[1], b"{ not a manifest").expect("damaged");
+    let mut wal = files_ending(&data.join("wal"), "");
+    wal.sort();
+    assert_eq!(wal.len(), 3, "{wal:?}");
+    flip_byte(&wal[1], -3);
+
+    let server = TestServer::start(dir.path());
+    let problems = server.query(
+        "_internal",
+        "SELECT kind, table_name FROM system.storage_problems ORDER BY kind, table_name",
+    );
+    assert_eq!(
+        problems,
+        // (A null is left out of a JSON row.)
+        json!([
+            {"kind": "manifest"},
+            {"kind": "parquet", "table_name": "a"},
+            {"kind": "parquet", "table_name": "b"},
+            {"kind": "parquet", "table_name": "c"},
+            {"kind": "unreferenced"},
+            {"kind": "unreferenced"},
+            {"kind": "wal"},
+        ])
+    );
+    // A database sees its own problems.
+    let own = server.query("db", "SELECT count(*) AS n FROM system.storage_problems");
+    assert_eq!(own, json!([{"n": 3}]));
+    // The undamaged tables answer; the damaged ones answer without the lost rows.
+    for (table, expected) in [
+        ("d", json!([{"v": 4}])),
+        ("g", json!([{"v": 7}])),
+        ("i", json!([{"v": 9}])),
+    ] {
+        assert_eq!(
+            server.query("db", &format!("SELECT v FROM {table}")),
+            expected,
+            "{table}"
+        );
+    }
+    for table in ["a", "b", "c", "e", "f", "h"] {
+        assert_eq!(
+            server.query("db", &format!("SELECT v FROM {table}")),
+            json!([]),
+            "{table}"
+        );
+    }
+}

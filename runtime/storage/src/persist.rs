@@ -111,6 +111,9 @@ pub struct Persisted {
     pub damaged: Vec<(ParquetFile, String)>,
     /// Parquet files on the store that no manifest lists.
     pub unlisted: Vec<String>,
+    /// Manifests that cannot be read, with why: the files they list are among
+    /// [`Self::unlisted`].
+    pub damaged_manifests: Vec<(String, String)>,
     /// The last WAL file covered by a snapshot (0: none).
     pub wal_sequence: u64,
 }
@@ -221,18 +224,33 @@ impl Snapshots {
             .await
             .map_err(|e| format!("listing Parquet files: {e}"))?;
         let mut persisted = Persisted::default();
-        for (_, manifest) in self.manifests().await? {
-            persisted.wal_sequence = persisted.wal_sequence.max(manifest.wal_sequence);
+        let (manifests, damaged) = self.manifests().await?;
+        for (path, why) in damaged {
+            // Its name still says which WAL files it covered: new files must not reuse
+            // the names of the files it lists.
+            persisted.wal_sequence = persisted.wal_sequence.max(sequence_of(&path));
+            persisted.damaged_manifests.push((path.to_string(), why));
+        }
+        for (path, manifest) in manifests {
+            persisted.wal_sequence = persisted
+                .wal_sequence
+                .max(manifest.wal_sequence)
+                .max(sequence_of(&path));
             for file in manifest.files {
-                match existing.remove(&file.path) {
-                    Some(size) if size == file.size_bytes => persisted.files.push(file),
+                let why = match existing.remove(&file.path) {
+                    Some(size) if size == file.size_bytes => match self.footer(&file).await {
+                        Ok(()) => {
+                            persisted.files.push(file);
+                            continue;
+                        }
+                        Err(why) => why,
+                    },
                     Some(size) => {
-                        let why =
-                            format!("{size} bytes where its manifest lists {}", file.size_bytes);
-                        persisted.damaged.push((file, why));
+                        format!("{size} bytes where its manifest lists {}", file.size_bytes)
                     }
-                    None => persisted.damaged.push((file, "missing".into())),
-                }
+                    None => "missing".into(),
+                };
+                persisted.damaged.push((file, why));
             }
         }
         persisted.unlisted = existing.into_keys().collect();
@@ -240,8 +258,28 @@ impl Snapshots {
         Ok(persisted)
     }
 
-    /// Every manifest with its path, oldest first.
-    async fn manifests(&self) -> Result<Vec<(Path, Manifest)>, String> {
+    /// Checks that `file` ends as a Parquet file does: its footer's length, then `PAR1`.
+    async fn footer(&self, file: &ParquetFile) -> Result<(), String> {
+        let location = Path::parse(&file.path).map_err(|e| e.to_string())?;
+        let size = file.size_bytes;
+        if size < 12 {
+            return Err(format!("{size} bytes: too short for a Parquet file"));
+        }
+        let tail = self
+            .store
+            .get_range(&location, size - 8..size)
+            .await
+            .map_err(|e| format!("unreadable: {e}"))?;
+        let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if &tail[4..] != b"PAR1" || footer + 12 > size {
+            return Err("its end is not a Parquet footer (damaged bytes)".into());
+        }
+        Ok(())
+    }
+
+    /// Every manifest that reads, with its path, oldest first; and those that do not,
+    /// with why.
+    async fn manifests(&self) -> Result<(Vec<(Path, Manifest)>, Vec<(Path, String)>), String> {
         let mut paths: Vec<Path> = self
             .store
             .list(Some(&self.path(["snapshots"])))
@@ -251,6 +289,7 @@ impl Snapshots {
             .map_err(|e| format!("listing snapshots: {e}"))?;
         paths.sort();
         let mut manifests = Vec::with_capacity(paths.len());
+        let mut damaged = Vec::new();
         for path in paths {
             let bytes = self
                 .store
@@ -260,9 +299,15 @@ impl Snapshots {
                 .bytes()
                 .await
                 .map_err(|e| format!("{path}: {e}"))?;
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{path}: not a snapshot manifest: {e}"))?;
+            let manifest: Manifest = match serde_json::from_slice(&bytes) {
+                Ok(manifest) => manifest,
+                Err(e) => {
+                    damaged.push((path, format!("not a snapshot manifest: {e}")));
+                    continue;
+                }
+            };
             if manifest.format != MANIFEST_FORMAT {
+                // Written by a newer build: refused rather than read in part.
                 return Err(format!(
                     "{path}: manifest format {} is not supported (this build reads {MANIFEST_FORMAT})",
                     manifest.format
@@ -270,7 +315,7 @@ impl Snapshots {
             }
             manifests.push((path, manifest));
         }
-        Ok(manifests)
+        Ok((manifests, damaged))
     }
 
     /// Removes `files`, which hold nothing anyone may query again (a deleted database's):
@@ -283,7 +328,7 @@ impl Snapshots {
         }
         let gone: HashSet<String> = files.iter().map(|file| file.path.clone()).collect();
         match self.manifests().await {
-            Ok(manifests) => {
+            Ok((manifests, _)) => {
                 for (path, mut manifest) in manifests {
                     let listed = manifest.files.len();
                     manifest.files.retain(|file| !gone.contains(&file.path));
@@ -317,6 +362,14 @@ impl Snapshots {
             }
         }
     }
+}
+
+/// The WAL sequence in a manifest's name (`<sequence>.json`), 0 if it has none.
+fn sequence_of(path: &Path) -> u64 {
+    path.filename()
+        .and_then(|name| name.strip_suffix(".json"))
+        .and_then(|number| number.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Syncs the file at `relative` under `root`, then each directory from its own up to

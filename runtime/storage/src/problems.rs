@@ -27,9 +27,11 @@ pub enum ProblemKind {
     Catalog,
     /// A WAL file was damaged; the records before the damage were replayed.
     Wal,
-    /// A Parquet file a manifest lists is missing, or not of the size listed: its rows
-    /// are left out of queries.
+    /// A Parquet file a manifest lists is missing, not of the size listed, or does not
+    /// end in a Parquet footer: its rows are left out of queries.
     Parquet,
+    /// A snapshot manifest cannot be read: the files it lists are unreferenced.
+    Manifest,
     /// A Parquet file nothing lists (a database the catalog does not know, or a
     /// snapshot that never finished): kept, not queried, until the admin removes it.
     Unreferenced,
@@ -42,6 +44,7 @@ impl ProblemKind {
             Self::Catalog => "catalog",
             Self::Wal => "wal",
             Self::Parquet => "parquet",
+            Self::Manifest => "manifest",
             Self::Unreferenced => "unreferenced",
         }
     }

@@ -308,6 +308,15 @@ impl WriteBuffer {
                 });
             }
         }
+        for (path, why) in persisted.damaged_manifests {
+            problems.push(StorageProblem {
+                database: None,
+                table: None,
+                object: path,
+                kind: ProblemKind::Manifest,
+                detail: format!("{why}: the files it lists are kept as unreferenced, not queried"),
+            });
+        }
         for path in persisted.unlisted {
             problems.push(StorageProblem {
                 database: None,
