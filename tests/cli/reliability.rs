@@ -612,3 +612,89 @@ fn damage_is_named_at_start_and_everything_else_answers() {
         );
     }
 }
+
+#[test]
+fn the_rows_in_memory_are_bounded_in_bytes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    // Snapshots by rows or age would not come for a long time: only the bytes start them.
+    let server = TestServer::start_with(
+        dir.path(),
+        &[
+            "--buffer-memory-mib",
+            "1",
+            "--max-columns-per-table",
+            "100",
+            "--snapshot-rows",
+            "10000000",
+            "--snapshot-interval",
+            "1h",
+            "--max-http-request-size",
+            "4000000",
+        ],
+    );
+    // A table may not grow past its columns.
+    let wide: String = (0..120)
+        .map(|i| format!("f{i}=1i"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let answer = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        format!("wide {wide} 1").as_bytes(),
+    );
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer
+            .text()
+            .contains("would have 121 columns; a table may have at most 100"),
+        "{}",
+        answer.text()
+    );
+    // A write that alone would take more than the bound: 413, nothing written.
+    let fields: String = (0..90)
+        .map(|i| format!("f{i}=1i"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let huge: String = (0..2_000).map(|t| format!("huge {fields} {t}\n")).collect();
+    let answer = server.post("/api/v3/write_lp?db=db", &[], huge.as_bytes());
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert!(
+        answer.text().contains("--buffer-memory-mib"),
+        "{}",
+        answer.text()
+    );
+
+    // Writes that fill the bound in turn: snapshots start early and make room; a write
+    // refused meanwhile gets 503 and `Retry-After`, and succeeds when retried.
+    let mut refused = 0;
+    for batch in 0..40 {
+        let body: String = (0..2_000)
+            .map(|i| format!("cpu,host=h{} v={i}i {}\n", i % 10, batch * 2_000 + i))
+            .collect();
+        let started = Instant::now();
+        loop {
+            let answer = server.post("/api/v3/write_lp?db=db", &[], body.as_bytes());
+            if answer.status == 204 {
+                break;
+            }
+            assert_eq!(answer.status, 503, "{}", answer.text());
+            assert_eq!(answer.header("retry-after"), Some("1"));
+            refused += 1;
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no room was made"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert_eq!(
+        server.query("db", "SELECT count(*) AS n FROM cpu"),
+        json!([{"n": 80_000}]),
+        "refused {refused} times"
+    );
+    assert!(
+        !files_ending(&data, ".parquet").is_empty(),
+        "no snapshot started"
+    );
+}

@@ -32,7 +32,7 @@ pub use triggers::{
 use serde::{Deserialize, Serialize};
 use sluice_lp::{FieldValue, Line};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{PoisonError, RwLock};
 
 /// Errors of catalog operations.
@@ -199,15 +199,35 @@ pub struct WriteValidation {
     pub accepted: Vec<usize>,
     /// The lines that did not.
     pub errors: Vec<LineConflict>,
+    /// Values the accepted lines take in memory, nulls included: for each line, the
+    /// columns its table has once the line's are added.
+    pub cells: usize,
 }
 
+/// The columns a table may have (`time` included) unless the server says otherwise,
+/// as InfluxDB 3 Core: every row of a table holds a value or a null for each of them.
+pub const DEFAULT_MAX_COLUMNS: usize = 500;
+
 /// All databases and the API tokens. Cheap to read concurrently; writes take a short lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalog {
     databases: RwLock<BTreeMap<String, Database>>,
     tokens: RwLock<Tokens>,
     /// Counts changes, so that persisting can skip a catalog that has not changed.
     generation: AtomicU64,
+    /// The columns a table may have; not persisted (a server setting).
+    max_columns: AtomicUsize,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self {
+            databases: RwLock::default(),
+            tokens: RwLock::default(),
+            generation: AtomicU64::default(),
+            max_columns: AtomicUsize::new(DEFAULT_MAX_COLUMNS),
+        }
+    }
 }
 
 impl Catalog {
@@ -248,6 +268,7 @@ impl Catalog {
             databases: RwLock::new(databases.clone()),
             tokens: RwLock::new(tokens.clone()),
             generation: AtomicU64::new(0),
+            max_columns: AtomicUsize::new(self.max_columns()),
         };
         let value = change(&draft)?;
         *databases = draft
@@ -260,6 +281,17 @@ impl Catalog {
             .unwrap_or_else(PoisonError::into_inner);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         Ok((value, generation))
+    }
+
+    /// The columns a table may have, `time` included.
+    pub fn max_columns(&self) -> usize {
+        self.max_columns.load(Ordering::Relaxed)
+    }
+
+    /// Lets tables have at most `limit` columns from now on (tables that have more keep
+    /// them, and take no new one).
+    pub fn set_max_columns(&self, limit: usize) {
+        self.max_columns.store(limit.max(2), Ordering::Relaxed);
     }
 
     /// A number that grows with every change; equal numbers mean an equal catalog.
@@ -459,6 +491,7 @@ impl Catalog {
         {
             return Ok(known);
         }
+        let max_columns = self.max_columns();
         let mut databases = self.write();
         // Changes are staged on a copy and kept only if some line is written.
         let mut db = match databases.get(database) {
@@ -473,7 +506,7 @@ impl Catalog {
                 .or_insert_with(|| Table {
                     columns: vec![("time".into(), ColumnType::Time)],
                 });
-            match conflict(table, line) {
+            match conflict(table, line).or_else(|| too_wide(table, line, max_columns)) {
                 Some(message) => outcome.errors.push(LineConflict {
                     line_number: index + 1,
                     message,
@@ -481,6 +514,7 @@ impl Catalog {
                 None => {
                     add_columns(table, line);
                     outcome.accepted.push(index);
+                    outcome.cells += table.columns.len();
                 }
             }
         }
@@ -498,6 +532,7 @@ fn validate_known(db: &Database, lines: &[Line]) -> Option<WriteValidation> {
     let mut outcome = WriteValidation {
         accepted: Vec::with_capacity(lines.len()),
         errors: Vec::new(),
+        cells: 0,
     };
     let mut current: Option<(&str, &Table)> = None;
     for (index, line) in lines.iter().enumerate() {
@@ -522,10 +557,32 @@ fn validate_known(db: &Database, lines: &[Line]) -> Option<WriteValidation> {
                 line_number: index + 1,
                 message,
             }),
-            None => outcome.accepted.push(index),
+            None => {
+                outcome.accepted.push(index);
+                outcome.cells += table.columns.len();
+            }
         }
     }
     Some(outcome)
+}
+
+/// Why `line` may not add its new columns to `table`: past `max_columns`.
+fn too_wide(table: &Table, line: &Line, max_columns: usize) -> Option<String> {
+    let new = line
+        .tags
+        .iter()
+        .map(|(k, _)| k)
+        .chain(line.fields.iter().map(|(k, _)| k))
+        .filter(|key| table.column_type(key).is_none())
+        .count();
+    let total = table.columns.len() + new;
+    (new > 0 && total > max_columns).then(|| {
+        format!(
+            "table '{}' would have {total} columns; a table may have at most {max_columns} \
+             (time included)",
+            line.table
+        )
+    })
 }
 
 /// The first conflict between `line` and `table`, as a message.

@@ -89,7 +89,7 @@ impl Catalog {
         Ok(Self {
             databases: body.databases.into(),
             tokens: body.tokens.into(),
-            generation: Default::default(),
+            ..Self::default()
         })
     }
 }

@@ -110,6 +110,12 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("database not found: {name}")}),
             ),
+            Self::Write(WriteError::Busy(message)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
+            }
+            Self::Write(WriteError::TooLarge(message)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, json!({"error": message}))
+            }
             Self::Write(WriteError::InvalidDatabaseName(message)) => {
                 (StatusCode::BAD_REQUEST, json!({"error": message}))
             }
@@ -129,6 +135,12 @@ impl IntoResponse for ApiError {
         let challenge = matches!(self, Self::Unauthenticated);
         let (status, body) = self.parts();
         let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
         if challenge {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
@@ -158,6 +170,7 @@ impl IntoResponse for V2Error {
             StatusCode::NOT_FOUND => "not found",
             StatusCode::PAYLOAD_TOO_LARGE => "request too large",
             StatusCode::TOO_MANY_REQUESTS => "too many requests",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             status if status.is_server_error() => "internal error",
             _ => "invalid",
         };

@@ -155,6 +155,10 @@ struct TableBuffer {
     frozen: Vec<RecordBatch>,
     /// The snapshot that is persisting the first `n` frozen chunks: (snapshot id, n).
     persisting: Option<(u64, usize)>,
+    /// The memory of the frozen chunks.
+    frozen_bytes: usize,
+    /// Bytes of text (tags, strings) in the active rows.
+    active_text_bytes: usize,
 }
 
 impl TableBuffer {
@@ -177,6 +181,7 @@ impl TableBuffer {
         let rows = self.active_rows;
         let time = self.column("time", ColumnType::Time);
         for (key, value) in &line.tags {
+            self.active_text_bytes += value.len();
             let index = self.column(key, ColumnType::Tag);
             if let Builder::Tag(b) = &mut self.builders[index]
                 && arrow::array::ArrayBuilder::len(b) == rows
@@ -185,6 +190,9 @@ impl TableBuffer {
             }
         }
         for (key, value) in &line.fields {
+            if let FieldValue::String(text) = value {
+                self.active_text_bytes += text.len();
+            }
             let index = self.column(key, field_type(value));
             if self.builders[index].len() == rows {
                 self.builders[index].append_field(value);
@@ -200,10 +208,23 @@ impl TableBuffer {
         }
         self.active_rows += 1;
         if self.active_rows >= CHUNK_ROWS {
-            let batch = self.batch(false);
-            self.frozen.push(batch);
-            self.active_rows = 0;
+            self.freeze_active();
         }
+    }
+
+    /// Makes the active rows a frozen chunk.
+    fn freeze_active(&mut self) {
+        let batch = self.batch(false);
+        self.frozen_bytes += batch.get_array_memory_size();
+        self.frozen.push(batch);
+        self.active_rows = 0;
+        self.active_text_bytes = 0;
+    }
+
+    /// The memory the table's rows take: the frozen chunks', and an estimate of the
+    /// active rows' (8 bytes a value, nulls included, and their text).
+    fn bytes(&self) -> usize {
+        self.frozen_bytes + self.active_rows * 8 * self.builders.len() + self.active_text_bytes
     }
 
     /// Column positions in schema order: tags, then fields, then `time`, each group in
@@ -226,9 +247,7 @@ impl TableBuffer {
     /// snapshot `id`; returns them padded to the current schema.
     fn freeze(&mut self, id: u64) -> (SchemaRef, Vec<RecordBatch>) {
         if self.active_rows > 0 {
-            let batch = self.batch(false);
-            self.frozen.push(batch);
-            self.active_rows = 0;
+            self.freeze_active();
         }
         self.persisting = Some((id, self.frozen.len()));
         let schema = self.schema();
@@ -343,6 +362,11 @@ impl Buffer {
         self.rows
     }
 
+    /// The memory the rows take, as [`TableBuffer::bytes`] estimates it.
+    pub fn bytes(&self) -> usize {
+        self.tables.values().map(TableBuffer::bytes).sum()
+    }
+
     /// Adds Parquet files found at start-up.
     pub fn add_files(&mut self, files: impl IntoIterator<Item = ParquetFile>) {
         for file in files {
@@ -413,8 +437,13 @@ impl Buffer {
             if let Some((snapshot, chunks)) = buffer.persisting
                 && snapshot == id
             {
-                let released: usize = buffer.frozen.drain(..chunks).map(|b| b.num_rows()).sum();
+                let (mut released, mut bytes) = (0, 0);
+                for chunk in buffer.frozen.drain(..chunks) {
+                    released += chunk.num_rows();
+                    bytes += chunk.get_array_memory_size();
+                }
                 self.rows -= released;
+                buffer.frozen_bytes -= bytes;
                 buffer.persisting = None;
             }
         }

@@ -21,8 +21,8 @@ pub use persist::{ParquetFile, Snapshots};
 pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{
-    FlushObserver, FlushedRows, LineError, Recovery, SnapshotPolicy, StorageConfig, WriteBuffer,
-    WriteError, WriteOutcome, WriteRequest,
+    BufferLimits, FlushObserver, FlushedRows, LineError, Recovery, SnapshotPolicy, StorageConfig,
+    WriteBuffer, WriteError, WriteOutcome, WriteRequest,
 };
 
 /// The prefix of a node's files on the object store when none is given.

@@ -45,6 +45,26 @@ impl Default for SnapshotPolicy {
     }
 }
 
+/// How much the rows in memory may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferLimits {
+    /// The memory of the rows not yet in Parquet, written and pending: past half of it
+    /// a snapshot starts; a write that would pass it is refused with
+    /// [`WriteError::Busy`] until snapshots have made room.
+    pub memory_bytes: usize,
+    /// The columns a table may have, `time` included.
+    pub max_columns_per_table: usize,
+}
+
+impl Default for BufferLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 2 << 30,
+            max_columns_per_table: sluice_catalog::DEFAULT_MAX_COLUMNS,
+        }
+    }
+}
+
 /// Where and how the database keeps its data.
 #[derive(Clone)]
 pub struct StorageConfig {
@@ -54,6 +74,8 @@ pub struct StorageConfig {
     pub snapshots: Snapshots,
     /// When to snapshot.
     pub policy: SnapshotPolicy,
+    /// How much the rows in memory may take.
+    pub limits: BufferLimits,
 }
 
 impl StorageConfig {
@@ -71,6 +93,7 @@ impl StorageConfig {
             snapshots: Snapshots::new(store, crate::DEFAULT_NODE_ID)
                 .with_local_root(config.local_root()),
             policy: SnapshotPolicy::default(),
+            limits: BufferLimits::default(),
         })
     }
 }
@@ -93,6 +116,13 @@ pub enum WriteError {
     /// The database does not exist and the write may not create it.
     #[error("database not found: {0}")]
     DatabaseNotFound(String),
+    /// The rows in memory are at their bound: the write may succeed once snapshots
+    /// have made room.
+    #[error("{0}")]
+    Busy(String),
+    /// The write alone would take more memory than the rows in memory may.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// One refused line.
@@ -139,6 +169,8 @@ pub struct WriteRequest<'a> {
 struct Pending {
     records: Vec<(String, Vec<Line>)>,
     lines: usize,
+    /// What the records will take in the buffer, estimated as [`Buffer::bytes`] does.
+    bytes: usize,
     waiters: Vec<oneshot::Sender<Result<(), WriteError>>>,
 }
 
@@ -158,6 +190,7 @@ pub struct WriteBuffer {
     log_lock: Mutex<()>,
     snapshots: Snapshots,
     policy: SnapshotPolicy,
+    limits: BufferLimits,
     snapshot_running: AtomicBool,
     snapshot_id: AtomicU64,
     last_snapshot: Mutex<Instant>,
@@ -216,6 +249,7 @@ impl WriteBuffer {
             data_dir,
             snapshots,
             policy,
+            limits,
         } = config;
         std::fs::create_dir_all(&data_dir)?;
         let catalog_file = CatalogFile::new(&data_dir);
@@ -232,6 +266,7 @@ impl WriteBuffer {
             });
         }
         let catalog = loaded.catalog;
+        catalog.set_max_columns(limits.max_columns_per_table);
         if !problems.is_empty() {
             // The version taken becomes the current one again.
             catalog_file.write(&catalog.to_bytes())?;
@@ -251,6 +286,7 @@ impl WriteBuffer {
             log_lock: Mutex::default(),
             snapshots,
             policy,
+            limits,
             snapshot_running: AtomicBool::new(false),
             snapshot_id: AtomicU64::new(0),
             last_snapshot: Mutex::new(Instant::now()),
@@ -496,10 +532,27 @@ impl WriteBuffer {
         request: WriteRequest<'_>,
         parsed: ParsedBody,
     ) -> Result<WriteOutcome, WriteError> {
-        let (accepted, errors) = cpu_bound(|| self.validate(&request, parsed))?;
+        if self.held_bytes() > self.limits.memory_bytes {
+            return Err(self.busy());
+        }
+        let (accepted, errors, cells) = cpu_bound(|| self.validate(&request, parsed))?;
         let lines_written = accepted.len();
+        // As the buffer counts: 8 bytes a value, and the text (the body bounds it).
+        let bytes = cells.saturating_mul(8).saturating_add(request.body.len());
+        if bytes > self.limits.memory_bytes {
+            return Err(WriteError::TooLarge(format!(
+                "the write would take {} MiB in memory, more than the {} MiB the rows not \
+                 yet in Parquet may take (--buffer-memory-mib): send it in parts",
+                bytes >> 20,
+                self.limits.memory_bytes >> 20
+            )));
+        }
+        if self.held_bytes().saturating_add(bytes) > self.limits.memory_bytes {
+            return Err(self.busy());
+        }
         let waiter = {
             let mut pending = lock(&self.pending);
+            pending.bytes += bytes;
             pending.lines += accepted.len();
             pending
                 .records
@@ -524,13 +577,30 @@ impl WriteBuffer {
         })
     }
 
-    /// Checks the parsed body against the catalog: the lines to write and the errors to
-    /// report.
+    /// The memory of the rows in the buffer and of those pending.
+    fn held_bytes(&self) -> usize {
+        let pending = lock(&self.pending).bytes;
+        lock(&self.buffer).bytes().saturating_add(pending)
+    }
+
+    /// The refusal of a write while the rows in memory are at their bound, which wakes
+    /// the flusher so that a snapshot starts making room.
+    fn busy(&self) -> WriteError {
+        self.flush_now.notify_one();
+        WriteError::Busy(format!(
+            "the rows not yet in Parquet take their whole {} MiB (--buffer-memory-mib); \
+             a snapshot is making room: retry shortly",
+            self.limits.memory_bytes >> 20
+        ))
+    }
+
+    /// Checks the parsed body against the catalog: the lines to write, the errors to
+    /// report, and the values the lines take in memory.
     fn validate(
         &self,
         request: &WriteRequest<'_>,
         mut parsed: ParsedBody,
-    ) -> Result<(Vec<Line>, Vec<LineError>), WriteError> {
+    ) -> Result<(Vec<Line>, Vec<LineError>, usize), WriteError> {
         // The body's lines, split once for all the conflicts reported.
         let mut body_lines: Option<Vec<&str>> = None;
         let mut original = |line_number: usize| {
@@ -608,7 +678,11 @@ impl WriteBuffer {
         if validation.accepted.is_empty() {
             return Err(WriteError::Empty(errors));
         }
-        Ok((keep(parsed.lines, &validation.accepted), errors))
+        Ok((
+            keep(parsed.lines, &validation.accepted),
+            errors,
+            validation.cells,
+        ))
     }
 
     /// Makes everything pending durable and queryable, then wakes its writers.
@@ -641,9 +715,13 @@ impl WriteBuffer {
     }
 
     fn snapshot_due(&self) -> bool {
-        let rows = lock(&self.buffer).rows();
+        let (rows, bytes) = {
+            let buffer = lock(&self.buffer);
+            (buffer.rows(), buffer.bytes())
+        };
         rows > 0
             && (rows >= self.policy.rows
+                || bytes >= self.limits.memory_bytes / 2
                 || lock(&self.last_snapshot).elapsed() >= self.policy.interval)
     }
 

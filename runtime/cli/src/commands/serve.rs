@@ -15,8 +15,8 @@ use sluice_http::{AppState, Authentication, router};
 use sluice_query::{PluginDatabase, QueryEngine, QueryLimits};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
-    FlushObserver, FlushedRows, S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig,
-    WriteBuffer,
+    BufferLimits, FlushObserver, FlushedRows, S3Config, SnapshotPolicy, Snapshots, StorageConfig,
+    StoreConfig, WriteBuffer,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,6 +107,15 @@ pub struct ServeArgs {
     /// Snapshot rows that have been in the buffer this long
     #[arg(long, env = "SLUICE_SNAPSHOT_INTERVAL", default_value = "10m", value_parser = positive_duration)]
     snapshot_interval: Duration,
+    /// The memory the rows not yet in Parquet may take, in MiB: past half of it a
+    /// snapshot starts; a write that would pass it is answered 503 with `Retry-After`
+    /// until snapshots have made room (one larger than all of it, 413)
+    #[arg(long, env = "SLUICE_BUFFER_MEMORY_MIB", default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    buffer_memory_mib: u64,
+    /// The columns a table may have, `time` included: a line that would add more is
+    /// refused
+    #[arg(long, env = "SLUICE_MAX_COLUMNS_PER_TABLE", default_value_t = sluice_catalog::DEFAULT_MAX_COLUMNS as u64, value_parser = clap::value_parser!(u64).range(2..))]
+    max_columns_per_table: u64,
     /// Address to listen on; port 0 picks a free port
     #[arg(
         long,
@@ -357,6 +366,11 @@ impl ServeArgs {
             policy: SnapshotPolicy {
                 rows: self.snapshot_rows,
                 interval: self.snapshot_interval,
+            },
+            limits: BufferLimits {
+                memory_bytes: usize::try_from(self.buffer_memory_mib << 20).unwrap_or(usize::MAX),
+                max_columns_per_table: usize::try_from(self.max_columns_per_table)
+                    .unwrap_or(usize::MAX),
             },
         };
         tracing::info!(data_dir = %self.data_dir.display(), node_id = %self.node_id, object_store = ?self.object_store, "opening the database");

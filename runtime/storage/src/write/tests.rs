@@ -538,3 +538,44 @@ async fn nothing_found_at_start_is_deleted_and_everything_wrong_is_named() {
     let left: Vec<_> = reopened.problems().iter().map(|p| p.kind).collect();
     assert_eq!(left, [ProblemKind::Parquet]);
 }
+
+#[tokio::test]
+async fn writes_past_the_memory_bound_wait_for_a_snapshot_to_make_room() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = StorageConfig::local(dir.path()).expect("config");
+    config.limits.memory_bytes = 64 << 10;
+    config.limits.max_columns_per_table = 3;
+    let (buffer, _) = WriteBuffer::open(config).await.expect("opens");
+    let queued = |body: &'static str| WriteRequest {
+        no_sync: true,
+        ..request("db", body)
+    };
+    let wide = buffer.write_lp(queued("w a=1i,b=2i,c=3i 1")).await;
+    assert!(
+        matches!(&wide, Err(WriteError::Empty(e)) if e[0].error_message.contains("at most 3")),
+        "{wide:?}"
+    );
+    let body: &'static str = Box::leak(
+        (0..500)
+            .map(|i| format!("m f={i}i {i}\n"))
+            .collect::<String>()
+            .into_boxed_str(),
+    );
+    // Pending writes count: without a flush, the bound is reached.
+    let mut accepted = 0;
+    let refusal = loop {
+        match buffer.write_lp(queued(body)).await {
+            Ok(_) => accepted += 1,
+            Err(refusal) => break refusal,
+        }
+        assert!(accepted < 100, "never refused");
+    };
+    assert!(accepted >= 2, "{accepted}");
+    assert!(
+        matches!(&refusal, WriteError::Busy(m) if m.contains("--buffer-memory-mib")),
+        "{refusal:?}"
+    );
+    buffer.flush().await.expect("flushed");
+    assert!(buffer.snapshot().await.expect("snapshotted") > 0);
+    buffer.write_lp(queued(body)).await.expect("room again");
+}
