@@ -66,6 +66,7 @@ async fn ingest_once(flush: Duration, max_pending_lines: usize, batches: &Arc<Ve
         query: QueryEngine::new(Arc::clone(&storage)),
         max_request_bytes: 64 << 20,
         body_timeout: std::time::Duration::from_secs(30),
+        body_memory: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
         authentication: Authentication::Disabled,
         plugin_dir: None,
         plugin_repo: None,

@@ -698,3 +698,58 @@ fn the_rows_in_memory_are_bounded_in_bytes() {
         "no snapshot started"
     );
 }
+
+#[test]
+fn request_bodies_share_a_bounded_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start_with(
+        dir.path(),
+        &[
+            "--max-http-body-memory-mib",
+            "1",
+            "--max-http-request-size",
+            "600000",
+            "--http-body-timeout",
+            "2s",
+        ],
+    );
+    let body: Vec<u8> = "m f=1i 1\n"
+        .repeat(66_666)
+        .into_bytes()
+        .into_iter()
+        .chain(*b"\n\n\n\n\n\n")
+        .collect();
+    assert_eq!(body.len(), 600_000);
+    let head = format!(
+        "POST /api/v3/write_lp?db=db HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 600000\r\nConnection: close\r\n\r\n",
+        server.token()
+    );
+    // A slow client holds more than half of the bodies' memory while it sends.
+    let mut slow = std::net::TcpStream::connect(server.address).expect("connects");
+    std::io::Write::write_all(&mut slow, head.as_bytes()).expect("head");
+    let sending = std::thread::spawn(move || {
+        for chunk in body.chunks(10_000) {
+            std::io::Write::write_all(&mut slow, chunk).expect("chunk");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        read_to_close(&mut slow)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Another body that does not fit beside it waits its turn, then gets 503.
+    let mut second = std::net::TcpStream::connect(server.address).expect("connects");
+    std::io::Write::write_all(&mut second, head.as_bytes()).expect("head");
+    let answer = read_to_close(&mut second);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    // The first is written whole.
+    let first = sending.join().expect("sender");
+    assert!(first.starts_with("HTTP/1.1 204"), "{first}");
+    assert_eq!(
+        server.query("db", "SELECT count(*) AS n FROM m"),
+        json!([{"n": 66_666}])
+    );
+}

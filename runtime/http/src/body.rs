@@ -9,13 +9,36 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use std::io::Read;
+use std::sync::Arc;
 
 /// Reads an authenticated request's body off the wire before its handler runs: at
 /// most [`AppState::max_request_bytes`] (413 beyond; the handler checks it again after
-/// decoding), and with no pause longer than [`AppState::body_timeout`] between two
-/// pieces (408), so that a client that stops sending holds nothing for long.
+/// decoding), with no pause longer than [`AppState::body_timeout`] between two pieces
+/// (408), and within [`AppState::body_memory`], which all requests' bodies share until
+/// they are answered (503 with `Retry-After` when it stays taken).
 pub async fn read_within(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (parts, mut body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(state.max_request_bytes.saturating_add(1));
+    // What the body will take, asked for at once when it is declared; it may wait its
+    // turn as long as a pause in a body may last.
+    let wanted = kib(declared);
+    let taken = tokio::time::timeout(
+        state.body_timeout,
+        Arc::clone(&state.body_memory).acquire_many_owned(wanted),
+    )
+    .await;
+    let Ok(Ok(mut held)) = taken else {
+        return ApiError::Unavailable(
+            "the server is reading as many request bodies as its memory allows; retry shortly"
+                .into(),
+        )
+        .into_response();
+    };
     let mut bytes = Vec::new();
     loop {
         if bytes.len() > state.max_request_bytes {
@@ -34,12 +57,36 @@ pub async fn read_within(State(state): State<AppState>, request: Request, next: 
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     bytes.extend_from_slice(&data);
+                    // More than declared (or nothing declared): taken as it comes.
+                    let more = kib(bytes.len()).saturating_sub(held.num_permits() as u32);
+                    if more > 0 {
+                        match Arc::clone(&state.body_memory).try_acquire_many_owned(more) {
+                            Ok(extra) => held.merge(extra),
+                            Err(_) => {
+                                return ApiError::Unavailable(
+                                    "the server is reading as many request bodies as its \
+                                     memory allows; retry shortly"
+                                        .into(),
+                                )
+                                .into_response();
+                            }
+                        }
+                    }
                 }
             }
         }
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+    // Held until the body's handler has answered: parsing it takes memory too.
+    drop(held);
+    response
+}
+
+/// `bytes` in whole KiB, the unit of [`AppState::body_memory`].
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// The body, decompressed when `Content-Encoding: gzip`, refused when larger than

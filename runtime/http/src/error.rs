@@ -25,6 +25,9 @@ pub enum ApiError {
     BadGateway(String),
     /// 413: the body is over `--max-http-request-size`.
     TooLarge(usize),
+    /// 503 with `{"error": message}` and `Retry-After`: the server is at a bound that
+    /// frees as other requests finish.
+    Unavailable(String),
     /// 408 with `{"error": message}`: the client was too slow to send its request.
     Timeout(String),
     /// 415 with `{"error": message}`.
@@ -81,6 +84,9 @@ impl ApiError {
             Self::NotFound(message) => (StatusCode::NOT_FOUND, json!({"error": message})),
             Self::Conflict(message) => (StatusCode::CONFLICT, json!({"error": message})),
             Self::Timeout(message) => (StatusCode::REQUEST_TIMEOUT, json!({"error": message})),
+            Self::Unavailable(message) => {
+                (StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
+            }
             Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, json!({"error": message})),
             Self::PluginFailed(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))

@@ -46,6 +46,9 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// The longest pause while a request's body arrives (408 beyond).
     pub body_timeout: std::time::Duration,
+    /// The memory all requests' bodies share until they are answered, in KiB permits
+    /// ([`body::read_within`]).
+    pub body_memory: Arc<tokio::sync::Semaphore>,
     /// Whether requests need a token.
     pub authentication: Authentication,
     /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.

@@ -128,6 +128,11 @@ pub struct ServeArgs {
     /// idle clients never take the descriptors the WAL, the stores and the plugins need
     #[arg(long, env = "SLUICE_MAX_HTTP_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     max_http_connections: Option<u64>,
+    /// The memory, in MiB, that the bodies of all requests share until they are
+    /// answered: beyond it a request waits its turn, then gets 503 with `Retry-After`.
+    /// At least one body of `--max-http-request-size`
+    #[arg(long, env = "SLUICE_MAX_HTTP_BODY_MEMORY_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    max_http_body_memory_mib: u64,
     /// How long a client may take to send a request's headers, and stay idle between
     /// requests, before its connection is closed
     #[arg(long, env = "SLUICE_HTTP_HEADER_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
@@ -420,6 +425,7 @@ impl ServeArgs {
             query,
             max_request_bytes: self.max_http_request_size,
             body_timeout: self.http_body_timeout,
+            body_memory: Arc::new(tokio::sync::Semaphore::new(self.body_memory_kib())),
             authentication: if self.without_auth {
                 Authentication::Disabled
             } else {
@@ -484,6 +490,16 @@ impl ServeArgs {
         storage.flush().await.context("the final flush failed")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl ServeArgs {
+    /// `--max-http-body-memory-mib` in KiB, and never less than one largest body.
+    fn body_memory_kib(&self) -> usize {
+        let asked = usize::try_from(self.max_http_body_memory_mib << 10).unwrap_or(usize::MAX);
+        asked
+            .max(self.max_http_request_size.div_ceil(1024) + 1)
+            .min(tokio::sync::Semaphore::MAX_PERMITS)
     }
 }
 
