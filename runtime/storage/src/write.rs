@@ -295,7 +295,7 @@ impl WriteBuffer {
             flush_observer: Mutex::default(),
             problems: Mutex::default(),
         };
-        let mut recovery = this.replay(replay, persisted.wal_sequence);
+        let mut recovery = this.replay(replay, persisted.wal_sequence)?;
         // After the replay, which may have brought back databases the catalog lost.
         let (live, found) = this.check_files(persisted);
         recovery.parquet_files = live.len();
@@ -373,61 +373,76 @@ impl WriteBuffer {
         (live, problems)
     }
 
-    fn replay(&self, replay: Replay, covered_through: u64) -> Recovery {
+    /// Replays the WAL files no snapshot covers into the buffer, one file in memory at
+    /// a time, logging progress every few seconds.
+    ///
+    /// # Errors
+    ///
+    /// A file cannot be read: start-up must not go on without its rows.
+    fn replay(&self, replay: Replay, covered_through: u64) -> std::io::Result<Recovery> {
         let (covered, files): (Vec<_>, Vec<_>) = replay
             .files
             .into_iter()
-            .partition(|(sequence, _)| *sequence <= covered_through);
+            .partition(|file| file.sequence <= covered_through);
         let mut recovery = Recovery {
             files: files.len(),
             covered_files: covered.len(),
             ..Recovery::default()
         };
-        let mut buffer = lock(&self.buffer);
-        for (sequence, records) in files {
+        let mut progress = ReplayProgress::new(&files);
+        for (done, file) in files.iter().enumerate() {
+            let (records, damage) = file.read()?;
             for (index, record) in records.into_iter().enumerate() {
-                let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
-                let mut refused: Vec<String> = parsed
-                    .errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.message, e.original_line))
-                    .collect();
-                let lines = parsed.lines;
-                let accepted = match self.catalog.validate_write(&record.database, &lines, true) {
-                    Ok(validation) => {
-                        refused.extend(validation.errors.iter().map(|e| e.message.clone()));
-                        keep(lines, &validation.accepted)
-                    }
-                    Err(e) => {
-                        refused.push(e.to_string());
-                        Vec::new()
-                    }
-                };
-                recovery.rows += accepted.len();
-                buffer.append(&record.database, &accepted);
+                let (rows, refused) = self.replay_record(&record);
+                recovery.rows += rows;
                 if !refused.is_empty() {
-                    let place = format!("WAL file {sequence}, record {}", index + 1);
+                    let place = format!("WAL file {}, record {}", file.sequence, index + 1);
                     recovery
                         .problems
                         .push(self.keep_aside(&place, &record, &refused));
                 }
             }
+            if let Some(damage) = damage {
+                let detail = format!(
+                    "{} (replayed the {} records before it)",
+                    damage.reason, damage.valid_records
+                );
+                tracing::warn!("damaged WAL file: {}: {detail}", damage.file.display());
+                recovery.problems.push(StorageProblem {
+                    database: None,
+                    table: None,
+                    object: damage.file.display().to_string(),
+                    kind: ProblemKind::Wal,
+                    detail,
+                });
+            }
+            progress.file_done(done + 1, file.size, recovery.rows);
         }
-        for damage in replay.damage {
-            let detail = format!(
-                "{} (replayed the {} records before it)",
-                damage.reason, damage.valid_records
-            );
-            tracing::warn!("damaged WAL file: {}: {detail}", damage.file.display());
-            recovery.problems.push(StorageProblem {
-                database: None,
-                table: None,
-                object: damage.file.display().to_string(),
-                kind: ProblemKind::Wal,
-                detail,
-            });
-        }
-        recovery
+        Ok(recovery)
+    }
+
+    /// Appends the rows of one WAL record to the buffer: how many, and why the others
+    /// did not replay.
+    fn replay_record(&self, record: &WalRecord) -> (usize, Vec<String>) {
+        let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
+        let mut refused: Vec<String> = parsed
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.message, e.original_line))
+            .collect();
+        let lines = parsed.lines;
+        let accepted = match self.catalog.validate_write(&record.database, &lines, true) {
+            Ok(validation) => {
+                refused.extend(validation.errors.iter().map(|e| e.message.clone()));
+                keep(lines, &validation.accepted)
+            }
+            Err(e) => {
+                refused.push(e.to_string());
+                Vec::new()
+            }
+        };
+        lock(&self.buffer).append(&record.database, &accepted);
+        (accepted.len(), refused)
     }
 
     /// Keeps a WAL record whose lines did not all replay (`refused` says why) in
@@ -963,6 +978,59 @@ impl WriteBuffer {
         .map_err(|e| CatalogError::Io(e.to_string()))??;
         self.snapshots.discard(&files).await;
         Ok(())
+    }
+}
+
+/// Says how a long replay goes: files, rows, bytes, and the time left at the pace so
+/// far, every [`ReplayProgress::EVERY`].
+struct ReplayProgress {
+    files: usize,
+    total_bytes: u64,
+    done_bytes: u64,
+    started: Instant,
+    said: Instant,
+}
+
+impl ReplayProgress {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(files: &[sluice_wal::WalFile]) -> Self {
+        let total_bytes = files.iter().map(|file| file.size).sum();
+        if !files.is_empty() {
+            tracing::info!(
+                files = files.len(),
+                mib = total_bytes >> 20,
+                "replaying the WAL files no snapshot covers"
+            );
+        }
+        Self {
+            files: files.len(),
+            total_bytes,
+            done_bytes: 0,
+            started: Instant::now(),
+            said: Instant::now(),
+        }
+    }
+
+    fn file_done(&mut self, done: usize, size: u64, rows: usize) {
+        self.done_bytes += size;
+        if self.said.elapsed() < Self::EVERY || done == self.files {
+            return;
+        }
+        self.said = Instant::now();
+        let elapsed = self.started.elapsed();
+        let left = self.total_bytes.saturating_sub(self.done_bytes);
+        let pace = self.done_bytes.max(1) as f64 / elapsed.as_secs_f64().max(1e-3);
+        let left_time = Duration::from_secs_f64(left as f64 / pace);
+        tracing::info!(
+            "replaying the WAL: {done} of {} files, {rows} rows, {} of {} MiB, {}s so far, \
+             about {}s left",
+            self.files,
+            self.done_bytes >> 20,
+            self.total_bytes >> 20,
+            elapsed.as_secs(),
+            left_time.as_secs()
+        );
     }
 }
 

@@ -7,9 +7,10 @@
 //! zero-padded sequence number, so directory order is write order.
 //!
 //! [`WalDir::write`] writes a file and makes it durable (the file and the directory are
-//! synced) before it returns. [`WalDir::open`] replays what is on disk: a file cut short
-//! by a crash, or damaged, yields its valid prefix and a [`Damage`] entry; nothing after
-//! the damage in that file is trusted.
+//! synced) before it returns. [`WalDir::open`] lists what is on disk, and each
+//! [`WalFile`] is read when its turn comes, so that replaying holds one file at a time: a
+//! file cut short by a crash, or damaged, yields its valid prefix and a [`Damage`];
+//! nothing after the damage in that file is trusted.
 //!
 //! ```
 //! # fn main() -> std::io::Result<()> {
@@ -20,7 +21,8 @@
 //! let record = WalRecord { database: "db".into(), line_protocol: "cpu usage=1i 10".into() };
 //! let sequence = wal.write(&[record.clone()])?;
 //! let (_, replay) = WalDir::open(dir.path())?;
-//! assert_eq!(replay.files, vec![(sequence, vec![record])]);
+//! assert_eq!(replay.files[0].sequence, sequence);
+//! assert_eq!(replay.files[0].read()?, (vec![record], None));
 //! # Ok(()) }
 //! ```
 
@@ -57,10 +59,37 @@ pub struct Damage {
 /// What [`WalDir::open`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Replay {
-    /// Each file's sequence number and records, in write order.
-    pub files: Vec<(u64, Vec<WalRecord>)>,
-    /// Files that were cut short or damaged.
-    pub damage: Vec<Damage>,
+    /// The files, in write order.
+    pub files: Vec<WalFile>,
+}
+
+/// One WAL file on disk, not yet read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalFile {
+    /// Its sequence number.
+    pub sequence: u64,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl WalFile {
+    /// The file's records, up to any damage, and the damage.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (damaged contents are not errors).
+    pub fn read(&self) -> io::Result<(Vec<WalRecord>, Option<Damage>)> {
+        let bytes = fs::read(&self.path)?;
+        let (records, problem) = decode(&bytes);
+        let damage = problem.map(|reason| Damage {
+            file: self.path.clone(),
+            valid_records: records.len(),
+            reason,
+        });
+        Ok((records, damage))
+    }
 }
 
 /// A directory of WAL files.
@@ -71,12 +100,11 @@ pub struct WalDir {
 }
 
 impl WalDir {
-    /// Opens (creating if needed) `dir` and replays the files in it.
+    /// Opens (creating if needed) `dir` and lists the files in it, to replay.
     ///
     /// # Errors
     ///
-    /// I/O errors reading the directory or its files. Damaged contents are not errors:
-    /// they are reported in [`Replay::damage`].
+    /// I/O errors reading the directory.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<(Self, Replay)> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
@@ -88,16 +116,12 @@ impl WalDir {
         let mut replay = Replay::default();
         for &sequence in &sequences {
             let path = file_path(&this.dir, sequence);
-            let bytes = fs::read(&path)?;
-            let (records, problem) = decode(&bytes);
-            if let Some(reason) = problem {
-                replay.damage.push(Damage {
-                    file: path,
-                    valid_records: records.len(),
-                    reason,
-                });
-            }
-            replay.files.push((sequence, records));
+            let size = fs::metadata(&path)?.len();
+            replay.files.push(WalFile {
+                sequence,
+                path,
+                size,
+            });
         }
         this.next_sequence = sequences.last().map_or(1, |last| last + 1);
         Ok((this, replay))
@@ -335,16 +359,18 @@ mod tests {
             .expect("truncates");
 
         let (mut wal, replay) = WalDir::open(dir.path()).expect("reopens");
-        let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
+        let sequences: Vec<u64> = replay.files.iter().map(|f| f.sequence).collect();
         assert_eq!(sequences, [first, second, third]);
-        assert_eq!(replay.files[2].1, records()[..1]);
         assert_eq!(
-            replay.damage,
-            vec![Damage {
-                file: third_path,
-                valid_records: 1,
-                reason: "record 2 is truncated".into()
-            }]
+            replay.files[2].read().expect("reads"),
+            (
+                records()[..1].to_vec(),
+                Some(Damage {
+                    file: third_path,
+                    valid_records: 1,
+                    reason: "record 2 is truncated".into()
+                })
+            )
         );
 
         assert_eq!(
@@ -354,7 +380,7 @@ mod tests {
         );
         wal.remove_through(second).expect("removes");
         let (_, replay) = WalDir::open(dir.path()).expect("reopens");
-        let sequences: Vec<u64> = replay.files.iter().map(|(s, _)| *s).collect();
+        let sequences: Vec<u64> = replay.files.iter().map(|f| f.sequence).collect();
         assert_eq!(sequences, [third, third + 1]);
     }
 
@@ -366,9 +392,12 @@ mod tests {
         wal.write(&records()[1..]).expect("writes");
         wal.drop_database("b").expect("drops");
         let (mut wal, replay) = WalDir::open(dir.path()).expect("reopens");
-        let kept: Vec<Vec<WalRecord>> = replay.files.into_iter().map(|(_, r)| r).collect();
-        assert_eq!(kept, vec![records()[..1].to_vec(), vec![]]);
-        assert!(replay.damage.is_empty());
+        let read: Vec<_> = replay
+            .files
+            .iter()
+            .map(|f| f.read().expect("reads"))
+            .collect();
+        assert_eq!(read, vec![(records()[..1].to_vec(), None), (vec![], None)]);
 
         wal.remove_through(wal.last_sequence()).expect("removes");
         wal.skip_past(41);
