@@ -27,7 +27,7 @@ pub enum Authentication {
 }
 
 /// Paths anyone may call: health checks, and creating the first admin token.
-fn is_public(method: &Method, path: &str) -> bool {
+pub(crate) fn is_public(method: &Method, path: &str) -> bool {
     matches!(path, "/health" | "/api/v1/health" | "/ping")
         || (method == Method::POST && path == "/api/v3/configure/token/admin")
         || method == Method::OPTIONS

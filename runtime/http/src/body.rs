@@ -4,45 +4,35 @@ use crate::AppState;
 use crate::error::ApiError;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use std::io::Read;
 use std::sync::Arc;
 
-/// Reads an authenticated request's body off the wire before its handler runs: at
-/// most [`AppState::max_request_bytes`] (413 beyond; the handler checks it again after
-/// decoding), with no pause longer than [`AppState::body_timeout`] between two pieces
-/// (408), and within [`AppState::body_memory`], which all requests' bodies share until
-/// they are answered (503 with `Retry-After` when it stays taken).
+/// The largest body of a request that needs no token (creating the first admin token,
+/// health checks): anyone may send it.
+const MAX_PUBLIC_BODY_BYTES: usize = 64 << 10;
+
+/// Reads a request's body off the wire before its handler runs, and decodes it when
+/// gzip: at most [`AppState::max_request_bytes`] before and after decoding (413 beyond;
+/// 64 KiB for a request that needs no token), with no pause longer than
+/// [`AppState::body_timeout`] between two pieces (408), and within
+/// [`AppState::body_memory`], which all requests' bodies, decoded ones included, share
+/// until they are answered: taken as the bytes come, 503 with `Retry-After` when it is
+/// all taken. The handler gets the decoded body.
 pub async fn read_within(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let (parts, mut body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(0)
-        .min(state.max_request_bytes.saturating_add(1));
-    // What the body will take, asked for at once when it is declared; it may wait its
-    // turn as long as a pause in a body may last.
-    let wanted = kib(declared);
-    let taken = tokio::time::timeout(
-        state.body_timeout,
-        Arc::clone(&state.body_memory).acquire_many_owned(wanted),
-    )
-    .await;
-    let Ok(Ok(mut held)) = taken else {
-        return ApiError::Unavailable(
-            "the server is reading as many request bodies as its memory allows; retry shortly"
-                .into(),
-        )
-        .into_response();
+    let (mut parts, mut body) = request.into_parts();
+    let limit = if crate::auth::is_public(&parts.method, parts.uri.path()) {
+        MAX_PUBLIC_BODY_BYTES.min(state.max_request_bytes)
+    } else {
+        state.max_request_bytes
     };
+    let mut held = Held::new(Arc::clone(&state.body_memory));
     let mut bytes = Vec::new();
     loop {
-        if bytes.len() > state.max_request_bytes {
-            return ApiError::TooLarge(state.max_request_bytes).into_response();
+        if bytes.len() > limit {
+            return ApiError::TooLarge(limit).into_response();
         }
         match tokio::time::timeout(state.body_timeout, body.frame()).await {
             Err(_) => {
@@ -56,26 +46,35 @@ pub async fn read_within(State(state): State<AppState>, request: Request, next: 
             Ok(Some(Err(e))) => return ApiError::BadRequest(e.to_string()).into_response(),
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                    // More than declared (or nothing declared): taken as it comes.
-                    let more = kib(bytes.len()).saturating_sub(held.num_permits() as u32);
-                    if more > 0 {
-                        match Arc::clone(&state.body_memory).try_acquire_many_owned(more) {
-                            Ok(extra) => held.merge(extra),
-                            Err(_) => {
-                                return ApiError::Unavailable(
-                                    "the server is reading as many request bodies as its \
-                                     memory allows; retry shortly"
-                                        .into(),
-                                )
-                                .into_response();
-                            }
-                        }
+                    if let Err(busy) = held.grow_to(bytes.len() + data.len()) {
+                        return busy.into_response();
                     }
+                    bytes.extend_from_slice(&data);
                 }
             }
         }
     }
+    let encoding = parts
+        .headers
+        .get(axum::http::header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
+    let bytes = match encoding.as_deref() {
+        None | Some("" | "identity") => bytes,
+        Some("gzip") => match gunzip(&bytes, limit, &mut held) {
+            Ok(decoded) => {
+                parts.headers.remove(axum::http::header::CONTENT_ENCODING);
+                parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+                decoded
+            }
+            Err(refused) => return refused.into_response(),
+        },
+        Some(other) => {
+            return ApiError::UnsupportedMediaType(format!(
+                "unsupported content encoding `{other}`"
+            ))
+            .into_response();
+        }
+    };
     let response = next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
@@ -84,38 +83,75 @@ pub async fn read_within(State(state): State<AppState>, request: Request, next: 
     response
 }
 
-/// `bytes` in whole KiB, the unit of [`AppState::body_memory`].
-fn kib(bytes: usize) -> u32 {
-    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+/// Every member of a gzip body, decoded in pieces, each counted in `held` before it is
+/// kept; refused past `limit`.
+fn gunzip(body: &[u8], limit: usize, held: &mut Held) -> Result<Vec<u8>, ApiError> {
+    let mut reader = flate2::read::MultiGzDecoder::new(body);
+    let mut decoded = Vec::new();
+    let mut piece = vec![0_u8; 64 << 10];
+    loop {
+        let read = reader
+            .read(&mut piece)
+            .map_err(|e| ApiError::BadRequest(format!("invalid gzip body: {e}")))?;
+        if read == 0 {
+            return Ok(decoded);
+        }
+        if decoded.len() + read > limit {
+            return Err(ApiError::TooLarge(limit));
+        }
+        held.grow_to(body.len() + decoded.len() + read)?;
+        decoded.extend_from_slice(&piece[..read]);
+    }
 }
 
-/// The body, decompressed when `Content-Encoding: gzip`, refused when larger than
-/// `limit` bytes (before or after decompression) or in another encoding.
-pub fn read(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// The share of [`AppState::body_memory`] one request holds, in KiB permits.
+struct Held {
+    memory: Arc<tokio::sync::Semaphore>,
+    permits: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Held {
+    fn new(memory: Arc<tokio::sync::Semaphore>) -> Self {
+        Self {
+            memory,
+            permits: None,
+        }
+    }
+
+    /// Holds enough for `bytes`, or refuses with 503 when the memory is taken.
+    fn grow_to(&mut self, bytes: usize) -> Result<(), ApiError> {
+        let wanted = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX);
+        let have = self
+            .permits
+            .as_ref()
+            .map_or(0, |p| u32::try_from(p.num_permits()).unwrap_or(u32::MAX));
+        if wanted <= have {
+            return Ok(());
+        }
+        let more = Arc::clone(&self.memory)
+            .try_acquire_many_owned(wanted - have)
+            .map_err(|_| {
+                ApiError::Unavailable(
+                    "the server is reading as many request bodies as its memory allows; \
+                     retry shortly"
+                        .into(),
+                )
+            })?;
+        match &mut self.permits {
+            Some(permits) => permits.merge(more),
+            None => self.permits = Some(more),
+        }
+        Ok(())
+    }
+}
+
+/// The body as [`read_within`] handed it on (decoded), refused when larger than
+/// `limit` bytes.
+pub fn read(body: Bytes, limit: usize) -> Result<Vec<u8>, ApiError> {
     if body.len() > limit {
         return Err(ApiError::TooLarge(limit));
     }
-    let encoding = headers
-        .get("content-encoding")
-        .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(body.to_vec()),
-        Some("gzip") => {
-            let mut decoded = Vec::new();
-            // Every member: `gzip` and many clients write a body as several.
-            let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(limit as u64 + 1);
-            reader
-                .read_to_end(&mut decoded)
-                .map_err(|e| ApiError::BadRequest(format!("invalid gzip body: {e}")))?;
-            if decoded.len() > limit {
-                return Err(ApiError::TooLarge(limit));
-            }
-            Ok(decoded)
-        }
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!(
-            "unsupported content encoding `{other}`"
-        ))),
-    }
+    Ok(body.to_vec())
 }
 
 /// The body as UTF-8 text.

@@ -38,7 +38,7 @@ pub async fn handle(
         .strip_prefix(PREFIX)
         .unwrap_or_default()
         .to_string();
-    // Before the body is decoded: a caller who may not call the trigger costs nothing.
+    // Before the plugin sees anything, and without naming the database.
     let forbidden = || {
         ApiError::Forbidden(
             "the token may not call this request trigger: it needs read permission on the \
@@ -51,7 +51,7 @@ pub async fn handle(
         Some(database) if !access.can_read(&database) => return Err(forbidden()),
         Some(_) => {}
     }
-    let body = crate::body::read(&headers, body, state.max_request_bytes)?;
+    let body = crate::body::read(body, state.max_request_bytes)?;
     let headers = headers
         .iter()
         .filter(|(name, _)| *name != header::AUTHORIZATION)

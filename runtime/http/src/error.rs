@@ -190,8 +190,15 @@ impl IntoResponse for V2Error {
 
 /// Answers whose body is plain text (the framework's own: a body over the size limit
 /// before decoding, a malformed request) get the API's JSON shape, `{"error": text}`,
-/// with their status.
-pub async fn json_error_bodies(response: Response) -> Response {
+/// with their status; except a request plugin's answers, which are the plugin's.
+pub async fn json_error_bodies(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path().starts_with("/api/v3/engine/") {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
     let plain = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)

@@ -143,6 +143,6 @@ pub fn router(state: AppState) -> Router {
             auth::authenticate,
         ))
         .layer(axum::middleware::from_fn(cors::preflight))
-        .layer(axum::middleware::map_response(error::json_error_bodies))
+        .layer(axum::middleware::from_fn(error::json_error_bodies))
         .with_state(state)
 }

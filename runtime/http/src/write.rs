@@ -5,7 +5,7 @@ use crate::{AppState, body};
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 
 use sluice_catalog::Access;
 use sluice_lp::Precision;
@@ -52,13 +52,12 @@ struct Options {
 async fn write(
     state: &AppState,
     access: &Access,
-    headers: &HeaderMap,
     raw: Bytes,
     database: &str,
     options: Options,
 ) -> Result<StatusCode, ApiError> {
     crate::auth::require_write(access, database)?;
-    let text = body::text(body::read(headers, raw, state.max_request_bytes)?)?;
+    let text = body::text(body::read(raw, state.max_request_bytes)?)?;
     let Options {
         precision,
         accept_partial,
@@ -87,7 +86,6 @@ pub async fn write_v3(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     Query(params): Params,
-    headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let database = crate::error::required(&params, "db")?;
@@ -96,7 +94,7 @@ pub async fn write_v3(
         accept_partial: flag(&params, "accept_partial", true)?,
         no_sync: flag(&params, "no_sync", false)?,
     };
-    write(&state, &access, &headers, raw, database, options).await
+    write(&state, &access, raw, database, options).await
 }
 
 /// `POST /api/v2/write?bucket=&precision=`: all or nothing, nanoseconds by default;
@@ -105,7 +103,6 @@ pub async fn write_v2(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     Query(params): Params,
-    headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, V2Error> {
     let database = crate::error::required(&params, "bucket")?;
@@ -114,7 +111,7 @@ pub async fn write_v2(
         accept_partial: false,
         no_sync: false,
     };
-    Ok(write(&state, &access, &headers, raw, database, options).await?)
+    Ok(write(&state, &access, raw, database, options).await?)
 }
 
 /// `POST /write?db=&rp=&precision=`: all or nothing, nanoseconds by default.
@@ -122,7 +119,6 @@ pub async fn write_v1(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
     Query(params): Params,
-    headers: HeaderMap,
     raw: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let database = crate::error::required(&params, "db")?;
@@ -135,5 +131,5 @@ pub async fn write_v1(
         accept_partial: false,
         no_sync: false,
     };
-    write(&state, &access, &headers, raw, &database, options).await
+    write(&state, &access, raw, &database, options).await
 }

@@ -269,7 +269,10 @@ impl Snapshots {
             .store
             .get_range(&location, size - 8..size)
             .await
-            .map_err(|e| format!("unreadable: {e}"))?;
+            .map_err(|e| {
+                tracing::warn!("reading the end of {location}: {e}");
+                "its end cannot be read".to_string()
+            })?;
         let footer = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
         if &tail[4..] != b"PAR1" || footer + 12 > size {
             return Err("its end is not a Parquet footer (damaged bytes)".into());
@@ -351,16 +354,19 @@ impl Snapshots {
         self.delete(&paths).await;
     }
 
-    /// Deletes the objects at `paths`; failures are logged.
-    pub async fn delete(&self, paths: &[String]) {
-        for path in paths {
-            let Ok(path) = Path::parse(path) else {
+    /// Deletes the objects at `paths`; returns those deleted (failures are logged).
+    pub async fn delete(&self, paths: &[String]) -> Vec<String> {
+        let mut deleted = Vec::with_capacity(paths.len());
+        for text in paths {
+            let Ok(path) = Path::parse(text) else {
                 continue;
             };
-            if let Err(e) = self.store.delete(&path).await {
-                tracing::warn!("could not delete {path}: {e}");
+            match self.store.delete(&path).await {
+                Ok(()) => deleted.push(text.clone()),
+                Err(e) => tracing::warn!("could not delete {path}: {e}"),
             }
         }
+        deleted
     }
 }
 

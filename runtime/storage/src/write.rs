@@ -449,17 +449,21 @@ impl WriteBuffer {
     /// `<data dir>/wal-unreplayed/`, and names it: never a silent drop.
     fn keep_aside(&self, place: &str, record: &WalRecord, refused: &[String]) -> StorageProblem {
         let dir = self.data_dir.join("wal-unreplayed");
-        let file = dir.join(format!("{}.lp", place.replace([' ', ','], "-")));
+        let name = format!("{}.lp", place.replace([' ', ','], "-"));
         let kept = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&file, &record.line_protocol));
+            .and_then(|()| std::fs::write(dir.join(&name), &record.line_protocol));
         let detail = format!(
             "{} lines of database {:?} did not replay (the first: {}); the record {}",
             refused.len(),
             record.database,
             refused[0],
+            // Named within the data directory: tenants see their database's problems.
             match kept {
-                Ok(()) => format!("is kept in {}", file.display()),
-                Err(e) => format!("could not be kept ({e})"),
+                Ok(()) => format!("is kept in wal-unreplayed/{name} in the data directory"),
+                Err(e) => {
+                    tracing::warn!("keeping {place} in {}: {e}", dir.display());
+                    "could not be kept (see the server log)".to_string()
+                }
             }
         );
         tracing::warn!("{place}: {detail}");
@@ -482,11 +486,26 @@ impl WriteBuffer {
     ///
     /// # Errors
     ///
-    /// A snapshot is running: the files it writes are not yet referenced.
+    /// A snapshot is running (the files it writes are not yet referenced); or start-up
+    /// found a catalog version or a manifest damaged, when unreferenced files may hold
+    /// the only copy of rows.
     pub async fn remove_unreferenced(&self) -> Result<Vec<String>, String> {
+        if lock(&self.problems)
+            .iter()
+            .any(|problem| matches!(problem.kind, ProblemKind::Catalog | ProblemKind::Manifest))
+        {
+            return Err(
+                "start-up found a damaged catalog or manifest: the unreferenced files \
+                 may hold the only copy of their rows. Restore what is damaged and restart; \
+                 until then they are kept"
+                    .into(),
+            );
+        }
         if self.snapshot_running.swap(true, Ordering::AcqRel) {
             return Err("a snapshot is running; try again when it has finished".into());
         }
+        // Snapshots resume however this ends, a dropped request included.
+        let _running = ClearOnDrop(&self.snapshot_running);
         let referenced: HashSet<String> = lock(&self.buffer)
             .files()
             .map(|file| file.path.clone())
@@ -497,10 +516,11 @@ impl WriteBuffer {
             .map(|problem| problem.object.clone())
             .filter(|path| !referenced.contains(path))
             .collect();
-        self.snapshots.delete(&removable).await;
-        lock(&self.problems).retain(|problem| problem.kind != ProblemKind::Unreferenced);
-        self.snapshot_running.store(false, Ordering::Release);
-        Ok(removable)
+        let removed = self.snapshots.delete(&removable).await;
+        lock(&self.problems).retain(|problem| {
+            problem.kind != ProblemKind::Unreferenced || !removed.contains(&problem.object)
+        });
+        Ok(removed)
     }
 
     /// The catalog.
@@ -718,7 +738,15 @@ impl WriteBuffer {
         for waiter in pending.waiters {
             let _ = waiter.send(result.clone());
         }
-        if result.is_ok() && self.snapshot_due() {
+        if result.is_ok() {
+            self.snapshot_if_due();
+        }
+        result
+    }
+
+    /// Starts a snapshot in the background if one is due.
+    fn snapshot_if_due(self: &Arc<Self>) {
+        if self.snapshot_due() {
             let this = Arc::clone(self);
             tokio::spawn(async move {
                 if let Err(e) = this.snapshot().await {
@@ -726,7 +754,6 @@ impl WriteBuffer {
                 }
             });
         }
-        result
     }
 
     fn snapshot_due(&self) -> bool {
@@ -764,6 +791,11 @@ impl WriteBuffer {
             self.persist(id, wal_sequence, frozen).await
         };
         self.snapshot_running.store(false, Ordering::Release);
+        // A flush that found this one running started none: the rows it made due
+        // start the next one now.
+        if outcome.as_ref().is_ok_and(|files| *files > 0) {
+            self.snapshot_if_due();
+        }
         outcome
     }
 
@@ -883,6 +915,9 @@ impl WriteBuffer {
                 if let Err(e) = this.flush().await {
                     tracing::error!("WAL flush failed: {e}");
                 }
+                // Due by age or memory with nothing written (writes refused while the
+                // memory is full, a failed snapshot to retry): started here too.
+                this.snapshot_if_due();
             }
         })
     }
@@ -978,6 +1013,15 @@ impl WriteBuffer {
         .map_err(|e| CatalogError::Io(e.to_string()))??;
         self.snapshots.discard(&files).await;
         Ok(())
+    }
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -128,8 +128,8 @@ pub struct ServeArgs {
     /// idle clients never take the descriptors the WAL, the stores and the plugins need
     #[arg(long, env = "SLUICE_MAX_HTTP_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..))]
     max_http_connections: Option<u64>,
-    /// The memory, in MiB, that the bodies of all requests share until they are
-    /// answered: beyond it a request waits its turn, then gets 503 with `Retry-After`.
+    /// The memory, in MiB, that the bodies of all requests (decoded, when gzip) share
+    /// until they are answered: a body that finds it taken gets 503 with `Retry-After`.
     /// At least one body of `--max-http-request-size`
     #[arg(long, env = "SLUICE_MAX_HTTP_BODY_MEMORY_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     max_http_body_memory_mib: u64,
