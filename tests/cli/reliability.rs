@@ -81,12 +81,30 @@ fn sql_text_cannot_crash_the_server() {
         .to_string();
     assert!(error.contains("may nest at most 1000"), "{error}");
 
+    // WITH queries that each name the one before twice: a plan that doubles per link.
+    let links: String = (1..40)
+        .map(|i| {
+            format!(
+                ", t{i} AS (SELECT * FROM t{0} UNION ALL SELECT * FROM t{0})",
+                i - 1
+            )
+        })
+        .collect();
+    let doubling = format!("WITH t0 AS (SELECT 1 AS x){links} SELECT count(*) FROM t39");
+    let answer = sql(&server, &doubling);
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer.text().contains("names its WITH queries 79 times"),
+        "{}",
+        answer.text()
+    );
+
     // Text too long to take at all.
     let long = format!("SELECT '{}'", "x".repeat(2 << 20));
     let answer = sql(&server, &long);
     assert_eq!(answer.status, 400, "{}", answer.text());
     assert!(
-        answer.text().contains("may be at most 1024 KiB"),
+        answer.text().contains("may be at most 256 KiB"),
         "{}",
         answer.text()
     );

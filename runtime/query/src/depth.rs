@@ -13,8 +13,13 @@
 //! The measure is an upper bound: within one comma-separated item of a parenthesised
 //! group, every token that is not a name or a value may be a link of a chain (operators
 //! and keywords alike); a group adds its deepest item to the item it sits in; set
-//! operations, joins and the tables listed after `FROM` count for their whole group,
-//! since commas do not end their chains.
+//! operations, joins, the tables listed after `FROM` and the queries of a `WITH` list
+//! (each may build on the ones before) count for their whole group, since commas do not
+//! end their chains.
+//!
+//! A `WITH` query is copied into every place that names it, so a chain of them, each
+//! naming the one before twice, makes a plan that doubles with every link: the names of
+//! `WITH` queries may be used at most [`MAX_WITH_REFERENCES`] times in all.
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -30,8 +35,13 @@ pub const MAX_QUERY_DEPTH: usize = 1_000;
 /// so the size costs address space, not memory.
 pub const QUERY_THREAD_STACK_BYTES: usize = 16 << 20;
 
-/// The longest query text taken: tokenizing costs memory in proportion to it.
-pub const MAX_QUERY_BYTES: usize = 1 << 20;
+/// The longest query text taken: tokenizing costs memory in proportion to it (about 60
+/// bytes a token).
+pub const MAX_QUERY_BYTES: usize = 256 << 10;
+
+/// How often a query may name its `WITH` queries: with `r` uses the plan holds at most
+/// about `3^(r/3)` copies of one, a few hundred for this bound.
+pub const MAX_WITH_REFERENCES: usize = 16;
 
 /// Why a query's text is refused before parsing.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +56,11 @@ pub enum TextRefused {
          parentheses); a query may nest at most {MAX_QUERY_DEPTH}"
     )]
     TooDeep(usize),
+    #[error(
+        "the query names its WITH queries {0} times; a query may name them at most \
+         {MAX_WITH_REFERENCES} times (each use copies the query into the plan)"
+    )]
+    TooManyReferences(usize),
 }
 
 /// Refuses `sql` if it is longer than [`MAX_QUERY_BYTES`] or could nest deeper than
@@ -55,17 +70,73 @@ pub fn check(sql: &str) -> Result<(), TextRefused> {
     if sql.len() > MAX_QUERY_BYTES {
         return Err(TextRefused::TooLong(sql.len()));
     }
-    match depth(sql) {
-        Some(depth) if depth > MAX_QUERY_DEPTH => Err(TextRefused::TooDeep(depth)),
-        _ => Ok(()),
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return Ok(());
+    };
+    let depth = depth_of(&tokens);
+    if depth > MAX_QUERY_DEPTH {
+        return Err(TextRefused::TooDeep(depth));
     }
+    let references = with_references(&tokens);
+    if references > MAX_WITH_REFERENCES {
+        return Err(TextRefused::TooManyReferences(references));
+    }
+    Ok(())
 }
 
-/// The measure of the module's header, or `None` if `sql` does not tokenize.
+/// The depth of the module's header, or `None` if `sql` does not tokenize.
 pub fn depth(sql: &str) -> Option<usize> {
     let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    Some(depth_of(&tokens))
+}
+
+/// How often `tokens` name the `WITH` queries they define (`name AS (` or
+/// `name (columns) AS (`), the definitions left out.
+fn with_references(tokens: &[Token]) -> usize {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|token| !matches!(token, Token::Whitespace(_)))
+        .collect();
+    let is_as = |token: Option<&&Token>| matches!(token, Some(Token::Word(word)) if word.keyword == Keyword::AS);
+    let mut names: Vec<String> = Vec::new();
+    for (at, token) in words.iter().enumerate() {
+        let Token::Word(word) = token else { continue };
+        let mut next = at + 1;
+        // A column list: `name (a, b) AS (`.
+        if matches!(words.get(next), Some(Token::LParen)) {
+            let mut open = 0_usize;
+            while let Some(token) = words.get(next) {
+                match token {
+                    Token::LParen => open += 1,
+                    Token::RParen => open -= 1,
+                    _ => {}
+                }
+                next += 1;
+                if open == 0 {
+                    break;
+                }
+            }
+        }
+        if is_as(words.get(next)) && matches!(words.get(next + 1), Some(Token::LParen)) {
+            names.push(word.value.to_lowercase());
+        }
+    }
+    if names.is_empty() {
+        return 0;
+    }
+    let uses = words
+        .iter()
+        .filter(|token| {
+            matches!(token, Token::Word(word) if names.contains(&word.value.to_lowercase()))
+        })
+        .count();
+    uses.saturating_sub(names.len())
+}
+
+/// [`depth`] of tokenized text.
+fn depth_of(tokens: &[Token]) -> usize {
     let mut groups = vec![Group::default()];
-    for token in &tokens {
+    for token in tokens {
         let group = groups
             .last_mut()
             .expect("the outermost group is never closed");
@@ -82,7 +153,7 @@ pub fn depth(sql: &str) -> Option<usize> {
                 }
             }
             Token::Comma => {
-                if group.in_from {
+                if group.commas_chain {
                     group.whole_links += 1;
                 }
                 group.end_item();
@@ -92,12 +163,12 @@ pub fn depth(sql: &str) -> Option<usize> {
                 Keyword::NoKeyword => {}
                 Keyword::UNION | Keyword::EXCEPT | Keyword::INTERSECT | Keyword::MINUS => {
                     group.whole_links += 1;
-                    group.in_from = false;
+                    group.commas_chain = false;
                 }
                 Keyword::JOIN => group.whole_links += 1,
-                Keyword::FROM => {
+                Keyword::FROM | Keyword::WITH => {
                     group.item_links += 1;
-                    group.in_from = true;
+                    group.commas_chain = true;
                 }
                 Keyword::WHERE
                 | Keyword::GROUP
@@ -109,7 +180,7 @@ pub fn depth(sql: &str) -> Option<usize> {
                 | Keyword::QUALIFY
                 | Keyword::SELECT => {
                     group.item_links += 1;
-                    group.in_from = false;
+                    group.commas_chain = false;
                 }
                 _ => group.item_links += 1,
             },
@@ -124,7 +195,7 @@ pub fn depth(sql: &str) -> Option<usize> {
         group.item_inner = group.item_inner.max(depth);
         depth = group.depth();
     }
-    Some(depth)
+    depth
 }
 
 /// What [`depth`] knows of one parenthesised group (or the whole text).
@@ -136,10 +207,12 @@ struct Group {
     item_inner: usize,
     /// The deepest item ended so far.
     deepest_item: usize,
-    /// Links that chain across commas: set operations, joins, tables after `FROM`.
+    /// Links that chain across commas: set operations, joins, tables after `FROM`,
+    /// queries of a `WITH` list.
     whole_links: usize,
-    /// Whether the group is in a `FROM` list, where commas join tables.
-    in_from: bool,
+    /// Whether the group is in a `FROM` list, where commas join tables, or a `WITH`
+    /// list, where each query may build on the ones before.
+    commas_chain: bool,
 }
 
 impl Group {
@@ -215,6 +288,12 @@ mod tests {
             chain("SELECT 1, 2", " UNION ALL ", n),
             format!("SELECT 1 FROM {}", chain("cpu", ", ", n)),
             format!("SELECT 1 FROM cpu {}", chain("JOIN cpu USING (v)", " ", n)),
+            format!(
+                "WITH t0 AS (SELECT 1) {} SELECT 1",
+                (1..n)
+                    .map(|i| format!(", t{i} AS (SELECT 2)"))
+                    .collect::<String>()
+            ),
             format!("SELECT f({})", chain("1 + 1", ", ", n)) + &" + 1".repeat(n),
         ] {
             let measured = depth(&sql).expect("tokenizes");
@@ -234,6 +313,31 @@ mod tests {
             let measured = depth(&sql).expect("tokenizes");
             assert!(measured < 10, "{}…: {measured}", &sql[..40]);
         }
+    }
+
+    #[test]
+    fn with_queries_may_be_named_a_bounded_number_of_times() {
+        let doubling = |n: usize| {
+            let links: String = (1..n)
+                .map(|i| {
+                    let before = i - 1;
+                    format!(", t{i} AS (SELECT * FROM t{before} UNION ALL SELECT * FROM T{before})")
+                })
+                .collect();
+            format!("WITH t0 AS (SELECT 1 AS x){links} SELECT * FROM t{}", n - 1)
+        };
+        // Each link names the one before twice (in any case), and the last is named once.
+        assert_eq!(check(&doubling(8)), Ok(()));
+        assert_eq!(check(&doubling(9)), Err(TextRefused::TooManyReferences(17)));
+        let columns = "WITH a (x) AS (SELECT 1), b AS (SELECT x FROM a) SELECT * FROM a, b";
+        assert_eq!(
+            with_references(
+                &Tokenizer::new(&GenericDialect {}, columns)
+                    .tokenize()
+                    .expect("tokens")
+            ),
+            3
+        );
     }
 
     #[test]

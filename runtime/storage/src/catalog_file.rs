@@ -83,7 +83,8 @@ impl CatalogFile {
                     }
                     let fell_back = format!(
                         "{}; using {}, the version before: changes to databases, tables, \
-                         tokens and triggers made after it are lost",
+                         tokens and triggers made after it are lost, and a token deleted \
+                         since works again until it is deleted anew (`sluice show tokens`)",
                         problems.join(", "),
                         file_name(&path)
                     );
