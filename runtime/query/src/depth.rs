@@ -25,7 +25,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-/// The deepest a query's expression or plan may nest, as [`depth`] measures it: far
+/// The deepest a query's expression or plan may nest, as [`depth_of`] measures it: far
 /// beyond hand-written and generated queries (a filter of 300 `OR`ed comparisons
 /// measures about 600), far below what overflows a query thread's stack.
 pub const MAX_QUERY_DEPTH: usize = 1_000;
@@ -50,17 +50,17 @@ pub enum TextRefused {
         "the query text is {0} bytes; a query may be at most {limit} KiB",
         limit = MAX_QUERY_BYTES >> 10
     )]
-    TooLong(usize),
+    Length(usize),
     #[error(
         "the query nests {0} levels deep (operators chained, set operations, joins and \
          parentheses); a query may nest at most {MAX_QUERY_DEPTH}"
     )]
-    TooDeep(usize),
+    Depth(usize),
     #[error(
         "the query names its WITH queries {0} times; a query may name them at most \
          {MAX_WITH_REFERENCES} times (each use copies the query into the plan)"
     )]
-    TooManyReferences(usize),
+    WithReferences(usize),
 }
 
 /// Refuses `sql` if it is longer than [`MAX_QUERY_BYTES`] or could nest deeper than
@@ -68,26 +68,20 @@ pub enum TextRefused {
 /// wrong with it.
 pub fn check(sql: &str) -> Result<(), TextRefused> {
     if sql.len() > MAX_QUERY_BYTES {
-        return Err(TextRefused::TooLong(sql.len()));
+        return Err(TextRefused::Length(sql.len()));
     }
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
         return Ok(());
     };
     let depth = depth_of(&tokens);
     if depth > MAX_QUERY_DEPTH {
-        return Err(TextRefused::TooDeep(depth));
+        return Err(TextRefused::Depth(depth));
     }
     let references = with_references(&tokens);
     if references > MAX_WITH_REFERENCES {
-        return Err(TextRefused::TooManyReferences(references));
+        return Err(TextRefused::WithReferences(references));
     }
     Ok(())
-}
-
-/// The depth of the module's header, or `None` if `sql` does not tokenize.
-pub fn depth(sql: &str) -> Option<usize> {
-    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
-    Some(depth_of(&tokens))
 }
 
 /// How often `tokens` name the `WITH` queries they define (`name AS (` or
@@ -133,7 +127,7 @@ fn with_references(tokens: &[Token]) -> usize {
     uses.saturating_sub(names.len())
 }
 
-/// [`depth`] of tokenized text.
+/// The depth of the module's header, of tokenized text.
 fn depth_of(tokens: &[Token]) -> usize {
     let mut groups = vec![Group::default()];
     for token in tokens {
@@ -198,7 +192,7 @@ fn depth_of(tokens: &[Token]) -> usize {
     depth
 }
 
-/// What [`depth`] knows of one parenthesised group (or the whole text).
+/// What [`depth_of`] knows of one parenthesised group (or the whole text).
 #[derive(Default)]
 struct Group {
     /// Links of the current comma-separated item.
@@ -260,6 +254,12 @@ fn is_value(token: &Token) -> bool {
 mod tests {
     use super::*;
 
+    /// The depth of the module's header, or `None` if `sql` does not tokenize.
+    fn depth(sql: &str) -> Option<usize> {
+        let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+        Some(depth_of(&tokens))
+    }
+
     fn chain(term: &str, separator: &str, n: usize) -> String {
         vec![term; n].join(separator)
     }
@@ -298,7 +298,7 @@ mod tests {
         ] {
             let measured = depth(&sql).expect("tokenizes");
             assert!(measured >= n, "{}…: {measured}", &sql[..40]);
-            assert_eq!(check(&sql), Err(TextRefused::TooDeep(measured)));
+            assert_eq!(check(&sql), Err(TextRefused::Depth(measured)));
         }
     }
 
@@ -328,7 +328,7 @@ mod tests {
         };
         // Each link names the one before twice (in any case), and the last is named once.
         assert_eq!(check(&doubling(8)), Ok(()));
-        assert_eq!(check(&doubling(9)), Err(TextRefused::TooManyReferences(17)));
+        assert_eq!(check(&doubling(9)), Err(TextRefused::WithReferences(17)));
         let columns = "WITH a (x) AS (SELECT 1), b AS (SELECT x FROM a) SELECT * FROM a, b";
         assert_eq!(
             with_references(
@@ -347,6 +347,6 @@ mod tests {
         // Groups left open close at the end: 1 + `SELECT` `(`, then 1 + `(` twice, then 1.
         assert_eq!(depth("SELECT (((1"), Some(1 + 2 + (1 + 1) + (1 + 1) + 1));
         let long = "x".repeat(MAX_QUERY_BYTES + 1);
-        assert_eq!(check(&long), Err(TextRefused::TooLong(long.len())));
+        assert_eq!(check(&long), Err(TextRefused::Length(long.len())));
     }
 }
