@@ -42,7 +42,8 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let capacity = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(capacity));
     let (stopping, stop) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -88,6 +89,6 @@ pub async fn serve(
     drop(listener);
     let _ = stopping.send(true);
     // Every slot back: every connection closed.
-    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    let all = u32::try_from(capacity).unwrap_or(u32::MAX);
     let _ = slots.acquire_many(all).await;
 }

@@ -373,7 +373,8 @@ impl ServeArgs {
                 interval: self.snapshot_interval,
             },
             limits: BufferLimits {
-                memory_bytes: usize::try_from(self.buffer_memory_mib << 20).unwrap_or(usize::MAX),
+                memory_bytes: usize::try_from(self.buffer_memory_mib.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
                 max_columns_per_table: usize::try_from(self.max_columns_per_table)
                     .unwrap_or(usize::MAX),
             },
@@ -496,7 +497,8 @@ impl ServeArgs {
 impl ServeArgs {
     /// `--max-http-body-memory-mib` in KiB, and never less than one largest body.
     fn body_memory_kib(&self) -> usize {
-        let asked = usize::try_from(self.max_http_body_memory_mib << 10).unwrap_or(usize::MAX);
+        let asked = usize::try_from(self.max_http_body_memory_mib.saturating_mul(1 << 10))
+            .unwrap_or(usize::MAX);
         asked
             .max(self.max_http_request_size.div_ceil(1024) + 1)
             .min(tokio::sync::Semaphore::MAX_PERMITS)
