@@ -1,7 +1,7 @@
 //! The server survives what its clients send: attacks on its stack, its memory and its
 //! connections, against the real binary.
 
-use crate::server::{TestServer, files_ending, plugin_dir_with, trigger_body};
+use crate::server::{TestServer, files_ending, plugin_dir_with, trigger_body, wait_for_manifests};
 use crate::support::text;
 use serde_json::{Value, json};
 use std::path::Path;
@@ -145,18 +145,6 @@ fn sql_text_cannot_crash_the_server() {
     );
 }
 
-/// Waits until a snapshot manifest is written under `data`.
-fn wait_for_snapshot(data: &Path) {
-    let started = Instant::now();
-    while files_ending(&data.join("sluice/snapshots"), ".json").is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no snapshot was written"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Removes every version of the catalog, and the test's copy of the admin token it held.
 fn lose_catalog(dir: &Path) {
     for entry in dir.join("data").read_dir().expect("data dir").flatten() {
@@ -178,7 +166,7 @@ fn a_lost_or_damaged_catalog_deletes_nothing() {
         b"cpu v=1 1\ncpu v=2 2\nmem v=3 3",
     );
     assert_eq!(written.status, 204, "{}", written.text());
-    wait_for_snapshot(&data);
+    wait_for_manifests(&data, 1);
     // A change after the rows: the catalog's current version has `b`, the one before
     // has not.
     server.create_database("b");
@@ -521,18 +509,6 @@ fn kill_9_during_ingest_and_snapshots_loses_no_acknowledged_line() {
     // A WAL file cut short by the kill is expected; nothing else.
     for problem in problems.as_array().expect("rows") {
         assert_eq!(problem["kind"], "wal", "{problems}");
-    }
-}
-
-/// Waits until `data` holds `count` snapshot manifests.
-fn wait_for_manifests(data: &Path, count: usize) {
-    let started = Instant::now();
-    while files_ending(&data.join("sluice/snapshots"), ".json").len() < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no snapshot was written"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -578,6 +578,19 @@ fn databases_are_created_listed_and_deleted() {
     assert_eq!(again.status, 404);
 }
 
+/// Waits (at most 60 s) until the data directory `data` holds `count` snapshot
+/// manifests.
+pub fn wait_for_manifests(data: &Path, count: usize) {
+    let started = Instant::now();
+    while files_ending(&data.join("sluice/snapshots"), ".json").len() < count {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no snapshot was written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Files under `dir` (recursively) whose name ends with `suffix`.
 pub fn files_ending(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
@@ -619,14 +632,7 @@ fn snapshots_move_rows_to_parquet_and_every_row_is_seen_once_after_kill_9() {
         assert_eq!(response.status, 204, "{}", response.text());
     }
     // The manifest is written after the snapshot's Parquet files: wait for it.
-    let started = Instant::now();
-    while files_ending(&data.join("sluice/snapshots"), ".json").is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no snapshot was written"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_manifests(&data, 1);
     let totals = json!([{"n": 1000, "total": 499500}]);
     assert_eq!(
         server.query("mydb", "SELECT count(*) AS n, sum(usage) AS total FROM cpu"),

@@ -105,30 +105,24 @@ proptest! {
     }
 }
 
-#[test]
-fn lines_that_cannot_be_stored_exactly_are_refused_at_write() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (buffer, _) = super::tests::open(dir.path()).await;
-        let body = "m f=1e999 1\nm,t=a\\\nb f=1 2\nm f=2 3";
-        let outcome = buffer
-            .write_lp(WriteRequest {
-                no_sync: true,
-                ..super::tests::request("db", body)
-            })
-            .await
-            .expect("the good line is written");
-        assert_eq!(outcome.lines_written, 1);
-        let refused: Vec<_> = outcome.errors.iter().map(|e| e.line_number).collect();
-        assert_eq!(refused, [1, 2]);
-        assert!(
-            outcome.errors[0]
-                .error_message
-                .contains("not a finite number")
-        );
-    });
+#[tokio::test]
+async fn lines_that_cannot_be_stored_exactly_are_refused_at_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (buffer, _) = super::tests::open(dir.path()).await;
+    let body = "m f=1e999 1\nm,t=a\\\nb f=1 2\nm f=2 3";
+    let outcome = buffer
+        .write_lp(WriteRequest {
+            no_sync: true,
+            ..super::tests::request("db", body)
+        })
+        .await
+        .expect("the good line is written");
+    assert_eq!(outcome.lines_written, 1);
+    let refused: Vec<_> = outcome.errors.iter().map(|e| e.line_number).collect();
+    assert_eq!(refused, [1, 2]);
+    assert!(
+        outcome.errors[0]
+            .error_message
+            .contains("not a finite number")
+    );
 }
