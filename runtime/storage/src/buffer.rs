@@ -464,6 +464,20 @@ impl Buffer {
         }
     }
 
+    /// Gives the frozen chunks of `tables` (database, table), which snapshot `id` could
+    /// not write, back to the buffer: the next snapshot takes them again.
+    pub fn abandon_tables(&mut self, id: u64, tables: &[(String, String)]) {
+        for key in tables {
+            if let Some(buffer) = self.tables.get_mut(key)
+                && buffer
+                    .persisting
+                    .is_some_and(|(snapshot, _)| snapshot == id)
+            {
+                buffer.persisting = None;
+            }
+        }
+    }
+
     /// Forgets a database's rows and files; returns the files, to be deleted.
     pub fn drop_database(&mut self, database: &str) -> Vec<ParquetFile> {
         self.tables.retain(|(db, _), t| {

@@ -17,7 +17,7 @@ mod store;
 mod write;
 
 pub use buffer::TableData;
-pub use persist::{ParquetFile, Snapshots};
+pub use persist::{Coverage, ParquetFile, Snapshots, Written};
 pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{

@@ -8,7 +8,8 @@
 //! the WAL files the manifest covers).
 //!
 //! Layout on the store, under the node's prefix:
-//! `dbs/<database>/<table>/<wal sequence>.parquet` and `snapshots/<wal sequence>.json`,
+//! `dbs/<database>/<table>/<wal sequence>.parquet` and
+//! `snapshots/<wal sequence>-<time written>.json`,
 //! where a database or table name is written as it is when it is plain (ASCII letters,
 //! digits, `_`, `-` and `.`, not first, at most [`PLAIN_NAME_BYTES`]), and otherwise as
 //! `=` and the hex of its UTF-8 (`température` is `=74656d70c3a9726174757265`), or, for
@@ -82,6 +83,38 @@ struct Manifest {
     /// The last WAL file whose rows the files hold.
     wal_sequence: u64,
     files: Vec<ParquetFile>,
+    /// Tables (database, table) the snapshot could not write: their rows are still
+    /// only in the WAL files, which replay gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    uncovered: Vec<(String, String)>,
+}
+
+/// What a snapshot wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The files, listed in the manifest.
+    pub files: Vec<ParquetFile>,
+    /// The tables that could not be written (database, table, why): left out of the
+    /// manifest, to be written by a later snapshot.
+    pub failed: Vec<(String, String, String)>,
+}
+
+/// Which WAL files' rows are in Parquet: every table's up to [`Coverage::through`],
+/// except the tables a snapshot could not write, each up to its own sequence.
+#[derive(Debug, Default, Clone)]
+pub struct Coverage {
+    /// The last WAL file a snapshot covers.
+    pub through: u64,
+    /// Tables (database, table) covered only up to an earlier sequence.
+    pub except: HashMap<(String, String), u64>,
+}
+
+impl Coverage {
+    /// Whether the rows of `table` in WAL file `sequence` are in Parquet.
+    pub fn covers(&self, database: &str, table: &str, sequence: u64) -> bool {
+        let key = (database.to_string(), table.to_string());
+        sequence <= self.except.get(&key).copied().unwrap_or(self.through)
+    }
 }
 
 impl ParquetFile {
@@ -116,6 +149,8 @@ pub struct Persisted {
     pub damaged_manifests: Vec<(String, String)>,
     /// The last WAL file covered by a snapshot (0: none).
     pub wal_sequence: u64,
+    /// Which WAL files' rows are in Parquet, table by table.
+    pub coverage: Coverage,
 }
 
 /// The object store and the prefix of this node's files in it.
@@ -174,38 +209,68 @@ impl Snapshots {
     }
 
     /// Writes `tables` as Parquet files and a manifest covering WAL files up to
-    /// `wal_sequence`; returns the files.
+    /// `wal_sequence`; a table that cannot be written is left out and named, and the
+    /// others are written all the same.
     ///
     /// # Errors
     ///
-    /// Encoding or object store errors; nothing is then listed in a manifest.
+    /// The manifest cannot be written; the files written for it are then deleted, since
+    /// nothing lists them.
     pub async fn write(
         &self,
         wal_sequence: u64,
         tables: Vec<FrozenTable>,
-    ) -> Result<Vec<ParquetFile>, String> {
+    ) -> Result<Written, String> {
         let name = format!("{wal_sequence:020}.parquet");
-        let mut files = Vec::with_capacity(tables.len());
+        let mut written = Written::default();
         for table in tables {
-            let database = path_part(&table.database);
-            let table_part = path_part(&table.table);
-            let path = self.path(["dbs", &database, &table_part, name.as_str()]);
-            let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
-                .await
-                .map_err(|e| format!("encoding {path}: {e}"))??;
-            file.path = path.to_string();
-            self.put_durably(&path, PutPayload::from(bytes)).await?;
-            files.push(file);
+            let (database, table_name) = (table.database.clone(), table.table.clone());
+            match self.write_table(&name, table).await {
+                Ok(file) => written.files.push(file),
+                Err(why) => written.failed.push((database, table_name, why)),
+            }
+        }
+        if written.files.is_empty() {
+            return Ok(written);
         }
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             wal_sequence,
-            files,
+            files: written.files,
+            uncovered: written
+                .failed
+                .iter()
+                .map(|(database, table, _)| (database.clone(), table.clone()))
+                .collect(),
         };
-        let path = self.path(["snapshots", format!("{wal_sequence:020}.json").as_str()]);
+        // Named by the time too: a snapshot of tables an earlier one left out may cover
+        // the same WAL files, and must not replace its manifest.
+        let written_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let name = format!("{wal_sequence:020}-{written_at:020}.json");
+        let path = self.path(["snapshots", name.as_str()]);
         let body = serde_json::to_vec(&manifest).map_err(|e| e.to_string())?;
-        self.put_durably(&path, PutPayload::from(body)).await?;
-        Ok(manifest.files)
+        if let Err(e) = self.put_durably(&path, PutPayload::from(body)).await {
+            let paths: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+            self.delete(&paths).await;
+            return Err(e);
+        }
+        written.files = manifest.files;
+        Ok(written)
+    }
+
+    /// One table as the Parquet file `name` in its directory.
+    async fn write_table(&self, name: &str, table: FrozenTable) -> Result<ParquetFile, String> {
+        let database = path_part(&table.database);
+        let table_part = path_part(&table.table);
+        let path = self.path(["dbs", &database, &table_part, name]);
+        let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
+            .await
+            .map_err(|e| format!("encoding {path}: {e}"))??;
+        file.path = path.to_string();
+        self.put_durably(&path, PutPayload::from(bytes)).await?;
+        Ok(file)
     }
 
     /// Reads every manifest: the files they list, checked against what the store
@@ -231,6 +296,7 @@ impl Snapshots {
             persisted.wal_sequence = persisted.wal_sequence.max(sequence_of(&path));
             persisted.damaged_manifests.push((path.to_string(), why));
         }
+        persisted.coverage = coverage(&manifests);
         for (path, manifest) in manifests {
             persisted.wal_sequence = persisted
                 .wal_sequence
@@ -255,6 +321,7 @@ impl Snapshots {
         }
         persisted.unlisted = existing.into_keys().collect();
         persisted.unlisted.sort();
+        persisted.coverage.through = persisted.wal_sequence;
         Ok(persisted)
     }
 
@@ -370,10 +437,32 @@ impl Snapshots {
     }
 }
 
-/// The WAL sequence in a manifest's name (`<sequence>.json`), 0 if it has none.
+/// The tables some manifest could not write, each covered up to the last manifest that
+/// did not leave it out (`through` is set by the caller).
+fn coverage(manifests: &[(Path, Manifest)]) -> Coverage {
+    let mut coverage = Coverage::default();
+    for (_, manifest) in manifests {
+        for table in &manifest.uncovered {
+            coverage.except.entry(table.clone()).or_insert(0);
+        }
+    }
+    for (table, covered) in &mut coverage.except {
+        *covered = manifests
+            .iter()
+            .filter(|(_, manifest)| !manifest.uncovered.contains(table))
+            .map(|(_, manifest)| manifest.wal_sequence)
+            .max()
+            .unwrap_or(0);
+    }
+    coverage
+}
+
+/// The WAL sequence in a manifest's name (`<sequence>-<time>.json`, or
+/// `<sequence>.json` as earlier builds wrote it), 0 if it has none.
 fn sequence_of(path: &Path) -> u64 {
     path.filename()
         .and_then(|name| name.strip_suffix(".json"))
+        .and_then(|stem| stem.split('-').next())
         .and_then(|number| number.parse().ok())
         .unwrap_or(0)
 }

@@ -15,7 +15,7 @@
 
 use crate::buffer::{Buffer, TableData, arrow_schema};
 use crate::catalog_file::CatalogFile;
-use crate::persist::{ParquetFile, Persisted, Snapshots};
+use crate::persist::{Coverage, ParquetFile, Persisted, Snapshots};
 use crate::problems::{ProblemKind, StorageProblem};
 use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
 use sluice_lp::{Line, ParsedBody, Precision};
@@ -193,6 +193,8 @@ pub struct WriteBuffer {
     limits: BufferLimits,
     snapshot_running: AtomicBool,
     snapshot_id: AtomicU64,
+    /// After a failed snapshot: when the next may start, and the delay that led there.
+    snapshot_retry: Mutex<Option<(Instant, Duration)>>,
     last_snapshot: Mutex<Instant>,
     /// Pending lines that start a flush before the interval ends.
     flush_at_lines: AtomicUsize,
@@ -289,13 +291,14 @@ impl WriteBuffer {
             limits,
             snapshot_running: AtomicBool::new(false),
             snapshot_id: AtomicU64::new(0),
+            snapshot_retry: Mutex::default(),
             last_snapshot: Mutex::new(Instant::now()),
             flush_at_lines: AtomicUsize::new(usize::MAX),
             flush_now: Notify::new(),
             flush_observer: Mutex::default(),
             problems: Mutex::default(),
         };
-        let mut recovery = this.replay(replay, persisted.wal_sequence)?;
+        let mut recovery = this.replay(replay, &persisted.coverage)?;
         // After the replay, which may have brought back databases the catalog lost.
         let (live, found) = this.check_files(persisted);
         recovery.parquet_files = live.len();
@@ -379,11 +382,12 @@ impl WriteBuffer {
     /// # Errors
     ///
     /// A file cannot be read: start-up must not go on without its rows.
-    fn replay(&self, replay: Replay, covered_through: u64) -> std::io::Result<Recovery> {
+    fn replay(&self, replay: Replay, coverage: &Coverage) -> std::io::Result<Recovery> {
+        // A covered file is read only when some table was left out of a snapshot.
         let (covered, files): (Vec<_>, Vec<_>) = replay
             .files
             .into_iter()
-            .partition(|file| file.sequence <= covered_through);
+            .partition(|file| file.sequence <= coverage.through && coverage.except.is_empty());
         let mut recovery = Recovery {
             files: files.len(),
             covered_files: covered.len(),
@@ -393,7 +397,7 @@ impl WriteBuffer {
         for (done, file) in files.iter().enumerate() {
             let (records, damage) = file.read()?;
             for (index, record) in records.into_iter().enumerate() {
-                let (rows, refused) = self.replay_record(&record);
+                let (rows, refused) = self.replay_record(&record, file.sequence, coverage);
                 recovery.rows += rows;
                 if !refused.is_empty() {
                     let place = format!("WAL file {}, record {}", file.sequence, index + 1);
@@ -421,16 +425,22 @@ impl WriteBuffer {
         Ok(recovery)
     }
 
-    /// Appends the rows of one WAL record to the buffer: how many, and why the others
-    /// did not replay.
-    fn replay_record(&self, record: &WalRecord) -> (usize, Vec<String>) {
+    /// Appends the rows of one WAL record of file `sequence` that no snapshot holds to
+    /// the buffer: how many, and why the others did not replay.
+    fn replay_record(
+        &self,
+        record: &WalRecord,
+        sequence: u64,
+        coverage: &Coverage,
+    ) -> (usize, Vec<String>) {
         let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
         let mut refused: Vec<String> = parsed
             .errors
             .iter()
             .map(|e| format!("{}: {}", e.message, e.original_line))
             .collect();
-        let lines = parsed.lines;
+        let mut lines = parsed.lines;
+        lines.retain(|line| !coverage.covers(&record.database, &line.table, sequence));
         let accepted = match self.catalog.validate_write(&record.database, &lines, true) {
             Ok(validation) => {
                 refused.extend(validation.errors.iter().map(|e| e.message.clone()));
@@ -757,6 +767,9 @@ impl WriteBuffer {
     }
 
     fn snapshot_due(&self) -> bool {
+        if lock(&self.snapshot_retry).is_some_and(|(at, _)| Instant::now() < at) {
+            return false;
+        }
         let (rows, bytes) = {
             let buffer = lock(&self.buffer);
             (buffer.rows(), buffer.bytes())
@@ -810,23 +823,63 @@ impl WriteBuffer {
             .flat_map(|t| &t.batches)
             .map(|b| b.num_rows())
             .sum();
-        let files = match self.snapshots.write(wal_sequence, frozen).await {
-            Ok(files) => files,
+        let written = match self.snapshots.write(wal_sequence, frozen).await {
+            Ok(written) => written,
             Err(e) => {
                 lock(&self.buffer).abandon(id);
+                self.retry_later();
                 return Err(e);
             }
         };
-        let written = files.len();
-        // Files of tables deleted while the snapshot ran.
-        let orphans = lock(&self.buffer).persisted(id, files);
+        let failed: Vec<(String, String)> = written
+            .failed
+            .iter()
+            .map(|(database, table, why)| {
+                tracing::error!(
+                    database = %database,
+                    table = %table,
+                    "a table could not be snapshotted; its rows stay in memory and the WAL, \
+                     and the next snapshot tries again: {why}"
+                );
+                (database.clone(), table.clone())
+            })
+            .collect();
+        let files = written.files.len();
+        let orphans = {
+            let mut buffer = lock(&self.buffer);
+            buffer.abandon_tables(id, &failed);
+            // Files of tables deleted while the snapshot ran.
+            buffer.persisted(id, written.files)
+        };
         self.snapshots.discard(&orphans).await;
-        if let Err(e) = lock(&self.wal).remove_through(wal_sequence) {
-            // Harmless: start-up skips WAL files a snapshot covers.
-            tracing::warn!("could not remove WAL files a snapshot covers: {e}");
+        if failed.is_empty() {
+            *lock(&self.snapshot_retry) = None;
+            if let Err(e) = lock(&self.wal).remove_through(wal_sequence) {
+                // Harmless: start-up skips WAL files a snapshot covers.
+                tracing::warn!("could not remove WAL files a snapshot covers: {e}");
+            }
+        } else {
+            // The WAL keeps the failed tables' rows; the manifest says which they are.
+            self.retry_later();
         }
-        tracing::info!(files = written, rows, wal_sequence, "snapshot persisted");
-        Ok(written)
+        tracing::info!(
+            files,
+            failed = failed.len(),
+            rows,
+            wal_sequence,
+            "snapshot persisted"
+        );
+        Ok(files)
+    }
+
+    /// Puts the next snapshot off after a failure: 1 s, then twice as long each time it
+    /// fails again, up to 5 minutes.
+    fn retry_later(&self) {
+        let mut retry = lock(&self.snapshot_retry);
+        let delay = retry.map_or(Duration::from_secs(1), |(_, delay)| {
+            (delay * 2).min(Duration::from_secs(300))
+        });
+        *retry = Some((Instant::now() + delay, delay));
     }
 
     /// Writes the WAL file and the catalog, then appends the rows to the buffer.

@@ -579,3 +579,64 @@ async fn writes_past_the_memory_bound_wait_for_a_snapshot_to_make_room() {
     assert!(buffer.snapshot().await.expect("snapshotted") > 0);
     buffer.write_lp(queued(body)).await.expect("room again");
 }
+
+#[tokio::test]
+async fn a_table_that_cannot_be_snapshotted_stays_in_the_wal_and_the_others_go_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (buffer, _) = open(dir.path()).await;
+    let write = WriteRequest {
+        no_sync: true,
+        ..request("db", "good f=1i 1\nbad f=2i 2")
+    };
+    buffer.write_lp(write).await.expect("queued");
+    buffer.flush().await.expect("flushed");
+    // A file where the table's directory would go: its Parquet file cannot be written.
+    let tables = dir
+        .path()
+        .join(crate::DEFAULT_NODE_ID)
+        .join("dbs")
+        .join("db");
+    std::fs::create_dir_all(&tables).expect("dir");
+    std::fs::write(tables.join("bad"), b"in the way").expect("blocker");
+    let wal_files = || {
+        std::fs::read_dir(dir.path().join("wal"))
+            .expect("wal")
+            .count()
+    };
+
+    assert_eq!(buffer.snapshot().await, Ok(1));
+    let table = |buffer: &WriteBuffer, name: &str| {
+        let data = buffer.table_data("db", name).expect("table");
+        (data.files.len(), rows(buffer, "db", name))
+    };
+    assert_eq!(table(&buffer, "good"), (1, vec![]));
+    assert_eq!(table(&buffer, "bad"), (0, vec![2]));
+    assert_eq!(
+        wal_files(),
+        1,
+        "the WAL keeps the rows of the table left out"
+    );
+    drop(buffer);
+
+    // After a restart: each row once, from Parquet or from the WAL.
+    let (reopened, recovery) = open(dir.path()).await;
+    // Nothing wrong but the blocker, which is not a file of the store's.
+    let found: Vec<_> = recovery
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.object.as_str()))
+        .collect();
+    assert_eq!(found, [(ProblemKind::Unreferenced, "sluice/dbs/db/bad")]);
+    assert_eq!(table(&reopened, "good"), (1, vec![]));
+    assert_eq!(table(&reopened, "bad"), (0, vec![2]));
+
+    // Once it can be written, the next snapshot writes it, and the WAL goes.
+    std::fs::remove_file(tables.join("bad")).expect("unblocked");
+    assert_eq!(reopened.snapshot().await, Ok(1));
+    assert_eq!(table(&reopened, "bad"), (1, vec![]));
+    assert_eq!(wal_files(), 0);
+    drop(reopened);
+    let (reopened, _) = open(dir.path()).await;
+    assert_eq!(table(&reopened, "good"), (1, vec![]));
+    assert_eq!(table(&reopened, "bad"), (1, vec![]));
+}
