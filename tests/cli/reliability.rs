@@ -694,6 +694,14 @@ fn the_rows_in_memory_are_bounded_in_bytes() {
         !files_ending(&data, ".parquet").is_empty(),
         "no snapshot started"
     );
+    let metrics = server.get("/metrics", &[]).text();
+    let refusals = format!("sluice_storage_writes_refused_for_memory_total {refused}");
+    assert!(
+        metrics.contains(r#"sluice_storage_snapshots_total{outcome="written"}"#)
+            && metrics.contains("sluice_storage_buffer_bytes")
+            && metrics.contains(&refusals),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -26,12 +26,18 @@ pub async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "Not found")
 }
 
-/// `GET /metrics`: the processing engine's counters, in the OpenMetrics text format.
+/// `GET /metrics`: the storage's and the processing engine's metrics, in the
+/// OpenMetrics text format (one exposition: one `# EOF`, at the end).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = match &state.engine {
-        Some(engine) => engine.records.metrics().encode(),
-        None => "# EOF\n".to_string(),
-    };
+    let storage = state.storage.metrics();
+    let mut text = storage
+        .strip_suffix("# EOF\n")
+        .unwrap_or(&storage)
+        .to_string();
+    match &state.engine {
+        Some(engine) => text.push_str(&engine.records.metrics().encode()),
+        None => text.push_str("# EOF\n"),
+    }
     (
         [(
             header::CONTENT_TYPE,

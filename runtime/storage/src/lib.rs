@@ -11,6 +11,7 @@
 
 pub mod buffer;
 mod catalog_file;
+mod metrics;
 pub mod persist;
 mod problems;
 mod store;

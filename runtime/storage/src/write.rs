@@ -15,6 +15,7 @@
 
 use crate::buffer::{Buffer, TableData, arrow_schema};
 use crate::catalog_file::CatalogFile;
+use crate::metrics::StorageMetrics;
 use crate::persist::{Coverage, ParquetFile, Persisted, Snapshots};
 use crate::problems::{ProblemKind, StorageProblem};
 use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
@@ -204,6 +205,7 @@ pub struct WriteBuffer {
     flush_observer: Mutex<Option<Arc<dyn FlushObserver>>>,
     /// What start-up found wrong, less what the admin has cleared since.
     problems: Mutex<Vec<StorageProblem>>,
+    metrics: StorageMetrics,
 }
 
 /// Rows of one flush, by database, in write order.
@@ -297,6 +299,7 @@ impl WriteBuffer {
             flush_now: Notify::new(),
             flush_observer: Mutex::default(),
             problems: Mutex::default(),
+            metrics: StorageMetrics::default(),
         };
         let mut recovery = this.replay(replay, &persisted.coverage)?;
         // After the replay, which may have brought back databases the catalog lost.
@@ -486,6 +489,16 @@ impl WriteBuffer {
         }
     }
 
+    /// The storage's metrics in the OpenMetrics text format.
+    pub fn metrics(&self) -> String {
+        let (rows, bytes) = {
+            let buffer = lock(&self.buffer);
+            (buffer.rows(), buffer.bytes())
+        };
+        let problems = lock(&self.problems).len();
+        self.metrics.encode(rows, bytes, problems)
+    }
+
     /// What start-up found wrong with the stored data, less what has been cleared since.
     pub fn problems(&self) -> Vec<StorageProblem> {
         lock(&self.problems).clone()
@@ -632,6 +645,7 @@ impl WriteBuffer {
     /// the flusher so that a snapshot starts making room.
     fn busy(&self) -> WriteError {
         self.flush_now.notify_one();
+        self.metrics.write_refused();
         WriteError::Busy(format!(
             "the rows not yet in Parquet take their whole {} MiB (--buffer-memory-mib); \
              a snapshot is making room: retry shortly",
@@ -827,6 +841,7 @@ impl WriteBuffer {
             Ok(written) => written,
             Err(e) => {
                 lock(&self.buffer).abandon(id);
+                self.metrics.snapshot_failed();
                 self.retry_later();
                 return Err(e);
             }
@@ -845,6 +860,7 @@ impl WriteBuffer {
             })
             .collect();
         let files = written.files.len();
+        self.metrics.snapshot(files, failed.len());
         let orphans = {
             let mut buffer = lock(&self.buffer);
             buffer.abandon_tables(id, &failed);

@@ -616,6 +616,15 @@ async fn a_table_that_cannot_be_snapshotted_stays_in_the_wal_and_the_others_go_o
         1,
         "the WAL keeps the rows of the table left out"
     );
+    let metrics = buffer.metrics();
+    assert!(
+        metrics.contains("sluice_storage_tables_left_out_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"sluice_storage_snapshots_total{outcome="partial"} 1"#),
+        "{metrics}"
+    );
     drop(buffer);
 
     // After a restart: each row once, from Parquet or from the WAL.
