@@ -719,7 +719,7 @@ fn request_bodies_share_a_bounded_memory() {
             "--max-http-request-size",
             "600000",
             "--http-body-timeout",
-            "2s",
+            "10s",
         ],
     );
     let body: Vec<u8> = "m f=1i 1\n"
@@ -740,11 +740,12 @@ fn request_bodies_share_a_bounded_memory() {
     std::io::Write::write_all(&mut slow, &body[..500_000]).expect("most of the body");
     let rest = body[500_000..].to_vec();
     let sending = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1_000));
+        std::thread::sleep(Duration::from_millis(3_000));
         std::io::Write::write_all(&mut slow, &rest).expect("the rest");
         read_to_close(&mut slow)
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Time for the server to take in what was sent, on a busy machine too.
+    std::thread::sleep(Duration::from_millis(1_000));
     // Another body that does not fit beside it: 503, at once.
     let mut second = std::net::TcpStream::connect(server.address).expect("connects");
     std::io::Write::write_all(&mut second, head.as_bytes()).expect("head");
