@@ -9,7 +9,9 @@
 //!   default `--wal-max-pending-lines` (a flush starts when 10,000 lines wait) and
 //!   without it (only the interval flushes).
 //! - Query: 10,000,000 rows (100 hosts, one row every 10 ms), half snapshotted to
-//!   Parquet and half in the buffer; `DATE_BIN` + `avg` grouped by host.
+//!   Parquet and half in the buffer; `DATE_BIN` + `avg` grouped by host. Then the
+//!   same with one point of the first hour written again: while it is in the buffer,
+//!   and once it is snapshotted.
 //!
 //! Prints one line per measurement; each is the median of several runs.
 
@@ -184,6 +186,33 @@ async fn query() {
         loading.elapsed().as_secs_f64()
     );
     let engine = QueryEngine::new(Arc::clone(&storage));
+    let runs = time_query(&engine).await;
+    print_runs("10M_rows", &runs);
+
+    // A point of the first hour written again, late: until it is snapshotted the
+    // buffer's span covers every file, so every row is merged point by point; after,
+    // only the files of that hour overlap.
+    let late = lines(0, 1);
+    let request = WriteRequest {
+        database: "bench",
+        body: &late,
+        precision: Precision::Nanosecond,
+        accept_partial: false,
+        no_sync: true,
+        default_time_ns: 0,
+        create_database: true,
+    };
+    storage.write_lp(request).await.expect("written");
+    storage.flush().await.expect("flushed");
+    let runs = time_query(&engine).await;
+    print_runs("10M_rows_one_late_point_in_the_buffer", &runs);
+    storage.snapshot().await.expect("snapshot");
+    let runs = time_query(&engine).await;
+    print_runs("10M_rows_one_late_point_snapshotted", &runs);
+}
+
+/// The aggregate, run 7 times: milliseconds per run, and the groups it returned.
+async fn time_query(engine: &QueryEngine) -> (Vec<f64>, usize) {
     let sql = "SELECT DATE_BIN(INTERVAL '1 hour', time, '1970-01-01T00:00:00Z') AS hour, host, avg(usage) AS usage \
                FROM cpu GROUP BY hour, host";
     let mut runs = Vec::new();
@@ -197,8 +226,12 @@ async fn query() {
         runs.push(started.elapsed().as_secs_f64() * 1000.0);
         groups = output.batches.iter().map(|b| b.num_rows()).sum::<usize>();
     }
+    (runs, groups)
+}
+
+fn print_runs(case: &str, (runs, groups): &(Vec<f64>, usize)) {
     println!(
-        "query/date_bin_avg_by_host/10M_rows: {:.0} ms (median of 7; min {:.0} ms; {groups} groups)",
+        "query/date_bin_avg_by_host/{case}: {:.0} ms (median of 7; min {:.0} ms; {groups} groups)",
         median(runs.clone()),
         runs.iter().copied().fold(f64::MAX, f64::min)
     );

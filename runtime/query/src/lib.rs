@@ -22,6 +22,7 @@ mod functions;
 mod limits;
 mod plugin_database;
 mod plugin_rows;
+mod points;
 mod schema;
 pub mod sizes;
 mod system;

@@ -11,6 +11,7 @@
 //! files in one step, so a query sees each row exactly once.
 
 use crate::persist::ParquetFile;
+use crate::points::{PointSpan, PointWatch};
 use arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, StringDictionaryBuilder,
     TimestampNanosecondBuilder, UInt64Builder, new_null_array,
@@ -159,6 +160,8 @@ struct TableBuffer {
     frozen_bytes: usize,
     /// Bytes of text (tags, strings) in the active rows.
     active_text_bytes: usize,
+    /// Whether the rows may repeat a point, and their time range.
+    points: PointWatch,
 }
 
 impl TableBuffer {
@@ -201,6 +204,7 @@ impl TableBuffer {
         if let Builder::Time(b) = &mut self.builders[time] {
             b.append_value(line.time_ns);
         }
+        self.points.note(line);
         for builder in &mut self.builders {
             if builder.len() == rows {
                 builder.append_nulls(1);
@@ -224,7 +228,10 @@ impl TableBuffer {
     /// The memory the table's rows take: the frozen chunks', and an estimate of the
     /// active rows' (8 bytes a value, nulls included, and their text).
     fn bytes(&self) -> usize {
-        self.frozen_bytes + self.active_rows * 8 * self.builders.len() + self.active_text_bytes
+        self.frozen_bytes
+            + self.active_rows * 8 * self.builders.len()
+            + self.active_text_bytes
+            + self.points.bytes()
     }
 
     /// Column positions in schema order: tags, then fields, then `time`, each group in
@@ -244,15 +251,24 @@ impl TableBuffer {
     }
 
     /// Freezes the active rows too, and marks every frozen chunk as persisting in
-    /// snapshot `id`; returns them padded to the current schema.
-    fn freeze(&mut self, id: u64) -> (SchemaRef, Vec<RecordBatch>) {
+    /// snapshot `id`; returns them padded to the current schema, and whether no two of
+    /// their rows are one point.
+    fn freeze(&mut self, id: u64) -> (SchemaRef, Vec<RecordBatch>, bool) {
         if self.active_rows > 0 {
             self.freeze_active();
         }
         self.persisting = Some((id, self.frozen.len()));
+        let unique = self.points.span().is_none_or(|span| span.unique);
+        self.points.freeze();
         let schema = self.schema();
         let batches = self.frozen.iter().map(|b| pad(b, &schema)).collect();
-        (schema, batches)
+        (schema, batches, unique)
+    }
+
+    /// Snapshot `persisting` gave up on the chunks it froze.
+    fn abandon(&mut self) {
+        self.persisting = None;
+        self.points.abandoned();
     }
 
     fn batch(&mut self, cloned: bool) -> RecordBatch {
@@ -316,8 +332,11 @@ pub struct TableData {
     pub schema: SchemaRef,
     /// Rows in memory.
     pub batches: Vec<RecordBatch>,
-    /// Parquet files with the persisted rows.
+    /// Parquet files with the persisted rows, oldest first.
     pub files: Vec<ParquetFile>,
+    /// The time range of the rows in memory, and whether two of them may be one point
+    /// (`None`: no rows).
+    pub buffered: Option<PointSpan>,
 }
 
 /// One table frozen by a snapshot.
@@ -331,6 +350,8 @@ pub struct FrozenTable {
     pub schema: SchemaRef,
     /// Its rows.
     pub batches: Vec<RecordBatch>,
+    /// No two of the rows are one point.
+    pub unique: bool,
 }
 
 /// All tables of all databases.
@@ -339,6 +360,9 @@ pub struct Buffer {
     tables: BTreeMap<(String, String), TableBuffer>,
     files: BTreeMap<(String, String), Vec<ParquetFile>>,
     rows: usize,
+    /// The sum of the tables' [`TableBuffer::bytes`], kept as rows come and go, so
+    /// that a write asks for it without visiting every table.
+    bytes: usize,
 }
 
 impl Buffer {
@@ -350,9 +374,11 @@ impl Buffer {
                 .tables
                 .entry((database.to_string(), run[0].table.clone()))
                 .or_default();
+            let before = table.bytes();
             for line in run {
                 table.append(line);
             }
+            self.bytes = self.bytes - before + table.bytes();
         }
         self.rows += lines.len();
     }
@@ -364,7 +390,12 @@ impl Buffer {
 
     /// The memory the rows take, as [`TableBuffer::bytes`] estimates it.
     pub fn bytes(&self) -> usize {
-        self.tables.values().map(TableBuffer::bytes).sum()
+        self.bytes
+    }
+
+    /// Counts [`Self::bytes`] again, after a change to many tables.
+    fn recount(&mut self) {
+        self.bytes = self.tables.values().map(TableBuffer::bytes).sum();
     }
 
     /// Adds Parquet files found at start-up.
@@ -385,35 +416,40 @@ impl Buffer {
     /// A table's rows in memory (padded to `schema`) and its Parquet files.
     pub fn table_data(&mut self, database: &str, table: &str, schema: SchemaRef) -> TableData {
         let key = (database.to_string(), table.to_string());
-        let batches = self
+        let (batches, buffered) = self
             .tables
             .get_mut(&key)
-            .map(|t| t.batches(&schema))
+            .map(|t| (t.batches(&schema), t.points.span()))
             .unwrap_or_default();
         let files = self.files.get(&key).cloned().unwrap_or_default();
         TableData {
             schema,
             batches,
             files,
+            buffered,
         }
     }
 
     /// Freezes every table with rows for snapshot `id`; the rows stay queryable here
     /// until [`Buffer::persisted`] or [`Buffer::abandon`] with the same `id`.
     pub fn freeze(&mut self, id: u64) -> Vec<FrozenTable> {
-        self.tables
+        let frozen = self
+            .tables
             .iter_mut()
             .filter(|(_, t)| t.rows() > 0)
             .map(|((database, table), buffer)| {
-                let (schema, batches) = buffer.freeze(id);
+                let (schema, batches, unique) = buffer.freeze(id);
                 FrozenTable {
                     database: database.clone(),
                     table: table.clone(),
                     schema,
                     batches,
+                    unique,
                 }
             })
-            .collect()
+            .collect();
+        self.recount();
+        frozen
     }
 
     /// Swaps the chunks frozen by snapshot `id` for the files that now hold them. Files
@@ -445,10 +481,12 @@ impl Buffer {
                 self.rows -= released;
                 buffer.frozen_bytes -= bytes;
                 buffer.persisting = None;
+                buffer.points.persisted();
             }
         }
         self.tables
             .retain(|_, t| t.rows() > 0 || t.persisting.is_some());
+        self.recount();
         orphans
     }
 
@@ -459,9 +497,10 @@ impl Buffer {
                 .persisting
                 .is_some_and(|(snapshot, _)| snapshot == id)
             {
-                buffer.persisting = None;
+                buffer.abandon();
             }
         }
+        self.recount();
     }
 
     /// Gives the frozen chunks of `tables` (database, table), which snapshot `id` could
@@ -473,9 +512,10 @@ impl Buffer {
                     .persisting
                     .is_some_and(|(snapshot, _)| snapshot == id)
             {
-                buffer.persisting = None;
+                buffer.abandon();
             }
         }
+        self.recount();
     }
 
     /// Forgets a database's rows and files; returns the files, to be deleted.
@@ -487,6 +527,7 @@ impl Buffer {
             }
             keep
         });
+        self.recount();
         let mut dropped = Vec::new();
         self.files.retain(|(db, _), files| {
             if db == database {

@@ -13,12 +13,14 @@ pub mod buffer;
 mod catalog_file;
 mod metrics;
 pub mod persist;
+pub mod points;
 mod problems;
 mod store;
 mod write;
 
 pub use buffer::TableData;
 pub use persist::{Coverage, ParquetFile, Snapshots, Written};
+pub use points::{PointSpan, is_point_key, merge_points};
 pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{

@@ -8,7 +8,8 @@
 //! the WAL files the manifest covers).
 //!
 //! Layout on the store, under the node's prefix:
-//! `dbs/<database>/<table>/<wal sequence>.parquet` and
+//! `dbs/<database>/<table>/<wal sequence>.parquet` (`<wal sequence>-<n>.parquet` when
+//! a table's rows span several hours and are cut into a file per hour) and
 //! `snapshots/<wal sequence>-<time written>.json`,
 //! where a database or table name is written as it is when it is plain (ASCII letters,
 //! digits, `_`, `-` and `.`, not first, at most [`PLAIN_NAME_BYTES`]), and otherwise as
@@ -17,6 +18,8 @@
 //! maps to one path part that every file system and object store keeps as it is. The
 //! manifest records each file's database, table and path, so the path is never read
 //! back into a name; files written with an earlier layout keep their listed paths.
+
+mod blocks;
 
 use crate::buffer::FrozenTable;
 use arrow::record_batch::RecordBatch;
@@ -75,6 +78,10 @@ pub struct ParquetFile {
     pub min_time_ns: i64,
     /// Largest `time`.
     pub max_time_ns: i64,
+    /// No two rows of the file are one point (files written before point identity
+    /// may hold several rows of one, in the order they were written).
+    #[serde(default)]
+    pub unique_points: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,12 +228,11 @@ impl Snapshots {
         wal_sequence: u64,
         tables: Vec<FrozenTable>,
     ) -> Result<Written, String> {
-        let name = format!("{wal_sequence:020}.parquet");
         let mut written = Written::default();
         for table in tables {
             let (database, table_name) = (table.database.clone(), table.table.clone());
-            match self.write_table(&name, table).await {
-                Ok(file) => written.files.push(file),
+            match self.write_table(wal_sequence, table).await {
+                Ok(files) => written.files.extend(files),
                 Err(why) => written.failed.push((database, table_name, why)),
             }
         }
@@ -260,14 +266,45 @@ impl Snapshots {
         Ok(written)
     }
 
-    /// One table as the Parquet file `name` in its directory.
-    async fn write_table(&self, name: &str, table: FrozenTable) -> Result<ParquetFile, String> {
-        let database = path_part(&table.database);
-        let table_part = path_part(&table.table);
-        let path = self.path(["dbs", &database, &table_part, name]);
+    /// One table as Parquet files in its directory, one per hour its rows fall in
+    /// ([`blocks`]): `<wal sequence>.parquet`, or `<wal sequence>-<n>.parquet` for the
+    /// n-th of several. If one cannot be written, those written are deleted.
+    async fn write_table(
+        &self,
+        wal_sequence: u64,
+        table: FrozenTable,
+    ) -> Result<Vec<ParquetFile>, String> {
+        let directory = [path_part(&table.database), path_part(&table.table)];
+        let blocks = tokio::task::spawn_blocking(move || blocks::cut_by_hour(table))
+            .await
+            .map_err(|e| e.to_string())??;
+        let several = blocks.len() > 1;
+        let mut files: Vec<ParquetFile> = Vec::with_capacity(blocks.len());
+        for (index, block) in blocks.into_iter().enumerate() {
+            let name = if several {
+                format!("{wal_sequence:020}-{}.parquet", index + 1)
+            } else {
+                format!("{wal_sequence:020}.parquet")
+            };
+            let path = self.path(["dbs", &directory[0], &directory[1], &name]);
+            match self.write_file(path, block).await {
+                Ok(file) => files.push(file),
+                Err(why) => {
+                    let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+                    self.delete(&paths).await;
+                    return Err(why);
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// One table's rows as the Parquet file at `path`.
+    async fn write_file(&self, path: Path, table: FrozenTable) -> Result<ParquetFile, String> {
+        let described = path.to_string();
         let (bytes, mut file) = tokio::task::spawn_blocking(move || encode(table))
             .await
-            .map_err(|e| format!("encoding {path}: {e}"))??;
+            .map_err(|e| format!("encoding {described}: {e}"))??;
         file.path = path.to_string();
         self.put_durably(&path, PutPayload::from(bytes)).await?;
         Ok(file)
@@ -484,8 +521,14 @@ fn sync_with_parents(root: &std::path::Path, relative: &str) -> std::io::Result<
     Ok(())
 }
 
-/// One table as Parquet bytes, with the file's description (without its path).
-fn encode(table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
+/// One table as Parquet bytes, with the file's description (without its path). Rows
+/// that may repeat a point are merged first, so that no file does.
+fn encode(mut table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
+    if !table.unique {
+        let merged = crate::points::merge_points(&table.schema, &table.batches)
+            .map_err(|e| format!("merging the rows of each point: {e}"))?;
+        table.batches = vec![merged];
+    }
     let properties = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
@@ -509,6 +552,7 @@ fn encode(table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
         size_bytes: bytes.len() as u64,
         min_time_ns,
         max_time_ns,
+        unique_points: true,
     };
     Ok((Bytes::from(bytes), file))
 }
