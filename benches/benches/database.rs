@@ -189,9 +189,8 @@ async fn query() {
     let runs = time_query(&engine).await;
     print_runs("10M_rows", &runs);
 
-    // A point of the first hour written again, late: until it is snapshotted the
-    // buffer's span covers every file, so every row is merged point by point; after,
-    // only the files of that hour overlap.
+    // A point of the first hour written again, late: the rows of the moment it
+    // overlaps are merged point by point, in the buffer and once it is snapshotted.
     let late = lines(0, 1);
     let request = WriteRequest {
         database: "bench",

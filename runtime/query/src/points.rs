@@ -1,15 +1,18 @@
 //! Point identity at query time: where rows of one point may sit in several places,
 //! they are merged into one before any operator sees them.
 //!
-//! A table's rows are in pieces: its Parquet files (oldest first), then the buffer.
-//! Two pieces can share a point only if their time ranges overlap, and one piece only
-//! if it is not known to be free of repeats (the buffer after a repeat or a write out
-//! of time order; a file written before point identity). [`merge_groups`] finds the
-//! pieces that need merging, in groups; [`MergedPointsExec`] reads a group's pieces
-//! in order and merges them with [`sluice_storage::merge_points`], the same merge that
-//! snapshots use. Every other piece is scanned as it is.
+//! A table's rows are in pieces: its Parquet files (oldest first), then the buffer,
+//! each described by [`PointSpan`]s (a file by one, the buffer hour by hour). Two rows of
+//! one point share their time, so they can only be in two pieces where the pieces'
+//! spans overlap, or in one piece at the times it says it may repeat a point. Those
+//! times are the [`zones`]: each piece's rows outside every zone are scanned as they
+//! are; the rows in a zone, from every piece that has any, are read by a
+//! [`MergedPointsExec`], which merges them with [`sluice_storage::merge_points`], the
+//! same merge that snapshots use. A late row thus costs a merge of its own hour, not
+//! of the whole table.
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result};
@@ -26,32 +29,63 @@ use futures::{StreamExt, TryStreamExt};
 use sluice_storage::PointSpan;
 use std::sync::Arc;
 
-/// Which pieces must be merged: groups of piece indices (each ascending, so oldest
-/// first) whose time ranges chain into each other, leaving out any piece that stands
-/// alone and is free of repeats.
-pub(crate) fn merge_groups(pieces: &[PointSpan]) -> Vec<Vec<usize>> {
-    let mut by_start: Vec<usize> = (0..pieces.len()).collect();
-    by_start.sort_by_key(|&index| pieces[index].min_time_ns);
-    let mut groups: Vec<Vec<usize>> = Vec::new();
-    let mut group_end = i64::MIN;
-    for index in by_start {
-        let piece = pieces[index];
-        match groups.last_mut() {
-            Some(group) if piece.min_time_ns <= group_end => {
-                group.push(index);
-                group_end = group_end.max(piece.max_time_ns);
-            }
-            _ => {
-                groups.push(vec![index]);
-                group_end = piece.max_time_ns;
-            }
+/// The most zones a query merges in: more are joined, the closest first, so that a
+/// table of many small overlaps costs a bounded number of merges and filters.
+const MAX_ZONES: usize = 64;
+
+/// A range of time, both ends included, in nanoseconds since the epoch.
+pub(crate) type TimeRange = (i64, i64);
+
+/// The times at which rows of one point may be in more than one row: where two spans
+/// overlap, and where a span says it may repeat a point. Sorted, apart from each other,
+/// at most [`MAX_ZONES`].
+pub(crate) fn zones(spans: &[PointSpan]) -> Vec<TimeRange> {
+    let mut by_start: Vec<&PointSpan> = spans.iter().collect();
+    by_start.sort_by_key(|span| span.min_time_ns);
+    let mut found: Vec<TimeRange> = Vec::new();
+    let mut reach: Option<i64> = None;
+    for span in by_start {
+        if let Some(reach) = reach
+            && span.min_time_ns <= reach
+        {
+            found.push((span.min_time_ns, span.max_time_ns.min(reach)));
+        }
+        reach = Some(reach.map_or(span.max_time_ns, |r| r.max(span.max_time_ns)));
+        found.extend(span.repeats);
+    }
+    found.sort_unstable();
+    let mut zones: Vec<TimeRange> = Vec::with_capacity(found.len());
+    for (start, end) in found {
+        match zones.last_mut() {
+            Some(last) if start <= last.1.saturating_add(1) => last.1 = last.1.max(end),
+            _ => zones.push((start, end)),
         }
     }
-    groups.retain(|group| group.len() > 1 || !pieces[group[0]].unique);
-    for group in &mut groups {
-        group.sort_unstable();
+    if zones.len() > MAX_ZONES {
+        // Keep the widest gaps between zones; join across the others.
+        let mut gaps: Vec<usize> = (1..zones.len()).collect();
+        gaps.sort_by_key(|&i| std::cmp::Reverse(zones[i].0 - zones[i - 1].1));
+        let mut kept: Vec<usize> = gaps[..MAX_ZONES - 1].to_vec();
+        kept.sort_unstable();
+        let mut joined = Vec::with_capacity(MAX_ZONES);
+        let mut start = 0;
+        for next in kept.into_iter().chain([zones.len()]) {
+            joined.push((zones[start].0, zones[next - 1].1));
+            start = next;
+        }
+        zones = joined;
     }
-    groups
+    zones
+}
+
+/// Whether `span` and `range` share a time.
+pub(crate) fn touches(span: &PointSpan, range: TimeRange) -> bool {
+    span.min_time_ns <= range.1 && span.max_time_ns >= range.0
+}
+
+/// Whether `range` holds all of `span`.
+pub(crate) fn covers(range: TimeRange, span: &PointSpan) -> bool {
+    range.0 <= span.min_time_ns && span.max_time_ns <= range.1
 }
 
 /// Reads its inputs (one partition each, oldest first) whole, merges the rows of each
@@ -155,15 +189,29 @@ impl ExecutionPlan for MergedPointsExec {
                     batches.push(batch);
                 }
             }
-            // The merge holds the rows twice over while it works.
-            reservation.try_grow(reservation.size())?;
             // CPU-bound for as long as the rows take to sort: off the runtime's workers.
-            let merged = tokio::task::spawn_blocking(move || {
-                sluice_storage::merge_points(&merged_schema, &batches)
+            // The reservation goes with the work, so what it holds stays counted until
+            // it is done, even if the query is not there any more to take the result.
+            let (merged, reservation) = tokio::task::spawn_blocking(move || {
+                let mut refused: Option<DataFusionError> = None;
+                let merged = sluice_storage::merge_points(&merged_schema, &batches, &mut |bytes| {
+                    reservation.try_grow(bytes).map_err(|e| {
+                        let message = e.to_string();
+                        refused = Some(e);
+                        ArrowError::MemoryError(message)
+                    })
+                });
+                let merged = match (merged, refused) {
+                    (Ok(merged), _) => Ok(merged),
+                    (Err(_), Some(refused)) => Err(refused),
+                    (Err(e), None) => Err(e.into()),
+                };
+                (merged, reservation)
             })
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))??
-            .project(&projection)?;
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let merged = merged?.project(&projection)?;
+            reservation.resize(merged.get_array_memory_size());
             let pieces: Vec<Result<RecordBatch>> = (0..merged.num_rows())
                 .step_by(rows_per_batch)
                 .map(|at| Ok(merged.slice(at, rows_per_batch.min(merged.num_rows() - at))))
@@ -266,35 +314,98 @@ mod tests {
         );
     }
 
-    fn piece(min_time_ns: i64, max_time_ns: i64, unique: bool) -> PointSpan {
+    /// A late point costs a merge of its own hour's rows only.
+    #[tokio::test]
+    async fn a_late_point_merges_only_the_rows_of_its_hour() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = StorageConfig::local(dir.path()).expect("config");
+        let storage = WriteBuffer::open(config).await.expect("opens").0;
+        let hour = 3_600_000_000_000_i64;
+        let body: String = (0..4)
+            .flat_map(|h| (0..3).map(move |i| format!("m,h=a f={h}.{i} {}\n", h * hour + i)))
+            .collect();
+        write(&storage, &body).await;
+        storage.snapshot().await.expect("snapshot");
+        let data = storage.table_data("db", "m").expect("m");
+        assert_eq!(data.files.len(), 4, "a file per hour");
+        write(
+            &storage,
+            &format!("m,h=a f=9 {}\nm,h=a f=8 {}", hour + 1, 5 * hour),
+        )
+        .await;
+
+        let plan = rows(&storage, "EXPLAIN SELECT f FROM m").await.join("\n");
+        assert_eq!(
+            plan.matches("MergedPointsExec: pieces=2").count(),
+            1,
+            "{plan}"
+        );
+        assert_eq!(plan.matches("MergedPointsExec").count(), 1, "{plan}");
+        let values = rows(&storage, "SELECT f FROM m ORDER BY time").await;
+        assert_eq!(
+            values,
+            [
+                "| 0.0 |", "| 0.1 |", "| 0.2 |", "| 1.0 |", "| 9.0 |", "| 1.2 |", "| 2.0 |",
+                "| 2.1 |", "| 2.2 |", "| 3.0 |", "| 3.1 |", "| 3.2 |", "| 8.0 |"
+            ]
+        );
+    }
+
+    fn span(min_time_ns: i64, max_time_ns: i64, repeats: Option<TimeRange>) -> PointSpan {
         PointSpan {
             min_time_ns,
             max_time_ns,
-            unique,
+            repeats,
         }
     }
 
     #[test]
-    fn only_overlapping_or_repeating_pieces_are_merged() {
-        let pieces = [
-            piece(0, 10, true),   // 0: alone
-            piece(20, 30, true),  // 1: overlaps 3
-            piece(40, 50, false), // 2: alone, but repeats
-            piece(25, 35, true),  // 3
-            piece(35, 36, true),  // 4: touches 3 at 35
-            piece(60, 70, true),  // 5: alone
+    fn zones_are_where_spans_overlap_or_say_they_repeat() {
+        let spans = [
+            span(0, 10, None),
+            span(20, 30, None),
+            span(40, 50, Some((44, 45))),
+            span(25, 35, None),
+            span(35, 36, None),
+            span(60, 70, None),
+            span(0, 100, None),
         ];
-        assert_eq!(merge_groups(&pieces), vec![vec![1, 3, 4], vec![2]]);
+        // The last overlaps every other, whole: every span is a zone.
+        assert_eq!(zones(&spans), [(0, 10), (20, 36), (40, 50), (60, 70)]);
+        assert_eq!(zones(&spans[..6]), [(25, 30), (35, 35), (44, 45)]);
+        assert!(zones(&[span(5, 5, None)]).is_empty());
+        assert!(touches(&spans[0], (10, 12)) && !touches(&spans[0], (11, 12)));
+        assert!(covers((0, 10), &spans[0]) && !covers((1, 10), &spans[0]));
     }
 
     #[test]
-    fn a_long_piece_spans_the_ones_inside_it() {
-        let pieces = [
-            piece(0, 100, true),
-            piece(10, 20, true),
-            piece(50, 60, true),
-        ];
-        assert_eq!(merge_groups(&pieces), vec![vec![0, 1, 2]]);
-        assert!(merge_groups(&[piece(5, 5, true)]).is_empty());
+    fn many_small_zones_are_joined_closest_first() {
+        // Files that each start a little before the one before ends, and one wide gap.
+        let spans: Vec<PointSpan> = (0..200)
+            .map(|i| {
+                let start = i * 100 + if i >= 100 { 1_000_000 } else { 0 };
+                span(start, start + 105, None)
+            })
+            .collect();
+        let found = zones(&spans);
+        assert_eq!(found.len(), MAX_ZONES);
+        assert!(found.windows(2).all(|pair| pair[0].1 < pair[1].0));
+        assert!(
+            found
+                .iter()
+                .all(|zone| !(zone.0 < 1_000_000 && zone.1 > 1_000_000)),
+            "the widest gap is kept"
+        );
+        // Every overlap is inside a zone.
+        for i in 1..200 {
+            let overlap = (spans[i].min_time_ns, spans[i - 1].max_time_ns);
+            if overlap.0 <= overlap.1 {
+                assert!(
+                    found
+                        .iter()
+                        .any(|zone| zone.0 <= overlap.0 && overlap.1 <= zone.1)
+                );
+            }
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! One table as DataFusion sees it: the buffer's rows and the Parquet files, unioned.
 
-use crate::points::{MergedPointsExec, merge_groups};
+use crate::points::{MergedPointsExec, TimeRange, covers, touches, zones};
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::DFSchema;
+use datafusion::common::{Column, ScalarValue};
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::memory::MemorySourceConfig;
@@ -12,11 +13,12 @@ use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::utils::{conjunction, disjunction};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::logical_expr::{col, lit};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::union::UnionExec;
 use sluice_storage::{ParquetFile, PointSpan, TableData, is_point_key};
 use std::sync::Arc;
@@ -98,13 +100,50 @@ impl SluiceTable {
         Ok(scan)
     }
 
-    /// The pieces of `group` (indices into the files, then the buffer) merged into one
-    /// row per point. Only filters on tags and `time` prune what is read: a filter on
-    /// a field must see a point's merged values, not one of its rows.
+    /// The columns `projection` names (all when `None`), and `time` after them when it
+    /// is not among them: what a scan filtered by time reads.
+    fn with_time(&self, projection: Option<&Vec<usize>>) -> Result<Vec<usize>> {
+        let mut columns: Vec<usize> = match projection {
+            Some(indices) => indices.clone(),
+            None => (0..self.data.schema.fields().len()).collect(),
+        };
+        let time = self.data.schema.index_of("time")?;
+        if !columns.contains(&time) {
+            columns.push(time);
+        }
+        Ok(columns)
+    }
+
+    /// `scan` (of the columns [`Self::with_time`] names) without the rows in `zones`,
+    /// projected to the query's columns.
+    fn outside_zones(
+        &self,
+        state: &dyn Session,
+        scan: Arc<dyn ExecutionPlan>,
+        projection: Option<&Vec<usize>>,
+        zones: &[TimeRange],
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let read = self.with_time(projection)?;
+        let schema = self.data.schema.project(&read)?;
+        let outside = !disjunction(zones.iter().map(|&zone| within(zone))).unwrap_or(lit(false));
+        let predicate = state.create_physical_expr(outside, &DFSchema::try_from(schema)?)?;
+        let wanted = projection.map_or(self.data.schema.fields().len(), Vec::len);
+        Ok(Arc::new(
+            FilterExecBuilder::new(predicate, scan)
+                .apply_projection(Some((0..wanted).collect()))?
+                .build()?,
+        ))
+    }
+
+    /// The rows in `zone` of `files` (oldest first) and, if `buffer`, of the buffer,
+    /// merged into one row per point. Only filters on tags and `time` prune what is
+    /// read: a filter on a field must see a point's merged values, not one of its rows.
     fn merged_scan(
         &self,
         state: &dyn Session,
-        group: &[usize],
+        zone: TimeRange,
+        files: &[&ParquetFile],
+        buffer: bool,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
     ) -> Result<Arc<dyn ExecutionPlan>> {
@@ -120,6 +159,8 @@ impl SluiceTable {
         let read: Vec<usize> = (0..schema.fields().len())
             .filter(|&index| is_key(index) || wanted.contains(&index))
             .collect();
+        // Rows outside the zone, or that the key filters rule out, belong to points the
+        // merge is not asked for: they are left out before it.
         let key_filters: Vec<Expr> = filters
             .iter()
             .filter(|filter| {
@@ -129,28 +170,32 @@ impl SluiceTable {
                     .all(|column| schema.index_of(column.name()).is_ok_and(&is_key))
             })
             .cloned()
+            .chain([within(zone)])
             .collect();
-        // Rows the key filters rule out belong to points the query does not ask for:
-        // they are left out before the merge, not only pruned by statistics.
         let read_schema = Arc::new(schema.project(&read)?);
-        let key_predicate = match conjunction(key_filters.clone()) {
-            Some(filter) => Some(state.create_physical_expr(
-                filter,
-                &DFSchema::try_from(read_schema.as_ref().clone())?,
-            )?),
-            None => None,
-        };
-        let mut inputs = Vec::with_capacity(group.len());
-        for &piece in group {
-            let scan = match self.data.files.get(piece) {
-                Some(file) => self.parquet_scan(state, &[file], Some(&read), &key_filters, 1)?,
-                None => self.buffer_scan(state, Some(&read), 1)?,
-            };
-            inputs.push(match &key_predicate {
-                Some(predicate) => Arc::new(FilterExec::try_new(Arc::clone(predicate), scan)?),
-                None => scan,
-            });
+        let predicate = state.create_physical_expr(
+            conjunction(key_filters.clone()).unwrap_or(lit(true)),
+            &DFSchema::try_from(read_schema.as_ref().clone())?,
+        )?;
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::with_capacity(files.len() + 1);
+        for file in files {
+            inputs.push(self.parquet_scan(state, &[file], Some(&read), &key_filters, 1)?);
         }
+        if buffer {
+            // Whole chunks, in the order they were written, in one partition.
+            inputs.push(MemorySourceConfig::try_new_exec(
+                std::slice::from_ref(&self.data.batches),
+                Arc::clone(schema),
+                Some(read.clone()),
+            )?);
+        }
+        let inputs = inputs
+            .into_iter()
+            .map(|scan| {
+                Ok(Arc::new(FilterExec::try_new(Arc::clone(&predicate), scan)?)
+                    as Arc<dyn ExecutionPlan>)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let positions: Vec<usize> = wanted
             .iter()
             .map(|index| read.iter().position(|r| r == index).unwrap_or_default())
@@ -161,6 +206,12 @@ impl SluiceTable {
             positions,
         )?))
     }
+}
+
+/// `time` within `zone`, both ends included.
+fn within((start, end): TimeRange) -> Expr {
+    let at = |time: i64| lit(ScalarValue::TimestampNanosecond(Some(time), None));
+    col(Column::from_name("time")).between(at(start), at(end))
 }
 
 #[async_trait]
@@ -188,41 +239,71 @@ impl TableProvider for SluiceTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // The pieces: each file, then the buffer; the groups of them that may share
-        // a point are merged, the others scanned as they are.
+        // The pieces: each file, then the buffer, hour by hour; where their rows may
+        // be rows of one point, the zones, they are merged, elsewhere read as they are.
         let files = &self.data.files;
-        let mut pieces: Vec<PointSpan> = files
+        let file_spans: Vec<PointSpan> = files
             .iter()
             .map(|file| PointSpan {
                 min_time_ns: file.min_time_ns,
                 max_time_ns: file.max_time_ns,
-                unique: file.unique_points,
+                repeats: (!file.unique_points).then_some((file.min_time_ns, file.max_time_ns)),
             })
             .collect();
-        let buffered = self.data.buffered.filter(|_| !self.data.batches.is_empty());
-        pieces.extend(buffered);
-        let groups = merge_groups(&pieces);
-        let mut merged = vec![false; pieces.len()];
-        for &piece in groups.iter().flatten() {
-            merged[piece] = true;
-        }
+        let buffer_spans: &[PointSpan] = if self.data.batches.is_empty() {
+            &[]
+        } else {
+            &self.data.buffered
+        };
+        let zones = zones(&[file_spans.as_slice(), buffer_spans].concat());
+        let touching = |spans: &[PointSpan]| -> Vec<TimeRange> {
+            zones
+                .iter()
+                .copied()
+                .filter(|&zone| spans.iter().any(|span| touches(span, zone)))
+                .collect()
+        };
+        let all_merged = |spans: &[PointSpan]| {
+            spans
+                .iter()
+                .all(|span| zones.iter().any(|&zone| covers(zone, span)))
+        };
 
         let partitions = state.config().target_partitions().max(1);
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        if buffered.is_some() && !merged[files.len()] {
-            inputs.push(self.buffer_scan(state, projection, partitions)?);
+        if !self.data.batches.is_empty() && !all_merged(buffer_spans) {
+            let in_zones = touching(buffer_spans);
+            inputs.push(if in_zones.is_empty() {
+                self.buffer_scan(state, projection, partitions)?
+            } else {
+                let read = self.with_time(projection)?;
+                let scan = self.buffer_scan(state, Some(&read), partitions)?;
+                self.outside_zones(state, scan, projection, &in_zones)?
+            });
         }
-        let plain_files: Vec<&ParquetFile> = files
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !merged[*index])
-            .map(|(_, file)| file)
-            .collect();
-        if !plain_files.is_empty() {
-            inputs.push(self.parquet_scan(state, &plain_files, projection, filters, partitions)?);
+        let mut untouched: Vec<&ParquetFile> = Vec::new();
+        for (file, span) in files.iter().zip(&file_spans) {
+            let in_zones = touching(std::slice::from_ref(span));
+            if in_zones.is_empty() {
+                untouched.push(file);
+            } else if !all_merged(std::slice::from_ref(span)) {
+                let read = self.with_time(projection)?;
+                let scan = self.parquet_scan(state, &[file], Some(&read), filters, 1)?;
+                inputs.push(self.outside_zones(state, scan, projection, &in_zones)?);
+            }
         }
-        for group in &groups {
-            inputs.push(self.merged_scan(state, group, projection, filters)?);
+        if !untouched.is_empty() {
+            inputs.push(self.parquet_scan(state, &untouched, projection, filters, partitions)?);
+        }
+        for &zone in &zones {
+            let members: Vec<&ParquetFile> = files
+                .iter()
+                .zip(&file_spans)
+                .filter(|(_, span)| touches(span, zone))
+                .map(|(file, _)| file)
+                .collect();
+            let buffer = buffer_spans.iter().any(|span| touches(span, zone));
+            inputs.push(self.merged_scan(state, zone, &members, buffer, projection, filters)?);
         }
         match inputs.len() {
             0 => {

@@ -258,7 +258,7 @@ impl TableBuffer {
             self.freeze_active();
         }
         self.persisting = Some((id, self.frozen.len()));
-        let unique = self.points.span().is_none_or(|span| span.unique);
+        let unique = self.points.unique();
         self.points.freeze();
         let schema = self.schema();
         let batches = self.frozen.iter().map(|b| pad(b, &schema)).collect();
@@ -334,9 +334,9 @@ pub struct TableData {
     pub batches: Vec<RecordBatch>,
     /// Parquet files with the persisted rows, oldest first.
     pub files: Vec<ParquetFile>,
-    /// The time range of the rows in memory, and whether two of them may be one point
-    /// (`None`: no rows).
-    pub buffered: Option<PointSpan>,
+    /// The rows in memory, hour by hour: their time ranges, and where two of them may
+    /// be one point.
+    pub buffered: Vec<PointSpan>,
 }
 
 /// One table frozen by a snapshot.
@@ -419,7 +419,7 @@ impl Buffer {
         let (batches, buffered) = self
             .tables
             .get_mut(&key)
-            .map(|t| (t.batches(&schema), t.points.span()))
+            .map(|t| (t.batches(&schema), t.points.spans()))
             .unwrap_or_default();
         let files = self.files.get(&key).cloned().unwrap_or_default();
         TableData {

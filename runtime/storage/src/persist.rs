@@ -525,7 +525,8 @@ fn sync_with_parents(root: &std::path::Path, relative: &str) -> std::io::Result<
 /// that may repeat a point are merged first, so that no file does.
 fn encode(mut table: FrozenTable) -> Result<(Bytes, ParquetFile), String> {
     if !table.unique {
-        let merged = crate::points::merge_points(&table.schema, &table.batches)
+        // Within the buffer's bound: the rows it holds, and the merge's copy of them.
+        let merged = crate::points::merge_points(&table.schema, &table.batches, &mut |_| Ok(()))
             .map_err(|e| format!("merging the rows of each point: {e}"))?;
         table.batches = vec![merged];
     }

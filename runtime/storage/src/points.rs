@@ -15,9 +15,11 @@ use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
+use foldhash::HashMap;
 use sluice_lp::Line;
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Whether the column is part of a point's identity: a tag (tags, and only tags, are
@@ -30,112 +32,133 @@ pub fn is_point_key(name: &str, data_type: &DataType) -> bool {
 /// the tags and time they share, and for each field the value of the latest row that
 /// has one. The rows come out ordered by tag set and time.
 ///
+/// `grow` is asked for each amount of memory the merge takes beyond `batches` (their
+/// copy in one batch, the keys to sort by, the order, the result), before it takes it.
+///
 /// # Errors
 ///
-/// A batch whose schema is not `schema`.
+/// A batch whose schema is not `schema`, more than `u32::MAX` rows, or `grow`'s.
 pub fn merge_points(
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    grow: &mut dyn FnMut(usize) -> Result<(), ArrowError>,
 ) -> Result<RecordBatch, ArrowError> {
+    let in_rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let rows = u32::try_from(in_rows)
+        .map_err(|_| ArrowError::MemoryError(format!("{in_rows} rows are too many to merge")))?;
+    grow(batches.iter().map(RecordBatch::get_array_memory_size).sum())?;
     let batch = concat_batches(schema, batches)?;
-    let rows = batch.num_rows();
-    let keys: Vec<usize> = schema
+    let is_key: Vec<bool> = schema
         .fields()
         .iter()
-        .enumerate()
-        .filter(|(_, field)| is_point_key(field.name(), field.data_type()))
-        .map(|(index, _)| index)
+        .map(|field| is_point_key(field.name(), field.data_type()))
         .collect();
     let converter = RowConverter::new(
-        keys.iter()
-            .map(|&index| SortField::new(schema.field(index).data_type().clone()))
+        schema
+            .fields()
+            .iter()
+            .zip(&is_key)
+            .filter(|(_, key)| **key)
+            .map(|(field, _)| SortField::new(field.data_type().clone()))
             .collect(),
     )?;
-    let key_columns: Vec<ArrayRef> = keys
+    let key_columns: Vec<ArrayRef> = batch
+        .columns()
         .iter()
-        .map(|&index| Arc::clone(batch.column(index)))
+        .zip(&is_key)
+        .filter(|(_, key)| **key)
+        .map(|(column, _)| Arc::clone(column))
         .collect();
     let identities = converter.convert_columns(&key_columns)?;
-    let mut order: Vec<u32> = (0..rows as u32).collect();
+    // The order, and for each column the row each point takes its value from.
+    grow(identities.size() + in_rows * 4 * (1 + batch.num_columns()))?;
+    let mut order: Vec<u32> = (0..rows).collect();
     // Stable: the rows of one point stay oldest first.
     order.sort_by(|&a, &b| identities.row(a as usize).cmp(&identities.row(b as usize)));
 
     let mut firsts: Vec<u32> = Vec::new();
     let mut winners: Vec<Vec<Option<u32>>> = vec![Vec::new(); batch.num_columns()];
     let mut start = 0;
-    while start < rows {
+    while start < order.len() {
         let identity = identities.row(order[start] as usize);
         let mut end = start + 1;
-        while end < rows && identities.row(order[end] as usize) == identity {
+        while end < order.len() && identities.row(order[end] as usize) == identity {
             end += 1;
         }
         let point = &order[start..end];
         firsts.push(point[0]);
-        for (index, column) in batch.columns().iter().enumerate() {
-            if !keys.contains(&index) {
+        for ((column, key), winners) in batch.columns().iter().zip(&is_key).zip(&mut winners) {
+            if !key {
                 let latest = point
                     .iter()
                     .rev()
                     .find(|&&row| column.is_valid(row as usize));
-                winners[index].push(latest.copied());
+                winners.push(latest.copied());
             }
         }
         start = end;
     }
+    drop(identities);
 
     let firsts = UInt32Array::from(firsts);
     let columns = batch
         .columns()
         .iter()
-        .enumerate()
-        .map(|(index, column)| {
-            if keys.contains(&index) {
+        .zip(&is_key)
+        .zip(winners)
+        .map(|((column, key), winners)| {
+            if *key {
                 take(column, &firsts, None)
             } else {
-                take(
-                    column,
-                    &UInt32Array::from(std::mem::take(&mut winners[index])),
-                    None,
-                )
+                take(column, &UInt32Array::from(winners), None)
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
     RecordBatch::try_new(Arc::clone(schema), columns)
 }
 
-/// The time range of some rows, and whether two of them may be one point.
+/// Rows of one table in one place (a file, an hour of the buffer): their time range,
+/// and the times at which two of them may be one point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PointSpan {
     /// The smallest `time`, nanoseconds since the epoch.
     pub min_time_ns: i64,
     /// The largest `time`.
     pub max_time_ns: i64,
-    /// No two of the rows are the same point.
-    pub unique: bool,
+    /// The smallest and largest time of a row that may repeat the point of another
+    /// among them; `None` when no two of them are one point.
+    pub repeats: Option<(i64, i64)>,
 }
+
+/// An hour of time: the buffer describes its rows hour by hour, so that a row written
+/// late does not make its span cover every hour in between.
+pub(crate) const HOUR_NS: i64 = 3_600 * 1_000_000_000;
 
 /// What a table's buffer knows of its rows' points: for each series, the latest time
 /// written, so that a row at that time or earlier (a repeat, or a write out of time
-/// order) marks the rows as possibly repeating a point. It keeps two generations: the
-/// rows a snapshot is persisting, and the rows since, so that once the snapshot's rows
-/// leave, what is said of the rest is still exact.
+/// order) is noted as possibly repeating a point (one of its own time). Its rows are
+/// described hour by hour ([`PointSpan`]). It keeps two generations: the rows a
+/// snapshot is persisting, and the rows since, so that once the snapshot's rows leave,
+/// what is said of the rest is still exact.
 #[derive(Debug, Default)]
 pub(crate) struct PointWatch {
+    /// Hashes tag sets; seeded per table, so no one can aim writes at collisions.
+    hashing: foldhash::fast::RandomState,
     /// Latest time per series (the hash of its tag set) among the rows since the last
     /// freeze.
     latest: HashMap<u64, i64>,
     /// The same among the rows being persisted.
     frozen: HashMap<u64, i64>,
-    /// The rows since the last freeze, and whether they may repeat a point.
-    since_freeze: Option<PointSpan>,
-    /// All rows in the buffer, and whether they may repeat a point.
-    all: Option<PointSpan>,
+    /// The rows since the last freeze, by hour.
+    since_freeze: BTreeMap<i64, PointSpan>,
+    /// All rows in the buffer, by hour.
+    all: BTreeMap<i64, PointSpan>,
 }
 
 impl PointWatch {
     /// Notes a row appended to the buffer.
     pub(crate) fn note(&mut self, line: &Line) {
-        let series = series_hash(line);
+        let series = self.series(line);
         let time = line.time_ns;
         let mut repeats = false;
         self.latest
@@ -149,49 +172,69 @@ impl PointWatch {
             .frozen
             .get(&series)
             .is_some_and(|&latest| time <= latest);
-        widen(&mut self.since_freeze, time, repeats);
-        widen(&mut self.all, time, repeats || repeats_frozen);
+        let hour = time.div_euclid(HOUR_NS);
+        widen(self.since_freeze.entry(hour), time, repeats);
+        widen(self.all.entry(hour), time, repeats || repeats_frozen);
+    }
+
+    /// A hash of the line's tag set, whatever the order its tags are written in. Two
+    /// series with one hash only make the watch more cautious.
+    fn series(&self, line: &Line) -> u64 {
+        line.tags.iter().fold(0u64, |sum, tag| {
+            sum.wrapping_add(self.hashing.hash_one(tag))
+        })
     }
 
     /// All rows in the buffer become the rows a snapshot persists.
     pub(crate) fn freeze(&mut self) {
         merge_latest(&mut self.frozen, std::mem::take(&mut self.latest));
-        self.since_freeze = None;
+        self.since_freeze.clear();
     }
 
     /// The rows the snapshot persisted left the buffer.
     pub(crate) fn persisted(&mut self) {
-        self.frozen = HashMap::new();
-        self.all = self.since_freeze;
+        self.frozen = HashMap::default();
+        self.all = self.since_freeze.clone();
     }
 
     /// The snapshot did not persist its rows: they are ordinary rows again.
     pub(crate) fn abandoned(&mut self) {
         merge_latest(&mut self.latest, std::mem::take(&mut self.frozen));
-        self.since_freeze = self.all;
+        self.since_freeze = self.all.clone();
     }
 
-    /// The buffer's rows: their time range and whether they may repeat a point.
-    pub(crate) fn span(&self) -> Option<PointSpan> {
-        self.all
+    /// The buffer's rows, hour by hour, oldest first.
+    pub(crate) fn spans(&self) -> Vec<PointSpan> {
+        self.all.values().copied().collect()
+    }
+
+    /// Whether no two of the buffer's rows are one point.
+    pub(crate) fn unique(&self) -> bool {
+        self.all.values().all(|span| span.repeats.is_none())
     }
 
     /// The memory the watch takes.
     pub(crate) fn bytes(&self) -> usize {
-        // A hash table entry: the key, the value and a control byte, rounded up.
+        // A hash table entry: the key, the value and a control byte, rounded up; a
+        // B-tree entry: its key and value, and its share of a node.
         (self.latest.capacity() + self.frozen.capacity()) * 24
+            + (self.since_freeze.len() + self.all.len()) * 64
     }
 }
 
-fn widen(span: &mut Option<PointSpan>, time: i64, repeats: bool) {
-    let current = span.get_or_insert(PointSpan {
+fn widen(entry: Entry<'_, i64, PointSpan>, time: i64, repeats: bool) {
+    let span = entry.or_insert(PointSpan {
         min_time_ns: time,
         max_time_ns: time,
-        unique: true,
+        repeats: None,
     });
-    current.min_time_ns = current.min_time_ns.min(time);
-    current.max_time_ns = current.max_time_ns.max(time);
-    current.unique &= !repeats;
+    span.min_time_ns = span.min_time_ns.min(time);
+    span.max_time_ns = span.max_time_ns.max(time);
+    if repeats {
+        let (low, high) = span.repeats.get_or_insert((time, time));
+        *low = (*low).min(time);
+        *high = (*high).max(time);
+    }
 }
 
 fn merge_latest(into: &mut HashMap<u64, i64>, from: HashMap<u64, i64>) {
@@ -200,16 +243,6 @@ fn merge_latest(into: &mut HashMap<u64, i64>, from: HashMap<u64, i64>) {
             .and_modify(|latest| *latest = (*latest).max(time))
             .or_insert(time);
     }
-}
-
-/// A hash of the line's tag set, whatever the order its tags are written in. Two
-/// series with one hash only make the watch more cautious.
-fn series_hash(line: &Line) -> u64 {
-    line.tags.iter().fold(0u64, |sum, tag| {
-        let mut hasher = DefaultHasher::new();
-        tag.hash(&mut hasher);
-        sum.wrapping_add(hasher.finish())
-    })
 }
 
 #[cfg(test)]
@@ -274,7 +307,7 @@ mod tests {
             (None, Some(6.0), None, 10),
             (Some("a"), Some(7.0), None, 10),
         ]);
-        let merged = merge_points(&schema(), &[older, newer]).expect("merges");
+        let merged = merge_points(&schema(), &[older, newer], &mut |_| Ok(())).expect("merges");
         let mut got = rows(&merged);
         got.sort();
         let mut want: Vec<String> = rows(&batch(&[
@@ -293,7 +326,8 @@ mod tests {
             (Some("a"), Some(1.0), None, 1),
             (Some("a"), Some(2.0), None, 2),
         ]);
-        let merged = merge_points(&schema(), std::slice::from_ref(&one)).expect("merges");
+        let merged =
+            merge_points(&schema(), std::slice::from_ref(&one), &mut |_| Ok(())).expect("merges");
         assert_eq!(merged.num_rows(), 2);
         let values = merged
             .column(1)
@@ -304,38 +338,52 @@ mod tests {
     }
 
     #[test]
-    fn the_watch_flags_repeats_and_out_of_order_rows_and_forgets_persisted_ones() {
-        let lines = |text: &str| parse(text, Precision::Nanosecond, 0).lines;
+    fn the_watch_notes_repeats_and_out_of_order_rows_at_their_times_and_forgets_persisted_ones() {
+        let lines = |text: &str| parse(text, Precision::Second, 0).lines;
+        let spans = |watch: &PointWatch| {
+            watch
+                .spans()
+                .iter()
+                .map(|s| {
+                    let second = |t: i64| t / 1_000_000_000;
+                    (
+                        second(s.min_time_ns),
+                        second(s.max_time_ns),
+                        s.repeats.map(|(a, b)| (second(a), second(b))),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
         let mut watch = PointWatch::default();
-        for line in lines("m,a=1,b=2 f=1 10\nm,b=2,a=1 f=1 20\nm,a=2 f=1 5") {
+        for line in lines("m,a=1,b=2 f=1 10\nm,b=2,a=1 f=1 20\nm,a=2 f=1 5\nm,a=2 f=1 7205") {
             watch.note(&line);
         }
-        let span = watch.span().expect("rows");
-        assert_eq!(
-            (span.min_time_ns, span.max_time_ns, span.unique),
-            (5, 20, true)
-        );
+        assert_eq!(spans(&watch), [(5, 20, None), (7205, 7205, None)]);
+        assert!(watch.unique());
 
-        // Tag order does not make another series.
+        // Tag order does not make another series; a late row is noted at its own time.
         watch.note(&lines("m,b=2,a=1 f=2 20")[0]);
-        assert!(!watch.span().expect("rows").unique);
+        watch.note(&lines("m,a=2 f=2 6")[0]);
+        assert_eq!(spans(&watch), [(5, 20, Some((6, 20))), (7205, 7205, None)]);
+        assert!(!watch.unique());
 
         // A snapshot takes them; a row after it repeats a frozen point.
         watch.freeze();
         watch.note(&lines("m,a=2 f=9 5")[0]);
-        assert!(!watch.span().expect("rows").unique);
-        watch.persisted();
-        let span = watch.span().expect("rows");
         assert_eq!(
-            (span.min_time_ns, span.max_time_ns, span.unique),
-            (5, 5, true)
+            spans(&watch).len(),
+            2,
+            "frozen rows are still in the buffer"
         );
+        assert!(!watch.unique());
+        watch.persisted();
+        assert_eq!(spans(&watch), [(5, 5, None)]);
 
         // An abandoned snapshot leaves its rows counted.
         watch.note(&lines("m,a=3 f=1 30")[0]);
         watch.freeze();
         watch.abandoned();
         watch.note(&lines("m,a=3 f=2 30")[0]);
-        assert!(!watch.span().expect("rows").unique);
+        assert_eq!(spans(&watch), [(5, 30, Some((30, 30)))]);
     }
 }

@@ -5,13 +5,11 @@
 //! written since.
 
 use crate::buffer::FrozenTable;
+use crate::points::HOUR_NS;
 use arrow::array::{AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 use std::collections::BTreeMap;
-
-/// The span of time one file covers at most, unless [`MAX_FILES`] joins spans.
-const BLOCK_NS: i64 = 3_600 * 1_000_000_000;
 
 /// The most files one table's rows are cut into by a snapshot: rows spread over more
 /// hours than this (a backfill of years) get files of several consecutive hours each.
@@ -30,7 +28,7 @@ pub(super) fn cut_by_hour(table: FrozenTable) -> Result<Vec<FrozenTable>, String
         let mut positions: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
         for (row, time) in times.values().iter().enumerate() {
             positions
-                .entry(time.div_euclid(BLOCK_NS))
+                .entry(time.div_euclid(HOUR_NS))
                 .or_default()
                 .push(row as u32);
         }
