@@ -64,7 +64,7 @@ pub(crate) fn zones(spans: &[PointSpan]) -> Vec<TimeRange> {
     if zones.len() > MAX_ZONES {
         // Keep the widest gaps between zones; join across the others.
         let mut gaps: Vec<usize> = (1..zones.len()).collect();
-        gaps.sort_by_key(|&i| std::cmp::Reverse(zones[i].0 - zones[i - 1].1));
+        gaps.sort_by_key(|&i| std::cmp::Reverse(zones[i].0.abs_diff(zones[i - 1].1)));
         let mut kept: Vec<usize> = gaps[..MAX_ZONES - 1].to_vec();
         kept.sort_unstable();
         let mut joined = Vec::with_capacity(MAX_ZONES);

@@ -250,10 +250,16 @@ impl TableProvider for SluiceTable {
                 repeats: (!file.unique_points).then_some((file.min_time_ns, file.max_time_ns)),
             })
             .collect();
-        let buffer_spans: &[PointSpan] = if self.data.batches.is_empty() {
-            &[]
-        } else {
-            &self.data.buffered
+        // Rows the buffer does not describe (it always does) would be merged whole.
+        let undescribed = [PointSpan {
+            min_time_ns: i64::MIN,
+            max_time_ns: i64::MAX,
+            repeats: Some((i64::MIN, i64::MAX)),
+        }];
+        let buffer_spans: &[PointSpan] = match (self.data.batches.is_empty(), &self.data.buffered) {
+            (true, _) => &[],
+            (false, spans) if spans.is_empty() => &undescribed,
+            (false, spans) => spans,
         };
         let zones = zones(&[file_spans.as_slice(), buffer_spans].concat());
         let touching = |spans: &[PointSpan]| -> Vec<TimeRange> {
