@@ -814,11 +814,27 @@ fn a_point_written_again_is_one_point_in_memory_in_parquet_and_after_a_restart()
     );
 
     server.kill();
-    let server = TestServer::start(dir.path());
+    let server = TestServer::start_with(dir.path(), &["--snapshot-rows", "3"]);
     assert_eq!(server.query("db", all), merged);
     write(&server, "cpu,host=a idle=1 100");
     assert_eq!(
         server.query("db", "SELECT usage, idle FROM cpu WHERE host = 'a'"),
         json!([{"usage": 2.0, "idle": 1.0}])
+    );
+    // Times at both ends of what a timestamp holds, repeated.
+    write(
+        &server,
+        "cpu,host=z usage=1 -9223372036854775000\ncpu,host=z usage=2 9223372036854775000\n\
+         cpu,host=z usage=3 9223372036854775000\ncpu,host=z usage=4 -9223372036854775000",
+    );
+    let ends = "SELECT usage FROM cpu WHERE host = 'z' ORDER BY time";
+    assert_eq!(
+        server.query("db", ends),
+        json!([{"usage": 4.0}, {"usage": 3.0}])
+    );
+    wait_for_manifests(&data, 3);
+    assert_eq!(
+        server.query("db", ends),
+        json!([{"usage": 4.0}, {"usage": 3.0}])
     );
 }
