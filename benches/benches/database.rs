@@ -147,7 +147,7 @@ async fn ingest() {
 
 async fn write_rows(storage: &Arc<WriteBuffer>, first: usize, count: usize) {
     for start in (first..first + count).step_by(100_000) {
-        let body = lines(start, 100_000);
+        let body = lines(start, 100_000.min(first + count - start));
         let request = WriteRequest {
             database: "bench",
             body: &body,
@@ -191,18 +191,7 @@ async fn query() {
 
     // A point of the first hour written again, late: the rows of the moment it
     // overlaps are merged point by point, in the buffer and once it is snapshotted.
-    let late = lines(0, 1);
-    let request = WriteRequest {
-        database: "bench",
-        body: &late,
-        precision: Precision::Nanosecond,
-        accept_partial: false,
-        no_sync: true,
-        default_time_ns: 0,
-        create_database: true,
-    };
-    storage.write_lp(request).await.expect("written");
-    storage.flush().await.expect("flushed");
+    write_rows(&storage, 0, 1).await;
     let runs = time_query(&engine).await;
     print_runs("10M_rows_one_late_point_in_the_buffer", &runs);
     storage.snapshot().await.expect("snapshot");

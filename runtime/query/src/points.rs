@@ -230,22 +230,9 @@ impl ExecutionPlan for MergedPointsExec {
 mod tests {
     use super::*;
     use crate::QueryEngine;
+    use crate::tests::write;
     use datafusion::arrow::util::pretty::pretty_format_batches;
-    use sluice_storage::{StorageConfig, WriteBuffer, WriteRequest};
-
-    async fn write(storage: &Arc<WriteBuffer>, body: &str) {
-        let request = WriteRequest {
-            database: "db",
-            body,
-            precision: sluice_lp::Precision::Nanosecond,
-            accept_partial: false,
-            no_sync: true,
-            default_time_ns: 0,
-            create_database: true,
-        };
-        storage.write_lp(request).await.expect("written");
-        storage.flush().await.expect("flushed");
-    }
+    use sluice_storage::{StorageConfig, WriteBuffer};
 
     async fn rows(storage: &Arc<WriteBuffer>, sql: &str) -> Vec<String> {
         let engine = QueryEngine::new(Arc::clone(storage));

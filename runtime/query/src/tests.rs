@@ -17,23 +17,28 @@ cpu,host=b,region=east usage=30.0,count=3i,ok=true 7200000000000
 cpu,host=b,region=east usage=50.0,count=4i,ok=true 7260000000000
 ";
 
+/// Writes `body` (nanosecond times) to database `db`, and flushes it.
+pub(crate) async fn write(storage: &Arc<WriteBuffer>, body: &str) {
+    let request = WriteRequest {
+        database: "db",
+        body,
+        precision: sluice_lp::Precision::Nanosecond,
+        accept_partial: false,
+        no_sync: true,
+        default_time_ns: 0,
+        create_database: true,
+    };
+    storage.write_lp(request).await.expect("written");
+    storage.flush().await.expect("flushed");
+}
+
 /// Every query runs over a table whose rows are split between Parquet and the buffer.
 async fn engine() -> (QueryEngine, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = sluice_storage::StorageConfig::local(dir.path()).expect("config");
     let (storage, _) = WriteBuffer::open(config).await.expect("opens");
     for (body, snapshot) in [(PERSISTED, true), (BUFFERED, false)] {
-        let request = WriteRequest {
-            database: "db",
-            body,
-            precision: sluice_lp::Precision::Nanosecond,
-            accept_partial: false,
-            no_sync: true,
-            default_time_ns: 0,
-            create_database: true,
-        };
-        storage.write_lp(request).await.expect("written");
-        storage.flush().await.expect("flushed");
+        write(&storage, body).await;
         if snapshot {
             assert_eq!(storage.snapshot().await, Ok(2));
         }
