@@ -1,4 +1,5 @@
-//! One table as DataFusion sees it: the buffer's rows and the Parquet files, unioned.
+//! One table as DataFusion sees it: the buffer's rows and the Parquet files, unioned,
+//! with the rows of one point merged where they may be several ([`crate::points`]).
 
 use crate::points::{MergedPointsExec, TimeRange, covers, touches, zones};
 use async_trait::async_trait;
