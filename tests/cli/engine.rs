@@ -125,6 +125,13 @@ fn request_triggers_run_their_plugins_on_the_database() {
     );
     assert_eq!(server.get("/api/v3/engine/echo", &[]).status, 200);
     // What the plugins logged, and what each invocation cost, per database.
+    let errors = server.query("db", "SELECT log_level, log_text FROM system.processing_engine_logs WHERE trigger_name = 'failing'");
+    assert_eq!(errors[0]["log_level"], "ERROR", "{errors}");
+    let text = errors[0]["log_text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("error running request plugin: ") && text.contains("boom"),
+        "{errors}"
+    );
     let logs = server.query("db", "SELECT trigger_name, log_level, log_text FROM system.processing_engine_logs WHERE trigger_name = 'counter'");
     assert_eq!(
         logs,
@@ -275,6 +282,17 @@ fn wal_and_schedule_triggers_fire_and_survive_a_restart() {
         &server,
         "SELECT disabled FROM system.processing_engine_triggers WHERE trigger_name = 'fragile'",
         |rows| rows == &json!([{"disabled": true}]),
+    );
+    // The failure is an ERROR line of the trigger, as upstream logs it.
+    let errors = server.query(
+        "db",
+        "SELECT log_level, log_text FROM system.processing_engine_logs WHERE trigger_name = 'fragile'",
+    );
+    assert_eq!(errors[0]["log_level"], "ERROR", "{errors}");
+    let text = errors[0]["log_text"].as_str().unwrap_or_default();
+    assert!(
+        text.starts_with("error executing wal plugin: ") && text.contains("failing on purpose"),
+        "{errors}"
     );
 
     // The disable is visible in memory just before it is on disk; any later catalog

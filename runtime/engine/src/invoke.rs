@@ -10,7 +10,7 @@ use crate::cache::CacheStore;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::local_name;
-use crate::records::{EngineRecords, InvocationRecord};
+use crate::records::{EngineRecords, InvocationRecord, LogRecord};
 use sluice_catalog::{LimitOverrides, Trigger};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
@@ -175,6 +175,18 @@ impl Invoker {
             error: result.as_ref().err().cloned(),
         });
         result
+    }
+
+    /// Records a failure of `trigger` on `database` as an ERROR line of the trigger in
+    /// `system.processing_engine_logs`, where upstream's users look for it.
+    pub fn log_error(&self, database: &str, trigger: &str, text: String) {
+        self.records.log(LogRecord {
+            time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            database: database.to_string(),
+            trigger: trigger.to_string(),
+            level: "ERROR",
+            text,
+        });
     }
 }
 

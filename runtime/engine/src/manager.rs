@@ -230,6 +230,8 @@ impl TriggerManager {
                 continue;
             }
             tracing::error!(database, trigger = %name, "error executing {kind}: {error}");
+            self.invoker
+                .log_error(database, name, format!("error executing {kind}: {error}"));
             if trigger.trigger_settings.error_behavior == ErrorBehavior::Disable {
                 match (self.disable)(database, name) {
                     Ok(()) => {

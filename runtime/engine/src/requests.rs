@@ -103,6 +103,11 @@ impl RequestTriggers {
                 .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into())),
             Err(message) => {
                 tracing::error!(database = %database, trigger = %trigger.trigger_name, "error running request plugin: {message}");
+                self.invoker.log_error(
+                    &database,
+                    &trigger.trigger_name,
+                    format!("error running request plugin: {message}"),
+                );
                 Err(RequestError::Plugin(message))
             }
         }
