@@ -3,7 +3,8 @@
 //! Run them with `cargo bench -p sluice-benches`; `BENCHMARKS.md` records the results.
 
 use sluice_plugin_api::{
-    BoxFuture, Column, ColumnValues, HostServices, LogLevel, PluginRef, QueryResult, TableBatch,
+    BoxFuture, CallUsage, Column, ColumnValues, HostServices, LogLevel, PluginRef, QueryResult,
+    TableBatch,
 };
 use std::time::Duration;
 
@@ -41,7 +42,7 @@ impl HostServices for NullHost {
     fn cache_delete(&self, _: &str, _: bool) -> bool {
         false
     }
-    fn finish(&self, _: bool) {}
+    fn finish(&self, _: bool, _: CallUsage) {}
 }
 
 /// A directory holding the benchmark plugins; removed on drop.

@@ -153,6 +153,13 @@ fn request_triggers_run_their_plugins_on_the_database() {
         (rows[2]["trigger_name"].clone(), rows[2]["outcome"].clone()),
         (json!("failing"), json!("error"))
     );
+    // A failed call is charged what it used until it raised; its batched write never
+    // left the sandbox.
+    assert_eq!(
+        (&rows[2]["fuel"], &rows[2]["memory"], &rows[2]["wrote"]),
+        (&json!(true), &json!(true), &json!(false)),
+        "{invocations}"
+    );
     assert!(
         rows[2]["error"]
             .as_str()

@@ -9,8 +9,8 @@ use crate::cache::{CacheStore, Namespace};
 use crate::host::Database;
 use serde::Serialize;
 use sluice_plugin_api::{
-    BoxFuture, HostServices, HttpResponse, InvocationError, Limits, LogLevel, PluginCall,
-    PluginExecutor, PluginRef, QueryResult, TriggerArguments,
+    BoxFuture, CallUsage, HostServices, HttpResponse, InvocationError, Limits, LogLevel,
+    PluginCall, PluginExecutor, PluginRef, QueryResult, TriggerArguments,
 };
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -201,7 +201,7 @@ impl HostServices for DryRunHost {
         self.cache.delete(&self.namespace(global), key)
     }
 
-    fn finish(&self, succeeded: bool) {
+    fn finish(&self, succeeded: bool, _: CallUsage) {
         if !succeeded {
             self.collected().batched.clear();
         }
@@ -325,7 +325,7 @@ mod tests {
         host.write(None, "a f=1i".into()).expect("queued");
         host.write(Some("other"), "b f=1i".into()).expect("queued");
         drop(host.write_sync(None, "c f=1i".into(), false));
-        host.finish(false);
+        host.finish(false, CallUsage::default());
         let collected = host.collected();
         assert!(collected.batched.is_empty());
         assert_eq!(collected.immediate["db"], vec!["c f=1i".to_string()]);

@@ -8,7 +8,9 @@ use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
 use sluice_catalog::Trigger;
 use sluice_lp::{ParsedBody, Precision};
-use sluice_plugin_api::{BoxFuture, HostServices, Limits, LogLevel, QueryResult, size_text};
+use sluice_plugin_api::{
+    BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -72,6 +74,8 @@ struct Queued {
     writes: Vec<(String, Parsing)>,
     /// Set by [`HostServices::finish`].
     succeeded: Option<bool>,
+    /// What the call used, set by [`HostServices::finish`].
+    usage: CallUsage,
 }
 
 /// Writes at least this large are parsed on a blocking thread; a smaller one costs less
@@ -171,6 +175,11 @@ impl TriggerHost {
         }
     }
 
+    /// What the call used until it ended (nothing before it has).
+    pub fn usage(&self) -> CallUsage {
+        self.queued().usage
+    }
+
     fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
         self.queued.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -192,7 +201,10 @@ impl TriggerHost {
     /// Writes what the invocation batched, if it succeeded, one write per database;
     /// returns the errors.
     pub async fn apply_writes(&self) -> Vec<String> {
-        let Queued { writes, succeeded } = std::mem::take(&mut *self.queued());
+        let (writes, succeeded) = {
+            let mut queued = self.queued();
+            (std::mem::take(&mut queued.writes), queued.succeeded)
+        };
         if succeeded != Some(true) {
             return Vec::new();
         }
@@ -351,8 +363,10 @@ impl HostServices for TriggerHost {
         self.cache.delete(&self.namespace(global), key)
     }
 
-    fn finish(&self, succeeded: bool) {
-        self.queued().succeeded = Some(succeeded);
+    fn finish(&self, succeeded: bool, usage: CallUsage) {
+        let mut queued = self.queued();
+        queued.succeeded = Some(succeeded);
+        queued.usage = usage;
     }
 }
 

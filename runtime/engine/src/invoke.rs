@@ -163,15 +163,16 @@ impl Invoker {
                 Some(error) => Err(format!("the plugin's writes failed: {error}")),
                 None => Ok(invocation),
             });
-        let done = result.as_ref().ok();
+        // A failed call is charged what it used until it failed.
+        let usage = host.usage();
         self.records.invocation(InvocationRecord {
             database: database.to_string(),
             trigger: trigger.trigger_name.clone(),
             start_ns: started,
             duration_ns: i64::try_from(clock.elapsed().as_nanos()).unwrap_or(i64::MAX),
-            fuel_used: done.map_or(0, |i| i.fuel_used),
-            peak_memory_bytes: done.map_or(0, |i| i.peak_memory_bytes),
-            bytes_written: done.map_or(0, |i| i.bytes_written),
+            fuel_used: usage.fuel_used,
+            peak_memory_bytes: usage.peak_memory_bytes,
+            bytes_written: usage.bytes_written,
             error: result.as_ref().err().cloned(),
         });
         result

@@ -366,8 +366,8 @@ mod tests {
     use crate::host::Database;
     use sluice_catalog::{TriggerSettings, TriggerSpec};
     use sluice_plugin_api::{
-        BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginExecutor, PluginRef,
-        QueryResult,
+        BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginExecutor,
+        PluginRef, QueryResult,
     };
     use std::sync::atomic::AtomicUsize;
     use tokio::sync::Semaphore;
@@ -393,7 +393,7 @@ mod tests {
                     .await
                     .map_err(|e| InvocationError::Internal(e.to_string()))?
                     .forget();
-                services.finish(true);
+                services.finish(true, CallUsage::default());
                 Ok(Invocation::default())
             })
         }
@@ -634,7 +634,7 @@ mod tests {
                 let now = std::time::Instant::now();
                 let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
                 calls.push((plugin.name.clone(), now));
-                services.finish(false);
+                services.finish(false, CallUsage::default());
                 Err(InvocationError::Plugin("failed on purpose".into()))
             })
         }

@@ -43,11 +43,11 @@ pub struct InvocationRecord {
     pub start_ns: i64,
     /// How long it took, instantiation included.
     pub duration_ns: i64,
-    /// Fuel consumed (0 when it failed).
+    /// Fuel consumed, until the end or the failure.
     pub fuel_used: u64,
-    /// Largest linear memory reached (0 when it failed).
+    /// Largest linear memory reached.
     pub peak_memory_bytes: u64,
-    /// Line protocol written or queued (0 when it failed).
+    /// Line protocol written or queued (by a failed call: queued, then discarded).
     pub bytes_written: u64,
     /// The error, when it failed.
     pub error: Option<String>,

@@ -85,7 +85,18 @@ pub trait HostServices: Send + Sync {
     /// Deletes a cached value; true if it was there.
     fn cache_delete(&self, key: &str, global: bool) -> bool;
 
-    /// Called once the invocation has ended, with whether it succeeded: the place to
-    /// apply or discard queued writes.
-    fn finish(&self, succeeded: bool);
+    /// Called once the invocation has ended, with whether it succeeded and what it used
+    /// until then: the place to apply or discard queued writes.
+    fn finish(&self, succeeded: bool, usage: CallUsage);
+}
+
+/// What a call used, counted until it ended, whether it succeeded or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    /// Fuel consumed.
+    pub fuel_used: u64,
+    /// Largest linear memory the instance reached, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Line-protocol bytes the plugin wrote or queued.
+    pub bytes_written: u64,
 }

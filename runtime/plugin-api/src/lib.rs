@@ -33,6 +33,6 @@ pub use call::{
     TriggerArguments,
 };
 pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
-pub use host::{BoxFuture, HostServices, LogLevel};
+pub use host::{BoxFuture, CallUsage, HostServices, LogLevel};
 pub use limits::{LimitError, LimitKind, LimitOverrides, Limits, size_text};
 pub use source::{PACKAGES_DIR, PluginSource, inside_plugin_dir};

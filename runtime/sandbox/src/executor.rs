@@ -10,8 +10,8 @@ use crate::pool::InstancePool;
 use crate::wit::{PythonRuntime, PythonRuntimePre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
-    BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginExecutor,
-    PluginRef, WarmPool,
+    BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginCall,
+    PluginExecutor, PluginRef, WarmPool,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -112,7 +112,7 @@ impl PluginExecutor for Sandbox {
             let mut instance = match self.instantiate(plugin, limits).await {
                 Ok(instance) => instance,
                 Err(e) => {
-                    services.finish(false);
+                    services.finish(false, CallUsage::default());
                     return Err(e);
                 }
             };

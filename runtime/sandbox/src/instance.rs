@@ -8,8 +8,8 @@ use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
-    HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits, LogLevel,
-    PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
+    CallUsage, HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits,
+    LogLevel, PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,16 +192,21 @@ impl PluginInstance {
                 })
             }
         };
-        services.finish(result.is_ok());
         let state = self.store.data();
-        Ok(Invocation {
-            response: result?,
-            duration: started.elapsed(),
+        let usage = CallUsage {
             fuel_used: limits
                 .fuel
                 .saturating_sub(self.store.get_fuel().unwrap_or(0)),
             peak_memory_bytes: state.limiter.peak_bytes,
             bytes_written: state.call.bytes_written,
+        };
+        services.finish(result.is_ok(), usage);
+        Ok(Invocation {
+            response: result?,
+            duration: started.elapsed(),
+            fuel_used: usage.fuel_used,
+            peak_memory_bytes: usage.peak_memory_bytes,
+            bytes_written: usage.bytes_written,
         })
     }
 

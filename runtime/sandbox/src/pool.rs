@@ -10,7 +10,8 @@
 use crate::executor::Sandbox;
 use crate::instance::PluginInstance;
 use sluice_plugin_api::{
-    BoxFuture, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginRef, WarmPool,
+    BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginRef,
+    WarmPool,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -101,7 +102,7 @@ impl WarmPool for InstancePool {
                 None => match self.sandbox.instantiate(&self.plugin, limits).await {
                     Ok(instance) => instance,
                     Err(error) => {
-                        services.finish(false);
+                        services.finish(false, CallUsage::default());
                         return Err(error);
                     }
                 },
