@@ -57,12 +57,12 @@ impl Default for EngineMetrics {
         );
         registry.register(
             "fuel_used",
-            "Fuel (about one per WebAssembly instruction) used by successful calls",
+            "Fuel (about one per WebAssembly instruction) used by calls, failed ones too",
             fuel.clone(),
         );
         registry.register(
             "bytes_written",
-            "Line protocol written by successful calls",
+            "Line protocol calls handed to the host to write (a failed call's is discarded)",
             bytes_written.clone(),
         );
         registry.register(
