@@ -1321,6 +1321,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
             "processing_engine_logs",
             "processing_engine_trigger_arguments",
             "processing_engine_triggers",
+            "processing_engine_usage",
             "storage_problems",
         ]
     );

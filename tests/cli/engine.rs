@@ -167,11 +167,29 @@ fn request_triggers_run_their_plugins_on_the_database() {
             .contains("boom"),
         "{invocations}"
     );
+    // What each trigger used, for billing: since the start, and in the hour.
+    let usage = server.query(
+        "db",
+        "SELECT trigger_name, hour IS NULL AS since_start, sum(invocations) AS invocations, \
+         sum(errors) AS errors, bool_and(fuel_used > 0) AS fuel \
+         FROM system.processing_engine_usage WHERE trigger_name IN ('counter', 'failing') \
+         GROUP BY trigger_name, since_start ORDER BY since_start DESC, trigger_name",
+    );
+    assert_eq!(
+        usage,
+        json!([
+            {"trigger_name": "counter", "since_start": true, "invocations": 2, "errors": 0, "fuel": true},
+            {"trigger_name": "failing", "since_start": true, "invocations": 1, "errors": 1, "fuel": true},
+            {"trigger_name": "counter", "since_start": false, "invocations": 2, "errors": 0, "fuel": true},
+            {"trigger_name": "failing", "since_start": false, "invocations": 1, "errors": 1, "fuel": true},
+        ])
+    );
     server.create_database("other");
     assert_eq!(
         server.query(
             "other",
-            "SELECT count(*) AS n FROM system.processing_engine_logs"
+            "SELECT (SELECT count(*) FROM system.processing_engine_logs) + \
+             (SELECT count(*) FROM system.processing_engine_usage) AS n"
         ),
         json!([{"n": 0}]),
         "each database sees its own"

@@ -7,7 +7,7 @@
 //! Invocations are also counted in [`EngineMetrics`].
 
 use crate::metrics::EngineMetrics;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 /// Entries kept per database and table, as upstream's log buffer (which is one for the
@@ -53,11 +53,68 @@ pub struct InvocationRecord {
     pub error: Option<String>,
 }
 
-/// The engine's recent log lines and invocations, and its metrics.
+/// Hours of usage kept hour by hour, per trigger: a week.
+pub const USAGE_HOURS: i64 = 7 * 24;
+
+const HOUR_NS: i64 = 3_600 * 1_000_000_000;
+
+/// What calls of a trigger used, added up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Calls.
+    pub invocations: u64,
+    /// Calls that failed.
+    pub errors: u64,
+    /// Time spent in calls, nanoseconds.
+    pub wall_ns: u64,
+    /// Fuel used, failed calls' included.
+    pub fuel_used: u64,
+    /// The largest linear memory one call reached.
+    pub peak_memory_bytes: u64,
+    /// Line protocol handed to the host to write.
+    pub bytes_written: u64,
+}
+
+impl Usage {
+    fn add(&mut self, call: &InvocationRecord) {
+        self.invocations += 1;
+        self.errors += u64::from(call.error.is_some());
+        self.wall_ns = self
+            .wall_ns
+            .saturating_add(u64::try_from(call.duration_ns).unwrap_or_default());
+        self.fuel_used = self.fuel_used.saturating_add(call.fuel_used);
+        self.peak_memory_bytes = self.peak_memory_bytes.max(call.peak_memory_bytes);
+        self.bytes_written = self.bytes_written.saturating_add(call.bytes_written);
+    }
+}
+
+/// What one trigger used: since the server started (`hour_ns` `None`), or in one hour
+/// (its start, nanoseconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    /// The trigger.
+    pub trigger: String,
+    /// The hour, or `None` for everything since the server started.
+    pub hour_ns: Option<i64>,
+    /// What its calls used.
+    pub usage: Usage,
+}
+
+/// A database's usage: totals per trigger, and per hour and trigger for the last
+/// [`USAGE_HOURS`].
+#[derive(Debug, Default)]
+struct DatabaseUsage {
+    totals: BTreeMap<String, Usage>,
+    hourly: BTreeMap<(i64, String), Usage>,
+}
+
+/// The engine's recent log lines and invocations, its usage per database, and its
+/// metrics.
 #[derive(Debug, Default)]
 pub struct EngineRecords {
     logs: Mutex<HashMap<String, Ring<LogRecord>>>,
     invocations: Mutex<HashMap<String, Ring<InvocationRecord>>>,
+    usage: Mutex<HashMap<String, DatabaseUsage>>,
     metrics: EngineMetrics,
 }
 
@@ -131,6 +188,7 @@ impl EngineRecords {
     /// Keeps an invocation, and counts it in the metrics.
     pub fn invocation(&self, record: InvocationRecord) {
         self.metrics.invocation(&record);
+        self.count_usage(&record);
         let database = record.database.clone();
         let size = record.trigger.len() + record.error.as_ref().map_or(0, String::len);
         push(
@@ -140,6 +198,53 @@ impl EngineRecords {
             size,
             BYTES_PER_DATABASE,
         );
+    }
+
+    /// Adds `call` to its trigger's usage, and forgets the hours past [`USAGE_HOURS`].
+    fn count_usage(&self, call: &InvocationRecord) {
+        let hour = call.start_ns.div_euclid(HOUR_NS) * HOUR_NS;
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let database = usage.entry(call.database.clone()).or_default();
+        database
+            .totals
+            .entry(call.trigger.clone())
+            .or_default()
+            .add(call);
+        database
+            .hourly
+            .entry((hour, call.trigger.clone()))
+            .or_default()
+            .add(call);
+        let oldest = hour.saturating_sub((USAGE_HOURS - 1) * HOUR_NS);
+        while let Some(entry) = database.hourly.first_entry() {
+            if entry.key().0 >= oldest {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
+    /// What `database`'s triggers used: per trigger since the server started, then per
+    /// hour (oldest first) and trigger.
+    pub fn usage(&self, database: &str) -> Vec<UsageRow> {
+        let usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(database) = usage.get(database) else {
+            return Vec::new();
+        };
+        let totals = database.totals.iter().map(|(trigger, usage)| UsageRow {
+            trigger: trigger.clone(),
+            hour_ns: None,
+            usage: *usage,
+        });
+        let hourly = database
+            .hourly
+            .iter()
+            .map(|((hour, trigger), usage)| UsageRow {
+                trigger: trigger.clone(),
+                hour_ns: Some(*hour),
+                usage: *usage,
+            });
+        totals.chain(hourly).collect()
     }
 
     /// The counters of every call since the server started.
@@ -168,6 +273,10 @@ impl EngineRecords {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|database, _| !gone(database));
+        self.usage
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|database, _| !gone(database));
     }
 }
 
@@ -183,6 +292,59 @@ mod tests {
             level: "INFO",
             text,
         }
+    }
+
+    fn call(trigger: &str, start_ns: i64, failed: bool) -> InvocationRecord {
+        InvocationRecord {
+            database: "db".into(),
+            trigger: trigger.into(),
+            start_ns,
+            duration_ns: 1_000,
+            fuel_used: 10,
+            peak_memory_bytes: if failed { 100 } else { 50 },
+            bytes_written: 3,
+            error: failed.then(|| "boom".into()),
+        }
+    }
+
+    #[test]
+    fn usage_adds_up_per_trigger_since_start_and_per_hour_for_a_week() {
+        let records = EngineRecords::default();
+        records.invocation(call("a", 0, false));
+        records.invocation(call("a", HOUR_NS + 5, true));
+        records.invocation(call("b", HOUR_NS + 6, false));
+        let rows = records.usage("db");
+        let summary: Vec<(&str, Option<i64>, u64, u64, u64)> = rows
+            .iter()
+            .map(|r| {
+                let u = &r.usage;
+                (
+                    r.trigger.as_str(),
+                    r.hour_ns,
+                    u.invocations,
+                    u.errors,
+                    u.fuel_used,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", None, 2, 1, 20),
+                ("b", None, 1, 0, 10),
+                ("a", Some(0), 1, 0, 10),
+                ("a", Some(HOUR_NS), 1, 1, 10),
+                ("b", Some(HOUR_NS), 1, 0, 10),
+            ]
+        );
+        assert_eq!(rows[0].usage.peak_memory_bytes, 100, "the largest call's");
+        // A week later, the first hours are gone; the totals stay.
+        records.invocation(call("a", (USAGE_HOURS + 1) * HOUR_NS, false));
+        let hours: Vec<Option<i64>> = records.usage("db").iter().map(|r| r.hour_ns).collect();
+        assert_eq!(hours, [None, None, Some((USAGE_HOURS + 1) * HOUR_NS)]);
+        assert_eq!(records.usage("db")[0].usage.invocations, 3);
+        records.forget_databases(|db| db == "db");
+        assert!(records.usage("db").is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `system.processing_engine_logs` and `system.processing_engine_invocations`: the
-//! recent log lines and invocations of the database's triggers.
+//! `system.processing_engine_logs`, `system.processing_engine_invocations` and
+//! `system.processing_engine_usage`: the recent log lines and invocations of the
+//! database's triggers, and what they used.
 
 use super::SystemTable;
 use datafusion::arrow::array::{
@@ -102,6 +103,55 @@ impl SystemTable for Invocations {
                     .map(|r| r.error.as_deref())
                     .collect::<StringArray>(),
             ),
+        ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
+    }
+}
+
+/// What each trigger used: since the server started (`hour` null), and hour by hour
+/// for the last week.
+pub struct Usage(pub Arc<EngineRecords>);
+
+impl SystemTable for Usage {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            Field::new(
+                "hour",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                true,
+            ),
+            Field::new("invocations", DataType::UInt64, false),
+            Field::new("errors", DataType::UInt64, false),
+            Field::new("wall_time_ms", DataType::Float64, false),
+            Field::new("fuel_used", DataType::UInt64, false),
+            Field::new("peak_memory_bytes", DataType::UInt64, false),
+            Field::new("bytes_written", DataType::UInt64, false),
+        ]))
+    }
+
+    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let rows = self.0.usage(database);
+        let count = |of: fn(&sluice_engine::records::Usage) -> u64| -> ArrayRef {
+            Arc::new(rows.iter().map(|r| of(&r.usage)).collect::<UInt64Array>())
+        };
+        let columns = vec![
+            utf8(rows.iter().map(|r| r.trigger.as_str())),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.hour_ns)
+                    .collect::<TimestampNanosecondArray>(),
+            ) as ArrayRef,
+            count(|u| u.invocations),
+            count(|u| u.errors),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.usage.wall_ns as f64 / 1e6)
+                    .collect::<Float64Array>(),
+            ),
+            count(|u| u.fuel_used),
+            count(|u| u.peak_memory_bytes),
+            count(|u| u.bytes_written),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }

@@ -77,6 +77,10 @@ impl SystemSchema {
                 Box::new(engine::Invocations(Arc::clone(&self.records))),
             ),
             (
+                "processing_engine_usage",
+                Box::new(engine::Usage(Arc::clone(&self.records))),
+            ),
+            (
                 "plugin_files",
                 Box::new(plugin_files::PluginFiles(self.plugin_dir.clone())),
             ),
