@@ -115,16 +115,17 @@ impl SluiceTable {
         Ok(columns)
     }
 
-    /// `scan` (of the columns [`Self::with_time`] names) without the rows in `zones`,
-    /// projected to the query's columns.
+    /// The scan `scan` makes of the columns it is given (the query's, and `time`),
+    /// without the rows in `zones`, projected to the query's columns.
     fn outside_zones(
         &self,
         state: &dyn Session,
-        scan: Arc<dyn ExecutionPlan>,
+        scan: impl FnOnce(&Vec<usize>) -> Result<Arc<dyn ExecutionPlan>>,
         projection: Option<&Vec<usize>>,
         zones: &[TimeRange],
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let read = self.with_time(projection)?;
+        let scan = scan(&read)?;
         let schema = self.data.schema.project(&read)?;
         let outside = !disjunction(zones.iter().map(|&zone| within(zone))).unwrap_or(lit(false));
         let predicate = state.create_physical_expr(outside, &DFSchema::try_from(schema)?)?;
@@ -283,8 +284,7 @@ impl TableProvider for SluiceTable {
             inputs.push(if in_zones.is_empty() {
                 self.buffer_scan(state, projection, partitions)?
             } else {
-                let read = self.with_time(projection)?;
-                let scan = self.buffer_scan(state, Some(&read), partitions)?;
+                let scan = |read: &Vec<usize>| self.buffer_scan(state, Some(read), partitions);
                 self.outside_zones(state, scan, projection, &in_zones)?
             });
         }
@@ -294,8 +294,8 @@ impl TableProvider for SluiceTable {
             if in_zones.is_empty() {
                 untouched.push(file);
             } else if !all_merged(std::slice::from_ref(span)) {
-                let read = self.with_time(projection)?;
-                let scan = self.parquet_scan(state, &[file], Some(&read), filters, 1)?;
+                let scan =
+                    |read: &Vec<usize>| self.parquet_scan(state, &[file], Some(read), filters, 1);
                 inputs.push(self.outside_zones(state, scan, projection, &in_zones)?);
             }
         }
