@@ -4,7 +4,10 @@
 //! what the lines need (databases, tables, columns) and refuses each line whose columns
 //! conflict with the types already recorded, with an error that names the line. The
 //! catalog serialises to a versioned, checksummed snapshot ([`Catalog::to_bytes`],
-//! [`Catalog::from_bytes`]) so that it survives restarts.
+//! [`Catalog::from_bytes`]) so that it survives restarts; the [`CatalogStore`] keeps it in
+//! a file, makes each change durable before it is seen, and publishes each version.
+//! Databases, tables and triggers have stable ids ([`DbId`], [`TableId`], [`TriggerId`]),
+//! never given twice, by which the rest of the server keeps their state.
 //!
 //! ```
 //! use sluice_catalog::{Catalog, ColumnType};
@@ -16,24 +19,29 @@
 //! assert_eq!(catalog.column_type("mydb", "cpu", "usage"), Some(ColumnType::Int));
 //! ```
 
+mod ids;
 mod names;
 mod snapshot;
+mod store;
 mod tokens;
 mod triggers;
 
+pub use ids::{DatabaseRef, DbId, TableId, TriggerId};
 pub use names::validate_database_name;
 pub use snapshot::SnapshotError;
+pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
     ErrorBehavior, LimitOverrides, PluginType, Trigger, TriggerSettings, TriggerSpec,
     TriggerSpecError,
 };
 
+use ids::NextIds;
 use serde::{Deserialize, Serialize};
 use sluice_lp::{FieldValue, Line};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Mutex, PoisonError, RwLock};
 
 /// Errors of catalog operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,8 +144,11 @@ impl ColumnType {
 }
 
 /// A table's columns in the order they first appeared.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
+    /// Which table (catalogs written before ids: given one on load).
+    #[serde(default)]
+    pub id: TableId,
     /// Column names and types.
     pub columns: Vec<(String, ColumnType)>,
 }
@@ -151,36 +162,17 @@ impl Table {
     }
 }
 
-/// A database's tables.
+/// A database's tables and triggers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Database {
+    /// Which database (catalogs written before ids: given one on load).
+    #[serde(default)]
+    pub id: DbId,
     /// Tables by name.
     pub tables: BTreeMap<String, Table>,
     /// Processing-engine triggers by name.
     #[serde(default)]
     pub triggers: BTreeMap<String, Trigger>,
-    /// Which database of its name this is: a number given when it is made (created, or
-    /// read from a snapshot), unique in the process, so that one deleted and created
-    /// again under the same name is told apart from the first by what keeps state per
-    /// database in memory (the engine's caches). Not persisted.
-    #[serde(skip, default = "next_creation")]
-    pub creation: u64,
-}
-
-impl Default for Database {
-    fn default() -> Self {
-        Self {
-            tables: BTreeMap::new(),
-            triggers: BTreeMap::new(),
-            creation: next_creation(),
-        }
-    }
-}
-
-/// A number no database of this process had before.
-fn next_creation() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Why one line of a write was refused.
@@ -213,6 +205,9 @@ pub const DEFAULT_MAX_COLUMNS: usize = 500;
 pub struct Catalog {
     databases: RwLock<BTreeMap<String, Database>>,
     tokens: RwLock<Tokens>,
+    /// The ids the next database, table and trigger get; taken with `databases` locked
+    /// for writing.
+    next_ids: Mutex<NextIds>,
     /// Counts changes, so that persisting can skip a catalog that has not changed.
     generation: AtomicU64,
     /// The columns a table may have; not persisted (a server setting).
@@ -224,6 +219,7 @@ impl Default for Catalog {
         Self {
             databases: RwLock::default(),
             tokens: RwLock::default(),
+            next_ids: Mutex::default(),
             generation: AtomicU64::default(),
             max_columns: AtomicUsize::new(DEFAULT_MAX_COLUMNS),
         }
@@ -255,7 +251,7 @@ impl Catalog {
     /// # Errors
     ///
     /// The error of `change`; the catalog is then as it was.
-    pub fn staged<T, E>(
+    pub(crate) fn staged<T, E>(
         &self,
         change: impl FnOnce(&Catalog) -> Result<T, E>,
     ) -> Result<(T, u64), E> {
@@ -264,9 +260,11 @@ impl Catalog {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let mut tokens = self.tokens.write().unwrap_or_else(PoisonError::into_inner);
+        let mut next_ids = self.ids();
         let draft = Catalog {
             databases: RwLock::new(databases.clone()),
             tokens: RwLock::new(tokens.clone()),
+            next_ids: Mutex::new(*next_ids),
             generation: AtomicU64::new(0),
             max_columns: AtomicUsize::new(self.max_columns()),
         };
@@ -279,8 +277,17 @@ impl Catalog {
             .tokens
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
+        *next_ids = draft
+            .next_ids
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         Ok((value, generation))
+    }
+
+    /// The id counters; lock after `databases`.
+    fn ids(&self) -> std::sync::MutexGuard<'_, NextIds> {
+        self.next_ids.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The columns a table may have, `time` included.
@@ -334,7 +341,8 @@ impl Catalog {
         if databases.contains_key(name) {
             return Err(Error::AlreadyExists);
         }
-        databases.insert(name.to_string(), Database::default());
+        let id = self.ids().database();
+        databases.insert(name.to_string(), Database::new(id));
         Ok(())
     }
 
@@ -363,12 +371,20 @@ impl Catalog {
         self.read().keys().cloned().collect()
     }
 
-    /// Each database's name with its [`Database::creation`].
-    pub fn database_creations(&self) -> Vec<(String, u64)> {
+    /// Every database's id and name, in name order.
+    pub fn database_refs(&self) -> Vec<DatabaseRef> {
         self.read()
             .iter()
-            .map(|(name, db)| (name.clone(), db.creation))
+            .map(|(name, db)| DatabaseRef {
+                id: db.id,
+                name: name.clone(),
+            })
             .collect()
+    }
+
+    /// The id of the database named `name`.
+    pub fn database_id(&self, name: &str) -> Option<DbId> {
+        self.read().get(name).map(|db| db.id)
     }
 
     /// Whether a database exists.
@@ -433,7 +449,9 @@ impl Catalog {
             return Err(Error::AlreadyExists);
         }
         columns.push(("time".into(), ColumnType::Time));
-        db.tables.insert(table.to_string(), Table { columns });
+        let id = self.ids().table();
+        db.tables
+            .insert(table.to_string(), Table::with_columns(id, columns));
         Ok(())
     }
 
@@ -493,19 +511,19 @@ impl Catalog {
         }
         let max_columns = self.max_columns();
         let mut databases = self.write();
-        // Changes are staged on a copy and kept only if some line is written.
+        // Changes are staged on a copy and kept only if some line is written; ids taken
+        // for a write that is refused are skipped, never given again.
+        let mut ids = self.ids();
         let mut db = match databases.get(database) {
             Some(db) => db.clone(),
-            None if create => Database::default(),
+            None if create => Database::new(ids.database()),
             None => return Err(Error::DatabaseNotFound(database.to_string())),
         };
         for (index, line) in lines.iter().enumerate() {
             let table = db
                 .tables
                 .entry(line.table.clone())
-                .or_insert_with(|| Table {
-                    columns: vec![("time".into(), ColumnType::Time)],
-                });
+                .or_insert_with(|| Table::new(ids.table()));
             match conflict(table, line).or_else(|| too_wide(table, line, max_columns)) {
                 Some(message) => outcome.errors.push(LineConflict {
                     line_number: index + 1,

@@ -4,21 +4,25 @@
 //! little-endian u32 CRC-32 of the body, then the body (JSON). A file from a future
 //! version, a torn write or a flipped bit is refused, never half-loaded.
 //!
-//! Version 1 held only the databases; version 2 holds the databases and the tokens.
-//! Both are read.
+//! Version 1 held only the databases; version 2 added the tokens; version 3 the ids of
+//! databases, tables and triggers, and the counters they are taken from. All are read:
+//! what an older version lacks is given ids on load ([`NextIds::assign_missing`]).
 
+use crate::ids::NextIds;
 use crate::{Catalog, Database, Tokens};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const MAGIC: &[u8; 8] = b"SLUICECT";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER: usize = 16;
 
 #[derive(Serialize, Deserialize)]
 struct Body {
     databases: BTreeMap<String, Database>,
     tokens: Tokens,
+    #[serde(default)]
+    next_ids: NextIds,
 }
 
 /// Why a snapshot could not be read.
@@ -48,6 +52,7 @@ impl Catalog {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .clone(),
+            next_ids: *self.ids(),
         };
         let body = serde_json::to_vec(&body).unwrap_or_default();
         let mut bytes = Vec::with_capacity(HEADER + body.len());
@@ -79,16 +84,19 @@ impl Catalog {
             return Err(SnapshotError::Corrupt);
         }
         let invalid = |e: serde_json::Error| SnapshotError::Invalid(e.to_string());
-        let body = match version {
+        let mut body = match version {
             1 => Body {
                 databases: serde_json::from_slice(body).map_err(invalid)?,
                 tokens: Tokens::default(),
+                next_ids: NextIds::default(),
             },
             _ => serde_json::from_slice(body).map_err(invalid)?,
         };
+        body.next_ids.assign_missing(&mut body.databases);
         Ok(Self {
             databases: body.databases.into(),
             tokens: body.tokens.into(),
+            next_ids: body.next_ids.into(),
             ..Self::default()
         })
     }

@@ -228,25 +228,51 @@ fn version_1_snapshots_still_load() {
 }
 
 #[test]
-fn a_database_created_again_under_its_name_is_told_apart() {
+fn ids_are_given_once_and_survive_a_restart() {
     let catalog = Catalog::default();
     catalog.create_database("db").expect("created");
-    let creation = |catalog: &Catalog| {
-        catalog
-            .database_creations()
-            .into_iter()
-            .find(|(name, _)| name == "db")
-            .map(|(_, creation)| creation)
-    };
-    let first = creation(&catalog).expect("listed");
+    let first = catalog.database_id("db").expect("has one");
     catalog
         .validate_write("db", &lines("cpu usage=1i"), true)
         .expect("valid");
-    assert_eq!(creation(&catalog), Some(first), "a change keeps it");
+    assert_eq!(catalog.database_id("db"), Some(first), "a change keeps it");
+    let table =
+        |catalog: &Catalog, db: &str| catalog.database(db).expect("exists").tables["cpu"].id;
+    let first_table = table(&catalog, "db");
+
     catalog.delete_database("db").expect("deleted");
     catalog
         .validate_write("db", &lines("cpu usage=1i"), true)
         .expect("created by a write");
-    let second = creation(&catalog).expect("listed");
-    assert_ne!(second, first);
+    let second = catalog.database_id("db").expect("has one");
+    assert_ne!(second, first, "created again: another database");
+    assert_ne!(table(&catalog, "db"), first_table);
+
+    // The counters are persisted: a restart never gives an id again.
+    let restarted = Catalog::from_bytes(&catalog.to_bytes()).expect("loads");
+    assert_eq!(restarted.database_id("db"), Some(second));
+    restarted.delete_database("db").expect("deleted");
+    restarted.create_database("db").expect("created");
+    let third = restarted.database_id("db").expect("has one");
+    assert!(third > second && second > first, "{first} {second} {third}");
+}
+
+#[test]
+fn catalogs_written_before_ids_get_them_on_load() {
+    let body = br#"{"databases":{"a":{"tables":{"cpu":{"columns":[["time","time"]]}},"triggers":{"t":{"trigger_name":"t","plugin_filename":"p.py","trigger":"all_tables_wal_write","trigger_settings":{"run_async":false,"error_behavior":"log"},"trigger_arguments":null,"disabled":false}}},"b":{"tables":{}}},"tokens":{"records":[],"next_id":0}}"#;
+    let mut bytes = b"SLUICECT".to_vec();
+    bytes.extend_from_slice(&2_u32.to_le_bytes());
+    bytes.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    bytes.extend_from_slice(body);
+    let loaded = Catalog::from_bytes(&bytes).expect("a version 2 file loads");
+    let (a, b) = (loaded.database_id("a"), loaded.database_id("b"));
+    assert!(a.is_some_and(|a| a.get() > 0) && b.is_some_and(|b| b.get() > 0));
+    assert_ne!(a, b);
+    let trigger = &loaded.triggers("a").expect("exists")[0];
+    assert!(trigger.id.get() > 0);
+    // Given once: the same ids after the next save and load, and new ones past them.
+    let again = Catalog::from_bytes(&loaded.to_bytes()).expect("loads");
+    assert_eq!((again.database_id("a"), again.database_id("b")), (a, b));
+    again.create_database("c").expect("created");
+    assert!(again.database_id("c") > b.max(a));
 }

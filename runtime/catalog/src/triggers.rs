@@ -6,7 +6,7 @@
 //! what upstream accepts only to fail later: `every:` under a millisecond (upstream's
 //! scheduler divides by zero).
 
-use crate::Error;
+use crate::{DatabaseRef, Error, TriggerId};
 use serde::{Deserialize, Serialize};
 pub use sluice_plugin_api::LimitOverrides;
 use std::collections::BTreeMap;
@@ -204,6 +204,10 @@ pub struct TriggerSettings {
 /// A trigger as the catalog keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
+    /// Which trigger: given by the catalog when the trigger is created (whatever the
+    /// creator put here), kept by updates.
+    #[serde(default)]
+    pub id: TriggerId,
     /// Unique within its database.
     pub trigger_name: String,
     /// The plugin: a path under the plugin directory, or `gh:…`, as given.
@@ -244,7 +248,7 @@ impl crate::Catalog {
     /// [`Error::DatabaseNotFound`]; [`Error::AlreadyExists`] when the database has a
     /// trigger of that name; [`Error::RequestPathInUse`] when any trigger of any database
     /// serves the same request path.
-    pub fn create_trigger(&self, database: &str, trigger: Trigger) -> Result<(), Error> {
+    pub fn create_trigger(&self, database: &str, mut trigger: Trigger) -> Result<(), Error> {
         let mut databases = self.write();
         if let Some(path) = trigger.trigger.request_path() {
             for (name, db) in databases.iter() {
@@ -268,6 +272,7 @@ impl crate::Catalog {
         if triggers.contains_key(&trigger.trigger_name) {
             return Err(Error::AlreadyExists);
         }
+        trigger.id = self.ids().trigger();
         triggers.insert(trigger.trigger_name.clone(), trigger);
         Ok(())
     }
@@ -325,14 +330,32 @@ impl crate::Catalog {
     }
 
     /// The enabled trigger serving request path `path`, with its database.
-    pub fn request_trigger(&self, path: &str) -> Option<(String, Trigger)> {
-        self.read().iter().find_map(|(database, db)| {
-            let trigger = db
-                .triggers
-                .values()
-                .find(|t| !t.disabled && t.trigger.request_path() == Some(path))?;
-            Some((database.clone(), trigger.clone()))
-        })
+    pub fn request_trigger(&self, path: &str) -> Option<(DatabaseRef, Trigger)> {
+        self.enabled_triggers_where(|t| t.trigger.request_path() == Some(path))
+            .next()
+    }
+
+    /// Every enabled trigger of every database, with its database.
+    pub fn enabled_triggers(&self) -> Vec<(DatabaseRef, Trigger)> {
+        self.enabled_triggers_where(|_| true).collect()
+    }
+
+    fn enabled_triggers_where(
+        &self,
+        wanted: impl Fn(&Trigger) -> bool,
+    ) -> impl Iterator<Item = (DatabaseRef, Trigger)> {
+        let databases = self.read();
+        let mut found = Vec::new();
+        for (name, db) in databases.iter() {
+            for trigger in db.triggers.values().filter(|t| !t.disabled && wanted(t)) {
+                let database = DatabaseRef {
+                    id: db.id,
+                    name: name.clone(),
+                };
+                found.push((database, trigger.clone()));
+            }
+        }
+        found.into_iter()
     }
 }
 
@@ -442,6 +465,7 @@ mod catalog_tests {
 
     fn trigger(name: &str, spec: &str) -> Trigger {
         Trigger {
+            id: TriggerId::default(),
             trigger_name: name.into(),
             plugin_filename: "p.py".into(),
             trigger: TriggerSpec::parse(spec).expect("parses"),
@@ -523,7 +547,7 @@ mod catalog_tests {
             .expect("created");
         let found = catalog
             .request_trigger("alert")
-            .map(|(db, t)| (db, t.trigger_name));
+            .map(|(db, t)| (db.name, t.trigger_name));
         assert_eq!(found, Some(("a".into(), "hook".into())));
         catalog
             .set_trigger_disabled("a", "hook", true)

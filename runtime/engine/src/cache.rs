@@ -9,6 +9,7 @@
 //! would pass the bound is refused, and the plugin told which bound it met; expired
 //! entries are dropped first to make room.
 
+use sluice_catalog::{DbId, TriggerId};
 use sluice_plugin_api::size_text;
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -19,19 +20,17 @@ use std::time::{Duration, Instant};
 pub enum Namespace {
     /// A trigger's own cache, dropped when the trigger stops.
     Trigger {
-        /// The trigger's database.
-        database: String,
-        /// The trigger's name.
-        trigger: String,
+        /// The trigger.
+        trigger: TriggerId,
         /// Which run of the trigger (see [`CacheStore::trigger_namespace`]).
         run: u64,
     },
-    /// Shared by the triggers of one database, never across databases.
+    /// Shared by the triggers of one database, never across databases (one created
+    /// again under the name of a deleted one is another id, and starts afresh).
     Database {
         /// The database.
-        database: String,
-        /// Which run of the database (see [`CacheStore::database_namespace`]): one
-        /// created again under the name of a deleted one starts afresh.
+        database: DbId,
+        /// Which run of the database's cache (see [`CacheStore::database_namespace`]).
         run: u64,
     },
     /// The trigger-local cache of test runs on a database with a cache name.
@@ -165,16 +164,19 @@ pub struct CacheStore {
     namespaces: Mutex<HashMap<Namespace, Entries>>,
     /// The bound of each database's shared cache.
     shared_bound: u64,
-    /// The current run of each trigger that had a call, by (database, Some(trigger)), and
-    /// of each database's shared cache, by (database, None): it changes each time the
-    /// trigger stops or the database is deleted, so that a call still running then (its
-    /// plugin cannot be stopped halfway through a host call) reaches only the cache of
-    /// its own, ended, run.
+    /// The current run of each trigger that had a call, and of each database's shared
+    /// cache: it changes each time the trigger stops or the database is deleted, so that
+    /// a call still running then (its plugin cannot be stopped halfway through a host
+    /// call) reaches only the cache of its own, ended, run.
     runs: Mutex<HashMap<RunOf, u64>>,
 }
 
-/// What a run is of: (database, Some(trigger)) or (database, None).
-type RunOf = (String, Option<String>);
+/// What a run is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RunOf {
+    Trigger(TriggerId),
+    Database(DbId),
+}
 
 impl Default for CacheStore {
     fn default() -> Self {
@@ -280,38 +282,33 @@ impl CacheStore {
         *self.runs().entry(key).or_insert(0)
     }
 
-    /// The cache of the current run of `trigger` of `database`, for a call starting now.
-    pub fn trigger_namespace(&self, database: &str, trigger: &str) -> Namespace {
+    /// The cache of the current run of `trigger`, for a call starting now.
+    pub fn trigger_namespace(&self, trigger: TriggerId) -> Namespace {
         Namespace::Trigger {
-            database: database.to_string(),
-            trigger: trigger.to_string(),
-            run: self.current_run((database.to_string(), Some(trigger.to_string()))),
+            trigger,
+            run: self.current_run(RunOf::Trigger(trigger)),
         }
     }
 
     /// The shared cache of the current run of `database`, for a call starting now.
-    pub fn database_namespace(&self, database: &str) -> Namespace {
+    pub fn database_namespace(&self, database: DbId) -> Namespace {
         Namespace::Database {
-            database: database.to_string(),
-            run: self.current_run((database.to_string(), None)),
+            database,
+            run: self.current_run(RunOf::Database(database)),
         }
     }
 
-    /// Ends the current run of each trigger for which `ended(database, trigger)` holds:
-    /// its cache is dropped, and calls that started before reach a cache no later call
-    /// reads. Also drops what such calls left in the caches of ended runs.
-    pub fn end_triggers(&self, ended: impl Fn(&str, &str) -> bool) {
-        self.end_runs(|(database, trigger)| {
-            trigger
-                .as_deref()
-                .is_some_and(|trigger| ended(database, trigger))
-        });
+    /// Ends the current run of each trigger for which `ended(trigger)` holds: its cache
+    /// is dropped, and calls that started before reach a cache no later call reads. Also
+    /// drops what such calls left in the caches of ended runs.
+    pub fn end_triggers(&self, ended: impl Fn(TriggerId) -> bool) {
+        self.end_runs(|run| matches!(run, RunOf::Trigger(trigger) if ended(*trigger)));
     }
 
     /// [`Self::end_triggers`] for the shared caches of the databases for which
     /// `ended(database)` holds (deleted ones).
-    pub fn end_databases(&self, ended: impl Fn(&str) -> bool) {
-        self.end_runs(|(database, trigger)| trigger.is_none() && ended(database));
+    pub fn end_databases(&self, ended: impl Fn(DbId) -> bool) {
+        self.end_runs(|run| matches!(run, RunOf::Database(database) if ended(*database)));
     }
 
     /// Ends the runs for which `ended` holds, then keeps only the caches of current runs,
@@ -331,12 +328,10 @@ impl CacheStore {
             .retain(|namespace, entries| {
                 entries.drop_expired(now);
                 let kept = match namespace {
-                    Namespace::Trigger {
-                        database,
-                        trigger,
-                        run,
-                    } => current((database.clone(), Some(trigger.clone())), run),
-                    Namespace::Database { database, run } => current((database.clone(), None), run),
+                    Namespace::Trigger { trigger, run } => current(RunOf::Trigger(*trigger), run),
+                    Namespace::Database { database, run } => {
+                        current(RunOf::Database(*database), run)
+                    }
                     Namespace::Test { .. } | Namespace::TestShared { .. } => true,
                 };
                 kept && !entries.map.is_empty()
@@ -348,11 +343,16 @@ impl CacheStore {
 mod tests {
     use super::*;
 
+    const DB: DbId = DbId::new(1);
+    const OTHER_DB: DbId = DbId::new(2);
+    const T: TriggerId = TriggerId::new(1);
+    const OTHER_T: TriggerId = TriggerId::new(2);
+
     #[test]
     fn namespaces_are_separate_and_ttl_expires() {
         let store = CacheStore::default();
-        let local = store.trigger_namespace("db", "t");
-        let shared = store.database_namespace("db");
+        let local = store.trigger_namespace(T);
+        let shared = store.database_namespace(DB);
         store
             .put(&local, "k", b"local".to_vec(), None, u64::MAX)
             .expect("fits");
@@ -361,7 +361,7 @@ mod tests {
             .expect("fits");
         assert_eq!(store.get(&local, "k").as_deref(), Some(&b"local"[..]));
         assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
-        assert_eq!(store.get(&store.database_namespace("other"), "k"), None);
+        assert_eq!(store.get(&store.database_namespace(OTHER_DB), "k"), None);
 
         store
             .put(
@@ -383,7 +383,7 @@ mod tests {
         // An entry weighs its key, its value and 64 bytes.
         let bound = 2 * ENTRY_OVERHEAD + 12;
         let store = CacheStore::new(4);
-        let own = store.trigger_namespace("db", "t");
+        let own = store.trigger_namespace(T);
         store.put(&own, "k", vec![0; 8], None, bound).expect("fits");
         store
             .put(&own, "k", vec![0; 75], None, bound)
@@ -405,11 +405,11 @@ mod tests {
             .put(&own, "new", vec![0; 60], None, bound)
             .expect("the expired entry made room");
 
-        let other = store.trigger_namespace("db", "other");
+        let other = store.trigger_namespace(OTHER_T);
         store
             .put(&other, "k", vec![0; 75], None, bound)
             .expect("another trigger's cache is counted apart");
-        let shared = store.database_namespace("db");
+        let shared = store.database_namespace(DB);
         assert_eq!(store.shared_bound(), 4);
         let refused = store
             .put(&shared, "k", vec![0; 4], None, store.shared_bound())
@@ -425,9 +425,9 @@ mod tests {
     #[test]
     fn a_database_created_again_does_not_share_the_cache_of_the_deleted_one() {
         let store = CacheStore::default();
-        let first = store.database_namespace("db");
-        let other = store.database_namespace("other");
-        let trigger = store.trigger_namespace("db", "t");
+        let first = store.database_namespace(DB);
+        let other = store.database_namespace(OTHER_DB);
+        let trigger = store.trigger_namespace(T);
         store
             .put(&first, "k", b"1".to_vec(), None, u64::MAX)
             .expect("fits");
@@ -447,14 +447,14 @@ mod tests {
             )
             .expect("fits");
 
-        store.end_databases(|database| database == "db");
+        store.end_databases(|database| database == DB);
         assert_eq!(store.get(&first, "k"), None);
         // A call of a trigger of the deleted database goes on after the deletion.
         store
             .put(&first, "late", b"1".to_vec(), None, u64::MAX)
             .expect("fits");
 
-        let second = store.database_namespace("db");
+        let second = store.database_namespace(DB);
         assert_ne!(first, second);
         assert_eq!(store.get(&second, "late"), None);
         assert_eq!(store.get(&other, "k").as_deref(), Some(&b"1"[..]));
@@ -463,7 +463,7 @@ mod tests {
         // The next reconciliation drops what the late call left, and expired entries.
         store.end_databases(|_| false);
         assert_eq!(store.get(&first, "late"), None);
-        assert_eq!(store.database_namespace("db"), second);
+        assert_eq!(store.database_namespace(DB), second);
         let namespaces = store.namespaces.lock().expect("not poisoned");
         assert!(!namespaces.contains_key(&first));
         assert!(!namespaces[&trigger].map.contains_key("expired"));
@@ -472,8 +472,8 @@ mod tests {
     #[test]
     fn a_call_from_before_its_trigger_stopped_leaves_nothing_for_the_next_run() {
         let store = CacheStore::default();
-        let first = store.trigger_namespace("db", "t");
-        let other = store.trigger_namespace("db", "other");
+        let first = store.trigger_namespace(T);
+        let other = store.trigger_namespace(OTHER_T);
         store
             .put(&first, "started", b"1".to_vec(), None, u64::MAX)
             .expect("fits");
@@ -481,22 +481,22 @@ mod tests {
             .put(&other, "kept", b"1".to_vec(), None, u64::MAX)
             .expect("fits");
 
-        store.end_triggers(|_, trigger| trigger == "t");
+        store.end_triggers(|trigger| trigger == T);
         // The call of the first run goes on after the stop.
         assert_eq!(store.get(&first, "started"), None);
         store
             .put(&first, "late", b"1".to_vec(), None, u64::MAX)
             .expect("fits");
 
-        let second = store.trigger_namespace("db", "t");
+        let second = store.trigger_namespace(T);
         assert_ne!(first, second);
         assert_eq!(store.get(&second, "started"), None);
         assert_eq!(store.get(&second, "late"), None);
         assert_eq!(store.get(&other, "kept").as_deref(), Some(&b"1"[..]));
 
         // The next reconciliation drops what the late call left.
-        store.end_triggers(|_, _| false);
+        store.end_triggers(|_| false);
         assert_eq!(store.get(&first, "late"), None);
-        assert_eq!(store.trigger_namespace("db", "t"), second);
+        assert_eq!(store.trigger_namespace(T), second);
     }
 }

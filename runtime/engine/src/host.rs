@@ -6,7 +6,7 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
-use sluice_catalog::Trigger;
+use sluice_catalog::{DatabaseRef, Trigger};
 use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
@@ -51,7 +51,7 @@ pub trait Database: Send + Sync {
 
 /// The services of one invocation of one trigger.
 pub struct TriggerHost {
-    database: String,
+    database: DatabaseRef,
     trigger: String,
     /// The other databases the trigger may query and write.
     granted: Vec<String>,
@@ -139,7 +139,7 @@ async fn joined(parts: Vec<Parsing>) -> Result<(String, Option<ParsedBody>), Str
 impl TriggerHost {
     /// The host of `trigger` of `database`, for an invocation within `limits`.
     pub fn new(
-        database: &str,
+        database: &DatabaseRef,
         trigger: &Trigger,
         limits: &Limits,
         storage: Arc<dyn Database>,
@@ -147,13 +147,13 @@ impl TriggerHost {
         records: Arc<EngineRecords>,
     ) -> Self {
         Self {
-            database: database.into(),
+            database: database.clone(),
             trigger: trigger.trigger_name.clone(),
             granted: trigger.granted_databases.clone(),
             limits: limits.clone(),
             storage,
-            own_cache: cache.trigger_namespace(database, &trigger.trigger_name),
-            shared_cache: cache.database_namespace(database),
+            own_cache: cache.trigger_namespace(trigger.id),
+            shared_cache: cache.database_namespace(database.id),
             cache,
             records,
             queued: Mutex::default(),
@@ -163,14 +163,14 @@ impl TriggerHost {
     /// `database` (None: the trigger's own) if the trigger may query and write it.
     fn permitted<'a>(&'a self, database: Option<&'a str>) -> Result<&'a str, String> {
         match database {
-            None => Ok(&self.database),
-            Some(name) if name == self.database || self.granted.iter().any(|g| g == name) => {
+            None => Ok(&self.database.name),
+            Some(name) if name == self.database.name || self.granted.iter().any(|g| g == name) => {
                 Ok(name)
             }
             Some(name) => Err(format!(
                 "database '{name}' is not granted to trigger '{}' of database '{}' \
                  (a trigger may use other databases only when created with --grant-database)",
-                self.trigger, self.database
+                self.trigger, self.database.name
             )),
         }
     }
@@ -195,7 +195,7 @@ impl TriggerHost {
     /// Whether a write to `database` may create it: not the trigger's own, which is
     /// missing only when it was deleted, with the trigger, while the plugin ran.
     fn may_create(&self, database: &str) -> bool {
-        database != self.database
+        database != self.database.name
     }
 
     /// Writes what the invocation batched, if it succeeded, one write per database;
@@ -296,13 +296,13 @@ impl HostServices for TriggerHost {
         let message = printable(message);
         match level {
             LogLevel::Info => {
-                tracing::info!(database = %self.database, trigger = %self.trigger, "{message}")
+                tracing::info!(database = %self.database.name, trigger = %self.trigger, "{message}")
             }
             LogLevel::Warn => {
-                tracing::warn!(database = %self.database, trigger = %self.trigger, "{message}")
+                tracing::warn!(database = %self.database.name, trigger = %self.trigger, "{message}")
             }
             LogLevel::Error => {
-                tracing::error!(database = %self.database, trigger = %self.trigger, "{message}")
+                tracing::error!(database = %self.database.name, trigger = %self.trigger, "{message}")
             }
         }
     }

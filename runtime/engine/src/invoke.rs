@@ -11,7 +11,7 @@ use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::local_name;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
-use sluice_catalog::{LimitOverrides, Trigger};
+use sluice_catalog::{DatabaseRef, LimitOverrides, Trigger, TriggerId};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
     PluginRef, TriggerArguments, WarmPool,
@@ -20,11 +20,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// A trigger: (database, name).
-type TriggerKey = (String, String);
-
-/// A trigger's warm pool, with the plugin it was made for.
-type Pools = HashMap<TriggerKey, (String, Arc<dyn WarmPool>)>;
+/// Each trigger's warm pool, with the plugin it was made for.
+type Pools = HashMap<TriggerId, (String, Arc<dyn WarmPool>)>;
 
 /// What every invocation needs: the executor, the database, the caches, the plugins.
 pub struct Invoker {
@@ -89,31 +86,27 @@ impl Invoker {
     }
 
     /// The warm pool of `trigger`, made on first use (and anew when its plugin changed).
-    fn pool(
-        &self,
-        database: &str,
-        trigger: &Trigger,
-        plugin: &PluginRef,
-    ) -> Option<Arc<dyn WarmPool>> {
+    fn pool(&self, trigger: &Trigger, plugin: &PluginRef) -> Option<Arc<dyn WarmPool>> {
         if !self.warm {
             return None;
         }
-        let key = (database.to_string(), trigger.trigger_name.clone());
         let mut pools = self.pools();
-        if let Some((name, pool)) = pools.get(&key)
+        if let Some((name, pool)) = pools.get(&trigger.id)
             && *name == trigger.plugin_filename
         {
             return Some(Arc::clone(pool));
         }
         let pool = Arc::clone(&self.executor).warm_pool(plugin.clone())?;
-        pools.insert(key, (trigger.plugin_filename.clone(), Arc::clone(&pool)));
+        pools.insert(
+            trigger.id,
+            (trigger.plugin_filename.clone(), Arc::clone(&pool)),
+        );
         Some(pool)
     }
 
-    /// Drops the warm instances of the triggers for which `keep(database, name)` is false.
-    pub fn retain_pools(&self, keep: impl Fn(&str, &str) -> bool) {
-        self.pools()
-            .retain(|(database, name), _| keep(database, name));
+    /// Drops the warm instances of the triggers for which `keep(trigger)` is false.
+    pub fn retain_pools(&self, keep: impl Fn(TriggerId) -> bool) {
+        self.pools().retain(|trigger, _| keep(*trigger));
     }
 
     /// Runs `call` for `trigger` of `database`; batched writes are durable when this
@@ -125,7 +118,7 @@ impl Invoker {
     /// its batched writes, as a message.
     pub async fn invoke(
         &self,
-        database: &str,
+        database: &DatabaseRef,
         trigger: &Trigger,
         call: PluginCall,
     ) -> Result<Invocation, String> {
@@ -148,7 +141,7 @@ impl Invoker {
         // A limit the sandbox cannot honour fails the call, recorded like any failure.
         let outcome = match limits.check(self.executor.max_memory_bytes()) {
             Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
-            Ok(()) => match self.pool(database, trigger, &plugin) {
+            Ok(()) => match self.pool(trigger, &plugin) {
                 Some(pool) => pool.run(call, &limits, services).await,
                 None => self.executor.run(&plugin, call, &limits, services).await,
             },
@@ -166,7 +159,7 @@ impl Invoker {
         // A failed call is charged what it used until it failed.
         let usage = host.usage();
         self.records.invocation(InvocationRecord {
-            database: database.to_string(),
+            database: database.clone(),
             trigger: trigger.trigger_name.clone(),
             start_ns: started,
             duration_ns: i64::try_from(clock.elapsed().as_nanos()).unwrap_or(i64::MAX),
@@ -180,10 +173,10 @@ impl Invoker {
 
     /// Records a failure of `trigger` on `database` as an ERROR line of the trigger in
     /// `system.processing_engine_logs`, where upstream's users look for it.
-    pub fn log_error(&self, database: &str, trigger: &str, text: String) {
+    pub fn log_error(&self, database: &DatabaseRef, trigger: &str, text: String) {
         self.records.log(LogRecord {
             time_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-            database: database.to_string(),
+            database: database.clone(),
             trigger: trigger.to_string(),
             level: "ERROR",
             text,

@@ -44,8 +44,9 @@ pub mod schedule;
 pub struct ProcessingEngine {
     /// Serves `/api/v3/engine/<path>`.
     pub requests: requests::RequestTriggers,
-    /// Runs WAL and schedule triggers; call [`reconcile`](manager::TriggerManager::reconcile)
-    /// after changing triggers in the catalog.
+    /// Runs WAL and schedule triggers, following the catalog's published versions; wait
+    /// for [`settled`](manager::TriggerManager::settled) after changing triggers to know
+    /// the change is in effect.
     pub triggers: std::sync::Arc<manager::TriggerManager>,
     /// Recent plugin log lines and invocations.
     pub records: std::sync::Arc<records::EngineRecords>,
@@ -54,16 +55,19 @@ pub struct ProcessingEngine {
 }
 
 impl ProcessingEngine {
-    /// Starts the triggers of `catalog`, run by `invoker`; `disable` disables a trigger
-    /// in the catalog, durably (for `error_behavior` disable). Needs a Tokio runtime.
+    /// Starts the triggers of `catalog`, run by `invoker`, following each version of the
+    /// catalog published on `versions`; `disable` disables a trigger in the catalog,
+    /// durably (for `error_behavior` disable). Needs a Tokio runtime.
     pub fn start(
         catalog: std::sync::Arc<sluice_catalog::Catalog>,
+        versions: tokio::sync::watch::Receiver<u64>,
         invoker: std::sync::Arc<invoke::Invoker>,
         disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
     ) -> std::sync::Arc<Self> {
         let records = std::sync::Arc::clone(invoker.records());
         let triggers = manager::TriggerManager::start(
             std::sync::Arc::clone(&catalog),
+            versions,
             std::sync::Arc::clone(&invoker),
             disable,
         );

@@ -1,5 +1,10 @@
 //! WAL and schedule triggers: one task per enabled trigger, started and stopped to match
-//! the catalog ([`TriggerManager::reconcile`]).
+//! the catalog. The manager follows the catalog store's published versions and
+//! reconciles with each (`reconcile`): whoever changes the catalog has nothing to
+//! remember, and may wait until the change is in effect ([`TriggerManager::settled`]).
+//! Everything it keeps per trigger or database (tasks, queues, warm instances, caches,
+//! records) is keyed by id, so a database or trigger deleted and created again under its
+//! name starts afresh without being told apart by anything else.
 //!
 //! A flush's rows reach WAL triggers through two bounded queues: the flushing thread
 //! hands the rows to the dispatcher without waiting ([`TriggerManager::flushed`]), and
@@ -10,14 +15,16 @@ use crate::batches::table_batches;
 use crate::invoke::{Invoker, arguments};
 use crate::schedule::Schedule;
 use chrono::Utc;
-use sluice_catalog::{Catalog, ErrorBehavior, PluginType, Trigger, TriggerSpec};
+use sluice_catalog::{
+    Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, TriggerSpec,
+};
 use sluice_lp::Line;
 use sluice_plugin_api::{PluginCall, TableBatch};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Flushes waiting for the dispatcher.
@@ -38,8 +45,10 @@ pub type DisableTrigger = Box<dyn Fn(&str, &str) -> Result<(), String> + Send + 
 /// Where a WAL trigger's flushes are queued.
 type WalQueue = mpsc::Sender<Arc<[TableBatch]>>;
 
-/// A running trigger: its definition when started, its task and (WAL) its queue.
+/// A running trigger: its database, its definition when started, its task and (WAL) its
+/// queue.
 struct Running {
+    database: DatabaseRef,
     definition: Trigger,
     task: JoinHandle<()>,
     queue: Option<WalQueue>,
@@ -55,21 +64,24 @@ impl Drop for Running {
 pub struct TriggerManager {
     catalog: Arc<Catalog>,
     invoker: Arc<Invoker>,
-    running: Mutex<HashMap<(String, String), Running>>,
-    /// The [`creation`](sluice_catalog::Database::creation) of each database when last
-    /// reconciled: one deleted and created again since is another database.
-    reconciled_creations: Mutex<HashMap<String, u64>>,
+    running: Mutex<HashMap<TriggerId, Running>>,
+    /// The generation of the newest catalog the store has published.
+    published: watch::Receiver<u64>,
+    /// The generation of the catalog last reconciled with.
+    reconciled: watch::Sender<u64>,
     flushes: mpsc::Sender<Flush>,
     dropped_flushes: AtomicU64,
     disable: DisableTrigger,
 }
 
 impl TriggerManager {
-    /// Starts the dispatcher and every enabled trigger of `catalog`. `disable` disables a
-    /// trigger in the catalog, durably (for `error_behavior` disable). Needs a Tokio
-    /// runtime.
+    /// Starts the dispatcher and every enabled trigger of `catalog`, and reconciles with
+    /// each version of it published on `versions` (by the catalog store). `disable`
+    /// disables a trigger in the catalog, durably (for `error_behavior` disable). Needs a
+    /// Tokio runtime.
     pub fn start(
         catalog: Arc<Catalog>,
+        mut versions: watch::Receiver<u64>,
         invoker: Arc<Invoker>,
         disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
     ) -> Arc<Self> {
@@ -78,113 +90,105 @@ impl TriggerManager {
             catalog,
             invoker,
             running: Mutex::default(),
-            reconciled_creations: Mutex::default(),
+            published: versions.clone(),
+            reconciled: watch::Sender::new(0),
             flushes,
             dropped_flushes: AtomicU64::new(0),
             disable: Box::new(disable),
         });
         tokio::spawn(dispatch(Arc::downgrade(&manager), receiver));
+        let version = *versions.borrow_and_update();
         manager.reconcile();
+        manager.reconciled.send_replace(version);
+        tokio::spawn(follow(Arc::downgrade(&manager), versions));
         manager
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Running>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<TriggerId, Running>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Returns once the manager has reconciled with the newest catalog published when
+    /// called: a trigger created, changed, disabled or deleted before is then running,
+    /// restarted or stopped.
+    pub async fn settled(&self) {
+        let target = *self.published.borrow();
+        let mut reconciled = self.reconciled.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = reconciled.wait_for(|done| *done >= target).await;
+    }
+
     /// Starts the enabled WAL and schedule triggers that are not running, and stops the
-    /// ones that are gone, disabled or changed (dropping their caches), and those of a
-    /// database deleted and created again since the last time, whose shared cache goes
-    /// too.
-    pub fn reconcile(self: &Arc<Self>) {
-        let creations: HashMap<String, u64> =
-            self.catalog.database_creations().into_iter().collect();
-        let replaced: Vec<String> = {
-            let mut reconciled = self
-                .reconciled_creations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let replaced = reconciled
-                .iter()
-                .filter(|(name, creation)| creations.get(*name).is_some_and(|c| c != *creation))
-                .map(|(name, _)| name.clone())
-                .collect();
-            reconciled.clone_from(&creations);
-            replaced
-        };
-        let gone = |database: &str| {
-            !creations.contains_key(database) || replaced.iter().any(|d| d == database)
-        };
-        let mut enabled: HashMap<(String, String), Trigger> = HashMap::new();
-        for database in creations.keys() {
-            for trigger in self.catalog.triggers(database).unwrap_or_default() {
-                if !trigger.disabled {
-                    enabled.insert((database.clone(), trigger.trigger_name.clone()), trigger);
-                }
-            }
-        }
-        self.invoker.retain_pools(|database, name| {
-            enabled.contains_key(&(database.to_string(), name.to_string())) && !gone(database)
-        });
+    /// ones that are gone, disabled or changed (dropping their caches); forgets what is
+    /// kept for deleted databases (their shared caches, their records).
+    pub(crate) fn reconcile(self: &Arc<Self>) {
+        let databases: HashSet<DbId> = self
+            .catalog
+            .database_refs()
+            .into_iter()
+            .map(|database| database.id)
+            .collect();
+        let enabled: HashMap<TriggerId, (DatabaseRef, Trigger)> = self
+            .catalog
+            .enabled_triggers()
+            .into_iter()
+            .map(|(database, trigger)| (trigger.id, (database, trigger)))
+            .collect();
+        self.invoker
+            .retain_pools(|trigger| enabled.contains_key(&trigger));
+        let gone = |database: DbId| !databases.contains(&database);
         self.invoker.cache().end_databases(gone);
         self.invoker.records().forget_databases(gone);
-        let wanted: HashMap<(String, String), Trigger> = enabled
+        let mut wanted: HashMap<TriggerId, (DatabaseRef, Trigger)> = enabled
             .iter()
-            .filter(|(_, t)| t.trigger.plugin_type() != PluginType::Request)
-            .map(|(key, t)| (key.clone(), t.clone()))
+            .filter(|(_, (_, t))| t.trigger.plugin_type() != PluginType::Request)
+            .map(|(id, entry)| (*id, entry.clone()))
             .collect();
         let mut running = self.running();
         // Enabled, but changed or stopped by itself: to start anew.
-        let mut restarting: Vec<(String, String)> = Vec::new();
-        running.retain(|key, run| {
-            let keep = wanted.get(key) == Some(&run.definition)
-                && !run.task.is_finished()
-                && !gone(&key.0);
+        let mut restarting: HashSet<TriggerId> = HashSet::new();
+        running.retain(|id, run| {
+            let keep = wanted.get(id).map(|(_, t)| t) == Some(&run.definition)
+                && !run.task.is_finished();
             if !keep {
-                if wanted.contains_key(key) {
-                    restarting.push(key.clone());
+                if wanted.contains_key(id) {
+                    restarting.insert(*id);
                 }
-                tracing::info!(database = %key.0, trigger = %key.1, "trigger stopped");
+                tracing::info!(database = %run.database.name, trigger = %run.definition.trigger_name, "trigger stopped");
             }
             keep
         });
         // A new run for every trigger that stopped (of any kind) or starts anew, with a
         // cache of its own.
-        self.invoker.cache().end_triggers(|database, trigger| {
-            let key = (database.to_string(), trigger.to_string());
-            !enabled.contains_key(&key) || restarting.contains(&key) || gone(database)
+        self.invoker.cache().end_triggers(|trigger| {
+            !enabled.contains_key(&trigger) || restarting.contains(&trigger)
         });
-        for (key, trigger) in wanted {
-            if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
-                let (database, name) = slot.key();
-                tracing::info!(database = %database, trigger = %name, spec = %trigger.trigger, "trigger started");
-                let run = self.launch(database, trigger);
-                slot.insert(run);
-            }
+        wanted.retain(|id, _| !running.contains_key(id));
+        for (id, (database, trigger)) in wanted {
+            tracing::info!(database = %database.name, trigger = %trigger.trigger_name, spec = %trigger.trigger, "trigger started");
+            running.insert(id, self.launch(database, trigger));
         }
     }
 
-    fn launch(self: &Arc<Self>, database: &str, trigger: Trigger) -> Running {
+    fn launch(self: &Arc<Self>, database: DatabaseRef, trigger: Trigger) -> Running {
         let weak = Arc::downgrade(self);
-        let database = database.to_string();
-        match Schedule::of(&trigger.trigger) {
+        let (task, queue) = match Schedule::of(&trigger.trigger) {
             Some(schedule) => {
-                let task = tokio::spawn(scheduled(weak, database, trigger.clone(), schedule));
-                Running {
-                    definition: trigger,
-                    task,
-                    queue: None,
-                }
+                let task =
+                    tokio::spawn(scheduled(weak, database.clone(), trigger.clone(), schedule));
+                (task, None)
             }
             None => {
                 let (queue, receiver) = mpsc::channel(TRIGGER_QUEUE);
-                let task = tokio::spawn(wal(weak, database, trigger.clone(), receiver));
-                Running {
-                    definition: trigger,
-                    task,
-                    queue: Some(queue),
-                }
+                let task = tokio::spawn(wal(weak, database.clone(), trigger.clone(), receiver));
+                (task, Some(queue))
             }
+        };
+        Running {
+            database,
+            definition: trigger,
+            task,
+            queue,
         }
     }
 
@@ -209,7 +213,7 @@ impl TriggerManager {
     /// Runs `call`, applying the trigger's `error_behavior` on failure.
     async fn run(
         self: &Arc<Self>,
-        database: &str,
+        database: &DatabaseRef,
         trigger: &Trigger,
         call: PluginCall,
         kind: &str,
@@ -225,25 +229,38 @@ impl TriggerManager {
                 Err(error) => error,
             };
             if attempt < attempts {
-                tracing::info!(database, trigger = %name, "error executing {kind}: {error}, will retry");
+                tracing::info!(database = %database.name, trigger = %name, "error executing {kind}: {error}, will retry");
                 tokio::time::sleep(FIRST_BACKOFF * 2_u32.pow(attempt - 1)).await;
                 continue;
             }
-            tracing::error!(database, trigger = %name, "error executing {kind}: {error}");
+            tracing::error!(database = %database.name, trigger = %name, "error executing {kind}: {error}");
             self.invoker
                 .log_error(database, name, format!("error executing {kind}: {error}"));
             if trigger.trigger_settings.error_behavior == ErrorBehavior::Disable {
-                match (self.disable)(database, name) {
+                // The catalog store publishes the change, and the trigger stops.
+                match (self.disable)(&database.name, name) {
                     Ok(()) => {
-                        tracing::warn!(database, trigger = %name, "trigger disabled after an error (error_behavior disable)")
+                        tracing::warn!(database = %database.name, trigger = %name, "trigger disabled after an error (error_behavior disable)")
                     }
                     Err(e) => {
-                        tracing::error!(database, trigger = %name, "cannot disable the trigger: {e}")
+                        tracing::error!(database = %database.name, trigger = %name, "cannot disable the trigger: {e}")
                     }
                 }
-                self.reconcile();
             }
         }
+    }
+}
+
+/// Reconciles `manager` with each catalog published on `versions` from now on, until
+/// either ends.
+async fn follow(manager: Weak<TriggerManager>, mut versions: watch::Receiver<u64>) {
+    while versions.changed().await.is_ok() {
+        let version = *versions.borrow_and_update();
+        let Some(manager) = manager.upgrade() else {
+            return;
+        };
+        manager.reconcile();
+        manager.reconciled.send_replace(version);
     }
 }
 
@@ -256,9 +273,13 @@ async fn dispatch(manager: Weak<TriggerManager>, mut flushes: mpsc::Receiver<Flu
         };
         let targets: Vec<(String, Trigger, WalQueue)> = manager
             .running()
-            .iter()
-            .filter_map(|((database, _), run)| {
-                Some((database.clone(), run.definition.clone(), run.queue.clone()?))
+            .values()
+            .filter_map(|run| {
+                Some((
+                    run.database.name.clone(),
+                    run.definition.clone(),
+                    run.queue.clone()?,
+                ))
             })
             .collect();
         for (database, lines) in rows.iter() {
@@ -294,7 +315,7 @@ async fn dispatch(manager: Weak<TriggerManager>, mut flushes: mpsc::Receiver<Flu
 /// concurrently with `run_async`).
 async fn wal(
     manager: Weak<TriggerManager>,
-    database: String,
+    database: DatabaseRef,
     trigger: Trigger,
     mut queue: mpsc::Receiver<Arc<[TableBatch]>>,
 ) {
@@ -318,7 +339,7 @@ async fn wal(
 /// A schedule trigger: sleeps until each planned instant and runs its plugin with it.
 async fn scheduled(
     manager: Weak<TriggerManager>,
-    database: String,
+    database: DatabaseRef,
     trigger: Trigger,
     schedule: Schedule,
 ) {
@@ -353,7 +374,7 @@ async fn scheduled(
             return;
         };
         if skipped > 0 {
-            tracing::warn!(database = %database, trigger = %trigger.trigger_name, skipped, "the plugin ran late: skipped missed schedule instants");
+            tracing::warn!(database = %database.name, trigger = %trigger.trigger_name, skipped, "the plugin ran late: skipped missed schedule instants");
         }
         planned = next;
     }
@@ -364,7 +385,7 @@ mod tests {
     use super::*;
     use crate::cache::CacheStore;
     use crate::host::Database;
-    use sluice_catalog::{TriggerSettings, TriggerSpec};
+    use sluice_catalog::{CatalogStore, TriggerSettings, TriggerSpec};
     use sluice_plugin_api::{
         BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginExecutor,
         PluginRef, QueryResult,
@@ -442,6 +463,7 @@ mod tests {
 
     fn wal_trigger(name: &str) -> Trigger {
         Trigger {
+            id: TriggerId::default(),
             trigger_name: name.into(),
             plugin_filename: "p.py".into(),
             trigger: TriggerSpec::AllTablesWalWrite,
@@ -462,6 +484,23 @@ mod tests {
             Limits::default(),
             true,
         ))
+    }
+
+    /// Starts a manager of `catalog`, which nothing publishes: tests reconcile by hand.
+    fn start(
+        catalog: Arc<Catalog>,
+        invoker: Arc<Invoker>,
+        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Arc<TriggerManager> {
+        let versions = watch::Sender::new(catalog.generation()).subscribe();
+        TriggerManager::start(catalog, versions, invoker, disable)
+    }
+
+    fn db() -> DatabaseRef {
+        DatabaseRef {
+            id: DbId::new(1),
+            name: "db".into(),
+        }
     }
 
     #[tokio::test]
@@ -491,21 +530,21 @@ mod tests {
             args: None,
         };
         let error = invoker
-            .invoke("db", &trigger, call())
+            .invoke(&db(), &trigger, call())
             .await
             .expect_err("over the largest memory");
         assert!(
             error.contains("over the sandbox's largest memory of 64 MiB"),
             "{error}"
         );
-        let records = invoker.records().invocations("db");
+        let records = invoker.records().invocations(db().id);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].trigger, "big");
         assert_eq!(records[0].error.as_deref(), Some(error.as_str()));
 
         trigger.limits.memory_bytes = Some((64 << 20) + 1);
         let error = invoker
-            .invoke("db", &trigger, call())
+            .invoke(&db(), &trigger, call())
             .await
             .expect_err("one byte over");
         assert!(
@@ -513,7 +552,7 @@ mod tests {
             "{error}"
         );
         trigger.limits.memory_bytes = Some(64 << 20);
-        assert!(invoker.invoke("db", &trigger, call()).await.is_ok());
+        assert!(invoker.invoke(&db(), &trigger, call()).await.is_ok());
     }
 
     /// A catalog with database `db` and its WAL trigger `trigger`, and an executor whose
@@ -532,49 +571,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_database_created_again_before_a_reconcile_starts_with_empty_caches() {
-        let (catalog, executor) = stuck_trigger("t");
+    async fn each_published_catalog_is_reconciled_and_ids_tell_a_database_created_again_apart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = CatalogStore::open(dir.path(), 500).expect("opens").store;
+        let executor = Arc::new(StuckExecutor {
+            permits: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        });
         let invoker = invoker(executor);
         let cache = Arc::clone(invoker.cache());
-        let manager = TriggerManager::start(Arc::clone(&catalog), invoker, |_, _| Ok(()));
-        let shared = |cache: &CacheStore| cache.get(&cache.database_namespace("db"), "k");
-        let own = |cache: &CacheStore| cache.get(&cache.trigger_namespace("db", "t"), "k");
+        let manager = TriggerManager::start(
+            Arc::clone(store.catalog()),
+            store.subscribe(),
+            invoker,
+            |_, _| Ok(()),
+        );
+        let create = |catalog: &Catalog| {
+            catalog.create_database("db")?;
+            catalog.create_trigger("db", wal_trigger("t"))
+        };
+        store.change(create).expect("created");
+        manager.settled().await;
+        let ids = || {
+            let (database, trigger) = store.catalog().enabled_triggers().remove(0);
+            (database.id, trigger.id)
+        };
+        let running = |manager: &TriggerManager| -> Vec<TriggerId> {
+            manager.running().keys().copied().collect()
+        };
+        let (first_db, first_trigger) = ids();
+        assert_eq!(
+            running(&manager),
+            [first_trigger],
+            "started by the change alone"
+        );
         let put = |namespace, value: &[u8]| {
             cache
                 .put(&namespace, "k", value.to_vec(), None, u64::MAX)
                 .expect("fits");
         };
-        put(cache.database_namespace("db"), b"shared");
-        put(cache.trigger_namespace("db", "t"), b"own");
+        put(cache.database_namespace(first_db), b"shared");
+        put(cache.trigger_namespace(first_trigger), b"own");
 
-        manager.reconcile();
-        assert_eq!(shared(&cache).as_deref(), Some(&b"shared"[..]), "kept");
-        assert_eq!(own(&cache).as_deref(), Some(&b"own"[..]), "kept");
-
-        // Deleted and created again, with the same trigger, before the next reconcile.
-        catalog.delete_database("db").expect("deleted");
-        catalog.create_database("db").expect("created again");
-        catalog
-            .create_trigger("db", wal_trigger("t"))
+        // Deleted and created again, with the same trigger, in one change.
+        store
+            .change(|catalog| {
+                catalog.delete_database("db")?;
+                create(catalog)
+            })
             .expect("created again");
-        manager.reconcile();
+        manager.settled().await;
+        let (second_db, second_trigger) = ids();
+        assert_ne!((second_db, second_trigger), (first_db, first_trigger));
+        assert_eq!(running(&manager), [second_trigger], "the new trigger runs");
+        assert_eq!(cache.get(&cache.database_namespace(first_db), "k"), None);
         assert_eq!(
-            shared(&cache),
-            None,
-            "the shared cache is the new database's"
+            cache.get(&cache.trigger_namespace(first_trigger), "k"),
+            None
         );
-        assert_eq!(
-            own(&cache),
-            None,
-            "the trigger's cache is the new trigger's"
-        );
+        assert_eq!(cache.get(&cache.database_namespace(second_db), "k"), None);
+
+        store
+            .change(|catalog| catalog.delete_database("db"))
+            .expect("deleted");
+        manager.settled().await;
+        assert!(running(&manager).is_empty(), "stopped by the change alone");
     }
 
     #[tokio::test]
     async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
         let (catalog, executor) = stuck_trigger("stuck");
         let invoker = invoker(executor.clone());
-        let manager = TriggerManager::start(catalog, invoker, |_, _| Ok(()));
+        let manager = start(catalog, invoker, |_, _| Ok(()));
 
         // Far more flushes than the queues hold; each call returns at once.
         for _ in 0..(DISPATCH_QUEUE + TRIGGER_QUEUE) * 4 {
@@ -657,7 +725,7 @@ mod tests {
         let executor = Arc::new(FailingExecutor::default());
         let disabled = Arc::new(Mutex::new(Vec::new()));
         let disabled_by_manager = Arc::clone(&disabled);
-        let manager = TriggerManager::start(catalog, invoker(executor.clone()), move |_, name| {
+        let manager = start(catalog, invoker(executor.clone()), move |_, name| {
             disabled_by_manager
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)

@@ -91,7 +91,7 @@ fn labels(database: &str, trigger: &str) -> TriggerLabels {
 impl EngineMetrics {
     /// Counts a finished call.
     pub fn invocation(&self, record: &InvocationRecord) {
-        let trigger = labels(&record.database, &record.trigger);
+        let trigger = labels(&record.database.name, &record.trigger);
         let outcome = if record.error.is_some() {
             "error"
         } else {
@@ -99,7 +99,7 @@ impl EngineMetrics {
         };
         self.invocations
             .get_or_create(&OutcomeLabels {
-                database: record.database.clone(),
+                database: record.database.name.clone(),
                 trigger: record.trigger.clone(),
                 outcome,
             })
@@ -137,7 +137,10 @@ mod tests {
     fn calls_are_counted_per_trigger_and_outcome() {
         let metrics = EngineMetrics::default();
         let call = |error: Option<&str>| InvocationRecord {
-            database: "db".into(),
+            database: sluice_catalog::DatabaseRef {
+                id: sluice_catalog::DbId::new(1),
+                name: "db".into(),
+            },
             trigger: "t".into(),
             start_ns: 0,
             duration_ns: 250_000_000,

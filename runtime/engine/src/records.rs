@@ -7,6 +7,7 @@
 //! Invocations are also counted in [`EngineMetrics`].
 
 use crate::metrics::EngineMetrics;
+use sluice_catalog::{DatabaseRef, DbId};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
@@ -23,7 +24,7 @@ pub struct LogRecord {
     /// Nanoseconds since the epoch.
     pub time_ns: i64,
     /// The trigger's database.
-    pub database: String,
+    pub database: DatabaseRef,
     /// The trigger.
     pub trigger: String,
     /// `INFO`, `WARN` or `ERROR`.
@@ -36,7 +37,7 @@ pub struct LogRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InvocationRecord {
     /// The trigger's database.
-    pub database: String,
+    pub database: DatabaseRef,
     /// The trigger.
     pub trigger: String,
     /// When it started, nanoseconds since the epoch.
@@ -112,9 +113,9 @@ struct DatabaseUsage {
 /// metrics.
 #[derive(Debug, Default)]
 pub struct EngineRecords {
-    logs: Mutex<HashMap<String, Ring<LogRecord>>>,
-    invocations: Mutex<HashMap<String, Ring<InvocationRecord>>>,
-    usage: Mutex<HashMap<String, DatabaseUsage>>,
+    logs: Mutex<HashMap<DbId, Ring<LogRecord>>>,
+    invocations: Mutex<HashMap<DbId, Ring<InvocationRecord>>>,
+    usage: Mutex<HashMap<DbId, DatabaseUsage>>,
     metrics: EngineMetrics,
 }
 
@@ -155,45 +156,41 @@ impl<T: Clone> Ring<T> {
 }
 
 fn push<T: Clone>(
-    rings: &Mutex<HashMap<String, Ring<T>>>,
-    database: &str,
+    rings: &Mutex<HashMap<DbId, Ring<T>>>,
+    database: DbId,
     entry: T,
     size: usize,
     max_bytes: usize,
 ) {
     let mut rings = rings.lock().unwrap_or_else(PoisonError::into_inner);
-    match rings.get_mut(database) {
-        Some(ring) => ring.push(entry, size, max_bytes),
-        None => {
-            let mut ring = Ring::default();
-            ring.push(entry, size, max_bytes);
-            rings.insert(database.to_string(), ring);
-        }
-    }
+    rings
+        .entry(database)
+        .or_default()
+        .push(entry, size, max_bytes);
 }
 
-fn all<T: Clone>(rings: &Mutex<HashMap<String, Ring<T>>>, database: &str) -> Vec<T> {
+fn all<T: Clone>(rings: &Mutex<HashMap<DbId, Ring<T>>>, database: DbId) -> Vec<T> {
     let rings = rings.lock().unwrap_or_else(PoisonError::into_inner);
-    rings.get(database).map(Ring::all).unwrap_or_default()
+    rings.get(&database).map(Ring::all).unwrap_or_default()
 }
 
 impl EngineRecords {
     /// Keeps a log line.
     pub fn log(&self, record: LogRecord) {
-        let database = record.database.clone();
+        let database = record.database.id;
         let size = record.text.len() + record.trigger.len();
-        push(&self.logs, &database, record, size, BYTES_PER_DATABASE);
+        push(&self.logs, database, record, size, BYTES_PER_DATABASE);
     }
 
     /// Keeps an invocation, and counts it in the metrics.
     pub fn invocation(&self, record: InvocationRecord) {
         self.metrics.invocation(&record);
         self.count_usage(&record);
-        let database = record.database.clone();
+        let database = record.database.id;
         let size = record.trigger.len() + record.error.as_ref().map_or(0, String::len);
         push(
             &self.invocations,
-            &database,
+            database,
             record,
             size,
             BYTES_PER_DATABASE,
@@ -204,7 +201,7 @@ impl EngineRecords {
     fn count_usage(&self, call: &InvocationRecord) {
         let hour = call.start_ns.div_euclid(HOUR_NS) * HOUR_NS;
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        let database = usage.entry(call.database.clone()).or_default();
+        let database = usage.entry(call.database.id).or_default();
         database
             .totals
             .entry(call.trigger.clone())
@@ -226,9 +223,9 @@ impl EngineRecords {
 
     /// What `database`'s triggers used: per trigger since the server started, then per
     /// hour (oldest first) and trigger.
-    pub fn usage(&self, database: &str) -> Vec<UsageRow> {
+    pub fn usage(&self, database: DbId) -> Vec<UsageRow> {
         let usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(database) = usage.get(database) else {
+        let Some(database) = usage.get(&database) else {
             return Vec::new();
         };
         let totals = database.totals.iter().map(|(trigger, usage)| UsageRow {
@@ -253,30 +250,30 @@ impl EngineRecords {
     }
 
     /// The log lines of `database`'s triggers, oldest first.
-    pub fn logs(&self, database: &str) -> Vec<LogRecord> {
+    pub fn logs(&self, database: DbId) -> Vec<LogRecord> {
         all(&self.logs, database)
     }
 
     /// The invocations of `database`'s triggers, oldest first.
-    pub fn invocations(&self, database: &str) -> Vec<InvocationRecord> {
+    pub fn invocations(&self, database: DbId) -> Vec<InvocationRecord> {
         all(&self.invocations, database)
     }
 
     /// Drops the records of the databases for which `gone(database)` holds (deleted
-    /// ones): a database created again under the name starts with none.
-    pub fn forget_databases(&self, gone: impl Fn(&str) -> bool) {
+    /// ones).
+    pub fn forget_databases(&self, gone: impl Fn(DbId) -> bool) {
         self.logs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|database, _| !gone(database));
+            .retain(|database, _| !gone(*database));
         self.invocations
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|database, _| !gone(database));
+            .retain(|database, _| !gone(*database));
         self.usage
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .retain(|database, _| !gone(database));
+            .retain(|database, _| !gone(*database));
     }
 }
 
@@ -284,10 +281,22 @@ impl EngineRecords {
 mod tests {
     use super::*;
 
-    fn line(database: &str, time_ns: i64, text: String) -> LogRecord {
+    const DB: DbId = DbId::new(1);
+    const QUIET: DbId = DbId::new(2);
+    const NOISY: DbId = DbId::new(3);
+    const WORDY: DbId = DbId::new(4);
+
+    fn database(id: DbId) -> DatabaseRef {
+        DatabaseRef {
+            id,
+            name: format!("db{id}"),
+        }
+    }
+
+    fn line(id: DbId, time_ns: i64, text: String) -> LogRecord {
         LogRecord {
             time_ns,
-            database: database.into(),
+            database: database(id),
             trigger: "t".into(),
             level: "INFO",
             text,
@@ -296,7 +305,7 @@ mod tests {
 
     fn call(trigger: &str, start_ns: i64, failed: bool) -> InvocationRecord {
         InvocationRecord {
-            database: "db".into(),
+            database: database(DB),
             trigger: trigger.into(),
             start_ns,
             duration_ns: 1_000,
@@ -313,7 +322,7 @@ mod tests {
         records.invocation(call("a", 0, false));
         records.invocation(call("a", HOUR_NS + 5, true));
         records.invocation(call("b", HOUR_NS + 6, false));
-        let rows = records.usage("db");
+        let rows = records.usage(DB);
         let summary: Vec<(&str, Option<i64>, u64, u64, u64)> = rows
             .iter()
             .map(|r| {
@@ -340,36 +349,36 @@ mod tests {
         assert_eq!(rows[0].usage.peak_memory_bytes, 100, "the largest call's");
         // A week later, the first hours are gone; the totals stay.
         records.invocation(call("a", (USAGE_HOURS + 1) * HOUR_NS, false));
-        let hours: Vec<Option<i64>> = records.usage("db").iter().map(|r| r.hour_ns).collect();
+        let hours: Vec<Option<i64>> = records.usage(DB).iter().map(|r| r.hour_ns).collect();
         assert_eq!(hours, [None, None, Some((USAGE_HOURS + 1) * HOUR_NS)]);
-        assert_eq!(records.usage("db")[0].usage.invocations, 3);
-        records.forget_databases(|db| db == "db");
-        assert!(records.usage("db").is_empty());
+        assert_eq!(records.usage(DB)[0].usage.invocations, 3);
+        records.forget_databases(|db| db == DB);
+        assert!(records.usage(DB).is_empty());
     }
 
     #[test]
     fn a_database_never_pushes_out_another_ones_lines() {
         let records = EngineRecords::default();
-        records.log(line("quiet", 0, "kept".into()));
+        records.log(line(QUIET, 0, "kept".into()));
         for i in 0..CAPACITY + 5 {
-            records.log(line("noisy", i as i64, i.to_string()));
+            records.log(line(NOISY, i as i64, i.to_string()));
         }
-        let noisy = records.logs("noisy");
+        let noisy = records.logs(NOISY);
         assert_eq!(noisy.len(), CAPACITY);
         assert_eq!(noisy.first().map(|r| r.time_ns), Some(5), "0..5 dropped");
         assert_eq!(
-            records.logs("quiet").len(),
+            records.logs(QUIET).len(),
             1,
             "another database's line stays"
         );
-        assert!(records.invocations("noisy").is_empty());
+        assert!(records.invocations(NOISY).is_empty());
 
         // Long lines are bounded by bytes too.
         let long = "x".repeat(1 << 20);
         for i in 0..20 {
-            records.log(line("wordy", i, long.clone()));
+            records.log(line(WORDY, i, long.clone()));
         }
-        let wordy = records.logs("wordy");
+        let wordy = records.logs(WORDY);
         assert!(wordy.len() < 20, "{} lines kept", wordy.len());
         assert_eq!(
             wordy.last().map(|r| r.time_ns),
@@ -378,8 +387,8 @@ mod tests {
         );
         assert!(wordy.iter().map(|r| r.text.len()).sum::<usize>() <= BYTES_PER_DATABASE);
 
-        records.forget_databases(|database| database == "noisy");
-        assert!(records.logs("noisy").is_empty());
-        assert_eq!(records.logs("quiet").len(), 1);
+        records.forget_databases(|database| database == NOISY);
+        assert!(records.logs(NOISY).is_empty());
+        assert_eq!(records.logs(QUIET).len(), 1);
     }
 }

@@ -7,13 +7,13 @@
 //! first served; with it, requests run at once, each on its own instance.
 
 use crate::invoke::{Invoker, arguments};
-use sluice_catalog::Catalog;
+use sluice_catalog::{Catalog, TriggerId};
 use sluice_plugin_api::{HttpRequest, HttpResponse, PluginCall};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The turn of each synchronous request trigger, by (database, trigger name).
-type Turns = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
+/// The turn of each synchronous request trigger.
+type Turns = HashMap<TriggerId, Arc<tokio::sync::Mutex<()>>>;
 
 /// Runs the plugins of request triggers.
 pub struct RequestTriggers {
@@ -49,21 +49,17 @@ impl RequestTriggers {
 
     /// The lock a synchronous trigger's requests queue on (tokio's is fair: first in,
     /// first out). Locks nobody holds or waits for are dropped on the way.
-    fn turn(&self, database: &str, trigger: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn turn(&self, trigger: TriggerId) -> Arc<tokio::sync::Mutex<()>> {
         let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
         turns.retain(|_, turn| Arc::strong_count(turn) > 1);
-        Arc::clone(
-            turns
-                .entry((database.to_string(), trigger.to_string()))
-                .or_default(),
-        )
+        Arc::clone(turns.entry(trigger).or_default())
     }
 
     /// The database of the enabled trigger serving `path`, if one does.
     pub fn database_of(&self, path: &str) -> Option<String> {
         self.catalog
             .request_trigger(path)
-            .map(|(database, _)| database)
+            .map(|(database, _)| database.name)
     }
 
     /// Runs the trigger serving `request.path`, if `may_call` allows calls of its
@@ -84,15 +80,14 @@ impl RequestTriggers {
             .catalog
             .request_trigger(&request.path)
             .ok_or(RequestError::NotFound)?;
-        if !may_call(&database) {
-            return Err(RequestError::Forbidden(database));
+        if !may_call(&database.name) {
+            return Err(RequestError::Forbidden(database.name));
         }
         let call = PluginCall::Request {
             request,
             args: arguments(&trigger),
         };
-        let turn = (!trigger.trigger_settings.run_async)
-            .then(|| self.turn(&database, &trigger.trigger_name));
+        let turn = (!trigger.trigger_settings.run_async).then(|| self.turn(trigger.id));
         let _turn = match &turn {
             Some(turn) => Some(turn.lock().await),
             None => None,
@@ -102,7 +97,7 @@ impl RequestTriggers {
                 .response
                 .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into())),
             Err(message) => {
-                tracing::error!(database = %database, trigger = %trigger.trigger_name, "error running request plugin: {message}");
+                tracing::error!(database = %database.name, trigger = %trigger.trigger_name, "error running request plugin: {message}");
                 self.invoker.log_error(
                     &database,
                     &trigger.trigger_name,

@@ -122,9 +122,7 @@ pub async fn delete_database(
         .await
         .map_err(catalog_error)?;
     // Its triggers stop, and their caches go.
-    if let Some(engine) = &state.engine {
-        engine.triggers.reconcile();
-    }
+    crate::triggers::in_effect(&state).await;
     Ok(StatusCode::OK)
 }
 

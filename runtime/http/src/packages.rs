@@ -238,7 +238,7 @@ async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCo
     tracing::info!("{installed}");
     // Warm instances loaded their plugins before the install: load them afresh.
     if let Some(engine) = &state.engine {
-        engine.invoker.retain_pools(|_, _| false);
+        engine.invoker.retain_pools(|_| false);
     }
     Ok(StatusCode::OK)
 }

@@ -8,7 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use sluice_catalog::{ErrorBehavior, LimitOverrides, Trigger, TriggerSettings, TriggerSpec};
+use sluice_catalog::{
+    ErrorBehavior, LimitOverrides, Trigger, TriggerId, TriggerSettings, TriggerSpec,
+};
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
 
@@ -210,6 +212,7 @@ pub async fn create(
             .map_err(|e| invalid(e.to_string()))?;
     }
     let trigger = Trigger {
+        id: TriggerId::default(),
         trigger_name: request.trigger_name,
         plugin_filename: request.plugin_filename,
         trigger: spec,
@@ -226,7 +229,7 @@ pub async fn create(
         .storage
         .change_catalog(|c| c.create_trigger(&request.db, trigger))
         .map_err(catalog_error)?;
-    started_or_stopped(&state);
+    in_effect(&state).await;
     Ok(StatusCode::OK)
 }
 
@@ -260,7 +263,7 @@ pub async fn delete(
         .storage
         .change_catalog(|c| c.delete_trigger(&request.db, &request.trigger_name, request.force))
         .map_err(catalog_error)?;
-    started_or_stopped(&state);
+    in_effect(&state).await;
     Ok(StatusCode::OK)
 }
 
@@ -275,7 +278,7 @@ async fn set_disabled(
         .storage
         .change_catalog(|c| c.set_trigger_disabled(database, name, disabled))
         .map_err(catalog_error)?;
-    started_or_stopped(state);
+    in_effect(state).await;
     Ok(StatusCode::OK)
 }
 
@@ -297,9 +300,11 @@ pub async fn disable(
     set_disabled(&state, &params, true).await
 }
 
-/// Starts or stops trigger tasks to match the catalog after a change.
-fn started_or_stopped(state: &AppState) {
+/// Returns once a catalog change just made is in effect: the engine follows the
+/// catalog by itself, and the response waits until triggers have started or stopped to
+/// match, so that a client's next request meets the change.
+pub(crate) async fn in_effect(state: &AppState) {
     if let Some(engine) = &state.engine {
-        engine.triggers.reconcile();
+        engine.triggers.settled().await;
     }
 }

@@ -10,7 +10,6 @@
 //! row in exactly one of them.
 
 pub mod buffer;
-mod catalog_file;
 mod metrics;
 pub mod persist;
 pub mod points;

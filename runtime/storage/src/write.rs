@@ -14,11 +14,12 @@
 //! [`crate::persist`]); ingest goes on meanwhile.
 
 use crate::buffer::{Buffer, TableData, arrow_schema};
-use crate::catalog_file::CatalogFile;
 use crate::metrics::StorageMetrics;
 use crate::persist::{Coverage, ParquetFile, Persisted, Snapshots};
 use crate::problems::{ProblemKind, StorageProblem};
-use sluice_catalog::{Catalog, ColumnType, Error as CatalogError, validate_database_name};
+use sluice_catalog::{
+    Catalog, CatalogStore, ColumnType, Error as CatalogError, validate_database_name,
+};
 use sluice_lp::{Line, ParsedBody, Precision};
 use sluice_wal::{Replay, WalDir, WalRecord};
 use std::collections::HashSet;
@@ -177,15 +178,13 @@ struct Pending {
 
 /// The database's write path, its in-memory rows and its Parquet snapshots.
 pub struct WriteBuffer {
-    catalog: Arc<Catalog>,
+    /// The catalog and its file.
+    store: CatalogStore,
     buffer: Mutex<Buffer>,
     pending: Mutex<Pending>,
     wal: Mutex<WalDir>,
-    catalog_file: CatalogFile,
     /// The data directory: the catalog, the WAL, records kept aside.
     data_dir: PathBuf,
-    /// The [`Catalog::generation`] the catalog file holds.
-    persisted_catalog: Mutex<u64>,
     /// Held while the WAL, the catalog file and the buffer change together, so that a
     /// snapshot or a database drop sees them agree.
     log_lock: Mutex<()>,
@@ -226,7 +225,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl WriteBuffer {
     /// The catalog.
     pub fn catalog(&self) -> &Arc<Catalog> {
-        &self.catalog
+        self.store.catalog()
+    }
+
+    /// The catalog's store: to change the catalog durably, and to learn of each change.
+    pub fn catalog_store(&self) -> &CatalogStore {
+        &self.store
     }
 
     /// Parses, validates and queues a write; unless `no_sync`, waits until it is durable
@@ -383,10 +387,10 @@ impl WriteBuffer {
             return Err(WriteError::Rejected(errors));
         }
         let validation = if request.create_database {
-            self.catalog
+            self.catalog()
                 .validate_write(request.database, &parsed.lines, request.accept_partial)
         } else {
-            self.catalog.validate_write_existing(
+            self.catalog().validate_write_existing(
                 request.database,
                 &parsed.lines,
                 request.accept_partial,
@@ -582,7 +586,7 @@ impl WriteBuffer {
         // Rows of a database deleted since they were validated go nowhere.
         let records: Vec<(String, Vec<Line>)> = records
             .into_iter()
-            .filter(|(database, _)| self.catalog.has_database(database))
+            .filter(|(database, _)| self.catalog().has_database(database))
             .collect();
         let mut by_database: Vec<WalRecord> = Vec::new();
         for (database, lines) in &records {
@@ -602,7 +606,8 @@ impl WriteBuffer {
         lock(&self.wal)
             .write(&by_database)
             .map_err(|e| WriteError::Durability(e.to_string()))?;
-        self.persist_catalog()
+        self.store
+            .persist()
             .map_err(|e| WriteError::Durability(format!("catalog: {e}")))?;
         {
             let mut buffer = lock(&self.buffer);
@@ -620,25 +625,6 @@ impl WriteBuffer {
     /// Has `observer` told of each flush's rows, after they are durable and queryable.
     pub fn set_flush_observer(&self, observer: Arc<dyn FlushObserver>) {
         *lock(&self.flush_observer) = Some(observer);
-    }
-
-    fn persist_catalog(&self) -> std::io::Result<()> {
-        // Serialised under the lock, so an older catalog never overwrites a newer one.
-        let mut persisted = lock(&self.persisted_catalog);
-        // Read before serialising: a change made meanwhile is written now or next time.
-        let generation = self.catalog.generation();
-        if *persisted == generation {
-            return Ok(());
-        }
-        self.write_catalog_file(&self.catalog.to_bytes())?;
-        *persisted = generation;
-        Ok(())
-    }
-
-    /// Replaces the catalog file with `bytes`, durably: a crash leaves the old file or
-    /// the new one.
-    fn write_catalog_file(&self, bytes: &[u8]) -> std::io::Result<()> {
-        self.catalog_file.write(bytes)
     }
 
     /// Flushes every `interval`, and as soon as `max_pending_lines` lines are pending,
@@ -673,7 +659,7 @@ impl WriteBuffer {
     /// view; `None` when the table does not exist.
     pub fn table_data(&self, database: &str, table: &str) -> Option<TableData> {
         let columns = self
-            .catalog
+            .catalog()
             .database(database)?
             .tables
             .get(table)?
@@ -724,15 +710,7 @@ impl WriteBuffer {
         change: impl FnOnce(&Catalog) -> Result<T, CatalogError>,
     ) -> Result<T, CatalogError> {
         let _log = lock(&self.log_lock);
-        let mut persisted = lock(&self.persisted_catalog);
-        let (value, generation) = self.catalog.staged(|draft| {
-            let value = change(draft)?;
-            self.write_catalog_file(&draft.to_bytes())
-                .map_err(|e| CatalogError::Io(e.to_string()))?;
-            Ok(value)
-        })?;
-        *persisted = generation;
-        Ok(value)
+        self.store.change(change)
     }
 
     /// Deletes a database: its catalog entry, its rows in memory, its records in the WAL
@@ -746,14 +724,21 @@ impl WriteBuffer {
         let database = name.to_string();
         let files = tokio::task::spawn_blocking(move || {
             let _log = lock(&this.log_lock);
-            this.catalog.delete_database(&database)?;
+            if !this.catalog().has_database(&database) {
+                return Err(CatalogError::DatabaseNotFound(database));
+            }
+            // Its rows go first: a crash before the catalog change leaves the database
+            // empty, never its rows in the WAL of a database the catalog has lost (a
+            // replay would create it again). Rows written meanwhile are dropped by the
+            // flush, which finds no database for them.
             lock(&this.pending)
                 .records
                 .retain(|(db, _)| db != &database);
             let files = lock(&this.buffer).drop_database(&database);
             let io = |e: std::io::Error| CatalogError::Io(e.to_string());
             lock(&this.wal).drop_database(&database).map_err(io)?;
-            this.persist_catalog().map_err(io)?;
+            this.store
+                .change(|catalog| catalog.delete_database(&database))?;
             Ok::<_, CatalogError>(files)
         })
         .await

@@ -342,7 +342,12 @@ impl ServeArgs {
                 .map(drop)
                 .map_err(|e| e.to_string())
         };
-        let engine = ProcessingEngine::start(Arc::clone(storage.catalog()), invoker, disable);
+        let engine = ProcessingEngine::start(
+            Arc::clone(storage.catalog()),
+            storage.catalog_store().subscribe(),
+            invoker,
+            disable,
+        );
         storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
         Ok(Some(engine))
     }

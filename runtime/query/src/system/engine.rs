@@ -16,6 +16,15 @@ fn time_field(name: &str) -> Field {
     Field::new(name, DataType::Timestamp(TimeUnit::Nanosecond, None), false)
 }
 
+/// What `read` gives for the database named `database`; nothing when there is none.
+fn of_database<T>(
+    catalog: &sluice_catalog::Catalog,
+    database: &str,
+    read: impl FnOnce(sluice_catalog::DbId) -> Vec<T>,
+) -> Vec<T> {
+    catalog.database_id(database).map(read).unwrap_or_default()
+}
+
 fn utf8<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
@@ -33,8 +42,8 @@ impl SystemTable for Logs {
         ]))
     }
 
-    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
-        let logs = self.0.logs(database);
+    fn rows(&self, catalog: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let logs = of_database(catalog, database, |id| self.0.logs(id));
         let columns = vec![
             Arc::new(TimestampNanosecondArray::from_iter_values(
                 logs.iter().map(|r| r.time_ns),
@@ -64,8 +73,8 @@ impl SystemTable for Invocations {
         ]))
     }
 
-    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
-        let calls = self.0.invocations(database);
+    fn rows(&self, catalog: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let calls = of_database(catalog, database, |id| self.0.invocations(id));
         let columns = vec![
             utf8(calls.iter().map(|r| r.trigger.as_str())),
             Arc::new(TimestampNanosecondArray::from_iter_values(
@@ -130,8 +139,8 @@ impl SystemTable for Usage {
         ]))
     }
 
-    fn rows(&self, _: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
-        let rows = self.0.usage(database);
+    fn rows(&self, catalog: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let rows = of_database(catalog, database, |id| self.0.usage(id));
         let count = |of: fn(&sluice_engine::records::Usage) -> u64| -> ArrayRef {
             Arc::new(rows.iter().map(|r| of(&r.usage)).collect::<UInt64Array>())
         };

@@ -36,10 +36,9 @@ impl WriteBuffer {
             limits,
         } = config;
         std::fs::create_dir_all(&data_dir)?;
-        let catalog_file = CatalogFile::new(&data_dir);
-        let loaded = catalog_file.load()?;
+        let opened = CatalogStore::open(&data_dir, limits.max_columns_per_table)?;
         let mut problems = Vec::new();
-        if let Some(why) = loaded.fell_back {
+        if let Some(why) = opened.fell_back {
             tracing::warn!("catalog: {why}");
             problems.push(StorageProblem {
                 database: None,
@@ -49,24 +48,15 @@ impl WriteBuffer {
                 detail: why,
             });
         }
-        let catalog = loaded.catalog;
-        catalog.set_max_columns(limits.max_columns_per_table);
-        if !problems.is_empty() {
-            // The version taken becomes the current one again.
-            catalog_file.write(&catalog.to_bytes())?;
-        }
         let persisted = snapshots.load().await.map_err(std::io::Error::other)?;
         let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
         wal.skip_past(persisted.wal_sequence);
-        let catalog_generation = catalog.generation();
         let this = Self {
-            catalog: Arc::new(catalog),
+            store: opened.store,
             buffer: Mutex::new(Buffer::default()),
             pending: Mutex::default(),
             wal: Mutex::new(wal),
-            catalog_file,
             data_dir: data_dir.clone(),
-            persisted_catalog: Mutex::new(catalog_generation),
             log_lock: Mutex::default(),
             snapshots,
             policy,
@@ -100,7 +90,7 @@ impl WriteBuffer {
         let mut problems = Vec::new();
         let mut live = Vec::new();
         for file in persisted.files {
-            if self.catalog.has_database(&file.database) {
+            if self.catalog().has_database(&file.database) {
                 live.push(file);
             } else {
                 problems.push(StorageProblem {
@@ -117,7 +107,7 @@ impl WriteBuffer {
             }
         }
         for (file, why) in persisted.damaged {
-            if self.catalog.has_database(&file.database) {
+            if self.catalog().has_database(&file.database) {
                 problems.push(StorageProblem {
                     detail: format!(
                         "{why}: its {} rows ({} to {} ns) are left out of queries",
@@ -224,7 +214,10 @@ impl WriteBuffer {
             .collect();
         let mut lines = parsed.lines;
         lines.retain(|line| !coverage.covers(&record.database, &line.table, sequence));
-        let accepted = match self.catalog.validate_write(&record.database, &lines, true) {
+        let accepted = match self
+            .catalog()
+            .validate_write(&record.database, &lines, true)
+        {
             Ok(validation) => {
                 refused.extend(validation.errors.iter().map(|e| e.message.clone()));
                 keep(lines, &validation.accepted)

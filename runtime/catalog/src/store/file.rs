@@ -9,32 +9,32 @@
 //! `catalog.damaged` when an earlier one is taken, and the earlier one is then written
 //! as the current one (by the storage, at start).
 
-use sluice_catalog::Catalog;
+use crate::Catalog;
 use std::io::{Error, ErrorKind};
 use std::path::{Path, PathBuf};
 
 /// Earlier versions kept beside the current one.
-pub const KEPT_VERSIONS: usize = 3;
+pub(super) const KEPT_VERSIONS: usize = 3;
 
 /// Where a damaged current version goes when an earlier one is used instead.
 const DAMAGED: &str = "catalog.damaged";
 
 /// The catalog's files in the data directory.
-pub struct CatalogFile {
+pub(super) struct CatalogFile {
     dir: PathBuf,
 }
 
 /// The catalog start-up found.
-pub struct LoadedCatalog {
-    pub catalog: Catalog,
+pub(super) struct LoadedCatalog {
+    pub(super) catalog: Catalog,
     /// When the current file could not be used: what was wrong, and which earlier
     /// version was taken instead.
-    pub fell_back: Option<String>,
+    pub(super) fell_back: Option<String>,
 }
 
 impl CatalogFile {
     /// The catalog files of `data_dir`.
-    pub fn new(data_dir: &Path) -> Self {
+    pub(super) fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.to_path_buf(),
         }
@@ -55,7 +55,7 @@ impl CatalogFile {
     /// A version cannot be read for another reason than its absence (permissions), or
     /// every version present is damaged: start-up must not go on without the
     /// databases, which an empty catalog would lose.
-    pub fn load(&self) -> std::io::Result<LoadedCatalog> {
+    pub(super) fn load(&self) -> std::io::Result<LoadedCatalog> {
         let mut problems = Vec::new();
         for version in 0..=KEPT_VERSIONS {
             let path = self.path(version);
@@ -119,7 +119,7 @@ impl CatalogFile {
     /// # Errors
     ///
     /// I/O errors; the current version is then the one before, or this one.
-    pub fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(super) fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
         let temporary = self.dir.join("catalog.tmp");
         let mut file = std::fs::File::create(&temporary)?;
         std::io::Write::write_all(&mut file, bytes)?;
