@@ -54,6 +54,7 @@ impl FlushObserver for Feed {
 
 fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
     Trigger {
+        id: Default::default(),
         trigger_name: name.into(),
         plugin_filename: plugin.into(),
         trigger: TriggerSpec::parse(spec).expect("a valid spec"),
@@ -114,7 +115,8 @@ async fn server(
         Limits::default(),
         warm,
     ));
-    let engine = ProcessingEngine::start(catalog, invoker, |_, _| Ok(()));
+    let versions = storage.catalog_store().subscribe();
+    let engine = ProcessingEngine::start(catalog, versions, invoker, |_, _| Ok(()));
     storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
     let state = AppState {
@@ -275,7 +277,7 @@ async fn main() {
             // Where the time went: the plugin's calls, instantiation included.
             let calls: Vec<_> = engine
                 .records
-                .invocations(database)
+                .invocations(storage.catalog().database_id(database).expect("exists"))
                 .into_iter()
                 .filter(|r| r.trigger == "transform")
                 .collect();
