@@ -802,3 +802,58 @@ fn large_batched_writes_are_written_whole_as_one_body_or_not_at_all() {
         json!([{"f": "first\nhalf", "t": 5}])
     );
 }
+
+/// Issue 17 (the catalog first): a database deleted and created again under its name,
+/// with a trigger of the same name, is another database with another trigger, whatever
+/// the engine kept for the first (caches, warm instances, logs, usage).
+#[test]
+fn a_database_created_again_under_its_name_starts_afresh() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = crate::support::root().join("tests/plugins/engine/remembers.py");
+    let code = std::fs::read_to_string(source).expect("test plugin");
+    let plugins = plugin_dir_with(dir.path(), &[("remembers.py", &code)]);
+    let flags = ["--plugin-dir", plugins.to_str().expect("utf-8 path")];
+    let server = TestServer::start_with(dir.path(), &flags);
+    let create = |server: &TestServer| {
+        server.create_database("db");
+        server.add_trigger("memo", "request:memo", "remembers.py", Value::Null, "log");
+    };
+    let call = |server: &TestServer| {
+        let response = server.get("/api/v3/engine/memo", &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        response.json()
+    };
+    let usage = |server: &TestServer| {
+        let rows = server.query(
+            "db",
+            "SELECT invocations FROM system.processing_engine_usage WHERE hour IS NULL",
+        );
+        rows[0]["invocations"].as_u64()
+    };
+    let lines = |server: &TestServer| {
+        let rows = server.query(
+            "db",
+            "SELECT count(*) AS n FROM system.processing_engine_logs",
+        );
+        rows[0]["n"].as_i64()
+    };
+    create(&server);
+    assert_eq!(call(&server), json!({"own": null, "shared": null}));
+    let earlier = json!({"own": "earlier", "shared": "earlier"});
+    assert_eq!(call(&server), earlier);
+    assert_eq!((usage(&server), lines(&server)), (Some(2), Some(2)));
+
+    let deleted = server.send("DELETE", "/api/v3/configure/database?db=db", &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    create(&server);
+    assert_eq!(
+        call(&server),
+        json!({"own": null, "shared": null}),
+        "neither cache is the first database's"
+    );
+    assert_eq!(
+        (usage(&server), lines(&server)),
+        (Some(1), Some(1)),
+        "the records are the new database's"
+    );
+}
