@@ -11,5 +11,6 @@ mod s3;
 mod security;
 mod server;
 mod support;
+mod tenants;
 mod test_local;
 mod triggers;

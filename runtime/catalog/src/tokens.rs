@@ -24,6 +24,10 @@ pub struct Grant {
     pub read: bool,
     /// May write to them.
     pub write: bool,
+    /// May manage their processing engine: create, update, enable, disable, delete and
+    /// test triggers, and read their system tables.
+    #[serde(default)]
+    pub manage: bool,
 }
 
 impl Grant {
@@ -58,6 +62,14 @@ impl Access {
         match self {
             Self::Admin => true,
             Self::Scoped(grants) => grants.iter().any(|g| g.write && g.covers(database)),
+        }
+    }
+
+    /// Whether the processing engine of `database` may be managed (its triggers).
+    pub fn can_manage(&self, database: &str) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Scoped(grants) => grants.iter().any(|g| g.manage && g.covers(database)),
         }
     }
 
@@ -184,9 +196,9 @@ impl Tokens {
             ));
         }
         for grant in &grants {
-            if !grant.read && !grant.write {
+            if !grant.read && !grant.write && !grant.manage {
                 return Err(Error::InvalidToken(
-                    "a permission needs the action read, write or both".into(),
+                    "a permission needs at least one of the actions read, write and manage".into(),
                 ));
             }
             if grant.databases.is_empty() {
@@ -252,6 +264,7 @@ mod tests {
 
     fn grant(databases: &[&str], read: bool, write: bool) -> Grant {
         Grant {
+            manage: false,
             databases: databases.iter().map(|d| d.to_string()).collect(),
             read,
             write,

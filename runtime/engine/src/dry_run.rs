@@ -69,6 +69,8 @@ pub struct DryRunHost {
     cache_name: String,
     /// Where queries go; without one they fail with a clear message.
     queries: Option<Arc<dyn Database>>,
+    /// Whether the plugin may name other databases than its own (an admin's run).
+    reaches_others: bool,
     state: Mutex<Collected>,
 }
 
@@ -94,8 +96,16 @@ impl DryRunHost {
             cache,
             cache_name: cache_name.into(),
             queries: None,
+            reaches_others: true,
             state: Mutex::default(),
         }
+    }
+
+    /// The same host, refusing the plugin's queries and writes that name another
+    /// database than its own (a tenant's run).
+    pub fn own_database_only(mut self) -> Self {
+        self.reaches_others = false;
+        self
     }
 
     /// The same host, running the plugin's queries on `database` (they are real; writes
@@ -124,8 +134,15 @@ impl DryRunHost {
         }
     }
 
-    fn database_for(&self, database: Option<&str>) -> String {
-        database.unwrap_or(&self.database).to_string()
+    fn database_for(&self, database: Option<&str>) -> Result<String, String> {
+        match database {
+            Some(other) if other != self.database && !self.reaches_others => Err(format!(
+                "database '{other}' is not reachable from a test run on database '{}' \
+                 made with a database token",
+                self.database
+            )),
+            named => Ok(named.unwrap_or(&self.database).to_string()),
+        }
     }
 }
 
@@ -144,6 +161,7 @@ impl HostServices for DryRunHost {
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         let database = self.database_for(database);
         Box::pin(async move {
+            let database = database?;
             match &self.queries {
                 Some(queries) => {
                     let bound = self.limits.query_result_bound();
@@ -157,7 +175,7 @@ impl HostServices for DryRunHost {
     }
 
     fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
-        let database = self.database_for(database);
+        let database = self.database_for(database)?;
         // Guests hand batched lines over many at a time; the report lists each.
         self.collected()
             .batched
@@ -173,7 +191,10 @@ impl HostServices for DryRunHost {
         line_protocol: String,
         _no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
-        let database = self.database_for(database);
+        let database = match self.database_for(database) {
+            Ok(database) => database,
+            Err(refused) => return Box::pin(async move { Err(refused) }),
+        };
         self.collected()
             .immediate
             .entry(database)

@@ -188,7 +188,8 @@ impl Invoker {
     /// Runs `call` once on the plugin `plugin_filename` for a trigger on `database`, on
     /// a fresh instance, without writing anything: what the plugin test endpoints do.
     /// Queries are real; writes are collected and validated; caches are the test
-    /// namespaces of `cache_name`.
+    /// namespaces of `cache_name`. Unless `reaches_others`, the plugin may name no other
+    /// database than `database`.
     ///
     /// # Errors
     ///
@@ -200,14 +201,18 @@ impl Invoker {
         plugin_filename: &str,
         call: PluginCall,
         cache_name: &str,
+        reaches_others: bool,
     ) -> Result<DryRunReport, InvocationError> {
         let plugin = PluginRef {
             plugin_dir: self.plugin_dir.clone(),
             name: local_name(plugin_filename).into_owned(),
         };
         plugin.read()?;
-        let host = DryRunHost::new(database, &self.limits, Arc::clone(&self.cache), cache_name)
+        let mut host = DryRunHost::new(database, &self.limits, Arc::clone(&self.cache), cache_name)
             .with_queries(Arc::clone(&self.storage));
+        if !reaches_others {
+            host = host.own_database_only();
+        }
         Ok(dry_run(
             self.executor.as_ref(),
             &plugin,

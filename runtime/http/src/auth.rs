@@ -4,7 +4,8 @@
 //! `Authorization: Bearer <token>` (or `Token <token>`, or the password of Basic auth,
 //! or the v1 `p=` parameter of `/write` and `/query`), asks the catalog what the token
 //! allows, refuses administration paths to anything but the admin token, and leaves the
-//! [`Access`] in the request for handlers that check a database (writes, queries).
+//! [`Access`] in the request for handlers that check a database (writes, queries, and
+//! the management of a database's triggers, which a token with `manage` on it may do).
 //! With authentication off every request gets [`Access::Admin`].
 
 use crate::AppState;
@@ -33,17 +34,17 @@ pub(crate) fn is_public(method: &Method, path: &str) -> bool {
         || method == Method::OPTIONS
 }
 
-/// Paths only the admin token may call: databases, tables, tokens, plugins, and the
-/// metrics (they name every tenant's triggers).
+/// Paths only the admin token may call: databases, tables, tokens, plugins, packages,
+/// and the metrics (they name every tenant's triggers). Not a database's triggers and
+/// their test runs: their handlers ask for `manage` on the database named.
 fn needs_admin(path: &str) -> bool {
-    path == "/metrics"
-        || [
-            "/api/v3/configure/",
-            "/api/v3/plugins/",
-            "/api/v3/plugin_test/",
-        ]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
+    let managed = path.starts_with("/api/v3/configure/processing_engine_trigger")
+        || path.starts_with("/api/v3/plugin_test/");
+    !managed
+        && (path == "/metrics"
+            || ["/api/v3/configure/", "/api/v3/plugins/"]
+                .iter()
+                .any(|prefix| path.starts_with(prefix)))
 }
 
 /// The token of a request, if it carries one.
@@ -114,6 +115,18 @@ pub fn require_write(access: &Access, database: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::Forbidden(format!(
             "the token may not write to database `{database}`"
+        )))
+    }
+}
+
+/// 403 unless `access` may manage the triggers of `database`.
+pub fn require_manage(access: &Access, database: &str) -> Result<(), ApiError> {
+    if access.can_manage(database) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "the token may not manage database `{database}`: that needs the admin token or \
+             the manage permission on it"
         )))
     }
 }
@@ -189,5 +202,13 @@ mod tests {
         assert!(needs_admin("/api/v3/configure/database") && needs_admin("/api/v3/plugins/files"));
         assert!(!is_public(&Method::GET, "/metrics") && needs_admin("/metrics"));
         assert!(!needs_admin("/api/v3/write_lp") && !needs_admin("/api/v3/engine/hook"));
+        // A database's triggers: the handlers ask for manage on it.
+        assert!(!needs_admin(
+            "/api/v3/configure/processing_engine_trigger/enable"
+        ));
+        assert!(!needs_admin("/api/v3/plugin_test/wal"));
+        assert!(needs_admin(
+            "/api/v3/configure/plugin_environment/install_packages"
+        ));
     }
 }

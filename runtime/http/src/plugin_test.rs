@@ -3,14 +3,16 @@
 //! errors. Queries are real; nothing is written.
 
 use crate::AppState;
+use crate::auth::require_manage;
 use crate::configure::json_body;
 use crate::error::ApiError;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use chrono::SecondsFormat;
 use serde::Deserialize;
+use sluice_catalog::Access;
 use sluice_engine::dry_run::{DEFAULT_CACHE_NAME, DryRunReport, wal_test_call};
 use sluice_engine::schedule::next_cron_instant;
 use sluice_plugin_api::{InvocationError, PluginCall, TriggerArguments};
@@ -54,6 +56,7 @@ fn failed(error: String) -> DryRunReport {
 
 async fn run(
     state: &AppState,
+    access: &Access,
     database: &str,
     filename: &str,
     call: PluginCall,
@@ -72,7 +75,7 @@ async fn run(
     let cache_name = cache_name.unwrap_or_else(|| DEFAULT_CACHE_NAME.to_string());
     engine
         .invoker
-        .dry_run(database, filename, call, &cache_name)
+        .dry_run(database, filename, call, &cache_name, access.is_admin())
         .await
         .map_err(|error| match error {
             InvocationError::PluginFile(message) if message.starts_with("Plugin not found") => {
@@ -86,14 +89,17 @@ async fn run(
 /// The database and its tables need not exist.
 pub async fn wal(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<DryRunReport>, ApiError> {
     let request: WalTest = json_body(&headers, &body)?;
+    require_manage(&access, &request.database)?;
     let call = wal_test_call(&request.input_lp, arguments(request.input_arguments))
         .map_err(ApiError::BadRequest)?;
     let report = run(
         &state,
+        &access,
         &request.database,
         &request.filename,
         call,
@@ -107,10 +113,12 @@ pub async fn wal(
 /// instant (every second without one). The database must exist.
 pub async fn schedule(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<DryRunReport>, ApiError> {
     let request: ScheduleTest = json_body(&headers, &body)?;
+    require_manage(&access, &request.database)?;
     if !state.storage.catalog().has_database(&request.database) {
         return Ok(Json(failed("couldn't find db".into())));
     }
@@ -125,6 +133,7 @@ pub async fn schedule(
     };
     let mut report = run(
         &state,
+        &access,
         &request.database,
         &request.filename,
         call,

@@ -14,7 +14,8 @@ use sluice_catalog::{Access, Grant, NewToken, TokenRecord};
 use std::collections::HashMap;
 
 /// One permission of `POST /api/v3/configure/token`, in upstream's shape:
-/// `{"resource_type": "db", "resource_names": ["a", "b"] | ["*"], "actions": ["read", "write"]}`.
+/// `{"resource_type": "db", "resource_names": ["a", "b"] | ["*"], "actions": ["read", "write"]}`,
+/// and Sluice's own action `manage` (the databases' triggers).
 #[derive(Debug, Serialize, Deserialize)]
 struct Permission {
     resource_type: String,
@@ -41,14 +42,16 @@ fn grant(permission: Permission) -> Result<Grant, ApiError> {
         databases: permission.resource_names,
         read: false,
         write: false,
+        manage: false,
     };
     for action in &permission.actions {
         match action.as_str() {
             "read" => grant.read = true,
             "write" => grant.write = true,
+            "manage" => grant.manage = true,
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown action `{other}`: expected read or write"
+                    "unknown action `{other}`: expected read, write or manage"
                 )));
             }
         }
@@ -62,11 +65,12 @@ fn permissions(access: &Access) -> Value {
         Access::Scoped(grants) => grants
             .iter()
             .map(|g| {
-                let actions: Vec<&str> = [(g.read, "read"), (g.write, "write")]
-                    .into_iter()
-                    .filter(|(on, _)| *on)
-                    .map(|(_, a)| a)
-                    .collect();
+                let actions: Vec<&str> =
+                    [(g.read, "read"), (g.write, "write"), (g.manage, "manage")]
+                        .into_iter()
+                        .filter(|(on, _)| *on)
+                        .map(|(_, a)| a)
+                        .collect();
                 json!({"resource_type": "db", "resource_names": g.databases, "actions": actions})
             })
             .collect(),

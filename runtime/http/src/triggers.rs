@@ -2,14 +2,15 @@
 //! triggers. Each change is in the catalog (and on disk) before the answer.
 
 use crate::AppState;
+use crate::auth::require_manage;
 use crate::configure::{catalog_error, json_body};
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sluice_catalog::{
-    ErrorBehavior, LimitOverrides, Trigger, TriggerId, TriggerSettings, TriggerSpec,
+    Access, ErrorBehavior, LimitOverrides, Trigger, TriggerId, TriggerSettings, TriggerSpec,
 };
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
@@ -153,6 +154,22 @@ struct DeleteTrigger {
     force: bool,
 }
 
+/// 403 unless a trigger created with `access` may be granted `granted`: a database token
+/// may grant its trigger only databases it may both query and write itself, so that no
+/// trigger reaches further than its creator.
+fn check_grants(access: &Access, granted: &[String]) -> Result<(), ApiError> {
+    match granted
+        .iter()
+        .find(|db| !access.can_read(db) || !access.can_write(db))
+    {
+        None => Ok(()),
+        Some(database) => Err(ApiError::Forbidden(format!(
+            "the token may not grant database `{database}` to a trigger: it may not both \
+             query and write it"
+        ))),
+    }
+}
+
 /// Checks that the plugin can be read from the plugin directory; a `gh:` plugin is
 /// fetched from the plugin repository into it first.
 pub(crate) async fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
@@ -185,10 +202,13 @@ pub(crate) async fn check_plugin(state: &AppState, filename: &str) -> Result<(),
 /// `POST /api/v3/configure/processing_engine_trigger`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: CreateTrigger = json_body(&headers, &body)?;
+    require_manage(&access, &request.db)?;
+    check_grants(&access, &request.granted_databases)?;
     if request.trigger_name.trim().is_empty() {
         return Err(ApiError::BadRequest("trigger_name is empty".into()));
     }
@@ -237,6 +257,7 @@ pub async fn create(
 /// the JSON body `{db, trigger_name, force?}`.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
@@ -259,6 +280,7 @@ pub async fn delete(
             force,
         }
     };
+    require_manage(&access, &request.db)?;
     state
         .storage
         .change_catalog(|c| c.delete_trigger(&request.db, &request.trigger_name, request.force))
@@ -269,10 +291,12 @@ pub async fn delete(
 
 async fn set_disabled(
     state: &AppState,
+    access: &Access,
     params: &HashMap<String, String>,
     disabled: bool,
 ) -> Result<StatusCode, ApiError> {
     let database = crate::error::required(params, "db")?;
+    require_manage(access, database)?;
     let name = crate::error::required(params, "trigger_name")?;
     state
         .storage
@@ -286,18 +310,20 @@ async fn set_disabled(
 /// when it is enabled already.
 pub async fn enable(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    set_disabled(&state, &params, false).await
+    set_disabled(&state, &access, &params, false).await
 }
 
 /// `POST /api/v3/configure/processing_engine_trigger/disable?db=&trigger_name=`: 200 also
 /// when it is disabled already.
 pub async fn disable(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
-    set_disabled(&state, &params, true).await
+    set_disabled(&state, &access, &params, true).await
 }
 
 /// Returns once a catalog change just made is in effect: the engine follows the

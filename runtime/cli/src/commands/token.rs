@@ -13,7 +13,8 @@ use std::time::Duration;
     sluice create token --admin                                      # the first token of a new server\n  \
     sluice create token --admin --regenerate                         # replace it; the old one stops working\n  \
     sluice create token --name dashboards --permission 'db:metrics:read'\n  \
-    sluice create token --name agents --permission 'db:a,b:write' --expiry 30d")]
+    sluice create token --name agents --permission 'db:a,b:write' --expiry 30d\n  \
+    sluice create token --name tenant-a --permission 'db:a:read,write,manage'")]
 pub struct CreateTokenArgs {
     #[command(flatten)]
     server: ServerArgs,
@@ -28,7 +29,9 @@ pub struct CreateTokenArgs {
     #[arg(long, required_unless_present = "admin")]
     name: Option<String>,
     /// What a database token may do, as `db:NAMES:ACTIONS`: NAMES is a comma-separated
-    /// list of databases or `*`, ACTIONS is `read`, `write` or `read,write`. Repeatable
+    /// list of databases or `*`, ACTIONS a comma-separated list of `read` (query),
+    /// `write` and `manage` (create, change, test and delete the databases' triggers).
+    /// Repeatable
     #[arg(long, required_unless_present = "admin", value_parser = permission)]
     permission: Vec<Value>,
     /// Stop accepting the token after this long (`1h`, `30d`); never by default
@@ -45,17 +48,19 @@ fn permission(text: &str) -> Result<Value, String> {
     let (Some("db"), Some(names), Some(actions)) = (parts.next(), parts.next(), parts.next())
     else {
         return Err(format!(
-            "invalid permission `{text}`: expected db:NAMES:ACTIONS, e.g. db:metrics:read,write"
+            "invalid permission `{text}`: expected db:NAMES:ACTIONS, e.g. db:metrics:read,write,manage"
         ));
     };
     let names: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
     let actions: Vec<&str> = actions.split(',').filter(|a| !a.is_empty()).collect();
     if names.is_empty()
         || actions.is_empty()
-        || actions.iter().any(|a| !matches!(*a, "read" | "write"))
+        || actions
+            .iter()
+            .any(|a| !matches!(*a, "read" | "write" | "manage"))
     {
         return Err(format!(
-            "invalid permission `{text}`: name at least one database (or *) and the actions read and/or write"
+            "invalid permission `{text}`: name at least one database (or *) and one or more of the actions read, write and manage"
         ));
     }
     Ok(json!({"resource_type": "db", "resource_names": names, "actions": actions}))

@@ -1,0 +1,183 @@
+//! Tenants on one server (issue 17): tokens with `manage` on their databases create,
+//! change, test and delete their own triggers, and nothing of another database.
+
+use crate::server::{TestServer, plugin_dir_with, trigger_body};
+use crate::support::{root, text};
+use serde_json::{Value, json};
+
+/// A server with databases `a` and `b`, the plugins of `tests/plugins/tenants/` and
+/// `tests/plugins/engine/remembers.py`.
+fn server(dir: &std::path::Path) -> TestServer {
+    let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("test plugin");
+    let plugins = plugin_dir_with(
+        dir,
+        &[
+            ("peek.py", &read("tests/plugins/tenants/peek.py")),
+            ("remembers.py", &read("tests/plugins/engine/remembers.py")),
+        ],
+    );
+    let plugins = plugins.to_str().expect("utf-8 path").to_string();
+    let server = TestServer::start_with(dir, &["--plugin-dir", &plugins]);
+    server.create_database("a");
+    server.create_database("b");
+    server
+}
+
+/// A token made with `sluice create token --permission PERMISSION`.
+fn token(server: &TestServer, name: &str, permission: &str) -> String {
+    let output = server.cli(&[
+        "create",
+        "token",
+        "--name",
+        name,
+        "--permission",
+        permission,
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("Token: "))
+        .expect("a token line")
+        .to_string()
+}
+
+/// Sends `body` (JSON) to `target` with `token`; the status and the answer's text.
+fn send(
+    server: &TestServer,
+    token: &str,
+    method: &str,
+    target: &str,
+    body: &Value,
+) -> (u16, String) {
+    let bearer = format!("Bearer {token}");
+    let response = server.send(
+        method,
+        target,
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    (response.status, response.text())
+}
+
+fn trigger_on(db: &str, name: &str, spec: &str, plugin: &str) -> Value {
+    let mut body = trigger_body(name, spec, plugin, Value::Null, "log");
+    body["db"] = json!(db);
+    body
+}
+
+const TRIGGER: &str = "/api/v3/configure/processing_engine_trigger";
+
+#[test]
+fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
+    let reader_a = token(&server, "reader-a", "db:a:read,write");
+    let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
+    let listed = server.cli(&["show", "tokens"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("db:a:read,write,manage"),
+        "{}",
+        text(&listed)
+    );
+
+    // Its own database: create, disable, enable, call.
+    let memo = trigger_on("a", "memo", "request:a/memo", "remembers.py");
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &memo).0, 200);
+    for verb in ["disable", "enable"] {
+        let target = format!("{TRIGGER}/{verb}?db=a&trigger_name=memo");
+        assert_eq!(send(&server, &tenant_a, "POST", &target, &json!({})).0, 200);
+    }
+    let called = send(
+        &server,
+        &tenant_a,
+        "GET",
+        "/api/v3/engine/a/memo",
+        &Value::Null,
+    );
+    assert_eq!(called.0, 200, "{}", called.1);
+
+    // Anything of another database, or without manage: 403, naming the permission.
+    let forbidden = |(status, body): (u16, String)| {
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("manage"), "{body}");
+    };
+    forbidden(send(
+        &server,
+        &tenant_a,
+        "POST",
+        TRIGGER,
+        &trigger_on("b", "x", "request:x", "remembers.py"),
+    ));
+    forbidden(send(
+        &server,
+        &reader_a,
+        "POST",
+        TRIGGER,
+        &trigger_on("a", "x", "request:x", "remembers.py"),
+    ));
+    let on_a = format!("{TRIGGER}?db=a&trigger_name=memo&force=true");
+    forbidden(send(&server, &tenant_b, "DELETE", &on_a, &Value::Null));
+    let disable_a = format!("{TRIGGER}/disable?db=a&trigger_name=memo");
+    forbidden(send(&server, &tenant_b, "POST", &disable_a, &json!({})));
+    let test_on_a = json!({"filename": "peek.py", "database": "a", "input_lp": "t n=1i", "input_arguments": {"db": "a"}});
+    forbidden(send(
+        &server,
+        &tenant_b,
+        "POST",
+        "/api/v3/plugin_test/wal",
+        &test_on_a,
+    ));
+
+    // A trigger reaches no further than its creator.
+    let mut granted = trigger_on("a", "peek", "table:t", "peek.py");
+    granted["granted_databases"] = json!(["b"]);
+    let (status, body) = send(&server, &tenant_a, "POST", TRIGGER, &granted);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("may not grant database `b`"), "{body}");
+
+    // A test run on its own database, whose plugin names another: refused inside.
+    server.post("/api/v3/write_lp?db=b", &[], b"secrets value=1i 1");
+    let mut peek_b = test_on_a.clone();
+    peek_b["input_arguments"] = json!({"db": "b"});
+    let (status, report) = send(
+        &server,
+        &tenant_a,
+        "POST",
+        "/api/v3/plugin_test/wal",
+        &peek_b,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("not reachable from a test run"), "{report}");
+    assert!(!report.contains("read ["), "{report}");
+
+    // Still the admin's: databases, tokens, packages, plugin files.
+    for (method, target) in [
+        ("POST", "/api/v3/configure/database"),
+        ("POST", "/api/v3/configure/token"),
+        (
+            "POST",
+            "/api/v3/configure/plugin_environment/install_packages",
+        ),
+        ("POST", "/api/v3/plugins/files"),
+    ] {
+        let (status, body) = send(&server, &tenant_a, method, target, &json!({"db": "c"}));
+        assert_eq!(status, 403, "{target}: {body}");
+    }
+
+    // And its own trigger goes with it; the other tenant's database never changed.
+    assert_eq!(
+        send(&server, &tenant_a, "DELETE", &on_a, &Value::Null).0,
+        200
+    );
+    let rows = server.query("b", "SELECT count(*) AS n FROM secrets");
+    assert_eq!(rows, json!([{"n": 1}]));
+    let triggers = server.query(
+        "a",
+        "SELECT trigger_name FROM system.processing_engine_triggers",
+    );
+    assert_eq!(triggers, json!([]));
+}
