@@ -65,6 +65,8 @@ fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
         trigger_arguments: None,
         disabled: false,
         granted_databases: Vec::new(),
+        reach: Default::default(),
+        public: false,
         limits: Default::default(),
     }
 }

@@ -187,7 +187,7 @@ fn requests_need_a_token_that_allows_them() {
         (bad.status, bad.json()),
         (
             400,
-            json!({"error": "unknown action `delete`: expected read, write or manage"})
+            json!({"error": "unknown action `delete`: expected read, write, manage or invoke"})
         )
     );
 }

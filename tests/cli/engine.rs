@@ -584,81 +584,146 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     return {"done": how}
 "#;
 
+/// A token named `name` with the permissions `permissions` (`db:NAMES:ACTIONS`).
+fn token_with(server: &TestServer, name: &str, permissions: &[&str]) -> String {
+    let mut args = vec!["create", "token", "--name", name];
+    for permission in permissions {
+        args.extend(["--permission", permission]);
+    }
+    let output = server.cli(&args);
+    assert!(output.status.success(), "{}", crate::support::text(&output));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("Token: "))
+        .expect("a token line")
+        .to_string()
+}
+
+/// Issue 17, point 5: a trigger's plugin reaches what its creator could, narrowed by
+/// `--grant-database`.
 #[test]
-fn a_trigger_uses_only_its_own_database_unless_granted_others() {
+fn a_trigger_reaches_what_its_creator_could_narrowed_by_its_grants() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = plugin_dir_with(dir.path(), &[("cross.py", CROSS_DATABASE)]);
     let server = TestServer::start_with(dir.path(), &["--plugin-dir", &plugins.to_string_lossy()]);
-    server.create_database("db");
-    server.create_database("tenant_b");
+    for name in ["db", "tenant_b", "other"] {
+        server.create_database(name);
+    }
     let written = server.post("/api/v3/write_lp?db=tenant_b", &[], b"kept n=7i 1");
     assert_eq!(written.status, 204, "{}", written.text());
-    server.add_trigger("own", "request:own", "cross.py", Value::Null, "log");
-    // Granted from the command line.
+    // The admin's trigger reaches every database, as upstream.
+    server.add_trigger("admins", "request:admins", "cross.py", Value::Null, "log");
+    // Narrowed from the command line to one other database.
     let output = server.cli(&[
         "create",
         "trigger",
         "-d",
         "db",
-        "granted",
+        "narrowed",
         "--trigger-spec",
-        "request:granted",
+        "request:narrowed",
         "--path",
         "cross.py",
         "--grant-database",
-        "tenant_b",
+        "other",
     ]);
     assert!(output.status.success(), "{}", crate::support::text(&output));
+    // A tenant's: its own database, and `tenant_b` to read only.
+    let tenant = token_with(
+        &server,
+        "tenant",
+        &["db:db:read,write,manage", "db:tenant_b:read"],
+    );
+    let bearer = format!("Bearer {tenant}");
+    let created = server.send(
+        "POST",
+        "/api/v3/configure/processing_engine_trigger",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        crate::server::trigger_body("tenants", "request:tenants", "cross.py", Value::Null, "log")
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
     assert_eq!(
-        server.query("db", "SELECT trigger_name, granted_databases FROM system.processing_engine_triggers ORDER BY trigger_name"),
-        json!([{"trigger_name": "granted", "granted_databases": "tenant_b"}, {"trigger_name": "own", "granted_databases": ""}])
+        server.query("db", "SELECT trigger_name, granted_databases, reach FROM system.processing_engine_triggers ORDER BY trigger_name"),
+        json!([
+            {"trigger_name": "admins", "granted_databases": "", "reach": "all databases"},
+            {"trigger_name": "narrowed", "granted_databases": "other", "reach": "all databases"},
+            {"trigger_name": "tenants", "granted_databases": "", "reach": "db:db:read,write db:tenant_b:read"},
+        ])
     );
 
-    let refusal = "database 'tenant_b' is not granted to trigger 'own' of database 'db'";
-    for how in ["query", "write_sync"] {
-        let refused = server.get(&format!("/api/v3/engine/own?db=tenant_b&how={how}"), &[]);
-        assert_eq!(refused.status, 403, "{how}: {}", refused.text());
-        let error = refused.json()["error"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        assert!(error.contains(refusal), "{how}: {error}");
-    }
-    // A refused batched write fails the call, so nothing it wrote is kept.
-    let refused = server.get("/api/v3/engine/own?db=tenant_b&how=write", &[]);
-    assert_eq!(refused.status, 500, "{}", refused.text());
-    assert!(refused.text().contains(refusal), "{}", refused.text());
-    assert!(!refused.text().contains("trapped"), "{}", refused.text());
-    assert_eq!(
-        server.query(
-            "tenant_b",
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox' ORDER BY table_name"
-        ),
-        json!([{"table_name": "kept"}])
-    );
-    // Its own database, named or not, is always allowed.
-    let own = server.get("/api/v3/engine/own?db=db&how=write_sync", &[]);
-    assert_eq!(own.status, 200, "{}", own.text());
-
-    let queried = server.get("/api/v3/engine/granted?db=tenant_b&how=query", &[]);
-    assert_eq!(
-        queried.json(),
-        json!({"rows": [{"n": 7}]}),
-        "{}",
-        queried.text()
-    );
-    for how in ["write_sync", "write"] {
-        let done = server.get(
-            &format!("/api/v3/engine/granted?db=tenant_b&how={how}"),
+    let refused = |trigger: &str, how: &str, refusal: &str| {
+        let refused = server.get(
+            &format!("/api/v3/engine/{trigger}?db=tenant_b&how={how}"),
             &[],
         );
+        let expected = if how == "write" { 500 } else { 403 };
+        assert_eq!(
+            refused.status,
+            expected,
+            "{trigger} {how}: {}",
+            refused.text()
+        );
+        assert!(
+            refused.text().contains(refusal),
+            "{trigger} {how}: {}",
+            refused.text()
+        );
+        assert!(!refused.text().contains("trapped"), "{}", refused.text());
+    };
+    let narrowed = "trigger 'narrowed' of database 'db' may not";
+    refused(
+        "narrowed",
+        "query",
+        &format!("{narrowed} query database 'tenant_b'"),
+    );
+    refused(
+        "narrowed",
+        "write_sync",
+        &format!("{narrowed} write to database 'tenant_b'"),
+    );
+    // A refused batched write fails the call, so nothing it wrote is kept.
+    refused(
+        "narrowed",
+        "write",
+        &format!("{narrowed} write to database 'tenant_b'"),
+    );
+    let tenants = "trigger 'tenants' of database 'db' may not write to database 'tenant_b'";
+    refused("tenants", "write_sync", tenants);
+    refused("tenants", "write", tenants);
+    let tables = |db: &str| {
+        server.query(
+            db,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox' ORDER BY table_name",
+        )
+    };
+    assert_eq!(tables("tenant_b"), json!([{"table_name": "kept"}]));
+
+    // Its own database, named or not, is always allowed.
+    let own = server.get("/api/v3/engine/narrowed?db=db&how=write_sync", &[]);
+    assert_eq!(own.status, 200, "{}", own.text());
+    for trigger in ["admins", "tenants"] {
+        let queried = server.get(
+            &format!("/api/v3/engine/{trigger}?db=tenant_b&how=query"),
+            &[],
+        );
+        assert_eq!(
+            queried.json(),
+            json!({"rows": [{"n": 7}]}),
+            "{}",
+            queried.text()
+        );
+    }
+    for how in ["write_sync", "write"] {
+        let done = server.get(&format!("/api/v3/engine/admins?db=tenant_b&how={how}"), &[]);
         assert_eq!(done.json(), json!({"done": how}), "{}", done.text());
     }
     assert_eq!(
-        server.query(
-            "tenant_b",
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox' ORDER BY table_name"
-        ),
+        tables("tenant_b"),
         json!([{"table_name": "batched"}, {"table_name": "immediate"}, {"table_name": "kept"}])
     );
 }

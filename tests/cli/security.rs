@@ -62,6 +62,9 @@ impl Tenants {
         let alpha_read = token(&server, "alpha-read", "alpha", "read");
         let beta_read = token(&server, "beta-read", "beta", "read");
         let beta_write = token(&server, "beta-write", "beta", "write");
+        // `alpha`'s own triggers are created by `alpha`'s token, and reach only what it
+        // may; the one granted `beta` is the admin's, narrowed to it.
+        let alpha_owner = token(&server, "alpha-owner", "alpha", "read,write,manage");
         for (db, name, spec, plugin, granted) in [
             ("beta", "beta_wal", "table:events", "beta_wal.py", json!([])),
             (
@@ -103,8 +106,22 @@ impl Tenants {
         ] {
             let mut body = trigger_body(name, spec, plugin, Value::Null, "log");
             body["db"] = json!(db);
+            let by_alpha = db == "alpha" && granted == json!([]);
             body["granted_databases"] = granted;
-            let created = server.create_trigger(&body);
+            let created = if by_alpha {
+                let bearer = format!("Bearer {alpha_owner}");
+                server.send(
+                    "POST",
+                    "/api/v3/configure/processing_engine_trigger",
+                    &[
+                        ("authorization", &bearer),
+                        ("content-type", "application/json"),
+                    ],
+                    body.to_string().as_bytes(),
+                )
+            } else {
+                server.create_trigger(&body)
+            };
             assert_eq!(created.status, 200, "{name}: {}", created.text());
         }
         let tenants = Self {
@@ -225,11 +242,12 @@ fn start(dir: &Path, flags: &[String]) -> TestServer {
     TestServer::start_with(dir, &flags)
 }
 
-/// A token named `name` that may do `action` on `db`.
-fn token(server: &TestServer, name: &str, db: &str, action: &str) -> String {
+/// A token named `name` that may do `actions` (comma-separated) on `db`.
+fn token(server: &TestServer, name: &str, db: &str, actions: &str) -> String {
+    let actions: Vec<&str> = actions.split(',').collect();
     let body = json!({
         "token_name": name,
-        "permissions": [{"resource_type": "db", "resource_names": [db], "actions": [action]}],
+        "permissions": [{"resource_type": "db", "resource_names": [db], "actions": actions}],
     })
     .to_string();
     let created = server.post(
@@ -403,7 +421,7 @@ fn request_triggers_answer_only_tokens_that_may_read_their_database() {
             assert!(
                 answer
                     .text()
-                    .contains("needs read permission on the trigger's database")
+                    .contains("needs read or invoke permission on the trigger's database")
                     && !answer.text().contains("beta"),
                 "{}",
                 answer.text()
@@ -553,6 +571,19 @@ fn shared_cache_values_cannot_carry_code_from_one_trigger_to_another() {
         "{}",
         answer.text()
     );
+    tenants.assert_beta_answers();
+    let tables = tenants.server.query("beta", "SHOW TABLES");
+    assert!(!tables.to_string().contains("pwned"), "{tables}");
+}
+
+/// Issue 17, point 5: `alpha`'s trigger, created with `alpha`'s token, reaches nothing of
+/// `beta`.
+#[test]
+fn a_tenants_trigger_reaches_no_other_tenants_database() {
+    let tenants = Tenants::start(&[]);
+    for attack in ["cross_query", "cross_write"] {
+        refused(&tenants.attack(attack, ""), "of database 'alpha' may not");
+    }
     tenants.assert_beta_answers();
     let tables = tenants.server.query("beta", "SHOW TABLES");
     assert!(!tables.to_string().contains("pwned"), "{tables}");

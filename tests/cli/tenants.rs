@@ -181,3 +181,74 @@ fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
     );
     assert_eq!(triggers, json!([]));
 }
+
+/// Issue 17, point 4: a request trigger answers tokens that may read or invoke its
+/// database, or anyone when created public; a caller without a valid token learns
+/// nothing of the others.
+#[test]
+fn request_triggers_answer_their_databases_callers_or_anyone_when_public() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
+    let invoker = token(&server, "invoker-a", "db:a:invoke");
+    let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
+    let private = trigger_on("a", "private", "request:a/private", "remembers.py");
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &private).0, 200);
+    let mut open = trigger_on("a", "open", "request:a/open", "remembers.py");
+    open["public"] = json!(true);
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &open).0, 200);
+    let mut public_wal = trigger_on("a", "wal", "table:t", "remembers.py");
+    public_wal["public"] = json!(true);
+    let (status, body) = send(&server, &tenant_a, "POST", TRIGGER, &public_wal);
+    assert_eq!(
+        (status, body.contains("only a request trigger")),
+        (400, true),
+        "{body}"
+    );
+    let listed = server.query(
+        "a",
+        "SELECT trigger_name, public FROM system.processing_engine_triggers ORDER BY trigger_name",
+    );
+    assert_eq!(
+        listed,
+        json!([{"trigger_name": "open", "public": true}, {"trigger_name": "private", "public": false}])
+    );
+
+    let call = |path: &str, authorization: Option<&str>| {
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|value| vec![("authorization", value)])
+            .unwrap_or_default();
+        let response = crate::http::request(
+            server.address,
+            "GET",
+            &format!("/api/v3/engine/{path}"),
+            &headers,
+            b"",
+        );
+        response.status
+    };
+    let bearer = |token: &str| format!("Bearer {token}");
+    let stale = "Bearer apiv3_0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(call("a/open", None), 200, "public: no token needed");
+    assert_eq!(call("a/open", Some(stale)), 200);
+    assert_eq!(call("a/private", None), 401);
+    assert_eq!(call("a/private", Some(stale)), 401);
+    assert_eq!(call("nowhere", None), 401, "nothing learnt without a token");
+    assert_eq!(call("a/private", Some(&bearer(&invoker))), 200);
+    assert_eq!(call("a/private", Some(&bearer(&tenant_b))), 403);
+    assert_eq!(call("nowhere", Some(&bearer(&tenant_b))), 404);
+    // Invoking is not reading.
+    let query = json!({"db": "a", "q": "SELECT 1"});
+    let (status, body) = send(&server, &invoker, "POST", "/api/v3/query_sql", &query);
+    assert_eq!(status, 403, "{body}");
+
+    // No longer public: anonymous callers are refused again.
+    let delete = format!("{TRIGGER}?db=a&trigger_name=open&force=true");
+    assert_eq!(
+        send(&server, &tenant_a, "DELETE", &delete, &Value::Null).0,
+        200
+    );
+    open["public"] = json!(false);
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &open).0, 200);
+    assert_eq!(call("a/open", None), 401);
+}

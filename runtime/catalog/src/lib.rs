@@ -32,8 +32,8 @@ pub use snapshot::SnapshotError;
 pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
-    ErrorBehavior, LimitOverrides, PluginType, Trigger, TriggerSettings, TriggerSpec,
-    TriggerSpecError,
+    ErrorBehavior, LimitOverrides, PluginType, Reach, Trigger, TriggerSettings, TriggerSpec,
+    TriggerSpecError, Use,
 };
 
 use ids::NextIds;

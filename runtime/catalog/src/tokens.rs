@@ -28,6 +28,9 @@ pub struct Grant {
     /// test triggers, and read their system tables.
     #[serde(default)]
     pub manage: bool,
+    /// May call their request triggers (as `read` does too), without reading them.
+    #[serde(default)]
+    pub invoke: bool,
 }
 
 impl Grant {
@@ -35,6 +38,29 @@ impl Grant {
         self.databases
             .iter()
             .any(|name| name == "*" || name == database)
+    }
+
+    /// The actions it allows, by name.
+    pub fn actions(&self) -> Vec<&'static str> {
+        [
+            (self.read, "read"),
+            (self.write, "write"),
+            (self.manage, "manage"),
+            (self.invoke, "invoke"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, action)| action)
+        .collect()
+    }
+
+    /// As the command line writes it: `db:NAMES:ACTIONS`.
+    pub fn describe(&self) -> String {
+        format!(
+            "db:{}:{}",
+            self.databases.join(","),
+            self.actions().join(",")
+        )
     }
 }
 
@@ -62,6 +88,16 @@ impl Access {
         match self {
             Self::Admin => true,
             Self::Scoped(grants) => grants.iter().any(|g| g.write && g.covers(database)),
+        }
+    }
+
+    /// Whether the request triggers of `database` may be called.
+    pub fn can_invoke(&self, database: &str) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Scoped(grants) => grants
+                .iter()
+                .any(|g| (g.read || g.invoke) && g.covers(database)),
         }
     }
 
@@ -196,9 +232,10 @@ impl Tokens {
             ));
         }
         for grant in &grants {
-            if !grant.read && !grant.write && !grant.manage {
+            if grant.actions().is_empty() {
                 return Err(Error::InvalidToken(
-                    "a permission needs at least one of the actions read, write and manage".into(),
+                    "a permission needs at least one of the actions read, write, manage and invoke"
+                        .into(),
                 ));
             }
             if grant.databases.is_empty() {
@@ -265,6 +302,7 @@ mod tests {
     fn grant(databases: &[&str], read: bool, write: bool) -> Grant {
         Grant {
             manage: false,
+            invoke: false,
             databases: databases.iter().map(|d| d.to_string()).collect(),
             read,
             write,

@@ -6,7 +6,7 @@
 //! what upstream accepts only to fail later: `every:` under a millisecond (upstream's
 //! scheduler divides by zero).
 
-use crate::{DatabaseRef, Error, TriggerId};
+use crate::{Access, DatabaseRef, Error, TriggerId};
 use serde::{Deserialize, Serialize};
 pub use sluice_plugin_api::LimitOverrides;
 use std::collections::BTreeMap;
@@ -220,13 +220,90 @@ pub struct Trigger {
     pub trigger_arguments: Option<BTreeMap<String, String>>,
     /// A disabled trigger does not fire.
     pub disabled: bool,
-    /// Databases besides its own that its plugin may query and write: a trigger acts for
-    /// its database only, unless granted others.
+    /// Databases besides its own that its plugin may use, when given
+    /// (`--grant-database`): they narrow its [`Reach`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_databases: Vec<String>,
+    /// Which databases besides its own its plugin may query and write, from what its
+    /// creator could do when it was created.
+    #[serde(default)]
+    pub reach: Reach,
+    /// A request trigger anyone may call, without a token.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
     /// Its own limits, where they differ from the server's.
     #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
     pub limits: LimitOverrides,
+}
+
+/// Which databases besides its own a trigger's plugin may query and write. Its own it
+/// always may: a trigger acts for its database.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reach {
+    /// Its `granted_databases`, nothing more: triggers of catalogs written before the
+    /// creator was recorded keep what they could do then.
+    #[default]
+    Granted,
+    /// What its creator could: the admin every database (as upstream, so library plugins
+    /// that write to a database named in their arguments run unchanged), a database
+    /// token the databases it may read (to query) and write (to write). Granted
+    /// databases, when given, narrow it.
+    Creator(Access),
+}
+
+/// What a plugin does with a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// Queries it.
+    Query,
+    /// Writes to it.
+    Write,
+}
+
+impl Trigger {
+    /// Whether the plugin of this trigger of `own` may `use` `database`.
+    pub fn reaches(&self, own: &str, database: &str, using: Use) -> bool {
+        if database == own {
+            return true;
+        }
+        let granted = self.granted_databases.iter().any(|g| g == database);
+        match &self.reach {
+            Reach::Granted => granted,
+            Reach::Creator(access) => {
+                let allowed = match using {
+                    Use::Query => access.can_read(database),
+                    Use::Write => access.can_write(database),
+                };
+                allowed && (granted || self.granted_databases.is_empty())
+            }
+        }
+    }
+}
+
+impl Reach {
+    /// As `system.processing_engine_triggers` shows it: `all databases`, the creator's
+    /// permissions (`db:a,b:read,write …`), or `granted databases`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Granted => "granted databases".into(),
+            Self::Creator(Access::Admin) => "all databases".into(),
+            // What the plugin may do with them: read and write, not the token's others.
+            Self::Creator(Access::Scoped(grants)) => grants
+                .iter()
+                .filter(|g| g.read || g.write)
+                .map(|g| {
+                    let uses = crate::Grant {
+                        manage: false,
+                        invoke: false,
+                        ..g.clone()
+                    };
+                    uses.describe()
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
 }
 
 /// The triggers of `database`, to change.
@@ -473,8 +550,64 @@ mod catalog_tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            reach: Reach::default(),
+            public: false,
             limits: LimitOverrides::default(),
         }
+    }
+
+    #[test]
+    fn a_trigger_reaches_what_its_creator_could_narrowed_by_its_grants() {
+        let tenant = Access::Scoped(vec![
+            crate::Grant {
+                databases: vec!["a".into()],
+                read: true,
+                write: true,
+                manage: true,
+                invoke: false,
+            },
+            crate::Grant {
+                databases: vec!["shared".into()],
+                read: true,
+                write: false,
+                manage: false,
+                invoke: false,
+            },
+        ]);
+        let of = |reach: Reach, granted: &[&str]| {
+            let mut t = trigger("t", "all_tables");
+            t.reach = reach;
+            t.granted_databases = granted.iter().map(|g| g.to_string()).collect();
+            t
+        };
+        let uses = |t: &Trigger, database: &str| {
+            (
+                t.reaches("a", database, Use::Query),
+                t.reaches("a", database, Use::Write),
+            )
+        };
+        let admins = of(Reach::Creator(Access::Admin), &[]);
+        assert_eq!(uses(&admins, "anything"), (true, true), "as upstream");
+        let narrowed = of(Reach::Creator(Access::Admin), &["shared"]);
+        assert_eq!(uses(&narrowed, "shared"), (true, true));
+        assert_eq!(uses(&narrowed, "anything"), (false, false));
+        let tenants = of(Reach::Creator(tenant.clone()), &[]);
+        assert_eq!(uses(&tenants, "a"), (true, true), "its own");
+        assert_eq!(uses(&tenants, "shared"), (true, false), "read only");
+        assert_eq!(uses(&tenants, "b"), (false, false));
+        let granted_more = of(Reach::Creator(tenant), &["b"]);
+        assert_eq!(
+            uses(&granted_more, "b"),
+            (false, false),
+            "never past the creator"
+        );
+        let older = of(Reach::Granted, &["b"]);
+        assert_eq!(
+            (uses(&older, "b"), uses(&older, "c")),
+            ((true, true), (false, false))
+        );
+        assert_eq!(tenants.reach.describe(), "db:a:read,write db:shared:read");
+        assert_eq!(admins.reach.describe(), "all databases");
     }
 
     #[test]

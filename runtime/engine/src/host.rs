@@ -6,7 +6,7 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
-use sluice_catalog::{DatabaseRef, Trigger};
+use sluice_catalog::{DatabaseRef, Trigger, Use};
 use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
@@ -53,8 +53,8 @@ pub trait Database: Send + Sync {
 pub struct TriggerHost {
     database: DatabaseRef,
     trigger: String,
-    /// The other databases the trigger may query and write.
-    granted: Vec<String>,
+    /// The trigger as it was when the call started: what it may reach.
+    definition: Trigger,
     /// The invocation's bounds on what the host keeps or hands over for it.
     limits: Limits,
     storage: Arc<dyn Database>,
@@ -149,7 +149,7 @@ impl TriggerHost {
         Self {
             database: database.clone(),
             trigger: trigger.trigger_name.clone(),
-            granted: trigger.granted_databases.clone(),
+            definition: trigger.clone(),
             limits: limits.clone(),
             storage,
             own_cache: cache.trigger_namespace(trigger.id),
@@ -160,19 +160,22 @@ impl TriggerHost {
         }
     }
 
-    /// `database` (None: the trigger's own) if the trigger may query and write it.
-    fn permitted<'a>(&'a self, database: Option<&'a str>) -> Result<&'a str, String> {
-        match database {
-            None => Ok(&self.database.name),
-            Some(name) if name == self.database.name || self.granted.iter().any(|g| g == name) => {
-                Ok(name)
-            }
-            Some(name) => Err(format!(
-                "database '{name}' is not granted to trigger '{}' of database '{}' \
-                 (a trigger may use other databases only when created with --grant-database)",
-                self.trigger, self.database.name
-            )),
+    /// `database` (None: the trigger's own) if the trigger may `use` it.
+    fn permitted<'a>(&'a self, database: Option<&'a str>, using: Use) -> Result<&'a str, String> {
+        let own = self.database.name.as_str();
+        let name = database.unwrap_or(own);
+        if self.definition.reaches(own, name, using) {
+            return Ok(name);
         }
+        let verb = match using {
+            Use::Query => "query",
+            Use::Write => "write to",
+        };
+        Err(format!(
+            "trigger '{}' of database '{own}' may not {verb} database '{name}': a trigger \
+             reaches only what its creator could, narrowed by --grant-database",
+            self.trigger
+        ))
     }
 
     /// What the call used until it ended (nothing before it has).
@@ -314,7 +317,7 @@ impl HostServices for TriggerHost {
         database: Option<&'a str>,
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         Box::pin(async move {
-            let database = self.permitted(database)?;
+            let database = self.permitted(database, Use::Query)?;
             self.storage
                 .query(database, sql, params, self.limits.query_result_bound())
                 .await
@@ -323,7 +326,7 @@ impl HostServices for TriggerHost {
     }
 
     fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
-        let database = self.permitted(database)?.to_string();
+        let database = self.permitted(database, Use::Write)?.to_string();
         let parsing = Parsing::start(line_protocol);
         self.queued().writes.push((database, parsing));
         Ok(())
@@ -335,7 +338,7 @@ impl HostServices for TriggerHost {
         line_protocol: String,
         no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
-        match self.permitted(database) {
+        match self.permitted(database, Use::Write) {
             Ok(database) => {
                 let create = self.may_create(database);
                 self.storage.write(database, line_protocol, no_sync, create)

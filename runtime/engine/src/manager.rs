@@ -471,6 +471,8 @@ mod tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            reach: Default::default(),
+            public: false,
             limits: Default::default(),
         }
     }

@@ -15,6 +15,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// The turn of each synchronous request trigger.
 type Turns = HashMap<TriggerId, Arc<tokio::sync::Mutex<()>>>;
 
+/// Who may call a request trigger: tokens that may call its database's triggers, or
+/// anyone when it is public.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callers {
+    /// The trigger's database.
+    pub database: String,
+    /// Created public: no token needed.
+    pub public: bool,
+}
+
 /// Runs the plugins of request triggers.
 pub struct RequestTriggers {
     catalog: Arc<Catalog>,
@@ -55,32 +65,38 @@ impl RequestTriggers {
         Arc::clone(turns.entry(trigger).or_default())
     }
 
-    /// The database of the enabled trigger serving `path`, if one does.
-    pub fn database_of(&self, path: &str) -> Option<String> {
+    /// Who may call the enabled trigger serving `path`, if one does.
+    pub fn callers_of(&self, path: &str) -> Option<Callers> {
         self.catalog
             .request_trigger(path)
-            .map(|(database, _)| database.name)
+            .map(|(database, trigger)| Callers {
+                database: database.name,
+                public: trigger.public,
+            })
     }
 
-    /// Runs the trigger serving `request.path`, if `may_call` allows calls of its
-    /// database's triggers. Batched writes are written, and durable, before the response
+    /// Runs the trigger serving `request.path`, if `may_call` allows its callers. Batched writes are written, and durable, before the response
     /// is returned, as upstream.
     ///
     /// # Errors
     ///
     /// [`RequestError::NotFound`] when no enabled trigger serves the path;
-    /// [`RequestError::Forbidden`] when `may_call` refuses its database;
+    /// [`RequestError::Forbidden`] when `may_call` refuses;
     /// [`RequestError::Plugin`] when the plugin fails.
     pub async fn handle(
         &self,
         request: HttpRequest,
-        may_call: impl FnOnce(&str) -> bool,
+        may_call: impl FnOnce(&Callers) -> bool,
     ) -> Result<HttpResponse, RequestError> {
         let (database, trigger) = self
             .catalog
             .request_trigger(&request.path)
             .ok_or(RequestError::NotFound)?;
-        if !may_call(&database.name) {
+        let callers = Callers {
+            database: database.name.clone(),
+            public: trigger.public,
+        };
+        if !may_call(&callers) {
             return Err(RequestError::Forbidden(database.name));
         }
         let call = PluginCall::Request {

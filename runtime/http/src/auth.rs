@@ -34,6 +34,22 @@ pub(crate) fn is_public(method: &Method, path: &str) -> bool {
         || method == Method::OPTIONS
 }
 
+/// Marks a request to a public request trigger that carries no valid token: the handler
+/// answers it only while the trigger is public (401 otherwise).
+#[derive(Debug, Clone, Copy)]
+pub struct Anonymous;
+
+/// Whether `path` is that of a public request trigger (`/api/v3/engine/<path>`).
+fn serves_public_trigger(state: &AppState, path: &str) -> bool {
+    let (Some(engine), Some(path)) = (&state.engine, path.strip_prefix("/api/v3/engine/")) else {
+        return false;
+    };
+    engine
+        .requests
+        .callers_of(path)
+        .is_some_and(|callers| callers.public)
+}
+
 /// Paths only the admin token may call: databases, tables, tokens, plugins, packages,
 /// and the metrics (they name every tenant's triggers). Not a database's triggers and
 /// their test runs: their handlers ask for `manage` on the database named.
@@ -92,6 +108,11 @@ pub async fn authenticate(
             match found {
                 Some(access) => access,
                 None if is_public(request.method(), request.uri().path()) => {
+                    Access::Scoped(Vec::new())
+                }
+                // Decided before the body is read: only a public trigger's callers go on.
+                None if serves_public_trigger(&state, request.uri().path()) => {
+                    request.extensions_mut().insert(Anonymous);
                     Access::Scoped(Vec::new())
                 }
                 None => return ApiError::Unauthenticated.into_response(),

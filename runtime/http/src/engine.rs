@@ -2,18 +2,22 @@
 //! inputs (query parameters decoded, lower-case headers without `authorization`, the
 //! body decompressed) and their responses as the plugins gave them.
 //!
-//! A trigger answers only the admin token and tokens that may read its database: a
-//! request trigger acts for its database, so calling it is reading it.
+//! A trigger answers only the admin token and tokens that may read its database or
+//! invoke its triggers (a request trigger acts for its database, so calling it is
+//! reading it), unless it was created public: then anyone, without a token. A request
+//! without a valid token learns nothing of the triggers that are not public: 401.
 
 use crate::AppState;
+use crate::auth::Anonymous;
 use crate::error::ApiError;
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use sluice_catalog::Access;
-use sluice_engine::requests::RequestError;
+use sluice_engine::requests::{Callers, RequestError};
 use sluice_plugin_api::{HttpRequest, HttpResponse};
 
 const PREFIX: &str = "/api/v3/engine/";
@@ -22,12 +26,18 @@ const PREFIX: &str = "/api/v3/engine/";
 pub async fn handle(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
-    method: Method,
-    uri: Uri,
     Query(query): Query<Vec<(String, String)>>,
-    headers: HeaderMap,
+    request: Parts,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let Parts {
+        method,
+        uri,
+        headers,
+        extensions,
+        ..
+    } = request;
+    let anonymous = extensions.get::<Anonymous>();
     let not_found = || ApiError::NotFound("not found".into());
     let Some(engine) = &state.engine else {
         return Err(not_found());
@@ -41,14 +51,17 @@ pub async fn handle(
     // Before the plugin sees anything, and without naming the database.
     let forbidden = || {
         ApiError::Forbidden(
-            "the token may not call this request trigger: it needs read permission on the \
-             trigger's database"
+            "the token may not call this request trigger: it needs read or invoke permission \
+             on the trigger's database"
                 .into(),
         )
     };
-    match engine.requests.database_of(&path) {
+    let may_call = |callers: &Callers| callers.public || access.can_invoke(&callers.database);
+    match engine.requests.callers_of(&path) {
+        Some(callers) if callers.public => {}
+        _ if anonymous.is_some() => return Err(ApiError::Unauthenticated),
         None => return Err(not_found()),
-        Some(database) if !access.can_read(&database) => return Err(forbidden()),
+        Some(callers) if !may_call(&callers) => return Err(forbidden()),
         Some(_) => {}
     }
     let body = crate::body::read(body, state.max_request_bytes)?;
@@ -69,11 +82,7 @@ pub async fn handle(
         headers,
         body,
     };
-    match engine
-        .requests
-        .handle(request, |database| access.can_read(database))
-        .await
-    {
+    match engine.requests.handle(request, may_call).await {
         Ok(response) => Ok(respond(response)),
         Err(RequestError::NotFound) => Err(not_found()),
         // The database is not named: the token may not learn which one it is.

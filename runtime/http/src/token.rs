@@ -43,15 +43,17 @@ fn grant(permission: Permission) -> Result<Grant, ApiError> {
         read: false,
         write: false,
         manage: false,
+        invoke: false,
     };
     for action in &permission.actions {
         match action.as_str() {
             "read" => grant.read = true,
             "write" => grant.write = true,
             "manage" => grant.manage = true,
+            "invoke" => grant.invoke = true,
             other => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown action `{other}`: expected read, write or manage"
+                    "unknown action `{other}`: expected read, write, manage or invoke"
                 )));
             }
         }
@@ -65,13 +67,7 @@ fn permissions(access: &Access) -> Value {
         Access::Scoped(grants) => grants
             .iter()
             .map(|g| {
-                let actions: Vec<&str> =
-                    [(g.read, "read"), (g.write, "write"), (g.manage, "manage")]
-                        .into_iter()
-                        .filter(|(on, _)| *on)
-                        .map(|(_, a)| a)
-                        .collect();
-                json!({"resource_type": "db", "resource_names": g.databases, "actions": actions})
+                json!({"resource_type": "db", "resource_names": g.databases, "actions": g.actions()})
             })
             .collect(),
     }

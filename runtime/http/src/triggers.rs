@@ -10,7 +10,8 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sluice_catalog::{
-    Access, ErrorBehavior, LimitOverrides, Trigger, TriggerId, TriggerSettings, TriggerSpec,
+    Access, ErrorBehavior, LimitOverrides, PluginType, Reach, Trigger, TriggerId, TriggerSettings,
+    TriggerSpec,
 };
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
@@ -34,9 +35,13 @@ struct CreateTrigger {
     #[serde(default)]
     trigger_arguments: Option<BTreeMap<String, String>>,
     disabled: bool,
-    /// Not upstream's: other databases the plugin may query and write.
+    /// Not upstream's: the other databases the plugin may use, narrowing what the
+    /// creator's token allows.
     #[serde(default)]
     granted_databases: Vec<String>,
+    /// Not upstream's: a request trigger anyone may call, without a token.
+    #[serde(default)]
+    public: bool,
     /// Not upstream's: the trigger's own limits, named as `sluice serve`'s flags.
     #[serde(default)]
     limits: LimitsRequest,
@@ -155,17 +160,18 @@ struct DeleteTrigger {
 }
 
 /// 403 unless a trigger created with `access` may be granted `granted`: a database token
-/// may grant its trigger only databases it may both query and write itself, so that no
-/// trigger reaches further than its creator.
+/// may grant its trigger only databases it may query or write itself (the trigger then
+/// does with them what the token may), so that no trigger reaches further than its
+/// creator.
 fn check_grants(access: &Access, granted: &[String]) -> Result<(), ApiError> {
     match granted
         .iter()
-        .find(|db| !access.can_read(db) || !access.can_write(db))
+        .find(|db| !access.can_read(db) && !access.can_write(db))
     {
         None => Ok(()),
         Some(database) => Err(ApiError::Forbidden(format!(
-            "the token may not grant database `{database}` to a trigger: it may not both \
-             query and write it"
+            "the token may not grant database `{database}` to a trigger: it may neither \
+             query nor write it"
         ))),
     }
 }
@@ -231,6 +237,11 @@ pub async fn create(
             .limits_for(&limits)
             .map_err(|e| invalid(e.to_string()))?;
     }
+    if request.public && spec.plugin_type() != PluginType::Request {
+        return Err(ApiError::BadRequest(
+            "only a request trigger can be public".into(),
+        ));
+    }
     let trigger = Trigger {
         id: TriggerId::default(),
         trigger_name: request.trigger_name,
@@ -243,6 +254,8 @@ pub async fn create(
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
         granted_databases: request.granted_databases,
+        reach: Reach::Creator(access),
+        public: request.public,
         limits,
     };
     state

@@ -104,9 +104,21 @@ def grow(api, params):
     return {"outcome": "done", "bytes": len(BLOCK)}
 
 
+def cross_query(api, params):
+    # Another tenant's rows, by naming its database.
+    return attempt(lambda: api.query("SELECT * FROM events", database="beta"))
+
+
+def cross_write(api, params):
+    # Rows into another tenant's database, at once.
+    return attempt(lambda: api.write_sync_to_db(
+        "beta", LineBuilder("pwned").int64_field("n", 1), False
+    ))
+
+
 ATTACKS = {f.__name__: f for f in (
     copy_to, external_table, huge_result, long_line, log_flood, big_value, fill_cache,
-    peek, poison_cache, log_many, grow,
+    peek, poison_cache, log_many, grow, cross_query, cross_write,
 )}
 
 

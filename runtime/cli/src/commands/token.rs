@@ -30,8 +30,8 @@ pub struct CreateTokenArgs {
     name: Option<String>,
     /// What a database token may do, as `db:NAMES:ACTIONS`: NAMES is a comma-separated
     /// list of databases or `*`, ACTIONS a comma-separated list of `read` (query),
-    /// `write` and `manage` (create, change, test and delete the databases' triggers).
-    /// Repeatable
+    /// `write`, `manage` (create, change, test and delete the databases' triggers) and
+    /// `invoke` (call their request triggers, as `read` may too). Repeatable
     #[arg(long, required_unless_present = "admin", value_parser = permission)]
     permission: Vec<Value>,
     /// Stop accepting the token after this long (`1h`, `30d`); never by default
@@ -57,10 +57,10 @@ fn permission(text: &str) -> Result<Value, String> {
         || actions.is_empty()
         || actions
             .iter()
-            .any(|a| !matches!(*a, "read" | "write" | "manage"))
+            .any(|a| !matches!(*a, "read" | "write" | "manage" | "invoke"))
     {
         return Err(format!(
-            "invalid permission `{text}`: name at least one database (or *) and one or more of the actions read, write and manage"
+            "invalid permission `{text}`: name at least one database (or *) and one or more of the actions read, write, manage and invoke"
         ));
     }
     Ok(json!({"resource_type": "db", "resource_names": names, "actions": actions}))

@@ -70,10 +70,17 @@ pub struct CreateTriggerArgs {
     /// What to do when the plugin fails
     #[arg(long, value_enum, default_value = "log")]
     error_behavior: ErrorBehavior,
-    /// Let the plugin also query and write this database (repeatable, or comma-separated);
-    /// without it the plugin may use the trigger's own database only
+    /// Let the plugin use only this database besides the trigger's own (repeatable, or
+    /// comma-separated). Without it, the plugin may use what the token creating the
+    /// trigger may: every database for the admin token, a database token's databases
+    /// (query those it may read, write those it may write). With it, only those of
+    /// them named here
     #[arg(long, value_name = "DATABASE", value_delimiter = ',')]
     grant_database: Vec<String>,
+    /// A request trigger anyone may call, without a token (by default only tokens that
+    /// may read or invoke the trigger's database)
+    #[arg(long)]
+    public: bool,
     #[command(
         flatten,
         next_help_heading = "Limits of each invocation (default: the server's, whose own defaults are shown)"
@@ -119,6 +126,7 @@ impl CreateTriggerArgs {
             "trigger_arguments": arguments,
             "disabled": self.disabled,
             "granted_databases": self.grant_database,
+            "public": self.public,
             "limits": LimitsRequest::new(&self.limits.overrides()),
         });
         block_on(

@@ -1,6 +1,7 @@
 //! `system.processing_engine_triggers` and `system.processing_engine_trigger_arguments`:
-//! the database's triggers and their arguments, with upstream's columns (and the
-//! databases each trigger was granted besides its own, and its own limits).
+//! the database's triggers and their arguments, with upstream's columns (and what each
+//! trigger's plugin may reach besides its database, whether it is public, and its own
+//! limits).
 
 use super::SystemTable;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
@@ -25,8 +26,13 @@ impl SystemTable for Triggers {
             Field::new("trigger_specification", DataType::Utf8, false),
             Field::new("disabled", DataType::Boolean, false),
             Field::new("error_behavior", DataType::Utf8, false),
-            // Comma-separated; empty when the trigger may use its own database only.
+            // Comma-separated; empty when none were named (`--grant-database`).
             Field::new("granted_databases", DataType::Utf8, false),
+            // What its creator could: `all databases`, `db:a:read,write …`, or (triggers
+            // from before creators were recorded) `granted databases`.
+            Field::new("reach", DataType::Utf8, false),
+            // A request trigger anyone may call.
+            Field::new("public", DataType::Boolean, false),
             // `name=value,…` of the limits that differ from the server's.
             Field::new("limit_overrides", DataType::Utf8, false),
         ]))
@@ -61,6 +67,10 @@ impl SystemTable for Triggers {
                     .map(|t| t.granted_databases.join(","))
                     .collect(),
             ),
+            utf8(triggers.iter().map(|t| t.reach.describe()).collect()),
+            Arc::new(BooleanArray::from(
+                triggers.iter().map(|t| t.public).collect::<Vec<_>>(),
+            )) as ArrayRef,
             utf8(triggers.iter().map(|t| t.limits.describe()).collect()),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
