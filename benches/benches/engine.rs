@@ -24,6 +24,7 @@ use sluice_catalog::{Catalog, ErrorBehavior, Trigger, TriggerSettings, TriggerSp
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
+use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::{AppState, Authentication, router};
 use sluice_plugin_api::Limits;
 use sluice_query::{PluginDatabase, QueryEngine};
@@ -57,6 +58,7 @@ fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
         id: Default::default(),
         trigger_name: name.into(),
         plugin_filename: plugin.into(),
+        plugin_area: Default::default(),
         trigger: TriggerSpec::parse(spec).expect("a valid spec"),
         trigger_settings: TriggerSettings {
             run_async,
@@ -113,7 +115,7 @@ async fn server(
         sandbox,
         Arc::new(database),
         Arc::new(CacheStore::default()),
-        plugins,
+        Arc::new(PluginAreas::new(plugins, dir.join("plugin-areas"))),
         Limits::default(),
         warm,
     ));

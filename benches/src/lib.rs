@@ -70,10 +70,7 @@ impl Plugins {
 
     /// A reference to plugin `name`.
     pub fn get(&self, name: &str) -> PluginRef {
-        PluginRef {
-            plugin_dir: self.dir.path().to_path_buf(),
-            name: name.to_string(),
-        }
+        PluginRef::new(self.dir.path().to_path_buf(), name.to_string())
     }
 }
 

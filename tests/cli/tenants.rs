@@ -252,3 +252,137 @@ fn request_triggers_answer_their_databases_callers_or_anyone_when_public() {
     assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &open).0, 200);
     assert_eq!(call("a/open", None), 401);
 }
+
+/// A status and its body as JSON (`null` when it is not JSON).
+fn parsed((status, body): (u16, String)) -> (u16, Value) {
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+/// A request plugin answering with `text`.
+fn answering(text: &str) -> String {
+    format!(
+        "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return {{\"code\": \"{text}\"}}\n"
+    )
+}
+
+/// Issue 17, point 3: each database has its own plugin area, beside the shared plugins
+/// the admin keeps; a tenant uploads and changes only its own.
+#[test]
+fn a_tenants_plugins_live_in_its_databases_own_area() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
+    let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
+    let upload = |token: &str, target: &str, name: &str, code: &str| {
+        let body = json!({"plugin_name": name, "content": code});
+        send(&server, token, "POST", target, &body)
+    };
+    let files = "/api/v3/plugins/files";
+    // The same name in two areas: two plugins.
+    assert_eq!(
+        upload(
+            &tenant_a,
+            &format!("{files}?db=a"),
+            "own.py",
+            &answering("a")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        upload(
+            &tenant_b,
+            &format!("{files}?db=b"),
+            "own.py",
+            &answering("b")
+        )
+        .0,
+        200
+    );
+    for (db, token) in [("a", &tenant_a), ("b", &tenant_b)] {
+        let trigger = trigger_on(db, "own", &format!("request:{db}/own"), "own.py");
+        assert_eq!(send(&server, token, "POST", TRIGGER, &trigger).0, 200);
+        let called = send(
+            &server,
+            token,
+            "GET",
+            &format!("/api/v3/engine/{db}/own"),
+            &Value::Null,
+        );
+        assert_eq!(parsed(called), (200, json!({"code": db})));
+    }
+    // A shared plugin runs for a tenant, but only the admin changes it.
+    let shared = trigger_on("a", "shared", "request:a/shared", "remembers.py");
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &shared).0, 200);
+    let refused = |(status, body): (u16, String), why: &str| {
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains(why), "{body}");
+    };
+    let update = |token: &str, db: &str, trigger: &str, code: &str| {
+        let body = json!({"plugin_name": trigger, "content": code});
+        send(&server, token, "PUT", &format!("{files}?db={db}"), &body)
+    };
+    refused(
+        update(&tenant_a, "a", "shared", &answering("x")),
+        "needs the admin token",
+    );
+    refused(
+        upload(&tenant_a, files, "remembers.py", &answering("x")),
+        "needs the admin token",
+    );
+    // Another tenant's area: neither written nor changed.
+    refused(
+        upload(
+            &tenant_a,
+            &format!("{files}?db=b"),
+            "own.py",
+            &answering("x"),
+        ),
+        "manage",
+    );
+    refused(update(&tenant_a, "b", "own", &answering("x")), "manage");
+    for escaping in ["../b/own.py", "../../plugins/remembers.py", "/etc/own.py"] {
+        let (status, body) = upload(&tenant_a, &format!("{files}?db=a"), escaping, "x = 1");
+        assert_eq!(status, 400, "{escaping}: {body}");
+    }
+    // Its own plugin, changed by its trigger's name.
+    assert_eq!(update(&tenant_a, "a", "own", &answering("a2")).0, 200);
+    let called = send(
+        &server,
+        &tenant_a,
+        "GET",
+        "/api/v3/engine/a/own",
+        &Value::Null,
+    );
+    assert_eq!(parsed(called), (200, json!({"code": "a2"})));
+    let called = send(
+        &server,
+        &tenant_b,
+        "GET",
+        "/api/v3/engine/b/own",
+        &Value::Null,
+    );
+    assert_eq!(parsed(called), (200, json!({"code": "b"})));
+    let listed = server.query(
+        "a",
+        "SELECT plugin_name, file_path FROM system.plugin_files ORDER BY plugin_name",
+    );
+    assert_eq!(
+        listed,
+        json!([{"plugin_name": "own", "file_path": "own.py"}, {"plugin_name": "shared", "file_path": "remembers.py"}])
+    );
+
+    // A database deleted takes its area along; created again, it has none.
+    let deleted = server.send("DELETE", "/api/v3/configure/database?db=a", &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    server.create_database("a");
+    let again = trigger_on("a", "own", "request:a/own", "own.py");
+    let (status, body) = send(&server, &tenant_a, "POST", TRIGGER, &again);
+    assert_eq!(status, 404, "{body}");
+    let areas: Vec<_> = std::fs::read_dir(dir.path().join("data/plugin-areas"))
+        .expect("the areas")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(areas.len(), 1, "only b's is left: {areas:?}");
+}

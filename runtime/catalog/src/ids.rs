@@ -103,6 +103,11 @@ impl NextIds {
         DbId(take(&mut self.database))
     }
 
+    /// The id the next database will get.
+    pub(crate) fn peek_database(&self) -> DbId {
+        DbId(self.database)
+    }
+
     pub(crate) fn table(&mut self) -> TableId {
         TableId(take(&mut self.table))
     }

@@ -32,8 +32,8 @@ pub use snapshot::SnapshotError;
 pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
-    ErrorBehavior, LimitOverrides, PluginType, Reach, Trigger, TriggerSettings, TriggerSpec,
-    TriggerSpecError, Use,
+    ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Trigger, TriggerSettings,
+    TriggerSpec, TriggerSpecError, Use,
 };
 
 use ids::NextIds;
@@ -380,6 +380,13 @@ impl Catalog {
                 name: name.clone(),
             })
             .collect()
+    }
+
+    /// Whether the database `id` was deleted: given before, and gone. (An id not given
+    /// yet is not deleted: a database being created may have it.)
+    pub fn database_was_deleted(&self, id: DbId) -> bool {
+        let databases = self.read();
+        id < self.ids().peek_database() && !databases.values().any(|db| db.id == id)
     }
 
     /// The id of the database named `name`.

@@ -212,6 +212,9 @@ pub struct Trigger {
     pub trigger_name: String,
     /// The plugin: a path under the plugin directory, or `gh:…`, as given.
     pub plugin_filename: String,
+    /// Where `plugin_filename` is: the server's shared plugins, or its database's own.
+    #[serde(default, skip_serializing_if = "PluginArea::is_shared")]
+    pub plugin_area: PluginArea,
     /// When it fires.
     pub trigger: TriggerSpec,
     /// How it runs.
@@ -250,6 +253,33 @@ pub enum Reach {
     /// token the databases it may read (to query) and write (to write). Granted
     /// databases, when given, narrow it.
     Creator(Access),
+}
+
+/// Where a trigger's plugin file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginArea {
+    /// The server's plugin directory: the admin's files and the repository's copies,
+    /// which tenants may run but not change.
+    #[default]
+    Shared,
+    /// The trigger's database's own plugins, which tokens that manage it upload.
+    Database,
+}
+
+impl PluginArea {
+    /// Whether it is [`PluginArea::Shared`].
+    pub fn is_shared(&self) -> bool {
+        *self == Self::Shared
+    }
+
+    /// Its name, as the system tables show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shared => "shared",
+            Self::Database => "database",
+        }
+    }
 }
 
 /// What a plugin does with a database.
@@ -545,6 +575,7 @@ mod catalog_tests {
             id: TriggerId::default(),
             trigger_name: name.into(),
             plugin_filename: "p.py".into(),
+            plugin_area: PluginArea::Shared,
             trigger: TriggerSpec::parse(spec).expect("parses"),
             trigger_settings: TriggerSettings::default(),
             trigger_arguments: None,

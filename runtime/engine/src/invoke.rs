@@ -9,7 +9,7 @@
 use crate::cache::CacheStore;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
-use crate::plugin_dir::local_name;
+use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
 use sluice_catalog::{DatabaseRef, LimitOverrides, Trigger, TriggerId};
 use sluice_plugin_api::{
@@ -17,7 +17,6 @@ use sluice_plugin_api::{
     PluginRef, TriggerArguments, WarmPool,
 };
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Each trigger's warm pool, with the plugin it was made for.
@@ -28,7 +27,7 @@ pub struct Invoker {
     executor: Arc<dyn PluginExecutor>,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
-    plugin_dir: PathBuf,
+    plugins: Arc<PluginAreas>,
     limits: Limits,
     /// Keep instances warm between calls (else every call gets a fresh instance).
     warm: bool,
@@ -37,13 +36,13 @@ pub struct Invoker {
 }
 
 impl Invoker {
-    /// Runs plugins from `plugin_dir` with `executor` within `limits`, on `storage`;
+    /// Runs plugins from `plugins` with `executor` within `limits`, on `storage`;
     /// with `warm`, on instances kept loaded per trigger.
     pub fn new(
         executor: Arc<dyn PluginExecutor>,
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
-        plugin_dir: PathBuf,
+        plugins: Arc<PluginAreas>,
         limits: Limits,
         warm: bool,
     ) -> Self {
@@ -51,7 +50,7 @@ impl Invoker {
             executor,
             storage,
             cache,
-            plugin_dir,
+            plugins,
             limits,
             warm,
             pools: Mutex::default(),
@@ -79,6 +78,11 @@ impl Invoker {
     /// The caches of every trigger.
     pub fn cache(&self) -> &Arc<CacheStore> {
         &self.cache
+    }
+
+    /// Where the plugins are.
+    pub fn plugins(&self) -> &Arc<PluginAreas> {
+        &self.plugins
     }
 
     fn pools(&self) -> std::sync::MutexGuard<'_, Pools> {
@@ -122,10 +126,9 @@ impl Invoker {
         trigger: &Trigger,
         call: PluginCall,
     ) -> Result<Invocation, String> {
-        let plugin = PluginRef {
-            plugin_dir: self.plugin_dir.clone(),
-            name: local_name(&trigger.plugin_filename).into_owned(),
-        };
+        let plugin =
+            self.plugins
+                .plugin(trigger.plugin_area, database.id, &trigger.plugin_filename);
         let limits = self.limits.with(&trigger.limits);
         let host = Arc::new(TriggerHost::new(
             database,
@@ -185,8 +188,7 @@ impl Invoker {
 }
 
 impl Invoker {
-    /// Runs `call` once on the plugin `plugin_filename` for a trigger on `database`, on
-    /// a fresh instance, without writing anything: what the plugin test endpoints do.
+    /// Runs `call` once on `plugin` for a trigger on `database`, on a fresh instance, without writing anything: what the plugin test endpoints do.
     /// Queries are real; writes are collected and validated; caches are the test
     /// namespaces of `cache_name`. Unless `reaches_others`, the plugin may name no other
     /// database than `database`.
@@ -198,15 +200,11 @@ impl Invoker {
     pub async fn dry_run(
         &self,
         database: &str,
-        plugin_filename: &str,
+        plugin: PluginRef,
         call: PluginCall,
         cache_name: &str,
         reaches_others: bool,
     ) -> Result<DryRunReport, InvocationError> {
-        let plugin = PluginRef {
-            plugin_dir: self.plugin_dir.clone(),
-            name: local_name(plugin_filename).into_owned(),
-        };
         plugin.read()?;
         let mut host = DryRunHost::new(database, &self.limits, Arc::clone(&self.cache), cache_name)
             .with_queries(Arc::clone(&self.storage));

@@ -136,6 +136,9 @@ impl TriggerManager {
             .collect();
         self.invoker
             .retain_pools(|trigger| enabled.contains_key(&trigger));
+        self.invoker
+            .plugins()
+            .remove_areas(|database| self.catalog.database_was_deleted(database));
         let gone = |database: DbId| !databases.contains(&database);
         self.invoker.cache().end_databases(gone);
         self.invoker.records().forget_databases(gone);
@@ -466,6 +469,7 @@ mod tests {
             id: TriggerId::default(),
             trigger_name: name.into(),
             plugin_filename: "p.py".into(),
+            plugin_area: Default::default(),
             trigger: TriggerSpec::AllTablesWalWrite,
             trigger_settings: TriggerSettings::default(),
             trigger_arguments: None,
@@ -482,7 +486,10 @@ mod tests {
             executor,
             Arc::new(NoDatabase),
             Arc::new(CacheStore::default()),
-            "plugins".into(),
+            Arc::new(crate::plugin_dir::PluginAreas::new(
+                "plugins".into(),
+                "plugin-areas".into(),
+            )),
             Limits::default(),
             true,
         ))

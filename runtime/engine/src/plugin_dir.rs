@@ -1,5 +1,6 @@
 //! The plugin directory as the HTTP API changes it: writing one plugin file, replacing a
-//! package directory at once, and listing the files of a plugin.
+//! package directory at once, and listing the files of a plugin; and where plugins are
+//! ([`PluginAreas`]): the server's shared directory, and one area per database.
 //!
 //! Every name is relative to the directory and resolved through a handle on it
 //! (cap-std), so no name, `..` or symlink reaches outside. Changes are serialised, and a
@@ -7,10 +8,12 @@
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata};
-use sluice_plugin_api::inside_plugin_dir;
+use sluice_catalog::{DbId, PluginArea};
+use sluice_plugin_api::{PACKAGES_DIR, PluginRef, inside_plugin_dir};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 /// The path in the plugin repository that `gh:<path>` names, as plain names joined by
@@ -105,7 +108,128 @@ pub enum PluginKind {
     Package,
 }
 
-/// The server's plugin directory (`--plugin-dir`).
+/// Where plugins are: the server's shared plugin directory (`--plugin-dir`: the admin's
+/// files, the repository's copies, the installed packages), and an area per database for
+/// the plugins that tokens managing it upload. The areas are outside the shared
+/// directory (`<data-dir>/plugins/<database id>/`), so no name a trigger gives for a
+/// shared plugin can reach one; a database deleted and created again has a new id, and
+/// so an empty area.
+#[derive(Debug)]
+pub struct PluginAreas {
+    shared: Arc<PluginDir>,
+    /// Holds one directory per database id.
+    databases: PathBuf,
+    /// The areas opened so far, each with its own lock on changes.
+    areas: Mutex<HashMap<DbId, Arc<PluginDir>>>,
+}
+
+impl PluginAreas {
+    /// The shared plugin directory `shared`, and the databases' areas under `databases`.
+    pub fn new(shared: PathBuf, databases: PathBuf) -> Self {
+        Self {
+            shared: Arc::new(PluginDir::new(shared)),
+            databases,
+            areas: Mutex::default(),
+        }
+    }
+
+    /// The shared plugin directory.
+    pub fn shared(&self) -> &Arc<PluginDir> {
+        &self.shared
+    }
+
+    fn areas(&self) -> std::sync::MutexGuard<'_, HashMap<DbId, Arc<PluginDir>>> {
+        self.areas.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The area of `database`, made on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginDirError::Io`] when it cannot be made.
+    pub fn database(&self, database: DbId) -> Result<Arc<PluginDir>, PluginDirError> {
+        let mut areas = self.areas();
+        if let Some(area) = areas.get(&database) {
+            return Ok(Arc::clone(area));
+        }
+        let root = self.databases.join(database.to_string());
+        std::fs::create_dir_all(&root).map_err(|source| PluginDirError::Io {
+            name: format!("the plugin area of database {database}"),
+            source,
+        })?;
+        let area = Arc::new(PluginDir::new(root));
+        areas.insert(database, Arc::clone(&area));
+        Ok(area)
+    }
+
+    /// The plugin `plugin_filename` of `area` of `database` (a `gh:` plugin: the shared
+    /// copy), with the shared packages.
+    pub fn plugin(&self, area: PluginArea, database: DbId, plugin_filename: &str) -> PluginRef {
+        PluginRef {
+            plugin_dir: self.dir_of(area, database, plugin_filename),
+            name: local_name(plugin_filename).into_owned(),
+            packages: self.shared.root().join(PACKAGES_DIR),
+        }
+    }
+
+    /// The files of the plugin `plugin_filename` of `area` of `database`.
+    pub fn files(
+        &self,
+        area: PluginArea,
+        database: DbId,
+        plugin_filename: &str,
+    ) -> Vec<PluginFile> {
+        PluginDir::new(self.dir_of(area, database, plugin_filename))
+            .files(&local_name(plugin_filename))
+    }
+
+    fn dir_of(&self, area: PluginArea, database: DbId, plugin_filename: &str) -> PathBuf {
+        if area.is_shared() || plugin_filename.starts_with("gh:") {
+            self.shared.root().to_path_buf()
+        } else {
+            self.databases.join(database.to_string())
+        }
+    }
+
+    /// Where a tenant's `plugin_filename` is: its database's area when that holds it,
+    /// else the shared directory.
+    pub fn locate(&self, database: DbId, plugin_filename: &str) -> PluginArea {
+        let own = self.databases.join(database.to_string());
+        let in_own = !plugin_filename.starts_with("gh:")
+            && PluginDir::new(own)
+                .kind(plugin_filename)
+                .is_ok_and(|kind| kind.is_some());
+        if in_own {
+            PluginArea::Database
+        } else {
+            PluginArea::Shared
+        }
+    }
+
+    /// Deletes the areas of the databases for which `deleted` holds.
+    pub fn remove_areas(&self, deleted: impl Fn(DbId) -> bool) {
+        self.areas().retain(|database, _| !deleted(*database));
+        let Ok(entries) = std::fs::read_dir(&self.databases) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let id = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(id) = id.filter(|id| deleted(DbId::new(*id)))
+                && let Err(e) = std::fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(
+                    database_id = id,
+                    "cannot remove the plugin area of a deleted database: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The server's plugin directory (`--plugin-dir`), or a database's area.
 #[derive(Debug)]
 pub struct PluginDir {
     root: PathBuf,
@@ -364,6 +488,41 @@ fn plugin_file(file_name: String, file_path: String, metadata: &Metadata) -> Plu
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    fn each_database_has_an_area_of_its_own_beside_the_shared_plugins() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let areas = PluginAreas::new(dir.path().join("shared"), dir.path().join("areas"));
+        fs::create_dir_all(dir.path().join("shared")).expect("shared");
+        areas
+            .shared()
+            .write_file("both.py", b"shared")
+            .expect("written");
+        let (a, b) = (DbId::new(1), DbId::new(2));
+        areas
+            .database(a)
+            .and_then(|area| area.write_file("both.py", b"a"))
+            .expect("written");
+        assert_eq!(areas.locate(a, "both.py"), PluginArea::Database);
+        assert_eq!(areas.locate(b, "both.py"), PluginArea::Shared, "b has none");
+        assert_eq!(areas.locate(a, "gh:x/y.py"), PluginArea::Shared);
+        let read = |area, database| match areas.plugin(area, database, "both.py").read() {
+            Ok(sluice_plugin_api::PluginSource::File { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(PluginArea::Database, a), "a");
+        assert_eq!(read(PluginArea::Shared, a), "shared");
+        let plugin = areas.plugin(PluginArea::Database, a, "both.py");
+        assert_eq!(
+            plugin.packages,
+            dir.path().join("shared").join(PACKAGES_DIR)
+        );
+
+        areas.database(b).expect("made");
+        areas.remove_areas(|database| database == a);
+        assert!(!dir.path().join("areas/1").exists(), "a's went");
+        assert!(dir.path().join("areas/2").exists(), "b's stays");
+    }
 
     fn plugin_dir() -> (tempfile::TempDir, PluginDir) {
         let root = tempfile::tempdir().expect("temp dir");

@@ -50,17 +50,14 @@ fn serves_public_trigger(state: &AppState, path: &str) -> bool {
         .is_some_and(|callers| callers.public)
 }
 
-/// Paths only the admin token may call: databases, tables, tokens, plugins, packages,
-/// and the metrics (they name every tenant's triggers). Not a database's triggers and
-/// their test runs: their handlers ask for `manage` on the database named.
+/// Paths only the admin token may call: databases, tables, tokens, packages, and the
+/// metrics (they name every tenant's triggers). Not a database's triggers, their test
+/// runs and its plugin files: their handlers ask for `manage` on the database named.
 fn needs_admin(path: &str) -> bool {
     let managed = path.starts_with("/api/v3/configure/processing_engine_trigger")
-        || path.starts_with("/api/v3/plugin_test/");
-    !managed
-        && (path == "/metrics"
-            || ["/api/v3/configure/", "/api/v3/plugins/"]
-                .iter()
-                .any(|prefix| path.starts_with(prefix)))
+        || path.starts_with("/api/v3/plugin_test/")
+        || path.starts_with("/api/v3/plugins/");
+    !managed && (path == "/metrics" || path.starts_with("/api/v3/configure/"))
 }
 
 /// The token of a request, if it carries one.
@@ -137,6 +134,15 @@ pub fn require_write(access: &Access, database: &str) -> Result<(), ApiError> {
         Err(ApiError::Forbidden(format!(
             "the token may not write to database `{database}`"
         )))
+    }
+}
+
+/// 403 unless `access` is the admin's; `what` names what needs it.
+pub fn require_admin(access: &Access, what: &str) -> Result<(), ApiError> {
+    if access.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!("{what} needs the admin token")))
     }
 }
 
@@ -220,7 +226,7 @@ mod tests {
             "/api/v3/configure/token/admin/regenerate"
         ));
         assert!(!is_public(&Method::GET, "/api/v3/query_sql"));
-        assert!(needs_admin("/api/v3/configure/database") && needs_admin("/api/v3/plugins/files"));
+        assert!(needs_admin("/api/v3/configure/database") && !needs_admin("/api/v3/plugins/files"));
         assert!(!is_public(&Method::GET, "/metrics") && needs_admin("/metrics"));
         assert!(!needs_admin("/api/v3/write_lp") && !needs_admin("/api/v3/engine/hook"));
         // A database's triggers: the handlers ask for manage on it.

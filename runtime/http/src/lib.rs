@@ -51,8 +51,9 @@ pub struct AppState {
     pub body_memory: Arc<tokio::sync::Semaphore>,
     /// Whether requests need a token.
     pub authentication: Authentication,
-    /// Where plugin files are (`--plugin-dir`); triggers cannot be created without it.
-    pub plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
+    /// Where plugin files are (`--plugin-dir`, and each database's area); triggers cannot
+    /// be created without it.
+    pub plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginAreas>>,
     /// Where `gh:` plugins are fetched from (`--plugin-repo`); `None` refuses them.
     pub plugin_repo: Option<Arc<plugin_repo::PluginRepo>>,
     /// The kinds of trigger that may be created (`--restrict-plugin-triggers-to`); `None`

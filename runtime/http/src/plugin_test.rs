@@ -70,12 +70,13 @@ async fn run(
     };
     if filename.starts_with("gh:") {
         // Fetched anew for every test, as upstream.
-        crate::triggers::check_plugin(state, filename).await?;
+        crate::triggers::check_plugin(state, access, database, filename).await?;
     }
+    let (_, plugin) = crate::triggers::locate_plugin(state, access, database, filename)?;
     let cache_name = cache_name.unwrap_or_else(|| DEFAULT_CACHE_NAME.to_string());
     engine
         .invoker
-        .dry_run(database, filename, call, &cache_name, access.is_admin())
+        .dry_run(database, plugin, call, &cache_name, access.is_admin())
         .await
         .map_err(|error| match error {
             InvocationError::PluginFile(message) if message.starts_with("Plugin not found") => {

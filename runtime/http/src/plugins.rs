@@ -1,15 +1,22 @@
 //! `/api/v3/plugins/files` and `/api/v3/plugins/directory`: putting plugin code into the
 //! plugin directory. Running triggers pick the change up at their next call (their warm
 //! instances reload when a plugin's files change).
+//!
+//! The admin's uploads go into the shared directory (whatever `?db=` says, as upstream,
+//! where every plugin is in one directory); a database token's into the area of the
+//! database `?db=` names, which it must manage. A tenant changes the code of its own
+//! triggers' plugins only, never a shared one.
 
 use crate::AppState;
+use crate::auth::{require_admin, require_manage};
 use crate::configure::json_body;
 use crate::error::ApiError;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sluice_engine::plugin_dir::{PluginDir, PluginDirError, PluginKind};
+use sluice_catalog::{Access, PluginArea, Trigger};
+use sluice_engine::plugin_dir::{PluginAreas, PluginDir, PluginDirError, PluginKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -37,8 +44,8 @@ struct PackageBody {
     files: Vec<PackageFile>,
 }
 
-/// The plugin directory, or the error upstream gives without one.
-pub(crate) fn plugin_dir(state: &AppState) -> Result<Arc<PluginDir>, ApiError> {
+/// Where the plugins are, or the error upstream gives without a plugin directory.
+pub(crate) fn plugin_areas(state: &AppState) -> Result<Arc<PluginAreas>, ApiError> {
     state.plugin_dir.clone().ok_or_else(|| {
         ApiError::BadRequest(
             "Plugin error: Node not configured with plugin directory (start the server with \
@@ -46,6 +53,38 @@ pub(crate) fn plugin_dir(state: &AppState) -> Result<Arc<PluginDir>, ApiError> {
                 .into(),
         )
     })
+}
+
+/// The shared plugin directory, or the error upstream gives without one.
+pub(crate) fn plugin_dir(state: &AppState) -> Result<Arc<PluginDir>, ApiError> {
+    plugin_areas(state).map(|areas| Arc::clone(areas.shared()))
+}
+
+/// The directory an upload writes: the shared one for the admin, else the area of the
+/// database `?db=` names.
+fn target_dir(
+    state: &AppState,
+    access: &Access,
+    db: Option<&String>,
+) -> Result<Arc<PluginDir>, ApiError> {
+    let areas = plugin_areas(state)?;
+    if access.is_admin() {
+        return Ok(Arc::clone(areas.shared()));
+    }
+    let Some(db) = db else {
+        return Err(ApiError::Forbidden(
+            "uploading to the shared plugin directory needs the admin token; a database token \
+             names its database with ?db="
+                .into(),
+        ));
+    };
+    require_manage(access, db)?;
+    let id = state
+        .storage
+        .catalog()
+        .database_id(db)
+        .ok_or_else(|| ApiError::NotFound(format!("Database not found {db}")))?;
+    areas.database(id).map_err(dir_error)
 }
 
 fn dir_error(error: PluginDirError) -> ApiError {
@@ -75,38 +114,71 @@ async fn blocking<T: Send + 'static>(
         .map_err(dir_error)
 }
 
-/// The plugin file of the trigger `name`: in the database `db` when the request names
-/// one, else in the first database that has such a trigger.
-fn trigger_plugin(state: &AppState, name: &str, db: Option<&String>) -> Result<String, ApiError> {
+/// The plugin file of the trigger `name`, and the directory it is in: in the database
+/// `db` when the request names one (which a database token must, with `manage` on it),
+/// else in the first database that has such a trigger (the admin's). A database token
+/// changes only plugins of its database's area.
+fn trigger_plugin(
+    state: &AppState,
+    access: &Access,
+    name: &str,
+    db: Option<&String>,
+) -> Result<(String, Arc<PluginDir>), ApiError> {
+    match db {
+        Some(db) => require_manage(access, db)?,
+        None => require_admin(
+            access,
+            "the plugin of a trigger without naming its database",
+        )?,
+    }
     let catalog = state.storage.catalog();
     let databases = match db {
         Some(db) => vec![db.clone()],
         None => catalog.database_names(),
     };
-    let plugin = databases
-        .iter()
-        .flat_map(|db| catalog.triggers(db).unwrap_or_default())
-        .find(|t| t.trigger_name == name)
-        .map(|t| t.plugin_filename)
+    let found: Option<(String, Trigger)> = databases.iter().find_map(|db| {
+        let trigger = catalog
+            .triggers(db)?
+            .into_iter()
+            .find(|t| t.trigger_name == name)?;
+        Some((db.clone(), trigger))
+    });
+    let (database, trigger) = found
         .ok_or_else(|| ApiError::NotFound(format!("Plugin error: Plugin not found: {name}")))?;
+    let plugin = trigger.plugin_filename;
     if plugin.starts_with("gh:") {
         return Err(ApiError::BadRequest(format!(
             "Plugin error: trigger {name} runs `{plugin}` from the plugin repository; its code \
              cannot be replaced"
         )));
     }
-    Ok(plugin)
+    let areas = plugin_areas(state)?;
+    let dir = match trigger.plugin_area {
+        PluginArea::Shared => {
+            require_admin(access, &format!("the shared plugin {plugin}"))?;
+            Arc::clone(areas.shared())
+        }
+        PluginArea::Database => {
+            let id = catalog
+                .database_id(&database)
+                .ok_or_else(|| ApiError::NotFound(format!("Database not found {database}")))?;
+            areas.database(id).map_err(dir_error)?
+        }
+    };
+    Ok((plugin, dir))
 }
 
 /// `POST /api/v3/plugins/files`: writes one file, creating its directories; an existing
 /// file is replaced.
 pub async fn upload_file(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let dir = target_dir(&state, &access, params.get("db"))?;
     let request: PluginFileBody = json_body(&headers, &body)?;
-    let dir = plugin_dir(&state)?;
     blocking(move || dir.write_file(&request.plugin_name, request.content.as_bytes())).await?;
     Ok(StatusCode::OK)
 }
@@ -115,13 +187,13 @@ pub async fn upload_file(
 /// for a package).
 pub async fn update_file(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: PluginFileBody = json_body(&headers, &body)?;
-    let dir = plugin_dir(&state)?;
-    let plugin = trigger_plugin(&state, &request.plugin_name, params.get("db"))?;
+    let (plugin, dir) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
     blocking(move || {
         let target = match dir.kind(&plugin)? {
             Some(PluginKind::Package) => format!("{}/__init__.py", plugin.trim_end_matches('/')),
@@ -137,13 +209,13 @@ pub async fn update_file(
 /// at once.
 pub async fn replace_directory(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: PackageBody = json_body(&headers, &body)?;
-    let dir = plugin_dir(&state)?;
-    let plugin = trigger_plugin(&state, &request.plugin_name, params.get("db"))?;
+    let (plugin, dir) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
     let files: Vec<(String, String)> = request
         .files
         .into_iter()

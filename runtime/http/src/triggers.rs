@@ -10,8 +10,8 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sluice_catalog::{
-    Access, ErrorBehavior, LimitOverrides, PluginType, Reach, Trigger, TriggerId, TriggerSettings,
-    TriggerSpec,
+    Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Trigger, TriggerId,
+    TriggerSettings, TriggerSpec,
 };
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
@@ -176,24 +176,46 @@ fn check_grants(access: &Access, granted: &[String]) -> Result<(), ApiError> {
     }
 }
 
-/// Checks that the plugin can be read from the plugin directory; a `gh:` plugin is
-/// fetched from the plugin repository into it first.
-pub(crate) async fn check_plugin(state: &AppState, filename: &str) -> Result<(), ApiError> {
-    let dir = crate::plugins::plugin_dir(state)?;
+/// Where the plugin `filename` of a trigger on `database` is, and the plugin: for the
+/// admin, in the shared directory; for a database token, in the database's area when it
+/// holds it, else the shared directory. A `gh:` plugin is the shared copy.
+pub(crate) fn locate_plugin(
+    state: &AppState,
+    access: &Access,
+    database: &str,
+    filename: &str,
+) -> Result<(PluginArea, PluginRef), ApiError> {
+    let areas = crate::plugins::plugin_areas(state)?;
+    let id = state.storage.catalog().database_id(database);
+    let area = match id {
+        Some(id) if !access.is_admin() => areas.locate(id, filename),
+        _ => PluginArea::Shared,
+    };
+    Ok((area, areas.plugin(area, id.unwrap_or_default(), filename)))
+}
+
+/// Checks that the plugin of a trigger on `database` can be read, and says where it is
+/// ([`locate_plugin`]); a `gh:` plugin is fetched from the plugin repository into the
+/// shared directory first.
+pub(crate) async fn check_plugin(
+    state: &AppState,
+    access: &Access,
+    database: &str,
+    filename: &str,
+) -> Result<PluginArea, ApiError> {
     if let Some(path) = filename.strip_prefix("gh:") {
         let Some(repo) = &state.plugin_repo else {
             return Err(ApiError::BadRequest(format!(
                 "Plugin error: `{filename}`: this server has no plugin repository"
             )));
         };
-        return repo.fetch_into(path, &dir).await;
+        let dir = crate::plugins::plugin_dir(state)?;
+        repo.fetch_into(path, &dir).await?;
+        return Ok(PluginArea::Shared);
     }
-    let plugin = PluginRef {
-        plugin_dir: dir.root().to_path_buf(),
-        name: filename.to_string(),
-    };
+    let (area, plugin) = locate_plugin(state, access, database, filename)?;
     match plugin.read() {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(area),
         Err(error) => {
             let message = format!("Plugin error: {error}");
             Err(if message.contains("Plugin not found") {
@@ -228,7 +250,7 @@ pub async fn create(
             spec.plugin_type()
         )));
     }
-    check_plugin(&state, &request.plugin_filename).await?;
+    let plugin_area = check_plugin(&state, &access, &request.db, &request.plugin_filename).await?;
     let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
     let limits = request.limits.overrides().map_err(invalid)?;
     if let Some(engine) = &state.engine {
@@ -246,6 +268,7 @@ pub async fn create(
         id: TriggerId::default(),
         trigger_name: request.trigger_name,
         plugin_filename: request.plugin_filename,
+        plugin_area,
         trigger: spec,
         trigger_settings: TriggerSettings {
             run_async: request.trigger_settings.run_async,

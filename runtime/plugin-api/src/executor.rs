@@ -5,14 +5,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Which plugin to run: a file or a package directory inside a plugin directory.
+/// Which plugin to run: a file or a package directory inside a plugin directory, and
+/// the installed packages it may import.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PluginRef {
-    /// The plugin directory; the plugin sees it read-only and nothing else of the host.
+    /// The directory the plugin is in: the server's plugin directory, or a database's
+    /// area of it. The plugin sees only its own file or package of it.
     pub plugin_dir: PathBuf,
     /// The path of a `.py` file, or of a directory holding `__init__.py`, relative to
     /// `plugin_dir`.
     pub name: String,
+    /// The installed packages, which the plugin sees read-only.
+    pub packages: PathBuf,
+}
+
+impl PluginRef {
+    /// The plugin `name` of the plugin directory `plugin_dir`, with the packages
+    /// installed there ([`PACKAGES_DIR`](crate::PACKAGES_DIR)).
+    pub fn new(plugin_dir: PathBuf, name: String) -> Self {
+        let packages = plugin_dir.join(crate::PACKAGES_DIR);
+        Self {
+            plugin_dir,
+            name,
+            packages,
+        }
+    }
 }
 
 /// What one successful invocation did and consumed.

@@ -94,11 +94,7 @@ mod tests {
     use std::fs;
 
     fn plugin(dir: &Path, name: &str) -> Result<PluginSource, InvocationError> {
-        PluginRef {
-            plugin_dir: dir.to_path_buf(),
-            name: name.to_string(),
-        }
-        .read()
+        PluginRef::new(dir.to_path_buf(), name.to_string()).read()
     }
 
     fn message(result: Result<PluginSource, InvocationError>) -> String {

@@ -273,7 +273,7 @@ impl QueryStream {
 pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
     records: Arc<sluice_engine::records::EngineRecords>,
-    plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginDir>>,
+    plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginAreas>>,
     limits: QueryLimits,
     /// The memory every query of this engine draws on.
     server_pool: Arc<dyn MemoryPool>,
@@ -312,7 +312,7 @@ impl QueryEngine {
     /// The same engine, listing plugin files from `plugin_dir` in `system.plugin_files`.
     pub fn with_plugin_dir(
         mut self,
-        plugin_dir: Arc<sluice_engine::plugin_dir::PluginDir>,
+        plugin_dir: Arc<sluice_engine::plugin_dir::PluginAreas>,
     ) -> Self {
         self.plugin_dir = Some(plugin_dir);
         self

@@ -234,9 +234,11 @@ impl PluginInstance {
 /// plugins, the repository copies and their secrets stay out of sight.
 fn mounts(plugin: &PluginRef, source: &PluginSource) -> Vec<(PathBuf, String)> {
     let mut mounts = Vec::new();
-    let packages = plugin.plugin_dir.join(PACKAGES_DIR);
-    if packages.is_dir() {
-        mounts.push((packages, format!("{GUEST_PLUGIN_DIR}/{PACKAGES_DIR}")));
+    if plugin.packages.is_dir() {
+        mounts.push((
+            plugin.packages.clone(),
+            format!("{GUEST_PLUGIN_DIR}/{PACKAGES_DIR}"),
+        ));
     }
     if let PluginSource::Package(name) = source {
         mounts.push((

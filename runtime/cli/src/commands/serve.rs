@@ -1,13 +1,13 @@
 //! `sluice serve`: the database server.
 
 use super::limits::LimitArgs;
-use anyhow::Context;
+use anyhow::{Context, bail};
 use sluice_catalog::PluginType;
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
-use sluice_engine::plugin_dir::PluginDir;
+use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::listen::{self, HttpLimits};
 use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
@@ -19,7 +19,7 @@ use sluice_storage::{
     StoreConfig, WriteBuffer,
 };
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -308,10 +308,12 @@ impl ServeArgs {
         &self,
         storage: &Arc<WriteBuffer>,
         query: &QueryEngine,
+        plugins: Option<&Arc<PluginAreas>>,
     ) -> anyhow::Result<Option<Arc<ProcessingEngine>>> {
-        let Some(plugin_dir) = &self.plugin_dir else {
+        let Some(plugins) = plugins else {
             return Ok(None);
         };
+        let plugin_dir = plugins.shared().root();
         let config = SandboxConfig::default();
         let limits = self.limits.limits();
         limits
@@ -330,7 +332,7 @@ impl ServeArgs {
             Arc::new(sandbox),
             Arc::new(database),
             Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
-            plugin_dir.clone(),
+            Arc::clone(plugins),
             limits,
             !self.fresh_instances,
         ));
@@ -413,13 +415,13 @@ impl ServeArgs {
                 std::fs::create_dir_all(dir).with_context(|| {
                     format!("cannot create the plugin directory {}", dir.display())
                 })?;
-                Some(Arc::new(PluginDir::new(dir.clone())))
+                Some(Arc::new(plugin_areas(dir, &self.data_dir)?))
             }
             None => None,
         };
         // One engine, so plugins' and clients' queries draw on one memory pool.
         let mut query = QueryEngine::with_limits(storage.clone(), self.query.limits());
-        let engine = self.engine(&storage, &query).await?;
+        let engine = self.engine(&storage, &query, plugin_dir.as_ref()).await?;
         if let Some(engine) = &engine {
             query = query.with_engine_records(Arc::clone(&engine.records));
         }
@@ -539,4 +541,26 @@ impl FlushObserver for FlushFeed {
     fn flushed(&self, rows: FlushedRows) {
         self.0.flushed(rows);
     }
+}
+
+/// The shared plugin directory `plugin_dir` and the databases' own areas, in
+/// `<data-dir>/plugin-areas`. Neither may be inside the other: a name of a shared plugin
+/// must never reach a database's area, nor an area the shared plugins.
+fn plugin_areas(plugin_dir: &Path, data_dir: &Path) -> anyhow::Result<PluginAreas> {
+    let areas = data_dir.join("plugin-areas");
+    std::fs::create_dir_all(&areas)
+        .with_context(|| format!("cannot create {}", areas.display()))?;
+    let canonical = |path: &Path| {
+        std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))
+    };
+    let (shared, own) = (canonical(plugin_dir)?, canonical(&areas)?);
+    if shared.starts_with(&own) || own.starts_with(&shared) {
+        bail!(
+            "the plugin directory {} and the databases' plugin areas {} must not be inside \
+             one another: choose a --plugin-dir outside the data directory's plugin-areas",
+            plugin_dir.display(),
+            areas.display()
+        );
+    }
+    Ok(PluginAreas::new(plugin_dir.to_path_buf(), areas))
 }

@@ -318,7 +318,7 @@ fn plugin_ref(filename: &Path, plugin_dir: Option<&Path>) -> anyhow::Result<Plug
         .to_str()
         .with_context(|| format!("plugin name {} is not valid UTF-8", name.display()))?
         .to_string();
-    Ok(PluginRef { plugin_dir, name })
+    Ok(PluginRef::new(plugin_dir, name))
 }
 
 fn wal_input(args: &WalArgs) -> anyhow::Result<String> {

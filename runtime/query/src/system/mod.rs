@@ -13,7 +13,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
-use sluice_engine::plugin_dir::PluginDir;
+use sluice_engine::plugin_dir::PluginAreas;
 use sluice_engine::records::EngineRecords;
 use sluice_storage::WriteBuffer;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ trait SystemTable: Send + Sync {
 pub struct SystemSchema {
     storage: Arc<WriteBuffer>,
     records: Arc<EngineRecords>,
-    plugin_dir: Option<Arc<PluginDir>>,
+    plugin_dir: Option<Arc<PluginAreas>>,
     database: String,
 }
 
@@ -50,7 +50,7 @@ impl SystemSchema {
     pub fn new(
         storage: Arc<WriteBuffer>,
         records: Arc<EngineRecords>,
-        plugin_dir: Option<Arc<PluginDir>>,
+        plugin_dir: Option<Arc<PluginAreas>>,
         database: &str,
     ) -> Self {
         Self {

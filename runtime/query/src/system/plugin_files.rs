@@ -9,12 +9,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
-use sluice_engine::plugin_dir::{PluginDir, local_name};
+use sluice_engine::plugin_dir::PluginAreas;
 use std::sync::Arc;
 
 /// One row per file of each trigger's plugin; `file_path` is relative to the plugin
-/// directory (upstream's is absolute: the server's layout is not shown to tenants).
-pub struct PluginFiles(pub Option<Arc<PluginDir>>);
+/// directory or the database's area (upstream's is absolute: the server's layout is not
+/// shown to tenants).
+pub struct PluginFiles(pub Option<Arc<PluginAreas>>);
 
 impl SystemTable for PluginFiles {
     fn schema(&self) -> SchemaRef {
@@ -34,13 +35,16 @@ impl SystemTable for PluginFiles {
             vec![database.to_string()]
         };
         let mut rows = Vec::new();
-        if let Some(dir) = &self.0 {
-            for trigger in databases
-                .iter()
-                .flat_map(|db| catalog.triggers(db).unwrap_or_default())
-            {
-                for file in dir.files(&local_name(&trigger.plugin_filename)) {
-                    rows.push((trigger.trigger_name.clone(), file));
+        if let Some(areas) = &self.0 {
+            for db in &databases {
+                let Some(id) = catalog.database_id(db) else {
+                    continue;
+                };
+                for trigger in catalog.triggers(db).unwrap_or_default() {
+                    let files = areas.files(trigger.plugin_area, id, &trigger.plugin_filename);
+                    for file in files {
+                        rows.push((trigger.trigger_name.clone(), file));
+                    }
                 }
             }
         }

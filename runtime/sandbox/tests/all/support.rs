@@ -43,10 +43,7 @@ impl PluginDir {
     }
 
     pub fn reference(&self, name: &str) -> PluginRef {
-        PluginRef {
-            plugin_dir: self.dir.path().to_path_buf(),
-            name: name.to_string(),
-        }
+        PluginRef::new(self.dir.path().to_path_buf(), name.to_string())
     }
 }
 
@@ -54,14 +51,13 @@ impl PluginDir {
 pub fn example(relative: &str) -> PluginRef {
     let examples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let path = examples.join(relative);
-    PluginRef {
-        plugin_dir: path.parent().expect("has a parent").to_path_buf(),
-        name: path
-            .file_name()
+    PluginRef::new(
+        path.parent().expect("has a parent").to_path_buf(),
+        path.file_name()
             .expect("file name")
             .to_string_lossy()
             .into_owned(),
-    }
+    )
 }
 
 pub fn args(pairs: &[(&str, &str)]) -> TriggerArguments {
