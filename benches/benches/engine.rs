@@ -115,7 +115,11 @@ async fn server(
         sandbox,
         Arc::new(database),
         Arc::new(CacheStore::default()),
-        Arc::new(PluginAreas::new(plugins, dir.join("plugin-areas"))),
+        Arc::new(PluginAreas::new(
+            plugins,
+            dir.join("plugin-areas"),
+            dir.join("plugin-environments"),
+        )),
         Limits::default(),
         warm,
     ));

@@ -24,6 +24,9 @@ from sluice_plugin_runtime.line_builder import LineBuilder
 PLUGIN_ROOT = "/plugins"
 # Where `sluice install package` puts packages, in the plugin directory.
 PACKAGES_ROOT = f"{PLUGIN_ROOT}/.packages"
+# Where the host mounts the packages installed for the plugin's database: first on the
+# path, so that a database may have its own version of a shared package.
+DATABASE_PACKAGES_ROOT = f"{PLUGIN_ROOT}/.database-packages"
 
 # The standard library is readable at /python only now, during pre-initialisation.
 if os.path.isdir("/python"):
@@ -235,9 +238,10 @@ class Loader:
         global _runner
         # Known only now (the directory is mounted at run time); what the import system
         # remembers of it is forgotten, since packages may have been installed since.
-        if PACKAGES_ROOT not in sys.path:
-            sys.path.append(PACKAGES_ROOT)
-        sys.path_importer_cache.pop(PACKAGES_ROOT, None)
+        for root in (DATABASE_PACKAGES_ROOT, PACKAGES_ROOT):
+            if root not in sys.path:
+                sys.path.append(root)
+            sys.path_importer_cache.pop(root, None)
         try:
             if isinstance(source, wit_loader.PluginSource_File):
                 name, code = source.value

@@ -14,30 +14,38 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     return sluicetiny.GREETING
 "#;
 
-/// A directory holding a pure-Python wheel of a package `sluicetiny`, built with the
+/// A directory holding pure-Python wheels of a package `sluicetiny`, versions 1.0 (whose
+/// `GREETING` is `hello from a package`) and 2.0 (`hello from version 2`), built with the
 /// zipfile module: an index for pip (`--find-links`), without the network.
 fn tiny_index(dir: &Path) -> String {
     let index = dir.join("index");
     std::fs::create_dir_all(&index).expect("index directory");
-    let wheel = index.join("sluicetiny-1.0-py3-none-any.whl");
     let script = r#"
 import sys, zipfile
+index, version, greeting = sys.argv[1:]
+info = f"sluicetiny-{version}.dist-info"
 files = {
-    "sluicetiny/__init__.py": "GREETING = 'hello from a package'\n",
-    "sluicetiny-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: sluicetiny\nVersion: 1.0\n",
-    "sluicetiny-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "sluicetiny/__init__.py": f"GREETING = '{greeting}'\n",
+    f"{info}/METADATA": f"Metadata-Version: 2.1\nName: sluicetiny\nVersion: {version}\n",
+    f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
-files["sluicetiny-1.0.dist-info/RECORD"] = "".join(f"{name},,\n" for name in files) + "sluicetiny-1.0.dist-info/RECORD,,\n"
-with zipfile.ZipFile(sys.argv[1], "w") as wheel:
+files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in files) + f"{info}/RECORD,,\n"
+with zipfile.ZipFile(f"{index}/sluicetiny-{version}-py3-none-any.whl", "w") as wheel:
     for name, content in files.items():
         wheel.writestr(name, content)
 "#;
-    let made = Command::new("python3")
-        .args(["-c", script])
-        .arg(&wheel)
-        .output()
-        .expect("python3 runs");
-    assert!(made.status.success(), "{}", text(&made));
+    for (version, greeting) in [
+        ("1.0", "hello from a package"),
+        ("2.0", "hello from version 2"),
+    ] {
+        let made = Command::new("python3")
+            .args(["-c", script])
+            .arg(&index)
+            .args([version, greeting])
+            .output()
+            .expect("python3 runs");
+        assert!(made.status.success(), "{}", text(&made));
+    }
     index.to_string_lossy().into_owned()
 }
 
@@ -155,4 +163,100 @@ fn installs_are_refused_when_the_package_manager_is_disabled() {
         text(&refused)
     );
     assert!(!plugins.join(".packages").exists());
+}
+
+/// Issue 17, point 6: a database token installs into its database's own environment,
+/// which its plugins import first; an install is swapped in whole.
+#[test]
+fn each_database_may_have_its_own_packages_installed_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = plugin_dir_with(dir.path(), &[("greet.py", USES_PACKAGE)]);
+    let index = tiny_index(dir.path());
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &["--plugin-dir", &plugins.to_string_lossy()],
+        &[("PIP_FIND_LINKS", &index), ("PIP_NO_INDEX", "1")],
+    );
+    let token = |name: &str, db: &str| {
+        let permission = format!("db:{db}:read,write,manage");
+        let output = server.cli(&[
+            "create",
+            "token",
+            "--name",
+            name,
+            "--permission",
+            &permission,
+        ]);
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("Token: "))
+            .expect("a token line")
+            .to_string()
+    };
+    for db in ["a", "b"] {
+        server.create_database(db);
+        let mut trigger = crate::server::trigger_body(
+            db,
+            &format!("request:{db}"),
+            "greet.py",
+            Value::Null,
+            "log",
+        );
+        trigger["db"] = serde_json::json!(db);
+        assert_eq!(server.create_trigger(&trigger).status, 200);
+    }
+    let (tenant_a, tenant_b) = (token("tenant-a", "a"), token("tenant-b", "b"));
+    let as_tenant = |token: &str, args: &[&str]| {
+        sluice_with(&server, token, &[&["install", "package"], args].concat())
+    };
+    let greeting = |db: &str| {
+        let answer = server.get(&format!("/api/v3/engine/{db}"), &[]);
+        (answer.status, answer.text())
+    };
+
+    // The admin's install is everyone's; a's own version comes first for a only.
+    assert!(install(&server, &["sluicetiny==1.0"]).status.success());
+    let installed = as_tenant(&tenant_a, &["--database", "a", "sluicetiny==2.0"]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert_eq!(greeting("a"), (200, "hello from version 2".to_string()));
+    assert_eq!(greeting("b"), (200, "hello from a package".to_string()));
+
+    // A failed install leaves the environment in use as it was.
+    let failed = as_tenant(
+        &tenant_a,
+        &["--database", "a", "sluicetiny==2.0", "nowhere"],
+    );
+    assert!(
+        text(&failed).contains("400 Bad Request"),
+        "{}",
+        text(&failed)
+    );
+    assert_eq!(greeting("a"), (200, "hello from version 2".to_string()));
+
+    // Never into the shared environment, nor another database's.
+    for args in [
+        &["sluicetiny==2.0"][..],
+        &["--database", "b", "sluicetiny==2.0"],
+    ] {
+        let refused = as_tenant(&tenant_a, args);
+        assert!(
+            text(&refused).contains("403 Forbidden"),
+            "{}",
+            text(&refused)
+        );
+    }
+    assert_eq!(greeting("b"), (200, "hello from a package".to_string()));
+    let own = as_tenant(&tenant_b, &["--database", "b", "sluicetiny==2.0"]);
+    assert!(own.status.success(), "{}", text(&own));
+    assert_eq!(greeting("b"), (200, "hello from version 2".to_string()));
+}
+
+/// `sluice ARGS --host … --token TOKEN`.
+fn sluice_with(server: &TestServer, token: &str, args: &[&str]) -> Output {
+    crate::support::sluice()
+        .args(args)
+        .args(["--host", &server.url(), "--token", token])
+        .output()
+        .expect("sluice runs")
 }

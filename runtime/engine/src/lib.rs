@@ -13,7 +13,9 @@
 //! - [`invoke`]: one invocation of a trigger's plugin on the real database;
 //! - [`requests`]: request triggers, served at `/api/v3/engine/<path>`;
 //! - [`plugin_dir`]: the plugin directory as the HTTP API changes it: uploads, atomic
-//!   package replacement, the files of each plugin;
+//!   package replacement, the files of each plugin; the shared directory and each
+//!   database's area;
+//! - [`environment`]: package environments an install changes whole;
 //! - [`metrics`]: per-trigger counters for Prometheus;
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
@@ -30,6 +32,7 @@
 pub mod batches;
 pub mod cache;
 pub mod dry_run;
+pub mod environment;
 pub mod host;
 pub mod invoke;
 pub mod manager;

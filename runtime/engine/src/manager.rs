@@ -489,6 +489,7 @@ mod tests {
             Arc::new(crate::plugin_dir::PluginAreas::new(
                 "plugins".into(),
                 "plugin-areas".into(),
+                "plugin-environments".into(),
             )),
             Limits::default(),
             true,

@@ -6,6 +6,7 @@
 //! (cap-std), so no name, `..` or symlink reaches outside. Changes are serialised, and a
 //! file appears whole or not at all: it is written under a temporary name and renamed.
 
+use crate::environment::Environment;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata};
 use sluice_catalog::{DbId, PluginArea};
@@ -119,18 +120,36 @@ pub struct PluginAreas {
     shared: Arc<PluginDir>,
     /// Holds one directory per database id.
     databases: PathBuf,
+    /// Holds each database's package environment, by id.
+    environments: PathBuf,
     /// The areas opened so far, each with its own lock on changes.
     areas: Mutex<HashMap<DbId, Arc<PluginDir>>>,
 }
 
 impl PluginAreas {
-    /// The shared plugin directory `shared`, and the databases' areas under `databases`.
-    pub fn new(shared: PathBuf, databases: PathBuf) -> Self {
+    /// The shared plugin directory `shared`, the databases' areas under `databases`,
+    /// and their package environments under `environments`.
+    pub fn new(shared: PathBuf, databases: PathBuf, environments: PathBuf) -> Self {
         Self {
             shared: Arc::new(PluginDir::new(shared)),
             databases,
+            environments,
             areas: Mutex::default(),
         }
+    }
+
+    /// The packages every plugin may import (`.packages` in the shared directory).
+    pub fn shared_environment(&self) -> Environment {
+        let root = self.shared.root();
+        Environment::new(root.join(PACKAGES_DIR), root.join(".packages-builds"))
+    }
+
+    /// The packages the plugins of `database` import first.
+    pub fn database_environment(&self, database: DbId) -> Environment {
+        Environment::new(
+            self.environments.join(database.to_string()),
+            self.environments.join(".builds").join(database.to_string()),
+        )
     }
 
     /// The shared plugin directory.
@@ -168,7 +187,8 @@ impl PluginAreas {
         PluginRef {
             plugin_dir: self.dir_of(area, database, plugin_filename),
             name: local_name(plugin_filename).into_owned(),
-            packages: self.shared.root().join(PACKAGES_DIR),
+            packages: self.shared_environment().path().to_path_buf(),
+            database_packages: Some(self.database_environment(database).path().to_path_buf()),
         }
     }
 
@@ -206,19 +226,18 @@ impl PluginAreas {
         }
     }
 
-    /// Deletes the areas of the databases for which `deleted` holds.
+    /// Deletes the areas and package environments of the databases for which `deleted`
+    /// holds.
     pub fn remove_areas(&self, deleted: impl Fn(DbId) -> bool) {
         self.areas().retain(|database, _| !deleted(*database));
-        let Ok(entries) = std::fs::read_dir(&self.databases) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let id = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok());
-            if let Some(id) = id.filter(|id| deleted(DbId::new(*id)))
-                && let Err(e) = std::fs::remove_dir_all(entry.path())
+        for id in numbered_entries(&self.environments) {
+            if deleted(DbId::new(id)) {
+                self.database_environment(DbId::new(id)).remove();
+            }
+        }
+        for id in numbered_entries(&self.databases) {
+            if deleted(DbId::new(id))
+                && let Err(e) = std::fs::remove_dir_all(self.databases.join(id.to_string()))
             {
                 tracing::warn!(
                     database_id = id,
@@ -227,6 +246,17 @@ impl PluginAreas {
             }
         }
     }
+}
+
+/// The entries of `dir` named by a number (database ids).
+fn numbered_entries(dir: &Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
 /// The server's plugin directory (`--plugin-dir`), or a database's area.
@@ -492,7 +522,11 @@ mod tests {
     #[test]
     fn each_database_has_an_area_of_its_own_beside_the_shared_plugins() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let areas = PluginAreas::new(dir.path().join("shared"), dir.path().join("areas"));
+        let areas = PluginAreas::new(
+            dir.path().join("shared"),
+            dir.path().join("areas"),
+            dir.path().join("environments"),
+        );
         fs::create_dir_all(dir.path().join("shared")).expect("shared");
         areas
             .shared()

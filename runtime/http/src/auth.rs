@@ -50,11 +50,12 @@ fn serves_public_trigger(state: &AppState, path: &str) -> bool {
         .is_some_and(|callers| callers.public)
 }
 
-/// Paths only the admin token may call: databases, tables, tokens, packages, and the
-/// metrics (they name every tenant's triggers). Not a database's triggers, their test
-/// runs and its plugin files: their handlers ask for `manage` on the database named.
+/// Paths only the admin token may call: databases, tables, tokens, and the metrics (they
+/// name every tenant's triggers). Not a database's triggers, their test runs, its plugin
+/// files and packages: their handlers ask for `manage` on the database named.
 fn needs_admin(path: &str) -> bool {
     let managed = path.starts_with("/api/v3/configure/processing_engine_trigger")
+        || path.starts_with("/api/v3/configure/plugin_environment/")
         || path.starts_with("/api/v3/plugin_test/")
         || path.starts_with("/api/v3/plugins/");
     !managed && (path == "/metrics" || path.starts_with("/api/v3/configure/"))
@@ -234,7 +235,8 @@ mod tests {
             "/api/v3/configure/processing_engine_trigger/enable"
         ));
         assert!(!needs_admin("/api/v3/plugin_test/wal"));
-        assert!(needs_admin(
+        assert!(needs_admin("/api/v3/configure/token"));
+        assert!(!needs_admin(
             "/api/v3/configure/plugin_environment/install_packages"
         ));
     }

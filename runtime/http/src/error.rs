@@ -226,6 +226,13 @@ pub fn required<'a>(
         .ok_or_else(|| ApiError::BadRequest(format!("missing query parameter '{name}'")))
 }
 
+/// A failure of the server's own files: not the client's doing.
+impl From<std::io::Error> for ApiError {
+    fn from(error: std::io::Error) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {

@@ -1,6 +1,11 @@
 //! `/api/v3/configure/plugin_environment/install_packages` and `…/install_requirements`:
-//! Python packages for plugins, installed by pip into `.packages` in the plugin directory,
-//! which the sandbox mounts read-only and puts on `sys.path`.
+//! Python packages for plugins, installed by pip into a package environment, which the
+//! sandbox mounts read-only and puts on `sys.path`. The admin installs into the shared
+//! environment (`.packages` in the plugin directory), which every plugin sees; a token
+//! that manages a database, into that database's (`?db=NAME`), which its plugins see
+//! first, so two databases may have two versions of one package. An install builds a new
+//! environment beside the old one and swaps it in whole
+//! ([`Environment`](sluice_engine::environment::Environment)).
 //!
 //! The sandbox runs CPython compiled to WebAssembly, which loads no native extension, so
 //! pip is asked for pure-Python wheels only: a package without one fails with pip's own
@@ -13,16 +18,21 @@
 //! directory only, and errors about it never quote it.
 
 use crate::AppState;
+use crate::auth::require_manage;
 use crate::configure::json_body;
 use crate::error::ApiError;
-use crate::plugins::plugin_dir;
+use crate::plugins::plugin_areas;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use sluice_catalog::Access;
+use sluice_engine::environment::Environment;
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 
 pub use sluice_plugin_api::PACKAGES_DIR;
@@ -58,12 +68,46 @@ struct InstallRequirements {
 /// Held by the blocking task itself, which goes on even if the request is dropped.
 static INSTALLING: Mutex<()> = Mutex::new(());
 
+/// Where an install goes: the shared environment for the admin; for a database token,
+/// the environment of the database `?db=` names, which it must manage. Also the
+/// directory a requirements file is read from, and the database, if any.
+fn target(
+    state: &AppState,
+    access: &Access,
+    db: Option<&String>,
+) -> Result<(Environment, Arc<PluginDir>, Option<String>), ApiError> {
+    let areas = plugin_areas(state)?;
+    if access.is_admin() {
+        return Ok((areas.shared_environment(), Arc::clone(areas.shared()), None));
+    }
+    let Some(db) = db else {
+        return Err(ApiError::Forbidden(
+            "installing into the shared package environment needs the admin token; a \
+             database token names its database with ?db="
+                .into(),
+        ));
+    };
+    require_manage(access, db)?;
+    let id = state
+        .storage
+        .catalog()
+        .database_id(db)
+        .ok_or_else(|| ApiError::NotFound(format!("Database not found {db}")))?;
+    let area = areas
+        .database(id)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((areas.database_environment(id), area, Some(db.clone())))
+}
+
 /// `POST /api/v3/configure/plugin_environment/install_packages`.
 pub async fn install_packages(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let (environment, _, database) = target(&state, &access, params.get("db"))?;
     let request: InstallPackages = json_body(&headers, &body)?;
     if request.packages.is_empty() {
         return Err(ApiError::BadRequest("no packages given".into()));
@@ -72,7 +116,7 @@ pub async fn install_packages(
         check_requirement(package)
             .map_err(|refused| ApiError::BadRequest(format!("`{package}` {refused}")))?;
     }
-    install(&state, request.packages).await
+    install(&state, environment, database, request.packages).await
 }
 
 /// Why a requirement is refused.
@@ -183,12 +227,14 @@ fn requirements_name(dir: &PluginDir, location: &str) -> Option<String> {
 /// `POST /api/v3/configure/plugin_environment/install_requirements`.
 pub async fn install_requirements(
     State(state): State<AppState>,
+    Extension(access): Extension<Access>,
+    Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let (environment, dir, database) = target(&state, &access, params.get("db"))?;
     let request: InstallRequirements = json_body(&headers, &body)?;
     let location = request.requirements_location;
-    let dir = plugin_dir(&state)?;
     let unreadable = |why: String| {
         ApiError::BadRequest(format!(
             "cannot read the requirements file {location}: {why} (it must be a file in the \
@@ -213,10 +259,16 @@ pub async fn install_requirements(
             "the requirements file {location} names no package"
         )));
     }
-    install(&state, requirements).await
+    install(&state, environment, database, requirements).await
 }
 
-async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCode, ApiError> {
+/// Installs `requirements` into `environment`, of `database` when it is a database's.
+async fn install(
+    state: &AppState,
+    environment: Environment,
+    database: Option<String>,
+    requirements: Vec<String>,
+) -> Result<StatusCode, ApiError> {
     let python = match &state.package_manager {
         PackageManager::Disabled => {
             return Err(ApiError::Forbidden(
@@ -227,18 +279,25 @@ async fn install(state: &AppState, requirements: Vec<String>) -> Result<StatusCo
         }
         PackageManager::Pip(python) => python.clone(),
     };
-    let target = plugin_dir(state)?.root().join(PACKAGES_DIR);
-    tracing::info!(?requirements, target = %target.display(), "installing plugin packages with pip");
+    tracing::info!(?requirements, database = ?database, "installing plugin packages with pip");
     let installed = tokio::task::spawn_blocking(move || {
         let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
-        pip_install(&python, &target, &requirements)
+        environment.install(|build| pip_install(&python, build, &requirements))
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the install did not finish: {e}")))??;
     tracing::info!("{installed}");
-    // Warm instances loaded their plugins before the install: load them afresh.
+    // Warm instances loaded their plugins before the install: load them afresh (all of
+    // them after a shared install, the database's after its own).
     if let Some(engine) = &state.engine {
-        engine.invoker.retain_pools(|_| false);
+        let catalog = state.storage.catalog();
+        let ours: Option<HashSet<_>> = database.map(|db| {
+            let triggers = catalog.triggers(&db).unwrap_or_default();
+            triggers.into_iter().map(|t| t.id).collect()
+        });
+        engine
+            .invoker
+            .retain_pools(|trigger| ours.as_ref().is_some_and(|ours| !ours.contains(&trigger)));
     }
     Ok(StatusCode::OK)
 }

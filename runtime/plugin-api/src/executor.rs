@@ -17,6 +17,9 @@ pub struct PluginRef {
     pub name: String,
     /// The installed packages, which the plugin sees read-only.
     pub packages: PathBuf,
+    /// The packages installed for the plugin's database, which it sees read-only and
+    /// imports first.
+    pub database_packages: Option<PathBuf>,
 }
 
 impl PluginRef {
@@ -28,6 +31,7 @@ impl PluginRef {
             plugin_dir,
             name,
             packages,
+            database_packages: None,
         }
     }
 }

@@ -35,4 +35,4 @@ pub use call::{
 pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
 pub use host::{BoxFuture, CallUsage, HostServices, LogLevel};
 pub use limits::{LimitError, LimitKind, LimitOverrides, Limits, size_text};
-pub use source::{PACKAGES_DIR, PluginSource, inside_plugin_dir};
+pub use source::{DATABASE_PACKAGES_DIR, PACKAGES_DIR, PluginSource, inside_plugin_dir};

@@ -10,6 +10,10 @@ use std::path::{Component, Path};
 /// every plugin sees (read-only) and imports from.
 pub const PACKAGES_DIR: &str = ".packages";
 
+/// Where a plugin sees the packages installed for its database (`install package` with a
+/// database's token), beside [`PACKAGES_DIR`]; they come first on its `sys.path`.
+pub const DATABASE_PACKAGES_DIR: &str = ".database-packages";
+
 /// A plugin's code, ready to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {

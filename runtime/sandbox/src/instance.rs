@@ -8,8 +8,8 @@ use crate::output::CapturedOutput;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
-    CallUsage, HostServices, HttpResponse, Invocation, InvocationError, LimitKind, Limits,
-    LogLevel, PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
+    CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
+    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -229,7 +229,8 @@ impl PluginInstance {
 }
 
 /// What the sandbox mounts for `plugin` (host path, guest path), read-only: the
-/// installed packages, and a package plugin's own directory. Nothing else of the plugin
+/// installed packages (the shared ones, and its database's), and a package plugin's own
+/// directory. Nothing else of the plugin
 /// directory: a file plugin's code reaches the runtime as text, and other triggers'
 /// plugins, the repository copies and their secrets stay out of sight.
 fn mounts(plugin: &PluginRef, source: &PluginSource) -> Vec<(PathBuf, String)> {
@@ -238,6 +239,12 @@ fn mounts(plugin: &PluginRef, source: &PluginSource) -> Vec<(PathBuf, String)> {
         mounts.push((
             plugin.packages.clone(),
             format!("{GUEST_PLUGIN_DIR}/{PACKAGES_DIR}"),
+        ));
+    }
+    if let Some(own) = plugin.database_packages.as_ref().filter(|own| own.is_dir()) {
+        mounts.push((
+            own.clone(),
+            format!("{GUEST_PLUGIN_DIR}/{DATABASE_PACKAGES_DIR}"),
         ));
     }
     if let PluginSource::Package(name) = source {

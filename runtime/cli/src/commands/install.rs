@@ -8,8 +8,11 @@ use std::process::ExitCode;
 /// Flags of `sluice install package`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "The server installs with pip into .packages in its plugin directory, \
-    which plugins import from. Only pure-Python packages (with a py3-none-any wheel) can run \
+    after_help = "The server installs with pip into a package environment, which plugins \
+    import from: with the admin token the shared one (.packages in the plugin directory), \
+    which every plugin sees; with a database token that may manage the database named by \
+    --database, that database's own, which its plugins see first. An install is swapped in \
+    whole: a failed one leaves the environment as it was. Only pure-Python packages (with a py3-none-any wheel) can run \
     in the sandbox; installing any other fails with pip's explanation. Packages come from \
     the index that pip's configuration on the server names (pip.conf, PIP_INDEX_URL); \
     pip options, files, directories and URLs are refused."
@@ -17,9 +20,14 @@ use std::process::ExitCode;
 pub struct InstallPackageArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// A requirements file, as a path on the server
+    /// A requirements file, as a path on the server (in the database's plugin area with
+    /// --database and a database token)
     #[arg(short = 'r', long, value_name = "PATH", conflicts_with = "packages")]
     requirements: Option<String>,
+    /// The database whose own environment a database token installs into (the admin
+    /// token always installs into the shared one)
+    #[arg(short = 'd', long, env = "INFLUXDB3_DATABASE_NAME")]
+    database: Option<String>,
     /// Packages of the index: `name`, `name==1.2`, `name[extra]>=1`
     #[arg(required_unless_present = "requirements")]
     packages: Vec<String>,
@@ -40,7 +48,11 @@ impl InstallPackageArgs {
             ),
         };
         eprintln!("installing on the server (pip may take a while)...");
-        block_on(client.send(client.request(Method::POST, path).json(&body)))?;
+        let mut request = client.request(Method::POST, path).json(&body);
+        if let Some(database) = &self.database {
+            request = request.query(&[("db", database)]);
+        }
+        block_on(client.send(request))?;
         Ok(ExitCode::SUCCESS)
     }
 }

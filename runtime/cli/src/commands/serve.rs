@@ -543,24 +543,34 @@ impl FlushObserver for FlushFeed {
     }
 }
 
-/// The shared plugin directory `plugin_dir` and the databases' own areas, in
-/// `<data-dir>/plugin-areas`. Neither may be inside the other: a name of a shared plugin
-/// must never reach a database's area, nor an area the shared plugins.
+/// The shared plugin directory `plugin_dir`, and the databases' own areas and package
+/// environments, in `<data-dir>/plugin-areas` and `<data-dir>/plugin-environments`.
+/// Neither of those may be inside the plugin directory or hold it: a name of a shared
+/// plugin must never reach a database's files, nor a database's name the shared ones.
 fn plugin_areas(plugin_dir: &Path, data_dir: &Path) -> anyhow::Result<PluginAreas> {
     let areas = data_dir.join("plugin-areas");
-    std::fs::create_dir_all(&areas)
-        .with_context(|| format!("cannot create {}", areas.display()))?;
+    let environments = data_dir.join("plugin-environments");
     let canonical = |path: &Path| {
-        std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))
+        std::fs::create_dir_all(path)
+            .and_then(|()| std::fs::canonicalize(path))
+            .with_context(|| format!("cannot create {}", path.display()))
     };
-    let (shared, own) = (canonical(plugin_dir)?, canonical(&areas)?);
-    if shared.starts_with(&own) || own.starts_with(&shared) {
-        bail!(
-            "the plugin directory {} and the databases' plugin areas {} must not be inside \
-             one another: choose a --plugin-dir outside the data directory's plugin-areas",
-            plugin_dir.display(),
-            areas.display()
-        );
+    let shared = canonical(plugin_dir)?;
+    for own in [&areas, &environments] {
+        let own_canonical = canonical(own)?;
+        if shared.starts_with(&own_canonical) || own_canonical.starts_with(&shared) {
+            bail!(
+                "the plugin directory {} and {} must not be inside one another: choose a \
+                 --plugin-dir outside the data directory's plugin-areas and \
+                 plugin-environments",
+                plugin_dir.display(),
+                own.display()
+            );
+        }
     }
-    Ok(PluginAreas::new(plugin_dir.to_path_buf(), areas))
+    Ok(PluginAreas::new(
+        plugin_dir.to_path_buf(),
+        areas,
+        environments,
+    ))
 }
