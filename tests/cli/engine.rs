@@ -584,21 +584,6 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     return {"done": how}
 "#;
 
-/// A token named `name` with the permissions `permissions` (`db:NAMES:ACTIONS`).
-fn token_with(server: &TestServer, name: &str, permissions: &[&str]) -> String {
-    let mut args = vec!["create", "token", "--name", name];
-    for permission in permissions {
-        args.extend(["--permission", permission]);
-    }
-    let output = server.cli(&args);
-    assert!(output.status.success(), "{}", crate::support::text(&output));
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("Token: "))
-        .expect("a token line")
-        .to_string()
-}
-
 /// Issue 17, point 5: a trigger's plugin reaches what its creator could, narrowed by
 /// `--grant-database`.
 #[test]
@@ -629,11 +614,7 @@ fn a_trigger_reaches_what_its_creator_could_narrowed_by_its_grants() {
     ]);
     assert!(output.status.success(), "{}", crate::support::text(&output));
     // A tenant's: its own database, and `tenant_b` to read only.
-    let tenant = token_with(
-        &server,
-        "tenant",
-        &["db:db:read,write,manage", "db:tenant_b:read"],
-    );
+    let tenant = server.create_token("tenant", &["db:db:read,write,manage", "db:tenant_b:read"]);
     let bearer = format!("Bearer {tenant}");
     let created = server.send(
         "POST",

@@ -49,6 +49,20 @@ with zipfile.ZipFile(f"{index}/sluicetiny-{version}-py3-none-any.whl", "w") as w
     index.to_string_lossy().into_owned()
 }
 
+/// A server whose plugin directory holds `greet.py`, and whose pip finds packages in
+/// [`tiny_index`] only (pip reads its options from the environment too); the plugin
+/// directory's path.
+fn greeting_server(dir: &Path) -> (TestServer, std::path::PathBuf) {
+    let plugins = plugin_dir_with(dir, &[("greet.py", USES_PACKAGE)]);
+    let index = tiny_index(dir);
+    let server = TestServer::start_with_env(
+        dir,
+        &["--plugin-dir", &plugins.to_string_lossy()],
+        &[("PIP_FIND_LINKS", &index), ("PIP_NO_INDEX", "1")],
+    );
+    (server, plugins)
+}
+
 fn install(server: &TestServer, args: &[&str]) -> Output {
     server.cli(&[&["install", "package"], args].concat())
 }
@@ -56,15 +70,8 @@ fn install(server: &TestServer, args: &[&str]) -> Output {
 #[test]
 fn plugins_import_packages_installed_on_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = plugin_dir_with(dir.path(), &[("greet.py", USES_PACKAGE)]);
-    let index = tiny_index(dir.path());
-    // pip reads its options from the environment too: the server's pip finds packages
-    // in the local index only.
-    let server = TestServer::start_with_env(
-        dir.path(),
-        &["--plugin-dir", &plugins.to_string_lossy()],
-        &[("PIP_FIND_LINKS", &index), ("PIP_NO_INDEX", "1")],
-    );
+    let (server, plugins) = greeting_server(dir.path());
+    let index = dir.path().join("index").to_string_lossy().into_owned();
     server.create_database("db");
     server.add_trigger("greet", "request:greet", "greet.py", Value::Null, "log");
     let before = server.get("/api/v3/engine/greet", &[]);
@@ -170,30 +177,9 @@ fn installs_are_refused_when_the_package_manager_is_disabled() {
 #[test]
 fn each_database_may_have_its_own_packages_installed_whole() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let plugins = plugin_dir_with(dir.path(), &[("greet.py", USES_PACKAGE)]);
-    let index = tiny_index(dir.path());
-    let server = TestServer::start_with_env(
-        dir.path(),
-        &["--plugin-dir", &plugins.to_string_lossy()],
-        &[("PIP_FIND_LINKS", &index), ("PIP_NO_INDEX", "1")],
-    );
-    let token = |name: &str, db: &str| {
-        let permission = format!("db:{db}:read,write,manage");
-        let output = server.cli(&[
-            "create",
-            "token",
-            "--name",
-            name,
-            "--permission",
-            &permission,
-        ]);
-        assert!(output.status.success(), "{}", text(&output));
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .find_map(|line| line.strip_prefix("Token: "))
-            .expect("a token line")
-            .to_string()
-    };
+    let (server, _) = greeting_server(dir.path());
+    let token =
+        |name: &str, db: &str| server.create_token(name, &[&format!("db:{db}:read,write,manage")]);
     for db in ["a", "b"] {
         server.create_database(db);
         let mut trigger = crate::server::trigger_body(

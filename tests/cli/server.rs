@@ -206,6 +206,22 @@ impl TestServer {
         }
     }
 
+    /// A database token named `name` with `permissions` (`db:NAMES:ACTIONS` each), made
+    /// with `sluice create token`.
+    pub fn create_token(&self, name: &str, permissions: &[&str]) -> String {
+        let mut args = vec!["create", "token", "--name", name];
+        for permission in permissions {
+            args.extend(["--permission", permission]);
+        }
+        let output = self.cli(&args);
+        assert!(output.status.success(), "{}", crate::support::text(&output));
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|line| line.strip_prefix("Token: "))
+            .expect("a token line")
+            .to_string()
+    }
+
     /// Creates database `name`, asserting success.
     pub fn create_database(&self, name: &str) {
         let body = json!({"db": name}).to_string();

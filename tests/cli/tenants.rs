@@ -25,20 +25,7 @@ fn server(dir: &std::path::Path) -> TestServer {
 
 /// A token made with `sluice create token --permission PERMISSION`.
 fn token(server: &TestServer, name: &str, permission: &str) -> String {
-    let output = server.cli(&[
-        "create",
-        "token",
-        "--name",
-        name,
-        "--permission",
-        permission,
-    ]);
-    assert!(output.status.success(), "{}", text(&output));
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .find_map(|line| line.strip_prefix("Token: "))
-        .expect("a token line")
-        .to_string()
+    server.create_token(name, &[permission])
 }
 
 /// Sends `body` (JSON) to `target` with `token`; the status and the answer's text.

@@ -18,10 +18,9 @@
 //! directory only, and errors about it never quote it.
 
 use crate::AppState;
-use crate::auth::require_manage;
 use crate::configure::json_body;
 use crate::error::ApiError;
-use crate::plugins::plugin_areas;
+use crate::plugins::{Owner, owner, plugin_areas};
 use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -77,26 +76,20 @@ fn target(
     db: Option<&String>,
 ) -> Result<(Environment, Arc<PluginDir>, Option<String>), ApiError> {
     let areas = plugin_areas(state)?;
-    if access.is_admin() {
-        return Ok((areas.shared_environment(), Arc::clone(areas.shared()), None));
+    match owner(
+        state,
+        access,
+        db,
+        "installing into the shared package environment",
+    )? {
+        Owner::Shared => Ok((areas.shared_environment(), Arc::clone(areas.shared()), None)),
+        Owner::Database { name, id } => {
+            let area = areas
+                .database(id)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok((areas.database_environment(id), area, Some(name)))
+        }
     }
-    let Some(db) = db else {
-        return Err(ApiError::Forbidden(
-            "installing into the shared package environment needs the admin token; a \
-             database token names its database with ?db="
-                .into(),
-        ));
-    };
-    require_manage(access, db)?;
-    let id = state
-        .storage
-        .catalog()
-        .database_id(db)
-        .ok_or_else(|| ApiError::NotFound(format!("Database not found {db}")))?;
-    let area = areas
-        .database(id)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok((areas.database_environment(id), area, Some(db.clone())))
 }
 
 /// `POST /api/v3/configure/plugin_environment/install_packages`.

@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sluice_catalog::{Access, PluginArea, Trigger};
+use sluice_catalog::{Access, DbId, PluginArea, Trigger};
 use sluice_engine::plugin_dir::{PluginAreas, PluginDir, PluginDirError, PluginKind};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +60,49 @@ pub(crate) fn plugin_dir(state: &AppState) -> Result<Arc<PluginDir>, ApiError> {
     plugin_areas(state).map(|areas| Arc::clone(areas.shared()))
 }
 
+/// Whose plugin files and packages a request changes.
+pub(crate) enum Owner {
+    /// The server's shared ones: the admin's requests, whatever `?db=` says (as upstream,
+    /// where a server has one plugin directory).
+    Shared,
+    /// Those of the database `?db=` names: a database token's requests, which must
+    /// manage it.
+    Database {
+        /// Its name.
+        name: String,
+        /// Its id.
+        id: DbId,
+    },
+}
+
+/// Whose plugin files and packages a request with `access` and `?db=db` changes; `what`
+/// names the shared thing a database token may not change.
+pub(crate) fn owner(
+    state: &AppState,
+    access: &Access,
+    db: Option<&String>,
+    what: &str,
+) -> Result<Owner, ApiError> {
+    if access.is_admin() {
+        return Ok(Owner::Shared);
+    }
+    let Some(db) = db else {
+        return Err(ApiError::Forbidden(format!(
+            "{what} needs the admin token; a database token names its database with ?db="
+        )));
+    };
+    require_manage(access, db)?;
+    let id = state
+        .storage
+        .catalog()
+        .database_id(db)
+        .ok_or_else(|| ApiError::NotFound(format!("Database not found {db}")))?;
+    Ok(Owner::Database {
+        name: db.clone(),
+        id,
+    })
+}
+
 /// The directory an upload writes: the shared one for the admin, else the area of the
 /// database `?db=` names.
 fn target_dir(
@@ -68,23 +111,15 @@ fn target_dir(
     db: Option<&String>,
 ) -> Result<Arc<PluginDir>, ApiError> {
     let areas = plugin_areas(state)?;
-    if access.is_admin() {
-        return Ok(Arc::clone(areas.shared()));
+    match owner(
+        state,
+        access,
+        db,
+        "uploading to the shared plugin directory",
+    )? {
+        Owner::Shared => Ok(Arc::clone(areas.shared())),
+        Owner::Database { id, .. } => areas.database(id).map_err(dir_error),
     }
-    let Some(db) = db else {
-        return Err(ApiError::Forbidden(
-            "uploading to the shared plugin directory needs the admin token; a database token \
-             names its database with ?db="
-                .into(),
-        ));
-    };
-    require_manage(access, db)?;
-    let id = state
-        .storage
-        .catalog()
-        .database_id(db)
-        .ok_or_else(|| ApiError::NotFound(format!("Database not found {db}")))?;
-    areas.database(id).map_err(dir_error)
 }
 
 fn dir_error(error: PluginDirError) -> ApiError {
