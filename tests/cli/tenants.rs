@@ -8,16 +8,23 @@ use serde_json::{Value, json};
 /// A server with databases `a` and `b`, the plugins of `tests/plugins/tenants/` and
 /// `tests/plugins/engine/remembers.py`.
 fn server(dir: &std::path::Path) -> TestServer {
+    server_with(dir, &[])
+}
+
+/// [`server`] with more `serve` flags.
+fn server_with(dir: &std::path::Path, flags: &[&str]) -> TestServer {
     let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("test plugin");
     let plugins = plugin_dir_with(
         dir,
         &[
             ("peek.py", &read("tests/plugins/tenants/peek.py")),
+            ("slow.py", &read("tests/plugins/tenants/slow.py")),
             ("remembers.py", &read("tests/plugins/engine/remembers.py")),
         ],
     );
     let plugins = plugins.to_str().expect("utf-8 path").to_string();
-    let server = TestServer::start_with(dir, &["--plugin-dir", &plugins]);
+    let all = [&["--plugin-dir", plugins.as_str()][..], flags].concat();
+    let server = TestServer::start_with(dir, &all);
     server.create_database("a");
     server.create_database("b");
     server
@@ -372,4 +379,122 @@ fn a_tenants_plugins_live_in_its_databases_own_area() {
         .map(|entry| entry.file_name())
         .collect();
     assert_eq!(areas.len(), 1, "only b's is left: {areas:?}");
+}
+
+/// Issue 17, point 7: quotas per database, the server's defaults and a database's own;
+/// exceeding one is refused naming it, and nothing of another tenant changes.
+#[test]
+fn quotas_bound_each_database_and_only_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server_with(dir.path(), &["--max-triggers-per-database", "2"]);
+    let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
+    let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
+    let update = |args: &[&str]| server.cli(&[&["update", "database", "-d", "a"], args].concat());
+    for (bad, why) in [("0", "from 1 to 10000, not 0"), ("10001", "not 10001")] {
+        let refused = update(&["--max-triggers", bad]);
+        assert!(
+            text(&refused).contains("400 Bad Request") && text(&refused).contains(why),
+            "{}",
+            text(&refused)
+        );
+    }
+    assert!(!update(&["--max-triggers", "-1"]).status.success());
+    let set = update(&[
+        "--max-triggers",
+        "1",
+        "--max-plugin-bytes",
+        "200",
+        "--max-concurrent-invocations",
+        "1",
+    ]);
+    assert!(set.status.success(), "{}", text(&set));
+    // Quotas are the admin's to set.
+    let own = json!({"db": "a", "quotas": {"triggers": 100}});
+    let (status, body) = send(
+        &server,
+        &tenant_a,
+        "PUT",
+        "/api/v3/configure/database",
+        &own,
+    );
+    assert_eq!(status, 403, "{body}");
+
+    // Triggers: a's own quota of 1, b's the server's 2.
+    // Calls of a run_async trigger overlap: only the quota holds them back.
+    let mut slow = trigger_on("a", "slow", "request:a/slow", "slow.py");
+    slow["trigger_settings"]["run_async"] = json!(true);
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &slow).0, 200);
+    let (status, body) = send(
+        &server,
+        &tenant_a,
+        "POST",
+        TRIGGER,
+        &trigger_on("a", "more", "request:a/more", "slow.py"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("max-triggers quota is 1"), "{body}");
+    for name in ["b1", "b2"] {
+        let trigger = trigger_on("b", name, &format!("request:{name}"), "slow.py");
+        assert_eq!(send(&server, &tenant_b, "POST", TRIGGER, &trigger).0, 200);
+    }
+    let (status, body) = send(
+        &server,
+        &tenant_b,
+        "POST",
+        TRIGGER,
+        &trigger_on("b", "b3", "request:b3", "slow.py"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("max-triggers quota is 2"), "{body}");
+
+    // Plugin bytes: a's area holds at most 200.
+    let upload = |name: &str, bytes: usize| {
+        let body = json!({"plugin_name": name, "content": "#".repeat(bytes)});
+        send(
+            &server,
+            &tenant_a,
+            "POST",
+            "/api/v3/plugins/files?db=a",
+            &body,
+        )
+    };
+    assert_eq!(upload("one.py", 150).0, 200);
+    let (status, body) = upload("two.py", 100);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("max-plugin-bytes quota is 200"), "{body}");
+    assert_eq!(upload("one.py", 180).0, 200, "a replaced file counts once");
+
+    // One invocation of a at a time: the second call at once is refused; b's run on.
+    let address = server.address;
+    let call = move |path: &'static str, token: String| {
+        std::thread::spawn(move || {
+            let bearer = format!("Bearer {token}");
+            let response = crate::http::request(
+                address,
+                "GET",
+                &format!("/api/v3/engine/{path}?seconds=2"),
+                &[("authorization", &bearer)],
+                b"",
+            );
+            (response.status, response.text())
+        })
+    };
+    let first = call("a/slow", tenant_a.clone());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let second = call("a/slow", tenant_a.clone());
+    let others = [call("b1", tenant_b.clone()), call("b2", tenant_b.clone())];
+    let (status, body) = second.join().expect("second call");
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("max-concurrent-invocations 1"), "{body}");
+    assert!(!body.contains("'a'"), "the database is not named: {body}");
+    assert_eq!(first.join().expect("first call").0, 200);
+    for other in others {
+        let (status, body) = other.join().expect("b's call");
+        assert_eq!(status, 200, "{body}");
+    }
+    let logged = server.query(
+        "a",
+        "SELECT count(*) AS n FROM system.processing_engine_logs WHERE log_text LIKE '%max-concurrent-invocations%'",
+    );
+    assert_eq!(logged, json!([{"n": 1}]));
 }

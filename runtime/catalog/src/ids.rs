@@ -159,6 +159,7 @@ impl Database {
             id,
             tables: BTreeMap::new(),
             triggers: BTreeMap::new(),
+            quotas: crate::QuotaOverrides::default(),
         }
     }
 }

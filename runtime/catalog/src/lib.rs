@@ -21,6 +21,7 @@
 
 mod ids;
 mod names;
+mod quotas;
 mod snapshot;
 mod store;
 mod tokens;
@@ -28,6 +29,7 @@ mod triggers;
 
 pub use ids::{DatabaseRef, DbId, TableId, TriggerId};
 pub use names::validate_database_name;
+pub use quotas::{QuotaOverrides, Quotas};
 pub use snapshot::SnapshotError;
 pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
@@ -72,6 +74,12 @@ pub enum Error {
     /// No token of that name.
     #[error("token not found: {0}")]
     TokenNotFound(String),
+    /// A quota value out of bounds.
+    #[error("invalid quota: {0}")]
+    InvalidQuota(String),
+    /// A change that would take a database past one of its quotas.
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// A token that cannot be created or deleted as asked.
     #[error("{0}")]
     InvalidToken(String),
@@ -173,6 +181,9 @@ pub struct Database {
     /// Processing-engine triggers by name.
     #[serde(default)]
     pub triggers: BTreeMap<String, Trigger>,
+    /// Its own quotas, where they differ from the server's.
+    #[serde(default, skip_serializing_if = "QuotaOverrides::is_empty")]
+    pub quotas: QuotaOverrides,
 }
 
 /// Why one line of a write was refused.

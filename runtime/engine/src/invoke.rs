@@ -11,13 +11,19 @@ use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
-use sluice_catalog::{DatabaseRef, LimitOverrides, Trigger, TriggerId};
+use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
     PluginRef, TriggerArguments, WarmPool,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A semaphore's permits for `quota` (which [`Quotas::MAX`] keeps small).
+fn permits(quota: u64) -> usize {
+    usize::try_from(quota).unwrap_or(Semaphore::MAX_PERMITS)
+}
 
 /// Each trigger's warm pool, with the plugin it was made for.
 type Pools = HashMap<TriggerId, (String, Arc<dyn WarmPool>)>;
@@ -33,6 +39,33 @@ pub struct Invoker {
     warm: bool,
     pools: Mutex<Pools>,
     records: Arc<EngineRecords>,
+    /// The server's quotas, and the catalog that holds each database's own.
+    quotas: Option<(Arc<Catalog>, Quotas)>,
+    /// The invocations each database may still start, for its quota of concurrent ones.
+    turns: Mutex<HashMap<DbId, (u64, Arc<Semaphore>)>>,
+}
+
+/// What becomes of a call when its database runs as many invocations as its quota
+/// allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// It waits for one to end (WAL and schedule triggers: nothing is lost).
+    Wait,
+    /// It is refused (request triggers: the caller is told 429).
+    Refuse,
+}
+
+/// A call refused by its database's quota of concurrent invocations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "database '{database}' runs {quota} invocations at once already \
+     (its max-concurrent-invocations quota)"
+)]
+pub struct TooManyInvocations {
+    /// The database.
+    pub database: String,
+    /// Its quota.
+    pub quota: u64,
 }
 
 impl Invoker {
@@ -55,7 +88,66 @@ impl Invoker {
             warm,
             pools: Mutex::default(),
             records: Arc::default(),
+            quotas: None,
+            turns: Mutex::default(),
         }
+    }
+
+    /// The same invoker, holding each database to `quotas` (the server's), with the
+    /// database's own from `catalog`. Without, nothing is bounded per database.
+    pub fn with_quotas(mut self, catalog: Arc<Catalog>, quotas: Quotas) -> Self {
+        self.quotas = Some((catalog, quotas));
+        self
+    }
+
+    /// The quotas of `database`: the server's with its own.
+    pub fn quotas_of(&self, database: &str) -> Quotas {
+        match &self.quotas {
+            Some((catalog, quotas)) => quotas.with(&catalog.quota_overrides(database)),
+            None => Quotas::MAX,
+        }
+    }
+
+    /// A turn to run an invocation of `database`, within its quota of concurrent ones;
+    /// held until the invocation ends.
+    ///
+    /// # Errors
+    ///
+    /// With [`Admission::Refuse`], [`TooManyInvocations`] when none is free.
+    pub async fn admit(
+        &self,
+        database: &DatabaseRef,
+        admission: Admission,
+    ) -> Result<OwnedSemaphorePermit, TooManyInvocations> {
+        let quota = self.quotas_of(&database.name).concurrent_invocations;
+        let turns = {
+            let mut all = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = all
+                .entry(database.id)
+                .or_insert_with(|| (quota, Arc::new(Semaphore::new(permits(quota)))));
+            // A changed quota takes effect for the turns taken from now on.
+            if entry.0 != quota {
+                *entry = (quota, Arc::new(Semaphore::new(permits(quota))));
+            }
+            Arc::clone(&entry.1)
+        };
+        let refused = || TooManyInvocations {
+            database: database.name.clone(),
+            quota,
+        };
+        match admission {
+            Admission::Refuse => turns.try_acquire_owned().map_err(|_| refused()),
+            // The semaphore is never closed.
+            Admission::Wait => turns.acquire_owned().await.map_err(|_| refused()),
+        }
+    }
+
+    /// Forgets the turns of the databases for which `gone` holds (deleted ones).
+    pub fn forget_turns(&self, gone: impl Fn(DbId) -> bool) {
+        self.turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|database, _| !gone(*database));
     }
 
     /// The limits of a trigger's invocations: the server's, with the trigger's overrides.

@@ -12,7 +12,7 @@
 //! behind loses flushes, counted and logged, but never stalls ingest or another trigger.
 
 use crate::batches::table_batches;
-use crate::invoke::{Invoker, arguments};
+use crate::invoke::{Admission, Invoker, arguments};
 use crate::schedule::Schedule;
 use chrono::Utc;
 use sluice_catalog::{
@@ -142,6 +142,7 @@ impl TriggerManager {
         let gone = |database: DbId| !databases.contains(&database);
         self.invoker.cache().end_databases(gone);
         self.invoker.records().forget_databases(gone);
+        self.invoker.forget_turns(gone);
         let mut wanted: HashMap<TriggerId, (DatabaseRef, Trigger)> = enabled
             .iter()
             .filter(|(_, (_, t))| t.trigger.plugin_type() != PluginType::Request)
@@ -227,6 +228,10 @@ impl TriggerManager {
         };
         let name = &trigger.trigger_name;
         for attempt in 1..=attempts {
+            // Waits for a turn within its database's quota: nothing is lost.
+            let Ok(_turn) = self.invoker.admit(database, Admission::Wait).await else {
+                return;
+            };
             let error = match self.invoker.invoke(database, trigger, call.clone()).await {
                 Ok(_) => return,
                 Err(error) => error,

@@ -73,6 +73,16 @@ pub enum PluginDirError {
         /// Its bound.
         max_bytes: u64,
     },
+    /// A change that would take a database's area past its quota.
+    #[error(
+        "the plugin area would hold {would_hold} bytes: its max-plugin-bytes quota is {max_bytes}"
+    )]
+    OverQuota {
+        /// The bytes it would hold.
+        would_hold: u64,
+        /// The quota.
+        max_bytes: u64,
+    },
     /// A package directory without `__init__.py`.
     #[error("Multi-file plugin directory must contain __init__.py: {0}")]
     MissingInit(String),
@@ -248,6 +258,44 @@ impl PluginAreas {
     }
 }
 
+/// Refuses a change to `dir` that replaces `replaced` bytes of files with `added` bytes
+/// if the directory would then hold more than `max_bytes`.
+fn within(dir: &Dir, replaced: u64, added: u64, max_bytes: u64) -> Result<(), PluginDirError> {
+    if max_bytes == u64::MAX {
+        return Ok(());
+    }
+    let would_hold = tree_bytes(dir).saturating_sub(replaced) + added;
+    if would_hold > max_bytes {
+        return Err(PluginDirError::OverQuota {
+            would_hold,
+            max_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// The bytes of the files under `dir`, its subdirectories' included (symlinks are not
+/// followed).
+fn tree_bytes(dir: &Dir) -> u64 {
+    let Ok(entries) = dir.entries() else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            if let Ok(inner) = entry.open_dir() {
+                total += tree_bytes(&inner);
+            }
+        } else if kind.is_file() {
+            total += entry.metadata().map_or(0, |m| m.len());
+        }
+    }
+    total
+}
+
 /// The entries of `dir` named by a number (database ids).
 fn numbered_entries(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -316,9 +364,25 @@ impl PluginDir {
     ///
     /// [`PluginDirError::Traversal`] or [`PluginDirError::Io`].
     pub fn write_file(&self, name: &str, content: &[u8]) -> Result<(), PluginDirError> {
+        self.write_file_within(name, content, u64::MAX)
+    }
+
+    /// [`Self::write_file`], if the directory then holds at most `max_bytes` of files.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::write_file`], and [`PluginDirError::OverQuota`].
+    pub fn write_file_within(
+        &self,
+        name: &str,
+        content: &[u8],
+        max_bytes: u64,
+    ) -> Result<(), PluginDirError> {
         let relative = checked(name)?;
         let _changing = self.lock();
         let dir = self.open()?;
+        let replaced = dir.metadata(relative).map_or(0, |m| m.len());
+        within(&dir, replaced, content.len() as u64, max_bytes)?;
         if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
             dir.create_dir_all(parent).map_err(|e| io_error(name, e))?;
         }
@@ -346,6 +410,21 @@ impl PluginDir {
         name: &str,
         files: &[(String, String)],
     ) -> Result<(), PluginDirError> {
+        self.replace_package_within(name, files, u64::MAX)
+    }
+
+    /// [`Self::replace_package`], if the directory then holds at most `max_bytes` of
+    /// files.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::replace_package`], and [`PluginDirError::OverQuota`].
+    pub fn replace_package_within(
+        &self,
+        name: &str,
+        files: &[(String, String)],
+        max_bytes: u64,
+    ) -> Result<(), PluginDirError> {
         let name = name.trim_end_matches('/');
         let package = checked(name)?;
         for (path, _) in files {
@@ -356,6 +435,9 @@ impl PluginDir {
         }
         let _changing = self.lock();
         let dir = self.open()?;
+        let replaced = dir.open_dir(package).map_or(0, |old| tree_bytes(&old));
+        let added = files.iter().map(|(_, content)| content.len() as u64).sum();
+        within(&dir, replaced, added, max_bytes)?;
         let staged = temporary_name(package, "tmp");
         let previous = temporary_name(package, "old");
         let io = |e| io_error(name, e);

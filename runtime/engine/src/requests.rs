@@ -6,7 +6,7 @@
 //! As upstream, a trigger without `run_async` serves one request at a time, first come
 //! first served; with it, requests run at once, each on its own instance.
 
-use crate::invoke::{Invoker, arguments};
+use crate::invoke::{Admission, Invoker, TooManyInvocations, arguments};
 use sluice_catalog::{Catalog, TriggerId};
 use sluice_plugin_api::{HttpRequest, HttpResponse, PluginCall};
 use std::collections::HashMap;
@@ -45,6 +45,9 @@ pub enum RequestError {
     /// The plugin failed, or its batched writes could not be written.
     #[error("{0}")]
     Plugin(String),
+    /// Its database runs as many invocations as its quota allows.
+    #[error(transparent)]
+    TooMany(#[from] TooManyInvocations),
 }
 
 impl RequestTriggers {
@@ -107,6 +110,14 @@ impl RequestTriggers {
         let _turn = match &turn {
             Some(turn) => Some(turn.lock().await),
             None => None,
+        };
+        let _admitted = match self.invoker.admit(&database, Admission::Refuse).await {
+            Ok(turn) => turn,
+            Err(refused) => {
+                self.invoker
+                    .log_error(&database, &trigger.trigger_name, refused.to_string());
+                return Err(refused.into());
+            }
         };
         match self.invoker.invoke(&database, &trigger, call).await {
             Ok(invocation) => invocation

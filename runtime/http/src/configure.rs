@@ -54,7 +54,9 @@ pub fn catalog_error(error: CatalogError) -> ApiError {
     match error {
         CatalogError::InvalidDatabaseName(_)
         | CatalogError::InvalidTable(_)
-        | CatalogError::InvalidToken(_) => ApiError::BadRequest(error.to_string()),
+        | CatalogError::InvalidToken(_)
+        | CatalogError::InvalidQuota(_) => ApiError::BadRequest(error.to_string()),
+        CatalogError::QuotaExceeded(_) => ApiError::Forbidden(error.to_string()),
         CatalogError::DatabaseNotFound(_)
         | CatalogError::TableNotFound { .. }
         | CatalogError::TokenNotFound(_)
@@ -83,6 +85,32 @@ pub fn json_body<T: serde::de::DeserializeOwned>(
         ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("serde json error: {e}")))
+}
+
+/// The body of `PUT /api/v3/configure/database`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateDatabase {
+    db: String,
+    /// The database's own quotas; those left out are the server's.
+    quotas: sluice_catalog::QuotaOverrides,
+}
+
+/// `PUT /api/v3/configure/database` with `{"db": NAME, "quotas": {"triggers"?,
+/// "plugin_bytes"?, "concurrent_invocations"?}}` (admin): gives the database its own
+/// quotas, replacing those it had; 400 for a value of 0 or over the largest allowed.
+pub async fn update_database(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let request: UpdateDatabase = json_body(&headers, &body)?;
+    state
+        .storage
+        .change_catalog(|c| c.set_quotas(&request.db, request.quotas))
+        .map_err(catalog_error)?;
+    tracing::info!(database = %request.db, quotas = %request.quotas.describe(), "database quotas set");
+    Ok(StatusCode::OK)
 }
 
 /// `POST /api/v3/configure/database` with `{"db": NAME}`.

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v3/configure/database",
             get(configure::list_databases)
                 .post(configure::create_database)
+                .put(configure::update_database)
                 .delete(configure::delete_database),
         )
         .route("/api/v3/configure/table", post(configure::create_table))

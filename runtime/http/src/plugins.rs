@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sluice_catalog::{Access, DbId, PluginArea, Trigger};
+use sluice_catalog::{Access, DbId, PluginArea, Quotas, Trigger};
 use sluice_engine::plugin_dir::{PluginAreas, PluginDir, PluginDirError, PluginKind};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,22 +103,46 @@ pub(crate) fn owner(
     })
 }
 
+/// A directory plugin files are written to, and the bytes of files it may hold.
+struct Target {
+    dir: Arc<PluginDir>,
+    max_bytes: u64,
+}
+
+/// The area of `database`, within its plugin-bytes quota.
+fn database_area(state: &AppState, name: &str, id: DbId) -> Result<Target, ApiError> {
+    let areas = plugin_areas(state)?;
+    let max_bytes = state
+        .engine
+        .as_ref()
+        .map_or(Quotas::MAX.plugin_bytes, |engine| {
+            engine.invoker.quotas_of(name).plugin_bytes
+        });
+    Ok(Target {
+        dir: areas.database(id).map_err(dir_error)?,
+        max_bytes,
+    })
+}
+
+/// The shared plugin directory, without a quota.
+fn shared_dir(state: &AppState) -> Result<Target, ApiError> {
+    Ok(Target {
+        dir: plugin_dir(state)?,
+        max_bytes: u64::MAX,
+    })
+}
+
 /// The directory an upload writes: the shared one for the admin, else the area of the
 /// database `?db=` names.
-fn target_dir(
-    state: &AppState,
-    access: &Access,
-    db: Option<&String>,
-) -> Result<Arc<PluginDir>, ApiError> {
-    let areas = plugin_areas(state)?;
+fn target_dir(state: &AppState, access: &Access, db: Option<&String>) -> Result<Target, ApiError> {
     match owner(
         state,
         access,
         db,
         "uploading to the shared plugin directory",
     )? {
-        Owner::Shared => Ok(Arc::clone(areas.shared())),
-        Owner::Database { id, .. } => areas.database(id).map_err(dir_error),
+        Owner::Shared => shared_dir(state),
+        Owner::Database { name, id } => database_area(state, &name, id),
     }
 }
 
@@ -127,6 +151,7 @@ fn dir_error(error: PluginDirError) -> ApiError {
         PluginDirError::Traversal(_)
         | PluginDirError::MissingInit(_)
         | PluginDirError::TooLarge { .. } => ApiError::BadRequest(format!("Plugin error: {error}")),
+        PluginDirError::OverQuota { .. } => ApiError::Forbidden(format!("Plugin error: {error}")),
         PluginDirError::Io { ref source, .. }
             if matches!(
                 source.kind(),
@@ -158,7 +183,7 @@ fn trigger_plugin(
     access: &Access,
     name: &str,
     db: Option<&String>,
-) -> Result<(String, Arc<PluginDir>), ApiError> {
+) -> Result<(String, Target), ApiError> {
     match db {
         Some(db) => require_manage(access, db)?,
         None => require_admin(
@@ -187,20 +212,19 @@ fn trigger_plugin(
              cannot be replaced"
         )));
     }
-    let areas = plugin_areas(state)?;
-    let dir = match trigger.plugin_area {
+    let target = match trigger.plugin_area {
         PluginArea::Shared => {
             require_admin(access, &format!("the shared plugin {plugin}"))?;
-            Arc::clone(areas.shared())
+            shared_dir(state)?
         }
         PluginArea::Database => {
             let id = catalog
                 .database_id(&database)
                 .ok_or_else(|| ApiError::NotFound(format!("Database not found {database}")))?;
-            areas.database(id).map_err(dir_error)?
+            database_area(state, &database, id)?
         }
     };
-    Ok((plugin, dir))
+    Ok((plugin, target))
 }
 
 /// `POST /api/v3/plugins/files`: writes one file, creating its directories; an existing
@@ -212,9 +236,15 @@ pub async fn upload_file(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let dir = target_dir(&state, &access, params.get("db"))?;
+    let target = target_dir(&state, &access, params.get("db"))?;
     let request: PluginFileBody = json_body(&headers, &body)?;
-    blocking(move || dir.write_file(&request.plugin_name, request.content.as_bytes())).await?;
+    blocking(move || {
+        let content = request.content.as_bytes();
+        target
+            .dir
+            .write_file_within(&request.plugin_name, content, target.max_bytes)
+    })
+    .await?;
     Ok(StatusCode::OK)
 }
 
@@ -228,13 +258,16 @@ pub async fn update_file(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: PluginFileBody = json_body(&headers, &body)?;
-    let (plugin, dir) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
+    let (plugin, target) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
     blocking(move || {
-        let target = match dir.kind(&plugin)? {
+        let file = match target.dir.kind(&plugin)? {
             Some(PluginKind::Package) => format!("{}/__init__.py", plugin.trim_end_matches('/')),
             Some(PluginKind::File) | None => plugin,
         };
-        dir.write_file(&target, request.content.as_bytes())
+        let content = request.content.as_bytes();
+        target
+            .dir
+            .write_file_within(&file, content, target.max_bytes)
     })
     .await?;
     Ok(StatusCode::OK)
@@ -250,14 +283,14 @@ pub async fn replace_directory(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let request: PackageBody = json_body(&headers, &body)?;
-    let (plugin, dir) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
+    let (plugin, target) = trigger_plugin(&state, &access, &request.plugin_name, params.get("db"))?;
     let files: Vec<(String, String)> = request
         .files
         .into_iter()
         .map(|f| (f.relative_path, f.content))
         .collect();
     let kind = {
-        let (dir, plugin) = (Arc::clone(&dir), plugin.clone());
+        let (dir, plugin) = (Arc::clone(&target.dir), plugin.clone());
         blocking(move || dir.kind(&plugin)).await?
     };
     if kind == Some(PluginKind::File) {
@@ -267,6 +300,11 @@ pub async fn replace_directory(
             request.plugin_name
         )));
     }
-    blocking(move || dir.replace_package(&plugin, &files)).await?;
+    blocking(move || {
+        target
+            .dir
+            .replace_package_within(&plugin, &files, target.max_bytes)
+    })
+    .await?;
     Ok(StatusCode::OK)
 }

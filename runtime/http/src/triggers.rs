@@ -10,8 +10,8 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sluice_catalog::{
-    Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Trigger, TriggerId,
-    TriggerSettings, TriggerSpec,
+    Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Quotas, Reach, Trigger,
+    TriggerId, TriggerSettings, TriggerSpec,
 };
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
@@ -281,9 +281,15 @@ pub async fn create(
         public: request.public,
         limits,
     };
+    let max_triggers = state
+        .engine
+        .as_ref()
+        .map_or(Quotas::MAX.triggers, |engine| {
+            engine.invoker.quotas_of(&request.db).triggers
+        });
     state
         .storage
-        .change_catalog(|c| c.create_trigger(&request.db, trigger))
+        .change_catalog(|c| c.create_trigger_within(&request.db, trigger, max_triggers))
         .map_err(catalog_error)?;
     in_effect(&state).await;
     Ok(StatusCode::OK)

@@ -28,6 +28,49 @@ pub struct DeleteDatabaseArgs {
     name: String,
 }
 
+/// Flags of `sluice update database`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Each quota left out is the server's (`sluice serve \
+    --max-triggers-per-database` and the like); a value of 0 or over the largest allowed is \
+    refused. Example:\n  sluice update database -d acme --max-triggers 20 --max-concurrent-invocations 4")]
+pub struct UpdateDatabaseArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// The database
+    #[arg(short = 'd', long = "database", env = "INFLUXDB3_DATABASE_NAME")]
+    name: String,
+    /// Triggers it may have
+    #[arg(long)]
+    max_triggers: Option<u64>,
+    /// Bytes of plugin files its own plugin area may hold
+    #[arg(long)]
+    max_plugin_bytes: Option<u64>,
+    /// Invocations of its triggers that may run at once
+    #[arg(long)]
+    max_concurrent_invocations: Option<u64>,
+}
+
+impl UpdateDatabaseArgs {
+    /// Sets the database's quotas.
+    pub fn execute(self) -> anyhow::Result<ExitCode> {
+        let client = Client::new(&self.server)?;
+        let quotas = sluice_catalog::QuotaOverrides {
+            triggers: self.max_triggers,
+            plugin_bytes: self.max_plugin_bytes,
+            concurrent_invocations: self.max_concurrent_invocations,
+        };
+        block_on(
+            client.send(
+                client
+                    .request(Method::PUT, "/api/v3/configure/database")
+                    .json(&json!({"db": self.name, "quotas": quotas})),
+            ),
+        )?;
+        println!("Database \"{}\" updated successfully", self.name);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 /// Flags of `sluice show databases`.
 #[derive(Debug, clap::Args)]
 pub struct ShowDatabasesArgs {

@@ -101,6 +101,8 @@ pub enum DisableCommand {
 /// `sluice update …`
 #[derive(Debug, clap::Subcommand)]
 pub enum UpdateCommand {
+    /// Give a database quotas of its own (admin).
+    Database(database::UpdateDatabaseArgs),
     /// Replace the code of a trigger's plugin (it is used from the next call on).
     Trigger(trigger::UpdateTriggerArgs),
 }
@@ -138,6 +140,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Enable(EnableCommand::Trigger(target)) => target.enable(),
         Command::Disable(DisableCommand::Trigger(target)) => target.disable(),
         Command::Update(UpdateCommand::Trigger(args)) => args.execute(),
+        Command::Update(UpdateCommand::Database(args)) => args.execute(),
         Command::Show(ShowCommand::Plugins(args)) => args.execute(),
         Command::Show(ShowCommand::System(args)) => args.execute(),
         Command::Show(ShowCommand::StorageProblems(args)) => args.execute(),

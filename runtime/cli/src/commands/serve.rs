@@ -2,7 +2,7 @@
 
 use super::limits::LimitArgs;
 use anyhow::{Context, bail};
-use sluice_catalog::PluginType;
+use sluice_catalog::{PluginType, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
@@ -196,6 +196,18 @@ pub struct ServeArgs {
     /// (`cache.put(…, use_global=True)`); a put beyond it raises in the plugin
     #[arg(long, env = "SLUICE_MAX_SHARED_CACHE_BYTES", value_name = "BYTES", default_value_t = sluice_engine::cache::DEFAULT_SHARED_BOUND, help_heading = "Plugin limits (per database)")]
     max_shared_cache_bytes: u64,
+    /// Triggers each database may have; more are refused (403). A database may be given
+    /// its own quotas: `sluice update database`
+    #[arg(long, env = "SLUICE_MAX_TRIGGERS_PER_DATABASE", default_value_t = Quotas::DEFAULT.triggers, help_heading = "Plugin limits (per database)")]
+    max_triggers_per_database: u64,
+    /// Bytes of plugin files each database's own plugin area may hold; an upload beyond
+    /// it is refused (403)
+    #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.plugin_bytes, help_heading = "Plugin limits (per database)")]
+    max_plugin_bytes_per_database: u64,
+    /// Invocations of one database's triggers that may run at once: a request trigger's
+    /// call beyond it is answered 429, a WAL or schedule trigger's waits its turn
+    #[arg(long, env = "SLUICE_MAX_CONCURRENT_INVOCATIONS_PER_DATABASE", default_value_t = Quotas::DEFAULT.concurrent_invocations, help_heading = "Plugin limits (per database)")]
+    max_concurrent_invocations_per_database: u64,
     #[command(flatten, next_help_heading = "Query limits")]
     query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -286,6 +298,17 @@ impl ServeArgs {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// The quotas of each database unless it has its own.
+    fn quotas(&self) -> anyhow::Result<Quotas> {
+        let quotas = Quotas {
+            triggers: self.max_triggers_per_database,
+            plugin_bytes: self.max_plugin_bytes_per_database,
+            concurrent_invocations: self.max_concurrent_invocations_per_database,
+        };
+        quotas.check().context("invalid per-database quotas")?;
+        Ok(quotas)
+    }
+
     fn store(&self) -> StoreConfig {
         match self.object_store {
             ObjectStoreKind::File => StoreConfig::File(self.data_dir.clone()),
@@ -328,14 +351,17 @@ impl ServeArgs {
             storage: Arc::clone(storage),
             query: query.clone(),
         };
-        let invoker = Arc::new(Invoker::new(
-            Arc::new(sandbox),
-            Arc::new(database),
-            Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
-            Arc::clone(plugins),
-            limits,
-            !self.fresh_instances,
-        ));
+        let invoker = Arc::new(
+            Invoker::new(
+                Arc::new(sandbox),
+                Arc::new(database),
+                Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
+                Arc::clone(plugins),
+                limits,
+                !self.fresh_instances,
+            )
+            .with_quotas(Arc::clone(storage.catalog()), self.quotas()?),
+        );
         let weak_storage = Arc::downgrade(storage);
         let disable = move |database: &str, trigger: &str| {
             let storage = weak_storage.upgrade().ok_or("the server is stopping")?;
