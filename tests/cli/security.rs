@@ -17,6 +17,8 @@ struct Tenants {
     server: TestServer,
     /// May read `alpha`: the attacker's token.
     alpha_read: String,
+    /// May read, write and manage `alpha`: the attacker's tenant token.
+    alpha_owner: String,
     /// May read `beta`.
     beta_read: String,
     /// May write `beta`, not read it.
@@ -129,6 +131,7 @@ impl Tenants {
             flags: all,
             server,
             alpha_read,
+            alpha_owner,
             beta_read,
             beta_write,
             events: Cell::new(0),
@@ -572,6 +575,157 @@ fn shared_cache_values_cannot_carry_code_from_one_trigger_to_another() {
         answer.text()
     );
     tenants.assert_beta_answers();
+    let tables = tenants.server.query("beta", "SHOW TABLES");
+    assert!(!tables.to_string().contains("pwned"), "{tables}");
+}
+
+/// Issue 17, point 10: `alpha`'s tenant token, which manages `alpha`, tries every way
+/// into `beta`: each is refused, and `beta`'s triggers answer throughout.
+#[test]
+fn a_tenant_that_manages_its_database_reaches_nothing_of_another() {
+    let mut tenants = Tenants::start(&[]);
+    let owner = format!("Bearer {}", tenants.alpha_owner);
+    let send = |method: &str, target: &str, body: Value| {
+        request(
+            tenants.server.address,
+            method,
+            target,
+            &[
+                ("authorization", &owner),
+                ("content-type", "application/json"),
+            ],
+            body.to_string().as_bytes(),
+        )
+    };
+    let mut on_beta = trigger_body("x", "request:x", "beta_request.py", Value::Null, "log");
+    on_beta["db"] = json!("beta");
+    let mut granted_beta = trigger_body("y", "request:y", "attacker.py", Value::Null, "log");
+    granted_beta["db"] = json!("alpha");
+    granted_beta["granted_databases"] = json!(["beta"]);
+    let trigger = "/api/v3/configure/processing_engine_trigger";
+    let attempts = [
+        ("create a trigger on beta", send("POST", trigger, on_beta)),
+        (
+            "grant beta to its own trigger",
+            send("POST", trigger, granted_beta),
+        ),
+        (
+            "disable beta's trigger",
+            send(
+                "POST",
+                &format!("{trigger}/disable?db=beta&trigger_name=beta_hello"),
+                json!({}),
+            ),
+        ),
+        (
+            "delete beta's trigger",
+            send(
+                "DELETE",
+                &format!("{trigger}?db=beta&trigger_name=beta_wal&force=true"),
+                Value::Null,
+            ),
+        ),
+        (
+            "upload into beta's area",
+            send(
+                "POST",
+                "/api/v3/plugins/files?db=beta",
+                json!({"plugin_name": "x.py", "content": "x = 1"}),
+            ),
+        ),
+        (
+            "upload over a shared plugin beta runs",
+            send(
+                "POST",
+                "/api/v3/plugins/files",
+                json!({"plugin_name": "beta_request.py", "content": "x = 1"}),
+            ),
+        ),
+        (
+            "change beta's trigger's code",
+            send(
+                "PUT",
+                "/api/v3/plugins/files?db=beta",
+                json!({"plugin_name": "beta_hello", "content": "x = 1"}),
+            ),
+        ),
+        (
+            "install into beta's environment",
+            send(
+                "POST",
+                "/api/v3/configure/plugin_environment/install_packages?db=beta",
+                json!({"packages": ["six"]}),
+            ),
+        ),
+        (
+            "install into the shared environment",
+            send(
+                "POST",
+                "/api/v3/configure/plugin_environment/install_packages",
+                json!({"packages": ["six"]}),
+            ),
+        ),
+        (
+            "test a plugin on beta",
+            send(
+                "POST",
+                "/api/v3/plugin_test/wal",
+                json!({"filename": "attacker.py", "database": "beta", "input_lp": "t n=1i"}),
+            ),
+        ),
+        (
+            "set beta's quotas",
+            send(
+                "PUT",
+                "/api/v3/configure/database",
+                json!({"db": "beta", "quotas": {"triggers": 1}}),
+            ),
+        ),
+        (
+            "call beta's request trigger",
+            tenants.call("beta_hello", "", &tenants.alpha_owner),
+        ),
+    ];
+    for (what, answer) in attempts {
+        assert_eq!(answer.status, 403, "{what}: {}", answer.text());
+    }
+    for table in [
+        "processing_engine_logs",
+        "processing_engine_usage",
+        "processing_engine_triggers",
+        "plugin_files",
+    ] {
+        let answer = tenants.sql(
+            &tenants.alpha_owner,
+            "beta",
+            &format!("SELECT * FROM system.{table}"),
+        );
+        assert_eq!(answer.status, 403, "{table}: {}", answer.text());
+    }
+    // Its plugins reach nothing of beta's either.
+    for attack in ["cross_query", "cross_write"] {
+        refused(&tenants.attack(attack, ""), "of database 'alpha' may not");
+    }
+    // Its own quota exhausted, beta's triggers are not held back.
+    let full = json!({"db": "alpha", "quotas": {"triggers": 3, "concurrent_invocations": 1}});
+    let set = tenants.server.send(
+        "PUT",
+        "/api/v3/configure/database",
+        &[("content-type", "application/json")],
+        full.to_string().as_bytes(),
+    );
+    assert_eq!(set.status, 200, "{}", set.text());
+    let mut one_more = trigger_body("z", "request:z", "attacker.py", Value::Null, "log");
+    one_more["db"] = json!("alpha");
+    let answer = send("POST", trigger, one_more);
+    assert_eq!(answer.status, 403, "{}", answer.text());
+    assert!(
+        answer.text().contains("max-triggers quota is 3"),
+        "{}",
+        answer.text()
+    );
+    tenants.assert_beta_answers();
+    tenants.restart();
     let tables = tenants.server.query("beta", "SHOW TABLES");
     assert!(!tables.to_string().contains("pwned"), "{tables}");
 }
