@@ -171,17 +171,19 @@ fn request_triggers_run_their_plugins_on_the_database() {
     let usage = server.query(
         "db",
         "SELECT trigger_name, hour IS NULL AS since_start, sum(invocations) AS invocations, \
-         sum(errors) AS errors, bool_and(fuel_used > 0) AS fuel \
+         sum(errors) AS errors, bool_and(fuel_used > 0) AS fuel, bool_and(cpu_time_ms > 0) AS cpu, \
+         sum(query_rows) AS query_rows \
          FROM system.processing_engine_usage WHERE trigger_name IN ('counter', 'failing') \
          GROUP BY trigger_name, since_start ORDER BY since_start DESC, trigger_name",
     );
+    // `counter` queries one row per call; `failing` none.
     assert_eq!(
         usage,
         json!([
-            {"trigger_name": "counter", "since_start": true, "invocations": 2, "errors": 0, "fuel": true},
-            {"trigger_name": "failing", "since_start": true, "invocations": 1, "errors": 1, "fuel": true},
-            {"trigger_name": "counter", "since_start": false, "invocations": 2, "errors": 0, "fuel": true},
-            {"trigger_name": "failing", "since_start": false, "invocations": 1, "errors": 1, "fuel": true},
+            {"trigger_name": "counter", "since_start": true, "invocations": 2, "errors": 0, "fuel": true, "cpu": true, "query_rows": 2},
+            {"trigger_name": "failing", "since_start": true, "invocations": 1, "errors": 1, "fuel": true, "cpu": true, "query_rows": 0},
+            {"trigger_name": "counter", "since_start": false, "invocations": 2, "errors": 0, "fuel": true, "cpu": true, "query_rows": 2},
+            {"trigger_name": "failing", "since_start": false, "invocations": 1, "errors": 1, "fuel": true, "cpu": true, "query_rows": 0},
         ])
     );
     server.create_database("other");

@@ -76,6 +76,8 @@ struct Queued {
     succeeded: Option<bool>,
     /// What the call used, set by [`HostServices::finish`].
     usage: CallUsage,
+    /// Rows its queries returned.
+    query_rows: u64,
 }
 
 /// Writes at least this large are parsed on a blocking thread; a smaller one costs less
@@ -181,6 +183,11 @@ impl TriggerHost {
     /// What the call used until it ended (nothing before it has).
     pub fn usage(&self) -> CallUsage {
         self.queued().usage
+    }
+
+    /// Rows the call's queries returned to it.
+    pub fn query_rows(&self) -> u64 {
+        self.queued().query_rows
     }
 
     fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
@@ -318,10 +325,13 @@ impl HostServices for TriggerHost {
     ) -> BoxFuture<'a, Result<QueryResult, String>> {
         Box::pin(async move {
             let database = self.permitted(database, Use::Query)?;
-            self.storage
+            let result = self
+                .storage
                 .query(database, sql, params, self.limits.query_result_bound())
                 .await
-                .map_err(|e| format!("error: {e} executing query on {database}: {sql}"))
+                .map_err(|e| format!("error: {e} executing query on {database}: {sql}"))?;
+            self.queued().query_rows += u64::from(result.row_count);
+            Ok(result)
         })
     }
 

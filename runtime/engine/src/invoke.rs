@@ -7,6 +7,7 @@
 //! what one tenant's plugin leaves in memory never reaches another's.
 
 use crate::cache::CacheStore;
+use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
@@ -234,13 +235,16 @@ impl Invoker {
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
         // A limit the sandbox cannot honour fails the call, recorded like any failure.
-        let outcome = match limits.check(self.executor.max_memory_bytes()) {
-            Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
-            Ok(()) => match self.pool(trigger, &plugin) {
-                Some(pool) => pool.run(call, &limits, services).await,
-                None => self.executor.run(&plugin, call, &limits, services).await,
-            },
+        let run = async {
+            match limits.check(self.executor.max_memory_bytes()) {
+                Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
+                Ok(()) => match self.pool(trigger, &plugin) {
+                    Some(pool) => pool.run(call, &limits, services).await,
+                    None => self.executor.run(&plugin, call, &limits, services).await,
+                },
+            }
         };
+        let (outcome, cpu) = cpu_timed(run).await;
         let write_errors = host.apply_writes().await;
         let result = outcome
             .map_err(|error| match error {
@@ -261,6 +265,8 @@ impl Invoker {
             fuel_used: usage.fuel_used,
             peak_memory_bytes: usage.peak_memory_bytes,
             bytes_written: usage.bytes_written,
+            cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
+            query_rows: host.query_rows(),
             error: result.as_ref().err().cloned(),
         });
         result

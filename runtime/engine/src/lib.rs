@@ -5,6 +5,7 @@
 //! calls through [`HostServices`](sluice_plugin_api::HostServices). So far it holds:
 //!
 //! - [`cache`]: the plugin cache, per trigger and shared, with time to live;
+//! - [`cpu`]: the CPU time an invocation takes;
 //! - [`batches`]: turning parsed line protocol into the table batches a WAL plugin gets;
 //! - [`dry_run`]: running a plugin once without touching the database, reporting its
 //!   logs, the writes it would make and its errors (the `test` commands);
@@ -31,6 +32,7 @@
 
 pub mod batches;
 pub mod cache;
+pub mod cpu;
 pub mod dry_run;
 pub mod environment;
 pub mod host;

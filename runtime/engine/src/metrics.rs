@@ -34,6 +34,8 @@ pub struct EngineMetrics {
     seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     fuel: Family<TriggerLabels, Counter>,
     bytes_written: Family<TriggerLabels, Counter>,
+    cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
+    query_rows: Family<TriggerLabels, Counter>,
     dropped_flushes: Family<TriggerLabels, Counter>,
 }
 
@@ -45,6 +47,18 @@ impl Default for EngineMetrics {
         let fuel = Family::<TriggerLabels, Counter>::default();
         let bytes_written = Family::<TriggerLabels, Counter>::default();
         let dropped_flushes = Family::<TriggerLabels, Counter>::default();
+        let cpu_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
+        let query_rows = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "cpu_seconds",
+            "CPU time the plugins' code took in calls, failed ones too",
+            cpu_seconds.clone(),
+        );
+        registry.register(
+            "query_rows",
+            "Rows the plugins' queries returned to them",
+            query_rows.clone(),
+        );
         registry.register(
             "invocations",
             "Plugin calls of each trigger, by outcome",
@@ -76,6 +90,8 @@ impl Default for EngineMetrics {
             seconds,
             fuel,
             bytes_written,
+            cpu_seconds,
+            query_rows,
             dropped_flushes,
         }
     }
@@ -111,6 +127,12 @@ impl EngineMetrics {
         self.bytes_written
             .get_or_create(&trigger)
             .inc_by(record.bytes_written);
+        self.cpu_seconds
+            .get_or_create(&trigger)
+            .inc_by(record.cpu_ns as f64 / 1e9);
+        self.query_rows
+            .get_or_create(&trigger)
+            .inc_by(record.query_rows);
     }
 
     /// Counts a flush a WAL trigger did not get.
@@ -147,6 +169,8 @@ mod tests {
             fuel_used: 1_000,
             peak_memory_bytes: 0,
             bytes_written: 10,
+            cpu_ns: 5_000_000,
+            query_rows: 3,
             error: error.map(str::to_string),
         };
         metrics.invocation(&call(None));

@@ -50,6 +50,10 @@ pub struct InvocationRecord {
     pub peak_memory_bytes: u64,
     /// Line protocol written or queued (by a failed call: queued, then discarded).
     pub bytes_written: u64,
+    /// CPU time its plugin's code took, nanoseconds.
+    pub cpu_ns: u64,
+    /// Rows its queries returned to it.
+    pub query_rows: u64,
     /// The error, when it failed.
     pub error: Option<String>,
 }
@@ -74,6 +78,10 @@ pub struct Usage {
     pub peak_memory_bytes: u64,
     /// Line protocol handed to the host to write.
     pub bytes_written: u64,
+    /// CPU time the plugins' code took, nanoseconds.
+    pub cpu_ns: u64,
+    /// Rows the plugins' queries returned.
+    pub query_rows: u64,
 }
 
 impl Usage {
@@ -86,6 +94,8 @@ impl Usage {
         self.fuel_used = self.fuel_used.saturating_add(call.fuel_used);
         self.peak_memory_bytes = self.peak_memory_bytes.max(call.peak_memory_bytes);
         self.bytes_written = self.bytes_written.saturating_add(call.bytes_written);
+        self.cpu_ns = self.cpu_ns.saturating_add(call.cpu_ns);
+        self.query_rows = self.query_rows.saturating_add(call.query_rows);
     }
 }
 
@@ -312,6 +322,8 @@ mod tests {
             fuel_used: 10,
             peak_memory_bytes: if failed { 100 } else { 50 },
             bytes_written: 3,
+            cpu_ns: 7,
+            query_rows: 2,
             error: failed.then(|| "boom".into()),
         }
     }
@@ -347,6 +359,7 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].usage.peak_memory_bytes, 100, "the largest call's");
+        assert_eq!((rows[0].usage.cpu_ns, rows[0].usage.query_rows), (14, 4));
         // A week later, the first hours are gone; the totals stay.
         records.invocation(call("a", (USAGE_HOURS + 1) * HOUR_NS, false));
         let hours: Vec<Option<i64>> = records.usage(DB).iter().map(|r| r.hour_ns).collect();

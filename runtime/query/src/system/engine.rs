@@ -68,6 +68,8 @@ impl SystemTable for Invocations {
             Field::new("fuel_used", DataType::UInt64, false),
             Field::new("peak_memory_bytes", DataType::UInt64, false),
             Field::new("bytes_written", DataType::UInt64, false),
+            Field::new("cpu_time_ms", DataType::Float64, false),
+            Field::new("query_rows", DataType::UInt64, false),
             Field::new("outcome", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, true),
         ]))
@@ -99,6 +101,13 @@ impl SystemTable for Invocations {
                     .map(|r| r.bytes_written)
                     .collect::<UInt64Array>(),
             ),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.cpu_ns as f64 / 1e6)
+                    .collect::<Float64Array>(),
+            ),
+            Arc::new(calls.iter().map(|r| r.query_rows).collect::<UInt64Array>()),
             utf8(calls.iter().map(|r| {
                 if r.error.is_some() {
                     "error"
@@ -136,6 +145,8 @@ impl SystemTable for Usage {
             Field::new("fuel_used", DataType::UInt64, false),
             Field::new("peak_memory_bytes", DataType::UInt64, false),
             Field::new("bytes_written", DataType::UInt64, false),
+            Field::new("cpu_time_ms", DataType::Float64, false),
+            Field::new("query_rows", DataType::UInt64, false),
         ]))
     }
 
@@ -161,6 +172,12 @@ impl SystemTable for Usage {
             count(|u| u.fuel_used),
             count(|u| u.peak_memory_bytes),
             count(|u| u.bytes_written),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.usage.cpu_ns as f64 / 1e6)
+                    .collect::<Float64Array>(),
+            ),
+            count(|u| u.query_rows),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
