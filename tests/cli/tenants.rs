@@ -19,6 +19,7 @@ fn server_with(dir: &std::path::Path, flags: &[&str]) -> TestServer {
         &[
             ("peek.py", &read("tests/plugins/tenants/peek.py")),
             ("slow.py", &read("tests/plugins/tenants/slow.py")),
+            ("hoard.py", &read("tests/plugins/tenants/hoard.py")),
             ("remembers.py", &read("tests/plugins/engine/remembers.py")),
         ],
     );
@@ -497,4 +498,46 @@ fn quotas_bound_each_database_and_only_it() {
         "SELECT count(*) AS n FROM system.processing_engine_logs WHERE log_text LIKE '%max-concurrent-invocations%'",
     );
     assert_eq!(logged, json!([{"n": 1}]));
+}
+
+/// Issue 17, point 7: the caches of one database's triggers and its shared cache share
+/// its quota; another database's are not held back.
+#[test]
+fn a_databases_caches_share_its_quota() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let set = server.cli(&[
+        "update",
+        "database",
+        "-d",
+        "a",
+        "--max-cache-bytes",
+        "100000",
+    ]);
+    assert!(set.status.success(), "{}", text(&set));
+    let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
+    let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
+    for (db, token, name) in [
+        ("a", &tenant_a, "a1"),
+        ("a", &tenant_a, "a2"),
+        ("b", &tenant_b, "b1"),
+    ] {
+        let trigger = trigger_on(db, name, &format!("request:{name}"), "hoard.py");
+        assert_eq!(send(&server, token, "POST", TRIGGER, &trigger).0, 200);
+    }
+    let hoard = |token: &str, trigger: &str, query: &str| {
+        let target = format!("/api/v3/engine/{trigger}?{query}");
+        let (status, body) = send(&server, token, "GET", &target, &Value::Null);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).unwrap_or(Value::Null)
+    };
+    assert_eq!(hoard(&tenant_a, "a1", "bytes=60000")["outcome"], "stored");
+    let refused = hoard(&tenant_a, "a2", "bytes=30000&shared=1");
+    assert_eq!(refused["outcome"], "stored", "{refused}");
+    let refused = hoard(&tenant_a, "a2", "bytes=20000");
+    assert_eq!(refused["outcome"], "refused", "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(error.contains("max-cache-bytes quota"), "{error}");
+    // The server's default for b: far more.
+    assert_eq!(hoard(&tenant_b, "b1", "bytes=200000")["outcome"], "stored");
 }

@@ -19,6 +19,8 @@ pub struct Quotas {
     /// Invocations of its triggers that may run at once; a request trigger's call beyond
     /// it is refused (429), a WAL or schedule trigger's waits its turn.
     pub concurrent_invocations: u64,
+    /// Bytes its triggers' caches and its shared cache may hold together.
+    pub cache_bytes: u64,
 }
 
 impl Quotas {
@@ -27,6 +29,7 @@ impl Quotas {
         triggers: 100,
         plugin_bytes: 64 << 20,
         concurrent_invocations: 16,
+        cache_bytes: 512 << 20,
     };
 
     /// The largest value each may be given.
@@ -34,6 +37,7 @@ impl Quotas {
         triggers: 10_000,
         plugin_bytes: 16 << 30,
         concurrent_invocations: 1_024,
+        cache_bytes: 64 << 30,
     };
 
     /// These quotas with `overrides` applied.
@@ -44,15 +48,17 @@ impl Quotas {
             concurrent_invocations: overrides
                 .concurrent_invocations
                 .unwrap_or(self.concurrent_invocations),
+            cache_bytes: overrides.cache_bytes.unwrap_or(self.cache_bytes),
         }
     }
 
     /// Each quota with its name, as flags and messages name it.
-    fn named(&self) -> [(&'static str, u64); 3] {
+    fn named(&self) -> [(&'static str, u64); 4] {
         [
             ("max-triggers", self.triggers),
             ("max-plugin-bytes", self.plugin_bytes),
             ("max-concurrent-invocations", self.concurrent_invocations),
+            ("max-cache-bytes", self.cache_bytes),
         ]
     }
 
@@ -92,6 +98,9 @@ pub struct QuotaOverrides {
     /// [`Quotas::concurrent_invocations`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrent_invocations: Option<u64>,
+    /// [`Quotas::cache_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_bytes: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -116,6 +125,7 @@ impl QuotaOverrides {
             self.triggers.is_some(),
             self.plugin_bytes.is_some(),
             self.concurrent_invocations.is_some(),
+            self.cache_bytes.is_some(),
         ];
         set.named()
             .into_iter()

@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 pub enum Namespace {
     /// A trigger's own cache, dropped when the trigger stops.
     Trigger {
+        /// The trigger's database, whose quota its cache counts against.
+        database: DbId,
         /// The trigger.
         trigger: TriggerId,
         /// Which run of the trigger (see [`CacheStore::trigger_namespace`]).
@@ -50,6 +52,14 @@ pub enum Namespace {
 }
 
 impl Namespace {
+    /// The database whose caches, together, its entries count against: not a test run's.
+    fn database(&self) -> Option<DbId> {
+        match self {
+            Self::Trigger { database, .. } | Self::Database { database, .. } => Some(*database),
+            Self::Test { .. } | Self::TestShared { .. } => None,
+        }
+    }
+
     /// Whether the triggers of a database share it.
     pub fn is_shared(&self) -> bool {
         matches!(self, Self::Database { .. } | Self::TestShared { .. })
@@ -159,9 +169,40 @@ pub enum CacheError {
 /// The bound of each database's shared cache unless set otherwise: 256 MiB.
 pub const DEFAULT_SHARED_BOUND: u64 = 256 << 20;
 
+/// The caches' entries, and the bytes each database's hold together.
+#[derive(Default)]
+struct Held {
+    namespaces: HashMap<Namespace, Entries>,
+    by_database: HashMap<DbId, u64>,
+}
+
+impl Held {
+    /// Runs `change` on the entries of `namespace` (made if missing), keeping its
+    /// database's total in step.
+    fn change<T>(&mut self, namespace: &Namespace, change: impl FnOnce(&mut Entries) -> T) -> T {
+        let entries = self.namespaces.entry(namespace.clone()).or_default();
+        let before = entries.bytes;
+        let value = change(entries);
+        let after = entries.bytes;
+        self.count(namespace, before, after);
+        value
+    }
+
+    /// Moves `namespace`'s database's total from `before` to `after` bytes of it.
+    fn count(&mut self, namespace: &Namespace, before: u64, after: u64) {
+        if let Some(database) = namespace.database() {
+            let total = self.by_database.entry(database).or_default();
+            *total = (*total + after).saturating_sub(before);
+            if *total == 0 {
+                self.by_database.remove(&database);
+            }
+        }
+    }
+}
+
 /// All plugin caches of a process.
 pub struct CacheStore {
-    namespaces: Mutex<HashMap<Namespace, Entries>>,
+    held: Mutex<Held>,
     /// The bound of each database's shared cache.
     shared_bound: u64,
     /// The current run of each trigger that had a call, and of each database's shared
@@ -189,10 +230,19 @@ impl CacheStore {
     /// each.
     pub fn new(shared_bound: u64) -> Self {
         Self {
-            namespaces: Mutex::default(),
+            held: Mutex::default(),
             shared_bound,
             runs: Mutex::default(),
         }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The bytes the caches of `database` (its triggers' and its shared one) hold.
+    pub fn held_by(&self, database: DbId) -> u64 {
+        self.held().by_database.get(&database).copied().unwrap_or(0)
     }
 
     /// The bound of each database's shared cache, in bytes.
@@ -202,16 +252,12 @@ impl CacheStore {
 
     /// The value of `key`, unless missing or expired (an expired entry is removed).
     pub fn get(&self, namespace: &Namespace, key: &str) -> Option<Vec<u8>> {
-        let mut namespaces = self
-            .namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let entries = namespaces.get_mut(namespace)?;
+        let mut held = self.held();
         let now = Instant::now();
-        match entries.map.get(key) {
+        match held.namespaces.get(namespace)?.map.get(key) {
             Some(entry) if entry.is_live(now) => Some(entry.value.clone()),
             Some(_) => {
-                entries.remove(key);
+                held.change(namespace, |entries| entries.remove(key));
                 None
             }
             None => None,
@@ -219,7 +265,8 @@ impl CacheStore {
     }
 
     /// Stores `value`, replacing any previous value and its expiry, if the namespace then
-    /// holds at most `bound` bytes.
+    /// holds at most `bound` bytes, and its database's caches together at most
+    /// `database_bound`.
     ///
     /// # Errors
     ///
@@ -231,45 +278,53 @@ impl CacheStore {
         value: Vec<u8>,
         ttl: Option<Duration>,
         bound: u64,
+        database_bound: u64,
     ) -> Result<(), CacheError> {
         let ttl = ttl.or_else(|| namespace.default_ttl());
         let now = Instant::now();
         let expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
         let entry = Entry { value, expires_at };
-        let mut namespaces = self
-            .namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let entries = namespaces.entry(namespace.clone()).or_default();
-        let replaced = entries.map.get(key).map_or(0, |old| size(key, old));
-        let mut held = entries.bytes - replaced;
-        if held + size(key, &entry) > bound {
-            entries.drop_expired(now);
-            held = entries.bytes - entries.map.get(key).map_or(0, |old| size(key, old));
-        }
-        if held + size(key, &entry) > bound {
+        let added = size(key, &entry);
+        let mut held = self.held();
+        let replaced = |entries: &Entries| entries.map.get(key).map_or(0, |old| size(key, old));
+        let own = held.change(namespace, |entries| {
+            if entries.bytes - replaced(entries) + added > bound {
+                entries.drop_expired(now);
+            }
+            entries.bytes - replaced(entries)
+        });
+        if own + added > bound {
             return Err(CacheError::Full {
                 bound,
                 which: namespace.which(),
-                held,
-                entry: size(key, &entry),
+                held: own,
+                entry: added,
             });
         }
-        entries.insert(key.to_string(), entry);
+        if let Some(database) = namespace.database() {
+            let total = held.by_database.get(&database).copied().unwrap_or(0);
+            let replaced = held.namespaces.get(namespace).map_or(0, replaced);
+            let together = total - replaced;
+            if together + added > database_bound {
+                return Err(CacheError::Full {
+                    bound: database_bound,
+                    which: "the database's caches together (its max-cache-bytes quota)",
+                    held: together,
+                    entry: added,
+                });
+            }
+        }
+        held.change(namespace, |entries| entries.insert(key.to_string(), entry));
         Ok(())
     }
 
     /// Removes `key`; true if a live value was there.
     pub fn delete(&self, namespace: &Namespace, key: &str) -> bool {
-        let mut namespaces = self
-            .namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let Some(entries) = namespaces.get_mut(namespace) else {
+        let mut held = self.held();
+        if !held.namespaces.contains_key(namespace) {
             return false;
-        };
-        entries
-            .remove(key)
+        }
+        held.change(namespace, |entries| entries.remove(key))
             .is_some_and(|entry| entry.is_live(Instant::now()))
     }
 
@@ -282,9 +337,10 @@ impl CacheStore {
         *self.runs().entry(key).or_insert(0)
     }
 
-    /// The cache of the current run of `trigger`, for a call starting now.
-    pub fn trigger_namespace(&self, trigger: TriggerId) -> Namespace {
+    /// The cache of the current run of `trigger` of `database`, for a call starting now.
+    pub fn trigger_namespace(&self, database: DbId, trigger: TriggerId) -> Namespace {
         Namespace::Trigger {
+            database,
             trigger,
             run: self.current_run(RunOf::Trigger(trigger)),
         }
@@ -322,20 +378,25 @@ impl CacheStore {
         }
         let current = |key: RunOf, run: &u64| runs.get(&key) == Some(run);
         let now = Instant::now();
-        self.namespaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|namespace, entries| {
-                entries.drop_expired(now);
-                let kept = match namespace {
-                    Namespace::Trigger { trigger, run } => current(RunOf::Trigger(*trigger), run),
-                    Namespace::Database { database, run } => {
-                        current(RunOf::Database(*database), run)
-                    }
-                    Namespace::Test { .. } | Namespace::TestShared { .. } => true,
-                };
-                kept && !entries.map.is_empty()
-            });
+        let mut held = self.held();
+        let mut counted = Vec::new();
+        held.namespaces.retain(|namespace, entries| {
+            let before = entries.bytes;
+            entries.drop_expired(now);
+            let kept = match namespace {
+                Namespace::Trigger { trigger, run, .. } => current(RunOf::Trigger(*trigger), run),
+                Namespace::Database { database, run } => current(RunOf::Database(*database), run),
+                Namespace::Test { .. } | Namespace::TestShared { .. } => true,
+            } && !entries.map.is_empty();
+            let after = if kept { entries.bytes } else { 0 };
+            if after != before {
+                counted.push((namespace.clone(), before, after));
+            }
+            kept
+        });
+        for (namespace, before, after) in counted {
+            held.count(&namespace, before, after);
+        }
     }
 }
 
@@ -351,13 +412,13 @@ mod tests {
     #[test]
     fn namespaces_are_separate_and_ttl_expires() {
         let store = CacheStore::default();
-        let local = store.trigger_namespace(T);
+        let local = store.trigger_namespace(DB, T);
         let shared = store.database_namespace(DB);
         store
-            .put(&local, "k", b"local".to_vec(), None, u64::MAX)
+            .put(&local, "k", b"local".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         store
-            .put(&shared, "k", b"shared".to_vec(), None, u64::MAX)
+            .put(&shared, "k", b"shared".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         assert_eq!(store.get(&local, "k").as_deref(), Some(&b"local"[..]));
         assert_eq!(store.get(&shared, "k").as_deref(), Some(&b"shared"[..]));
@@ -369,6 +430,7 @@ mod tests {
                 "gone",
                 b"x".to_vec(),
                 Some(Duration::ZERO),
+                u64::MAX,
                 u64::MAX,
             )
             .expect("fits");
@@ -383,13 +445,15 @@ mod tests {
         // An entry weighs its key, its value and 64 bytes.
         let bound = 2 * ENTRY_OVERHEAD + 12;
         let store = CacheStore::new(4);
-        let own = store.trigger_namespace(T);
-        store.put(&own, "k", vec![0; 8], None, bound).expect("fits");
+        let own = store.trigger_namespace(DB, T);
         store
-            .put(&own, "k", vec![0; 75], None, bound)
+            .put(&own, "k", vec![0; 8], None, bound, u64::MAX)
+            .expect("fits");
+        store
+            .put(&own, "k", vec![0; 75], None, bound, u64::MAX)
             .expect("a replaced value counts once");
         let refused = store
-            .put(&own, "j", vec![0; 64], None, bound)
+            .put(&own, "j", vec![0; 64], None, bound, u64::MAX)
             .expect_err("does not fit");
         assert_eq!(
             refused.to_string(),
@@ -399,20 +463,34 @@ mod tests {
         assert_eq!(store.get(&own, "k").map(|v| v.len()), Some(75), "kept");
         assert!(store.delete(&own, "k"));
         store
-            .put(&own, "old", vec![0; 9], Some(Duration::ZERO), bound)
+            .put(
+                &own,
+                "old",
+                vec![0; 9],
+                Some(Duration::ZERO),
+                bound,
+                u64::MAX,
+            )
             .expect("fits");
         store
-            .put(&own, "new", vec![0; 60], None, bound)
+            .put(&own, "new", vec![0; 60], None, bound, u64::MAX)
             .expect("the expired entry made room");
 
-        let other = store.trigger_namespace(OTHER_T);
+        let other = store.trigger_namespace(DB, OTHER_T);
         store
-            .put(&other, "k", vec![0; 75], None, bound)
+            .put(&other, "k", vec![0; 75], None, bound, u64::MAX)
             .expect("another trigger's cache is counted apart");
         let shared = store.database_namespace(DB);
         assert_eq!(store.shared_bound(), 4);
         let refused = store
-            .put(&shared, "k", vec![0; 4], None, store.shared_bound())
+            .put(
+                &shared,
+                "k",
+                vec![0; 4],
+                None,
+                store.shared_bound(),
+                u64::MAX,
+            )
             .expect_err("over the shared bound");
         assert!(
             refused
@@ -427,15 +505,15 @@ mod tests {
         let store = CacheStore::default();
         let first = store.database_namespace(DB);
         let other = store.database_namespace(OTHER_DB);
-        let trigger = store.trigger_namespace(T);
+        let trigger = store.trigger_namespace(DB, T);
         store
-            .put(&first, "k", b"1".to_vec(), None, u64::MAX)
+            .put(&first, "k", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         store
-            .put(&other, "k", b"1".to_vec(), None, u64::MAX)
+            .put(&other, "k", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         store
-            .put(&trigger, "k", b"1".to_vec(), None, u64::MAX)
+            .put(&trigger, "k", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         store
             .put(
@@ -444,6 +522,7 @@ mod tests {
                 b"1".to_vec(),
                 Some(Duration::ZERO),
                 u64::MAX,
+                u64::MAX,
             )
             .expect("fits");
 
@@ -451,7 +530,7 @@ mod tests {
         assert_eq!(store.get(&first, "k"), None);
         // A call of a trigger of the deleted database goes on after the deletion.
         store
-            .put(&first, "late", b"1".to_vec(), None, u64::MAX)
+            .put(&first, "late", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
 
         let second = store.database_namespace(DB);
@@ -464,31 +543,78 @@ mod tests {
         store.end_databases(|_| false);
         assert_eq!(store.get(&first, "late"), None);
         assert_eq!(store.database_namespace(DB), second);
-        let namespaces = store.namespaces.lock().expect("not poisoned");
-        assert!(!namespaces.contains_key(&first));
-        assert!(!namespaces[&trigger].map.contains_key("expired"));
+        let held = store.held();
+        assert!(!held.namespaces.contains_key(&first));
+        assert!(!held.namespaces[&trigger].map.contains_key("expired"));
+    }
+
+    #[test]
+    fn a_databases_caches_together_stay_within_its_quota_and_are_counted() {
+        let store = CacheStore::default();
+        let (own, other, shared) = (
+            store.trigger_namespace(DB, T),
+            store.trigger_namespace(DB, OTHER_T),
+            store.database_namespace(DB),
+        );
+        let entry = |bytes: usize| vec![0_u8; bytes];
+        // Each entry weighs its key (1 byte), its value and the overhead.
+        let weight = |bytes: usize| 1 + bytes as u64 + ENTRY_OVERHEAD;
+        let quota = weight(100) * 3;
+        let put = |namespace: &Namespace, key: &str, bytes: usize| {
+            store.put(namespace, key, entry(bytes), None, u64::MAX, quota)
+        };
+        put(&own, "a", 100).expect("fits");
+        put(&shared, "b", 100).expect("fits");
+        assert_eq!(store.held_by(DB), weight(100) * 2);
+        let refused = put(&other, "c", 200).expect_err("over the database's quota");
+        assert!(
+            refused.to_string().contains("max-cache-bytes quota"),
+            "{refused}"
+        );
+        // Replacing a value counts its new size only; another database is not held back.
+        put(&own, "a", 50).expect("smaller");
+        put(&other, "c", 50).expect("fits now");
+        store
+            .put(
+                &store.database_namespace(OTHER_DB),
+                "d",
+                entry(100),
+                None,
+                u64::MAX,
+                quota,
+            )
+            .expect("another database's own quota");
+        assert_eq!(store.held_by(DB), weight(50) + weight(100) + weight(50));
+        assert!(store.delete(&own, "a"));
+        assert_eq!(store.held_by(DB), weight(100) + weight(50));
+        // A stopped trigger's cache goes, and its bytes with it.
+        store.end_triggers(|trigger| trigger == OTHER_T);
+        assert_eq!(store.held_by(DB), weight(100));
+        store.end_databases(|database| database == DB);
+        assert_eq!(store.held_by(DB), 0);
+        assert_eq!(store.held_by(OTHER_DB), weight(100));
     }
 
     #[test]
     fn a_call_from_before_its_trigger_stopped_leaves_nothing_for_the_next_run() {
         let store = CacheStore::default();
-        let first = store.trigger_namespace(T);
-        let other = store.trigger_namespace(OTHER_T);
+        let first = store.trigger_namespace(DB, T);
+        let other = store.trigger_namespace(DB, OTHER_T);
         store
-            .put(&first, "started", b"1".to_vec(), None, u64::MAX)
+            .put(&first, "started", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
         store
-            .put(&other, "kept", b"1".to_vec(), None, u64::MAX)
+            .put(&other, "kept", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
 
         store.end_triggers(|trigger| trigger == T);
         // The call of the first run goes on after the stop.
         assert_eq!(store.get(&first, "started"), None);
         store
-            .put(&first, "late", b"1".to_vec(), None, u64::MAX)
+            .put(&first, "late", b"1".to_vec(), None, u64::MAX, u64::MAX)
             .expect("fits");
 
-        let second = store.trigger_namespace(T);
+        let second = store.trigger_namespace(DB, T);
         assert_ne!(first, second);
         assert_eq!(store.get(&second, "started"), None);
         assert_eq!(store.get(&second, "late"), None);
@@ -497,6 +623,6 @@ mod tests {
         // The next reconciliation drops what the late call left.
         store.end_triggers(|_| false);
         assert_eq!(store.get(&first, "late"), None);
-        assert_eq!(store.trigger_namespace(T), second);
+        assert_eq!(store.trigger_namespace(DB, T), second);
     }
 }

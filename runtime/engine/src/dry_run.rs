@@ -215,7 +215,14 @@ impl HostServices for DryRunHost {
         global: bool,
     ) -> Result<(), String> {
         let namespace = self.namespace(global);
-        crate::host::put_within(&self.cache, &namespace, key, value, ttl, &self.limits)
+        // Test runs' caches are the test namespaces, not counted against a database.
+        crate::host::put_within(
+            &self.cache,
+            &namespace,
+            (key, value, ttl),
+            &self.limits,
+            u64::MAX,
+        )
     }
 
     fn cache_delete(&self, key: &str, global: bool) -> bool {

@@ -57,6 +57,8 @@ pub struct TriggerHost {
     definition: Trigger,
     /// The invocation's bounds on what the host keeps or hands over for it.
     limits: Limits,
+    /// What its database's caches may hold together.
+    database_cache_bytes: u64,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
     /// The trigger's own cache: of its run when the call started.
@@ -139,7 +141,8 @@ async fn joined(parts: Vec<Parsing>) -> Result<(String, Option<ParsedBody>), Str
 }
 
 impl TriggerHost {
-    /// The host of `trigger` of `database`, for an invocation within `limits`.
+    /// The host of `trigger` of `database`, for an invocation within `limits`, whose
+    /// database's caches may hold `database_cache_bytes` together.
     pub fn new(
         database: &DatabaseRef,
         trigger: &Trigger,
@@ -147,14 +150,16 @@ impl TriggerHost {
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
         records: Arc<EngineRecords>,
+        database_cache_bytes: u64,
     ) -> Self {
         Self {
             database: database.clone(),
             trigger: trigger.trigger_name.clone(),
             definition: trigger.clone(),
             limits: limits.clone(),
+            database_cache_bytes,
             storage,
-            own_cache: cache.trigger_namespace(trigger.id),
+            own_cache: cache.trigger_namespace(database.id, trigger.id),
             shared_cache: cache.database_namespace(database.id),
             cache,
             records,
@@ -271,10 +276,9 @@ fn printable(text: &str) -> std::borrow::Cow<'_, str> {
 pub(crate) fn put_within(
     cache: &CacheStore,
     namespace: &Namespace,
-    key: &str,
-    value: Vec<u8>,
-    ttl: Option<Duration>,
+    (key, value, ttl): (&str, Vec<u8>, Option<Duration>),
     limits: &Limits,
+    database_bound: u64,
 ) -> Result<(), String> {
     if value.len() as u64 > limits.cache_value_bytes {
         return Err(format!(
@@ -289,7 +293,7 @@ pub(crate) fn put_within(
         limits.cache_bytes
     };
     cache
-        .put(namespace, key, value, ttl, bound)
+        .put(namespace, key, value, ttl, bound, database_bound)
         .map_err(|e| e.to_string())
 }
 
@@ -369,7 +373,13 @@ impl HostServices for TriggerHost {
         global: bool,
     ) -> Result<(), String> {
         let namespace = self.namespace(global);
-        put_within(&self.cache, &namespace, key, value, ttl, &self.limits)
+        put_within(
+            &self.cache,
+            &namespace,
+            (key, value, ttl),
+            &self.limits,
+            self.database_cache_bytes,
+        )
     }
 
     fn cache_delete(&self, key: &str, global: bool) -> bool {

@@ -230,6 +230,7 @@ impl Invoker {
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
             Arc::clone(&self.records),
+            self.quotas_of(&database.name).cache_bytes,
         ));
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();

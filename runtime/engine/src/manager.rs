@@ -622,11 +622,11 @@ mod tests {
         );
         let put = |namespace, value: &[u8]| {
             cache
-                .put(&namespace, "k", value.to_vec(), None, u64::MAX)
+                .put(&namespace, "k", value.to_vec(), None, u64::MAX, u64::MAX)
                 .expect("fits");
         };
         put(cache.database_namespace(first_db), b"shared");
-        put(cache.trigger_namespace(first_trigger), b"own");
+        put(cache.trigger_namespace(first_db, first_trigger), b"own");
 
         // Deleted and created again, with the same trigger, in one change.
         store
@@ -641,7 +641,7 @@ mod tests {
         assert_eq!(running(&manager), [second_trigger], "the new trigger runs");
         assert_eq!(cache.get(&cache.database_namespace(first_db), "k"), None);
         assert_eq!(
-            cache.get(&cache.trigger_namespace(first_trigger), "k"),
+            cache.get(&cache.trigger_namespace(first_db, first_trigger), "k"),
             None
         );
         assert_eq!(cache.get(&cache.database_namespace(second_db), "k"), None);

@@ -48,6 +48,9 @@ pub struct UpdateDatabaseArgs {
     /// Invocations of its triggers that may run at once
     #[arg(long)]
     max_concurrent_invocations: Option<u64>,
+    /// Bytes its triggers' caches and its shared cache may hold together
+    #[arg(long)]
+    max_cache_bytes: Option<u64>,
 }
 
 impl UpdateDatabaseArgs {
@@ -58,6 +61,7 @@ impl UpdateDatabaseArgs {
             triggers: self.max_triggers,
             plugin_bytes: self.max_plugin_bytes,
             concurrent_invocations: self.max_concurrent_invocations,
+            cache_bytes: self.max_cache_bytes,
         };
         block_on(
             client.send(

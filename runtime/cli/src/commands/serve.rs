@@ -208,6 +208,10 @@ pub struct ServeArgs {
     /// call beyond it is answered 429, a WAL or schedule trigger's waits its turn
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_INVOCATIONS_PER_DATABASE", default_value_t = Quotas::DEFAULT.concurrent_invocations, help_heading = "Plugin limits (per database)")]
     max_concurrent_invocations_per_database: u64,
+    /// Bytes the caches of one database's triggers and its shared cache may hold
+    /// together; a put beyond it raises in the plugin
+    #[arg(long, env = "SLUICE_MAX_CACHE_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.cache_bytes, help_heading = "Plugin limits (per database)")]
+    max_cache_bytes_per_database: u64,
     #[command(flatten, next_help_heading = "Query limits")]
     query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -304,6 +308,7 @@ impl ServeArgs {
             triggers: self.max_triggers_per_database,
             plugin_bytes: self.max_plugin_bytes_per_database,
             concurrent_invocations: self.max_concurrent_invocations_per_database,
+            cache_bytes: self.max_cache_bytes_per_database,
         };
         quotas.check().context("invalid per-database quotas")?;
         Ok(quotas)
