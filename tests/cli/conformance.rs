@@ -1317,6 +1317,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
         [
             "table_name",
             "plugin_files",
+            "processing_engine_cache",
             "processing_engine_invocations",
             "processing_engine_logs",
             "processing_engine_trigger_arguments",

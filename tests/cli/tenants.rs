@@ -540,4 +540,11 @@ fn a_databases_caches_share_its_quota() {
     assert!(error.contains("max-cache-bytes quota"), "{error}");
     // The server's default for b: far more.
     assert_eq!(hoard(&tenant_b, "b1", "bytes=200000")["outcome"], "stored");
+    // What each database's caches hold, for billing.
+    let held = |db: &str| {
+        let rows = server.query(db, "SELECT cache_bytes FROM system.processing_engine_cache");
+        rows[0]["cache_bytes"].as_u64().unwrap_or_default()
+    };
+    assert!((90_000..=100_000).contains(&held("a")), "{}", held("a"));
+    assert!(held("b") >= 200_000, "{}", held("b"));
 }

@@ -274,6 +274,7 @@ pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
     records: Arc<sluice_engine::records::EngineRecords>,
     plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginAreas>>,
+    cache: Option<Arc<sluice_engine::cache::CacheStore>>,
     limits: QueryLimits,
     /// The memory every query of this engine draws on.
     server_pool: Arc<dyn MemoryPool>,
@@ -298,6 +299,7 @@ impl QueryEngine {
             storage,
             records: Arc::default(),
             plugin_dir: None,
+            cache: None,
             server_pool: limits::server_pool(&limits),
             watch: watch::Watch::new(limits.process_memory_bytes),
             limits,
@@ -315,6 +317,13 @@ impl QueryEngine {
         plugin_dir: Arc<sluice_engine::plugin_dir::PluginAreas>,
     ) -> Self {
         self.plugin_dir = Some(plugin_dir);
+        self
+    }
+
+    /// The same engine, showing what the plugins' `cache` holds in
+    /// `system.processing_engine_cache`.
+    pub fn with_engine_cache(mut self, cache: Arc<sluice_engine::cache::CacheStore>) -> Self {
+        self.cache = Some(cache);
         self
     }
 
@@ -374,6 +383,7 @@ impl QueryEngine {
                 Arc::clone(&self.storage),
                 Arc::clone(&self.records),
                 self.plugin_dir.clone(),
+                self.cache.clone(),
                 database,
             )),
         )?;

@@ -1,6 +1,7 @@
-//! `system.processing_engine_logs`, `system.processing_engine_invocations` and
-//! `system.processing_engine_usage`: the recent log lines and invocations of the
-//! database's triggers, and what they used.
+//! `system.processing_engine_logs`, `system.processing_engine_invocations`,
+//! `system.processing_engine_usage` and `system.processing_engine_cache`: the recent log
+//! lines and invocations of the database's triggers, what they used, and what their
+//! caches hold.
 
 use super::SystemTable;
 use datafusion::arrow::array::{
@@ -179,6 +180,28 @@ impl SystemTable for Usage {
             ),
             count(|u| u.query_rows),
         ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
+    }
+}
+
+/// What the database's caches (its triggers' and its shared one) hold now: one row.
+pub struct Cache(pub Option<Arc<sluice_engine::cache::CacheStore>>);
+
+impl SystemTable for Cache {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new(
+            "cache_bytes",
+            DataType::UInt64,
+            false,
+        )]))
+    }
+
+    fn rows(&self, catalog: &sluice_catalog::Catalog, database: &str) -> Result<RecordBatch> {
+        let held = match (&self.0, catalog.database_id(database)) {
+            (Some(cache), Some(id)) => cache.held_by(id),
+            _ => 0,
+        };
+        let columns = vec![Arc::new(UInt64Array::from(vec![held])) as ArrayRef];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
 }

@@ -13,6 +13,7 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
+use sluice_engine::cache::CacheStore;
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_engine::records::EngineRecords;
 use sluice_storage::WriteBuffer;
@@ -32,6 +33,7 @@ pub struct SystemSchema {
     storage: Arc<WriteBuffer>,
     records: Arc<EngineRecords>,
     plugin_dir: Option<Arc<PluginAreas>>,
+    cache: Option<Arc<CacheStore>>,
     database: String,
 }
 
@@ -51,12 +53,14 @@ impl SystemSchema {
         storage: Arc<WriteBuffer>,
         records: Arc<EngineRecords>,
         plugin_dir: Option<Arc<PluginAreas>>,
+        cache: Option<Arc<CacheStore>>,
         database: &str,
     ) -> Self {
         Self {
             storage,
             records,
             plugin_dir,
+            cache,
             database: database.to_string(),
         }
     }
@@ -79,6 +83,10 @@ impl SystemSchema {
             (
                 "processing_engine_usage",
                 Box::new(engine::Usage(Arc::clone(&self.records))),
+            ),
+            (
+                "processing_engine_cache",
+                Box::new(engine::Cache(self.cache.clone())),
             ),
             (
                 "plugin_files",
