@@ -21,6 +21,8 @@ pub struct Quotas {
     pub concurrent_invocations: u64,
     /// Bytes its triggers' caches and its shared cache may hold together.
     pub cache_bytes: u64,
+    /// Bytes its own package environment may hold.
+    pub package_bytes: u64,
 }
 
 impl Quotas {
@@ -30,6 +32,7 @@ impl Quotas {
         plugin_bytes: 64 << 20,
         concurrent_invocations: 16,
         cache_bytes: 512 << 20,
+        package_bytes: 256 << 20,
     };
 
     /// The largest value each may be given.
@@ -38,6 +41,7 @@ impl Quotas {
         plugin_bytes: 16 << 30,
         concurrent_invocations: 1_024,
         cache_bytes: 64 << 30,
+        package_bytes: 16 << 30,
     };
 
     /// These quotas with `overrides` applied.
@@ -49,16 +53,18 @@ impl Quotas {
                 .concurrent_invocations
                 .unwrap_or(self.concurrent_invocations),
             cache_bytes: overrides.cache_bytes.unwrap_or(self.cache_bytes),
+            package_bytes: overrides.package_bytes.unwrap_or(self.package_bytes),
         }
     }
 
     /// Each quota with its name, as flags and messages name it.
-    fn named(&self) -> [(&'static str, u64); 4] {
+    fn named(&self) -> [(&'static str, u64); 5] {
         [
             ("max-triggers", self.triggers),
             ("max-plugin-bytes", self.plugin_bytes),
             ("max-concurrent-invocations", self.concurrent_invocations),
             ("max-cache-bytes", self.cache_bytes),
+            ("max-package-bytes", self.package_bytes),
         ]
     }
 
@@ -101,6 +107,9 @@ pub struct QuotaOverrides {
     /// [`Quotas::cache_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_bytes: Option<u64>,
+    /// [`Quotas::package_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_bytes: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -126,6 +135,7 @@ impl QuotaOverrides {
             self.plugin_bytes.is_some(),
             self.concurrent_invocations.is_some(),
             self.cache_bytes.is_some(),
+            self.package_bytes.is_some(),
         ];
         set.named()
             .into_iter()

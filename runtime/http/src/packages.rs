@@ -26,7 +26,7 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use sluice_catalog::Access;
-use sluice_engine::environment::Environment;
+use sluice_engine::environment::{Environment, tree_bytes};
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -273,9 +273,25 @@ async fn install(
         PackageManager::Pip(python) => python.clone(),
     };
     tracing::info!(?requirements, database = ?database, "installing plugin packages with pip");
+    // A database's environment is held to its quota; the shared one is the admin's.
+    let max_bytes = match (&database, &state.engine) {
+        (Some(database), Some(engine)) => engine.invoker.quotas_of(database).package_bytes,
+        _ => u64::MAX,
+    };
     let installed = tokio::task::spawn_blocking(move || {
         let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
-        environment.install(|build| pip_install(&python, build, &requirements))
+        environment.install(|build| {
+            let installed = pip_install(&python, build, &requirements)?;
+            let holds = tree_bytes(build);
+            if holds > max_bytes {
+                return Err(ApiError::Forbidden(format!(
+                    "installing {} would make the database's packages {holds} bytes: its \
+                     max-package-bytes quota is {max_bytes}; nothing was installed",
+                    requirements.join(" ")
+                )));
+            }
+            Ok(installed)
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(format!("the install did not finish: {e}")))??;

@@ -51,6 +51,9 @@ pub struct UpdateDatabaseArgs {
     /// Bytes its triggers' caches and its shared cache may hold together
     #[arg(long)]
     max_cache_bytes: Option<u64>,
+    /// Bytes its own package environment may hold
+    #[arg(long)]
+    max_package_bytes: Option<u64>,
 }
 
 impl UpdateDatabaseArgs {
@@ -62,6 +65,7 @@ impl UpdateDatabaseArgs {
             plugin_bytes: self.max_plugin_bytes,
             concurrent_invocations: self.max_concurrent_invocations,
             cache_bytes: self.max_cache_bytes,
+            package_bytes: self.max_package_bytes,
         };
         block_on(
             client.send(

@@ -212,6 +212,10 @@ pub struct ServeArgs {
     /// together; a put beyond it raises in the plugin
     #[arg(long, env = "SLUICE_MAX_CACHE_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.cache_bytes, help_heading = "Plugin limits (per database)")]
     max_cache_bytes_per_database: u64,
+    /// Bytes a database's own package environment may hold; an install past it is
+    /// refused (403) and the environment stays as it was
+    #[arg(long, env = "SLUICE_MAX_PACKAGE_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.package_bytes, help_heading = "Plugin limits (per database)")]
+    max_package_bytes_per_database: u64,
     #[command(flatten, next_help_heading = "Query limits")]
     query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -309,6 +313,7 @@ impl ServeArgs {
             plugin_bytes: self.max_plugin_bytes_per_database,
             concurrent_invocations: self.max_concurrent_invocations_per_database,
             cache_bytes: self.max_cache_bytes_per_database,
+            package_bytes: self.max_package_bytes_per_database,
         };
         quotas.check().context("invalid per-database quotas")?;
         Ok(quotas)
