@@ -151,7 +151,7 @@ pub async fn delete_database(
         .await
         .map_err(catalog_error)?;
     // Its triggers stop, and their caches go.
-    crate::triggers::in_effect(&state).await;
+    state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
 }
 

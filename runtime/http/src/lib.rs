@@ -65,6 +65,17 @@ pub struct AppState {
     pub package_manager: packages::PackageManager,
 }
 
+impl AppState {
+    /// Returns once a catalog change just made is in effect: the engine follows the
+    /// catalog by itself, and a response waits until triggers have started or stopped to
+    /// match, so that the client's next request meets the change.
+    pub(crate) async fn catalog_change_in_effect(&self) {
+        if let Some(engine) = &self.engine {
+            engine.triggers.settled().await;
+        }
+    }
+}
+
 /// The router of the whole API.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_request_bytes;

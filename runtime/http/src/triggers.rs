@@ -291,7 +291,7 @@ pub async fn create(
         .storage
         .change_catalog(|c| c.create_trigger_within(&request.db, trigger, max_triggers))
         .map_err(catalog_error)?;
-    in_effect(&state).await;
+    state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
 }
 
@@ -327,7 +327,7 @@ pub async fn delete(
         .storage
         .change_catalog(|c| c.delete_trigger(&request.db, &request.trigger_name, request.force))
         .map_err(catalog_error)?;
-    in_effect(&state).await;
+    state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
 }
 
@@ -344,7 +344,7 @@ async fn set_disabled(
         .storage
         .change_catalog(|c| c.set_trigger_disabled(database, name, disabled))
         .map_err(catalog_error)?;
-    in_effect(state).await;
+    state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
 }
 
@@ -366,13 +366,4 @@ pub async fn disable(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<StatusCode, ApiError> {
     set_disabled(&state, &access, &params, true).await
-}
-
-/// Returns once a catalog change just made is in effect: the engine follows the
-/// catalog by itself, and the response waits until triggers have started or stopped to
-/// match, so that a client's next request meets the change.
-pub(crate) async fn in_effect(state: &AppState) {
-    if let Some(engine) = &state.engine {
-        engine.triggers.settled().await;
-    }
 }
