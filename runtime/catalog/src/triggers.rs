@@ -429,6 +429,22 @@ impl crate::Catalog {
         Ok(changed)
     }
 
+    /// Disables the trigger `id` of `database` (`error_behavior` disable): not another
+    /// trigger given its name since.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DatabaseNotFound`], or [`Error::TriggerNotFound`] when it is gone.
+    pub fn disable_trigger(&self, database: &str, id: TriggerId) -> Result<(), Error> {
+        let mut databases = self.write();
+        let trigger = triggers_of(&mut databases, database)?
+            .values_mut()
+            .find(|t| t.id == id)
+            .ok_or_else(|| Error::TriggerNotFound(format!("id {id}")))?;
+        trigger.disabled = true;
+        Ok(())
+    }
+
     /// The triggers of `database`, by name; `None` when there is no such database.
     pub fn triggers(&self, database: &str) -> Option<Vec<Trigger>> {
         self.read()
@@ -639,6 +655,28 @@ mod catalog_tests {
         );
         assert_eq!(tenants.reach.describe(), "db:a:read,write db:shared:read");
         assert_eq!(admins.reach.describe(), "all databases");
+    }
+
+    #[test]
+    fn an_error_disables_its_own_trigger_not_one_given_its_name_since() {
+        let catalog = Catalog::default();
+        catalog.create_database("db").expect("created");
+        catalog
+            .create_trigger("db", trigger("t", "all_tables"))
+            .expect("created");
+        let first = catalog.triggers("db").expect("exists")[0].id;
+        catalog.delete_trigger("db", "t", true).expect("deleted");
+        catalog
+            .create_trigger("db", trigger("t", "all_tables"))
+            .expect("created again");
+        assert!(matches!(
+            catalog.disable_trigger("db", first),
+            Err(Error::TriggerNotFound(_))
+        ));
+        let second = catalog.triggers("db").expect("exists")[0].clone();
+        assert!(!second.disabled, "the new one runs on");
+        catalog.disable_trigger("db", second.id).expect("disabled");
+        assert!(catalog.triggers("db").expect("exists")[0].disabled);
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl ProcessingEngine {
         catalog: std::sync::Arc<sluice_catalog::Catalog>,
         versions: tokio::sync::watch::Receiver<u64>,
         invoker: std::sync::Arc<invoke::Invoker>,
-        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+        disable: impl Fn(&str, sluice_catalog::TriggerId) -> Result<(), String> + Send + Sync + 'static,
     ) -> std::sync::Arc<Self> {
         let records = std::sync::Arc::clone(invoker.records());
         let triggers = manager::TriggerManager::start(

@@ -39,8 +39,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Rows of one flush, by database.
 pub type Flush = Arc<Vec<(String, Vec<Line>)>>;
 
-/// Disables a trigger (database, name) in the catalog, durably.
-pub type DisableTrigger = Box<dyn Fn(&str, &str) -> Result<(), String> + Send + Sync>;
+/// Disables a trigger (its database's name, its id) in the catalog, durably.
+pub type DisableTrigger = Box<dyn Fn(&str, TriggerId) -> Result<(), String> + Send + Sync>;
 
 /// Where a WAL trigger's flushes are queued.
 type WalQueue = mpsc::Sender<Arc<[TableBatch]>>;
@@ -83,7 +83,7 @@ impl TriggerManager {
         catalog: Arc<Catalog>,
         mut versions: watch::Receiver<u64>,
         invoker: Arc<Invoker>,
-        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+        disable: impl Fn(&str, TriggerId) -> Result<(), String> + Send + Sync + 'static,
     ) -> Arc<Self> {
         let (flushes, receiver) = mpsc::channel(DISPATCH_QUEUE);
         let manager = Arc::new(Self {
@@ -246,7 +246,7 @@ impl TriggerManager {
                 .log_error(database, name, format!("error executing {kind}: {error}"));
             if trigger.trigger_settings.error_behavior == ErrorBehavior::Disable {
                 // The catalog store publishes the change, and the trigger stops.
-                match (self.disable)(&database.name, name) {
+                match (self.disable)(&database.name, trigger.id) {
                     Ok(()) => {
                         tracing::warn!(database = %database.name, trigger = %name, "trigger disabled after an error (error_behavior disable)")
                     }
@@ -505,7 +505,7 @@ mod tests {
     fn start(
         catalog: Arc<Catalog>,
         invoker: Arc<Invoker>,
-        disable: impl Fn(&str, &str) -> Result<(), String> + Send + Sync + 'static,
+        disable: impl Fn(&str, TriggerId) -> Result<(), String> + Send + Sync + 'static,
     ) -> Arc<TriggerManager> {
         let versions = watch::Sender::new(catalog.generation()).subscribe();
         TriggerManager::start(catalog, versions, invoker, disable)
@@ -738,13 +738,21 @@ mod tests {
             catalog.create_trigger("db", trigger).expect("created");
         }
         let executor = Arc::new(FailingExecutor::default());
+        let id_of = |name: &str| {
+            let triggers = catalog.triggers("db").expect("exists");
+            triggers
+                .into_iter()
+                .find(|t| t.trigger_name == name)
+                .map(|t| t.id)
+        };
+        let disables = id_of("disables");
         let disabled = Arc::new(Mutex::new(Vec::new()));
         let disabled_by_manager = Arc::clone(&disabled);
-        let manager = start(catalog, invoker(executor.clone()), move |_, name| {
+        let manager = start(catalog, invoker(executor.clone()), move |_, id| {
             disabled_by_manager
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .push(name.to_string());
+                .push(id);
             Ok(())
         });
 
@@ -776,6 +784,9 @@ mod tests {
         assert_eq!(executor.calls_of("logs.py").len(), 1, "logged, not retried");
         assert_eq!(executor.calls_of("disables.py").len(), 1, "not retried");
         let disabled = disabled.lock().unwrap_or_else(PoisonError::into_inner);
-        assert_eq!(*disabled, ["disables"]);
+        assert_eq!(
+            disabled.iter().map(|id| Some(*id)).collect::<Vec<_>>(),
+            [disables]
+        );
     }
 }

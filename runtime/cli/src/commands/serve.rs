@@ -373,11 +373,10 @@ impl ServeArgs {
             .with_quotas(Arc::clone(storage.catalog()), self.quotas()?),
         );
         let weak_storage = Arc::downgrade(storage);
-        let disable = move |database: &str, trigger: &str| {
+        let disable = move |database: &str, trigger: sluice_catalog::TriggerId| {
             let storage = weak_storage.upgrade().ok_or("the server is stopping")?;
             storage
-                .change_catalog(|c| c.set_trigger_disabled(database, trigger, true))
-                .map(drop)
+                .change_catalog(|c| c.disable_trigger(database, trigger))
                 .map_err(|e| e.to_string())
         };
         let engine = ProcessingEngine::start(
