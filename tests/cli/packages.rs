@@ -182,17 +182,34 @@ fn each_database_may_have_its_own_packages_installed_whole() {
         |name: &str, db: &str| server.create_token(name, &[&format!("db:{db}:read,write,manage")]);
     for db in ["a", "b"] {
         server.create_database(db);
+    }
+    let (tenant_a, tenant_b) = (token("tenant-a", "a"), token("tenant-b", "b"));
+    // Each tenant's trigger, and one of the admin's on a.
+    for (db, path, token) in [
+        ("a", "a", tenant_a.as_str()),
+        ("b", "b", tenant_b.as_str()),
+        ("a", "admins", server.token()),
+    ] {
         let mut trigger = crate::server::trigger_body(
-            db,
-            &format!("request:{db}"),
+            path,
+            &format!("request:{path}"),
             "greet.py",
             Value::Null,
             "log",
         );
         trigger["db"] = serde_json::json!(db);
-        assert_eq!(server.create_trigger(&trigger).status, 200);
+        let bearer = format!("Bearer {token}");
+        let created = server.send(
+            "POST",
+            "/api/v3/configure/processing_engine_trigger",
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/json"),
+            ],
+            trigger.to_string().as_bytes(),
+        );
+        assert_eq!(created.status, 200, "{}", created.text());
     }
-    let (tenant_a, tenant_b) = (token("tenant-a", "a"), token("tenant-b", "b"));
     let as_tenant = |token: &str, args: &[&str]| {
         sluice_with(&server, token, &[&["install", "package"], args].concat())
     };
@@ -207,6 +224,11 @@ fn each_database_may_have_its_own_packages_installed_whole() {
     assert!(installed.status.success(), "{}", text(&installed));
     assert_eq!(greeting("a"), (200, "hello from version 2".to_string()));
     assert_eq!(greeting("b"), (200, "hello from a package".to_string()));
+    // The admin's trigger reaches every database: it never imports a tenant's packages.
+    assert_eq!(
+        greeting("admins"),
+        (200, "hello from a package".to_string())
+    );
 
     // A failed install leaves the environment in use as it was.
     let failed = as_tenant(

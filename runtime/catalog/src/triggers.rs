@@ -312,6 +312,11 @@ impl Trigger {
 }
 
 impl Reach {
+    /// Whether a database token created the trigger (a tenant's).
+    pub fn is_tenants(&self) -> bool {
+        matches!(self, Self::Creator(Access::Scoped(_)))
+    }
+
     /// As `system.processing_engine_triggers` shows it: `all databases`, the creator's
     /// permissions (`db:a,b:read,write …`), or `granted databases`.
     pub fn describe(&self) -> String {

@@ -219,9 +219,12 @@ impl Invoker {
         trigger: &Trigger,
         call: PluginCall,
     ) -> Result<Invocation, String> {
-        let plugin =
-            self.plugins
-                .plugin(trigger.plugin_area, database.id, &trigger.plugin_filename);
+        let plugin = self.plugins.plugin(
+            trigger.plugin_area,
+            database.id,
+            &trigger.plugin_filename,
+            trigger.reach.is_tenants(),
+        );
         let limits = self.limits.with(&trigger.limits);
         let host = Arc::new(TriggerHost::new(
             database,

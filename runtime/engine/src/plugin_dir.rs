@@ -192,13 +192,22 @@ impl PluginAreas {
     }
 
     /// The plugin `plugin_filename` of `area` of `database` (a `gh:` plugin: the shared
-    /// copy), with the shared packages.
-    pub fn plugin(&self, area: PluginArea, database: DbId, plugin_filename: &str) -> PluginRef {
+    /// copy), with the shared packages; for a tenant's trigger (`tenants`) also the
+    /// database's own, which its tenants install. Never for the admin's: a tenant must
+    /// not put code into a trigger that reaches every database.
+    pub fn plugin(
+        &self,
+        area: PluginArea,
+        database: DbId,
+        plugin_filename: &str,
+        tenants: bool,
+    ) -> PluginRef {
         PluginRef {
             plugin_dir: self.dir_of(area, database, plugin_filename),
             name: local_name(plugin_filename).into_owned(),
             packages: self.shared_environment().path().to_path_buf(),
-            database_packages: Some(self.database_environment(database).path().to_path_buf()),
+            database_packages: tenants
+                .then(|| self.database_environment(database).path().to_path_buf()),
         }
     }
 
@@ -622,13 +631,19 @@ mod tests {
         assert_eq!(areas.locate(a, "both.py"), PluginArea::Database);
         assert_eq!(areas.locate(b, "both.py"), PluginArea::Shared, "b has none");
         assert_eq!(areas.locate(a, "gh:x/y.py"), PluginArea::Shared);
-        let read = |area, database| match areas.plugin(area, database, "both.py").read() {
+        let read = |area, database| match areas.plugin(area, database, "both.py", true).read() {
             Ok(sluice_plugin_api::PluginSource::File { code, .. }) => code,
             other => panic!("{other:?}"),
         };
         assert_eq!(read(PluginArea::Database, a), "a");
         assert_eq!(read(PluginArea::Shared, a), "shared");
-        let plugin = areas.plugin(PluginArea::Database, a, "both.py");
+        let admins = areas.plugin(PluginArea::Shared, a, "both.py", false);
+        assert_eq!(
+            admins.database_packages, None,
+            "the admin's never see a tenant's"
+        );
+        let plugin = areas.plugin(PluginArea::Database, a, "both.py", true);
+        assert!(plugin.database_packages.is_some());
         assert_eq!(
             plugin.packages,
             dir.path().join("shared").join(PACKAGES_DIR)

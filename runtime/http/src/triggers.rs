@@ -191,7 +191,11 @@ pub(crate) fn locate_plugin(
         Some(id) if !access.is_admin() => areas.locate(id, filename),
         _ => PluginArea::Shared,
     };
-    Ok((area, areas.plugin(area, id.unwrap_or_default(), filename)))
+    let tenants = !access.is_admin();
+    Ok((
+        area,
+        areas.plugin(area, id.unwrap_or_default(), filename, tenants),
+    ))
 }
 
 /// Checks that the plugin of a trigger on `database` can be read, and says where it is
