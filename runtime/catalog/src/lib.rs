@@ -358,7 +358,9 @@ impl Catalog {
     }
 
     /// Deletes a database, and every trigger's grant of it: a database created later
-    /// under the same name is not granted to anyone.
+    /// under the same name is not granted to anyone. A trigger whose last granted
+    /// database this was is disabled: with no grant left it would no longer be narrowed,
+    /// and would reach all its creator could.
     ///
     /// # Errors
     ///
@@ -372,7 +374,11 @@ impl Catalog {
             .values_mut()
             .flat_map(|db| db.triggers.values_mut())
         {
+            let narrowed = !trigger.granted_databases.is_empty();
             trigger.granted_databases.retain(|granted| granted != name);
+            if narrowed && trigger.granted_databases.is_empty() {
+                trigger.disabled = true;
+            }
         }
         Ok(())
     }

@@ -701,6 +701,11 @@ mod catalog_tests {
         catalog.create_database("metrics").expect("created again");
         let triggers = catalog.triggers("db").expect("db");
         assert_eq!(triggers[0].granted_databases, vec!["other".to_string()]);
+        assert!(!triggers[0].disabled);
+        // The last grant gone: disabled, never widened to all its creator could.
+        catalog.delete_database("other").expect("deleted");
+        let triggers = catalog.triggers("db").expect("db");
+        assert!(triggers[0].granted_databases.is_empty() && triggers[0].disabled);
     }
 
     #[test]
