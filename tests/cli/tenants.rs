@@ -127,6 +127,40 @@ fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
         &test_on_a,
     ));
 
+    // A path in use is refused without naming the database that has it; names are bounded.
+    let taken = trigger_on("b", "secret_name", "request:taken", "remembers.py");
+    assert_eq!(send(&server, &tenant_b, "POST", TRIGGER, &taken).0, 200);
+    let (status, body) = send(
+        &server,
+        &tenant_a,
+        "POST",
+        TRIGGER,
+        &trigger_on("a", "mine", "request:taken", "remembers.py"),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("another trigger") && !body.contains("'b'") && !body.contains("secret_name"),
+        "{body}"
+    );
+    let long = "n".repeat(300);
+    let (status, body) = send(
+        &server,
+        &tenant_a,
+        "POST",
+        TRIGGER,
+        &trigger_on("a", &long, "request:long", "remembers.py"),
+    );
+    assert_eq!(status, 400, "{body}");
+
+    // Its triggers' limits may be tightened, never loosened.
+    let mut greedy = trigger_on("a", "greedy", "request:a/greedy", "remembers.py");
+    greedy["limits"] = json!({"fuel": u64::MAX});
+    let (status, body) = send(&server, &tenant_a, "POST", TRIGGER, &greedy);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("fuel limit over the server's"), "{body}");
+    greedy["limits"] = json!({"fuel": 1_000_000});
+    assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &greedy).0, 200);
+
     // A trigger reaches no further than its creator.
     let mut granted = trigger_on("a", "peek", "table:t", "peek.py");
     granted["granted_databases"] = json!(["b"]);
@@ -174,7 +208,7 @@ fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
         "a",
         "SELECT trigger_name FROM system.processing_engine_triggers",
     );
-    assert_eq!(triggers, json!([]));
+    assert_eq!(triggers, json!([{"trigger_name": "greedy"}]), "memo went");
 }
 
 /// Issue 17, point 4: a request trigger answers tokens that may read or invoke its

@@ -292,12 +292,11 @@ pub enum Use {
 }
 
 impl Trigger {
-    /// Whether the plugin of this trigger of `own` may `use` `database`.
+    /// Whether the plugin of this trigger of `own` may `use` `database`. Its own
+    /// database too only as its creator could: a token that may manage a database but
+    /// not read it makes no trigger that reads it.
     pub fn reaches(&self, own: &str, database: &str, using: Use) -> bool {
-        if database == own {
-            return true;
-        }
-        let granted = self.granted_databases.iter().any(|g| g == database);
+        let granted = database == own || self.granted_databases.iter().any(|g| g == database);
         match &self.reach {
             Reach::Granted => granted,
             Reach::Creator(access) => {
@@ -645,6 +644,15 @@ mod catalog_tests {
         assert_eq!(uses(&narrowed, "anything"), (false, false));
         let tenants = of(Reach::Creator(tenant.clone()), &[]);
         assert_eq!(uses(&tenants, "a"), (true, true), "its own");
+        let manage_only = Access::Scoped(vec![crate::Grant {
+            databases: vec!["a".into()],
+            read: false,
+            write: false,
+            manage: true,
+            invoke: false,
+        }]);
+        let managers = of(Reach::Creator(manage_only), &[]);
+        assert_eq!(uses(&managers, "a"), (false, false), "not even its own");
         assert_eq!(uses(&tenants, "shared"), (true, false), "read only");
         assert_eq!(uses(&tenants, "b"), (false, false));
         let granted_more = of(Reach::Creator(tenant), &["b"]);

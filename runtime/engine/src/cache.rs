@@ -35,28 +35,36 @@ pub enum Namespace {
         /// Which run of the database's cache (see [`CacheStore::database_namespace`]).
         run: u64,
     },
-    /// The trigger-local cache of test runs on a database with a cache name.
+    /// The trigger-local cache of test runs on a database with a cache name. A tenant's
+    /// test runs never share one with the admin's, whose may reach every database.
     Test {
-        /// The database the test runs for.
-        database: String,
+        /// The database the test runs for (0 when it does not exist, or runs locally).
+        database: DbId,
+        /// Whether a database token runs the tests.
+        tenant: bool,
         /// The cache name of the test runs.
         name: String,
     },
     /// The shared cache of test runs on a database with a cache name.
     TestShared {
-        /// The database the test runs for.
-        database: String,
+        /// The database the test runs for (0 when it does not exist, or runs locally).
+        database: DbId,
+        /// Whether a database token runs the tests.
+        tenant: bool,
         /// The cache name of the test runs.
         name: String,
     },
 }
 
 impl Namespace {
-    /// The database whose caches, together, its entries count against: not a test run's.
+    /// The database whose caches, together, its entries count against (a test run's
+    /// too).
     fn database(&self) -> Option<DbId> {
         match self {
-            Self::Trigger { database, .. } | Self::Database { database, .. } => Some(*database),
-            Self::Test { .. } | Self::TestShared { .. } => None,
+            Self::Trigger { database, .. }
+            | Self::Database { database, .. }
+            | Self::Test { database, .. }
+            | Self::TestShared { database, .. } => Some(*database),
         }
     }
 
@@ -386,7 +394,10 @@ impl CacheStore {
             let kept = match namespace {
                 Namespace::Trigger { trigger, run, .. } => current(RunOf::Trigger(*trigger), run),
                 Namespace::Database { database, run } => current(RunOf::Database(*database), run),
-                Namespace::Test { .. } | Namespace::TestShared { .. } => true,
+                // Test runs' caches live until they expire, or their database goes.
+                Namespace::Test { database, .. } | Namespace::TestShared { database, .. } => {
+                    !ended(&RunOf::Database(*database))
+                }
             } && !entries.map.is_empty();
             let after = if kept { entries.bytes } else { 0 };
             if after != before {

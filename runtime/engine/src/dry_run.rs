@@ -8,6 +8,7 @@
 use crate::cache::{CacheStore, Namespace};
 use crate::host::Database;
 use serde::Serialize;
+use sluice_catalog::DbId;
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, HttpResponse, InvocationError, Limits, LogLevel,
     PluginCall, PluginExecutor, PluginRef, QueryResult, TriggerArguments,
@@ -71,6 +72,10 @@ pub struct DryRunHost {
     queries: Option<Arc<dyn Database>>,
     /// Whether the plugin may name other databases than its own (an admin's run).
     reaches_others: bool,
+    /// The database's id, whose quota the run's caches count against (0: none).
+    database_id: DbId,
+    /// What the database's caches may hold together.
+    database_cache_bytes: u64,
     state: Mutex<Collected>,
 }
 
@@ -97,14 +102,24 @@ impl DryRunHost {
             cache_name: cache_name.into(),
             queries: None,
             reaches_others: true,
+            database_id: DbId::default(),
+            database_cache_bytes: u64::MAX,
             state: Mutex::default(),
         }
     }
 
     /// The same host, refusing the plugin's queries and writes that name another
-    /// database than its own (a tenant's run).
+    /// database than its own (a tenant's run), with caches apart from the admin's runs.
     pub fn own_database_only(mut self) -> Self {
         self.reaches_others = false;
+        self
+    }
+
+    /// The same host, its caches counted against the database `id`, whose caches may
+    /// hold `cache_bytes` together.
+    pub fn counted(mut self, id: DbId, cache_bytes: u64) -> Self {
+        self.database_id = id;
+        self.database_cache_bytes = cache_bytes;
         self
     }
 
@@ -125,12 +140,20 @@ impl DryRunHost {
     }
 
     fn namespace(&self, global: bool) -> Namespace {
-        let database = self.database.clone();
+        let (database, tenant) = (self.database_id, !self.reaches_others);
         let name = self.cache_name.clone();
         if global {
-            Namespace::TestShared { database, name }
+            Namespace::TestShared {
+                database,
+                tenant,
+                name,
+            }
         } else {
-            Namespace::Test { database, name }
+            Namespace::Test {
+                database,
+                tenant,
+                name,
+            }
         }
     }
 
@@ -215,13 +238,12 @@ impl HostServices for DryRunHost {
         global: bool,
     ) -> Result<(), String> {
         let namespace = self.namespace(global);
-        // Test runs' caches are the test namespaces, not counted against a database.
         crate::host::put_within(
             &self.cache,
             &namespace,
             (key, value, ttl),
             &self.limits,
-            u64::MAX,
+            self.database_cache_bytes,
         )
     }
 

@@ -163,6 +163,11 @@ impl Invoker {
         Ok(limits)
     }
 
+    /// The server's limits of each invocation.
+    pub fn server_limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Recent log lines and invocations of every trigger.
     pub fn records(&self) -> &Arc<EngineRecords> {
         &self.records
@@ -301,15 +306,22 @@ impl Invoker {
     /// other failure is in the report.
     pub async fn dry_run(
         &self,
-        database: &str,
+        database: &DatabaseRef,
         plugin: PluginRef,
         call: PluginCall,
         cache_name: &str,
         reaches_others: bool,
     ) -> Result<DryRunReport, InvocationError> {
         plugin.read()?;
-        let mut host = DryRunHost::new(database, &self.limits, Arc::clone(&self.cache), cache_name)
-            .with_queries(Arc::clone(&self.storage));
+        let cache_bytes = self.quotas_of(&database.name).cache_bytes;
+        let mut host = DryRunHost::new(
+            database.name.as_str(),
+            &self.limits,
+            Arc::clone(&self.cache),
+            cache_name,
+        )
+        .with_queries(Arc::clone(&self.storage))
+        .counted(database.id, cache_bytes);
         if !reaches_others {
             host = host.own_database_only();
         }

@@ -3,7 +3,7 @@
 //! errors. Queries are real; nothing is written.
 
 use crate::AppState;
-use crate::auth::require_manage;
+use crate::auth::{require_manage, require_read};
 use crate::configure::json_body;
 use crate::error::ApiError;
 use axum::Json;
@@ -12,8 +12,9 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use chrono::SecondsFormat;
 use serde::Deserialize;
-use sluice_catalog::Access;
+use sluice_catalog::{Access, DatabaseRef};
 use sluice_engine::dry_run::{DEFAULT_CACHE_NAME, DryRunReport, wal_test_call};
+use sluice_engine::invoke::Admission;
 use sluice_engine::schedule::next_cron_instant;
 use sluice_plugin_api::{InvocationError, PluginCall, TriggerArguments};
 use std::collections::BTreeMap;
@@ -74,9 +75,25 @@ async fn run(
     }
     let (_, plugin) = crate::triggers::locate_plugin(state, access, database, filename)?;
     let cache_name = cache_name.unwrap_or_else(|| DEFAULT_CACHE_NAME.to_string());
+    // A database not created yet has no id: its test caches count against id 0, held to
+    // the server's quota.
+    let database = DatabaseRef {
+        id: state
+            .storage
+            .catalog()
+            .database_id(database)
+            .unwrap_or_default(),
+        name: database.to_string(),
+    };
+    // Within the database's quota of invocations at once, as its triggers' calls.
+    let _admitted = engine
+        .invoker
+        .admit(&database, Admission::Refuse)
+        .await
+        .map_err(|refused| ApiError::Busy(refused.to_string()))?;
     engine
         .invoker
-        .dry_run(database, plugin, call, &cache_name, access.is_admin())
+        .dry_run(&database, plugin, call, &cache_name, access.is_admin())
         .await
         .map_err(|error| match error {
             InvocationError::PluginFile(message) if message.starts_with("Plugin not found") => {
@@ -96,6 +113,7 @@ pub async fn wal(
 ) -> Result<Json<DryRunReport>, ApiError> {
     let request: WalTest = json_body(&headers, &body)?;
     require_manage(&access, &request.database)?;
+    require_read(&access, &request.database)?;
     let call = wal_test_call(&request.input_lp, arguments(request.input_arguments))
         .map_err(ApiError::BadRequest)?;
     let report = run(
@@ -120,6 +138,7 @@ pub async fn schedule(
 ) -> Result<Json<DryRunReport>, ApiError> {
     let request: ScheduleTest = json_body(&headers, &body)?;
     require_manage(&access, &request.database)?;
+    require_read(&access, &request.database)?;
     if !state.storage.catalog().has_database(&request.database) {
         return Ok(Json(failed("couldn't find db".into())));
     }

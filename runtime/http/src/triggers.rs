@@ -9,10 +9,12 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
+use sluice_catalog::Error as CatalogError;
 use sluice_catalog::{
     Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Quotas, Reach, Trigger,
     TriggerId, TriggerSettings, TriggerSpec,
 };
+use sluice_engine::plugin_dir::repository_copy;
 use sluice_plugin_api::PluginRef;
 use std::collections::{BTreeMap, HashMap};
 
@@ -214,7 +216,14 @@ pub(crate) async fn check_plugin(
             )));
         };
         let dir = crate::plugins::plugin_dir(state)?;
-        repo.fetch_into(path, &dir).await?;
+        // A tenant fetches a copy the server lacks, never a fresh one over the copy the
+        // admin's triggers run.
+        let kept = repository_copy(path)
+            .and_then(|copy| dir.kind(&copy).ok().flatten())
+            .is_some();
+        if !kept || access.is_admin() {
+            repo.fetch_into(path, &dir).await?;
+        }
         return Ok(PluginArea::Shared);
     }
     let (area, plugin) = locate_plugin(state, access, database, filename)?;
@@ -241,9 +250,7 @@ pub async fn create(
     let request: CreateTrigger = json_body(&headers, &body)?;
     require_manage(&access, &request.db)?;
     check_grants(&access, &request.granted_databases)?;
-    if request.trigger_name.trim().is_empty() {
-        return Err(ApiError::BadRequest("trigger_name is empty".into()));
-    }
+    check_fields(&request)?;
     let spec = TriggerSpec::parse(&request.trigger_specification)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(allowed) = &state.allowed_triggers
@@ -258,10 +265,17 @@ pub async fn create(
     let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
     let limits = request.limits.overrides().map_err(invalid)?;
     if let Some(engine) = &state.engine {
-        engine
+        let effective = engine
             .invoker
             .limits_for(&limits)
             .map_err(|e| invalid(e.to_string()))?;
+        // A tenant may tighten its triggers' limits, never loosen them.
+        let over = effective.first_over(engine.invoker.server_limits());
+        if let (Some(name), false) = (over, access.is_admin()) {
+            return Err(ApiError::Forbidden(format!(
+                "a database token may not raise a trigger's {name} limit over the server's"
+            )));
+        }
     }
     if request.public && spec.plugin_type() != PluginType::Request {
         return Err(ApiError::BadRequest(
@@ -281,10 +295,11 @@ pub async fn create(
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
         granted_databases: request.granted_databases,
-        reach: Reach::Creator(access),
+        reach: Reach::Creator(access.clone()),
         public: request.public,
         limits,
     };
+    let admin = access.is_admin();
     let max_triggers = state
         .engine
         .as_ref()
@@ -294,9 +309,54 @@ pub async fn create(
     state
         .storage
         .change_catalog(|c| c.create_trigger_within(&request.db, trigger, max_triggers))
-        .map_err(catalog_error)?;
+        .map_err(|error| match error {
+            // A tenant learns no other database's name from a path in use.
+            CatalogError::RequestPathInUse { path, .. } if !admin => ApiError::Conflict(format!(
+                "request path '{path}' is already served by another trigger"
+            )),
+            other => catalog_error(other),
+        })?;
     state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
+}
+
+/// The longest trigger name, in bytes.
+const MAX_TRIGGER_NAME: usize = 255;
+/// The most bytes of a trigger's arguments, keys and values together: they live in the
+/// catalog, which every change rewrites.
+const MAX_ARGUMENT_BYTES: usize = 64 << 10;
+/// The most databases a trigger may be granted.
+const MAX_GRANTS: usize = 100;
+
+/// 400 for a trigger name that is empty, too long or holds control characters, and for
+/// arguments or grants past their bounds.
+fn check_fields(request: &CreateTrigger) -> Result<(), ApiError> {
+    let name = &request.trigger_name;
+    if name.trim().is_empty() {
+        return Err(ApiError::BadRequest("trigger_name is empty".into()));
+    }
+    if name.len() > MAX_TRIGGER_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "trigger_name must be at most {MAX_TRIGGER_NAME} bytes, without control characters"
+        )));
+    }
+    let arguments: usize = request
+        .trigger_arguments
+        .iter()
+        .flatten()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    if arguments > MAX_ARGUMENT_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "trigger_arguments hold {arguments} bytes; at most {MAX_ARGUMENT_BYTES} are allowed"
+        )));
+    }
+    if request.granted_databases.len() > MAX_GRANTS {
+        return Err(ApiError::BadRequest(format!(
+            "a trigger may be granted at most {MAX_GRANTS} databases"
+        )));
+    }
+    Ok(())
 }
 
 /// `DELETE /api/v3/configure/processing_engine_trigger?db=&trigger_name=&force=` or with

@@ -168,6 +168,44 @@ impl Limits {
         Ok(())
     }
 
+    /// The name of the first of these limits that is over `ceiling`'s, if one is: what a
+    /// tenant may not ask for its triggers.
+    pub fn first_over(&self, ceiling: &Limits) -> Option<&'static str> {
+        let pairs = [
+            ("fuel", self.fuel, ceiling.fuel),
+            ("memory", self.memory_bytes, ceiling.memory_bytes),
+            (
+                "wall time",
+                u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
+                u64::try_from(ceiling.wall_time.as_millis()).unwrap_or(u64::MAX),
+            ),
+            ("log lines", self.log_lines, ceiling.log_lines),
+            ("log bytes", self.log_bytes, ceiling.log_bytes),
+            ("bytes written", self.bytes_written, ceiling.bytes_written),
+            (
+                "response bytes",
+                self.response_bytes,
+                ceiling.response_bytes,
+            ),
+            (
+                "query result bytes",
+                self.query_result_bytes,
+                ceiling.query_result_bytes,
+            ),
+            (
+                "cache value bytes",
+                self.cache_value_bytes,
+                ceiling.cache_value_bytes,
+            ),
+            ("cache bytes", self.cache_bytes, ceiling.cache_bytes),
+            ("open files", self.open_files, ceiling.open_files),
+        ];
+        pairs
+            .into_iter()
+            .find(|(_, value, most)| value > most)
+            .map(|(name, _, _)| name)
+    }
+
     /// The largest query result the plugin may receive: its own bound, within its memory.
     pub fn query_result_bound(&self) -> u64 {
         self.query_result_bytes.min(self.memory_bytes)
