@@ -259,6 +259,15 @@ fn request_triggers_answer_their_databases_callers_or_anyone_when_public() {
     let bearer = |token: &str| format!("Bearer {token}");
     let stale = "Bearer apiv3_0000000000000000000000000000000000000000000000000000000000000000";
     assert_eq!(call("a/open", None), 200, "public: no token needed");
+    // Without a token, a body of at most 64 KiB.
+    let big = crate::http::request(
+        server.address,
+        "POST",
+        "/api/v3/engine/a/open",
+        &[],
+        &vec![b'x'; 100 << 10],
+    );
+    assert_eq!(big.status, 413, "{}", big.text());
     assert_eq!(call("a/open", Some(stale)), 200);
     assert_eq!(call("a/private", None), 401);
     assert_eq!(call("a/private", Some(stale)), 401);

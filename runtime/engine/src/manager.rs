@@ -214,6 +214,33 @@ impl TriggerManager {
         self.dropped_flushes.load(Ordering::Relaxed)
     }
 
+    /// Runs `call` within its database's quota of invocations at once, waiting for a
+    /// turn (nothing is lost): in this task, or with `run_async` in a task of its own,
+    /// which the turn is taken for first, so that a trigger firing faster than its calls
+    /// end holds no more tasks than its database may run.
+    async fn start_call(
+        self: &Arc<Self>,
+        database: &DatabaseRef,
+        trigger: &Trigger,
+        call: PluginCall,
+        kind: &'static str,
+    ) {
+        let Ok(turn) = self.invoker.admit(database, Admission::Wait).await else {
+            return;
+        };
+        if trigger.trigger_settings.run_async {
+            let (manager, database, trigger) =
+                (Arc::clone(self), database.clone(), trigger.clone());
+            tokio::spawn(async move {
+                let _turn = turn;
+                manager.run(&database, &trigger, call, kind).await;
+            });
+        } else {
+            let _turn = turn;
+            self.run(database, trigger, call, kind).await;
+        }
+    }
+
     /// Runs `call`, applying the trigger's `error_behavior` on failure.
     async fn run(
         self: &Arc<Self>,
@@ -228,10 +255,6 @@ impl TriggerManager {
         };
         let name = &trigger.trigger_name;
         for attempt in 1..=attempts {
-            // Waits for a turn within its database's quota: nothing is lost.
-            let Ok(_turn) = self.invoker.admit(database, Admission::Wait).await else {
-                return;
-            };
             let error = match self.invoker.invoke(database, trigger, call.clone()).await {
                 Ok(_) => return,
                 Err(error) => error,
@@ -335,12 +358,9 @@ async fn wal(
             batches,
             args: arguments(&trigger),
         };
-        if trigger.trigger_settings.run_async {
-            let (database, trigger) = (database.clone(), trigger.clone());
-            tokio::spawn(async move { manager.run(&database, &trigger, call, "wal plugin").await });
-        } else {
-            manager.run(&database, &trigger, call, "wal plugin").await;
-        }
+        manager
+            .start_call(&database, &trigger, call, "wal plugin")
+            .await;
     }
 }
 
@@ -365,19 +385,9 @@ async fn scheduled(
             call_time_ns,
             args: arguments(&trigger),
         };
-        if trigger.trigger_settings.run_async {
-            let (database, trigger) = (database.clone(), trigger.clone());
-            let manager = Arc::clone(&manager);
-            tokio::spawn(async move {
-                manager
-                    .run(&database, &trigger, call, "schedule plugin")
-                    .await
-            });
-        } else {
-            manager
-                .run(&database, &trigger, call, "schedule plugin")
-                .await;
-        }
+        manager
+            .start_call(&database, &trigger, call, "schedule plugin")
+            .await;
         let Some((next, skipped)) = schedule.following(planned, Utc::now()) else {
             return;
         };

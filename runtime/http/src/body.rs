@@ -11,7 +11,7 @@ use std::io::Read;
 use std::sync::Arc;
 
 /// The largest body of a request that needs no token (creating the first admin token,
-/// health checks): anyone may send it.
+/// health checks, a public request trigger called without one): anyone may send it.
 const MAX_PUBLIC_BODY_BYTES: usize = 64 << 10;
 
 /// Reads a request's body off the wire before its handler runs, and decodes it when
@@ -23,7 +23,8 @@ const MAX_PUBLIC_BODY_BYTES: usize = 64 << 10;
 /// all taken. The handler gets the decoded body.
 pub async fn read_within(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let (mut parts, mut body) = request.into_parts();
-    let limit = if crate::auth::is_public(&parts.method, parts.uri.path()) {
+    let anonymous = parts.extensions.get::<crate::auth::Anonymous>().is_some();
+    let limit = if anonymous || crate::auth::is_public(&parts.method, parts.uri.path()) {
         MAX_PUBLIC_BODY_BYTES.min(state.max_request_bytes)
     } else {
         state.max_request_bytes
