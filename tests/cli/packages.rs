@@ -256,15 +256,18 @@ fn each_database_may_have_its_own_packages_installed_whole() {
     }
     assert_eq!(greeting("b"), (200, "hello from a package".to_string()));
     // Its quota of package bytes, beyond which nothing is installed.
-    let quota = server.cli(&[
-        "update",
-        "database",
-        "-d",
-        "b",
-        "--max-package-bytes",
-        "100",
-    ]);
-    assert!(quota.status.success(), "{}", text(&quota));
+    let package_quota = |bytes: &str| {
+        let set = server.cli(&[
+            "update",
+            "database",
+            "-d",
+            "b",
+            "--max-package-bytes",
+            bytes,
+        ]);
+        assert!(set.status.success(), "{}", text(&set));
+    };
+    package_quota("100");
     let over = as_tenant(&tenant_b, &["--database", "b", "sluicetiny==2.0"]);
     assert!(
         text(&over).contains("403 Forbidden")
@@ -273,15 +276,7 @@ fn each_database_may_have_its_own_packages_installed_whole() {
         text(&over)
     );
     assert_eq!(greeting("b"), (200, "hello from a package".to_string()));
-    let quota = server.cli(&[
-        "update",
-        "database",
-        "-d",
-        "b",
-        "--max-package-bytes",
-        "1000000",
-    ]);
-    assert!(quota.status.success(), "{}", text(&quota));
+    package_quota("1000000");
     let own = as_tenant(&tenant_b, &["--database", "b", "sluicetiny==2.0"]);
     assert!(own.status.success(), "{}", text(&own));
     assert_eq!(greeting("b"), (200, "hello from version 2".to_string()));
