@@ -590,4 +590,17 @@ fn a_databases_caches_share_its_quota() {
     };
     assert!((90_000..=100_000).contains(&held("a")), "{}", held("a"));
     assert!(held("b") >= 200_000, "{}", held("b"));
+    // And for the operator, labelled by database.
+    let metrics = server.get("/metrics", &[]).text();
+    let gauge = |db: &str| {
+        let prefix = format!("sluice_plugin_cache_bytes{{database=\"{db}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+    };
+    assert_eq!(
+        (gauge("a"), gauge("b")),
+        (Some(held("a")), Some(held("b"))),
+        "{metrics}"
+    );
 }

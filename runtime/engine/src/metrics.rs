@@ -1,6 +1,6 @@
 //! The engine's metrics, in the OpenMetrics text format Prometheus scrapes (`GET
 //! /metrics`): per trigger, its calls by outcome and what they consumed, and the flushes
-//! dropped for WAL triggers that fell behind. The counters grow for the life of the
+//! dropped for WAL triggers that fell behind; per database, the bytes its caches hold. The counters grow for the life of the
 //! process; `system.processing_engine_invocations` holds the recent calls one by one.
 
 use crate::records::InvocationRecord;
@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 
@@ -16,6 +17,12 @@ use std::sync::atomic::AtomicU64;
 struct TriggerLabels {
     database: String,
     trigger: String,
+}
+
+/// A database, as labels.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatabaseLabels {
+    database: String,
 }
 
 /// A trigger and how a call ended (`success` or `error`), as labels.
@@ -37,6 +44,7 @@ pub struct EngineMetrics {
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
     dropped_flushes: Family<TriggerLabels, Counter>,
+    cache_bytes: Family<DatabaseLabels, Gauge>,
 }
 
 impl Default for EngineMetrics {
@@ -49,6 +57,12 @@ impl Default for EngineMetrics {
         let dropped_flushes = Family::<TriggerLabels, Counter>::default();
         let cpu_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let query_rows = Family::<TriggerLabels, Counter>::default();
+        let cache_bytes = Family::<DatabaseLabels, Gauge>::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes a database's plugin caches (its triggers' and its shared one) hold",
+            cache_bytes.clone(),
+        );
         registry.register(
             "cpu_seconds",
             "CPU time the plugins' code took in calls, failed ones too",
@@ -93,6 +107,7 @@ impl Default for EngineMetrics {
             cpu_seconds,
             query_rows,
             dropped_flushes,
+            cache_bytes,
         }
     }
 }
@@ -133,6 +148,17 @@ impl EngineMetrics {
         self.query_rows
             .get_or_create(&trigger)
             .inc_by(record.query_rows);
+    }
+
+    /// Sets what each database's caches hold, `(database name, bytes)`, forgetting the
+    /// databases not listed (deleted ones).
+    pub fn set_cache_bytes(&self, held: impl IntoIterator<Item = (String, u64)>) {
+        self.cache_bytes.clear();
+        for (database, bytes) in held {
+            self.cache_bytes
+                .get_or_create(&DatabaseLabels { database })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
     }
 
     /// Counts a flush a WAL trigger did not get.

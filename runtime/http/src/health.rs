@@ -35,7 +35,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .unwrap_or(&storage)
         .to_string();
     match &state.engine {
-        Some(engine) => text.push_str(&engine.records.metrics().encode()),
+        Some(engine) => {
+            // What the caches hold now, read at the scrape.
+            let cache = engine.invoker.cache();
+            let held = state
+                .storage
+                .catalog()
+                .database_refs()
+                .into_iter()
+                .map(|database| (database.name, cache.held_by(database.id)));
+            let metrics = engine.records.metrics();
+            metrics.set_cache_bytes(held);
+            text.push_str(&metrics.encode());
+        }
         None => text.push_str("# EOF\n"),
     }
     (
