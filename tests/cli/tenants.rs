@@ -20,6 +20,10 @@ fn server_with(dir: &std::path::Path, flags: &[&str]) -> TestServer {
             ("peek.py", &read("tests/plugins/tenants/peek.py")),
             ("slow.py", &read("tests/plugins/tenants/slow.py")),
             ("hoard.py", &read("tests/plugins/tenants/hoard.py")),
+            (
+                "late_writer.py",
+                &read("tests/plugins/tenants/late_writer.py"),
+            ),
             ("remembers.py", &read("tests/plugins/engine/remembers.py")),
         ],
     );
@@ -603,4 +607,36 @@ fn a_databases_caches_share_its_quota() {
         (Some(held("a")), Some(held("b"))),
         "{metrics}"
     );
+}
+
+/// A call still running when its database is deleted and created again under its name
+/// writes nothing into the new database, which may be another tenant's.
+#[test]
+fn a_call_outliving_its_database_never_writes_into_the_next_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let mut late = trigger_on("a", "late", "request:a/late", "late_writer.py");
+    late["trigger_settings"]["run_async"] = json!(true);
+    assert_eq!(server.create_trigger(&late).status, 200);
+    let (address, token) = (server.address, server.token().to_string());
+    let call = std::thread::spawn(move || {
+        let bearer = format!("Bearer {token}");
+        let response = crate::http::request(
+            address,
+            "GET",
+            "/api/v3/engine/a/late?seconds=3",
+            &[("authorization", &bearer)],
+            b"",
+        );
+        (response.status, response.text())
+    });
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let deleted = server.send("DELETE", "/api/v3/configure/database?db=a", &[], b"");
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    server.create_database("a");
+    let (status, body) = call.join().expect("the call");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("was deleted while the plugin ran"), "{body}");
+    let tables = server.query("a", "SHOW TABLES");
+    assert!(!tables.to_string().contains("late"), "{tables}");
 }

@@ -6,7 +6,7 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
-use sluice_catalog::{DatabaseRef, Trigger, Use};
+use sluice_catalog::{DatabaseRef, DbId, Trigger, Use};
 use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
@@ -47,6 +47,9 @@ pub trait Database: Send + Sync {
         parsed: ParsedBody,
         create_database: bool,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// The id of the database named `name` now, if there is one.
+    fn database_id(&self, name: &str) -> Option<DbId>;
 }
 
 /// The services of one invocation of one trigger.
@@ -167,10 +170,18 @@ impl TriggerHost {
         }
     }
 
-    /// `database` (None: the trigger's own) if the trigger may `use` it.
+    /// `database` (None: the trigger's own) if the trigger may `use` it. Its own only
+    /// while it is the database the call started for: one deleted meanwhile and created
+    /// again under its name is another tenant's.
     fn permitted<'a>(&'a self, database: Option<&'a str>, using: Use) -> Result<&'a str, String> {
         let own = self.database.name.as_str();
         let name = database.unwrap_or(own);
+        if name == own && self.storage.database_id(own) != Some(self.database.id) {
+            return Err(format!(
+                "database '{own}' of trigger '{}' was deleted while the plugin ran",
+                self.trigger
+            ));
+        }
         if self.definition.reaches(own, name, using) {
             return Ok(name);
         }
@@ -234,6 +245,11 @@ impl TriggerHost {
         let mut errors = Vec::new();
         for (database, parts) in by_database {
             let create = self.may_create(&database);
+            // Checked again: the database may have gone since the plugin wrote.
+            if let Err(gone) = self.permitted(Some(&database), Use::Write) {
+                errors.push(gone);
+                continue;
+            }
             let written = match joined(parts).await {
                 Ok((text, Some(parsed))) => {
                     self.storage

@@ -441,6 +441,10 @@ mod tests {
     struct NoDatabase;
 
     impl Database for NoDatabase {
+        fn database_id(&self, _: &str) -> Option<DbId> {
+            Some(db().id)
+        }
+
         fn query<'a>(
             &'a self,
             _: &'a str,

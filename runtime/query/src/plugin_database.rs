@@ -17,6 +17,10 @@ pub struct PluginDatabase {
 }
 
 impl Database for PluginDatabase {
+    fn database_id(&self, name: &str) -> Option<sluice_catalog::DbId> {
+        self.storage.catalog().database_id(name)
+    }
+
     fn query<'a>(
         &'a self,
         database: &'a str,
