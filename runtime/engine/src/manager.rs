@@ -69,6 +69,9 @@ pub struct TriggerManager {
     published: watch::Receiver<u64>,
     /// The generation of the catalog last reconciled with.
     reconciled: watch::Sender<u64>,
+    /// The databases there were when last reconciled (`None` before the first time):
+    /// what is kept for databases is swept only when one has gone.
+    databases: Mutex<Option<HashSet<DbId>>>,
     flushes: mpsc::Sender<Flush>,
     dropped_flushes: AtomicU64,
     disable: DisableTrigger,
@@ -92,6 +95,7 @@ impl TriggerManager {
             running: Mutex::default(),
             published: versions.clone(),
             reconciled: watch::Sender::new(0),
+            databases: Mutex::default(),
             flushes,
             dropped_flushes: AtomicU64::new(0),
             disable: Box::new(disable),
@@ -136,13 +140,22 @@ impl TriggerManager {
             .collect();
         self.invoker
             .retain_pools(|trigger| enabled.contains_key(&trigger));
-        self.invoker
-            .plugins()
-            .remove_areas(|database| self.catalog.database_was_deleted(database));
-        let gone = |database: DbId| !databases.contains(&database);
-        self.invoker.cache().end_databases(gone);
-        self.invoker.records().forget_databases(gone);
-        self.invoker.forget_turns(gone);
+        let before = self
+            .databases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(databases.clone());
+        // At start, what was left of databases deleted while the server was down.
+        let some_gone = before.is_none_or(|before| before.iter().any(|db| !databases.contains(db)));
+        if some_gone {
+            self.invoker
+                .plugins()
+                .remove_areas(|database| self.catalog.database_was_deleted(database));
+            let gone = |database: DbId| !databases.contains(&database);
+            self.invoker.cache().end_databases(gone);
+            self.invoker.records().forget_databases(gone);
+            self.invoker.forget_turns(gone);
+        }
         let mut wanted: HashMap<TriggerId, (DatabaseRef, Trigger)> = enabled
             .iter()
             .filter(|(_, (_, t))| t.trigger.plugin_type() != PluginType::Request)

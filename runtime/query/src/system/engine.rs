@@ -26,6 +26,15 @@ fn of_database<T>(
     catalog.database_id(database).map(read).unwrap_or_default()
 }
 
+/// Nanoseconds as milliseconds, as the tables show times taken.
+fn millis(nanoseconds: impl Iterator<Item = impl Into<i128>>) -> ArrayRef {
+    Arc::new(
+        nanoseconds
+            .map(|ns| ns.into() as f64 / 1e6)
+            .collect::<Float64Array>(),
+    )
+}
+
 fn utf8<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
 }
@@ -83,12 +92,7 @@ impl SystemTable for Invocations {
             Arc::new(TimestampNanosecondArray::from_iter_values(
                 calls.iter().map(|r| r.start_ns),
             )) as ArrayRef,
-            Arc::new(
-                calls
-                    .iter()
-                    .map(|r| r.duration_ns as f64 / 1e6)
-                    .collect::<Float64Array>(),
-            ),
+            millis(calls.iter().map(|r| r.duration_ns)),
             Arc::new(calls.iter().map(|r| r.fuel_used).collect::<UInt64Array>()),
             Arc::new(
                 calls
@@ -102,12 +106,7 @@ impl SystemTable for Invocations {
                     .map(|r| r.bytes_written)
                     .collect::<UInt64Array>(),
             ),
-            Arc::new(
-                calls
-                    .iter()
-                    .map(|r| r.cpu_ns as f64 / 1e6)
-                    .collect::<Float64Array>(),
-            ),
+            millis(calls.iter().map(|r| r.cpu_ns)),
             Arc::new(calls.iter().map(|r| r.query_rows).collect::<UInt64Array>()),
             utf8(calls.iter().map(|r| {
                 if r.error.is_some() {
@@ -165,19 +164,11 @@ impl SystemTable for Usage {
             ) as ArrayRef,
             count(|u| u.invocations),
             count(|u| u.errors),
-            Arc::new(
-                rows.iter()
-                    .map(|r| r.usage.wall_ns as f64 / 1e6)
-                    .collect::<Float64Array>(),
-            ),
+            millis(rows.iter().map(|r| r.usage.wall_ns)),
             count(|u| u.fuel_used),
             count(|u| u.peak_memory_bytes),
             count(|u| u.bytes_written),
-            Arc::new(
-                rows.iter()
-                    .map(|r| r.usage.cpu_ns as f64 / 1e6)
-                    .collect::<Float64Array>(),
-            ),
+            millis(rows.iter().map(|r| r.usage.cpu_ns)),
             count(|u| u.query_rows),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
