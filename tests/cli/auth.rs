@@ -149,7 +149,7 @@ fn requests_need_a_token_that_allows_them() {
         (other.status, other.json()),
         (
             403,
-            json!({"error": "the token may not query database `other`"})
+            json!({"error": "the token may not query database `other`: that needs the read permission on it"})
         )
     );
     assert_eq!(write(&[("authorization", &reader)]).status, 403);

@@ -24,6 +24,7 @@ fn server_with(dir: &std::path::Path, flags: &[&str]) -> TestServer {
                 "late_writer.py",
                 &read("tests/plugins/tenants/late_writer.py"),
             ),
+            ("writer.py", &read("tests/plugins/tenants/writer.py")),
             ("remembers.py", &read("tests/plugins/engine/remembers.py")),
         ],
     );
@@ -451,7 +452,7 @@ fn quotas_bound_each_database_and_only_it() {
         "--max-triggers",
         "1",
         "--max-plugin-bytes",
-        "200",
+        "10000",
         "--max-concurrent-invocations",
         "1",
     ]);
@@ -495,7 +496,8 @@ fn quotas_bound_each_database_and_only_it() {
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("max-triggers quota is 2"), "{body}");
 
-    // Plugin bytes: a's area holds at most 200.
+    // Plugin bytes: a's area holds at most 10,000, each file charged whole 4 KiB blocks
+    // (so a quota of bytes bounds the number of files too).
     let upload = |name: &str, bytes: usize| {
         let body = json!({"plugin_name": name, "content": "#".repeat(bytes)});
         send(
@@ -506,11 +508,15 @@ fn quotas_bound_each_database_and_only_it() {
             &body,
         )
     };
-    assert_eq!(upload("one.py", 150).0, 200);
-    let (status, body) = upload("two.py", 100);
+    assert_eq!(upload("one.py", 3000).0, 200);
+    assert_eq!(upload("two.py", 1).0, 200);
+    let (status, body) = upload("three.py", 1);
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("max-plugin-bytes quota is 200"), "{body}");
-    assert_eq!(upload("one.py", 180).0, 200, "a replaced file counts once");
+    assert!(
+        body.contains("would hold 12288 bytes (each file charged in whole blocks of 4 KiB): its max-plugin-bytes quota is 10000"),
+        "{body}"
+    );
+    assert_eq!(upload("one.py", 3500).0, 200, "a replaced file counts once");
 
     // One invocation of a at a time: the second call at once is refused; b's run on.
     let address = server.address;
@@ -545,6 +551,99 @@ fn quotas_bound_each_database_and_only_it() {
         "SELECT count(*) AS n FROM system.processing_engine_logs WHERE log_text LIKE '%max-concurrent-invocations%'",
     );
     assert_eq!(logged, json!([{"n": 1}]));
+}
+
+/// Issue 17, point 7: one invocation writes at most its database's quota of lines,
+/// batched and immediate writes together; past it the call fails, naming the quota, and
+/// none of its batched rows is written. Another database's quota is its own.
+#[test]
+fn an_invocation_writes_no_more_lines_than_its_databases_quota() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let set = server.cli(&[
+        "update",
+        "database",
+        "-d",
+        "a",
+        "--max-writes-per-invocation",
+        "5",
+    ]);
+    assert!(set.status.success(), "{}", text(&set));
+    for db in ["a", "b"] {
+        let trigger = trigger_on(db, "writer", &format!("request:{db}/writer"), "writer.py");
+        assert_eq!(
+            send(&server, server.token(), "POST", TRIGGER, &trigger).0,
+            200
+        );
+    }
+    let call = |db: &str, query: &str| {
+        let response = server.get(&format!("/api/v3/engine/{db}/writer?{query}"), &[]);
+        (response.status, response.text())
+    };
+    let rows = |db: &str| server.query(db, "SELECT count(*) AS n FROM out")[0]["n"].clone();
+
+    assert_eq!(call("a", "lines=5").0, 200);
+    assert_eq!(rows("a"), json!(5));
+    for query in ["lines=6", "lines=6&sync=1"] {
+        let (status, body) = call("a", query);
+        assert_eq!(status, 500, "{body}");
+        assert!(
+            body.contains(
+                "database 'a' allows 5 lines written per invocation (its \
+                           max-writes-per-invocation quota)"
+            ),
+            "{body}"
+        );
+    }
+    // The batched call wrote nothing; the immediate one, the five lines before the quota.
+    assert_eq!(rows("a"), json!(10));
+    assert_eq!(call("b", "lines=50").0, 200, "b has the server's quota");
+    assert_eq!(rows("b"), json!(50));
+    let logged = server.query(
+        "a",
+        "SELECT count(*) AS n FROM system.processing_engine_logs \
+         WHERE log_level = 'ERROR' AND log_text LIKE '%max-writes-per-invocation%'",
+    );
+    assert_eq!(logged, json!([{"n": 2}]));
+}
+
+/// Issue 17, point 2: a token that manages its database without reading it reads the
+/// database's system tables, and none of its data, and nothing of another database.
+#[test]
+fn a_manage_only_token_reads_its_system_tables_and_no_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let manager = token(&server, "manager-a", "db:a:manage");
+    server.post("/api/v3/write_lp?db=a", &[], b"secrets value=1i 1");
+    let memo = trigger_on("a", "memo", "request:a/memo", "remembers.py");
+    assert_eq!(send(&server, &manager, "POST", TRIGGER, &memo).0, 200);
+    let query = |db: &str, sql: &str| {
+        let body = json!({"db": db, "q": sql, "format": "json"});
+        send(&server, &manager, "POST", "/api/v3/query_sql", &body)
+    };
+
+    let (status, body) = query(
+        "a",
+        "SELECT trigger_name FROM system.processing_engine_triggers",
+    );
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"[{"trigger_name":"memo"}]"#)
+    );
+    let (status, body) = query("a", "SHOW TABLES");
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("secrets"), "{body}");
+    for sql in [
+        "SELECT * FROM secrets",
+        "SELECT * FROM system.processing_engine_logs WHERE log_text IN (SELECT CAST(value AS VARCHAR) FROM secrets)",
+    ] {
+        let (status, body) = query("a", sql);
+        assert_eq!(status, 403, "{sql}: {body}");
+        assert!(body.contains("needs the read permission"), "{body}");
+    }
+    let (status, body) = query("b", "SELECT * FROM system.processing_engine_triggers");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("may not query database `b`"), "{body}");
 }
 
 /// Issue 17, point 7: the caches of one database's triggers and its shared cache share

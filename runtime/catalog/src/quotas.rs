@@ -23,6 +23,9 @@ pub struct Quotas {
     pub cache_bytes: u64,
     /// Bytes its own package environment may hold.
     pub package_bytes: u64,
+    /// Lines of line protocol one invocation of its triggers may write, batched and
+    /// immediate writes together; the write that would pass it is refused.
+    pub writes_per_invocation: u64,
 }
 
 impl Quotas {
@@ -33,6 +36,7 @@ impl Quotas {
         concurrent_invocations: 16,
         cache_bytes: 512 << 20,
         package_bytes: 256 << 20,
+        writes_per_invocation: 1_000_000,
     };
 
     /// The largest value each may be given.
@@ -42,6 +46,7 @@ impl Quotas {
         concurrent_invocations: 1_024,
         cache_bytes: 64 << 30,
         package_bytes: 16 << 30,
+        writes_per_invocation: 1_000_000_000,
     };
 
     /// These quotas with `overrides` applied.
@@ -54,17 +59,21 @@ impl Quotas {
                 .unwrap_or(self.concurrent_invocations),
             cache_bytes: overrides.cache_bytes.unwrap_or(self.cache_bytes),
             package_bytes: overrides.package_bytes.unwrap_or(self.package_bytes),
+            writes_per_invocation: overrides
+                .writes_per_invocation
+                .unwrap_or(self.writes_per_invocation),
         }
     }
 
     /// Each quota with its name, as flags and messages name it.
-    fn named(&self) -> [(&'static str, u64); 5] {
+    fn named(&self) -> [(&'static str, u64); 6] {
         [
             ("max-triggers", self.triggers),
             ("max-plugin-bytes", self.plugin_bytes),
             ("max-concurrent-invocations", self.concurrent_invocations),
             ("max-cache-bytes", self.cache_bytes),
             ("max-package-bytes", self.package_bytes),
+            ("max-writes-per-invocation", self.writes_per_invocation),
         ]
     }
 
@@ -110,6 +119,9 @@ pub struct QuotaOverrides {
     /// [`Quotas::package_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_bytes: Option<u64>,
+    /// [`Quotas::writes_per_invocation`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes_per_invocation: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -136,6 +148,7 @@ impl QuotaOverrides {
             self.concurrent_invocations.is_some(),
             self.cache_bytes.is_some(),
             self.package_bytes.is_some(),
+            self.writes_per_invocation.is_some(),
         ];
         set.named()
             .into_iter()

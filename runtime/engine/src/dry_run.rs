@@ -7,8 +7,9 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::host::Database;
+use crate::write_quota::WriteAllowance;
 use serde::Serialize;
-use sluice_catalog::DbId;
+use sluice_catalog::{DbId, Quotas};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, HttpResponse, InvocationError, Limits, LogLevel,
     PluginCall, PluginExecutor, PluginRef, QueryResult, TriggerArguments,
@@ -76,6 +77,8 @@ pub struct DryRunHost {
     database_id: DbId,
     /// What the database's caches may hold together.
     database_cache_bytes: u64,
+    /// The lines the run may still write, by its database's quota.
+    writes: WriteAllowance,
     state: Mutex<Collected>,
 }
 
@@ -104,6 +107,7 @@ impl DryRunHost {
             reaches_others: true,
             database_id: DbId::default(),
             database_cache_bytes: u64::MAX,
+            writes: WriteAllowance::unbounded(),
             state: Mutex::default(),
         }
     }
@@ -115,11 +119,12 @@ impl DryRunHost {
         self
     }
 
-    /// The same host, its caches counted against the database `id`, whose caches may
-    /// hold `cache_bytes` together.
-    pub fn counted(mut self, id: DbId, cache_bytes: u64) -> Self {
+    /// The same host, held to the `quotas` of the database `id`: its caches counted
+    /// against the database's, its writes within the quota of one invocation's.
+    pub fn counted(mut self, id: DbId, quotas: &Quotas) -> Self {
         self.database_id = id;
-        self.database_cache_bytes = cache_bytes;
+        self.database_cache_bytes = quotas.cache_bytes;
+        self.writes = WriteAllowance::new(&self.database, quotas.writes_per_invocation);
         self
     }
 
@@ -199,6 +204,7 @@ impl HostServices for DryRunHost {
 
     fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
         let database = self.database_for(database)?;
+        self.writes.take(&line_protocol)?;
         // Guests hand batched lines over many at a time; the report lists each.
         self.collected()
             .batched
@@ -214,7 +220,10 @@ impl HostServices for DryRunHost {
         line_protocol: String,
         _no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
-        let database = match self.database_for(database) {
+        let allowed = self
+            .database_for(database)
+            .and_then(|database| self.writes.take(&line_protocol).map(|()| database));
+        let database = match allowed {
             Ok(database) => database,
             Err(refused) => return Box::pin(async move { Err(refused) }),
         };

@@ -126,22 +126,6 @@ impl Environment {
     }
 }
 
-/// The bytes of the files under `dir`, its subdirectories' included (symlinks are not
-/// followed).
-pub fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => tree_bytes(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
-}
-
 /// Copies the directories and files of `from` into `to` (made); symlinks are left out,
 /// so that a copy never reaches outside `from`.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {

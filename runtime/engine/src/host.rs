@@ -6,7 +6,8 @@
 
 use crate::cache::{CacheStore, Namespace};
 use crate::records::{EngineRecords, LogRecord};
-use sluice_catalog::{DatabaseRef, DbId, Trigger, Use};
+use crate::write_quota::WriteAllowance;
+use sluice_catalog::{DatabaseRef, DbId, Quotas, Trigger, Use};
 use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
@@ -62,6 +63,8 @@ pub struct TriggerHost {
     limits: Limits,
     /// What its database's caches may hold together.
     database_cache_bytes: u64,
+    /// The lines it may still write, by its database's quota.
+    writes: WriteAllowance,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
     /// The trigger's own cache: of its run when the call started.
@@ -144,23 +147,23 @@ async fn joined(parts: Vec<Parsing>) -> Result<(String, Option<ParsedBody>), Str
 }
 
 impl TriggerHost {
-    /// The host of `trigger` of `database`, for an invocation within `limits`, whose
-    /// database's caches may hold `database_cache_bytes` together.
+    /// The host of `trigger` of `database`, for an invocation within `limits` and the
+    /// database's `quotas`.
     pub fn new(
         database: &DatabaseRef,
         trigger: &Trigger,
-        limits: &Limits,
+        (limits, quotas): (&Limits, &Quotas),
         storage: Arc<dyn Database>,
         cache: Arc<CacheStore>,
         records: Arc<EngineRecords>,
-        database_cache_bytes: u64,
     ) -> Self {
         Self {
             database: database.clone(),
             trigger: trigger.trigger_name.clone(),
             definition: trigger.clone(),
             limits: limits.clone(),
-            database_cache_bytes,
+            database_cache_bytes: quotas.cache_bytes,
+            writes: WriteAllowance::new(&database.name, quotas.writes_per_invocation),
             storage,
             own_cache: cache.trigger_namespace(database.id, trigger.id),
             shared_cache: cache.database_namespace(database.id),
@@ -357,6 +360,7 @@ impl HostServices for TriggerHost {
 
     fn write(&self, database: Option<&str>, line_protocol: String) -> Result<(), String> {
         let database = self.permitted(database, Use::Write)?.to_string();
+        self.writes.take(&line_protocol)?;
         let parsing = Parsing::start(line_protocol);
         self.queued().writes.push((database, parsing));
         Ok(())
@@ -368,7 +372,10 @@ impl HostServices for TriggerHost {
         line_protocol: String,
         no_sync: bool,
     ) -> BoxFuture<'a, Result<(), String>> {
-        match self.permitted(database, Use::Write) {
+        let allowed = self
+            .permitted(database, Use::Write)
+            .and_then(|database| self.writes.take(&line_protocol).map(|()| database));
+        match allowed {
             Ok(database) => {
                 let create = self.may_create(database);
                 self.storage.write(database, line_protocol, no_sync, create)

@@ -234,11 +234,10 @@ impl Invoker {
         let host = Arc::new(TriggerHost::new(
             database,
             trigger,
-            &limits,
+            (&limits, &self.quotas_of(&database.name)),
             Arc::clone(&self.storage),
             Arc::clone(&self.cache),
             Arc::clone(&self.records),
-            self.quotas_of(&database.name).cache_bytes,
         ));
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
@@ -313,7 +312,7 @@ impl Invoker {
         reaches_others: bool,
     ) -> Result<DryRunReport, InvocationError> {
         plugin.read()?;
-        let cache_bytes = self.quotas_of(&database.name).cache_bytes;
+        let quotas = self.quotas_of(&database.name);
         let mut host = DryRunHost::new(
             database.name.as_str(),
             &self.limits,
@@ -321,7 +320,7 @@ impl Invoker {
             cache_name,
         )
         .with_queries(Arc::clone(&self.storage))
-        .counted(database.id, cache_bytes);
+        .counted(database.id, &quotas);
         if !reaches_others {
             host = host.own_database_only();
         }

@@ -33,6 +33,7 @@
 pub mod batches;
 pub mod cache;
 pub mod cpu;
+pub mod disk;
 pub mod dry_run;
 pub mod environment;
 pub mod host;
@@ -43,6 +44,7 @@ pub mod plugin_dir;
 pub mod records;
 pub mod requests;
 pub mod schedule;
+mod write_quota;
 
 /// The processing engine of a server: its request triggers, and its WAL and schedule
 /// triggers.

@@ -6,6 +6,7 @@
 //! (cap-std), so no name, `..` or symlink reaches outside. Changes are serialised, and a
 //! file appears whole or not at all: it is written under a temporary name and renamed.
 
+use crate::disk::{BLOCK_BYTES, charged_bytes, tree_bytes};
 use crate::environment::Environment;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, Metadata};
@@ -75,7 +76,8 @@ pub enum PluginDirError {
     },
     /// A change that would take a database's area past its quota.
     #[error(
-        "the plugin area would hold {would_hold} bytes: its max-plugin-bytes quota is {max_bytes}"
+        "the plugin area would hold {would_hold} bytes (each file charged in whole blocks of \
+         4 KiB): its max-plugin-bytes quota is {max_bytes}"
     )]
     OverQuota {
         /// The bytes it would hold.
@@ -283,28 +285,6 @@ fn within(dir: &Dir, replaced: u64, added: u64, max_bytes: u64) -> Result<(), Pl
     Ok(())
 }
 
-/// The bytes of the files under `dir`, its subdirectories' included (symlinks are not
-/// followed).
-fn tree_bytes(dir: &Dir) -> u64 {
-    let Ok(entries) = dir.entries() else {
-        return 0;
-    };
-    let mut total = 0;
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            if let Ok(inner) = entry.open_dir() {
-                total += tree_bytes(&inner);
-            }
-        } else if kind.is_file() {
-            total += entry.metadata().map_or(0, |m| m.len());
-        }
-    }
-    total
-}
-
 /// The entries of `dir` named by a number (database ids).
 fn numbered_entries(dir: &Path) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -390,8 +370,13 @@ impl PluginDir {
         let relative = checked(name)?;
         let _changing = self.lock();
         let dir = self.open()?;
-        let replaced = dir.metadata(relative).map_or(0, |m| m.len());
-        within(&dir, replaced, content.len() as u64, max_bytes)?;
+        let replaced = dir.metadata(relative).map_or(0, |m| charged_bytes(m.len()));
+        within(
+            &dir,
+            replaced,
+            charged_bytes(content.len() as u64),
+            max_bytes,
+        )?;
         if let Some(parent) = relative.parent().filter(|p| !p.as_os_str().is_empty()) {
             dir.create_dir_all(parent).map_err(|e| io_error(name, e))?;
         }
@@ -444,8 +429,14 @@ impl PluginDir {
         }
         let _changing = self.lock();
         let dir = self.open()?;
-        let replaced = dir.open_dir(package).map_or(0, |old| tree_bytes(&old));
-        let added = files.iter().map(|(_, content)| content.len() as u64).sum();
+        let replaced = dir
+            .open_dir(package)
+            .map_or(0, |old| BLOCK_BYTES + tree_bytes(&old));
+        let added = BLOCK_BYTES
+            + files
+                .iter()
+                .map(|(_, content)| charged_bytes(content.len() as u64))
+                .sum::<u64>();
         within(&dir, replaced, added, max_bytes)?;
         let staged = temporary_name(package, "tmp");
         let previous = temporary_name(package, "old");

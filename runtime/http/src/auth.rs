@@ -165,7 +165,8 @@ pub fn require_read(access: &Access, database: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
-            "the token may not query database `{database}`"
+            "the token may not query database `{database}`: that needs the read \
+             permission on it"
         )))
     }
 }

@@ -97,9 +97,9 @@ struct UpdateDatabase {
 }
 
 /// `PUT /api/v3/configure/database` with `{"db": NAME, "quotas": {"triggers"?,
-/// "plugin_bytes"?, "concurrent_invocations"?, "cache_bytes"?, "package_bytes"?}}` (admin):
-/// gives the database its own
-/// quotas, replacing those it had; 400 for a value of 0 or over the largest allowed.
+/// "plugin_bytes"?, "concurrent_invocations"?, "cache_bytes"?, "package_bytes"?,
+/// "writes_per_invocation"?}}` (admin): gives the database its own quotas, replacing those
+/// it had; 400 for a value of 0 or over the largest allowed.
 pub async fn update_database(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -237,6 +237,7 @@ impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {
             QueryError::DatabaseNotFound(_) => Self::NotFound(error.to_string()),
+            QueryError::Forbidden(message) => Self::Forbidden(message),
             QueryError::NotAllowed(_) => Self::BadRequest(error.to_string()),
             QueryError::Plan(message)
             | QueryError::Execution(message)

@@ -26,7 +26,8 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use sluice_catalog::Access;
-use sluice_engine::environment::{Environment, tree_bytes};
+use sluice_engine::disk::tree_bytes_at;
+use sluice_engine::environment::Environment;
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -282,7 +283,7 @@ async fn install(
         let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
         environment.install(|build| {
             let installed = pip_install(&python, build, &requirements)?;
-            let holds = tree_bytes(build);
+            let holds = tree_bytes_at(build);
             if holds > max_bytes {
                 return Err(ApiError::Forbidden(format!(
                     "installing {} would make the database's packages {holds} bytes: its \

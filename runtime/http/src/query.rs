@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_catalog::Access;
-use sluice_query::{QueryStream, ScalarValue, SchemaRef};
+use sluice_query::{QueryStream, Readable, ScalarValue, SchemaRef};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -163,7 +163,13 @@ async fn run(
             ));
         }
     };
-    crate::auth::require_read(access, &database)?;
+    // A token that manages the database without reading it sees its system tables.
+    let readable = if access.can_manage(&database) && !access.can_read(&database) {
+        Readable::SystemTables
+    } else {
+        crate::auth::require_read(access, &database)?;
+        Readable::All
+    };
     let format = match request.format {
         Some(name) => Format::parse(&name)?,
         None => Format::from_accept(headers)?,
@@ -174,7 +180,10 @@ async fn run(
         .into_iter()
         .map(|(name, value)| scalar(&name, value).map(|v| (name, v)))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut rows = state.query.stream(&database, &sql, params).await?;
+    let mut rows = state
+        .query
+        .stream(&database, readable, &sql, params)
+        .await?;
     // The first rows before the answer: most failures come before any row, and get
     // their status; a later one cuts the answer short.
     let first = rows.next().await.transpose()?;

@@ -36,12 +36,12 @@ pub use depth::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH, QUERY_THREAD_STACK_BYTES};
 pub use limits::QueryLimits;
 pub use plugin_database::PluginDatabase;
 pub use plugin_rows::ResultBuilder;
-pub use schema::DatabaseSchema;
+pub use schema::{DatabaseSchema, Readable, SystemTablesOnly};
 pub use system::{SYSTEM_SCHEMA, SystemSchema};
 pub use table::SluiceTable;
 
 use datafusion::catalog::CatalogProvider;
-use datafusion::catalog::MemoryCatalogProvider;
+use datafusion::catalog::{MemoryCatalogProvider, SchemaProvider};
 use datafusion::datasource::object_store::{DefaultObjectStoreRegistry, ObjectStoreUrl};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -71,6 +71,9 @@ pub enum QueryError {
     /// No such database.
     #[error("database not found: {0}")]
     DatabaseNotFound(String),
+    /// The query named a table it may not read ([`Readable::SystemTables`]).
+    #[error("{0}")]
+    Forbidden(String),
     /// The query is wrong: bad SQL, unknown table or column, missing parameter.
     #[error("{0}")]
     Plan(String),
@@ -103,6 +106,11 @@ impl QueryError {
             && inner.downcast_ref::<watch::ShortOfMemory>().is_some()
         {
             return Self::Busy(inner.to_string());
+        }
+        if let DataFusionError::External(inner) = error.find_root()
+            && let Some(refused) = inner.downcast_ref::<SystemTablesOnly>()
+        {
+            return Self::Forbidden(refused.to_string());
         }
         match error.find_root() {
             DataFusionError::ResourcesExhausted(message) => {
@@ -336,8 +344,14 @@ impl QueryEngine {
         self
     }
 
-    /// A session whose default schema is `database`'s tables, drawing memory from `pool`.
-    fn session(&self, database: &str, pool: Arc<QueryPool>) -> Result<SessionContext, QueryError> {
+    /// A session whose default schema is `database`'s tables (those `readable`), drawing
+    /// memory from `pool`.
+    fn session(
+        &self,
+        database: &str,
+        readable: Readable,
+        pool: Arc<QueryPool>,
+    ) -> Result<SessionContext, QueryError> {
         if database != INTERNAL_DATABASE && !self.storage.catalog().has_database(database) {
             return Err(QueryError::DatabaseNotFound(database.to_string()));
         }
@@ -369,14 +383,15 @@ impl QueryEngine {
         let context = SessionContext::new_with_state(state);
         functions::bound(&context);
         let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(
-            DEFAULT_SCHEMA,
-            Arc::new(DatabaseSchema::new(
+        let tables: Arc<dyn SchemaProvider> = match readable {
+            Readable::All => Arc::new(DatabaseSchema::new(
                 database,
                 Arc::clone(&self.storage),
                 store_url,
             )),
-        )?;
+            Readable::SystemTables => Arc::new(schema::HiddenTables::new(database)),
+        };
+        catalog.register_schema(DEFAULT_SCHEMA, tables)?;
         catalog.register_schema(
             SYSTEM_SCHEMA,
             Arc::new(SystemSchema::new(
@@ -402,7 +417,7 @@ impl QueryEngine {
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryOutput, QueryError> {
-        let mut stream = self.stream(database, sql, params).await?;
+        let mut stream = self.stream(database, Readable::All, sql, params).await?;
         let mut batches = Vec::new();
         while let Some(batch) = stream.next().await {
             batches.push(batch?);
@@ -413,8 +428,9 @@ impl QueryEngine {
         })
     }
 
-    /// Plans `sql` on `database` with `$name` parameters and starts it; its rows come
-    /// as the stream is read, within [`QueryLimits`] (the time limit runs from now).
+    /// Plans `sql` on `database` (reading the tables `readable`) with `$name` parameters
+    /// and starts it; its rows come as the stream is read, within [`QueryLimits`] (the
+    /// time limit runs from now).
     ///
     /// # Errors
     ///
@@ -422,6 +438,7 @@ impl QueryEngine {
     pub async fn stream(
         &self,
         database: &str,
+        readable: Readable,
         sql: &str,
         params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryStream, QueryError> {
@@ -432,7 +449,7 @@ impl QueryEngine {
             Arc::clone(&self.server_pool),
             self.limits.query_memory_bytes,
         ));
-        let context = self.session(database, Arc::clone(&pool))?;
+        let context = self.session(database, readable, Arc::clone(&pool))?;
         // Planned on a query thread (a plugin's call runs on a small stack of its own),
         // where a panic fails this query only.
         let sql = sql.to_owned();

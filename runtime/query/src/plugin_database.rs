@@ -36,7 +36,7 @@ impl Database for PluginDatabase {
                 .collect();
             let mut stream = self
                 .query
-                .stream(database, sql, params)
+                .stream(database, crate::Readable::All, sql, params)
                 .await
                 .map_err(|e| e.to_string())?;
             // Built as the rows come, so a result over its bound stops the query there.

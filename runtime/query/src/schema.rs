@@ -4,7 +4,7 @@ use crate::table::SluiceTable;
 use async_trait::async_trait;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::object_store::ObjectStoreUrl;
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use sluice_storage::WriteBuffer;
 use std::fmt;
 use std::sync::Arc;
@@ -59,5 +59,58 @@ impl SchemaProvider for DatabaseSchema {
             .catalog()
             .database(&self.database)
             .is_some_and(|db| db.tables.contains_key(name))
+    }
+}
+
+/// Which of a database's tables a query may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readable {
+    /// Its tables and its system tables: a token with `read` on it.
+    All,
+    /// Its system tables only: a token that manages it without reading its data.
+    SystemTables,
+}
+
+/// A database's tables as a query that may read only its system tables sees them: none
+/// is listed, and naming one is refused with [`SystemTablesOnly`].
+#[derive(Debug)]
+pub(crate) struct HiddenTables {
+    database: String,
+}
+
+impl HiddenTables {
+    pub(crate) fn new(database: &str) -> Self {
+        Self {
+            database: database.to_string(),
+        }
+    }
+}
+
+/// A query that may read only the system tables of its database named one of its tables.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the token may read only the system tables of database `{database}`: reading table \
+     `{table}` needs the read permission on it"
+)]
+pub struct SystemTablesOnly {
+    database: String,
+    table: String,
+}
+
+#[async_trait]
+impl SchemaProvider for HiddenTables {
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        Err(DataFusionError::External(Box::new(SystemTablesOnly {
+            database: self.database.clone(),
+            table: name.to_string(),
+        })))
+    }
+
+    fn table_exist(&self, _name: &str) -> bool {
+        false
     }
 }

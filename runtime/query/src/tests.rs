@@ -466,6 +466,47 @@ async fn sources_stop_while_the_server_is_short_of_memory() {
     );
 }
 
+/// Rows of `sql` on `db` read by a query that may read only its system tables.
+async fn system_tables_only(engine: &QueryEngine, sql: &str) -> Result<usize, QueryError> {
+    let mut stream = engine
+        .stream("db", Readable::SystemTables, sql, vec![])
+        .await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch?.num_rows();
+    }
+    Ok(rows)
+}
+
+#[tokio::test]
+async fn a_query_that_may_read_only_system_tables_reads_none_of_the_databases() {
+    let (engine, _dir) = engine().await;
+    let refused = "the token may read only the system tables of database `db`: reading \
+                   table `cpu` needs the read permission on it";
+    for sql in [
+        "SELECT * FROM cpu",
+        "SELECT * FROM iox.cpu",
+        "SELECT * FROM public.iox.cpu",
+        "SELECT count(*) FROM system.processing_engine_logs WHERE 1 IN (SELECT 1 FROM cpu)",
+    ] {
+        match system_tables_only(&engine, sql).await {
+            Err(QueryError::Forbidden(message)) => assert_eq!(message, refused, "{sql}"),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    // What the database holds is not even listed.
+    let listed = system_tables_only(
+        &engine,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'iox'",
+    )
+    .await;
+    assert!(matches!(listed, Ok(0)), "{listed:?}");
+    assert!(matches!(
+        system_tables_only(&engine, "SELECT * FROM system.processing_engine_triggers").await,
+        Ok(_)
+    ));
+}
+
 #[tokio::test]
 async fn a_query_whose_rows_are_not_read_still_ends_on_time() {
     let (engine, _dir) = engine().await;
@@ -479,6 +520,7 @@ async fn a_query_whose_rows_are_not_read_still_ends_on_time() {
     let mut stream = hasty
         .stream(
             "db",
+            Readable::All,
             "SELECT value FROM generate_series(1, 100000000000)",
             vec![],
         )

@@ -54,6 +54,9 @@ pub struct UpdateDatabaseArgs {
     /// Bytes its own package environment may hold
     #[arg(long)]
     max_package_bytes: Option<u64>,
+    /// Lines of line protocol one invocation of its triggers may write
+    #[arg(long)]
+    max_writes_per_invocation: Option<u64>,
 }
 
 impl UpdateDatabaseArgs {
@@ -66,6 +69,7 @@ impl UpdateDatabaseArgs {
             concurrent_invocations: self.max_concurrent_invocations,
             cache_bytes: self.max_cache_bytes,
             package_bytes: self.max_package_bytes,
+            writes_per_invocation: self.max_writes_per_invocation,
         };
         block_on(
             client.send(

@@ -216,6 +216,10 @@ pub struct ServeArgs {
     /// refused (403) and the environment stays as it was
     #[arg(long, env = "SLUICE_MAX_PACKAGE_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.package_bytes, help_heading = "Plugin limits (per database)")]
     max_package_bytes_per_database: u64,
+    /// Lines of line protocol one invocation of a database's triggers may write, batched
+    /// and immediate writes together; the write that would pass it raises in the plugin
+    #[arg(long, env = "SLUICE_MAX_WRITES_PER_INVOCATION", value_name = "LINES", default_value_t = Quotas::DEFAULT.writes_per_invocation, help_heading = "Plugin limits (per database)")]
+    max_writes_per_invocation: u64,
     #[command(flatten, next_help_heading = "Query limits")]
     query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
@@ -314,6 +318,7 @@ impl ServeArgs {
             concurrent_invocations: self.max_concurrent_invocations_per_database,
             cache_bytes: self.max_cache_bytes_per_database,
             package_bytes: self.max_package_bytes_per_database,
+            writes_per_invocation: self.max_writes_per_invocation,
         };
         quotas.check().context("invalid per-database quotas")?;
         Ok(quotas)
