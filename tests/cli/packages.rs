@@ -172,6 +172,54 @@ fn installs_are_refused_when_the_package_manager_is_disabled() {
     assert!(!plugins.join(".packages").exists());
 }
 
+/// An install that does not end (a package index that never answers) is stopped at the
+/// server's deadline, so that installs, which run one at a time, are never held for
+/// longer; nothing is installed.
+#[test]
+fn an_install_that_does_not_end_is_stopped_at_its_deadline() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = plugin_dir_with(dir.path(), &[]);
+    // A Python whose pip never ends, and says which process it is.
+    let stuck = dir.path().join("stuck-python");
+    let pids = dir.path().join("pids");
+    let script = format!("#!/bin/sh\necho $$ >> {}\nexec sleep 600\n", pids.display());
+    std::fs::write(&stuck, script).expect("written");
+    std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755))
+        .expect("made executable");
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[
+            "--plugin-dir",
+            &plugins.to_string_lossy(),
+            "--package-install-timeout",
+            "1s",
+        ],
+        &[("PYTHON", &stuck.to_string_lossy())],
+    );
+    for package in ["slow-one", "slow-two"] {
+        let stopped = install(&server, &[package]);
+        assert!(
+            text(&stopped).contains("504 Gateway Timeout")
+                && text(&stopped).contains(&format!(
+                    "installing {package} took longer than 1s (the server's \
+                     --package-install-timeout) and was stopped; nothing was installed"
+                )),
+            "{}",
+            text(&stopped)
+        );
+    }
+    let started = std::fs::read_to_string(&pids).expect("pip was started");
+    assert_eq!(started.lines().count(), 2, "{started}");
+    for pid in started.lines() {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "pip {pid} was left running"
+        );
+    }
+    assert!(!plugins.join(".packages").exists());
+}
+
 /// Issue 17, point 6: a database token installs into its database's own environment,
 /// which its plugins import first; an install is swapped in whole.
 #[test]

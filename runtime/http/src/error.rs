@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 502 with `{"error": message}`: a server this one depends on (the plugin
     /// repository) failed.
     BadGateway(String),
+    /// 504 with `{"error": message}`: work that depends on another server (an install
+    /// from the package index) did not end in time.
+    GatewayTimeout(String),
     /// 413: the body is over `--max-http-request-size`.
     TooLarge(usize),
     /// 503 with `{"error": message}` and `Retry-After`: the server is at a bound that
@@ -88,6 +91,9 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, json!({"error": message}))
             }
             Self::BadGateway(message) => (StatusCode::BAD_GATEWAY, json!({"error": message})),
+            Self::GatewayTimeout(message) => {
+                (StatusCode::GATEWAY_TIMEOUT, json!({"error": message}))
+            }
             Self::PluginFailed(message) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, json!({"error": message}))
             }

@@ -16,6 +16,10 @@
 //! it runs in an empty directory of its own, so that no name can be read as a local file
 //! or directory whose build would run. A requirements file is read from the plugin
 //! directory only, and errors about it never quote it.
+//!
+//! Installs run one at a time, each within a deadline (`sluice serve
+//! --package-install-timeout`): pip still running then is killed and nothing is
+//! installed, so no install holds the others back for longer.
 
 use crate::AppState;
 use crate::configure::json_body;
@@ -31,9 +35,10 @@ use sluice_engine::environment::Environment;
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub use sluice_plugin_api::PACKAGES_DIR;
 
@@ -46,8 +51,14 @@ const MAX_REQUIREMENTS_BYTES: u64 = 1 << 20;
 /// How packages are installed (`sluice serve --package-manager`).
 #[derive(Debug, Clone)]
 pub enum PackageManager {
-    /// `PYTHON -m pip install`, with this Python executable.
-    Pip(String),
+    /// `PYTHON -m pip install`, with this Python executable, each install within
+    /// `timeout`.
+    Pip {
+        /// The Python executable.
+        python: String,
+        /// How long an install may take.
+        timeout: Duration,
+    },
     /// Installs are refused with 403.
     Disabled,
 }
@@ -263,7 +274,7 @@ async fn install(
     database: Option<String>,
     requirements: Vec<String>,
 ) -> Result<StatusCode, ApiError> {
-    let python = match &state.package_manager {
+    let (python, timeout) = match &state.package_manager {
         PackageManager::Disabled => {
             return Err(ApiError::Forbidden(
                 "Package installation has been disabled. Contact your administrator for more \
@@ -271,7 +282,7 @@ async fn install(
                     .into(),
             ));
         }
-        PackageManager::Pip(python) => python.clone(),
+        PackageManager::Pip { python, timeout } => (python.clone(), *timeout),
     };
     tracing::info!(?requirements, database = ?database, "installing plugin packages with pip");
     // A database's environment is held to its quota; the shared one is the admin's.
@@ -282,7 +293,7 @@ async fn install(
     let installed = tokio::task::spawn_blocking(move || {
         let _one_at_a_time = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
         environment.install(|build| {
-            let installed = pip_install(&python, build, &requirements)?;
+            let installed = pip_install((&python, timeout), build, &requirements)?;
             let holds = tree_bytes_at(build);
             if holds > max_bytes {
                 return Err(ApiError::Forbidden(format!(
@@ -312,12 +323,27 @@ async fn install(
     Ok(StatusCode::OK)
 }
 
-/// Runs pip; returns the end of its output (what it installed).
-fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<String, ApiError> {
+/// How often a running pip is looked at, for its deadline.
+const PIP_POLL: Duration = Duration::from_millis(50);
+
+/// Runs pip, for at most `timeout`; returns the end of its output (what it installed).
+fn pip_install(
+    (python, timeout): (&str, Duration),
+    target: &Path,
+    requirements: &[String],
+) -> Result<String, ApiError> {
+    let internal = |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
     // Where no file is: a requirement pip would read as a relative path finds nothing.
-    let empty = tempfile::tempdir()
-        .map_err(|e| ApiError::Internal(format!("cannot make pip's working directory: {e}")))?;
-    let output = Command::new(python)
+    let empty = tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
+    // Its output goes to files (beside the working directory, where pip reads nothing),
+    // so that a full pipe never stalls it while it is waited for.
+    let output_files =
+        tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
+    let output_file = |name: &str| {
+        std::fs::File::create(output_files.path().join(name))
+            .map_err(|e| internal("cannot make pip's output file", e))
+    };
+    let mut pip = Command::new(python)
         .current_dir(empty.path())
         .args([
             "-m",
@@ -342,15 +368,37 @@ fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<S
             SANDBOX_PYTHON_VERSION,
         ])
         .args(requirements)
-        .output()
-        .map_err(|e| ApiError::Internal(format!("cannot run `{python} -m pip`: {e}")))?;
+        .stdin(Stdio::null())
+        .stdout(output_file("stdout")?)
+        .stderr(output_file("stderr")?)
+        .spawn()
+        .map_err(|e| internal(&format!("cannot run `{python} -m pip`"), e))?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = pip.try_wait().map_err(|e| internal("pip vanished", e))? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = pip.kill();
+            let _ = pip.wait();
+            return Err(ApiError::GatewayTimeout(format!(
+                "installing {} took longer than {} (the server's --package-install-timeout) \
+                 and was stopped; nothing was installed",
+                requirements.join(" "),
+                humantime::format_duration(timeout)
+            )));
+        }
+        std::thread::sleep(PIP_POLL);
+    };
+    let read = |name: &str| std::fs::read(output_files.path().join(name)).unwrap_or_default();
+    let (stdout, stderr) = (read("stdout"), read("stderr"));
     let last_lines = |bytes: &[u8]| {
         let text = String::from_utf8_lossy(bytes);
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         lines[lines.len().saturating_sub(10)..].join("\n")
     };
-    if !output.status.success() {
-        let stderr = last_lines(&output.stderr);
+    if !status.success() {
+        let stderr = last_lines(&stderr);
         if stderr.contains("No module named pip") {
             return Err(ApiError::Internal(format!(
                 "`{python} -m pip` is not available on the server: {stderr}"
@@ -362,7 +410,7 @@ fn pip_install(python: &str, target: &Path, requirements: &[String]) -> Result<S
             stderr
         )));
     }
-    Ok(last_lines(&output.stdout))
+    Ok(last_lines(&stdout))
 }
 
 #[cfg(test)]

@@ -190,6 +190,10 @@ pub struct ServeArgs {
         default_value = "discover"
     )]
     package_manager: PackageManagerKind,
+    /// The longest one package install may take; pip still running then is stopped, the
+    /// install answered 504, and nothing installed. Installs run one at a time
+    #[arg(long, env = "SLUICE_PACKAGE_INSTALL_TIMEOUT", default_value = "10m", value_parser = positive_duration)]
+    package_install_timeout: Duration,
     #[command(flatten, next_help_heading = "Plugin limits (per invocation)")]
     limits: LimitArgs,
     /// Maximum bytes of keys and values in each database's shared plugin cache
@@ -492,9 +496,10 @@ impl ServeArgs {
             engine,
             package_manager: match self.package_manager {
                 PackageManagerKind::Disabled => PackageManager::Disabled,
-                _ => PackageManager::Pip(
-                    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string()),
-                ),
+                _ => PackageManager::Pip {
+                    python: std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string()),
+                    timeout: self.package_install_timeout,
+                },
             },
         };
         if self.without_auth {
