@@ -212,6 +212,28 @@ fn request_triggers_run_their_plugins_on_the_database() {
     }
     let anonymous = crate::http::request(server.address, "GET", "/metrics", &[], b"");
     assert_eq!(anonymous.status, 401);
+
+    // A deleted trigger's usage stays counted, in its database's row of deleted triggers
+    // (so that triggers created and deleted again and again pile nothing up).
+    let deleted = server.cli(&["delete", "trigger", "-d", "db", "--force", "failing"]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        crate::support::text(&deleted)
+    );
+    let usage = server.query(
+        "db",
+        "SELECT trigger_name, invocations, errors FROM system.processing_engine_usage \
+         WHERE hour IS NULL AND (trigger_name IS NULL OR trigger_name = 'failing')",
+    );
+    assert_eq!(usage, json!([{"invocations": 1, "errors": 1}]), "{usage}");
+    let text = server.get("/metrics", &[]).text();
+    assert!(
+        text.contains(
+            r#"sluice_plugin_invocations_total{database="db",trigger="",outcome="error"} 1"#
+        ) && !text.contains(r#"trigger="failing""#),
+        "{text}"
+    );
 }
 
 /// Writes, for each table of a flush except its own, a row with the table's row count;

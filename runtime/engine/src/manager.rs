@@ -124,14 +124,21 @@ impl TriggerManager {
 
     /// Starts the enabled WAL and schedule triggers that are not running, and stops the
     /// ones that are gone, disabled or changed (dropping their caches); forgets what is
-    /// kept for deleted databases (their shared caches, their records).
+    /// kept for deleted databases (their shared caches, their records), and counts the
+    /// usage of deleted triggers with their database's.
     pub(crate) fn reconcile(self: &Arc<Self>) {
-        let databases: HashSet<DbId> = self
+        let existing: HashMap<DbId, (String, HashSet<String>)> = self
             .catalog
             .database_refs()
             .into_iter()
-            .map(|database| database.id)
+            .map(|database| {
+                let triggers = self.catalog.triggers(&database.name).unwrap_or_default();
+                let names = triggers.into_iter().map(|t| t.trigger_name).collect();
+                (database.id, (database.name, names))
+            })
             .collect();
+        self.invoker.records().fold_deleted_triggers(&existing);
+        let databases: HashSet<DbId> = existing.keys().copied().collect();
         let enabled: HashMap<TriggerId, (DatabaseRef, Trigger)> = self
             .catalog
             .enabled_triggers()

@@ -112,6 +112,19 @@ impl Default for EngineMetrics {
     }
 }
 
+/// Adds the counter of `from` in `family` to that of `to`, and removes `from`'s.
+fn fold<L, N, A>(family: &Family<L, Counter<N, A>>, from: &L, to: &L)
+where
+    L: Clone + std::hash::Hash + Eq,
+    A: prometheus_client::metrics::counter::Atomic<N> + Default,
+{
+    let Some(value) = family.get(from).map(|counter| counter.get()) else {
+        return;
+    };
+    family.remove(from);
+    family.get_or_create(to).inc_by(value);
+}
+
 fn labels(database: &str, trigger: &str) -> TriggerLabels {
     TriggerLabels {
         database: database.to_string(),
@@ -158,6 +171,32 @@ impl EngineMetrics {
             self.cache_bytes
                 .get_or_create(&DatabaseLabels { database })
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Moves the counters of `trigger` of `database`, deleted, to the database's series
+    /// for deleted triggers (`trigger=""`): they stay counted, and the series of
+    /// triggers created and deleted again and again do not pile up.
+    pub fn fold_deleted_trigger(&self, database: &str, trigger: &str) {
+        let (from, to) = (labels(database, trigger), labels(database, ""));
+        for outcome in ["success", "error"] {
+            let labelled = |trigger: &str| OutcomeLabels {
+                database: database.to_string(),
+                trigger: trigger.to_string(),
+                outcome,
+            };
+            fold(&self.invocations, &labelled(trigger), &labelled(""));
+        }
+        for counters in [
+            &self.fuel,
+            &self.bytes_written,
+            &self.query_rows,
+            &self.dropped_flushes,
+        ] {
+            fold(counters, &from, &to);
+        }
+        for seconds in [&self.seconds, &self.cpu_seconds] {
+            fold(seconds, &from, &to);
         }
     }
 

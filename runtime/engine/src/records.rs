@@ -5,10 +5,15 @@
 //! holds [`CAPACITY`] entries or [`BYTES_PER_DATABASE`] of text, and nothing is
 //! kept across restarts, as upstream's log table. A deleted database's rings go with it.
 //! Invocations are also counted in [`EngineMetrics`].
+//!
+//! Usage is kept per trigger while the trigger exists; a deleted trigger's is added to its
+//! database's row for deleted triggers (a trigger name of `None`), so that what a tenant
+//! used stays counted however many triggers it creates and deletes, and the memory it
+//! takes stays bounded by the triggers that exist.
 
 use crate::metrics::EngineMetrics;
 use sluice_catalog::{DatabaseRef, DbId};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 /// Entries kept per database and table, as upstream's log buffer (which is one for the
@@ -85,6 +90,18 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds what `other` counts.
+    fn merge(&mut self, other: &Usage) {
+        self.invocations = self.invocations.saturating_add(other.invocations);
+        self.errors = self.errors.saturating_add(other.errors);
+        self.wall_ns = self.wall_ns.saturating_add(other.wall_ns);
+        self.fuel_used = self.fuel_used.saturating_add(other.fuel_used);
+        self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
+        self.bytes_written = self.bytes_written.saturating_add(other.bytes_written);
+        self.cpu_ns = self.cpu_ns.saturating_add(other.cpu_ns);
+        self.query_rows = self.query_rows.saturating_add(other.query_rows);
+    }
+
     fn add(&mut self, call: &InvocationRecord) {
         self.invocations += 1;
         self.errors += u64::from(call.error.is_some());
@@ -103,8 +120,8 @@ impl Usage {
 /// (its start, nanoseconds since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {
-    /// The trigger.
-    pub trigger: String,
+    /// The trigger; `None` for the database's triggers deleted since the server started.
+    pub trigger: Option<String>,
     /// The hour, or `None` for everything since the server started.
     pub hour_ns: Option<i64>,
     /// What its calls used.
@@ -115,8 +132,39 @@ pub struct UsageRow {
 /// [`USAGE_HOURS`].
 #[derive(Debug, Default)]
 struct DatabaseUsage {
-    totals: BTreeMap<String, Usage>,
-    hourly: BTreeMap<(i64, String), Usage>,
+    totals: BTreeMap<Option<String>, Usage>,
+    hourly: BTreeMap<(i64, Option<String>), Usage>,
+}
+
+impl DatabaseUsage {
+    /// Moves the usage of the triggers for which `exists` is false to the row of deleted
+    /// triggers; returns their names.
+    fn fold_deleted(&mut self, exists: impl Fn(&str) -> bool) -> Vec<String> {
+        let deleted: Vec<String> = self
+            .totals
+            .keys()
+            .flatten()
+            .filter(|name| !exists(name))
+            .cloned()
+            .collect();
+        for name in &deleted {
+            if let Some(usage) = self.totals.remove(&Some(name.clone())) {
+                self.totals.entry(None).or_default().merge(&usage);
+            }
+        }
+        let hours: Vec<(i64, Option<String>)> = self
+            .hourly
+            .keys()
+            .filter(|(_, trigger)| trigger.as_deref().is_some_and(|name| !exists(name)))
+            .cloned()
+            .collect();
+        for key in hours {
+            if let Some(usage) = self.hourly.remove(&key) {
+                self.hourly.entry((key.0, None)).or_default().merge(&usage);
+            }
+        }
+        deleted
+    }
 }
 
 /// The engine's recent log lines and invocations, its usage per database, and its
@@ -214,12 +262,12 @@ impl EngineRecords {
         let database = usage.entry(call.database.id).or_default();
         database
             .totals
-            .entry(call.trigger.clone())
+            .entry(Some(call.trigger.clone()))
             .or_default()
             .add(call);
         database
             .hourly
-            .entry((hour, call.trigger.clone()))
+            .entry((hour, Some(call.trigger.clone())))
             .or_default()
             .add(call);
         let oldest = hour.saturating_sub((USAGE_HOURS - 1) * HOUR_NS);
@@ -267,6 +315,21 @@ impl EngineRecords {
     /// The invocations of `database`'s triggers, oldest first.
     pub fn invocations(&self, database: DbId) -> Vec<InvocationRecord> {
         all(&self.invocations, database)
+    }
+
+    /// Moves the usage of each database's deleted triggers (those not in `existing`,
+    /// the databases with the names of their triggers) to its row of deleted triggers,
+    /// in the metrics too.
+    pub fn fold_deleted_triggers(&self, existing: &HashMap<DbId, (String, HashSet<String>)>) {
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        for (database, counted) in usage.iter_mut() {
+            let Some((name, triggers)) = existing.get(database) else {
+                continue;
+            };
+            for trigger in counted.fold_deleted(|trigger| triggers.contains(trigger)) {
+                self.metrics.fold_deleted_trigger(name, &trigger);
+            }
+        }
     }
 
     /// Drops the records of the databases for which `gone(database)` holds (deleted
@@ -340,7 +403,7 @@ mod tests {
             .map(|r| {
                 let u = &r.usage;
                 (
-                    r.trigger.as_str(),
+                    r.trigger.as_deref().unwrap_or_default(),
                     r.hour_ns,
                     u.invocations,
                     u.errors,
@@ -367,6 +430,44 @@ mod tests {
         assert_eq!(records.usage(DB)[0].usage.invocations, 3);
         records.forget_databases(|db| db == DB);
         assert!(records.usage(DB).is_empty());
+    }
+
+    #[test]
+    fn deleted_triggers_usage_is_kept_in_one_row_of_their_database() {
+        let records = EngineRecords::default();
+        for (trigger, hour) in [("a", 0), ("gone", 0), ("also_gone", HOUR_NS), ("a", 1)] {
+            records.invocation(call(trigger, hour, false));
+        }
+        let existing = HashMap::from([(DB, ("db1".to_string(), HashSet::from(["a".into()])))]);
+        records.fold_deleted_triggers(&existing);
+        records.fold_deleted_triggers(&existing);
+        let rows = records.usage(DB);
+        let summary: Vec<(Option<&str>, Option<i64>, u64)> = rows
+            .iter()
+            .map(|r| (r.trigger.as_deref(), r.hour_ns, r.usage.invocations))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (None, None, 2),
+                (Some("a"), None, 2),
+                (None, Some(0), 1),
+                (Some("a"), Some(0), 2),
+                (None, Some(HOUR_NS), 1),
+            ]
+        );
+        let metrics = records.metrics().encode();
+        let invocations = |trigger: &str| {
+            let prefix = format!(
+                "sluice_plugin_invocations_total{{database=\"db1\",trigger=\"{trigger}\",outcome=\"success\"}} "
+            );
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+        };
+        assert_eq!(invocations(""), Some(2), "{metrics}");
+        assert_eq!(invocations("a"), Some(2), "{metrics}");
+        assert_eq!(invocations("gone"), None, "{metrics}");
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub struct Usage(pub Arc<EngineRecords>);
 impl SystemTable for Usage {
     fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(vec![
-            Field::new("trigger_name", DataType::Utf8, false),
+            // Null for the database's triggers deleted since the server started.
+            Field::new("trigger_name", DataType::Utf8, true),
             Field::new(
                 "hour",
                 DataType::Timestamp(TimeUnit::Nanosecond, None),
@@ -156,7 +157,11 @@ impl SystemTable for Usage {
             Arc::new(rows.iter().map(|r| of(&r.usage)).collect::<UInt64Array>())
         };
         let columns = vec![
-            utf8(rows.iter().map(|r| r.trigger.as_str())),
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.trigger.as_deref())
+                    .collect::<StringArray>(),
+            ) as ArrayRef,
             Arc::new(
                 rows.iter()
                     .map(|r| r.hour_ns)
