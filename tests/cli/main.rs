@@ -5,6 +5,7 @@ mod client;
 mod conformance;
 mod engine;
 mod http;
+mod instances;
 mod packages;
 mod reliability;
 mod s3;

@@ -56,6 +56,19 @@ pub enum Admission {
     Refuse,
 }
 
+/// Why a call of a trigger failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    /// The plugin failed (its exception, a limit, a missing file), or its batched writes
+    /// did: the message, as the logs show it.
+    #[error("{0}")]
+    Failed(String),
+    /// It never started: no instance could be had in time, every one the server may hold
+    /// was running a call. It may be tried again; the message names the bound.
+    #[error("{0}")]
+    Busy(String),
+}
+
 /// A call refused by its database's quota of concurrent invocations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -163,6 +176,11 @@ impl Invoker {
         Ok(limits)
     }
 
+    /// What the executor's instances are now.
+    pub fn instance_stats(&self) -> Option<sluice_plugin_api::InstanceStats> {
+        self.executor.instance_stats()
+    }
+
     /// The server's limits of each invocation.
     pub fn server_limits(&self) -> &Limits {
         &self.limits
@@ -216,14 +234,15 @@ impl Invoker {
     ///
     /// # Errors
     ///
-    /// The plugin's failure (its exception, a limit, a missing file) or the failure of
-    /// its batched writes, as a message.
+    /// [`CallError::Failed`]: the plugin's failure (its exception, a limit, a missing
+    /// file) or the failure of its batched writes; [`CallError::Busy`]: the call could not
+    /// start, for want of an instance (not recorded as an invocation: it ran nothing).
     pub async fn invoke(
         &self,
         database: &DatabaseRef,
         trigger: &Trigger,
         call: PluginCall,
-    ) -> Result<Invocation, String> {
+    ) -> Result<Invocation, CallError> {
         let plugin = self.plugins.plugin(
             trigger.plugin_area,
             database.id,
@@ -253,6 +272,12 @@ impl Invoker {
             }
         };
         let (outcome, cpu) = cpu_timed(run).await;
+        if let Err(InvocationError::Busy(why)) = outcome {
+            self.records
+                .metrics()
+                .not_started(&database.name, &trigger.trigger_name);
+            return Err(CallError::Busy(why));
+        }
         let write_errors = host.apply_writes().await;
         let result = outcome
             .map_err(|error| match error {
@@ -277,7 +302,7 @@ impl Invoker {
             query_rows: host.query_rows(),
             error: result.as_ref().err().cloned(),
         });
-        result
+        result.map_err(CallError::Failed)
     }
 
     /// Records a failure of `trigger` on `database` as an ERROR line of the trigger in

@@ -12,7 +12,7 @@
 //! behind loses flushes, counted and logged, but never stalls ingest or another trigger.
 
 use crate::batches::table_batches;
-use crate::invoke::{Admission, Invoker, arguments};
+use crate::invoke::{Admission, CallError, Invoker, arguments};
 use crate::schedule::Schedule;
 use chrono::Utc;
 use sluice_catalog::{
@@ -35,6 +35,9 @@ const TRIGGER_QUEUE: usize = 16;
 const RETRIES: u32 = 3;
 /// The wait before the first retry; doubled for each next one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait before trying again a call that could not start for want of an
+/// instance.
+const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Rows of one flush, by database.
 pub type Flush = Arc<Vec<(String, Vec<Line>)>>;
@@ -261,7 +264,10 @@ impl TriggerManager {
         }
     }
 
-    /// Runs `call`, applying the trigger's `error_behavior` on failure.
+    /// Runs `call`, applying the trigger's `error_behavior` on failure. A call that could
+    /// not start for want of an instance is tried again, with a growing wait, until it
+    /// runs (or the trigger is stopped): it is not the plugin's failure, and nothing of it
+    /// is lost.
     async fn run(
         self: &Arc<Self>,
         database: &DatabaseRef,
@@ -274,10 +280,23 @@ impl TriggerManager {
             _ => 1,
         };
         let name = &trigger.trigger_name;
+        let mut busy = 0_u32;
         for attempt in 1..=attempts {
-            let error = match self.invoker.invoke(database, trigger, call.clone()).await {
-                Ok(_) => return,
-                Err(error) => error,
+            let error = loop {
+                match self.invoker.invoke(database, trigger, call.clone()).await {
+                    Ok(_) => return,
+                    Err(CallError::Failed(error)) => break error,
+                    Err(CallError::Busy(why)) => {
+                        if busy == 0 {
+                            tracing::warn!(database = %database.name, trigger = %name, "{kind} not run yet: {why}; trying again");
+                            let text = format!("{kind} not run yet: {why}; trying again");
+                            self.invoker.log_error(database, name, text);
+                        }
+                        let wait = FIRST_BACKOFF.saturating_mul(2_u32.saturating_pow(busy.min(16)));
+                        tokio::time::sleep(wait.min(MAX_BUSY_BACKOFF)).await;
+                        busy += 1;
+                    }
+                }
             };
             if attempt < attempts {
                 tracing::info!(database = %database.name, trigger = %name, "error executing {kind}: {error}, will retry");
@@ -581,7 +600,8 @@ mod tests {
         let error = invoker
             .invoke(&db(), &trigger, call())
             .await
-            .expect_err("over the largest memory");
+            .expect_err("over the largest memory")
+            .to_string();
         assert!(
             error.contains("over the sandbox's largest memory of 64 MiB"),
             "{error}"
@@ -595,7 +615,8 @@ mod tests {
         let error = invoker
             .invoke(&db(), &trigger, call())
             .await
-            .expect_err("one byte over");
+            .expect_err("one byte over")
+            .to_string();
         assert!(
             error.contains("a memory limit of 67108865 bytes is over"),
             "{error}"

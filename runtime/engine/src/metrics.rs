@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use sluice_plugin_api::InstanceStats;
 use std::sync::atomic::AtomicU64;
 
 /// A trigger, as labels.
@@ -44,7 +45,102 @@ pub struct EngineMetrics {
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
     dropped_flushes: Family<TriggerLabels, Counter>,
+    not_started: Family<TriggerLabels, Counter>,
     cache_bytes: Family<DatabaseLabels, Gauge>,
+    instances: InstanceMetrics,
+}
+
+/// The sandbox's instances, read at each scrape.
+#[derive(Debug, Default)]
+struct InstanceMetrics {
+    capacity: Gauge,
+    live: Gauge,
+    idle: Gauge,
+    idle_memory_bytes: Gauge,
+    instantiated: Counter,
+    evicted: Counter,
+    expired: Counter,
+    waited: Counter,
+    refused: Counter,
+}
+
+impl InstanceMetrics {
+    fn register(&self, registry: &mut Registry) {
+        let gauges = [
+            (
+                "instances_capacity",
+                "Plugin instances that may be alive at once (--max-instances)",
+                &self.capacity,
+            ),
+            (
+                "instances_live",
+                "Plugin instances alive now, running a call or idle",
+                &self.live,
+            ),
+            (
+                "instances_idle",
+                "Plugin instances kept warm, idle, now",
+                &self.idle,
+            ),
+            (
+                "instances_idle_memory_bytes",
+                "Linear memory of the idle plugin instances together",
+                &self.idle_memory_bytes,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        let counters = [
+            (
+                "instances_instantiated",
+                "Plugin instances made",
+                &self.instantiated,
+            ),
+            (
+                "instances_evicted",
+                "Idle plugin instances dropped to make room or to stay within --instance-memory-budget",
+                &self.evicted,
+            ),
+            (
+                "instances_expired",
+                "Idle plugin instances dropped after --instance-idle-time",
+                &self.expired,
+            ),
+            (
+                "instance_waits",
+                "Calls that waited for a plugin instance, every one being busy",
+                &self.waited,
+            ),
+            (
+                "instance_waits_refused",
+                "Calls refused after waiting --instance-wait for a plugin instance",
+                &self.refused,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+    }
+
+    fn set(&self, stats: &InstanceStats) {
+        let gauge = |gauge: &Gauge, value: u64| {
+            gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+        };
+        gauge(&self.capacity, stats.capacity);
+        gauge(&self.live, stats.live);
+        gauge(&self.idle, stats.idle);
+        gauge(&self.idle_memory_bytes, stats.idle_memory_bytes);
+        // Counted by the sandbox; brought up to its count.
+        let counter = |counter: &Counter, value: u64| {
+            counter.inc_by(value.saturating_sub(counter.get()));
+        };
+        counter(&self.instantiated, stats.instantiated);
+        counter(&self.evicted, stats.evicted);
+        counter(&self.expired, stats.expired);
+        counter(&self.waited, stats.waited);
+        counter(&self.refused, stats.refused);
+    }
 }
 
 impl Default for EngineMetrics {
@@ -55,6 +151,7 @@ impl Default for EngineMetrics {
         let fuel = Family::<TriggerLabels, Counter>::default();
         let bytes_written = Family::<TriggerLabels, Counter>::default();
         let dropped_flushes = Family::<TriggerLabels, Counter>::default();
+        let not_started = Family::<TriggerLabels, Counter>::default();
         let cpu_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let query_rows = Family::<TriggerLabels, Counter>::default();
         let cache_bytes = Family::<DatabaseLabels, Gauge>::default();
@@ -98,6 +195,13 @@ impl Default for EngineMetrics {
             "WAL flushes a trigger that fell behind did not get",
             dropped_flushes.clone(),
         );
+        registry.register(
+            "calls_not_started",
+            "Calls of a trigger that never started for want of a plugin instance",
+            not_started.clone(),
+        );
+        let instances = InstanceMetrics::default();
+        instances.register(&mut registry);
         Self {
             registry,
             invocations,
@@ -107,7 +211,9 @@ impl Default for EngineMetrics {
             cpu_seconds,
             query_rows,
             dropped_flushes,
+            not_started,
             cache_bytes,
+            instances,
         }
     }
 }
@@ -192,12 +298,25 @@ impl EngineMetrics {
             &self.bytes_written,
             &self.query_rows,
             &self.dropped_flushes,
+            &self.not_started,
         ] {
             fold(counters, &from, &to);
         }
         for seconds in [&self.seconds, &self.cpu_seconds] {
             fold(seconds, &from, &to);
         }
+    }
+
+    /// Sets what the executor's instances are now.
+    pub fn set_instances(&self, stats: &InstanceStats) {
+        self.instances.set(stats);
+    }
+
+    /// Counts a call that never started for want of an instance.
+    pub fn not_started(&self, database: &str, trigger: &str) {
+        self.not_started
+            .get_or_create(&labels(database, trigger))
+            .inc();
     }
 
     /// Counts a flush a WAL trigger did not get.

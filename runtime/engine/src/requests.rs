@@ -6,7 +6,7 @@
 //! As upstream, a trigger without `run_async` serves one request at a time, first come
 //! first served; with it, requests run at once, each on its own instance.
 
-use crate::invoke::{Admission, Invoker, TooManyInvocations, arguments};
+use crate::invoke::{Admission, CallError, Invoker, TooManyInvocations, arguments};
 use sluice_catalog::{Catalog, TriggerId};
 use sluice_plugin_api::{HttpRequest, HttpResponse, PluginCall};
 use std::collections::HashMap;
@@ -48,6 +48,10 @@ pub enum RequestError {
     /// Its database runs as many invocations as its quota allows.
     #[error(transparent)]
     TooMany(#[from] TooManyInvocations),
+    /// No instance could be had in time: every one the server may hold was running a
+    /// call. The plugin never ran; the caller may try again.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl RequestTriggers {
@@ -123,7 +127,16 @@ impl RequestTriggers {
             Ok(invocation) => invocation
                 .response
                 .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into())),
-            Err(message) => {
+            Err(CallError::Busy(why)) => {
+                tracing::warn!(database = %database.name, trigger = %trigger.trigger_name, "request plugin not run: {why}");
+                self.invoker.log_error(
+                    &database,
+                    &trigger.trigger_name,
+                    format!("request plugin not run: {why}"),
+                );
+                Err(RequestError::Busy(why))
+            }
+            Err(CallError::Failed(message)) => {
                 tracing::error!(database = %database.name, trigger = %trigger.trigger_name, "error running request plugin: {message}");
                 self.invoker.log_error(
                     &database,

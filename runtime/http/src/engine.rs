@@ -88,6 +88,8 @@ pub async fn handle(
         // The database is not named: the token may not learn which one it is.
         Err(RequestError::Forbidden(_)) => Err(forbidden()),
         Err(RequestError::Plugin(message)) => Err(ApiError::PluginFailed(message)),
+        // The plugin never ran: the caller may try again, as Retry-After says.
+        Err(RequestError::Busy(why)) => Err(ApiError::Unavailable(why)),
         // Not naming the database: a public trigger's caller may not know it.
         Err(RequestError::TooMany(refused)) => Err(ApiError::Busy(format!(
             "the trigger's database runs as many invocations at once as its quota allows \

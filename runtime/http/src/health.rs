@@ -46,6 +46,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 .map(|database| (database.name, cache.held_by(database.id)));
             let metrics = engine.records.metrics();
             metrics.set_cache_bytes(held);
+            if let Some(stats) = engine.invoker.instance_stats() {
+                metrics.set_instances(&stats);
+            }
             text.push_str(&metrics.encode());
         }
         None => text.push_str("# EOF\n"),

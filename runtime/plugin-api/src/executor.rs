@@ -75,6 +75,11 @@ pub enum InvocationError {
     /// The executor itself failed; a bug or a resource problem of the server.
     #[error("internal error: {0}")]
     Internal(String),
+    /// No instance could be had in time: every one the server may hold was running a
+    /// call. The call did not start, so it may be tried again; the message names the
+    /// bound and the wait.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl InvocationError {
@@ -111,6 +116,35 @@ pub trait PluginExecutor: Send + Sync {
         let _ = plugin;
         None
     }
+
+    /// What the executor's instances are now, for operators; `None` when it keeps none.
+    fn instance_stats(&self) -> Option<InstanceStats> {
+        None
+    }
+}
+
+/// An executor's instances, counted for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Instances that may be alive at once.
+    pub capacity: u64,
+    /// Instances alive now, running a call or idle.
+    pub live: u64,
+    /// Instances kept warm, idle, now.
+    pub idle: u64,
+    /// Linear memory of the idle instances together, in bytes.
+    pub idle_memory_bytes: u64,
+    /// Instances made since the start.
+    pub instantiated: u64,
+    /// Idle instances dropped to make room (for another instance, or within the memory
+    /// budget) since the start.
+    pub evicted: u64,
+    /// Idle instances dropped after their idle time since the start.
+    pub expired: u64,
+    /// Calls that waited for an instance since the start.
+    pub waited: u64,
+    /// Calls refused after waiting their bound for an instance since the start.
+    pub refused: u64,
 }
 
 /// Instances of one plugin kept loaded for one trigger, so that a call skips

@@ -32,7 +32,9 @@ pub use call::{
     Column, ColumnValues, HttpRequest, HttpResponse, PluginCall, QueryResult, TableBatch,
     TriggerArguments,
 };
-pub use executor::{Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool};
+pub use executor::{
+    InstanceStats, Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool,
+};
 pub use host::{BoxFuture, CallUsage, HostServices, LogLevel};
 pub use limits::{LimitError, LimitKind, LimitOverrides, Limits, size_text};
 pub use source::{DATABASE_PACKAGES_DIR, PACKAGES_DIR, PluginSource, inside_plugin_dir};

@@ -12,10 +12,24 @@ pub struct SandboxConfig {
     /// loading a cached artifact takes milliseconds. Default: `$SLUICE_CACHE_DIR`, else
     /// `$XDG_CACHE_HOME/sluice`, else `$HOME/.cache/sluice`; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
-    /// Component instances that may be alive at once: the pooling allocator reserves
-    /// address space for this many up front (no physical memory until touched). A Python
-    /// instance holds about ten core instances. Default 100.
+    /// Component instances that may be alive at once, running a call or kept warm: the
+    /// pooling allocator reserves address space for this many up front (no physical
+    /// memory until touched). A Python instance holds about ten core instances. When
+    /// every one is alive, a call needing a new one evicts the least recently used idle
+    /// instance, or waits [`Self::instance_wait`] for a running one to end. Default
+    /// [`SandboxConfig::default_max_instances`], from the machine's memory.
     pub max_instances: u32,
+    /// Linear memory the idle (warm) instances may hold together, in bytes; past it the
+    /// least recently used are dropped. Default a quarter of the machine's memory.
+    pub idle_memory_bytes: u64,
+    /// How long an instance is kept warm without a call; then it is dropped, so an idle
+    /// trigger holds no instance. Default 60 s.
+    pub idle_time: Duration,
+    /// How long a call waits for an instance when every one is running a call; then it
+    /// is refused ([`InvocationError::Busy`]). Default 10 s.
+    ///
+    /// [`InvocationError::Busy`]: sluice_plugin_api::InvocationError::Busy
+    pub instance_wait: Duration,
     /// The largest linear memory any instance may have, in bytes: the size of each slot
     /// in the pool. Per-call limits ([`Limits::memory_bytes`]) must not exceed it.
     /// Default 1 GiB.
@@ -36,12 +50,27 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             cache_dir: default_cache_dir(),
-            max_instances: 100,
+            max_instances: Self::default_max_instances(),
+            idle_memory_bytes: machine_memory_bytes() / 4,
+            idle_time: Duration::from_secs(60),
+            instance_wait: Duration::from_secs(10),
             max_memory_bytes: 1 << 30,
             max_open_files: crate::files::default_server_limit(),
             epoch_tick: Duration::from_millis(10),
         }
     }
+}
+
+/// The machine's memory, from `/proc/meminfo` (8 GiB where it cannot be read).
+pub fn machine_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+        .unwrap_or(8 << 30)
 }
 
 fn default_cache_dir() -> Option<PathBuf> {
@@ -55,6 +84,31 @@ fn default_cache_dir() -> Option<PathBuf> {
 }
 
 impl SandboxConfig {
+    /// Memory the machine is taken to give each live instance when sizing the pool.
+    const MEMORY_PER_INSTANCE: u64 = 64 << 20;
+    /// The most instances sized by default.
+    const MAX_DEFAULT_INSTANCES: u32 = 1_000;
+    /// The largest `max_instances` accepted: the pool reserves address space for each.
+    pub const MAX_INSTANCES: u32 = 10_000;
+
+    /// One instance per 64 MiB of the machine's memory, from 16 to 1,000.
+    pub fn default_max_instances() -> u32 {
+        let fit = machine_memory_bytes() / Self::MEMORY_PER_INSTANCE;
+        u32::try_from(fit)
+            .unwrap_or(u32::MAX)
+            .clamp(16, Self::MAX_DEFAULT_INSTANCES)
+    }
+
+    /// The bounds of the live and idle instances.
+    pub(crate) fn slot_bounds(&self) -> crate::slots::SlotBounds {
+        crate::slots::SlotBounds {
+            instances: self.max_instances.max(1),
+            idle_memory_bytes: self.idle_memory_bytes,
+            idle_time: self.idle_time,
+            wait: self.instance_wait,
+        }
+    }
+
     /// Builds the engine: component model, async host calls, fuel (deterministic CPU
     /// budget), epoch interruption (wall time and fair yielding), copy-on-write memory
     /// images and the pooling allocator (fast instantiation, bounded density).

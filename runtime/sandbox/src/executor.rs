@@ -7,11 +7,12 @@ use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
+use crate::slots::Slots;
 use crate::wit::{PythonRuntime, PythonRuntimePre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
-    BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginCall,
-    PluginExecutor, PluginRef, WarmPool,
+    BoxFuture, CallUsage, HostServices, InstanceStats, Invocation, InvocationError, Limits,
+    PluginCall, PluginExecutor, PluginRef, WarmPool,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +26,8 @@ pub struct Sandbox {
     max_memory_bytes: u64,
     /// The files every instance holds open, counted against the server's bound.
     files: Arc<ServerFiles>,
+    /// Every live instance's slot, and the idle ones.
+    slots: Arc<Slots>,
     _ticker: EpochTicker,
 }
 
@@ -34,10 +37,24 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when wasmtime refuses the configuration, [`Error::Runtime`] when
-    /// the runtime cannot be compiled or linked.
+    /// [`Error::Config`] when wasmtime refuses the configuration (too many instances for
+    /// the address space, say), [`Error::Runtime`] when the runtime cannot be compiled or
+    /// linked.
     pub fn new(config: SandboxConfig) -> Result<Self> {
-        let engine = config.engine().map_err(Error::Config)?;
+        if !(1..=SandboxConfig::MAX_INSTANCES).contains(&config.max_instances) {
+            return Err(Error::Config(wasmtime::format_err!(
+                "max instances must be from 1 to {}, not {}",
+                SandboxConfig::MAX_INSTANCES,
+                config.max_instances
+            )));
+        }
+        let engine = config.engine().map_err(|e| {
+            Error::Config(e.context(format!(
+                "cannot reserve room for {} instances of up to {} MiB of memory each",
+                config.max_instances,
+                config.max_memory_bytes >> 20
+            )))
+        })?;
         let wasm = sluice_python_wasm::PYTHON_RUNTIME;
         let sha = sluice_python_wasm::PYTHON_RUNTIME_SHA256;
         let started = Instant::now();
@@ -57,11 +74,14 @@ impl Sandbox {
         let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
+        let slots = Slots::new(config.slot_bounds());
+        crate::slots::start_expiry(&slots).map_err(|e| Error::Config(e.into()))?;
         Ok(Self {
             engine,
             pre,
             max_memory_bytes: config.max_memory_bytes,
             files: ServerFiles::new(config.max_open_files),
+            slots,
             _ticker: ticker,
         })
     }
@@ -76,6 +96,10 @@ impl Sandbox {
 
     pub(crate) fn files(&self) -> &Arc<ServerFiles> {
         &self.files
+    }
+
+    pub(crate) fn slots(&self) -> &Arc<Slots> {
+        &self.slots
     }
 
     /// Instantiates `plugin` and loads its code, within `limits`. The instance can then
@@ -124,5 +148,9 @@ impl PluginExecutor for Sandbox {
 
     fn warm_pool(self: Arc<Self>, plugin: PluginRef) -> Option<Arc<dyn WarmPool>> {
         Some(Arc::new(InstancePool::new(self, plugin)))
+    }
+
+    fn instance_stats(&self) -> Option<InstanceStats> {
+        Some(self.slots.stats())
     }
 }

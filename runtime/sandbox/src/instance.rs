@@ -5,6 +5,7 @@ use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
+use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
@@ -37,6 +38,9 @@ pub struct PluginInstance {
     poisoned: bool,
     /// Its linear memory once the plugin was loaded.
     fresh_bytes: u64,
+    /// Its place in the sandbox's budget of live instances, given back when it drops
+    /// (after the store: declared last).
+    _slot: Slot,
 }
 
 /// What a call returned before its budget is settled.
@@ -51,6 +55,7 @@ impl PluginInstance {
         limits: &Limits,
     ) -> Result<Self, InvocationError> {
         let source = plugin.read()?;
+        let slot = sandbox.slots().acquire().await?;
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -109,6 +114,7 @@ impl PluginInstance {
             bindings,
             poisoned: false,
             fresh_bytes: 0,
+            _slot: slot,
         };
         let loader = instance.bindings.sluice_plugin_loader();
         let raw = within(
@@ -119,6 +125,11 @@ impl PluginInstance {
         instance.settle(raw)?;
         instance.fresh_bytes = instance.store.data().limiter.total_bytes;
         Ok(instance)
+    }
+
+    /// The linear memory the instance holds now, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().limiter.total_bytes
     }
 
     /// True once a trap or a limit has stopped a call; the instance must be replaced.

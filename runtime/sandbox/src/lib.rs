@@ -40,11 +40,12 @@ mod instance;
 mod output;
 mod placeholders;
 mod pool;
+mod slots;
 mod store_limits;
 mod wit;
 
 pub use artifact_cache::ArtifactCache;
-pub use config::SandboxConfig;
+pub use config::{SandboxConfig, machine_memory_bytes};
 pub use executor::Sandbox;
 pub use files::raise_open_file_limit;
 pub use instance::PluginInstance;

@@ -2,51 +2,41 @@
 //!
 //! A fresh instance costs milliseconds (instantiating the Python runtime and loading the
 //! plugin); a call on a loaded instance costs microseconds. A pool keeps a few loaded
-//! instances of its plugin, for its trigger alone. An instance that trapped or hit a
-//! limit is dropped; when the plugin changes (the modification time of its file, or of
-//! the newest `.py` file of its package), every idle instance is dropped and the next
-//! call loads the new code.
+//! instances of its plugin idle, for its trigger alone, in the sandbox's set of idle
+//! instances ([`Slots`](crate::slots::Slots)), which drops the least recently used when
+//! another call needs the room, when they pass the memory budget, and when they have
+//! been idle too long. An instance that trapped or hit a limit is dropped; when the
+//! plugin changes (the modification time of its file, or of the newest `.py` file of its
+//! package), every idle instance is dropped and the next call loads the new code.
 
 use crate::executor::Sandbox;
 use crate::instance::PluginInstance;
+use crate::slots::PoolId;
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginCall, PluginRef,
     WarmPool,
 };
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-
-/// Idle instances kept per pool; more concurrent calls instantiate more, and the extra
-/// ones are dropped when they finish.
-const MAX_IDLE: usize = 4;
 
 /// The pool of one trigger.
 pub struct InstancePool {
     sandbox: Arc<Sandbox>,
     plugin: PluginRef,
-    idle: Mutex<Idle>,
-}
-
-#[derive(Default)]
-struct Idle {
-    /// The plugin's modification time when these instances loaded it.
-    loaded: Option<SystemTime>,
-    instances: Vec<PluginInstance>,
+    /// Its idle instances' key in the sandbox's set.
+    id: PoolId,
 }
 
 impl InstancePool {
     /// An empty pool of `plugin`.
     pub fn new(sandbox: Arc<Sandbox>, plugin: PluginRef) -> Self {
+        let id = sandbox.slots().new_pool();
         Self {
             sandbox,
             plugin,
-            idle: Mutex::default(),
+            id,
         }
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// When the plugin last changed: a file's modification time, or the newest of a
@@ -62,28 +52,19 @@ impl InstancePool {
         )
     }
 
-    /// An idle instance of the current code, dropping stale ones.
-    fn take(&self, modified: Option<SystemTime>) -> Option<PluginInstance> {
-        let mut idle = self.idle();
-        if idle.loaded != modified {
-            idle.instances.clear();
-            idle.loaded = modified;
-        }
-        idle.instances.pop()
-    }
-
-    /// Keeps `instance` for the next call, unless it is poisoned, stale or swollen
+    /// Keeps `instance` for the next call, unless it is poisoned or swollen
     /// ([`PluginInstance::is_swollen`]): each call should start with about the budget of
     /// a fresh instance.
     fn give_back(&self, instance: PluginInstance, modified: Option<SystemTime>, limits: &Limits) {
-        let mut idle = self.idle();
-        if !instance.is_poisoned()
-            && !instance.is_swollen(limits)
-            && idle.loaded == modified
-            && idle.instances.len() < MAX_IDLE
-        {
-            idle.instances.push(instance);
+        if !instance.is_poisoned() && !instance.is_swollen(limits) {
+            self.sandbox.slots().park(self.id, instance, modified);
         }
+    }
+}
+
+impl Drop for InstancePool {
+    fn drop(&mut self) {
+        self.sandbox.slots().forget(self.id);
     }
 }
 
@@ -97,7 +78,7 @@ impl WarmPool for InstancePool {
         Box::pin(async move {
             let started = Instant::now();
             let modified = self.modified();
-            let mut instance = match self.take(modified) {
+            let mut instance = match self.sandbox.slots().take(self.id, modified) {
                 Some(instance) => instance,
                 None => match self.sandbox.instantiate(&self.plugin, limits).await {
                     Ok(instance) => instance,

@@ -231,6 +231,26 @@ pub struct ServeArgs {
     /// trigger keeps its own instances loaded; they are never shared between triggers
     #[arg(long, env = "SLUICE_FRESH_INSTANCES")]
     fresh_instances: bool,
+    /// Plugin instances alive at once, running a call or kept warm (about 10 MiB of
+    /// memory each once called, and address space reserved up front). With all alive,
+    /// a call evicts the least recently used idle instance, or waits for a running one.
+    /// Default: one per 64 MiB of the machine's memory, from 16 to 1,000
+    #[arg(long, env = "SLUICE_MAX_INSTANCES", default_value_t = SandboxConfig::default_max_instances(), value_parser = clap::value_parser!(u32).range(1..=i64::from(SandboxConfig::MAX_INSTANCES)), help_heading = "Plugin instances")]
+    max_instances: u32,
+    /// Linear memory the idle (warm) instances may hold together; past it the least
+    /// recently used are dropped (at least 16 MiB: about what one holds). Default: a
+    /// quarter of the machine's memory
+    #[arg(long, env = "SLUICE_INSTANCE_MEMORY_BUDGET", value_name = "BYTES", default_value_t = sluice_sandbox::machine_memory_bytes() / 4, value_parser = clap::value_parser!(u64).range(16 << 20..), help_heading = "Plugin instances")]
+    instance_memory_budget: u64,
+    /// How long an instance is kept warm without a call; then it is dropped, so an idle
+    /// trigger holds no instance (its next call pays for a fresh one, a few ms)
+    #[arg(long, env = "SLUICE_INSTANCE_IDLE_TIME", default_value = "60s", value_parser = positive_duration, help_heading = "Plugin instances")]
+    instance_idle_time: Duration,
+    /// How long a call waits for an instance when every one is running a call; then a
+    /// request trigger's call is answered 503 with Retry-After, and a WAL or schedule
+    /// trigger's call is tried again later
+    #[arg(long, env = "SLUICE_INSTANCE_WAIT", default_value = "10s", value_parser = positive_duration, help_heading = "Plugin instances")]
+    instance_wait: Duration,
     /// Serve every request without a token. Without this flag, requests need the admin
     /// token or a database token (`sluice create token --help`); health checks never do
     #[arg(long, env = "INFLUXDB3_START_WITHOUT_AUTH")]
@@ -356,7 +376,13 @@ impl ServeArgs {
             return Ok(None);
         };
         let plugin_dir = plugins.shared().root();
-        let config = SandboxConfig::default();
+        let config = SandboxConfig {
+            max_instances: self.max_instances,
+            idle_memory_bytes: self.instance_memory_budget,
+            idle_time: self.instance_idle_time,
+            instance_wait: self.instance_wait,
+            ..SandboxConfig::default()
+        };
         let limits = self.limits.limits();
         limits
             .check(config.max_memory_bytes)

@@ -1,0 +1,143 @@
+//! The sandbox's instances as a budget, not a cap (issue 18): a call without a warm
+//! instance evicts the least recently used idle one rather than fail, idle instances go
+//! after their idle time, and only when every instance is running a call does a call
+//! wait, then get 503 with `Retry-After` (a schedule or WAL trigger's is tried again).
+
+use crate::server::{TestServer, plugin_dir_with};
+use crate::support::root;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A server with database `db`, `slow.py` (answers after `?seconds=`), `remembers.py`
+/// and `ticks.py` (a schedule plugin writing a row), started with `flags`.
+fn server(dir: &std::path::Path, flags: &[&str]) -> TestServer {
+    let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("test plugin");
+    let plugins = plugin_dir_with(
+        dir,
+        &[
+            ("slow.py", &read("tests/plugins/tenants/slow.py")),
+            ("remembers.py", &read("tests/plugins/engine/remembers.py")),
+            ("ticks.py", &read("tests/plugins/security/beta_schedule.py")),
+        ],
+    );
+    let plugins = plugins.to_str().expect("utf-8 path").to_string();
+    let server = TestServer::start_with(
+        dir,
+        &[&["--plugin-dir", plugins.as_str()][..], flags].concat(),
+    );
+    server.create_database("db");
+    server
+}
+
+/// The value of the sandbox's metric `name` (without its prefix), if it is shown.
+fn metric(server: &TestServer, name: &str) -> Option<u64> {
+    let text = server.get("/metrics", &[]).text();
+    let prefix = format!("sluice_plugin_{name} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+}
+
+#[test]
+fn more_triggers_than_instances_all_answer() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path(), &["--max-instances", "2"]);
+    let names: Vec<String> = (0..5).map(|i| format!("memo{i}")).collect();
+    for name in &names {
+        server.add_trigger(
+            name,
+            &format!("request:{name}"),
+            "remembers.py",
+            Value::Null,
+            "log",
+        );
+    }
+    // Twice round: each call after the second needs an instance another trigger holds.
+    for _ in 0..2 {
+        for name in &names {
+            let response = server.get(&format!("/api/v3/engine/{name}"), &[]);
+            assert_eq!(response.status, 200, "{name}: {}", response.text());
+        }
+    }
+    assert_eq!(metric(&server, "instances_capacity"), Some(2));
+    assert!(metric(&server, "instances_live").is_some_and(|live| live <= 2));
+    let evicted = metric(&server, "instances_evicted_total").unwrap_or_default();
+    assert!(evicted >= 8, "{evicted} evicted");
+    assert_eq!(metric(&server, "instance_waits_refused_total"), Some(0));
+}
+
+#[test]
+fn idle_instances_are_dropped_after_their_idle_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path(), &["--instance-idle-time", "1s"]);
+    server.add_trigger("memo", "request:memo", "remembers.py", Value::Null, "log");
+    assert_eq!(server.get("/api/v3/engine/memo", &[]).status, 200);
+    assert_eq!(
+        metric(&server, "instances_idle"),
+        Some(1),
+        "kept warm after the call"
+    );
+    let started = Instant::now();
+    while metric(&server, "instances_idle") != Some(0) {
+        assert!(started.elapsed() < Duration::from_secs(30), "never dropped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(metric(&server, "instances_live"), Some(0));
+    assert_eq!(metric(&server, "instances_expired_total"), Some(1));
+    // The trigger still answers, on a fresh instance.
+    assert_eq!(server.get("/api/v3/engine/memo", &[]).status, 200);
+}
+
+#[test]
+fn a_call_that_finds_every_instance_running_waits_then_gets_503() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(
+        dir.path(),
+        &["--max-instances", "1", "--instance-wait", "300ms"],
+    );
+    server.add_trigger("slow", "request:slow", "slow.py", Value::Null, "log");
+    server.add_trigger("memo", "request:memo", "remembers.py", Value::Null, "log");
+    server.add_trigger("ticks", "every:1s", "ticks.py", Value::Null, "log");
+    let address = server.address;
+    let token = server.token().to_string();
+    let slow = std::thread::spawn(move || {
+        let bearer = format!("Bearer {token}");
+        let target = "/api/v3/engine/slow?seconds=4";
+        crate::http::request(address, "GET", target, &[("authorization", &bearer)], b"").status
+    });
+    // Once the slow call holds the only instance, another call waits its bound, then
+    // hears why, and when to try again.
+    let started = Instant::now();
+    let refused = loop {
+        let response = server.get("/api/v3/engine/memo", &[]);
+        if response.status == 503 {
+            break response;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "never refused: {} {}",
+            response.status,
+            response.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(refused.header("retry-after").is_some(), "no Retry-After");
+    let text = refused.text();
+    assert!(
+        text.contains("every one of the server's 1 plugin instances was running a call for 300ms"),
+        "{text}"
+    );
+    assert!(!text.contains("trap"), "{text}");
+    assert_eq!(slow.join().expect("slow call"), 200);
+    assert_eq!(server.get("/api/v3/engine/memo", &[]).status, 200);
+    // The schedule trigger's calls that found no instance were tried again, not lost.
+    server.eventually("db", "SELECT count(*) AS n FROM ticks", |rows| {
+        rows[0]["n"].as_i64().is_some_and(|n| n >= 1)
+    });
+    let logged = server.query(
+        "db",
+        "SELECT count(*) AS n FROM system.processing_engine_logs \
+         WHERE trigger_name = 'memo' AND log_text LIKE 'request plugin not run: every one%'",
+    );
+    assert!(logged[0]["n"].as_i64().is_some_and(|n| n >= 1), "{logged}");
+    assert!(metric(&server, "instance_waits_refused_total").is_some_and(|n| n >= 1));
+}
