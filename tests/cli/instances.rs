@@ -3,7 +3,7 @@
 //! after their idle time, and only when every instance is running a call does a call
 //! wait, then get 503 with `Retry-After` (a schedule or WAL trigger's is tried again).
 
-use crate::server::{TestServer, plugin_dir_with};
+use crate::server::{TestServer, plugin_dir_with, trigger_body};
 use crate::support::root;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -29,7 +29,8 @@ fn server(dir: &std::path::Path, flags: &[&str]) -> TestServer {
     server
 }
 
-/// The value of the sandbox's metric `name` (without its prefix), if it is shown.
+/// The value of the engine's metric `name` (without its prefix, with its labels), if it
+/// is shown.
 fn metric(server: &TestServer, name: &str) -> Option<u64> {
     let text = server.get("/metrics", &[]).text();
     let prefix = format!("sluice_plugin_{name} ");
@@ -139,5 +140,85 @@ fn a_call_that_finds_every_instance_running_waits_then_gets_503() {
          WHERE trigger_name = 'memo' AND log_text LIKE 'request plugin not run: every one%'",
     );
     assert!(logged[0]["n"].as_i64().is_some_and(|n| n >= 1), "{logged}");
-    assert!(metric(&server, "instance_waits_refused_total").is_some_and(|n| n >= 1));
+    let not_started = metric(
+        &server,
+        r#"calls_not_started_total{database="db",trigger="memo"}"#,
+    );
+    assert!(not_started.is_some_and(|n| n >= 1), "{not_started:?}");
+}
+
+/// A flood of one database's calls waits behind itself: when every instance is busy, the
+/// next free one goes to the other database's call, which never fails.
+#[test]
+fn a_flood_of_one_database_never_fails_another_databases_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(
+        dir.path(),
+        &["--max-instances", "2", "--instance-wait", "6s"],
+    );
+    server.create_database("quiet");
+    let mut flood = trigger_body("flood", "request:flood", "slow.py", Value::Null, "log");
+    flood["trigger_settings"]["run_async"] = serde_json::json!(true);
+    let created = server.post(
+        "/api/v3/configure/processing_engine_trigger",
+        &[("content-type", "application/json")],
+        flood.to_string().as_bytes(),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    let mut memo = trigger_body(
+        "memo",
+        "request:quiet/memo",
+        "remembers.py",
+        Value::Null,
+        "log",
+    );
+    memo["db"] = serde_json::json!("quiet");
+    let created = server.post(
+        "/api/v3/configure/processing_engine_trigger",
+        &[("content-type", "application/json")],
+        memo.to_string().as_bytes(),
+    );
+    assert_eq!(created.status, 200, "{}", created.text());
+    // Warm the quiet database's trigger, so that its calls need only a turn.
+    assert_eq!(server.get("/api/v3/engine/quiet/memo", &[]).status, 200);
+
+    // Sixteen callers (the database's quota of calls at once) keep calling the flooding
+    // trigger until the quiet calls are done.
+    let (address, token) = (server.address, server.token().to_string());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding: Vec<_> = (0..16)
+        .map(|_| {
+            let (token, done) = (token.clone(), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                let bearer = format!("Bearer {token}");
+                let target = "/api/v3/engine/flood?seconds=1.5";
+                let started = Instant::now();
+                let mut statuses = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed)
+                    && started.elapsed() < Duration::from_secs(30)
+                {
+                    let headers = [("authorization", bearer.as_str())];
+                    statuses
+                        .push(crate::http::request(address, "GET", target, &headers, b"").status);
+                }
+                statuses
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // In one line, each of these would wait behind fourteen flooding calls (10.5 s).
+    for _ in 0..3 {
+        let response = server.get("/api/v3/engine/quiet/memo", &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses: Vec<u16> = flooding
+        .into_iter()
+        .flat_map(|caller| caller.join().expect("flooding caller"))
+        .collect();
+    assert!(
+        statuses.iter().all(|status| [200, 503].contains(status)),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&200), "{statuses:?}");
 }

@@ -9,6 +9,7 @@
 use crate::cache::CacheStore;
 use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
+use crate::fair::{FairTurns, TurnCounts};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
@@ -44,6 +45,8 @@ pub struct Invoker {
     quotas: Option<(Arc<Catalog>, Quotas)>,
     /// The invocations each database may still start, for its quota of concurrent ones.
     turns: Mutex<HashMap<DbId, (u64, Arc<Semaphore>)>>,
+    /// Turns to run on the executor's instances, shared fairly between databases.
+    fair: Option<Arc<FairTurns>>,
 }
 
 /// What becomes of a call when its database runs as many invocations as its quota
@@ -104,7 +107,21 @@ impl Invoker {
             records: Arc::default(),
             quotas: None,
             turns: Mutex::default(),
+            fair: None,
         }
+    }
+
+    /// The same invoker, running at most as many calls at once as `turns` give, shared
+    /// fairly between databases (the executor's instances: more would only wait there,
+    /// first come first served).
+    pub fn with_fair_turns(mut self, turns: Arc<FairTurns>) -> Self {
+        self.fair = Some(turns);
+        self
+    }
+
+    /// Running and waiting calls per database, when turns are shared out.
+    pub fn turn_counts(&self) -> Option<TurnCounts> {
+        self.fair.as_ref().map(|fair| fair.counts())
     }
 
     /// The same invoker, holding each database to `quotas` (the server's), with the
@@ -258,6 +275,18 @@ impl Invoker {
             Arc::clone(&self.cache),
             Arc::clone(&self.records),
         ));
+        let turn = match &self.fair {
+            Some(fair) => match fair.take(database.id).await {
+                Ok(turn) => Some(turn),
+                Err(refused) => {
+                    self.records
+                        .metrics()
+                        .not_started(&database.name, &trigger.trigger_name);
+                    return Err(CallError::Busy(refused.to_string()));
+                }
+            },
+            None => None,
+        };
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
@@ -272,6 +301,8 @@ impl Invoker {
             }
         };
         let (outcome, cpu) = cpu_timed(run).await;
+        // Given up before the batched writes wait for their flush: the instance is free.
+        drop(turn);
         if let Err(InvocationError::Busy(why)) = outcome {
             self.records
                 .metrics()

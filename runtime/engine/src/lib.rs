@@ -36,6 +36,7 @@ pub mod cpu;
 pub mod disk;
 pub mod dry_run;
 pub mod environment;
+pub mod fair;
 pub mod host;
 pub mod invoke;
 pub mod manager;

@@ -47,6 +47,8 @@ pub struct EngineMetrics {
     dropped_flushes: Family<TriggerLabels, Counter>,
     not_started: Family<TriggerLabels, Counter>,
     cache_bytes: Family<DatabaseLabels, Gauge>,
+    running: Family<DatabaseLabels, Gauge>,
+    waiting: Family<DatabaseLabels, Gauge>,
     instances: InstanceMetrics,
 }
 
@@ -202,6 +204,18 @@ impl Default for EngineMetrics {
         );
         let instances = InstanceMetrics::default();
         instances.register(&mut registry);
+        let running = Family::<DatabaseLabels, Gauge>::default();
+        let waiting = Family::<DatabaseLabels, Gauge>::default();
+        registry.register(
+            "calls_running",
+            "Plugin calls of a database running now",
+            running.clone(),
+        );
+        registry.register(
+            "calls_waiting",
+            "Plugin calls of a database waiting for an instance, every one being busy",
+            waiting.clone(),
+        );
         Self {
             registry,
             invocations,
@@ -213,6 +227,8 @@ impl Default for EngineMetrics {
             dropped_flushes,
             not_started,
             cache_bytes,
+            running,
+            waiting,
             instances,
         }
     }
@@ -304,6 +320,19 @@ impl EngineMetrics {
         }
         for seconds in [&self.seconds, &self.cpu_seconds] {
             fold(seconds, &from, &to);
+        }
+    }
+
+    /// Sets the calls of each database running and waiting now, `(database name,
+    /// running, waiting)`, forgetting the databases not listed.
+    pub fn set_calls(&self, calls: impl IntoIterator<Item = (String, usize, usize)>) {
+        self.running.clear();
+        self.waiting.clear();
+        let gauge = |count: usize| i64::try_from(count).unwrap_or(i64::MAX);
+        for (database, running, waiting) in calls {
+            let labels = DatabaseLabels { database };
+            self.running.get_or_create(&labels).set(gauge(running));
+            self.waiting.get_or_create(&labels).set(gauge(waiting));
         }
     }
 

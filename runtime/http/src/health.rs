@@ -38,14 +38,19 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Some(engine) => {
             // What the caches hold now, read at the scrape.
             let cache = engine.invoker.cache();
-            let held = state
-                .storage
-                .catalog()
-                .database_refs()
-                .into_iter()
-                .map(|database| (database.name, cache.held_by(database.id)));
+            let databases = state.storage.catalog().database_refs();
+            let held = databases
+                .iter()
+                .map(|database| (database.name.clone(), cache.held_by(database.id)));
             let metrics = engine.records.metrics();
             metrics.set_cache_bytes(held);
+            if let Some(counts) = engine.invoker.turn_counts() {
+                let calls = databases.iter().filter_map(|database| {
+                    let (running, waiting) = counts.get(&database.id)?;
+                    Some((database.name.clone(), *running, *waiting))
+                });
+                metrics.set_calls(calls);
+            }
             if let Some(stats) = engine.invoker.instance_stats() {
                 metrics.set_instances(&stats);
             }

@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use sluice_catalog::{PluginType, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::TriggerManager;
 use sluice_engine::plugin_dir::PluginAreas;
@@ -405,7 +406,11 @@ impl ServeArgs {
                 limits,
                 !self.fresh_instances,
             )
-            .with_quotas(Arc::clone(storage.catalog()), self.quotas()?),
+            .with_quotas(Arc::clone(storage.catalog()), self.quotas()?)
+            .with_fair_turns(FairTurns::new(
+                usize::try_from(self.max_instances).unwrap_or(usize::MAX),
+                self.instance_wait,
+            )),
         );
         let weak_storage = Arc::downgrade(storage);
         let disable = move |database: &str, trigger: sluice_catalog::TriggerId| {
