@@ -323,6 +323,52 @@ fn tokens_from_the_command_line_survive_a_restart() {
     );
 }
 
+/// Issue 18, point 6: a Prometheus scraper reads `/metrics` with a token that may do
+/// nothing else.
+#[test]
+fn a_metrics_token_reads_the_metrics_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = TestServer::start(dir.path());
+    server.create_database("db");
+    let scraper = server.create_token("scraper", &["system:metrics:read"]);
+    let reader = server.create_token("reader", &["db:db:read"]);
+    let get = |token: &str, target: &str| {
+        let bearer = format!("Bearer {token}");
+        server.get(target, &[("authorization", &bearer)])
+    };
+    let scraped = get(&scraper, "/metrics");
+    assert_eq!(scraped.status, 200, "{}", scraped.text());
+    assert!(scraped.text().contains("# EOF"), "{}", scraped.text());
+    let refused = get(&reader, "/metrics");
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(
+        refused.text().contains("system:metrics:read"),
+        "{}",
+        refused.text()
+    );
+    for target in [
+        "/api/v3/query_sql?db=db&q=SELECT%201",
+        "/api/v3/configure/database",
+    ] {
+        assert_eq!(get(&scraper, target).status, 403, "{target}");
+    }
+    let listed = server.cli(&["show", "tokens"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("system:metrics:read"),
+        "{}",
+        crate::support::text(&listed)
+    );
+    let bad = server.cli(&[
+        "create",
+        "token",
+        "--name",
+        "x",
+        "--permission",
+        "system:tokens:read",
+    ]);
+    assert!(!bad.status.success());
+}
+
 #[test]
 fn without_auth_every_request_is_served() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -31,6 +31,10 @@ pub struct Grant {
     /// May call their request triggers (as `read` does too), without reading them.
     #[serde(default)]
     pub invoke: bool,
+    /// May read the server's metrics (`/metrics`): a `system:metrics:read` permission,
+    /// which names no database.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metrics: bool,
 }
 
 impl Grant {
@@ -54,8 +58,23 @@ impl Grant {
         .collect()
     }
 
-    /// As the command line writes it: `db:NAMES:ACTIONS`.
+    /// The permission to read the server's metrics, and nothing else.
+    pub fn metrics() -> Self {
+        Self {
+            databases: Vec::new(),
+            read: false,
+            write: false,
+            manage: false,
+            invoke: false,
+            metrics: true,
+        }
+    }
+
+    /// As the command line writes it: `db:NAMES:ACTIONS`, or `system:metrics:read`.
     pub fn describe(&self) -> String {
+        if self.metrics {
+            return "system:metrics:read".into();
+        }
         format!(
             "db:{}:{}",
             self.databases.join(","),
@@ -106,6 +125,14 @@ impl Access {
         match self {
             Self::Admin => true,
             Self::Scoped(grants) => grants.iter().any(|g| g.manage && g.covers(database)),
+        }
+    }
+
+    /// Whether the server's metrics may be read.
+    pub fn can_read_metrics(&self) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Scoped(grants) => grants.iter().any(|g| g.metrics),
         }
     }
 
@@ -232,6 +259,16 @@ impl Tokens {
             ));
         }
         for grant in &grants {
+            if grant.metrics {
+                // Names no database, allows nothing else.
+                if *grant != Grant::metrics() {
+                    return Err(Error::InvalidToken(
+                        "a metrics permission names no database and allows nothing else"
+                            .into(),
+                    ));
+                }
+                continue;
+            }
             if grant.actions().is_empty() {
                 return Err(Error::InvalidToken(
                     "a permission needs at least one of the actions read, write, manage and invoke"
@@ -303,6 +340,7 @@ mod tests {
         Grant {
             manage: false,
             invoke: false,
+            metrics: false,
             databases: databases.iter().map(|d| d.to_string()).collect(),
             read,
             write,

@@ -330,6 +330,7 @@ impl Reach {
                     let uses = crate::Grant {
                         manage: false,
                         invoke: false,
+                        metrics: false,
                         ..g.clone()
                     };
                     uses.describe()
@@ -616,6 +617,7 @@ mod catalog_tests {
                 write: true,
                 manage: true,
                 invoke: false,
+                metrics: false,
             },
             crate::Grant {
                 databases: vec!["shared".into()],
@@ -623,6 +625,7 @@ mod catalog_tests {
                 write: false,
                 manage: false,
                 invoke: false,
+                metrics: false,
             },
         ]);
         let of = |reach: Reach, granted: &[&str]| {
@@ -650,6 +653,7 @@ mod catalog_tests {
             write: false,
             manage: true,
             invoke: false,
+            metrics: false,
         }]);
         let managers = of(Reach::Creator(manage_only), &[]);
         assert_eq!(uses(&managers, "a"), (false, false), "not even its own");

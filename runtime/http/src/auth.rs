@@ -50,15 +50,16 @@ fn serves_public_trigger(state: &AppState, path: &str) -> bool {
         .is_some_and(|callers| callers.public)
 }
 
-/// Paths only the admin token may call: databases, tables, tokens, and the metrics (they
-/// name every tenant's triggers). Not a database's triggers, their test runs, its plugin
-/// files and packages: their handlers ask for `manage` on the database named.
+/// Paths only the admin token may call: databases, tables, tokens. Not a database's
+/// triggers, their test runs, its plugin files and packages: their handlers ask for
+/// `manage` on the database named. (`/metrics`, which names every tenant's triggers,
+/// needs the admin token or `system:metrics:read`.)
 fn needs_admin(path: &str) -> bool {
     let managed = path.starts_with("/api/v3/configure/processing_engine_trigger")
         || path.starts_with("/api/v3/configure/plugin_environment/")
         || path.starts_with("/api/v3/plugin_test/")
         || path.starts_with("/api/v3/plugins/");
-    !managed && (path == "/metrics" || path.starts_with("/api/v3/configure/"))
+    !managed && path.starts_with("/api/v3/configure/")
 }
 
 /// The token of a request, if it carries one.
@@ -122,6 +123,12 @@ pub async fn authenticate(
         && !is_public(request.method(), request.uri().path())
     {
         return ApiError::Forbidden("this request needs the admin token".into()).into_response();
+    }
+    if request.uri().path() == "/metrics" && !access.can_read_metrics() {
+        return ApiError::Forbidden(
+            "the metrics need the admin token or a token with system:metrics:read".into(),
+        )
+        .into_response();
     }
     request.extensions_mut().insert(access);
     next.run(request).await
@@ -229,7 +236,7 @@ mod tests {
         ));
         assert!(!is_public(&Method::GET, "/api/v3/query_sql"));
         assert!(needs_admin("/api/v3/configure/database") && !needs_admin("/api/v3/plugins/files"));
-        assert!(!is_public(&Method::GET, "/metrics") && needs_admin("/metrics"));
+        assert!(!is_public(&Method::GET, "/metrics"));
         assert!(!needs_admin("/api/v3/write_lp") && !needs_admin("/api/v3/engine/hook"));
         // A database's triggers: the handlers ask for manage on it.
         assert!(!needs_admin(

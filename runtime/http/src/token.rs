@@ -15,7 +15,9 @@ use std::collections::HashMap;
 
 /// One permission of `POST /api/v3/configure/token`, in upstream's shape:
 /// `{"resource_type": "db", "resource_names": ["a", "b"] | ["*"], "actions": ["read", "write"]}`,
-/// and Sluice's own action `manage` (the databases' triggers).
+/// with Sluice's own actions `manage` (the databases' triggers) and `invoke`, or
+/// `{"resource_type": "system", "resource_names": ["metrics"], "actions": ["read"]}` (for a
+/// Prometheus scraper).
 #[derive(Debug, Serialize, Deserialize)]
 struct Permission {
     resource_type: String,
@@ -32,9 +34,17 @@ struct CreateToken {
 }
 
 fn grant(permission: Permission) -> Result<Grant, ApiError> {
+    if permission.resource_type == "system" {
+        return match (&permission.resource_names[..], &permission.actions[..]) {
+            ([name], [action]) if name == "metrics" && action == "read" => Ok(Grant::metrics()),
+            _ => Err(ApiError::BadRequest(
+                "a system permission is `metrics` with the action `read`".into(),
+            )),
+        };
+    }
     if permission.resource_type != "db" {
         return Err(ApiError::BadRequest(format!(
-            "unknown resource type `{}`: expected db",
+            "unknown resource type `{}`: expected db or system",
             permission.resource_type
         )));
     }
@@ -44,6 +54,7 @@ fn grant(permission: Permission) -> Result<Grant, ApiError> {
         write: false,
         manage: false,
         invoke: false,
+        metrics: false,
     };
     for action in &permission.actions {
         match action.as_str() {
@@ -67,6 +78,9 @@ fn permissions(access: &Access) -> Value {
         Access::Scoped(grants) => grants
             .iter()
             .map(|g| {
+                if g.metrics {
+                    return json!({"resource_type": "system", "resource_names": ["metrics"], "actions": ["read"]});
+                }
                 json!({"resource_type": "db", "resource_names": g.databases, "actions": g.actions()})
             })
             .collect(),

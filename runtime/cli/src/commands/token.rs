@@ -31,7 +31,8 @@ pub struct CreateTokenArgs {
     /// What a database token may do, as `db:NAMES:ACTIONS`: NAMES is a comma-separated
     /// list of databases or `*`, ACTIONS a comma-separated list of `read` (query),
     /// `write`, `manage` (create, change, test and delete the databases' triggers) and
-    /// `invoke` (call their request triggers, as `read` may too). Repeatable
+    /// `invoke` (call their request triggers, as `read` may too); or `system:metrics:read`
+    /// (read `/metrics`, for a Prometheus scraper). Repeatable
     #[arg(long, required_unless_present = "admin", value_parser = permission)]
     permission: Vec<Value>,
     /// Stop accepting the token after this long (`1h`, `30d`); never by default
@@ -42,8 +43,14 @@ pub struct CreateTokenArgs {
     format: String,
 }
 
-/// Parses `db:NAMES:ACTIONS` into the server's permission object.
+/// Parses `db:NAMES:ACTIONS` (or `system:metrics:read`) into the server's permission
+/// object.
 fn permission(text: &str) -> Result<Value, String> {
+    if text == "system:metrics:read" {
+        return Ok(
+            json!({"resource_type": "system", "resource_names": ["metrics"], "actions": ["read"]}),
+        );
+    }
     let mut parts = text.splitn(3, ':');
     let (Some("db"), Some(names), Some(actions)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -158,7 +165,8 @@ fn describe_permissions(permissions: &Value) -> String {
                         })
                         .unwrap_or_default()
                 };
-                format!("db:{}:{}", join("resource_names"), join("actions"))
+                let kind = g["resource_type"].as_str().unwrap_or("db");
+                format!("{kind}:{}:{}", join("resource_names"), join("actions"))
             })
             .collect::<Vec<_>>()
             .join(" "),
