@@ -263,8 +263,7 @@ impl Tokens {
                 // Names no database, allows nothing else.
                 if *grant != Grant::metrics() {
                     return Err(Error::InvalidToken(
-                        "a metrics permission names no database and allows nothing else"
-                            .into(),
+                        "a metrics permission names no database and allows nothing else".into(),
                     ));
                 }
                 continue;
