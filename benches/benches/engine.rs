@@ -25,7 +25,6 @@ use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::plugin_dir::PluginAreas;
-use sluice_http::{AppState, Authentication, router};
 use sluice_plugin_api::Limits;
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -33,6 +32,9 @@ use sluice_storage::{FlushObserver, FlushedRows, StorageConfig, WriteBuffer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common/serve.rs"]
+mod serve;
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 const CPU_BOUND: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    total = 0\n    for i in range(300000):\n        total += i * i\n    return str(total)\n";
@@ -127,25 +129,7 @@ async fn server(
     let engine = ProcessingEngine::start(catalog, versions, invoker, |_, _| Ok(()));
     storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    let state = AppState {
-        storage: Arc::clone(&storage),
-        query: QueryEngine::new(Arc::clone(&storage)),
-        max_request_bytes: 64 << 20,
-        body_timeout: std::time::Duration::from_secs(30),
-        body_memory: Arc::new(tokio::sync::Semaphore::new(1 << 20)),
-        authentication: Authentication::Disabled,
-        plugin_dir: None,
-        plugin_repo: None,
-        allowed_triggers: None,
-        engine: Some(Arc::clone(&engine)),
-        package_manager: sluice_http::packages::PackageManager::Disabled,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    (format!("http://{address}"), storage, engine)
+    (serve::serve(&storage, &engine).await, storage, engine)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -70,6 +70,12 @@ fn trigger_on(db: &str, name: &str, spec: &str, plugin: &str) -> Value {
 
 const TRIGGER: &str = "/api/v3/configure/processing_engine_trigger";
 
+/// `sluice update database -d DATABASE QUOTA VALUE`, asserting success.
+fn set_quota(server: &TestServer, database: &str, quota: &str, value: &str) {
+    let set = server.cli(&["update", "database", "-d", database, quota, value]);
+    assert!(set.status.success(), "{}", text(&set));
+}
+
 #[test]
 fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -560,15 +566,7 @@ fn quotas_bound_each_database_and_only_it() {
 fn an_invocation_writes_no_more_lines_than_its_databases_quota() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = server(dir.path());
-    let set = server.cli(&[
-        "update",
-        "database",
-        "-d",
-        "a",
-        "--max-writes-per-invocation",
-        "5",
-    ]);
-    assert!(set.status.success(), "{}", text(&set));
+    set_quota(&server, "a", "--max-writes-per-invocation", "5");
     for db in ["a", "b"] {
         let trigger = trigger_on(db, "writer", &format!("request:{db}/writer"), "writer.py");
         assert_eq!(
@@ -652,15 +650,7 @@ fn a_manage_only_token_reads_its_system_tables_and_no_data() {
 fn a_databases_caches_share_its_quota() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = server(dir.path());
-    let set = server.cli(&[
-        "update",
-        "database",
-        "-d",
-        "a",
-        "--max-cache-bytes",
-        "100000",
-    ]);
-    assert!(set.status.success(), "{}", text(&set));
+    set_quota(&server, "a", "--max-cache-bytes", "100000");
     let tenant_a = token(&server, "tenant-a", "db:a:read,write,manage");
     let tenant_b = token(&server, "tenant-b", "db:b:read,write,manage");
     for (db, token, name) in [
