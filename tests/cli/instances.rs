@@ -222,3 +222,29 @@ fn a_flood_of_one_database_never_fails_another_databases_call() {
     );
     assert!(statuses.contains(&200), "{statuses:?}");
 }
+
+/// Bounds that cannot run an instance are refused at start, naming them.
+#[test]
+fn instance_bounds_that_cannot_work_are_refused_at_start() {
+    for (flag, value, says) in [
+        ("--max-instances", "0", "0 is not in 1..=10000"),
+        (
+            "--instance-memory-budget",
+            "1000",
+            "1000 is not in 16777216..",
+        ),
+        (
+            "--instance-wait",
+            "0s",
+            "the duration must be more than zero",
+        ),
+    ] {
+        let refused = crate::support::sluice()
+            .args(["serve", flag, value])
+            .output()
+            .expect("sluice runs");
+        assert!(!refused.status.success());
+        let text = crate::support::text(&refused);
+        assert!(text.contains(says), "{flag} {value}: {text}");
+    }
+}

@@ -99,16 +99,6 @@ impl SandboxConfig {
             .clamp(16, Self::MAX_DEFAULT_INSTANCES)
     }
 
-    /// The bounds of the live and idle instances.
-    pub(crate) fn slot_bounds(&self) -> crate::slots::SlotBounds {
-        crate::slots::SlotBounds {
-            instances: self.max_instances.max(1),
-            idle_memory_bytes: self.idle_memory_bytes,
-            idle_time: self.idle_time,
-            wait: self.instance_wait,
-        }
-    }
-
     /// Builds the engine: component model, async host calls, fuel (deterministic CPU
     /// budget), epoch interruption (wall time and fair yielding), copy-on-write memory
     /// images and the pooling allocator (fast instantiation, bounded density).

@@ -7,7 +7,7 @@ use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
-use crate::slots::Slots;
+use crate::slots::{SlotBounds, Slots};
 use crate::wit::{PythonRuntime, PythonRuntimePre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
@@ -74,7 +74,12 @@ impl Sandbox {
         let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
-        let slots = Slots::new(config.slot_bounds());
+        let slots = Slots::new(SlotBounds {
+            instances: config.max_instances,
+            idle_memory_bytes: config.idle_memory_bytes,
+            idle_time: config.idle_time,
+            wait: config.instance_wait,
+        });
         crate::slots::start_expiry(&slots).map_err(|e| Error::Config(e.into()))?;
         Ok(Self {
             engine,
