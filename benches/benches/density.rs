@@ -49,6 +49,7 @@ fn trigger(name: &str) -> Trigger {
         trigger_settings: TriggerSettings {
             run_async: false,
             error_behavior: ErrorBehavior::Log,
+            max_concurrency: None,
         },
         trigger_arguments: None,
         disabled: false,

@@ -65,6 +65,7 @@ fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
         trigger_settings: TriggerSettings {
             run_async,
             error_behavior: ErrorBehavior::Log,
+            max_concurrency: None,
         },
         trigger_arguments: None,
         disabled: false,

@@ -248,3 +248,74 @@ fn instance_bounds_that_cannot_work_are_refused_at_start() {
         assert!(text.contains(says), "{flag} {value}: {text}");
     }
 }
+
+/// Issue 18, point 5: a `run_async` trigger runs at most its `--max-concurrency` calls at
+/// once; a request beyond it is answered 429, naming the bound.
+#[test]
+fn a_trigger_runs_no_more_calls_at_once_than_its_max_concurrency() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path(), &[]);
+    let create = |extra: &[&str]| {
+        let args = [
+            &[
+                "create",
+                "trigger",
+                "-d",
+                "db",
+                "--trigger-spec",
+                "request:capped",
+            ][..],
+            &["--path", "slow.py", "--run-asynchronous"],
+            extra,
+            &["capped"],
+        ]
+        .concat();
+        server.cli(&args)
+    };
+    let refused = create(&["--max-concurrency", "0"]);
+    assert!(
+        crate::support::text(&refused).contains("max_concurrency must be from 1 to 1024, not 0"),
+        "{}",
+        crate::support::text(&refused)
+    );
+    let created = create(&["--max-concurrency", "1"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::support::text(&created)
+    );
+    let shown = server.query(
+        "db",
+        "SELECT max_concurrency FROM system.processing_engine_triggers",
+    );
+    assert_eq!(shown, serde_json::json!([{"max_concurrency": 1}]));
+    // Warm, so that the long call below starts at once.
+    assert_eq!(server.get("/api/v3/engine/capped?seconds=0", &[]).status, 200);
+    let (address, token) = (server.address, server.token().to_string());
+    let first = std::thread::spawn(move || {
+        let bearer = format!("Bearer {token}");
+        let target = "/api/v3/engine/capped?seconds=3";
+        crate::http::request(address, "GET", target, &[("authorization", &bearer)], b"").status
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let refused = loop {
+        let response = server.get("/api/v3/engine/capped?seconds=0", &[]);
+        if response.status == 429 {
+            break response;
+        }
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert!(started.elapsed() < Duration::from_secs(3), "never refused");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refused.text().contains("max_concurrency 1"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(first.join().expect("first call"), 200);
+    assert_eq!(
+        server.get("/api/v3/engine/capped?seconds=0", &[]).status,
+        200
+    );
+}

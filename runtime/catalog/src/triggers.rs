@@ -199,6 +199,12 @@ pub struct TriggerSettings {
     pub run_async: bool,
     /// What to do when the plugin fails.
     pub error_behavior: ErrorBehavior,
+    /// Not upstream's: how many invocations of a `run_async` trigger may run at once
+    /// (its database's quota of invocations at once bounds them too); a request beyond
+    /// it is refused (429), a WAL or schedule call waits. `None`: only the database's
+    /// quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u64>,
 }
 
 /// A trigger as the catalog keeps it.

@@ -24,7 +24,38 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A semaphore's permits for `quota` (which [`Quotas::MAX`] keeps small).
 fn permits(quota: u64) -> usize {
-    usize::try_from(quota).unwrap_or(Semaphore::MAX_PERMITS)
+    usize::try_from(quota)
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .min(Semaphore::MAX_PERMITS)
+}
+
+/// The semaphore of `key` in `all` for `quota` turns; a changed quota takes effect for
+/// the turns taken from now on.
+fn semaphore<K: std::hash::Hash + Eq>(
+    all: &Mutex<HashMap<K, (u64, Arc<Semaphore>)>>,
+    key: K,
+    quota: u64,
+) -> Arc<Semaphore> {
+    let mut all = all.lock().unwrap_or_else(PoisonError::into_inner);
+    let entry = all
+        .entry(key)
+        .or_insert_with(|| (quota, Arc::new(Semaphore::new(permits(quota)))));
+    if entry.0 != quota {
+        *entry = (quota, Arc::new(Semaphore::new(permits(quota))));
+    }
+    Arc::clone(&entry.1)
+}
+
+/// A turn of `turns`: at once or not at all, or once one is free.
+async fn take_turn(
+    turns: Arc<Semaphore>,
+    admission: Admission,
+) -> Result<OwnedSemaphorePermit, ()> {
+    match admission {
+        Admission::Refuse => turns.try_acquire_owned().map_err(drop),
+        // The semaphore is never closed.
+        Admission::Wait => turns.acquire_owned().await.map_err(drop),
+    }
 }
 
 /// Each trigger's warm pool, with the plugin it was made for.
@@ -45,6 +76,8 @@ pub struct Invoker {
     quotas: Option<(Arc<Catalog>, Quotas)>,
     /// The invocations each database may still start, for its quota of concurrent ones.
     turns: Mutex<HashMap<DbId, (u64, Arc<Semaphore>)>>,
+    /// The invocations each trigger with a `max_concurrency` may still start.
+    trigger_turns: Mutex<HashMap<TriggerId, (u64, Arc<Semaphore>)>>,
     /// Turns to run on the executor's instances, shared fairly between databases.
     fair: Option<Arc<FairTurns>>,
 }
@@ -72,17 +105,28 @@ pub enum CallError {
     Busy(String),
 }
 
-/// A call refused by its database's quota of concurrent invocations.
+/// A call refused because as many invocations run at once as a bound allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "database '{database}' runs {quota} invocations at once already \
-     (its max-concurrent-invocations quota)"
-)]
-pub struct TooManyInvocations {
-    /// The database.
-    pub database: String,
-    /// Its quota.
-    pub quota: u64,
+pub enum TooManyInvocations {
+    /// Its database's quota of concurrent invocations.
+    #[error(
+        "database '{database}' runs {quota} invocations at once already \
+         (its max-concurrent-invocations quota)"
+    )]
+    Database {
+        /// The database.
+        database: String,
+        /// Its quota.
+        quota: u64,
+    },
+    /// Its trigger's `max_concurrency`.
+    #[error("trigger '{trigger}' runs {max} invocations at once already (its max_concurrency)")]
+    Trigger {
+        /// The trigger.
+        trigger: String,
+        /// Its bound.
+        max: u64,
+    },
 }
 
 impl Invoker {
@@ -107,6 +151,7 @@ impl Invoker {
             records: Arc::default(),
             quotas: None,
             turns: Mutex::default(),
+            trigger_turns: Mutex::default(),
             fair: None,
         }
     }
@@ -151,26 +196,45 @@ impl Invoker {
         admission: Admission,
     ) -> Result<OwnedSemaphorePermit, TooManyInvocations> {
         let quota = self.quotas_of(&database.name).concurrent_invocations;
-        let turns = {
-            let mut all = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
-            let entry = all
-                .entry(database.id)
-                .or_insert_with(|| (quota, Arc::new(Semaphore::new(permits(quota)))));
-            // A changed quota takes effect for the turns taken from now on.
-            if entry.0 != quota {
-                *entry = (quota, Arc::new(Semaphore::new(permits(quota))));
-            }
-            Arc::clone(&entry.1)
-        };
-        let refused = || TooManyInvocations {
+        let turns = semaphore(&self.turns, database.id, quota);
+        let refused = || TooManyInvocations::Database {
             database: database.name.clone(),
             quota,
         };
-        match admission {
-            Admission::Refuse => turns.try_acquire_owned().map_err(|_| refused()),
-            // The semaphore is never closed.
-            Admission::Wait => turns.acquire_owned().await.map_err(|_| refused()),
-        }
+        take_turn(turns, admission).await.map_err(|()| refused())
+    }
+
+    /// A turn to run an invocation of `trigger`, within its `max_concurrency`, if it
+    /// has one; held until the invocation ends.
+    ///
+    /// # Errors
+    ///
+    /// With [`Admission::Refuse`], [`TooManyInvocations`] when none is free.
+    pub async fn admit_trigger(
+        &self,
+        trigger: &Trigger,
+        admission: Admission,
+    ) -> Result<Option<OwnedSemaphorePermit>, TooManyInvocations> {
+        let Some(max) = trigger.trigger_settings.max_concurrency else {
+            return Ok(None);
+        };
+        let turns = semaphore(&self.trigger_turns, trigger.id, max);
+        let refused = || TooManyInvocations::Trigger {
+            trigger: trigger.trigger_name.clone(),
+            max,
+        };
+        take_turn(turns, admission)
+            .await
+            .map(Some)
+            .map_err(|()| refused())
+    }
+
+    /// Forgets the turns of the triggers for which `keep` is false (deleted ones).
+    pub fn retain_trigger_turns(&self, keep: impl Fn(TriggerId) -> bool) {
+        self.trigger_turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|trigger, _| keep(*trigger));
     }
 
     /// Forgets the turns of the databases for which `gone` holds (deleted ones).

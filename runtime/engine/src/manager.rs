@@ -150,6 +150,8 @@ impl TriggerManager {
             .collect();
         self.invoker
             .retain_pools(|trigger| enabled.contains_key(&trigger));
+        self.invoker
+            .retain_trigger_turns(|trigger| enabled.contains_key(&trigger));
         let before = self
             .databases
             .lock()
@@ -248,9 +250,14 @@ impl TriggerManager {
         call: PluginCall,
         kind: &'static str,
     ) {
+        // The trigger's own bound first: its calls beyond it hold none of the database's.
+        let Ok(own_turn) = self.invoker.admit_trigger(trigger, Admission::Wait).await else {
+            return;
+        };
         let Ok(turn) = self.invoker.admit(database, Admission::Wait).await else {
             return;
         };
+        let turn = (own_turn, turn);
         if trigger.trigger_settings.run_async {
             let (manager, database, trigger) =
                 (Arc::clone(self), database.clone(), trigger.clone());

@@ -115,8 +115,19 @@ impl RequestTriggers {
             Some(turn) => Some(turn.lock().await),
             None => None,
         };
-        let _admitted = match self.invoker.admit(&database, Admission::Refuse).await {
-            Ok(turn) => turn,
+        let admitted = match self
+            .invoker
+            .admit_trigger(&trigger, Admission::Refuse)
+            .await
+        {
+            Ok(own) => match self.invoker.admit(&database, Admission::Refuse).await {
+                Ok(turn) => Ok((own, turn)),
+                Err(refused) => Err(refused),
+            },
+            Err(refused) => Err(refused),
+        };
+        let _admitted = match admitted {
+            Ok(turns) => turns,
             Err(refused) => {
                 self.invoker
                     .log_error(&database, &trigger.trigger_name, refused.to_string());

@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use sluice_catalog::Access;
+use sluice_engine::invoke::TooManyInvocations;
 use sluice_engine::requests::{Callers, RequestError};
 use sluice_plugin_api::{HttpRequest, HttpResponse};
 
@@ -91,11 +92,18 @@ pub async fn handle(
         // The plugin never ran: the caller may try again, as Retry-After says.
         Err(RequestError::Busy(why)) => Err(ApiError::Unavailable(why)),
         // Not naming the database: a public trigger's caller may not know it.
-        Err(RequestError::TooMany(refused)) => Err(ApiError::Busy(format!(
-            "the trigger's database runs as many invocations at once as its quota allows \
-             (max-concurrent-invocations {}); try again later",
-            refused.quota
-        ))),
+        Err(RequestError::TooMany(TooManyInvocations::Database { quota, .. })) => {
+            Err(ApiError::Busy(format!(
+                "the trigger's database runs as many invocations at once as its quota \
+                 allows (max-concurrent-invocations {quota}); try again later"
+            )))
+        }
+        Err(RequestError::TooMany(TooManyInvocations::Trigger { max, .. })) => {
+            Err(ApiError::Busy(format!(
+                "the trigger runs as many invocations at once as it may (max_concurrency \
+                 {max}); try again later"
+            )))
+        }
     }
 }
 

@@ -23,6 +23,9 @@ use std::collections::{BTreeMap, HashMap};
 struct Settings {
     run_async: bool,
     error_behavior: ErrorBehavior,
+    /// Not upstream's: see [`TriggerSettings::max_concurrency`].
+    #[serde(default)]
+    max_concurrency: Option<u64>,
 }
 
 /// The body of `POST /api/v3/configure/processing_engine_trigger`: every field but
@@ -291,6 +294,7 @@ pub async fn create(
         trigger_settings: TriggerSettings {
             run_async: request.trigger_settings.run_async,
             error_behavior: request.trigger_settings.error_behavior,
+            max_concurrency: request.trigger_settings.max_concurrency,
         },
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
@@ -349,6 +353,14 @@ fn check_fields(request: &CreateTrigger) -> Result<(), ApiError> {
     if arguments > MAX_ARGUMENT_BYTES {
         return Err(ApiError::BadRequest(format!(
             "trigger_arguments hold {arguments} bytes; at most {MAX_ARGUMENT_BYTES} are allowed"
+        )));
+    }
+    let most = sluice_catalog::Quotas::MAX.concurrent_invocations;
+    if let Some(max) = request.trigger_settings.max_concurrency
+        && !(1..=most).contains(&max)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "max_concurrency must be from 1 to {most}, not {max}"
         )));
     }
     if request.granted_databases.len() > MAX_GRANTS {

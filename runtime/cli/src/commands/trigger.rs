@@ -67,6 +67,11 @@ pub struct CreateTriggerArgs {
     /// Let invocations overlap instead of running one at a time
     #[arg(long)]
     run_asynchronous: bool,
+    /// With --run-asynchronous, how many invocations may run at once (the database's
+    /// quota bounds them too): a request beyond it is answered 429, a WAL or schedule
+    /// call waits
+    #[arg(long, value_name = "N", requires = "run_asynchronous")]
+    max_concurrency: Option<u64>,
     /// What to do when the plugin fails
     #[arg(long, value_enum, default_value = "log")]
     error_behavior: ErrorBehavior,
@@ -122,7 +127,11 @@ impl CreateTriggerArgs {
             "trigger_name": target.trigger_name,
             // The canonical form, as upstream's CLI sends it.
             "trigger_specification": self.trigger_spec.to_string(),
-            "trigger_settings": {"run_async": self.run_asynchronous, "error_behavior": error_behavior},
+            "trigger_settings": {
+                "run_async": self.run_asynchronous,
+                "error_behavior": error_behavior,
+                "max_concurrency": self.max_concurrency,
+            },
             "trigger_arguments": arguments,
             "disabled": self.disabled,
             "granted_databases": self.grant_database,

@@ -4,7 +4,7 @@
 //! limits).
 
 use super::SystemTable;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
@@ -35,6 +35,9 @@ impl SystemTable for Triggers {
             Field::new("public", DataType::Boolean, false),
             // `name=value,…` of the limits that differ from the server's.
             Field::new("limit_overrides", DataType::Utf8, false),
+            // Invocations that may run at once (a `run_async` trigger's); null: its
+            // database's quota.
+            Field::new("max_concurrency", DataType::UInt64, true),
         ]))
     }
 
@@ -72,6 +75,12 @@ impl SystemTable for Triggers {
                 triggers.iter().map(|t| t.public).collect::<Vec<_>>(),
             )) as ArrayRef,
             utf8(triggers.iter().map(|t| t.limits.describe()).collect()),
+            Arc::new(
+                triggers
+                    .iter()
+                    .map(|t| t.trigger_settings.max_concurrency)
+                    .collect::<UInt64Array>(),
+            ) as ArrayRef,
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
