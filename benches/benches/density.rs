@@ -15,7 +15,7 @@
 //! 3. every trigger called round-robin at concurrency 8 for 10 s (a working set five
 //!    times the budget): failures, calls per second, p50 and p99.
 
-use sluice_catalog::{Catalog, ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_catalog::Catalog;
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::fair::FairTurns;
@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-#[path = "common/serve.rs"]
-mod serve;
+#[path = "common/server.rs"]
+mod server;
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 const DATABASES: usize = 100;
@@ -38,27 +38,6 @@ const INSTANCES: u32 = 200;
 const IDLE_TIME: Duration = Duration::from_secs(5);
 const CONCURRENCY: usize = 8;
 const LOAD_TIME: Duration = Duration::from_secs(10);
-
-fn trigger(name: &str) -> Trigger {
-    Trigger {
-        id: Default::default(),
-        trigger_name: name.into(),
-        plugin_filename: "trivial.py".into(),
-        plugin_area: Default::default(),
-        trigger: TriggerSpec::parse(&format!("request:{name}")).expect("a valid spec"),
-        trigger_settings: TriggerSettings {
-            run_async: false,
-            error_behavior: ErrorBehavior::Log,
-            max_concurrency: None,
-        },
-        trigger_arguments: None,
-        disabled: false,
-        granted_databases: Vec::new(),
-        reach: Default::default(),
-        public: false,
-        limits: Default::default(),
-    }
-}
 
 /// The process's resident memory, in bytes.
 fn resident_bytes() -> u64 {
@@ -117,7 +96,7 @@ async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingE
             Ok(())
         });
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    (serve::serve(&storage, &engine).await, catalog, engine)
+    (server::serve(&storage, &engine).await, catalog, engine)
 }
 
 /// One call of `name`: its latency in ms, or `None` when it failed.
@@ -170,7 +149,10 @@ async fn main() {
     }
     for (index, name) in names.iter().enumerate() {
         catalog
-            .create_trigger(&format!("db{}", index % DATABASES), trigger(name))
+            .create_trigger(
+                &format!("db{}", index % DATABASES),
+                server::trigger(name, &format!("request:{name}"), "trivial.py", false),
+            )
             .expect("trigger");
     }
     engine.triggers.settled().await;

@@ -20,7 +20,7 @@
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use sluice_catalog::{Catalog, ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_catalog::Catalog;
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::invoke::Invoker;
@@ -33,8 +33,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[path = "common/serve.rs"]
-mod serve;
+#[path = "common/server.rs"]
+mod server;
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 const CPU_BOUND: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    total = 0\n    for i in range(300000):\n        total += i * i\n    return str(total)\n";
@@ -52,27 +52,6 @@ struct Feed(Arc<ProcessingEngine>);
 impl FlushObserver for Feed {
     fn flushed(&self, rows: FlushedRows) {
         self.0.triggers.flushed(rows);
-    }
-}
-
-fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
-    Trigger {
-        id: Default::default(),
-        trigger_name: name.into(),
-        plugin_filename: plugin.into(),
-        plugin_area: Default::default(),
-        trigger: TriggerSpec::parse(spec).expect("a valid spec"),
-        trigger_settings: TriggerSettings {
-            run_async,
-            error_behavior: ErrorBehavior::Log,
-            max_concurrency: None,
-        },
-        trigger_arguments: None,
-        disabled: false,
-        granted_databases: Vec::new(),
-        reach: Default::default(),
-        public: false,
-        limits: Default::default(),
     }
 }
 
@@ -98,15 +77,15 @@ async fn server(
     catalog.create_database("bench").expect("database");
     catalog.create_database("bench_async").expect("database");
     for t in [
-        trigger("trivial", "request:trivial", "trivial.py", false),
+        server::trigger("trivial", "request:trivial", "trivial.py", false),
         // `run_async`: a synchronous request trigger serves one request at a time.
-        trigger("cpu", "request:cpu", "cpu.py", true),
-        trigger("transform", "table:raw", "transform.py", false),
+        server::trigger("cpu", "request:cpu", "cpu.py", true),
+        server::trigger("transform", "table:raw", "transform.py", false),
     ] {
         catalog.create_trigger("bench", t).expect("trigger");
     }
     // The same transform, with `run_async`: flushes may be processed side by side.
-    let transform = trigger("transform", "table:raw", "transform.py", true);
+    let transform = server::trigger("transform", "table:raw", "transform.py", true);
     catalog
         .create_trigger("bench_async", transform)
         .expect("trigger");
@@ -130,7 +109,7 @@ async fn server(
     let engine = ProcessingEngine::start(catalog, versions, invoker, |_, _| Ok(()));
     storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    (serve::serve(&storage, &engine).await, storage, engine)
+    (server::serve(&storage, &engine).await, storage, engine)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -290,7 +290,10 @@ fn a_trigger_runs_no_more_calls_at_once_than_its_max_concurrency() {
     );
     assert_eq!(shown, serde_json::json!([{"max_concurrency": 1}]));
     // Warm, so that the long call below starts at once.
-    assert_eq!(server.get("/api/v3/engine/capped?seconds=0", &[]).status, 200);
+    assert_eq!(
+        server.get("/api/v3/engine/capped?seconds=0", &[]).status,
+        200
+    );
     let (address, token) = (server.address, server.token().to_string());
     let first = std::thread::spawn(move || {
         let bearer = format!("Bearer {token}");

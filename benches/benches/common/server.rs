@@ -1,5 +1,7 @@
-//! The HTTP side of the servers the benches start in their own process.
+//! The servers the benches start in their own process: their triggers and their HTTP
+//! side.
 
+use sluice_catalog::{ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
 use sluice_engine::ProcessingEngine;
 use sluice_http::{AppState, Authentication, router};
 use sluice_query::QueryEngine;
@@ -29,4 +31,26 @@ pub async fn serve(storage: &Arc<WriteBuffer>, engine: &Arc<ProcessingEngine>) -
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
     format!("http://{address}")
+}
+
+/// A trigger of `plugin` on `spec`, as the admin would create it.
+pub fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger {
+    Trigger {
+        id: Default::default(),
+        trigger_name: name.into(),
+        plugin_filename: plugin.into(),
+        plugin_area: Default::default(),
+        trigger: TriggerSpec::parse(spec).expect("a valid spec"),
+        trigger_settings: TriggerSettings {
+            run_async,
+            error_behavior: ErrorBehavior::Log,
+            max_concurrency: None,
+        },
+        trigger_arguments: None,
+        disabled: false,
+        granted_databases: Vec::new(),
+        reach: Default::default(),
+        public: false,
+        limits: Default::default(),
+    }
 }
