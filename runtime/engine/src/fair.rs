@@ -26,7 +26,6 @@ pub struct FairTurns {
 struct State {
     /// Turns held, by database.
     running: HashMap<DbId, usize>,
-    held: usize,
     /// Databases with waiting calls, in the order they get the next turn.
     order: VecDeque<DbId>,
     /// Each database's waiting calls, oldest first.
@@ -82,21 +81,22 @@ impl FairTurns {
     pub async fn take(self: &Arc<Self>, database: DbId) -> Result<FairTurn, NoTurn> {
         let receiver = {
             let mut state = self.state();
-            if state.held < self.capacity {
+            let free = state.running.values().sum::<usize>() < self.capacity;
+            if free {
                 // Only calls that gave up waiting can be waiting while a turn is free.
                 forget_gone(&mut state);
             }
-            if state.held < self.capacity && state.order.is_empty() {
-                state.held += 1;
+            if free && state.order.is_empty() {
                 *state.running.entry(database).or_default() += 1;
                 return Ok(self.turn(database));
             }
             let (sender, receiver) = oneshot::channel();
             let queue = state.waiting.entry(database).or_default();
-            if queue.is_empty() {
+            let first = queue.is_empty();
+            queue.push_back(sender);
+            if first {
                 state.order.push_back(database);
             }
-            state.waiting.entry(database).or_default().push_back(sender);
             receiver
         };
         match tokio::time::timeout(self.wait, receiver).await {
@@ -127,7 +127,6 @@ impl FairTurns {
                 let mut state = self.state();
                 release(&mut state, from);
                 let Some((next, sender)) = next_waiting(&mut state) else {
-                    state.held -= 1;
                     return;
                 };
                 *state.running.entry(next).or_default() += 1;

@@ -82,6 +82,12 @@ pub struct Invoker {
     fair: Option<Arc<FairTurns>>,
 }
 
+/// The turns an invocation holds while it runs ([`Invoker::admit`]).
+pub struct Admitted {
+    _trigger: Option<OwnedSemaphorePermit>,
+    _database: OwnedSemaphorePermit,
+}
+
 /// What becomes of a call when its database runs as many invocations as its quota
 /// allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,13 +190,33 @@ impl Invoker {
         }
     }
 
-    /// A turn to run an invocation of `database`, within its quota of concurrent ones;
+    /// The turns to run an invocation of `trigger` (none for a test run) of `database`:
+    /// within the trigger's `max_concurrency` first, so that its calls beyond it hold
+    /// none of the database's, then within the database's quota of concurrent ones;
     /// held until the invocation ends.
     ///
     /// # Errors
     ///
-    /// With [`Admission::Refuse`], [`TooManyInvocations`] when none is free.
+    /// With [`Admission::Refuse`], [`TooManyInvocations`] when either has none free.
     pub async fn admit(
+        &self,
+        database: &DatabaseRef,
+        trigger: Option<&Trigger>,
+        admission: Admission,
+    ) -> Result<Admitted, TooManyInvocations> {
+        let own = match trigger {
+            Some(trigger) => self.admit_trigger(trigger, admission).await?,
+            None => None,
+        };
+        let database = self.admit_database(database, admission).await?;
+        Ok(Admitted {
+            _trigger: own,
+            _database: database,
+        })
+    }
+
+    /// A turn within `database`'s quota of concurrent invocations.
+    async fn admit_database(
         &self,
         database: &DatabaseRef,
         admission: Admission,
@@ -204,13 +230,8 @@ impl Invoker {
         take_turn(turns, admission).await.map_err(|()| refused())
     }
 
-    /// A turn to run an invocation of `trigger`, within its `max_concurrency`, if it
-    /// has one; held until the invocation ends.
-    ///
-    /// # Errors
-    ///
-    /// With [`Admission::Refuse`], [`TooManyInvocations`] when none is free.
-    pub async fn admit_trigger(
+    /// A turn within `trigger`'s `max_concurrency`, if it has one.
+    async fn admit_trigger(
         &self,
         trigger: &Trigger,
         admission: Admission,
@@ -330,6 +351,21 @@ impl Invoker {
             &trigger.plugin_filename,
             trigger.reach.is_tenants(),
         );
+        // Counted for the trigger; nothing ran, so no invocation is recorded.
+        let not_started = |why: String| {
+            self.records
+                .metrics()
+                .not_started(&database.name, &trigger.trigger_name);
+            CallError::Busy(why)
+        };
+        let turn = match &self.fair {
+            Some(fair) => Some(
+                fair.take(database.id)
+                    .await
+                    .map_err(|refused| not_started(refused.to_string()))?,
+            ),
+            None => None,
+        };
         let limits = self.limits.with(&trigger.limits);
         let host = Arc::new(TriggerHost::new(
             database,
@@ -339,18 +375,6 @@ impl Invoker {
             Arc::clone(&self.cache),
             Arc::clone(&self.records),
         ));
-        let turn = match &self.fair {
-            Some(fair) => match fair.take(database.id).await {
-                Ok(turn) => Some(turn),
-                Err(refused) => {
-                    self.records
-                        .metrics()
-                        .not_started(&database.name, &trigger.trigger_name);
-                    return Err(CallError::Busy(refused.to_string()));
-                }
-            },
-            None => None,
-        };
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
@@ -368,10 +392,7 @@ impl Invoker {
         // Given up before the batched writes wait for their flush: the instance is free.
         drop(turn);
         if let Err(InvocationError::Busy(why)) = outcome {
-            self.records
-                .metrics()
-                .not_started(&database.name, &trigger.trigger_name);
-            return Err(CallError::Busy(why));
+            return Err(not_started(why));
         }
         let write_errors = host.apply_writes().await;
         let result = outcome

@@ -250,14 +250,10 @@ impl TriggerManager {
         call: PluginCall,
         kind: &'static str,
     ) {
-        // The trigger's own bound first: its calls beyond it hold none of the database's.
-        let Ok(own_turn) = self.invoker.admit_trigger(trigger, Admission::Wait).await else {
+        let admitted = self.invoker.admit(database, Some(trigger), Admission::Wait);
+        let Ok(turn) = admitted.await else {
             return;
         };
-        let Ok(turn) = self.invoker.admit(database, Admission::Wait).await else {
-            return;
-        };
-        let turn = (own_turn, turn);
         if trigger.trigger_settings.run_async {
             let (manager, database, trigger) =
                 (Arc::clone(self), database.clone(), trigger.clone());

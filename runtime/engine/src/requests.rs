@@ -115,17 +115,10 @@ impl RequestTriggers {
             Some(turn) => Some(turn.lock().await),
             None => None,
         };
-        let admitted = match self
+        let admitted = self
             .invoker
-            .admit_trigger(&trigger, Admission::Refuse)
-            .await
-        {
-            Ok(own) => match self.invoker.admit(&database, Admission::Refuse).await {
-                Ok(turn) => Ok((own, turn)),
-                Err(refused) => Err(refused),
-            },
-            Err(refused) => Err(refused),
-        };
+            .admit(&database, Some(&trigger), Admission::Refuse)
+            .await;
         let _admitted = match admitted {
             Ok(turns) => turns,
             Err(refused) => {
@@ -138,23 +131,21 @@ impl RequestTriggers {
             Ok(invocation) => invocation
                 .response
                 .ok_or_else(|| RequestError::Plugin("the plugin returned no response".into())),
-            Err(CallError::Busy(why)) => {
-                tracing::warn!(database = %database.name, trigger = %trigger.trigger_name, "request plugin not run: {why}");
-                self.invoker.log_error(
-                    &database,
-                    &trigger.trigger_name,
-                    format!("request plugin not run: {why}"),
-                );
-                Err(RequestError::Busy(why))
-            }
-            Err(CallError::Failed(message)) => {
-                tracing::error!(database = %database.name, trigger = %trigger.trigger_name, "error running request plugin: {message}");
-                self.invoker.log_error(
-                    &database,
-                    &trigger.trigger_name,
-                    format!("error running request plugin: {message}"),
-                );
-                Err(RequestError::Plugin(message))
+            Err(error) => {
+                let (text, refused) = match error {
+                    CallError::Busy(why) => (
+                        format!("request plugin not run: {why}"),
+                        RequestError::Busy(why),
+                    ),
+                    CallError::Failed(message) => (
+                        format!("error running request plugin: {message}"),
+                        RequestError::Plugin(message),
+                    ),
+                };
+                tracing::error!(database = %database.name, trigger = %trigger.trigger_name, "{text}");
+                self.invoker
+                    .log_error(&database, &trigger.trigger_name, text);
+                Err(refused)
             }
         }
     }

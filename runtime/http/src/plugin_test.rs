@@ -88,7 +88,7 @@ async fn run(
     // Within the database's quota of invocations at once, as its triggers' calls.
     let _admitted = engine
         .invoker
-        .admit(&database, Admission::Refuse)
+        .admit(&database, None, Admission::Refuse)
         .await
         .map_err(|refused| ApiError::Busy(refused.to_string()))?;
     engine
