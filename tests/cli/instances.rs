@@ -32,10 +32,15 @@ fn server(dir: &std::path::Path, flags: &[&str]) -> TestServer {
 /// The value of the engine's metric `name` (without its prefix, with its labels), if it
 /// is shown.
 fn metric(server: &TestServer, name: &str) -> Option<u64> {
+    seconds_metric(server, name).map(|value| value as u64)
+}
+
+/// The value of the engine's metric `name`, a number of seconds, if it is shown.
+fn seconds_metric(server: &TestServer, name: &str) -> Option<f64> {
     let text = server.get("/metrics", &[]).text();
     let prefix = format!("sluice_plugin_{name} ");
     text.lines()
-        .find_map(|line| line.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .find_map(|line| line.strip_prefix(&prefix)?.parse::<f64>().ok())
 }
 
 #[test]
@@ -221,6 +226,12 @@ fn a_flood_of_one_database_never_fails_another_databases_call() {
         "{statuses:?}"
     );
     assert!(statuses.contains(&200), "{statuses:?}");
+    // The flood waited in the queue, and the operator sees for how long.
+    let flood = r#"{database="db",trigger="flood"}"#;
+    let queued = metric(&server, &format!("calls_queued_total{flood}"));
+    assert!(queued.is_some_and(|n| n >= 1), "{queued:?}");
+    let waited = seconds_metric(&server, &format!("queue_seconds_total{flood}"));
+    assert!(waited.is_some_and(|seconds| seconds > 0.0), "{waited:?}");
 }
 
 /// Bounds that cannot run an instance are refused at start, naming them.

@@ -6,6 +6,7 @@
 //! state. The report serialises to the JSON of upstream's plugin test endpoints.
 
 use crate::cache::{CacheStore, Namespace};
+use crate::fair::HeldTurn;
 use crate::host::Database;
 use crate::write_quota::WriteAllowance;
 use serde::Serialize;
@@ -80,6 +81,8 @@ pub struct DryRunHost {
     /// The lines the run may still write, by its database's quota.
     writes: WriteAllowance,
     state: Mutex<Collected>,
+    /// The run's turn on the CPU, when the CPU is shared out.
+    cpu: Option<HeldTurn>,
 }
 
 #[derive(Default)]
@@ -109,7 +112,14 @@ impl DryRunHost {
             database_cache_bytes: u64::MAX,
             writes: WriteAllowance::unbounded(),
             state: Mutex::default(),
+            cpu: None,
         }
+    }
+
+    /// The same host, for a run holding `cpu` while its plugin's code runs.
+    pub fn with_cpu_turn(mut self, cpu: Option<HeldTurn>) -> Self {
+        self.cpu = cpu;
+        self
     }
 
     /// The same host, refusing the plugin's queries and writes that name another
@@ -264,6 +274,10 @@ impl HostServices for DryRunHost {
         if !succeeded {
             self.collected().batched.clear();
         }
+    }
+
+    fn pause(&self) -> Option<BoxFuture<'static, ()>> {
+        self.cpu.as_ref().map(HeldTurn::pause)
     }
 }
 

@@ -8,19 +8,36 @@
 //! round-robin order (its oldest waiting call), so a flooding tenant waits behind its own
 //! calls, and another tenant's call waits for at most one call of each database ahead of
 //! it. A call that waits longer than the bound is refused, having run nothing.
+//!
+//! The CPU is shared the same way ([`FairTurns::cpu`], [`HeldTurn`]): as many calls run
+//! plugin code at once as the server has worker threads, and at each epoch tick a
+//! running call gives its turn to the next waiting database's call, in round-robin
+//! order. Were they left to the threads' own queue, a tenant with 64 spinning calls on
+//! two threads would take 64 slices of 10 ms for each slice of another's call. One more
+//! rule keeps a waiting call from waiting for a tick: while another database has asked
+//! for a turn within the last second, no database holds every turn, so the other's call
+//! finds one free.
 
 use sluice_catalog::DbId;
+use sluice_plugin_api::BoxFuture;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Turns for at most `capacity` calls at once.
 pub struct FairTurns {
     capacity: usize,
-    wait: Duration,
+    /// How long a call waits for a turn; `None`: until it gets one.
+    wait: Option<Duration>,
+    /// With a window, no database holds every turn while another asked for one within
+    /// it.
+    reserve: Option<Duration>,
     state: Mutex<State>,
 }
+
+/// How long a database that asked for a CPU turn counts as wanting the CPU.
+const CPU_RESERVE: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 struct State {
@@ -30,6 +47,8 @@ struct State {
     order: VecDeque<DbId>,
     /// Each database's waiting calls, oldest first.
     waiting: HashMap<DbId, VecDeque<oneshot::Sender<FairTurn>>>,
+    /// When each database last asked for a turn, if within the reserve's window.
+    asked: HashMap<DbId, Instant>,
 }
 
 /// The right to run one call of `database`; the next waiting call gets it when dropped.
@@ -39,6 +58,8 @@ pub struct FairTurn {
     /// False for a turn that was handed over and came back (its call had gone): it
     /// frees nothing when dropped.
     armed: bool,
+    /// How long its call waited in the queue for it; zero when one was free.
+    waited: Duration,
 }
 
 /// A call that found every turn taken for as long as it could wait.
@@ -55,6 +76,13 @@ pub struct NoTurn {
     pub wait: Duration,
 }
 
+impl FairTurn {
+    /// How long its call waited in the queue for it; zero when one was free.
+    pub fn waited(&self) -> Duration {
+        self.waited
+    }
+}
+
 /// What the turns are now, per database: `(running, waiting)`.
 pub type TurnCounts = HashMap<DbId, (usize, usize)>;
 
@@ -63,7 +91,19 @@ impl FairTurns {
     pub fn new(capacity: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             capacity: capacity.max(1),
-            wait,
+            wait: Some(wait),
+            reserve: None,
+            state: Mutex::default(),
+        })
+    }
+
+    /// Turns on the CPU for `threads` calls at once: a call waits as long as it takes,
+    /// and no database holds every turn while another wants one.
+    pub fn cpu(threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            capacity: threads.max(1),
+            wait: None,
+            reserve: Some(CPU_RESERVE),
             state: Mutex::default(),
         })
     }
@@ -81,12 +121,19 @@ impl FairTurns {
     pub async fn take(self: &Arc<Self>, database: DbId) -> Result<FairTurn, NoTurn> {
         let receiver = {
             let mut state = self.state();
+            let now = Instant::now();
+            if let Some(window) = self.reserve {
+                state
+                    .asked
+                    .retain(|_, asked| now.duration_since(*asked) < window);
+                state.asked.insert(database, now);
+            }
             let free = state.running.values().sum::<usize>() < self.capacity;
             if free {
                 // Only calls that gave up waiting can be waiting while a turn is free.
                 forget_gone(&mut state);
             }
-            if free && state.order.is_empty() {
+            if free && state.order.is_empty() && self.may_hold(&state, database) {
                 *state.running.entry(database).or_default() += 1;
                 return Ok(self.turn(database));
             }
@@ -99,15 +146,43 @@ impl FairTurns {
             }
             receiver
         };
-        match tokio::time::timeout(self.wait, receiver).await {
-            Ok(Ok(turn)) => Ok(turn),
+        // A turn kept free for another database may be this one's.
+        self.pass_on(None);
+        let queued = Instant::now();
+        let received = match self.wait {
+            Some(wait) => tokio::time::timeout(wait, receiver).await.ok(),
+            None => Some(receiver.await),
+        };
+        match received {
+            Some(Ok(mut turn)) => {
+                turn.waited = queued.elapsed();
+                Ok(turn)
+            }
             // Timed out (a turn sent meanwhile is dropped with the receiver, and goes
             // on to the next call), or the turns are gone.
             _ => Err(NoTurn {
                 capacity: self.capacity,
-                wait: self.wait,
+                wait: self.wait.unwrap_or_default(),
             }),
         }
+    }
+
+    /// Whether `database` may take one more turn: always, unless no other turn would be
+    /// left while another database wants one.
+    fn may_hold(&self, state: &State, database: DbId) -> bool {
+        if self.reserve.is_none() || self.capacity == 1 {
+            return true;
+        }
+        let held = state.running.get(&database).copied().unwrap_or(0);
+        let others_want = state.running.keys().any(|other| *other != database)
+            || state.order.iter().any(|other| *other != database)
+            || state.asked.keys().any(|other| *other != database);
+        held + 1 < self.capacity || !others_want
+    }
+
+    /// Whether any call waits for a turn.
+    fn anyone_waits(&self) -> bool {
+        !self.state().order.is_empty()
     }
 
     fn turn(self: &Arc<Self>, database: DbId) -> FairTurn {
@@ -115,32 +190,61 @@ impl FairTurns {
             turns: Arc::clone(self),
             database,
             armed: true,
+            waited: Duration::ZERO,
         }
     }
 
-    /// Hands the turn of a call of `database` that ended to the next waiting call, or
-    /// frees it.
-    fn pass_on(self: &Arc<Self>, database: DbId) {
-        let mut from = database;
+    /// Frees the turn of a call of `from` that ended, if any, and hands every free turn
+    /// to the next waiting call that may hold it.
+    fn pass_on(self: &Arc<Self>, from: Option<DbId>) {
+        let mut from = from;
         loop {
             let (next, sender) = {
                 let mut state = self.state();
-                release(&mut state, from);
-                let Some((next, sender)) = next_waiting(&mut state) else {
+                if let Some(from) = from.take() {
+                    release(&mut state, from);
+                }
+                if state.running.values().sum::<usize>() >= self.capacity {
+                    return;
+                }
+                let Some((next, sender)) = self.next_waiting(&mut state) else {
                     return;
                 };
                 *state.running.entry(next).or_default() += 1;
                 (next, sender)
             };
-            // Sent outside the lock: a turn that comes back is dropped disarmed.
-            match sender.send(self.turn(next)) {
-                Ok(()) => return,
-                Err(mut unwanted) => {
-                    unwanted.armed = false;
-                    from = next;
-                }
+            // Sent outside the lock: a turn that comes back is dropped disarmed, and
+            // its place is handed on.
+            if let Err(mut unwanted) = sender.send(self.turn(next)) {
+                unwanted.armed = false;
+                from = Some(next);
             }
         }
+    }
+
+    /// The oldest waiting call of the next database in round-robin order that may hold
+    /// a turn; the database goes to the back of the order if it has more.
+    fn next_waiting(&self, state: &mut State) -> Option<(DbId, oneshot::Sender<FairTurn>)> {
+        for _ in 0..state.order.len() {
+            let database = state.order.pop_front()?;
+            if !self.may_hold(state, database) {
+                state.order.push_back(database);
+                continue;
+            }
+            let Some(queue) = state.waiting.get_mut(&database) else {
+                continue;
+            };
+            let sender = queue.pop_front();
+            if queue.is_empty() {
+                state.waiting.remove(&database);
+            } else {
+                state.order.push_back(database);
+            }
+            if let Some(sender) = sender {
+                return Some((database, sender));
+            }
+        }
+        None
     }
 
     /// Running and waiting calls, per database.
@@ -179,31 +283,57 @@ fn release(state: &mut State, database: DbId) {
     }
 }
 
-/// The oldest waiting call of the next database in round-robin order, which goes to the
-/// back of the order if it has more.
-fn next_waiting(state: &mut State) -> Option<(DbId, oneshot::Sender<FairTurn>)> {
-    while let Some(database) = state.order.pop_front() {
-        let Some(queue) = state.waiting.get_mut(&database) else {
-            continue;
-        };
-        let sender = queue.pop_front();
-        if queue.is_empty() {
-            state.waiting.remove(&database);
-        } else {
-            state.order.push_back(database);
-        }
-        if let Some(sender) = sender {
-            return Some((database, sender));
-        }
-    }
-    None
-}
-
 impl Drop for FairTurn {
     fn drop(&mut self) {
         if self.armed {
-            self.turns.pass_on(self.database);
+            self.turns.pass_on(Some(self.database));
         }
+    }
+}
+
+/// A running call's turn on the CPU, given up at each pause when another call waits
+/// and taken again in its turn.
+#[derive(Clone)]
+pub struct HeldTurn {
+    turns: Arc<FairTurns>,
+    database: DbId,
+    turn: Arc<Mutex<Option<FairTurn>>>,
+}
+
+impl HeldTurn {
+    /// A turn of `turns` for a call of `database`, once it comes.
+    pub async fn take(turns: &Arc<FairTurns>, database: DbId) -> Self {
+        let turn = turns.take(database).await.ok();
+        Self {
+            turns: Arc::clone(turns),
+            database,
+            turn: Arc::new(Mutex::new(turn)),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<FairTurn>> {
+        self.turn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Lets the others run: gives the turn to the next waiting call, if any, and comes
+    /// back with a turn of its own; else yields to the executor once.
+    pub fn pause(&self) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            if !this.turns.anyone_waits() {
+                return tokio::task::yield_now().await;
+            }
+            let given_up = this.held().take();
+            drop(given_up);
+            let turn = this.turns.take(this.database).await.ok();
+            *this.held() = turn;
+        })
+    }
+
+    /// Gives the turn back: the call no longer runs plugin code.
+    pub fn release(&self) {
+        let given_up = self.held().take();
+        drop(given_up);
     }
 }
 
@@ -247,6 +377,66 @@ mod tests {
         // The flood's oldest, then the quiet database's only call, then the flood's rest.
         assert_eq!(served, [0, 3, 1, 2]);
         assert!(turns.counts().is_empty(), "every turn given back");
+    }
+
+    #[tokio::test]
+    async fn no_database_holds_every_cpu_turn_while_another_wants_one() {
+        let turns = FairTurns::cpu(2);
+        // Alone, a database may use every thread.
+        let first = turns.take(FLOOD).await.expect("free");
+        let second = turns
+            .take(FLOOD)
+            .await
+            .expect("free while nobody else asks");
+        drop(second);
+        // Another database asks: it gets the free turn, and from now on the flood holds
+        // one turn at most, the other staying free for the quiet one.
+        let quiet = turns.take(QUIET).await.expect("free");
+        drop(quiet);
+        let capped = {
+            let turns = Arc::clone(&turns);
+            tokio::spawn(async move { turns.take(FLOOD).await.is_ok() })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !capped.is_finished(),
+            "the flood waits though a turn is free"
+        );
+        let quiet = tokio::time::timeout(Duration::from_secs(1), turns.take(QUIET))
+            .await
+            .expect("the quiet database's call does not wait")
+            .expect("a turn");
+        drop(quiet);
+        drop(first);
+        assert!(
+            capped.await.expect("ran"),
+            "the flood's call runs once it holds none"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_paused_call_gives_its_cpu_turn_to_the_next_database() {
+        let turns = FairTurns::cpu(1);
+        let running = HeldTurn::take(&turns, FLOOD).await;
+        // Nobody waits: the pause keeps the turn.
+        running.pause().await;
+        assert_eq!(turns.counts()[&FLOOD], (1, 0));
+        let quiet = {
+            let turns = Arc::clone(&turns);
+            tokio::spawn(async move {
+                let turn = HeldTurn::take(&turns, QUIET).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                turn.release();
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(turns.counts()[&QUIET], (0, 1));
+        // The pause hands the turn over and waits for the quiet call to give it back.
+        running.pause().await;
+        assert!(quiet.is_finished(), "the quiet call ran during the pause");
+        assert_eq!(turns.counts()[&FLOOD], (1, 0));
+        running.release();
+        assert!(turns.counts().is_empty());
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@
 //! on, so that a call's write-back is mostly the wait for durability.
 
 use crate::cache::{CacheStore, Namespace};
+use crate::fair::HeldTurn;
 use crate::records::{EngineRecords, LogRecord};
 use crate::write_quota::WriteAllowance;
 use sluice_catalog::{DatabaseRef, DbId, Quotas, Trigger, Use};
@@ -73,6 +74,8 @@ pub struct TriggerHost {
     shared_cache: Namespace,
     records: Arc<EngineRecords>,
     queued: Mutex<Queued>,
+    /// The call's turn on the CPU, when the CPU is shared out.
+    cpu: Option<HeldTurn>,
 }
 
 /// Batched writes and whether the invocation succeeded.
@@ -170,7 +173,14 @@ impl TriggerHost {
             cache,
             records,
             queued: Mutex::default(),
+            cpu: None,
         }
+    }
+
+    /// The same host, for a call holding `cpu` while its plugin's code runs.
+    pub fn with_cpu_turn(mut self, cpu: Option<HeldTurn>) -> Self {
+        self.cpu = cpu;
+        self
     }
 
     /// `database` (None: the trigger's own) if the trigger may `use` it. Its own only
@@ -413,6 +423,10 @@ impl HostServices for TriggerHost {
         let mut queued = self.queued();
         queued.succeeded = Some(succeeded);
         queued.usage = usage;
+    }
+
+    fn pause(&self) -> Option<BoxFuture<'static, ()>> {
+        self.cpu.as_ref().map(HeldTurn::pause)
     }
 }
 

@@ -9,7 +9,7 @@
 use crate::cache::CacheStore;
 use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
-use crate::fair::{FairTurns, TurnCounts};
+use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
@@ -20,6 +20,7 @@ use sluice_plugin_api::{
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A semaphore's permits for `quota` (which [`Quotas::MAX`] keeps small).
@@ -46,14 +47,27 @@ fn semaphore<K: std::hash::Hash + Eq>(
     Arc::clone(&entry.1)
 }
 
-/// A turn of `turns`: at once or not at all, or once one is free.
+/// How long a call to be refused when its database runs its quota of calls waits for
+/// one of them to end first. A short queue takes bursts without refusing them, and a
+/// caller that calls again as soon as it is refused (a flood) is slowed to one call per
+/// wait on each connection: refusing it at once would let it spend the server's threads
+/// on refusals, which other tenants' calls wait behind.
+pub const REFUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// A turn of `turns`: once one is free, for at most [`REFUSE_AFTER`] when the call is to
+/// be refused.
 async fn take_turn(
     turns: Arc<Semaphore>,
     admission: Admission,
 ) -> Result<OwnedSemaphorePermit, ()> {
+    // The semaphore is never closed.
     match admission {
-        Admission::Refuse => turns.try_acquire_owned().map_err(drop),
-        // The semaphore is never closed.
+        Admission::Refuse => {
+            match tokio::time::timeout(REFUSE_AFTER, turns.acquire_owned()).await {
+                Ok(Ok(turn)) => Ok(turn),
+                _ => Err(()),
+            }
+        }
         Admission::Wait => turns.acquire_owned().await.map_err(drop),
     }
 }
@@ -80,6 +94,8 @@ pub struct Invoker {
     trigger_turns: Mutex<HashMap<TriggerId, (u64, Arc<Semaphore>)>>,
     /// Turns to run on the executor's instances, shared fairly between databases.
     fair: Option<Arc<FairTurns>>,
+    /// Turns to run plugin code on the CPU, shared fairly between databases.
+    cpu: Option<Arc<FairTurns>>,
 }
 
 /// The turns an invocation holds while it runs ([`Invoker::admit`]).
@@ -94,7 +110,8 @@ pub struct Admitted {
 pub enum Admission {
     /// It waits for one to end (WAL and schedule triggers: nothing is lost).
     Wait,
-    /// It is refused (request triggers: the caller is told 429).
+    /// It waits [`REFUSE_AFTER`] at most, then it is refused (request triggers and test
+    /// runs: the caller is told 429).
     Refuse,
 }
 
@@ -159,6 +176,7 @@ impl Invoker {
             turns: Mutex::default(),
             trigger_turns: Mutex::default(),
             fair: None,
+            cpu: None,
         }
     }
 
@@ -168,6 +186,21 @@ impl Invoker {
     pub fn with_fair_turns(mut self, turns: Arc<FairTurns>) -> Self {
         self.fair = Some(turns);
         self
+    }
+
+    /// The same invoker, running plugin code of at most as many calls at once as `turns`
+    /// give ([`FairTurns::cpu`]), shared fairly between databases at each epoch tick.
+    pub fn with_cpu_turns(mut self, turns: Arc<FairTurns>) -> Self {
+        self.cpu = Some(turns);
+        self
+    }
+
+    /// A turn on the CPU for a call of `database`, when the CPU is shared out.
+    async fn cpu_turn(&self, database: DbId) -> Option<HeldTurn> {
+        match &self.cpu {
+            Some(turns) => Some(HeldTurn::take(turns, database).await),
+            None => None,
+        }
     }
 
     /// Running and waiting calls per database, when turns are shared out.
@@ -359,22 +392,33 @@ impl Invoker {
             CallError::Busy(why)
         };
         let turn = match &self.fair {
-            Some(fair) => Some(
-                fair.take(database.id)
-                    .await
-                    .map_err(|refused| not_started(refused.to_string()))?,
-            ),
+            Some(fair) => {
+                let taken = fair.take(database.id).await;
+                let waited = taken
+                    .as_ref()
+                    .map_or_else(|refused| refused.wait, FairTurn::waited);
+                if !waited.is_zero() {
+                    self.records
+                        .metrics()
+                        .queued(&database.name, &trigger.trigger_name, waited);
+                }
+                Some(taken.map_err(|refused| not_started(refused.to_string()))?)
+            }
             None => None,
         };
+        let cpu_turn = self.cpu_turn(database.id).await;
         let limits = self.limits.with(&trigger.limits);
-        let host = Arc::new(TriggerHost::new(
-            database,
-            trigger,
-            (&limits, &self.quotas_of(&database.name)),
-            Arc::clone(&self.storage),
-            Arc::clone(&self.cache),
-            Arc::clone(&self.records),
-        ));
+        let host = Arc::new(
+            TriggerHost::new(
+                database,
+                trigger,
+                (&limits, &self.quotas_of(&database.name)),
+                Arc::clone(&self.storage),
+                Arc::clone(&self.cache),
+                Arc::clone(&self.records),
+            )
+            .with_cpu_turn(cpu_turn.clone()),
+        );
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
@@ -389,8 +433,12 @@ impl Invoker {
             }
         };
         let (outcome, cpu) = cpu_timed(run).await;
-        // Given up before the batched writes wait for their flush: the instance is free.
+        // Given up before the batched writes wait for their flush: the instance and the
+        // CPU are free.
         drop(turn);
+        if let Some(cpu_turn) = &cpu_turn {
+            cpu_turn.release();
+        }
         if let Err(InvocationError::Busy(why)) = outcome {
             return Err(not_started(why));
         }
@@ -454,6 +502,8 @@ impl Invoker {
     ) -> Result<DryRunReport, InvocationError> {
         plugin.read()?;
         let quotas = self.quotas_of(&database.name);
+        // Test runs share the CPU with the triggers' calls.
+        let cpu_turn = self.cpu_turn(database.id).await;
         let mut host = DryRunHost::new(
             database.name.as_str(),
             &self.limits,
@@ -461,18 +511,23 @@ impl Invoker {
             cache_name,
         )
         .with_queries(Arc::clone(&self.storage))
-        .counted(database.id, &quotas);
+        .counted(database.id, &quotas)
+        .with_cpu_turn(cpu_turn.clone());
         if !reaches_others {
             host = host.own_database_only();
         }
-        Ok(dry_run(
+        let report = dry_run(
             self.executor.as_ref(),
             &plugin,
             call,
             &self.limits,
             Arc::new(host),
         )
-        .await)
+        .await;
+        if let Some(cpu_turn) = &cpu_turn {
+            cpu_turn.release();
+        }
+        Ok(report)
     }
 }
 

@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use sluice_plugin_api::InstanceStats;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 /// A trigger, as labels.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +47,9 @@ pub struct EngineMetrics {
     query_rows: Family<TriggerLabels, Counter>,
     dropped_flushes: Family<TriggerLabels, Counter>,
     not_started: Family<TriggerLabels, Counter>,
+    /// Calls that waited in the fair queue, and how long in all.
+    queued: Family<TriggerLabels, Counter>,
+    queue_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     cache_bytes: Family<DatabaseLabels, Gauge>,
     running: Family<DatabaseLabels, Gauge>,
     waiting: Family<DatabaseLabels, Gauge>,
@@ -154,6 +158,8 @@ impl Default for EngineMetrics {
         let bytes_written = Family::<TriggerLabels, Counter>::default();
         let dropped_flushes = Family::<TriggerLabels, Counter>::default();
         let not_started = Family::<TriggerLabels, Counter>::default();
+        let queued = Family::<TriggerLabels, Counter>::default();
+        let queue_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let cpu_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let query_rows = Family::<TriggerLabels, Counter>::default();
         let cache_bytes = Family::<DatabaseLabels, Gauge>::default();
@@ -202,6 +208,16 @@ impl Default for EngineMetrics {
             "Calls of a trigger that never started for want of a plugin instance",
             not_started.clone(),
         );
+        registry.register(
+            "calls_queued",
+            "Calls of a trigger that waited in the fair queue for a plugin instance, every one being busy",
+            queued.clone(),
+        );
+        registry.register(
+            "queue_seconds",
+            "Time calls of a trigger waited in the fair queue for a plugin instance, refused ones too",
+            queue_seconds.clone(),
+        );
         let instances = InstanceMetrics::default();
         instances.register(&mut registry);
         let running = Family::<DatabaseLabels, Gauge>::default();
@@ -226,6 +242,8 @@ impl Default for EngineMetrics {
             query_rows,
             dropped_flushes,
             not_started,
+            queued,
+            queue_seconds,
             cache_bytes,
             running,
             waiting,
@@ -315,10 +333,11 @@ impl EngineMetrics {
             &self.query_rows,
             &self.dropped_flushes,
             &self.not_started,
+            &self.queued,
         ] {
             fold(counters, &from, &to);
         }
-        for seconds in [&self.seconds, &self.cpu_seconds] {
+        for seconds in [&self.seconds, &self.cpu_seconds, &self.queue_seconds] {
             fold(seconds, &from, &to);
         }
     }
@@ -346,6 +365,15 @@ impl EngineMetrics {
         self.not_started
             .get_or_create(&labels(database, trigger))
             .inc();
+    }
+
+    /// Counts a call that waited `waited` in the fair queue, whether it then ran or not.
+    pub fn queued(&self, database: &str, trigger: &str, waited: Duration) {
+        let trigger = labels(database, trigger);
+        self.queued.get_or_create(&trigger).inc();
+        self.queue_seconds
+            .get_or_create(&trigger)
+            .inc_by(waited.as_secs_f64());
     }
 
     /// Counts a flush a WAL trigger did not get.

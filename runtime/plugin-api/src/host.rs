@@ -88,6 +88,13 @@ pub trait HostServices: Send + Sync {
     /// Called once the invocation has ended, with whether it succeeded and what it used
     /// until then: the place to apply or discard queued writes.
     fn finish(&self, succeeded: bool, usage: CallUsage);
+
+    /// Called at each epoch tick while the plugin's code runs: a future to wait for
+    /// before it runs on, in which other calls may have the CPU. `None` (the default):
+    /// yield to the executor once.
+    fn pause(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// What a call used, counted until it ended, whether it succeeded or not.

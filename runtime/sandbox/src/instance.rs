@@ -89,10 +89,12 @@ impl PluginInstance {
             let call = &mut context.data_mut().call;
             if Instant::now() >= call.deadline {
                 call.hit = Some(LimitKind::WallTime);
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                Ok(UpdateDeadline::Yield(1))
+                return Ok(UpdateDeadline::Interrupt);
             }
+            Ok(match call.services.as_ref().and_then(|host| host.pause()) {
+                Some(pause) => UpdateDeadline::YieldCustom(1, pause),
+                None => UpdateDeadline::Yield(1),
+            })
         });
         begin(&mut store, limits, None);
         let bindings = match within(

@@ -42,6 +42,7 @@ mod placeholders;
 mod pool;
 mod slots;
 mod store_limits;
+mod trim;
 mod wit;
 
 pub use artifact_cache::ArtifactCache;

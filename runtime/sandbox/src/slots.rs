@@ -304,6 +304,10 @@ impl Slots {
         self.counts
             .expired
             .fetch_add(dropped.len() as u64, Ordering::Relaxed);
+        if !dropped.is_empty() {
+            drop(dropped);
+            crate::trim::release_free_memory();
+        }
     }
 
     /// How often [`Slots::expire`] should run: often enough that an instance outlives

@@ -210,7 +210,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_MAX_PLUGIN_BYTES_PER_DATABASE", value_name = "BYTES", default_value_t = Quotas::DEFAULT.plugin_bytes, help_heading = "Plugin limits (per database)")]
     max_plugin_bytes_per_database: u64,
     /// Invocations of one database's triggers that may run at once: a request trigger's
-    /// call beyond it is answered 429, a WAL or schedule trigger's waits its turn
+    /// call beyond it waits up to 1 s for one to end, then is answered 429; a WAL or
+    /// schedule trigger's waits its turn
     #[arg(long, env = "SLUICE_MAX_CONCURRENT_INVOCATIONS_PER_DATABASE", default_value_t = Quotas::DEFAULT.concurrent_invocations, help_heading = "Plugin limits (per database)")]
     max_concurrent_invocations_per_database: u64,
     /// Bytes the caches of one database's triggers and its shared cache may hold
@@ -410,6 +411,9 @@ impl ServeArgs {
             .with_fair_turns(FairTurns::new(
                 usize::try_from(self.max_instances).unwrap_or(usize::MAX),
                 self.instance_wait,
+            ))
+            .with_cpu_turns(FairTurns::cpu(
+                tokio::runtime::Handle::current().metrics().num_workers(),
             )),
         );
         let weak_storage = Arc::downgrade(storage);

@@ -68,8 +68,8 @@ pub struct CreateTriggerArgs {
     #[arg(long)]
     run_asynchronous: bool,
     /// With --run-asynchronous, how many invocations may run at once (the database's
-    /// quota bounds them too): a request beyond it is answered 429, a WAL or schedule
-    /// call waits
+    /// quota bounds them too): a request beyond it waits up to 1 s for one to end, then
+    /// is answered 429; a WAL or schedule call waits
     #[arg(long, value_name = "N", requires = "run_asynchronous")]
     max_concurrency: Option<u64>,
     /// What to do when the plugin fails
