@@ -106,7 +106,7 @@ async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingE
         idle_time: IDLE_TIME,
         ..SandboxConfig::default()
     };
-    let wait = config.instance_wait;
+    let (wait, tick) = (config.instance_wait, config.epoch_tick);
     let sandbox = Arc::new(Sandbox::new(config).expect("sandbox"));
     let (storage, _) = WriteBuffer::open(StorageConfig::local(dir.join("data")).expect("config"))
         .await
@@ -130,7 +130,7 @@ async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingE
     )
     .with_quotas(Arc::clone(&catalog), Quotas::DEFAULT)
     .with_fair_turns(FairTurns::new(INSTANCES as usize, wait))
-    .with_cpu_turns(FairTurns::cpu(WORKER_THREADS));
+    .with_cpu_turns(FairTurns::cpu(WORKER_THREADS, tick));
     let versions = storage.catalog_store().subscribe();
     let engine =
         ProcessingEngine::start(Arc::clone(&catalog), versions, Arc::new(invoker), |_, _| {

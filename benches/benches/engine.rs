@@ -15,14 +15,19 @@
 //!   trigger that takes one flush at a time (the default) and with `run_async`; and the
 //!   time and fuel the plugin's calls took.
 //!
+//! Each runs warm twice: `warm`, the engine alone, and `warm_shared`, as `sluice serve`
+//! runs it, with the database quotas, the fair turns for instances and the CPU turns:
+//! the difference is what sharing the server between tenants costs a call.
+//!
 //! `cargo bench -p sluice-benches --bench engine -- FILTER` runs only the measurements
 //! whose name contains FILTER.
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use sluice_catalog::Catalog;
+use sluice_catalog::{Catalog, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_plugin_api::Limits;
@@ -59,7 +64,7 @@ impl FlushObserver for Feed {
 async fn server(
     dir: &Path,
     sandbox: Arc<Sandbox>,
-    warm: bool,
+    (warm, shared): (bool, bool),
 ) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
@@ -93,7 +98,7 @@ async fn server(
         storage: Arc::clone(&storage),
         query: QueryEngine::new(Arc::clone(&storage)),
     };
-    let invoker = Arc::new(Invoker::new(
+    let mut invoker = Invoker::new(
         sandbox,
         Arc::new(database),
         Arc::new(CacheStore::default()),
@@ -104,9 +109,23 @@ async fn server(
         )),
         Limits::default(),
         warm,
-    ));
+    );
+    if shared {
+        // As `sluice serve` runs it: quotas, fair turns for instances and the CPU.
+        let config = SandboxConfig::default();
+        invoker = invoker
+            .with_quotas(Arc::clone(&catalog), Quotas::DEFAULT)
+            .with_fair_turns(FairTurns::new(
+                config.max_instances as usize,
+                config.instance_wait,
+            ))
+            .with_cpu_turns(FairTurns::cpu(
+                tokio::runtime::Handle::current().metrics().num_workers(),
+                config.epoch_tick,
+            ));
+    }
     let versions = storage.catalog_store().subscribe();
-    let engine = ProcessingEngine::start(catalog, versions, invoker, |_, _| Ok(()));
+    let engine = ProcessingEngine::start(catalog, versions, Arc::new(invoker), |_, _| Ok(()));
     storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
     (server::serve(&storage, &engine).await, storage, engine)
@@ -217,9 +236,14 @@ async fn main() {
             .expect("joined")
             .expect("sandbox"),
     );
-    for (mode, warm, total) in [("fresh", false, 400), ("warm", true, 4_000)] {
+    for (mode, warm, shared, total) in [
+        ("fresh", false, false, 400),
+        ("warm", true, false, 4_000),
+        ("warm_shared", true, true, 4_000),
+    ] {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (host, storage, engine) = server(dir.path(), Arc::clone(&sandbox), warm).await;
+        let (host, storage, engine) =
+            server(dir.path(), Arc::clone(&sandbox), (warm, shared)).await;
         for concurrency in [1, 8] {
             if !wanted("request/trivial") {
                 break;

@@ -15,7 +15,7 @@
 //! order. Were they left to the threads' own queue, a tenant with 64 spinning calls on
 //! two threads would take 64 slices of 10 ms for each slice of another's call. One more
 //! rule keeps a waiting call from waiting for a tick: while another database has asked
-//! for a turn within the last second, no database holds every turn, so the other's call
+//! for a turn within the last 100 ms, no database holds every turn, so the other's call
 //! finds one free.
 
 use sluice_catalog::DbId;
@@ -33,13 +33,18 @@ pub struct FairTurns {
     /// With a window, no database holds every turn while another asked for one within
     /// it.
     reserve: Option<Duration>,
+    /// With a term, a turn whose holder did not renew it for that long (it waits on the
+    /// host: a sleep, a query) goes to the next waiting call.
+    lease: Option<Duration>,
     state: Mutex<State>,
 }
 
-/// How long a database that asked for a CPU turn counts as wanting the CPU.
-const CPU_RESERVE: Duration = Duration::from_secs(1);
+/// How long a database that asked for a CPU turn counts as wanting the CPU: long enough
+/// to cover the gaps between the calls of a database that calls steadily, short enough
+/// that a busy database is held to all turns but one only while another is active (the
+/// engine bench's WAL transform lost a quarter of its throughput with a second).
+const CPU_RESERVE: Duration = Duration::from_millis(100);
 
-#[derive(Default)]
 struct State {
     /// Turns held, by database.
     running: HashMap<DbId, usize>,
@@ -49,6 +54,25 @@ struct State {
     waiting: HashMap<DbId, VecDeque<oneshot::Sender<FairTurn>>>,
     /// When each database last asked for a turn, if within the reserve's window.
     asked: HashMap<DbId, Instant>,
+    /// When `asked` was last rid of the databases outside the window.
+    pruned: Instant,
+    /// The turns held under a lease, by lease number: their database and when renewed.
+    leases: HashMap<u64, (DbId, Instant)>,
+    next_lease: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            running: HashMap::new(),
+            order: VecDeque::new(),
+            waiting: HashMap::new(),
+            asked: HashMap::new(),
+            pruned: Instant::now(),
+            leases: HashMap::new(),
+            next_lease: 1,
+        }
+    }
 }
 
 /// The right to run one call of `database`; the next waiting call gets it when dropped.
@@ -60,6 +84,8 @@ pub struct FairTurn {
     armed: bool,
     /// How long its call waited in the queue for it; zero when one was free.
     waited: Duration,
+    /// Its lease's number (0: none).
+    lease: u64,
 }
 
 /// A call that found every turn taken for as long as it could wait.
@@ -93,17 +119,20 @@ impl FairTurns {
             capacity: capacity.max(1),
             wait: Some(wait),
             reserve: None,
+            lease: None,
             state: Mutex::default(),
         })
     }
 
     /// Turns on the CPU for `threads` calls at once: a call waits as long as it takes,
-    /// and no database holds every turn while another wants one.
-    pub fn cpu(threads: usize) -> Arc<Self> {
+    /// no database holds every turn while another wants one, and a turn not renewed
+    /// ([`HeldTurn::pause`]) for two epoch ticks of `tick` goes to the next waiting call.
+    pub fn cpu(threads: usize, tick: Duration) -> Arc<Self> {
         Arc::new(Self {
             capacity: threads.max(1),
             wait: None,
             reserve: Some(CPU_RESERVE),
+            lease: Some(tick * 2),
             state: Mutex::default(),
         })
     }
@@ -119,13 +148,29 @@ impl FairTurns {
     ///
     /// [`NoTurn`] when no turn came within the bound.
     pub async fn take(self: &Arc<Self>, database: DbId) -> Result<FairTurn, NoTurn> {
+        self.take_instead_of(database, None).await
+    }
+
+    /// A turn for a call of `database` that gives `held` up: queued first, so that the
+    /// turn it gives up goes to the next database in round-robin order, to itself only
+    /// when no other may have it.
+    async fn take_instead_of(
+        self: &Arc<Self>,
+        database: DbId,
+        held: Option<FairTurn>,
+    ) -> Result<FairTurn, NoTurn> {
         let receiver = {
             let mut state = self.state();
-            let now = Instant::now();
             if let Some(window) = self.reserve {
-                state
-                    .asked
-                    .retain(|_, asked| now.duration_since(*asked) < window);
+                let now = Instant::now();
+                // The databases that asked long ago are forgotten now and then: the list
+                // holds every database that asked within the window.
+                if now.duration_since(state.pruned) > window / 4 {
+                    state
+                        .asked
+                        .retain(|_, asked| now.duration_since(*asked) < window);
+                    state.pruned = now;
+                }
                 state.asked.insert(database, now);
             }
             let free = state.running.values().sum::<usize>() < self.capacity;
@@ -133,9 +178,9 @@ impl FairTurns {
                 // Only calls that gave up waiting can be waiting while a turn is free.
                 forget_gone(&mut state);
             }
-            if free && state.order.is_empty() && self.may_hold(&state, database) {
-                *state.running.entry(database).or_default() += 1;
-                return Ok(self.turn(database));
+            if held.is_none() && free && state.order.is_empty() && self.may_hold(&state, database) {
+                let lease = self.grant(&mut state, database);
+                return Ok(self.turn(database, lease));
             }
             let (sender, receiver) = oneshot::channel();
             let queue = state.waiting.entry(database).or_default();
@@ -146,12 +191,22 @@ impl FairTurns {
             }
             receiver
         };
-        // A turn kept free for another database may be this one's.
+        // Given up once this call is queued; a turn kept free for another database may be
+        // this one's.
+        drop(held);
         self.pass_on(None);
         let queued = Instant::now();
-        let received = match self.wait {
-            Some(wait) => tokio::time::timeout(wait, receiver).await.ok(),
-            None => Some(receiver.await),
+        let mut receiver = receiver;
+        let received = match (self.wait, self.lease) {
+            (Some(wait), _) => tokio::time::timeout(wait, receiver).await.ok(),
+            // Looks for turns whose lease ran out at each term: nothing else would.
+            (None, Some(lease)) => loop {
+                match tokio::time::timeout(lease, &mut receiver).await {
+                    Ok(received) => break Some(received),
+                    Err(_) => self.pass_on(None),
+                }
+            },
+            (None, None) => Some(receiver.await),
         };
         match received {
             Some(Ok(mut turn)) => {
@@ -185,39 +240,96 @@ impl FairTurns {
         !self.state().order.is_empty()
     }
 
-    fn turn(self: &Arc<Self>, database: DbId) -> FairTurn {
+    fn turn(self: &Arc<Self>, database: DbId, lease: u64) -> FairTurn {
         FairTurn {
             turns: Arc::clone(self),
             database,
             armed: true,
             waited: Duration::ZERO,
+            lease,
         }
     }
 
-    /// Frees the turn of a call of `from` that ended, if any, and hands every free turn
-    /// to the next waiting call that may hold it.
-    fn pass_on(self: &Arc<Self>, from: Option<DbId>) {
+    /// Counts a turn of `database` as held; its lease's number (0: none).
+    fn grant(&self, state: &mut State, database: DbId) -> u64 {
+        *state.running.entry(database).or_default() += 1;
+        if self.lease.is_none() {
+            return 0;
+        }
+        let lease = state.next_lease;
+        state.next_lease += 1;
+        state.leases.insert(lease, (database, Instant::now()));
+        lease
+    }
+
+    /// Counts a turn of `database` under `lease` as no longer held, unless its lease
+    /// ran out and it was counted out then.
+    fn release(&self, state: &mut State, database: DbId, lease: u64) {
+        if self.lease.is_some() && state.leases.remove(&lease).is_none() {
+            return;
+        }
+        count_out(state, database);
+    }
+
+    /// Counts out the turns whose lease ran out.
+    fn reclaim(&self, state: &mut State) {
+        let Some(term) = self.lease else {
+            return;
+        };
+        let now = Instant::now();
+        let mut ran_out = Vec::new();
+        state.leases.retain(|_, (database, renewed)| {
+            let keep = now.duration_since(*renewed) < term;
+            if !keep {
+                ran_out.push(*database);
+            }
+            keep
+        });
+        for database in ran_out {
+            count_out(state, database);
+        }
+    }
+
+    /// Renews `turn`'s lease; false when it ran out, so the turn is no longer held.
+    fn renew(&self, turn: &FairTurn) -> bool {
+        if self.lease.is_none() {
+            return true;
+        }
+        match self.state().leases.get_mut(&turn.lease) {
+            Some((_, renewed)) => {
+                *renewed = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Frees the turn `(database, lease)` of a call that ended, if any, and the turns
+    /// whose lease ran out, and hands every free turn to the next waiting call that may
+    /// hold it.
+    fn pass_on(self: &Arc<Self>, from: Option<(DbId, u64)>) {
         let mut from = from;
         loop {
-            let (next, sender) = {
+            let (next, sender, lease) = {
                 let mut state = self.state();
-                if let Some(from) = from.take() {
-                    release(&mut state, from);
+                if let Some((database, lease)) = from.take() {
+                    self.release(&mut state, database, lease);
                 }
+                self.reclaim(&mut state);
                 if state.running.values().sum::<usize>() >= self.capacity {
                     return;
                 }
                 let Some((next, sender)) = self.next_waiting(&mut state) else {
                     return;
                 };
-                *state.running.entry(next).or_default() += 1;
-                (next, sender)
+                let lease = self.grant(&mut state, next);
+                (next, sender, lease)
             };
             // Sent outside the lock: a turn that comes back is dropped disarmed, and
             // its place is handed on.
-            if let Err(mut unwanted) = sender.send(self.turn(next)) {
+            if let Err(mut unwanted) = sender.send(self.turn(next, lease)) {
                 unwanted.armed = false;
-                from = Some(next);
+                from = Some((next, lease));
             }
         }
     }
@@ -274,7 +386,7 @@ fn forget_gone(state: &mut State) {
 }
 
 /// Counts one call of `database` out of those running.
-fn release(state: &mut State, database: DbId) {
+fn count_out(state: &mut State, database: DbId) {
     if let Some(running) = state.running.get_mut(&database) {
         *running -= 1;
         if *running == 0 {
@@ -286,7 +398,7 @@ fn release(state: &mut State, database: DbId) {
 impl Drop for FairTurn {
     fn drop(&mut self) {
         if self.armed {
-            self.turns.pass_on(Some(self.database));
+            self.turns.pass_on(Some((self.database, self.lease)));
         }
     }
 }
@@ -316,21 +428,25 @@ impl HeldTurn {
     }
 
     /// Lets the others run: gives the turn to the next waiting call, if any, and comes
-    /// back with a turn of its own; else yields to the executor once.
+    /// back with a turn of its own; else yields to the executor once. A call that gave
+    /// its turn up while it waited on the host ([`HeldTurn::release`]) takes one again.
     pub fn pause(&self) -> BoxFuture<'static, ()> {
         let this = self.clone();
         Box::pin(async move {
-            if !this.turns.anyone_waits() {
+            // A turn whose lease ran out while the call waited on the host is no longer
+            // its own: dropped, it frees nothing.
+            let held = this.held().take().filter(|turn| this.turns.renew(turn));
+            if held.is_some() && !this.turns.anyone_waits() {
+                *this.held() = held;
                 return tokio::task::yield_now().await;
             }
-            let given_up = this.held().take();
-            drop(given_up);
-            let turn = this.turns.take(this.database).await.ok();
+            let turn = this.turns.take_instead_of(this.database, held).await.ok();
             *this.held() = turn;
         })
     }
 
-    /// Gives the turn back: the call no longer runs plugin code.
+    /// Gives the turn back: the call runs no plugin code until its next pause (it ended,
+    /// or it waits on the host).
     pub fn release(&self) {
         let given_up = self.held().take();
         drop(given_up);
@@ -343,6 +459,8 @@ mod tests {
 
     const FLOOD: DbId = DbId::new(1);
     const QUIET: DbId = DbId::new(2);
+    // Long enough that no test's short holds outlast a lease on a busy machine.
+    const TICK: Duration = Duration::from_millis(100);
 
     #[tokio::test]
     async fn a_waiting_database_gets_the_next_turn_ahead_of_a_flood() {
@@ -381,7 +499,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_database_holds_every_cpu_turn_while_another_wants_one() {
-        let turns = FairTurns::cpu(2);
+        let turns = FairTurns::cpu(2, TICK);
         // Alone, a database may use every thread.
         let first = turns.take(FLOOD).await.expect("free");
         let second = turns
@@ -416,7 +534,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_call_gives_its_cpu_turn_to_the_next_database() {
-        let turns = FairTurns::cpu(1);
+        let turns = FairTurns::cpu(1, TICK);
         let running = HeldTurn::take(&turns, FLOOD).await;
         // Nobody waits: the pause keeps the turn.
         running.pause().await;
@@ -425,7 +543,8 @@ mod tests {
             let turns = Arc::clone(&turns);
             tokio::spawn(async move {
                 let turn = HeldTurn::take(&turns, QUIET).await;
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // Less than its lease: it still holds the turn.
+                tokio::time::sleep(Duration::from_millis(5)).await;
                 turn.release();
             })
         };
@@ -437,6 +556,30 @@ mod tests {
         assert_eq!(turns.counts()[&FLOOD], (1, 0));
         running.release();
         assert!(turns.counts().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_turn_not_renewed_goes_to_the_next_call() {
+        let turns = FairTurns::cpu(1, TICK);
+        // A call that holds its turn while it sleeps in a host call, never pausing.
+        let sleeper = HeldTurn::take(&turns, FLOOD).await;
+        let quiet = tokio::time::timeout(Duration::from_secs(1), turns.take(QUIET))
+            .await
+            .expect("the turn went on once its lease ran out")
+            .expect("a turn");
+        // Back from its sleep, the call has to wait for a turn again.
+        let back = {
+            let sleeper = sleeper.clone();
+            tokio::spawn(async move { sleeper.pause().await })
+        };
+        // Less than the quiet call's lease: it still holds the turn.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!back.is_finished(), "it runs on without a turn");
+        drop(quiet);
+        back.await.expect("paused");
+        assert_eq!(turns.counts()[&FLOOD], (1, 0));
+        sleeper.release();
+        assert!(turns.counts().is_empty(), "every turn given back");
     }
 
     #[tokio::test]

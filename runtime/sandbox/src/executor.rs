@@ -119,7 +119,18 @@ impl Sandbox {
         plugin: &PluginRef,
         limits: &Limits,
     ) -> Result<PluginInstance, InvocationError> {
-        PluginInstance::new(self, plugin, limits).await
+        PluginInstance::new(self, plugin, limits, None).await
+    }
+
+    /// Instantiates `plugin` for a call served by `services`, which sees the loading's
+    /// pauses and waits as the call's own.
+    pub(crate) async fn instantiate_for(
+        &self,
+        plugin: &PluginRef,
+        limits: &Limits,
+        services: &Arc<dyn HostServices>,
+    ) -> Result<PluginInstance, InvocationError> {
+        PluginInstance::new(self, plugin, limits, Some(Arc::clone(services))).await
     }
 }
 
@@ -138,7 +149,7 @@ impl PluginExecutor for Sandbox {
     ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
         Box::pin(async move {
             let started = Instant::now();
-            let mut instance = match self.instantiate(plugin, limits).await {
+            let mut instance = match self.instantiate_for(plugin, limits, &services).await {
                 Ok(instance) => instance,
                 Err(e) => {
                     services.finish(false, CallUsage::default());

@@ -48,11 +48,12 @@ type Raw<T> = wasmtime::Result<Result<T, types::PluginError>>;
 
 impl PluginInstance {
     /// Instantiates the Python runtime for `plugin` and loads the plugin's code, within
-    /// `limits`.
+    /// `limits`, for a call served by `services` if given.
     pub(crate) async fn new(
         sandbox: &Sandbox,
         plugin: &PluginRef,
         limits: &Limits,
+        services: Option<Arc<dyn HostServices>>,
     ) -> Result<Self, InvocationError> {
         let source = plugin.read()?;
         let slot = sandbox.slots().acquire().await?;
@@ -96,7 +97,7 @@ impl PluginInstance {
                 None => UpdateDeadline::Yield(1),
             })
         });
-        begin(&mut store, limits, None);
+        begin(&mut store, limits, services);
         let bindings = match within(
             limits.wall_time,
             sandbox.pre().instantiate_async(&mut store),

@@ -80,7 +80,11 @@ impl WarmPool for InstancePool {
             let modified = self.modified();
             let mut instance = match self.sandbox.slots().take(self.id, modified) {
                 Some(instance) => instance,
-                None => match self.sandbox.instantiate(&self.plugin, limits).await {
+                None => match self
+                    .sandbox
+                    .instantiate_for(&self.plugin, limits, &services)
+                    .await
+                {
                     Ok(instance) => instance,
                     Err(error) => {
                         services.finish(false, CallUsage::default());

@@ -15,7 +15,7 @@
 use crate::instance::PluginInstance;
 use sluice_plugin_api::{InstanceStats, InvocationError};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -53,6 +53,8 @@ pub(crate) struct Slots {
     waiting: AtomicU64,
     next_pool: AtomicU64,
     counts: Counts,
+    /// Instances were dropped as idle since the memory they freed was last given back.
+    trim_pending: AtomicBool,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ impl Slots {
             waiting: AtomicU64::new(0),
             next_pool: AtomicU64::new(0),
             counts: Counts::default(),
+            trim_pending: AtomicBool::new(false),
         })
     }
 
@@ -306,7 +309,11 @@ impl Slots {
             .fetch_add(dropped.len() as u64, Ordering::Relaxed);
         if !dropped.is_empty() {
             drop(dropped);
-            crate::trim::release_free_memory();
+            self.trim_pending.store(true, Ordering::Relaxed);
+        }
+        // Tried again at the next sweeps when a trim was too soon after the last one.
+        if self.trim_pending.load(Ordering::Relaxed) && crate::trim::release_free_memory() {
+            self.trim_pending.store(false, Ordering::Relaxed);
         }
     }
 

@@ -385,6 +385,7 @@ impl ServeArgs {
             instance_wait: self.instance_wait,
             ..SandboxConfig::default()
         };
+        let epoch_tick = config.epoch_tick;
         let limits = self.limits.limits();
         limits
             .check(config.max_memory_bytes)
@@ -414,6 +415,7 @@ impl ServeArgs {
             ))
             .with_cpu_turns(FairTurns::cpu(
                 tokio::runtime::Handle::current().metrics().num_workers(),
+                epoch_tick,
             )),
         );
         let weak_storage = Arc::downgrade(storage);
