@@ -28,15 +28,19 @@ use tokio::sync::oneshot;
 /// Turns for at most `capacity` calls at once.
 pub struct FairTurns {
     capacity: usize,
-    /// How long a call waits for a turn; `None`: until it gets one.
-    wait: Option<Duration>,
-    /// With a window, no database holds every turn while another asked for one within
-    /// it.
-    reserve: Option<Duration>,
-    /// With a term, a turn whose holder did not renew it for that long (it waits on the
-    /// host: a sleep, a query) goes to the next waiting call.
-    lease: Option<Duration>,
+    kind: Kind,
     state: Mutex<State>,
+}
+
+/// What the turns are for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Instances: a call waits at most `wait` for a turn.
+    Instances { wait: Duration },
+    /// The CPU: a call waits until it gets a turn; no database holds every turn while
+    /// another asked for one within [`CPU_RESERVE`]; a turn whose holder did not renew
+    /// it for `lease` (it waits on the host: a sleep, a query) goes to the next call.
+    Cpu { lease: Duration },
 }
 
 /// How long a database that asked for a CPU turn counts as wanting the CPU: long enough
@@ -117,9 +121,7 @@ impl FairTurns {
     pub fn new(capacity: usize, wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             capacity: capacity.max(1),
-            wait: Some(wait),
-            reserve: None,
-            lease: None,
+            kind: Kind::Instances { wait },
             state: Mutex::default(),
         })
     }
@@ -130,9 +132,7 @@ impl FairTurns {
     pub fn cpu(threads: usize, tick: Duration) -> Arc<Self> {
         Arc::new(Self {
             capacity: threads.max(1),
-            wait: None,
-            reserve: Some(CPU_RESERVE),
-            lease: Some(tick * 2),
+            kind: Kind::Cpu { lease: tick * 2 },
             state: Mutex::default(),
         })
     }
@@ -161,8 +161,8 @@ impl FairTurns {
     ) -> Result<FairTurn, NoTurn> {
         let receiver = {
             let mut state = self.state();
-            if let Some(window) = self.reserve {
-                let now = Instant::now();
+            if let Kind::Cpu { .. } = self.kind {
+                let (now, window) = (Instant::now(), CPU_RESERVE);
                 // The databases that asked long ago are forgotten now and then: the list
                 // holds every database that asked within the window.
                 if now.duration_since(state.pruned) > window / 4 {
@@ -197,16 +197,15 @@ impl FairTurns {
         self.pass_on(None);
         let queued = Instant::now();
         let mut receiver = receiver;
-        let received = match (self.wait, self.lease) {
-            (Some(wait), _) => tokio::time::timeout(wait, receiver).await.ok(),
+        let received = match self.kind {
+            Kind::Instances { wait } => tokio::time::timeout(wait, receiver).await.ok(),
             // Looks for turns whose lease ran out at each term: nothing else would.
-            (None, Some(lease)) => loop {
+            Kind::Cpu { lease } => loop {
                 match tokio::time::timeout(lease, &mut receiver).await {
                     Ok(received) => break Some(received),
                     Err(_) => self.pass_on(None),
                 }
             },
-            (None, None) => Some(receiver.await),
         };
         match received {
             Some(Ok(mut turn)) => {
@@ -217,7 +216,10 @@ impl FairTurns {
             // on to the next call), or the turns are gone.
             _ => Err(NoTurn {
                 capacity: self.capacity,
-                wait: self.wait.unwrap_or_default(),
+                wait: match self.kind {
+                    Kind::Instances { wait } => wait,
+                    Kind::Cpu { .. } => Duration::ZERO,
+                },
             }),
         }
     }
@@ -225,7 +227,7 @@ impl FairTurns {
     /// Whether `database` may take one more turn: always, unless no other turn would be
     /// left while another database wants one.
     fn may_hold(&self, state: &State, database: DbId) -> bool {
-        if self.reserve.is_none() || self.capacity == 1 {
+        if matches!(self.kind, Kind::Instances { .. }) || self.capacity == 1 {
             return true;
         }
         let held = state.running.get(&database).copied().unwrap_or(0);
@@ -253,7 +255,7 @@ impl FairTurns {
     /// Counts a turn of `database` as held; its lease's number (0: none).
     fn grant(&self, state: &mut State, database: DbId) -> u64 {
         *state.running.entry(database).or_default() += 1;
-        if self.lease.is_none() {
+        if let Kind::Instances { .. } = self.kind {
             return 0;
         }
         let lease = state.next_lease;
@@ -265,7 +267,9 @@ impl FairTurns {
     /// Counts a turn of `database` under `lease` as no longer held, unless its lease
     /// ran out and it was counted out then.
     fn release(&self, state: &mut State, database: DbId, lease: u64) {
-        if self.lease.is_some() && state.leases.remove(&lease).is_none() {
+        if let Kind::Cpu { .. } = self.kind
+            && state.leases.remove(&lease).is_none()
+        {
             return;
         }
         count_out(state, database);
@@ -273,7 +277,7 @@ impl FairTurns {
 
     /// Counts out the turns whose lease ran out.
     fn reclaim(&self, state: &mut State) {
-        let Some(term) = self.lease else {
+        let Kind::Cpu { lease: term } = self.kind else {
             return;
         };
         let now = Instant::now();
@@ -292,7 +296,7 @@ impl FairTurns {
 
     /// Renews `turn`'s lease; false when it ran out, so the turn is no longer held.
     fn renew(&self, turn: &FairTurn) -> bool {
-        if self.lease.is_none() {
+        if let Kind::Instances { .. } = self.kind {
             return true;
         }
         match self.state().leases.get_mut(&turn.lease) {
