@@ -5,13 +5,17 @@
 //! - `fresh_instance_call`: from nothing to the first call returning, for a trivial
 //!   plugin: instantiate the cached Python runtime, load the plugin, call it.
 //! - `instantiate_and_load`: the same without the call.
+//! - `spare_instance_call`: the first call of a trivial plugin loaded into a spare
+//!   instance (the runtime instantiated and warmed up beforehand, untimed), as a call
+//!   without a warm instance runs when `sluice serve` has a spare ready.
 //! - `warm_instance_call`: one call on an instance that is already loaded.
 //! - `wal_batch_10k_rows`: deliver 10,000 rows (3 tags, 3 fields, time) to a plugin
 //!   that counts them, on a warm instance; throughput is in rows.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_benches::{NullHost, Plugins, wal_batch};
-use sluice_plugin_api::{Limits, PluginCall, PluginExecutor};
+use sluice_engine::spares::SpareMaker;
+use sluice_plugin_api::{HostServices, Limits, PluginCall, PluginExecutor};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
 
@@ -36,6 +40,19 @@ fn sandbox_benches(c: &mut Criterion) {
                 .block_on(sandbox.run(&trivial, schedule(), &limits, host.clone()))
                 .expect("call succeeds")
         })
+    });
+
+    let maker: Arc<dyn HostServices> = Arc::new(SpareMaker::new(None));
+    c.bench_function("spare_instance_call", |b| {
+        b.iter_batched(
+            || runtime.block_on(sandbox.make_spares(1, &maker)),
+            |()| {
+                runtime
+                    .block_on(sandbox.run(&trivial, schedule(), &limits, host.clone()))
+                    .expect("call succeeds")
+            },
+            BatchSize::PerIteration,
+        )
     });
 
     c.bench_function("instantiate_and_load", |b| {

@@ -74,7 +74,11 @@ fn more_triggers_than_instances_all_answer() {
 #[test]
 fn idle_instances_are_dropped_after_their_idle_time() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = server(dir.path(), &["--instance-idle-time", "1s"]);
+    // No spares: they are alive, idle or not.
+    let server = server(
+        dir.path(),
+        &["--instance-idle-time", "1s", "--spare-instances", "0"],
+    );
     server.add_trigger("memo", "request:memo", "remembers.py", Value::Null, "log");
     assert_eq!(server.get("/api/v3/engine/memo", &[]).status, 200);
     assert_eq!(
@@ -235,6 +239,49 @@ fn a_flood_of_one_database_never_fails_another_databases_call() {
 }
 
 /// Bounds that cannot run an instance are refused at start, naming them.
+/// Waits until the engine's metric `name` is `value`.
+fn wait_for_metric(server: &TestServer, name: &str, value: u64) {
+    let started = Instant::now();
+    while metric(server, name) != Some(value) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{name} never reached {value}: {:?}",
+            metric(server, name)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A call without a warm instance loads its plugin into a spare instance the server made
+/// beforehand, and the server makes the next one.
+#[test]
+fn a_call_without_a_warm_instance_takes_a_spare_and_the_server_makes_another() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path(), &["--spare-instances", "1"]);
+    wait_for_metric(&server, "instances_spare", 1);
+    for (round, name) in ["first", "second"].into_iter().enumerate() {
+        server.add_trigger(
+            name,
+            &format!("request:{name}"),
+            "remembers.py",
+            Value::Null,
+            "log",
+        );
+        let response = server.get(&format!("/api/v3/engine/{name}"), &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(
+            metric(&server, "instances_spares_taken_total"),
+            Some(round as u64 + 1)
+        );
+        // Made again in the background.
+        wait_for_metric(&server, "instances_spares_made_total", round as u64 + 2);
+        wait_for_metric(&server, "instances_spare", 1);
+    }
+    // Each trigger has an instance of its own now: the next calls take no spare.
+    assert_eq!(server.get("/api/v3/engine/first", &[]).status, 200);
+    assert_eq!(metric(&server, "instances_spares_taken_total"), Some(2));
+}
+
 #[test]
 fn instance_bounds_that_cannot_work_are_refused_at_start() {
     for (flag, value, says) in [
@@ -258,6 +305,23 @@ fn instance_bounds_that_cannot_work_are_refused_at_start() {
         let text = crate::support::text(&refused);
         assert!(text.contains(says), "{flag} {value}: {text}");
     }
+    // Spares that would hold every instance.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugins = plugin_dir_with(dir.path(), &[]);
+    let refused = crate::support::sluice()
+        .args(["serve", "--http-bind", "127.0.0.1:0", "--max-instances", "4"])
+        .args(["--spare-instances", "4", "--plugin-dir"])
+        .arg(&plugins)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("sluice runs");
+    assert!(!refused.status.success());
+    let text = crate::support::text(&refused);
+    assert!(
+        text.contains("--spare-instances 4 would leave no instance for calls: it must be below --max-instances (4)"),
+        "{text}"
+    );
 }
 
 /// Issue 18, point 5: a `run_async` trigger runs at most its `--max-concurrency` calls at

@@ -427,6 +427,16 @@ impl HeldTurn {
         }
     }
 
+    /// A hold on turns of `turns` for `database` without a turn yet: it takes one at its
+    /// first pause.
+    pub fn waiting(turns: &Arc<FairTurns>, database: DbId) -> Self {
+        Self {
+            turns: Arc::clone(turns),
+            database,
+            turn: Arc::new(Mutex::new(None)),
+        }
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, Option<FairTurn>> {
         self.turn.lock().unwrap_or_else(PoisonError::into_inner)
     }

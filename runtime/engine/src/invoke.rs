@@ -10,6 +10,7 @@ use crate::cache::CacheStore;
 use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
+use crate::spares::SpareMaker;
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
@@ -193,6 +194,13 @@ impl Invoker {
     pub fn with_cpu_turns(mut self, turns: Arc<FairTurns>) -> Self {
         self.cpu = Some(turns);
         self
+    }
+
+    /// Has the executor keep `count` spare instances ready, made in the server's own
+    /// turns on the CPU ([`crate::spares`]). Call it within the async runtime.
+    pub fn keep_spares(&self, count: usize) {
+        let maker = SpareMaker::new(self.cpu.as_ref());
+        Arc::clone(&self.executor).keep_spares(count, Arc::new(maker));
     }
 
     /// A turn on the CPU for a call of `database`, when the CPU is shared out.

@@ -18,6 +18,8 @@
 //!   database's area;
 //! - [`environment`]: package environments an install changes whole;
 //! - [`metrics`]: per-trigger counters for Prometheus;
+//! - [`fair`] and [`spares`]: turns on the executor's instances and on the CPU, shared
+//!   fairly between databases, and the server's own turns for spare instances;
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
 //!   bounded queues so that no trigger stalls ingest or another trigger.
@@ -45,6 +47,7 @@ pub mod plugin_dir;
 pub mod records;
 pub mod requests;
 pub mod schedule;
+pub mod spares;
 mod write_quota;
 
 /// The processing engine of a server: its request triggers, and its WAL and schedule

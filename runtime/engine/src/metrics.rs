@@ -63,7 +63,10 @@ struct InstanceMetrics {
     live: Gauge,
     idle: Gauge,
     idle_memory_bytes: Gauge,
+    spare: Gauge,
     instantiated: Counter,
+    spares_made: Counter,
+    spares_taken: Counter,
     evicted: Counter,
     expired: Counter,
     waited: Counter,
@@ -92,6 +95,11 @@ impl InstanceMetrics {
                 "instances_idle_memory_bytes",
                 "Linear memory of the idle plugin instances together",
                 &self.idle_memory_bytes,
+            ),
+            (
+                "instances_spare",
+                "Spare plugin instances ready (--spare-instances): the runtime started, no plugin loaded",
+                &self.spare,
             ),
         ];
         for (name, help, gauge) in gauges {
@@ -123,6 +131,16 @@ impl InstanceMetrics {
                 "Calls refused after waiting --instance-wait for a plugin instance",
                 &self.refused,
             ),
+            (
+                "instances_spares_made",
+                "Spare plugin instances made",
+                &self.spares_made,
+            ),
+            (
+                "instances_spares_taken",
+                "Calls without a warm instance that loaded their plugin into a spare one",
+                &self.spares_taken,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -137,6 +155,7 @@ impl InstanceMetrics {
         gauge(&self.live, stats.live);
         gauge(&self.idle, stats.idle);
         gauge(&self.idle_memory_bytes, stats.idle_memory_bytes);
+        gauge(&self.spare, stats.spare);
         // Counted by the sandbox; brought up to its count.
         let counter = |counter: &Counter, value: u64| {
             counter.inc_by(value.saturating_sub(counter.get()));
@@ -146,6 +165,8 @@ impl InstanceMetrics {
         counter(&self.expired, stats.expired);
         counter(&self.waited, stats.waited);
         counter(&self.refused, stats.refused);
+        counter(&self.spares_made, stats.spares_made);
+        counter(&self.spares_taken, stats.spares_taken);
     }
 }
 

@@ -117,6 +117,15 @@ pub trait PluginExecutor: Send + Sync {
         None
     }
 
+    /// Keeps up to `count` spare instances ready, made in the background, so that a call
+    /// without a warm instance only loads its plugin. `services` sees the pauses of
+    /// making one (its turns on the CPU): before making one the executor awaits its
+    /// [`HostServices::pause`], and after it calls [`HostServices::finish`]. Does
+    /// nothing in an executor without spares.
+    fn keep_spares(self: Arc<Self>, count: usize, services: Arc<dyn HostServices>) {
+        let _ = (count, services);
+    }
+
     /// What the executor's instances are now, for operators; `None` when it keeps none.
     fn instance_stats(&self) -> Option<InstanceStats> {
         None
@@ -145,6 +154,13 @@ pub struct InstanceStats {
     pub waited: u64,
     /// Calls refused after waiting their bound for an instance since the start.
     pub refused: u64,
+    /// Spare instances ready now: the runtime instantiated and warmed up, waiting to
+    /// load the plugin of a call that has no warm instance.
+    pub spare: u64,
+    /// Spare instances made since the start.
+    pub spares_made: u64,
+    /// Calls that loaded their plugin into a spare instance since the start.
+    pub spares_taken: u64,
 }
 
 /// Instances of one plugin kept loaded for one trigger, so that a call skips

@@ -19,6 +19,10 @@ use std::time::Instant;
 use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
+/// How long spares stay short of their count, at most, after a slot frees (an idle
+/// instance expiring, say) while none was taken.
+const SPARE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One per process: the engine, the compiled Python runtime, the epoch thread.
 pub struct Sandbox {
     engine: Engine,
@@ -119,18 +123,46 @@ impl Sandbox {
         plugin: &PluginRef,
         limits: &Limits,
     ) -> Result<PluginInstance, InvocationError> {
-        PluginInstance::new(self, plugin, limits, None).await
+        PluginInstance::new(self, plugin.read()?, plugin, limits, None).await
     }
 
     /// Instantiates `plugin` for a call served by `services`, which sees the loading's
-    /// pauses and waits as the call's own.
+    /// pauses and waits as the call's own: into a spare instance when one is ready.
     pub(crate) async fn instantiate_for(
         &self,
         plugin: &PluginRef,
         limits: &Limits,
         services: &Arc<dyn HostServices>,
     ) -> Result<PluginInstance, InvocationError> {
-        PluginInstance::new(self, plugin, limits, Some(Arc::clone(services))).await
+        let source = plugin.read()?;
+        let services = Some(Arc::clone(services));
+        if let Some(mut spare) = self.slots.take_spare(limits) {
+            spare.adopt(source, plugin, limits, services).await?;
+            return Ok(spare);
+        }
+        PluginInstance::new(self, source, plugin, limits, services).await
+    }
+
+    /// Makes spare instances until `count` are ready, or no slot is free, each in a turn
+    /// of `services` ([`PluginExecutor::keep_spares`]).
+    pub async fn make_spares(&self, count: usize, services: &Arc<dyn HostServices>) {
+        while self.slots.spare_count() < count {
+            let Some(slot) = self.slots.slot_for_spare() else {
+                return;
+            };
+            if let Some(turn) = services.pause() {
+                turn.await;
+            }
+            let made = PluginInstance::spare(self, slot, Arc::clone(services)).await;
+            services.finish(made.is_ok(), CallUsage::default());
+            match made {
+                Ok(spare) => self.slots.park_spare(spare),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot make a spare plugin instance");
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -160,6 +192,29 @@ impl PluginExecutor for Sandbox {
             invocation.duration = started.elapsed();
             Ok(invocation)
         })
+    }
+
+    fn keep_spares(self: Arc<Self>, count: usize, services: Arc<dyn HostServices>) {
+        if count == 0 {
+            return;
+        }
+        let sandbox = Arc::downgrade(&self);
+        let slots = Arc::clone(&self.slots);
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(sandbox) = sandbox.upgrade() else {
+                    return;
+                };
+                sandbox.make_spares(count, &services).await;
+                drop(sandbox);
+                // Slots free up without a word: looked at again now and then.
+                tokio::select! {
+                    () = slots.spare_was_taken() => {}
+                    () = tokio::time::sleep(SPARE_RETRY) => {}
+                }
+            }
+        });
     }
 
     fn warm_pool(self: Arc<Self>, plugin: PluginRef) -> Option<Arc<dyn WarmPool>> {

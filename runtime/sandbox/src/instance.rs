@@ -10,17 +10,32 @@ use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
     CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
-    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginRef, PluginSource,
+    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef,
+    PluginSource,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 /// Where the plugin's own files and the installed packages appear inside the sandbox.
 pub const GUEST_PLUGIN_DIR: &str = "/plugins";
+
+/// The plugin a spare instance loads and calls once to warm up: every entry point, doing
+/// nothing.
+const WARM_UP_PLUGIN: &str = "sluice_spare_warm_up.py";
+const WARM_UP_CODE: &str = "\
+def process_writes(influxdb3_local, table_batches, args=None):
+    pass
+
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    pass
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    return 'ok'
+";
 
 /// The most random bytes one call for them returns: the host builds them before the
 /// guest's memory limit sees them.
@@ -47,36 +62,89 @@ pub struct PluginInstance {
 type Raw<T> = wasmtime::Result<Result<T, types::PluginError>>;
 
 impl PluginInstance {
-    /// Instantiates the Python runtime for `plugin` and loads the plugin's code, within
+    /// Instantiates the Python runtime for `plugin` and loads its code `source`, within
     /// `limits`, for a call served by `services` if given.
     pub(crate) async fn new(
         sandbox: &Sandbox,
+        source: PluginSource,
         plugin: &PluginRef,
         limits: &Limits,
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<Self, InvocationError> {
-        let source = plugin.read()?;
         let slot = sandbox.slots().acquire().await?;
+        let mounts = mounts(plugin, &source);
+        let mut instance =
+            Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
+        instance.load(source, limits, services).await?;
+        Ok(instance)
+    }
+
+    /// A spare: the Python runtime instantiated in `slot` and warmed up by loading and
+    /// calling a plugin of the sandbox's own, ready to load any plugin
+    /// ([`PluginInstance::adopt`]). `services` sees its pauses; it makes no host call.
+    pub(crate) async fn spare(
+        sandbox: &Sandbox,
+        slot: Slot,
+        services: Arc<dyn HostServices>,
+    ) -> Result<Self, InvocationError> {
+        let limits = Limits {
+            memory_bytes: sandbox.max_memory_bytes(),
+            ..Limits::default()
+        };
+        let mut instance = Self::start(sandbox, slot, &[], &limits, Some(services.clone())).await?;
+        let warm_up = PluginSource::File {
+            name: WARM_UP_PLUGIN.into(),
+            code: WARM_UP_CODE.into(),
+        };
+        instance.load(warm_up, &limits, Some(services)).await?;
+        // The first call of an instance touches pages and functions that later ones
+        // find ready: made here, off any call's path.
+        let entry = instance.bindings.sluice_plugin_entry_points();
+        let call = entry.call_process_scheduled_call(&mut instance.store, 0, &None);
+        let raw = within(limits.wall_time, call).await;
+        instance.settle(raw)?;
+        Ok(instance)
+    }
+
+    /// Loads `plugin`, its code `source`, into this spare, within `limits`, for a call
+    /// served by `services` if given. Nothing of the spare's own plugin stays reachable:
+    /// the plugin replaces it, and its output was discarded.
+    pub(crate) async fn adopt(
+        &mut self,
+        source: PluginSource,
+        plugin: &PluginRef,
+        limits: &Limits,
+        services: Option<Arc<dyn HostServices>>,
+    ) -> Result<(), InvocationError> {
+        let mounts = mounts(plugin, &source);
+        if !mounts.is_empty() {
+            let state = self.store.data_mut();
+            state.wasi = wasi_context(&state.stdout, &state.stderr, &mounts)?;
+        }
+        self.load(source, limits, services).await
+    }
+
+    /// Whether this spare is small enough for a plugin given `limits`.
+    pub(crate) fn fits(&self, limits: &Limits) -> bool {
+        self.memory_bytes() <= limits.memory_bytes
+    }
+
+    /// Instantiates the Python runtime in `slot`, with `mounts` (host path, guest path)
+    /// visible read-only, within `limits`.
+    async fn start(
+        sandbox: &Sandbox,
+        slot: Slot,
+        mounts: &[(PathBuf, String)],
+        limits: &Limits,
+        services: Option<Arc<dyn HostServices>>,
+    ) -> Result<Self, InvocationError> {
         let stdout = CapturedOutput::default();
         let stderr = CapturedOutput::default();
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
-            .env("TZ", "UTC")
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .max_random_size(MAX_RANDOM_BYTES);
-        for (host, guest) in mounts(plugin, &source) {
-            wasi.preopened_dir(&host, &guest, FsPerms::ReadOnly)
-                .map_err(|e| {
-                    InvocationError::PluginFile(format!(
-                        "cannot mount {guest} for the plugin: {e:#}"
-                    ))
-                })?;
-        }
+        let wasi = wasi_context(&stdout, &stderr, mounts)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(crate::files::handles(limits));
         let state = HostState {
-            wasi: wasi.build(),
+            wasi,
             table,
             files: OpenFiles::new(Arc::clone(sandbox.files())),
             limiter: MemoryLimiter::new(limits.memory_bytes),
@@ -108,26 +176,36 @@ impl PluginInstance {
             Some(Err(e)) => return Err(classify(&store, e)),
             None => return Err(InvocationError::limit(LimitKind::WallTime, limits)),
         };
-        let wit_source = match source {
-            PluginSource::File { name, code } => loader::PluginSource::File((name, code)),
-            PluginSource::Package(name) => loader::PluginSource::Package(name),
-        };
-        let mut instance = Self {
+        Ok(Self {
             store,
             bindings,
             poisoned: false,
             fresh_bytes: 0,
             _slot: slot,
+        })
+    }
+
+    /// Loads the plugin's code, within `limits`.
+    async fn load(
+        &mut self,
+        source: PluginSource,
+        limits: &Limits,
+        services: Option<Arc<dyn HostServices>>,
+    ) -> Result<(), InvocationError> {
+        begin(&mut self.store, limits, services);
+        let wit_source = match source {
+            PluginSource::File { name, code } => loader::PluginSource::File((name, code)),
+            PluginSource::Package(name) => loader::PluginSource::Package(name),
         };
-        let loader = instance.bindings.sluice_plugin_loader();
+        let loader = self.bindings.sluice_plugin_loader();
         let raw = within(
             limits.wall_time,
-            loader.call_load(&mut instance.store, &wit_source),
+            loader.call_load(&mut self.store, &wit_source),
         )
         .await;
-        instance.settle(raw)?;
-        instance.fresh_bytes = instance.store.data().limiter.total_bytes;
-        Ok(instance)
+        self.settle(raw)?;
+        self.fresh_bytes = self.store.data().limiter.total_bytes;
+        Ok(())
     }
 
     /// The linear memory the instance holds now, in bytes.
@@ -240,6 +318,28 @@ impl PluginInstance {
         self.poisoned = true;
         Err(error)
     }
+}
+
+/// The WASI context of an instance: its output captured in `stdout` and `stderr`,
+/// `mounts` (host path, guest path) read-only, nothing else of the host.
+fn wasi_context(
+    stdout: &CapturedOutput,
+    stderr: &CapturedOutput,
+    mounts: &[(PathBuf, String)],
+) -> Result<WasiCtx, InvocationError> {
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
+        .env("TZ", "UTC")
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .max_random_size(MAX_RANDOM_BYTES);
+    for (host, guest) in mounts {
+        wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| {
+                InvocationError::PluginFile(format!("cannot mount {guest} for the plugin: {e:#}"))
+            })?;
+    }
+    Ok(wasi.build())
 }
 
 /// What the sandbox mounts for `plugin` (host path, guest path), read-only: the

@@ -13,12 +13,12 @@
 //! it has, so its limit never shows up as a trap.
 
 use crate::instance::PluginInstance;
-use sluice_plugin_api::{InstanceStats, InvocationError};
+use sluice_plugin_api::{InstanceStats, InvocationError, Limits};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Idle instances kept per pool; more concurrent calls instantiate more, and the extra
 /// ones are dropped when they finish.
@@ -55,6 +55,10 @@ pub(crate) struct Slots {
     counts: Counts,
     /// Instances were dropped as idle since the memory they freed was last given back.
     trim_pending: AtomicBool,
+    /// Spare instances: the runtime instantiated and warmed up, no plugin's yet.
+    spares: Mutex<Vec<PluginInstance>>,
+    /// Told when a spare was taken, for whoever makes them.
+    spare_taken: Notify,
 }
 
 #[derive(Default)]
@@ -64,6 +68,8 @@ struct Counts {
     expired: AtomicU64,
     waited: AtomicU64,
     refused: AtomicU64,
+    spares_made: AtomicU64,
+    spares_taken: AtomicU64,
 }
 
 #[derive(Default)]
@@ -134,11 +140,17 @@ impl Slots {
             next_pool: AtomicU64::new(0),
             counts: Counts::default(),
             trim_pending: AtomicBool::new(false),
+            spares: Mutex::default(),
+            spare_taken: Notify::new(),
         })
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<PluginInstance>> {
+        self.spares.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// An id for a new pool.
@@ -193,11 +205,61 @@ impl Slots {
             if let Ok(slot) = Arc::clone(&self.permits).try_acquire_owned() {
                 return Some(slot);
             }
+            // Spares first: a call that gets here had none, or none that fit it.
+            let spare = self.spares().pop();
+            if let Some(spare) = spare {
+                drop(spare);
+                self.counts.evicted.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             // Dropped outside the lock: its slot is free again.
             let oldest = self.idle().pop_oldest()?;
             drop(oldest);
             self.counts.evicted.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A slot for a spare instance: only a free one, and only while no call waits for
+    /// one. Spares never take the place of another instance.
+    pub(crate) fn slot_for_spare(&self) -> Option<Slot> {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        Arc::clone(&self.permits).try_acquire_owned().ok()
+    }
+
+    /// Keeps `spare` for the next call without a warm instance, unless a call waits
+    /// for its slot.
+    pub(crate) fn park_spare(&self, spare: PluginInstance) {
+        self.counts.spares_made.fetch_add(1, Ordering::Relaxed);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            drop(spare);
+            return;
+        }
+        self.spares().push(spare);
+    }
+
+    /// A spare instance for a plugin given `limits`. One too large for them is dropped,
+    /// and its slot is free for the call's fresh instance.
+    pub(crate) fn take_spare(&self, limits: &Limits) -> Option<PluginInstance> {
+        let spare = self.spares().pop()?;
+        self.spare_taken.notify_one();
+        if !spare.fits(limits) {
+            drop(spare);
+            return None;
+        }
+        self.counts.spares_taken.fetch_add(1, Ordering::Relaxed);
+        Some(spare)
+    }
+
+    /// How many spare instances are ready.
+    pub(crate) fn spare_count(&self) -> usize {
+        self.spares().len()
+    }
+
+    /// Resolves when a spare was taken since the last time it resolved.
+    pub(crate) async fn spare_was_taken(&self) {
+        self.spare_taken.notified().await;
     }
 
     /// The most recently used idle instance of `pool` that loaded the plugin as it was
@@ -331,6 +393,9 @@ impl Slots {
         let capacity = u64::from(self.bounds.instances);
         let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
         InstanceStats {
+            spare: self.spare_count() as u64,
+            spares_made: load(&self.counts.spares_made),
+            spares_taken: load(&self.counts.spares_taken),
             capacity,
             live: capacity.saturating_sub(self.permits.available_permits() as u64),
             idle,

@@ -5,5 +5,6 @@ mod hostile;
 mod loading;
 mod python_api;
 mod requests;
+mod spares;
 mod stdlib;
 mod support;
