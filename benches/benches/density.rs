@@ -16,7 +16,11 @@
 //!    idle trigger is the difference over the count. Memory is given twice: resident
 //!    (RSS, which counts a page of the Python runtime's image once per instance mapping
 //!    it) and unique (the process's private pages, what the machine actually spends);
-//! 2. those cold calls: failures, p50 and p99;
+//! 2. those cold calls: failures, p50 and p99, and how many loaded their plugin into
+//!    one of the 2 spare instances the server keeps ready (as `sluice serve` does;
+//!    `DENSITY_SPARES=0` for none);
+//!    then 150 other triggers, idle, called one at a time 20 ms apart: cold calls as
+//!    they come to a server that is not busy, and how many found a spare ready;
 //! 3. the first 1,000 request triggers called round-robin at concurrency 8 for 30 s (a
 //!    working set five times the budget): failures, calls per second, p50 and p99;
 //! 4. the noisy neighbour: tenant B calls its trivial request trigger at concurrency 1
@@ -30,7 +34,7 @@ use sluice_engine::cache::CacheStore;
 use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::plugin_dir::PluginAreas;
-use sluice_plugin_api::{LimitOverrides, Limits};
+use sluice_plugin_api::{LimitOverrides, Limits, PluginExecutor};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{StorageConfig, WriteBuffer};
@@ -70,6 +74,11 @@ const NOISY_TRIGGERS: usize = 50;
 const NOISY_CONCURRENCY: usize = 64;
 const NOISY_WALL_TIME_MS: u64 = 1_000;
 const NEIGHBOUR_TIME: Duration = Duration::from_secs(10);
+/// Spare instances kept ready, as `sluice serve` does by default; `DENSITY_SPARES`
+/// sets another count (0 to compare without).
+const SPARES: usize = 2;
+const OCCASIONAL_CALLS: usize = 150;
+const OCCASIONAL_GAP: Duration = Duration::from_millis(20);
 
 /// The process's memory now: resident and unique (private), in bytes.
 fn memory() -> (u64, u64) {
@@ -95,8 +104,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-/// A server with its sandbox; returns its URL and catalog.
-async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingEngine>) {
+/// A server with its sandbox; returns its URL, catalog, engine and sandbox.
+async fn server(
+    dir: &std::path::Path,
+) -> (String, Arc<Catalog>, Arc<ProcessingEngine>, Arc<Sandbox>) {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("plugin dir");
     std::fs::write(plugins.join("trivial.py"), TRIVIAL).expect("plugin written");
@@ -117,7 +128,7 @@ async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingE
         query: QueryEngine::new(Arc::clone(&storage)),
     };
     let invoker = Invoker::new(
-        sandbox,
+        Arc::clone(&sandbox) as Arc<dyn PluginExecutor>,
         Arc::new(database),
         Arc::new(CacheStore::default()),
         Arc::new(PluginAreas::new(
@@ -131,13 +142,24 @@ async fn server(dir: &std::path::Path) -> (String, Arc<Catalog>, Arc<ProcessingE
     .with_quotas(Arc::clone(&catalog), Quotas::DEFAULT)
     .with_fair_turns(FairTurns::new(INSTANCES as usize, wait))
     .with_cpu_turns(FairTurns::cpu(WORKER_THREADS, tick));
+    let spares = std::env::var("DENSITY_SPARES")
+        .ok()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(SPARES);
+    println!("{spares} spare instances");
+    invoker.keep_spares(spares);
     let versions = storage.catalog_store().subscribe();
     let engine =
         ProcessingEngine::start(Arc::clone(&catalog), versions, Arc::new(invoker), |_, _| {
             Ok(())
         });
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    (server::serve(&storage, &engine).await, catalog, engine)
+    (server::serve(&storage, &engine).await, catalog, engine, sandbox)
+}
+
+/// Calls that loaded their plugin into a spare instance so far.
+fn spares_taken(sandbox: &Sandbox) -> u64 {
+    sandbox.instance_stats().map_or(0, |stats| stats.spares_taken)
 }
 
 /// One call of `name`: its status, and its latency in ms.
@@ -161,13 +183,15 @@ async fn call(client: &reqwest::Client, host: &str, name: &str) -> (u16, f64) {
 }
 
 /// Calls `names` round-robin from `concurrency` clients for `time` (or, with `None`,
-/// each name once), on a thread of their own; the latencies of the calls answered 200,
-/// in ms, and the other calls' count by status (0: no answer).
+/// each name once), each client waiting `gap` before each call, on a thread of their
+/// own; the latencies of the calls answered 200, in ms, and the other calls' count by
+/// status (0: no answer).
 fn load(
     host: &str,
     names: Vec<String>,
     concurrency: usize,
     time: Option<Duration>,
+    gap: Duration,
 ) -> (Vec<f64>, BTreeMap<u16, usize>) {
     let host = host.to_string();
     std::thread::spawn(move || {
@@ -198,6 +222,9 @@ fn load(
                             };
                             if done {
                                 break;
+                            }
+                            if !gap.is_zero() {
+                                tokio::time::sleep(gap).await;
                             }
                             match call(&client, &host, &names[index % names.len()]).await {
                                 (200, ms) => latencies.push(ms),
@@ -274,7 +301,7 @@ async fn main() {
         .unwrap_or(10_000);
     let databases = count.div_ceil(TRIGGERS_PER_DATABASE);
     let dir = tempfile::tempdir().expect("temp dir");
-    let (host, catalog, engine) = server(dir.path()).await;
+    let (host, catalog, engine, sandbox) = server(dir.path()).await;
     // One call, and the wait for its instance to expire: the sandbox gives the memory
     // freed by expired instances back, so the baseline is taken after it did once.
     catalog.create_database("warmup").expect("database");
@@ -285,7 +312,7 @@ async fn main() {
         )
         .expect("trigger");
     engine.triggers.settled().await;
-    load(&host, vec!["warmup".to_string()], 1, None);
+    load(&host, vec!["warmup".to_string()], 1, None, Duration::ZERO);
     tokio::time::sleep(IDLE_TIME + Duration::from_secs(3)).await;
     let before = memory();
     for database in 0..databases {
@@ -317,11 +344,13 @@ async fn main() {
     );
 
     let started = Instant::now();
-    let (cold, others) = load(&host, requests.clone(), 1, None);
+    let taken = spares_taken(&sandbox);
+    let (cold, others) = load(&host, requests.clone(), 1, None, Duration::ZERO);
     summary(
         &format!(
-            "{} request triggers, each called once (cold)",
-            requests.len()
+            "{} request triggers, each called once (cold; {} into a spare instance)",
+            requests.len(),
+            spares_taken(&sandbox) - taken
         ),
         &cold,
         &others,
@@ -342,9 +371,29 @@ async fn main() {
         count,
     );
 
+    let occasional: Vec<String> = requests
+        .iter()
+        .skip(WORKING_SET)
+        .take(OCCASIONAL_CALLS)
+        .cloned()
+        .collect();
+    let started = Instant::now();
+    let taken = spares_taken(&sandbox);
+    let (latencies, others) = load(&host, occasional, 1, None, OCCASIONAL_GAP);
+    summary(
+        &format!(
+            "{OCCASIONAL_CALLS} idle triggers called one at a time, {} ms apart (cold; {} into a spare instance)",
+            OCCASIONAL_GAP.as_millis(),
+            spares_taken(&sandbox) - taken
+        ),
+        &latencies,
+        &others,
+        started.elapsed().as_secs_f64(),
+    );
+
     let working_set: Vec<String> = requests.iter().take(WORKING_SET).cloned().collect();
     let started = Instant::now();
-    let (latencies, others) = load(&host, working_set, CONCURRENCY, Some(LOAD_TIME));
+    let (latencies, others) = load(&host, working_set, CONCURRENCY, Some(LOAD_TIME), Duration::ZERO);
     summary(
         &format!(
             "{WORKING_SET} triggers round-robin at concurrency {CONCURRENCY} for {}s",
@@ -386,7 +435,7 @@ async fn noisy_neighbour(host: &str, catalog: &Catalog, engine: &ProcessingEngin
     let quiet = vec!["quiet".to_string()];
 
     let started = Instant::now();
-    let (alone, others) = load(host, quiet.clone(), 1, Some(NEIGHBOUR_TIME));
+    let (alone, others) = load(host, quiet.clone(), 1, Some(NEIGHBOUR_TIME), Duration::ZERO);
     let alone_p99 = summary(
         "tenant B alone, concurrency 1",
         &alone,
@@ -401,13 +450,14 @@ async fn noisy_neighbour(host: &str, catalog: &Catalog, engine: &ProcessingEngin
                 noisy,
                 NOISY_CONCURRENCY,
                 Some(NEIGHBOUR_TIME + Duration::from_secs(1)),
+                Duration::ZERO,
             )
         })
     };
     // Once the flood holds its instances.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let started = Instant::now();
-    let (beside, others) = load(host, quiet, 1, Some(NEIGHBOUR_TIME));
+    let (beside, others) = load(host, quiet, 1, Some(NEIGHBOUR_TIME), Duration::ZERO);
     let beside_p99 = summary(
         &format!(
             "tenant B beside tenant A's flood of {NOISY_TRIGGERS} spinning triggers at concurrency {NOISY_CONCURRENCY}"

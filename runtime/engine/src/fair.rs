@@ -224,6 +224,26 @@ impl FairTurns {
         }
     }
 
+    /// A turn for `database` only if it leaves the CPU idle enough: no call waits, and
+    /// another turn stays free for the next call that comes (with a single turn, only
+    /// when it is free). For work that should use idle capacity only, the server's own;
+    /// it never counts as a database asking.
+    pub fn take_if_idle(self: &Arc<Self>, database: DbId) -> Option<FairTurn> {
+        let mut state = self.state();
+        self.reclaim(&mut state);
+        let running = state.running.values().sum::<usize>();
+        if running < self.capacity {
+            // Only calls that gave up waiting can be waiting while a turn is free.
+            forget_gone(&mut state);
+        }
+        let leaves_one = running + 1 < self.capacity || (self.capacity == 1 && running == 0);
+        if !leaves_one || !state.order.is_empty() {
+            return None;
+        }
+        let lease = self.grant(&mut state, database);
+        Some(self.turn(database, lease))
+    }
+
     /// Whether `database` may take one more turn: always, unless no other turn would be
     /// left while another database wants one.
     fn may_hold(&self, state: &State, database: DbId) -> bool {
@@ -457,6 +477,14 @@ impl HeldTurn {
             let turn = this.turns.take_instead_of(this.database, held).await.ok();
             *this.held() = turn;
         })
+    }
+
+    /// Takes a turn if [`FairTurns::take_if_idle`] gives one; true when it did.
+    pub fn take_if_idle(&self) -> bool {
+        let turn = self.turns.take_if_idle(self.database);
+        let taken = turn.is_some();
+        *self.held() = turn;
+        taken
     }
 
     /// Gives the turn back: the call runs no plugin code until its next pause (it ended,

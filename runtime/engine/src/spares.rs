@@ -2,9 +2,14 @@
 //! ([`PluginExecutor::keep_spares`](sluice_plugin_api::PluginExecutor::keep_spares)).
 //!
 //! A spare is made for no database: whichever call takes it, the server made it. So
-//! making spares takes turns on the CPU as a database of its own, [`SERVER`], in the same
-//! round-robin as every database's calls: a tenant whose calls use up spares cannot make
-//! the server spend more than one database's share of the CPU replacing them.
+//! spares are made from idle CPU: making one takes a turn on the CPU only while no call
+//! waits for one and another turn stays free for the next call that comes
+//! ([`FairTurns::take_if_idle`]), and gives it up at the next epoch tick at which that no
+//! longer holds. A tenant whose
+//! calls use up spares (every call of a plugin that runs into its wall time needs a new
+//! instance) never gets the server to spend CPU another tenant's call waits for; under
+//! load, calls without a warm instance simply find no spare and start a fresh one in
+//! their own turn.
 
 use crate::fair::{FairTurns, HeldTurn};
 use sluice_catalog::DbId;
@@ -29,6 +34,9 @@ impl SpareMaker {
         }
     }
 }
+
+/// How often making a spare looks again whether the CPU is idle enough.
+const IDLE_POLL: Duration = Duration::from_millis(5);
 
 /// Said to the warm-up plugin, which never asks.
 const NO_HOST: &str = "a spare instance has no database";
@@ -80,12 +88,59 @@ impl HostServices for SpareMaker {
 
     /// A spare is made: the turn goes back.
     fn finish(&self, _succeeded: bool, _usage: CallUsage) {
-        if let Some(cpu) = &self.cpu {
-            cpu.release();
+        if let Some(turn) = &self.cpu {
+            turn.release();
         }
     }
 
+    /// Gives the turn up, and takes one again once the CPU is idle enough.
     fn pause(&self) -> Option<BoxFuture<'static, ()>> {
-        self.cpu.as_ref().map(HeldTurn::pause)
+        let turn = self.cpu.clone()?;
+        Some(Box::pin(async move {
+            turn.release();
+            while !turn.take_if_idle() {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `pause` is still waiting after a moment.
+    async fn still_waits(pause: &mut BoxFuture<'static, ()>) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), pause)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn making_a_spare_leaves_a_turn_free_and_yields_to_calls() {
+        let turns = FairTurns::cpu(2, Duration::from_secs(10));
+        let maker = SpareMaker::new(Some(&turns));
+        let call = turns.take(DbId::new(1)).await.expect("free");
+        // One turn is free, but taking it would leave none for the next call.
+        let mut pause = maker.pause().expect("the CPU is shared out");
+        assert!(still_waits(&mut pause).await);
+        drop(call);
+        tokio::time::timeout(Duration::from_secs(10), pause)
+            .await
+            .expect("a turn once the CPU is idle");
+        // A call that comes while a spare is made finds a turn at once.
+        let call = tokio::time::timeout(Duration::from_secs(1), turns.take(DbId::new(2)))
+            .await
+            .expect("at once")
+            .expect("a turn");
+        // At the maker's next tick, its turn goes until the call ends.
+        let mut pause = maker.pause().expect("the CPU is shared out");
+        assert!(still_waits(&mut pause).await);
+        drop(call);
+        tokio::time::timeout(Duration::from_secs(10), pause)
+            .await
+            .expect("a turn once the CPU is idle");
+        maker.finish(true, CallUsage::default());
+        assert!(turns.take_if_idle(DbId::new(3)).is_some(), "the turn went back");
     }
 }

@@ -23,6 +23,9 @@ use wasmtime::component::{HasSelf, Linker};
 /// instance expiring, say) while none was taken.
 const SPARE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long after a spare was taken the next is made.
+const SPARE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// One per process: the engine, the compiled Python runtime, the epoch thread.
 pub struct Sandbox {
     engine: Engine,
@@ -210,7 +213,12 @@ impl PluginExecutor for Sandbox {
                 drop(sandbox);
                 // Slots free up without a word: looked at again now and then.
                 tokio::select! {
-                    () = slots.spare_was_taken() => {}
+                    () = slots.spare_was_taken() => {
+                        // Not while the call that took it loads and runs: instantiating
+                        // maps and faults pages of the same process, and the two slowed
+                        // each other.
+                        tokio::time::sleep(SPARE_DELAY).await;
+                    }
                     () = tokio::time::sleep(SPARE_RETRY) => {}
                 }
             }
