@@ -116,6 +116,13 @@ mod tests {
             .is_err()
     }
 
+    /// Waits for `pause` to end: a turn, once the CPU is idle enough.
+    async fn ends(pause: BoxFuture<'static, ()>) {
+        tokio::time::timeout(Duration::from_secs(10), pause)
+            .await
+            .expect("a turn once the CPU is idle");
+    }
+
     #[tokio::test]
     async fn making_a_spare_leaves_a_turn_free_and_yields_to_calls() {
         let turns = FairTurns::cpu(2, Duration::from_secs(10));
@@ -125,9 +132,7 @@ mod tests {
         let mut pause = maker.pause().expect("the CPU is shared out");
         assert!(still_waits(&mut pause).await);
         drop(call);
-        tokio::time::timeout(Duration::from_secs(10), pause)
-            .await
-            .expect("a turn once the CPU is idle");
+        ends(pause).await;
         // A call that comes while a spare is made finds a turn at once.
         let call = tokio::time::timeout(Duration::from_secs(1), turns.take(DbId::new(2)))
             .await
@@ -137,9 +142,7 @@ mod tests {
         let mut pause = maker.pause().expect("the CPU is shared out");
         assert!(still_waits(&mut pause).await);
         drop(call);
-        tokio::time::timeout(Duration::from_secs(10), pause)
-            .await
-            .expect("a turn once the CPU is idle");
+        ends(pause).await;
         maker.finish(true, CallUsage::default());
         assert!(turns.take_if_idle(DbId::new(3)).is_some(), "the turn went back");
     }
