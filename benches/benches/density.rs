@@ -154,12 +154,19 @@ async fn server(
             Ok(())
         });
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    (server::serve(&storage, &engine).await, catalog, engine, sandbox)
+    (
+        server::serve(&storage, &engine).await,
+        catalog,
+        engine,
+        sandbox,
+    )
 }
 
 /// Calls that loaded their plugin into a spare instance so far.
 fn spares_taken(sandbox: &Sandbox) -> u64 {
-    sandbox.instance_stats().map_or(0, |stats| stats.spares_taken)
+    sandbox
+        .instance_stats()
+        .map_or(0, |stats| stats.spares_taken)
 }
 
 /// One call of `name`: its status, and its latency in ms.
@@ -393,7 +400,13 @@ async fn main() {
 
     let working_set: Vec<String> = requests.iter().take(WORKING_SET).cloned().collect();
     let started = Instant::now();
-    let (latencies, others) = load(&host, working_set, CONCURRENCY, Some(LOAD_TIME), Duration::ZERO);
+    let (latencies, others) = load(
+        &host,
+        working_set,
+        CONCURRENCY,
+        Some(LOAD_TIME),
+        Duration::ZERO,
+    );
     summary(
         &format!(
             "{WORKING_SET} triggers round-robin at concurrency {CONCURRENCY} for {}s",

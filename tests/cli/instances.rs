@@ -309,7 +309,13 @@ fn instance_bounds_that_cannot_work_are_refused_at_start() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugins = plugin_dir_with(dir.path(), &[]);
     let refused = crate::support::sluice()
-        .args(["serve", "--http-bind", "127.0.0.1:0", "--max-instances", "4"])
+        .args([
+            "serve",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--max-instances",
+            "4",
+        ])
         .args(["--spare-instances", "4", "--plugin-dir"])
         .arg(&plugins)
         .arg("--data-dir")

@@ -10,10 +10,10 @@ use crate::cache::CacheStore;
 use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
-use crate::spares::SpareMaker;
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord};
+use crate::spares::SpareMaker;
 use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,

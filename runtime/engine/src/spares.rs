@@ -144,6 +144,9 @@ mod tests {
         drop(call);
         ends(pause).await;
         maker.finish(true, CallUsage::default());
-        assert!(turns.take_if_idle(DbId::new(3)).is_some(), "the turn went back");
+        assert!(
+            turns.take_if_idle(DbId::new(3)).is_some(),
+            "the turn went back"
+        );
     }
 }

@@ -10,8 +10,7 @@ use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
 use sluice_plugin_api::{
     CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
-    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef,
-    PluginSource,
+    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef, PluginSource,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -73,8 +72,7 @@ impl PluginInstance {
     ) -> Result<Self, InvocationError> {
         let slot = sandbox.slots().acquire().await?;
         let mounts = mounts(plugin, &source);
-        let mut instance =
-            Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
+        let mut instance = Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
         instance.load(source, limits, services).await?;
         Ok(instance)
     }

@@ -5,7 +5,9 @@
 use crate::support::*;
 use sluice_engine::dry_run::{DryRunReport, dry_run};
 use sluice_engine::spares::SpareMaker;
-use sluice_plugin_api::{HostServices, InstanceStats, Limits, PluginCall, PluginExecutor, PluginRef};
+use sluice_plugin_api::{
+    HostServices, InstanceStats, Limits, PluginCall, PluginExecutor, PluginRef,
+};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use std::sync::Arc;
 
@@ -25,7 +27,9 @@ async fn with_one_spare(sandbox: &Sandbox) {
 }
 
 fn stats(sandbox: &Sandbox) -> InstanceStats {
-    sandbox.instance_stats().expect("the sandbox counts its instances")
+    sandbox
+        .instance_stats()
+        .expect("the sandbox counts its instances")
 }
 
 /// Runs `call` on `plugin` in a spare, checking that it did.
@@ -33,7 +37,11 @@ async fn in_a_spare(sandbox: &Sandbox, plugin: &PluginRef, call: PluginCall) -> 
     with_one_spare(sandbox).await;
     let taken = stats(sandbox).spares_taken;
     let report = dry_run(sandbox, plugin, call, &Limits::default(), host()).await;
-    assert_eq!(stats(sandbox).spares_taken, taken + 1, "the call took the spare");
+    assert_eq!(
+        stats(sandbox).spares_taken,
+        taken + 1,
+        "the call took the spare"
+    );
     assert_eq!(stats(sandbox).spare, 0);
     report
 }
@@ -85,12 +93,22 @@ async fn a_call_with_less_memory_than_a_spare_holds_gets_a_fresh_instance() {
     let sandbox = own_sandbox();
     with_one_spare(&sandbox).await;
     let dir = PluginDir::new();
-    let plugin = dir.plugin("small.py", "def process_writes(api, batches, args=None):\n    pass\n");
+    let plugin = dir.plugin(
+        "small.py",
+        "def process_writes(api, batches, args=None):\n    pass\n",
+    );
     let limits = Limits {
         memory_bytes: 1 << 20,
         ..Limits::default()
     };
-    let report = dry_run(&sandbox, &plugin, writes_call("m f=1i", None), &limits, host()).await;
+    let report = dry_run(
+        &sandbox,
+        &plugin,
+        writes_call("m f=1i", None),
+        &limits,
+        host(),
+    )
+    .await;
     // As on a fresh instance: the runtime alone is over the limit.
     assert_eq!(report.errors.len(), 1, "{report:?}");
     assert!(report.errors[0].contains("memory"), "{report:?}");
