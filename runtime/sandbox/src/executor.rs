@@ -150,12 +150,14 @@ impl Sandbox {
     /// of `services` ([`PluginExecutor::keep_spares`]).
     pub async fn make_spares(&self, count: usize, services: &Arc<dyn HostServices>) {
         while self.slots.spare_count() < count {
-            let Some(slot) = self.slots.slot_for_spare() else {
-                return;
-            };
+            // The turn first: a slot held while waiting for one would be lost to calls.
             if let Some(turn) = services.pause() {
                 turn.await;
             }
+            let Some(slot) = self.slots.slot_for_spare() else {
+                services.finish(false, CallUsage::default());
+                return;
+            };
             let made = PluginInstance::spare(self, slot, Arc::clone(services)).await;
             services.finish(made.is_ok(), CallUsage::default());
             match made {
