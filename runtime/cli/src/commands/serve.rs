@@ -257,9 +257,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_INSTANCE_WAIT", default_value = "10s", value_parser = positive_duration, help_heading = "Plugin instances")]
     instance_wait: Duration,
     /// Spare instances kept ready: the Python runtime started and warmed up, no plugin
-    /// loaded. A call without a warm instance loads its plugin into one (about 0.5 ms
-    /// instead of 3) and the server makes another in the background, in turns on the
-    /// CPU of its own. Each holds one of --max-instances. Default: 2, or one per 8 of
+    /// loaded. A call without a warm instance loads its plugin into one (under 1 ms
+    /// instead of about 3) and the server makes another in the background, from idle CPU
+    /// only. Each holds one of --max-instances. Default: 2, or one per 8 of
     /// --max-instances when that is fewer; 0 for none
     #[arg(long, env = "SLUICE_SPARE_INSTANCES", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(0..=64), help_heading = "Plugin instances")]
     spare_instances: Option<u32>,
