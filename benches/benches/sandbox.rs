@@ -54,6 +54,12 @@ fn sandbox_benches(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    // Every call above (none when the bench is filtered out) loaded its plugin into the
+    // spare made for it.
+    let stats = sandbox
+        .instance_stats()
+        .expect("the sandbox counts its instances");
+    assert_eq!(stats.spares_taken, stats.spares_made);
 
     c.bench_function("instantiate_and_load", |b| {
         b.iter(|| {
