@@ -31,10 +31,13 @@
 use sluice_catalog::{Catalog, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::cursors::Cursors;
 use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
+use sluice_engine::manager::{DEFAULT_ROWS_PER_CALL, WalFeed};
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_plugin_api::{LimitOverrides, Limits, PluginExecutor};
+use sluice_query::wal_feed::StorageWal;
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{StorageConfig, WriteBuffer};
@@ -149,10 +152,18 @@ async fn server(
     println!("{spares} spare instances");
     invoker.keep_spares(spares);
     let versions = storage.catalog_store().subscribe();
-    let engine =
-        ProcessingEngine::start(Arc::clone(&catalog), versions, Arc::new(invoker), |_, _| {
-            Ok(())
-        });
+    let feed = WalFeed {
+        wal: Arc::new(StorageWal(Arc::downgrade(&storage))),
+        cursors: Cursors::in_memory(),
+        rows_per_call: DEFAULT_ROWS_PER_CALL,
+    };
+    let engine = ProcessingEngine::start(
+        Arc::clone(&catalog),
+        versions,
+        Arc::new(invoker),
+        |_, _| Ok(()),
+        feed,
+    );
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
     (
         server::serve(&storage, &engine).await,

@@ -27,13 +27,16 @@ use arrow::datatypes::Int64Type;
 use sluice_catalog::{Catalog, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::cursors::Cursors;
 use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
+use sluice_engine::manager::{DEFAULT_ROWS_PER_CALL, WalFeed};
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_plugin_api::Limits;
+use sluice_query::wal_feed::{FlushFeed, StorageWal};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
-use sluice_storage::{FlushObserver, FlushedRows, StorageConfig, WriteBuffer};
+use sluice_storage::{StorageConfig, WriteBuffer};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,14 +54,6 @@ def process_writes(influxdb3_local, table_batches, args=None):
         for row in batch["rows"]:
             influxdb3_local.write(LineBuilder("cooked").tag("host", row["host"]).float64_field("celsius", (row["f"] - 32) / 1.8).time_ns(row["time"]))
 "#;
-
-struct Feed(Arc<ProcessingEngine>);
-
-impl FlushObserver for Feed {
-    fn flushed(&self, rows: FlushedRows) {
-        self.0.triggers.flushed(rows);
-    }
-}
 
 /// A server on a loopback port with the bench triggers; returns its address.
 async fn server(
@@ -125,8 +120,13 @@ async fn server(
             ));
     }
     let versions = storage.catalog_store().subscribe();
-    let engine = ProcessingEngine::start(catalog, versions, Arc::new(invoker), |_, _| Ok(()));
-    storage.set_flush_observer(Arc::new(Feed(Arc::clone(&engine))));
+    let feed = WalFeed {
+        wal: Arc::new(StorageWal(Arc::downgrade(&storage))),
+        cursors: Cursors::in_memory(),
+        rows_per_call: DEFAULT_ROWS_PER_CALL,
+    };
+    let engine = ProcessingEngine::start(catalog, versions, Arc::new(invoker), |_, _| Ok(()), feed);
+    storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
     (server::serve(&storage, &engine).await, storage, engine)
 }

@@ -15,3 +15,4 @@ mod support;
 mod tenants;
 mod test_local;
 mod triggers;
+mod wal_triggers;

@@ -18,7 +18,7 @@ pub struct Batches {
 }
 
 /// Groups `lines` into table batches.
-pub fn table_batches(lines: &[Line]) -> Batches {
+pub fn table_batches<'a>(lines: impl IntoIterator<Item = &'a Line>) -> Batches {
     let mut order: Vec<TableBuilder> = Vec::new();
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     let mut errors = Vec::new();

@@ -21,8 +21,9 @@
 //! - [`fair`] and [`spares`]: turns on the executor's instances and on the CPU, shared
 //!   fairly between databases, and the server's own turns for spare instances;
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
-//! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each, fed by
-//!   bounded queues so that no trigger stalls ingest or another trigger.
+//! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each; WAL
+//!   triggers read the [`flush_log`] from their [`cursors`] at their own pace, so that no
+//!   trigger stalls ingest or another trigger, and none loses a flush.
 //!
 //! ```
 //! use sluice_engine::batches::table_batches;
@@ -35,10 +36,12 @@
 pub mod batches;
 pub mod cache;
 pub mod cpu;
+pub mod cursors;
 pub mod disk;
 pub mod dry_run;
 pub mod environment;
 pub mod fair;
+pub mod flush_log;
 pub mod host;
 pub mod invoke;
 pub mod manager;
@@ -67,13 +70,15 @@ pub struct ProcessingEngine {
 
 impl ProcessingEngine {
     /// Starts the triggers of `catalog`, run by `invoker`, following each version of the
-    /// catalog published on `versions`; `disable` disables a trigger in the catalog,
-    /// durably (for `error_behavior` disable). Needs a Tokio runtime.
+    /// catalog published on `versions`, WAL triggers reading `feed`; `disable` disables a
+    /// trigger in the catalog, durably (for `error_behavior` disable). Needs a Tokio
+    /// runtime.
     pub fn start(
         catalog: std::sync::Arc<sluice_catalog::Catalog>,
         versions: tokio::sync::watch::Receiver<u64>,
         invoker: std::sync::Arc<invoke::Invoker>,
         disable: impl Fn(&str, sluice_catalog::TriggerId) -> Result<(), String> + Send + Sync + 'static,
+        feed: manager::WalFeed,
     ) -> std::sync::Arc<Self> {
         let records = std::sync::Arc::clone(invoker.records());
         let triggers = manager::TriggerManager::start(
@@ -81,6 +86,7 @@ impl ProcessingEngine {
             versions,
             std::sync::Arc::clone(&invoker),
             disable,
+            feed,
         );
         let requests = requests::RequestTriggers::new(catalog, std::sync::Arc::clone(&invoker));
         std::sync::Arc::new(Self {

@@ -6,31 +6,34 @@
 //! records) is keyed by id, so a database or trigger deleted and created again under its
 //! name starts afresh without being told apart by anything else.
 //!
-//! A flush's rows reach WAL triggers through two bounded queues: the flushing thread
-//! hands the rows to the dispatcher without waiting ([`TriggerManager::flushed`]), and
-//! the dispatcher hands each trigger its tables without waiting. A trigger that falls
-//! behind loses flushes, counted and logged, but never stalls ingest or another trigger.
+//! Each WAL trigger reads the flushes after its cursor (`cursors.rs`) from the flush log
+//! (`flush_log.rs`) at its own pace, several at once when it is behind, and moves its
+//! cursor once its plugin has finished with them. The flushing thread only records each
+//! flush ([`TriggerManager::flushed`]): a slow trigger never stalls ingest or another
+//! trigger, and loses no flush while the WAL retention keeps the files it needs.
 
 use crate::batches::table_batches;
+use crate::cursors::{Cursor, Cursors};
+#[cfg(test)]
+use crate::flush_log::RECENT_LINES;
+use crate::flush_log::{Flush, FlushLog, Found, WalLog};
 use crate::invoke::{Admission, CallError, Invoker, arguments};
 use crate::schedule::Schedule;
 use chrono::Utc;
 use sluice_catalog::{
     Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, TriggerSpec,
 };
-use sluice_lp::Line;
-use sluice_plugin_api::{PluginCall, TableBatch};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use sluice_plugin_api::PluginCall;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// Flushes waiting for the dispatcher.
-const DISPATCH_QUEUE: usize = 64;
-/// Flushes waiting for one WAL trigger.
-const TRIGGER_QUEUE: usize = 16;
+/// The rows a WAL trigger's call gets at most when flushes are merged for it (a single
+/// flush may hold more, and is delivered whole): as many as a flush holds under load
+/// with the default `--wal-max-pending-lines`.
+pub const DEFAULT_ROWS_PER_CALL: usize = 10_000;
 /// Runs after the first failure, for `error_behavior` retry.
 const RETRIES: u32 = 3;
 /// The wait before the first retry; doubled for each next one.
@@ -39,22 +42,26 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// instance.
 const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Rows of one flush, by database.
-pub type Flush = Arc<Vec<(String, Vec<Line>)>>;
-
 /// Disables a trigger (its database's name, its id) in the catalog, durably.
 pub type DisableTrigger = Box<dyn Fn(&str, TriggerId) -> Result<(), String> + Send + Sync>;
 
-/// Where a WAL trigger's flushes are queued.
-type WalQueue = mpsc::Sender<Arc<[TableBatch]>>;
+/// What WAL triggers read, and where they keep their place in it.
+pub struct WalFeed {
+    /// The write-ahead log.
+    pub wal: Arc<dyn WalLog>,
+    /// The triggers' cursors.
+    pub cursors: Arc<Cursors>,
+    /// The rows a call gets at most when flushes are merged ([`DEFAULT_ROWS_PER_CALL`]).
+    pub rows_per_call: usize,
+}
 
-/// A running trigger: its database, its definition when started, its task and (WAL) its
-/// queue.
+/// A running trigger: its database, its definition when started, its task, and whether
+/// it is a WAL trigger.
 struct Running {
     database: DatabaseRef,
     definition: Trigger,
     task: JoinHandle<()>,
-    queue: Option<WalQueue>,
+    reads_wal: bool,
 }
 
 impl Drop for Running {
@@ -75,23 +82,24 @@ pub struct TriggerManager {
     /// The databases there were when last reconciled (`None` before the first time):
     /// what is kept for databases is swept only when one has gone.
     databases: Mutex<Option<HashSet<DbId>>>,
-    flushes: mpsc::Sender<Flush>,
-    dropped_flushes: AtomicU64,
+    log: FlushLog,
+    cursors: Arc<Cursors>,
+    rows_per_call: usize,
     disable: DisableTrigger,
 }
 
 impl TriggerManager {
-    /// Starts the dispatcher and every enabled trigger of `catalog`, and reconciles with
-    /// each version of it published on `versions` (by the catalog store). `disable`
-    /// disables a trigger in the catalog, durably (for `error_behavior` disable). Needs a
-    /// Tokio runtime.
+    /// Starts every enabled trigger of `catalog`, WAL triggers reading `feed`, and
+    /// reconciles with each version of it published on `versions` (by the catalog store).
+    /// `disable` disables a trigger in the catalog, durably (for `error_behavior`
+    /// disable). Needs a Tokio runtime.
     pub fn start(
         catalog: Arc<Catalog>,
         mut versions: watch::Receiver<u64>,
         invoker: Arc<Invoker>,
         disable: impl Fn(&str, TriggerId) -> Result<(), String> + Send + Sync + 'static,
+        feed: WalFeed,
     ) -> Arc<Self> {
-        let (flushes, receiver) = mpsc::channel(DISPATCH_QUEUE);
         let manager = Arc::new(Self {
             catalog,
             invoker,
@@ -99,11 +107,11 @@ impl TriggerManager {
             published: versions.clone(),
             reconciled: watch::Sender::new(0),
             databases: Mutex::default(),
-            flushes,
-            dropped_flushes: AtomicU64::new(0),
+            log: FlushLog::new(feed.wal),
+            cursors: feed.cursors,
+            rows_per_call: feed.rows_per_call.max(1),
             disable: Box::new(disable),
         });
-        tokio::spawn(dispatch(Arc::downgrade(&manager), receiver));
         let version = *versions.borrow_and_update();
         manager.reconcile();
         manager.reconciled.send_replace(version);
@@ -130,6 +138,13 @@ impl TriggerManager {
     /// kept for deleted databases (their shared caches, their records), and counts the
     /// usage of deleted triggers with their database's.
     pub(crate) fn reconcile(self: &Arc<Self>) {
+        let all_triggers: HashSet<TriggerId> = self
+            .catalog
+            .database_refs()
+            .into_iter()
+            .flat_map(|database| self.catalog.triggers(&database.name).unwrap_or_default())
+            .map(|trigger| trigger.id)
+            .collect();
         let existing: HashMap<DbId, (String, HashSet<String>)> = self
             .catalog
             .database_refs()
@@ -192,6 +207,12 @@ impl TriggerManager {
         self.invoker.cache().end_triggers(|trigger| {
             !enabled.contains_key(&trigger) || restarting.contains(&trigger)
         });
+        // A trigger keeps its place in the WAL while enabled, or while disabled on a
+        // failed flush by its `error_behavior`; disabled otherwise, it starts again at the
+        // WAL's head.
+        self.cursors.retain(|id, cursor| {
+            enabled.contains_key(&id) || (cursor.held && all_triggers.contains(&id))
+        });
         wanted.retain(|id, _| !running.contains_key(id));
         for (id, (database, trigger)) in wanted {
             tracing::info!(database = %database.name, trigger = %trigger.trigger_name, spec = %trigger.trigger, "trigger started");
@@ -201,83 +222,168 @@ impl TriggerManager {
 
     fn launch(self: &Arc<Self>, database: DatabaseRef, trigger: Trigger) -> Running {
         let weak = Arc::downgrade(self);
-        let (task, queue) = match Schedule::of(&trigger.trigger) {
+        let (task, reads_wal) = match Schedule::of(&trigger.trigger) {
             Some(schedule) => {
                 let task =
                     tokio::spawn(scheduled(weak, database.clone(), trigger.clone(), schedule));
-                (task, None)
+                (task, false)
             }
             None => {
-                let (queue, receiver) = mpsc::channel(TRIGGER_QUEUE);
-                let task = tokio::spawn(wal(weak, database.clone(), trigger.clone(), receiver));
-                (task, Some(queue))
+                // Where it was (a cursor held on a failed flush is let go now), or, new or
+                // enabled again, the WAL's head.
+                let sequence = self
+                    .cursors
+                    .get(trigger.id)
+                    .map_or_else(|| self.log.head(), |cursor| cursor.sequence);
+                self.cursors.set(
+                    trigger.id,
+                    Cursor {
+                        sequence,
+                        held: false,
+                    },
+                );
+                let task = tokio::spawn(wal(weak, database.clone(), trigger.clone(), sequence));
+                (task, true)
             }
         };
         Running {
             database,
             definition: trigger,
             task,
-            queue,
+            reads_wal,
         }
     }
 
-    /// Hands a flush's rows to the WAL triggers, without waiting: called on the flushing
-    /// thread.
-    pub fn flushed(&self, rows: Flush) {
-        let has_wal_triggers = self.running().values().any(|r| r.queue.is_some());
-        if has_wal_triggers && self.flushes.try_send(rows).is_err() {
-            let dropped = self.dropped_flushes.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(
-                dropped_total = dropped,
-                "WAL triggers are behind: a flush was not delivered to them"
-            );
-        }
+    /// Records the flush logged as WAL file `sequence`, without waiting: called on the
+    /// flushing thread, in sequence order.
+    pub fn flushed(&self, sequence: u64, rows: Flush) {
+        let has_wal_triggers = self.running().values().any(|r| r.reads_wal);
+        self.log.flushed(sequence, rows, has_wal_triggers);
     }
 
-    /// Flushes not delivered to WAL triggers because they were behind.
-    pub fn dropped_flushes(&self) -> u64 {
-        self.dropped_flushes.load(Ordering::Relaxed)
+    /// The first WAL sequence some WAL trigger has not finished with: its file must stay.
+    pub fn oldest_needed(&self) -> Option<u64> {
+        self.cursors.oldest_needed()
+    }
+
+    /// The flushes after `after`, through `head` at most, that make one call of
+    /// `trigger` of `database`: the last sequence they reach, and their rows for it
+    /// (none when they hold nothing for it). Flushes that cannot be had are named in the
+    /// trigger's log and counted.
+    async fn gather(
+        &self,
+        database: &DatabaseRef,
+        trigger: &Trigger,
+        after: u64,
+        head: u64,
+    ) -> (u64, Vec<Flush>) {
+        let mut flushes = Vec::new();
+        let mut rows = 0;
+        let mut end = after;
+        while end < head {
+            let sequence = end + 1;
+            let found = self.log.get(sequence, &database.name).await;
+            let flush = match found {
+                Found::Rows(flush, damage) => {
+                    if let Some(why) = damage {
+                        self.skipped(database, trigger, &format!(
+                            "flush {sequence}: its WAL file is damaged ({why}); the rows before the damage were delivered"
+                        ));
+                    }
+                    flush
+                }
+                Found::Gone => {
+                    let text = format!(
+                        "flush {sequence} was skipped: its WAL file was removed before the \
+                         trigger came to it (the trigger fell behind by more than the WAL \
+                         retention, --wal-retention-mib)"
+                    );
+                    self.skipped(database, trigger, &text);
+                    end = sequence;
+                    continue;
+                }
+                Found::Unreadable(why) => {
+                    let text = format!(
+                        "flush {sequence} was skipped: its WAL file cannot be read ({why})"
+                    );
+                    self.skipped(database, trigger, &text);
+                    end = sequence;
+                    continue;
+                }
+            };
+            let wanted = wanted_lines(&flush, &database.name, trigger).count();
+            if wanted > 0 && rows > 0 && rows + wanted > self.rows_per_call {
+                break;
+            }
+            end = sequence;
+            if wanted > 0 {
+                rows += wanted;
+                flushes.push(flush);
+                if rows >= self.rows_per_call {
+                    break;
+                }
+            }
+        }
+        (end, flushes)
+    }
+
+    /// Names a flush `trigger` of `database` could not have (or not whole) in its log,
+    /// and counts it.
+    fn skipped(&self, database: &DatabaseRef, trigger: &Trigger, text: &str) {
+        let name = &trigger.trigger_name;
+        tracing::error!(database = %database.name, trigger = %name, "{text}");
+        self.invoker.log_error(database, name, text.to_string());
+        self.invoker
+            .records()
+            .metrics()
+            .skipped_flush(&database.name, name);
     }
 
     /// Runs `call` within its database's quota of invocations at once, waiting for a
     /// turn (nothing is lost): in this task, or with `run_async` in a task of its own,
     /// which the turn is taken for first, so that a trigger firing faster than its calls
-    /// end holds no more tasks than its database may run.
+    /// end holds no more tasks than its database may run. What the returned receiver gets
+    /// once the call is over says whether the trigger goes on (see [`Self::run`]); it
+    /// gets nothing if the call never ran (its trigger or database gone).
     async fn start_call(
         self: &Arc<Self>,
         database: &DatabaseRef,
         trigger: &Trigger,
         call: PluginCall,
         kind: &'static str,
-    ) {
+    ) -> oneshot::Receiver<bool> {
+        let (over, receiver) = oneshot::channel();
         let admitted = self.invoker.admit(database, Some(trigger), Admission::Wait);
         let Ok(turn) = admitted.await else {
-            return;
+            return receiver;
         };
         if trigger.trigger_settings.run_async {
             let (manager, database, trigger) =
                 (Arc::clone(self), database.clone(), trigger.clone());
             tokio::spawn(async move {
                 let _turn = turn;
-                manager.run(&database, &trigger, call, kind).await;
+                let _ = over.send(manager.run(&database, &trigger, call, kind).await);
             });
         } else {
             let _turn = turn;
-            self.run(database, trigger, call, kind).await;
+            let _ = over.send(self.run(database, trigger, call, kind).await);
         }
+        receiver
     }
 
     /// Runs `call`, applying the trigger's `error_behavior` on failure. A call that could
     /// not start for want of an instance is tried again, with a growing wait, until it
     /// runs (or the trigger is stopped): it is not the plugin's failure, and nothing of it
-    /// is lost.
+    /// is lost. Returns whether the trigger goes on past the call: not when the call
+    /// failed and disabled it, which holds a WAL trigger's cursor before the call's
+    /// flushes, for enabling it to deliver them again.
     async fn run(
         self: &Arc<Self>,
         database: &DatabaseRef,
         trigger: &Trigger,
         call: PluginCall,
         kind: &str,
-    ) {
+    ) -> bool {
         let attempts = match trigger.trigger_settings.error_behavior {
             ErrorBehavior::Retry => 1 + RETRIES,
             _ => 1,
@@ -287,7 +393,7 @@ impl TriggerManager {
         for attempt in 1..=attempts {
             let error = loop {
                 match self.invoker.invoke(database, trigger, call.clone()).await {
-                    Ok(_) => return,
+                    Ok(_) => return true,
                     Err(CallError::Failed(error)) => break error,
                     Err(CallError::Busy(why)) => {
                         if busy == 0 {
@@ -310,6 +416,8 @@ impl TriggerManager {
             self.invoker
                 .log_error(database, name, format!("error executing {kind}: {error}"));
             if trigger.trigger_settings.error_behavior == ErrorBehavior::Disable {
+                // Held first: disabling stops the trigger, and a cursor not held goes.
+                self.cursors.hold(trigger.id);
                 // The catalog store publishes the change, and the trigger stops.
                 match (self.disable)(&database.name, trigger.id) {
                     Ok(()) => {
@@ -319,9 +427,28 @@ impl TriggerManager {
                         tracing::error!(database = %database.name, trigger = %name, "cannot disable the trigger: {e}")
                     }
                 }
+                return false;
             }
         }
+        true
     }
+}
+
+/// The lines of `flush` that `trigger` of `database` wants.
+fn wanted_lines<'a>(
+    flush: &'a Flush,
+    database: &'a str,
+    trigger: &'a Trigger,
+) -> impl Iterator<Item = &'a sluice_lp::Line> + 'a {
+    let table = match &trigger.trigger {
+        TriggerSpec::SingleTableWalWrite { table_name } => Some(table_name.as_str()),
+        _ => None,
+    };
+    flush
+        .iter()
+        .filter(move |(name, _)| name == database)
+        .flat_map(|(_, lines)| lines)
+        .filter(move |line| table.is_none_or(|table| line.table == table))
 }
 
 /// Reconciles `manager` with each catalog published on `versions` from now on, until
@@ -337,72 +464,90 @@ async fn follow(manager: Weak<TriggerManager>, mut versions: watch::Receiver<u64
     }
 }
 
-/// Builds each flush's table batches once per database and queues them for the WAL
-/// triggers of that database that want them.
-async fn dispatch(manager: Weak<TriggerManager>, mut flushes: mpsc::Receiver<Flush>) {
-    while let Some(rows) = flushes.recv().await {
-        let Some(manager) = manager.upgrade() else {
-            return;
-        };
-        let targets: Vec<(String, Trigger, WalQueue)> = manager
-            .running()
-            .values()
-            .filter_map(|run| {
-                Some((
-                    run.database.name.clone(),
-                    run.definition.clone(),
-                    run.queue.clone()?,
-                ))
-            })
-            .collect();
-        for (database, lines) in rows.iter() {
-            let mut batches: Option<Vec<TableBatch>> = None;
-            for (_, trigger, queue) in targets.iter().filter(|(db, _, _)| db == database) {
-                let all = batches.get_or_insert_with(|| table_batches(lines).batches);
-                let wanted: Arc<[TableBatch]> = match &trigger.trigger {
-                    TriggerSpec::SingleTableWalWrite { table_name } => all
-                        .iter()
-                        .filter(|b| &b.table_name == table_name)
-                        .cloned()
-                        .collect(),
-                    _ => all.iter().cloned().collect(),
-                };
-                if wanted.is_empty() {
-                    continue;
-                }
-                if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(wanted) {
-                    let dropped = manager.dropped_flushes.fetch_add(1, Ordering::Relaxed) + 1;
-                    manager
-                        .invoker
-                        .records()
-                        .metrics()
-                        .dropped_flush(database, &trigger.trigger_name);
-                    tracing::warn!(database = %database, trigger = %trigger.trigger_name, dropped_total = dropped, "WAL trigger is behind: a flush was dropped for it");
-                }
-            }
-        }
-    }
-}
-
-/// A WAL trigger: runs its plugin on each flush queued for it, in order (or
-/// concurrently with `run_async`).
+/// A WAL trigger: runs its plugin on the flushes after `cursor`, in order (or
+/// concurrently with `run_async`), and moves its cursor past each call's flushes once the
+/// call and those before it are over.
 async fn wal(
     manager: Weak<TriggerManager>,
     database: DatabaseRef,
     trigger: Trigger,
-    mut queue: mpsc::Receiver<Arc<[TableBatch]>>,
+    mut cursor: u64,
 ) {
-    while let Some(batches) = queue.recv().await {
-        let Some(manager) = manager.upgrade() else {
-            return;
-        };
-        let call = PluginCall::Writes {
-            batches,
-            args: arguments(&trigger),
-        };
-        manager
-            .start_call(&database, &trigger, call, "wal plugin")
-            .await;
+    let Some(mut head) = manager.upgrade().map(|m| m.log.subscribe()) else {
+        return;
+    };
+    // The last sequence handed to a call; calls not over yet, with the last sequence of
+    // each, in order.
+    let mut dispatched = cursor;
+    let mut calls: VecDeque<(u64, oneshot::Receiver<bool>)> = VecDeque::new();
+    loop {
+        let newest = *head.borrow_and_update();
+        if newest <= dispatched {
+            let over = tokio::select! {
+                changed = head.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                over = async {
+                    match calls.front_mut() {
+                        Some((_, over)) => over.await,
+                        None => std::future::pending().await,
+                    }
+                } => over,
+            };
+            let Some((end, _)) = calls.pop_front() else {
+                continue;
+            };
+            match over {
+                Ok(true) => cursor = end,
+                // Disabled on a failed flush (its cursor held), or stopped.
+                Ok(false) | Err(_) => return,
+            }
+        } else {
+            let Some(manager) = manager.upgrade() else {
+                return;
+            };
+            let (end, flushes) = manager
+                .gather(&database, &trigger, dispatched, newest)
+                .await;
+            dispatched = end;
+            if flushes.is_empty() {
+                // Nothing for it: the cursor moves once the calls before are over.
+                let (over, receiver) = oneshot::channel();
+                let _ = over.send(true);
+                calls.push_back((end, receiver));
+            } else {
+                let lines = flushes
+                    .iter()
+                    .flat_map(|flush| wanted_lines(flush, &database.name, &trigger));
+                let batches = table_batches(lines).batches;
+                let call = PluginCall::Writes {
+                    batches: batches.into(),
+                    args: arguments(&trigger),
+                };
+                drop(flushes);
+                let over = manager
+                    .start_call(&database, &trigger, call, "wal plugin")
+                    .await;
+                calls.push_back((end, over));
+            }
+        }
+        // The calls over, in order: the cursor moves past them.
+        while let Some((end, over)) = calls.front_mut() {
+            match over.try_recv() {
+                Ok(true) => {
+                    cursor = *end;
+                    calls.pop_front();
+                }
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Ok(false) | Err(oneshot::error::TryRecvError::Closed) => return,
+            }
+        }
+        if let Some(manager) = manager.upgrade() {
+            manager.cursors.advance(trigger.id, cursor);
+        }
     }
 }
 
@@ -450,25 +595,41 @@ mod tests {
         BoxFuture, CallUsage, HostServices, Invocation, InvocationError, Limits, PluginExecutor,
         PluginRef, QueryResult,
     };
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use tokio::sync::Semaphore;
 
-    /// Runs nothing: each call takes a permit, so calls wait until the test adds some.
+    /// Runs nothing: each call takes a permit, so calls wait until the test adds some;
+    /// counts the calls and the rows they got.
     struct StuckExecutor {
         permits: Semaphore,
         calls: AtomicUsize,
+        rows: AtomicUsize,
+    }
+
+    impl StuckExecutor {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                permits: Semaphore::new(0),
+                calls: AtomicUsize::new(0),
+                rows: AtomicUsize::new(0),
+            })
+        }
     }
 
     impl PluginExecutor for StuckExecutor {
         fn run<'a>(
             &'a self,
             _: &'a PluginRef,
-            _: PluginCall,
+            call: PluginCall,
             _: &'a Limits,
             services: Arc<dyn HostServices>,
         ) -> BoxFuture<'a, Result<Invocation, InvocationError>> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
+                if let PluginCall::Writes { batches, .. } = &call {
+                    let rows: u32 = batches.iter().map(|b| b.row_count).sum();
+                    self.rows.fetch_add(rows as usize, Ordering::SeqCst);
+                }
                 self.permits
                     .acquire()
                     .await
@@ -525,6 +686,51 @@ mod tests {
         )])
     }
 
+    /// A WAL in memory: every flush recorded through [`MemoryWal::flush`], less those
+    /// [`MemoryWal::remove`] took away.
+    #[derive(Default)]
+    struct MemoryWal {
+        flushes: Mutex<HashMap<u64, Flush>>,
+        head: AtomicU64,
+    }
+
+    impl WalLog for MemoryWal {
+        fn head(&self) -> u64 {
+            self.head.load(Ordering::SeqCst)
+        }
+
+        fn read(&self, sequence: u64, _: &str) -> std::io::Result<Option<(Flush, Option<String>)>> {
+            let flushes = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(flushes.get(&sequence).map(|f| (Arc::clone(f), None)))
+        }
+    }
+
+    impl MemoryWal {
+        /// Logs `rows` as the next flush and tells `manager`.
+        fn flush(&self, manager: &TriggerManager, rows: Flush) -> u64 {
+            let sequence = self.head.fetch_add(1, Ordering::SeqCst) + 1;
+            self.flushes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(sequence, Arc::clone(&rows));
+            manager.flushed(sequence, rows);
+            sequence
+        }
+
+        fn remove(&self, sequence: u64) {
+            let mut flushes = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
+            flushes.remove(&sequence);
+        }
+    }
+
+    fn feed(wal: &Arc<MemoryWal>) -> WalFeed {
+        WalFeed {
+            wal: Arc::clone(wal) as Arc<dyn WalLog>,
+            cursors: Cursors::in_memory(),
+            rows_per_call: DEFAULT_ROWS_PER_CALL,
+        }
+    }
+
     fn wal_trigger(name: &str) -> Trigger {
         Trigger {
             id: TriggerId::default(),
@@ -557,14 +763,16 @@ mod tests {
         ))
     }
 
-    /// Starts a manager of `catalog`, which nothing publishes: tests reconcile by hand.
+    /// Starts a manager of `catalog`, which nothing publishes (tests reconcile by hand),
+    /// reading `wal`.
     fn start(
         catalog: Arc<Catalog>,
         invoker: Arc<Invoker>,
         disable: impl Fn(&str, TriggerId) -> Result<(), String> + Send + Sync + 'static,
+        wal: &Arc<MemoryWal>,
     ) -> Arc<TriggerManager> {
         let versions = watch::Sender::new(catalog.generation()).subscribe();
-        TriggerManager::start(catalog, versions, invoker, disable)
+        TriggerManager::start(catalog, versions, invoker, disable, feed(wal))
     }
 
     fn db() -> DatabaseRef {
@@ -636,28 +844,21 @@ mod tests {
         catalog
             .create_trigger("db", wal_trigger(trigger))
             .expect("created");
-        let executor = Arc::new(StuckExecutor {
-            permits: Semaphore::new(0),
-            calls: AtomicUsize::new(0),
-        });
-        (catalog, executor)
+        (catalog, StuckExecutor::new())
     }
 
     #[tokio::test]
     async fn each_published_catalog_is_reconciled_and_ids_tell_a_database_created_again_apart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = CatalogStore::open(dir.path(), 500).expect("opens").store;
-        let executor = Arc::new(StuckExecutor {
-            permits: Semaphore::new(0),
-            calls: AtomicUsize::new(0),
-        });
-        let invoker = invoker(executor);
+        let invoker = invoker(StuckExecutor::new());
         let cache = Arc::clone(invoker.cache());
         let manager = TriggerManager::start(
             Arc::clone(store.catalog()),
             store.subscribe(),
             invoker,
             |_, _| Ok(()),
+            feed(&Arc::default()),
         );
         let create = |catalog: &Catalog| {
             catalog.create_database("db")?;
@@ -711,39 +912,76 @@ mod tests {
         assert!(running(&manager).is_empty(), "stopped by the change alone");
     }
 
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
-    async fn a_stuck_wal_trigger_loses_flushes_but_never_blocks_the_flush() {
+    async fn a_stuck_wal_trigger_never_blocks_the_flush_and_catches_up_on_every_row() {
         let (catalog, executor) = stuck_trigger("stuck");
         let invoker = invoker(executor.clone());
-        let manager = start(catalog, invoker, |_, _| Ok(()));
+        let wal = Arc::new(MemoryWal::default());
+        let manager = start(catalog, invoker, |_, _| Ok(()), &wal);
 
-        // Far more flushes than the queues hold; each call returns at once.
-        for _ in 0..(DISPATCH_QUEUE + TRIGGER_QUEUE) * 4 {
-            manager.flushed(flush());
+        // One call starts and is stuck; the flushes after it only wait.
+        const FLUSHES: usize = 500;
+        for _ in 0..FLUSHES {
+            wal.flush(&manager, flush());
             tokio::task::yield_now().await;
         }
-        for _ in 0..1000 {
-            if manager.dropped_flushes() > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        until(|| executor.calls.load(Ordering::SeqCst) == 1).await;
+        assert_eq!(executor.calls.load(Ordering::SeqCst), 1);
+        // A flush larger than the log keeps in memory: the ones before are read back from
+        // the WAL, where two of them are gone (skipped, and said so).
+        let big: Vec<String> = (0..=RECENT_LINES)
+            .map(|i| format!("cpu usage=1i {i}"))
+            .collect();
+        let big = sluice_lp::parse(&big.join("\n"), sluice_lp::Precision::Nanosecond, 0).lines;
+        wal.flush(&manager, Arc::new(vec![("db".to_string(), big)]));
+        for sequence in 2..=3 {
+            wal.remove(sequence);
         }
-        assert!(manager.dropped_flushes() > 0, "the queues are bounded");
-        assert_eq!(
-            executor.calls.load(Ordering::SeqCst),
-            1,
-            "one call is stuck, the rest wait or were dropped"
-        );
 
-        // Once unstuck, the trigger works through what it kept.
-        executor.permits.add_permits(1_000);
-        for _ in 0..1000 {
-            if executor.calls.load(Ordering::SeqCst) > TRIGGER_QUEUE {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert!(executor.calls.load(Ordering::SeqCst) > TRIGGER_QUEUE);
+        // Once unstuck, the trigger works through every flush that is still there, the
+        // small ones merged into one call, the big one whole.
+        executor.permits.add_permits(10_000);
+        let expected = FLUSHES - 2 + RECENT_LINES + 1;
+        until(|| executor.rows.load(Ordering::SeqCst) == expected).await;
+        assert_eq!(
+            executor.rows.load(Ordering::SeqCst),
+            expected,
+            "every row once"
+        );
+        let calls = executor.calls.load(Ordering::SeqCst);
+        assert_eq!(calls, 3, "the first, the small ones merged, the big one");
+        let last = FLUSHES as u64 + 1;
+        until(|| manager.cursors.get(stuck_id(&manager)).map(|c| c.sequence) == Some(last)).await;
+        assert_eq!(
+            manager.cursors.get(stuck_id(&manager)).map(|c| c.sequence),
+            Some(last)
+        );
+        let skipped: Vec<String> = manager
+            .invoker
+            .records()
+            .logs(db().id)
+            .into_iter()
+            .map(|line| line.text)
+            .filter(|text| text.contains("was skipped"))
+            .collect();
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(
+            skipped[0].contains("flush 2 was skipped: its WAL file was removed"),
+            "{skipped:?}"
+        );
+    }
+
+    fn stuck_id(manager: &TriggerManager) -> TriggerId {
+        manager.running().keys().copied().next().expect("running")
     }
 
     /// Fails every call, remembering when each plugin was called.
@@ -806,15 +1044,22 @@ mod tests {
         let disables = id_of("disables");
         let disabled = Arc::new(Mutex::new(Vec::new()));
         let disabled_by_manager = Arc::clone(&disabled);
-        let manager = start(catalog, invoker(executor.clone()), move |_, id| {
+        let wal = Arc::new(MemoryWal::default());
+        let disabling = move |_: &str, id| {
             disabled_by_manager
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(id);
             Ok(())
-        });
+        };
+        let manager = start(
+            Arc::clone(&catalog),
+            invoker(executor.clone()),
+            disabling,
+            &wal,
+        );
 
-        manager.flushed(flush());
+        wal.flush(&manager, flush());
         let attempts = 1 + RETRIES as usize;
         for _ in 0..1000 {
             if executor.calls_of("retries.py").len() == attempts {
@@ -841,10 +1086,28 @@ mod tests {
         }
         assert_eq!(executor.calls_of("logs.py").len(), 1, "logged, not retried");
         assert_eq!(executor.calls_of("disables.py").len(), 1, "not retried");
-        let disabled = disabled.lock().unwrap_or_else(PoisonError::into_inner);
+        let disabled: Vec<_> = disabled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|id| Some(*id))
+            .collect();
+        assert_eq!(disabled, [disables]);
+        // Past the flush when logged or retried; held before it when disabled.
+        let cursor = |name: &str| manager.cursors.get(id_of(name).expect("exists"));
+        let moved = Cursor {
+            sequence: 1,
+            held: false,
+        };
+        until(|| cursor("logs") == Some(moved) && cursor("retries") == Some(moved)).await;
+        assert_eq!(cursor("logs"), Some(moved));
+        assert_eq!(cursor("retries"), Some(moved));
         assert_eq!(
-            disabled.iter().map(|id| Some(*id)).collect::<Vec<_>>(),
-            [disables]
+            cursor("disables"),
+            Some(Cursor {
+                sequence: 0,
+                held: true
+            })
         );
     }
 }

@@ -1,6 +1,6 @@
 //! The engine's metrics, in the OpenMetrics text format Prometheus scrapes (`GET
 //! /metrics`): per trigger, its calls by outcome and what they consumed, and the flushes
-//! dropped for WAL triggers that fell behind; per database, the bytes its caches hold. The counters grow for the life of the
+//! WAL triggers skipped (their files removed for want of room, or damaged); per database, the bytes its caches hold. The counters grow for the life of the
 //! process; `system.processing_engine_invocations` holds the recent calls one by one.
 
 use crate::records::InvocationRecord;
@@ -45,7 +45,7 @@ pub struct EngineMetrics {
     bytes_written: Family<TriggerLabels, Counter>,
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
-    dropped_flushes: Family<TriggerLabels, Counter>,
+    skipped_flushes: Family<TriggerLabels, Counter>,
     not_started: Family<TriggerLabels, Counter>,
     /// Calls that waited in the fair queue, and how long in all.
     queued: Family<TriggerLabels, Counter>,
@@ -177,7 +177,7 @@ impl Default for EngineMetrics {
         let seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let fuel = Family::<TriggerLabels, Counter>::default();
         let bytes_written = Family::<TriggerLabels, Counter>::default();
-        let dropped_flushes = Family::<TriggerLabels, Counter>::default();
+        let skipped_flushes = Family::<TriggerLabels, Counter>::default();
         let not_started = Family::<TriggerLabels, Counter>::default();
         let queued = Family::<TriggerLabels, Counter>::default();
         let queue_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
@@ -220,9 +220,9 @@ impl Default for EngineMetrics {
             bytes_written.clone(),
         );
         registry.register(
-            "dropped_flushes",
-            "WAL flushes a trigger that fell behind did not get",
-            dropped_flushes.clone(),
+            "skipped_flushes",
+            "WAL flushes a trigger skipped, whole or in part: their files removed before it came to them (--wal-retention-mib), damaged, or unreadable",
+            skipped_flushes.clone(),
         );
         registry.register(
             "calls_not_started",
@@ -261,7 +261,7 @@ impl Default for EngineMetrics {
             bytes_written,
             cpu_seconds,
             query_rows,
-            dropped_flushes,
+            skipped_flushes,
             not_started,
             queued,
             queue_seconds,
@@ -352,7 +352,7 @@ impl EngineMetrics {
             &self.fuel,
             &self.bytes_written,
             &self.query_rows,
-            &self.dropped_flushes,
+            &self.skipped_flushes,
             &self.not_started,
             &self.queued,
         ] {
@@ -397,9 +397,9 @@ impl EngineMetrics {
             .inc_by(waited.as_secs_f64());
     }
 
-    /// Counts a flush a WAL trigger did not get.
-    pub fn dropped_flush(&self, database: &str, trigger: &str) {
-        self.dropped_flushes
+    /// Counts a flush a WAL trigger skipped.
+    pub fn skipped_flush(&self, database: &str, trigger: &str) {
+        self.skipped_flushes
             .get_or_create(&labels(database, trigger))
             .inc();
     }
@@ -438,14 +438,14 @@ mod tests {
         metrics.invocation(&call(None));
         metrics.invocation(&call(None));
         metrics.invocation(&call(Some("boom")));
-        metrics.dropped_flush("db", "t");
+        metrics.skipped_flush("db", "t");
         let text = metrics.encode();
         for expected in [
             r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="success"} 2"#,
             r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="error"} 1"#,
             r#"sluice_plugin_duration_seconds_total{database="db",trigger="t"} 0.75"#,
             r#"sluice_plugin_fuel_used_total{database="db",trigger="t"} 3000"#,
-            r#"sluice_plugin_dropped_flushes_total{database="db",trigger="t"} 1"#,
+            r#"sluice_plugin_skipped_flushes_total{database="db",trigger="t"} 1"#,
         ] {
             assert!(text.contains(expected), "{expected} not in\n{text}");
         }

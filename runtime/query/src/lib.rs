@@ -27,6 +27,7 @@ mod schema;
 pub mod sizes;
 mod system;
 mod table;
+pub mod wal_feed;
 pub mod watch;
 
 pub use datafusion::arrow::datatypes::SchemaRef;

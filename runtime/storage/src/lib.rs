@@ -23,8 +23,8 @@ pub use points::{PointSpan, is_point_key, merge_points};
 pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{
-    BufferLimits, FlushObserver, FlushedRows, LineError, Recovery, SnapshotPolicy, StorageConfig,
-    WriteBuffer, WriteError, WriteOutcome, WriteRequest,
+    BufferLimits, DEFAULT_WAL_RETENTION_BYTES, FlushObserver, FlushedRows, LineError, LoggedFlush,
+    Recovery, SnapshotPolicy, StorageConfig, WriteBuffer, WriteError, WriteOutcome, WriteRequest,
 };
 
 /// The prefix of a node's files on the object store when none is given.

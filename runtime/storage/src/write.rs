@@ -78,7 +78,13 @@ pub struct StorageConfig {
     pub policy: SnapshotPolicy,
     /// How much the rows in memory may take.
     pub limits: BufferLimits,
+    /// The bytes of WAL files a snapshot covers that are kept because a WAL trigger has
+    /// not processed them yet; past it the oldest go, and the triggers skip them.
+    pub wal_retention_bytes: u64,
 }
+
+/// The default of [`StorageConfig::wal_retention_bytes`]: 1 GiB.
+pub const DEFAULT_WAL_RETENTION_BYTES: u64 = 1 << 30;
 
 impl StorageConfig {
     /// Everything under `data_dir`, Parquet files included, with the default policy.
@@ -96,6 +102,7 @@ impl StorageConfig {
                 .with_local_root(config.local_root()),
             policy: SnapshotPolicy::default(),
             limits: BufferLimits::default(),
+            wal_retention_bytes: DEFAULT_WAL_RETENTION_BYTES,
         })
     }
 }
@@ -183,6 +190,10 @@ pub struct WriteBuffer {
     buffer: Mutex<Buffer>,
     pending: Mutex<Pending>,
     wal: Mutex<WalDir>,
+    /// Where the WAL files are: read back without the lock for WAL triggers.
+    wal_dir: PathBuf,
+    /// See [`StorageConfig::wal_retention_bytes`].
+    wal_retention_bytes: u64,
     /// The data directory: the catalog, the WAL, records kept aside.
     data_dir: PathBuf,
     /// Held while the WAL, the catalog file and the buffer change together, so that a
@@ -211,11 +222,27 @@ pub struct WriteBuffer {
 pub type FlushedRows = Arc<Vec<(String, Vec<Line>)>>;
 
 /// Learns of each flush's rows once they are durable and queryable: the processing
-/// engine's WAL triggers. Called on the flushing thread while the log is locked, so it
-/// must only hand the rows on, never wait.
+/// engine's WAL triggers.
 pub trait FlushObserver: Send + Sync {
-    /// The rows of one flush.
-    fn flushed(&self, rows: FlushedRows);
+    /// The rows of the flush logged as WAL file `sequence`. Called on the flushing thread
+    /// while the log is locked, in sequence order, so it must only hand the rows on,
+    /// never wait.
+    fn flushed(&self, sequence: u64, rows: FlushedRows);
+
+    /// The first WAL sequence the observer has not finished with, if any: the files from
+    /// it on are kept after their snapshot, within the WAL retention.
+    fn oldest_needed(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// A flush read back from its WAL file.
+#[derive(Debug)]
+pub struct LoggedFlush {
+    /// Its rows of the database asked for, if the catalog still has it.
+    pub rows: FlushedRows,
+    /// What cut the file short, if anything: the rows are those before it.
+    pub damage: Option<String>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,6 +258,41 @@ impl WriteBuffer {
     /// The catalog's store: to change the catalog durably, and to learn of each change.
     pub fn catalog_store(&self) -> &CatalogStore {
         &self.store
+    }
+
+    /// The sequence of the last WAL file written (0 when none was).
+    pub fn wal_head(&self) -> u64 {
+        lock(&self.wal).last_sequence()
+    }
+
+    /// The rows of `database` in WAL file `sequence`, read back and parsed (the other
+    /// databases' lines are not); `None` when the file is gone (removed after its
+    /// snapshot) or was never written.
+    ///
+    /// # Errors
+    ///
+    /// The file exists but cannot be read.
+    pub fn read_flush(
+        &self,
+        sequence: u64,
+        database: &str,
+    ) -> std::io::Result<Option<LoggedFlush>> {
+        let Some((records, damage)) = sluice_wal::read_sequence(&self.wal_dir, sequence)? else {
+            return Ok(None);
+        };
+        let rows = records
+            .into_iter()
+            .filter(|record| record.database == database && self.catalog().has_database(database))
+            .map(|record| {
+                // Validated when written: every line parses back as it was.
+                let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
+                (record.database, parsed.lines)
+            })
+            .collect();
+        Ok(Some(LoggedFlush {
+            rows: Arc::new(rows),
+            damage: damage.map(|d| d.reason),
+        }))
     }
 
     /// Parses, validates and queues a write; unless `no_sync`, waits until it is durable
@@ -552,10 +614,7 @@ impl WriteBuffer {
         self.snapshots.discard(&orphans).await;
         if failed.is_empty() {
             *lock(&self.snapshot_retry) = None;
-            if let Err(e) = lock(&self.wal).remove_through(wal_sequence) {
-                // Harmless: start-up skips WAL files a snapshot covers.
-                tracing::warn!("could not remove WAL files a snapshot covers: {e}");
-            }
+            self.trim_wal(wal_sequence);
         } else {
             // The WAL keeps the failed tables' rows; the manifest says which they are.
             self.retry_later();
@@ -568,6 +627,23 @@ impl WriteBuffer {
             "snapshot persisted"
         );
         Ok(files)
+    }
+
+    /// Removes the WAL files a snapshot covers through `wal_sequence`, but for those WAL
+    /// triggers still need, within the retention.
+    fn trim_wal(&self, wal_sequence: u64) {
+        let observer = lock(&self.flush_observer).clone();
+        let kept_from = observer.and_then(|o| o.oldest_needed()).unwrap_or(u64::MAX);
+        match lock(&self.wal).trim(wal_sequence, kept_from, self.wal_retention_bytes) {
+            Ok(0) => {}
+            Ok(last) => tracing::warn!(
+                retention_bytes = self.wal_retention_bytes,
+                "WAL files WAL triggers had not processed were removed, through {last}: \
+                 they held more than the WAL retention (--wal-retention-mib)"
+            ),
+            // Harmless: start-up skips WAL files a snapshot covers.
+            Err(e) => tracing::warn!("could not remove WAL files a snapshot covers: {e}"),
+        }
     }
 
     /// Puts the next snapshot off after a failure: 1 s, then twice as long each time it
@@ -603,7 +679,7 @@ impl WriteBuffer {
                 }),
             }
         }
-        lock(&self.wal)
+        let sequence = lock(&self.wal)
             .write(&by_database)
             .map_err(|e| WriteError::Durability(e.to_string()))?;
         self.store
@@ -617,7 +693,7 @@ impl WriteBuffer {
         }
         // The rows are durable and queryable: now the processing engine may see them.
         if let Some(observer) = lock(&self.flush_observer).as_ref() {
-            observer.flushed(Arc::new(records));
+            observer.flushed(sequence, Arc::new(records));
         }
         Ok(())
     }

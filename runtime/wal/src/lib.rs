@@ -206,10 +206,66 @@ impl WalDir {
     ///
     /// I/O errors removing a file.
     pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
-        for covered in self.sequences()?.into_iter().take_while(|&s| s <= sequence) {
-            fs::remove_file(file_path(&self.dir, covered))?;
+        self.trim(sequence, u64::MAX, 0).map(drop)
+    }
+
+    /// Removes the files up to and including `through` (their contents are persisted
+    /// elsewhere) that come before `kept_from`, the first one a reader still needs; of
+    /// those it still needs, removes the oldest while they take more than
+    /// `retention_bytes`. Returns the sequence of the last file removed for want of room
+    /// (0 when none was), so the readers that needed it can be told.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors removing a file.
+    pub fn trim(&mut self, through: u64, kept_from: u64, retention_bytes: u64) -> io::Result<u64> {
+        let mut kept = Vec::new();
+        for covered in self.sequences()?.into_iter().take_while(|&s| s <= through) {
+            let path = file_path(&self.dir, covered);
+            if covered < kept_from {
+                fs::remove_file(&path)?;
+            } else {
+                kept.push((covered, fs::metadata(&path)?.len()));
+            }
         }
-        Ok(())
+        let mut held: u64 = kept.iter().map(|(_, size)| size).sum();
+        let mut last_evicted = 0;
+        for (sequence, size) in kept {
+            if held <= retention_bytes {
+                break;
+            }
+            fs::remove_file(file_path(&self.dir, sequence))?;
+            held -= size;
+            last_evicted = sequence;
+        }
+        Ok(last_evicted)
+    }
+
+    /// The directory the files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// The file of `sequence` in the WAL directory `dir`, read: its records up to any damage,
+/// and the damage; `None` when there is no such file (removed, or never written).
+///
+/// # Errors
+///
+/// The file exists but cannot be read.
+pub fn read_sequence(
+    dir: &Path,
+    sequence: u64,
+) -> io::Result<Option<(Vec<WalRecord>, Option<Damage>)>> {
+    let file = WalFile {
+        sequence,
+        path: file_path(dir, sequence),
+        size: 0,
+    };
+    match file.read() {
+        Ok(read) => Ok(Some(read)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -382,6 +438,36 @@ mod tests {
         let (_, replay) = WalDir::open(dir.path()).expect("reopens");
         let sequences: Vec<u64> = replay.files.iter().map(|f| f.sequence).collect();
         assert_eq!(sequences, [third, third + 1]);
+    }
+
+    #[test]
+    fn trimming_keeps_what_readers_need_within_the_retention() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (mut wal, _) = WalDir::open(dir.path()).expect("opens");
+        let size = encode(&records()).len() as u64;
+        for _ in 0..6 {
+            wal.write(&records()).expect("writes");
+        }
+        let present = |wal: &WalDir| -> Vec<u64> { wal.sequences().expect("lists") };
+
+        // Covered through 5; a reader needs 2 on; room for two files.
+        assert_eq!(wal.trim(5, 2, 2 * size).expect("trims"), 3);
+        assert_eq!(
+            present(&wal),
+            [4, 5, 6],
+            "1 not needed, 2 and 3 beyond the room"
+        );
+        assert_eq!(read_sequence(dir.path(), 3).expect("reads"), None);
+        assert_eq!(
+            read_sequence(dir.path(), 4).expect("reads"),
+            Some((records(), None))
+        );
+
+        // Within the room: nothing more goes; then no reader: every covered file goes.
+        assert_eq!(wal.trim(5, 4, 2 * size).expect("trims"), 0);
+        assert_eq!(present(&wal), [4, 5, 6]);
+        wal.remove_through(5).expect("removes");
+        assert_eq!(present(&wal), [6], "the file no snapshot covers stays");
     }
 
     #[test]

@@ -5,19 +5,20 @@ use anyhow::{Context, bail};
 use sluice_catalog::{PluginType, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::cursors::Cursors;
 use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
-use sluice_engine::manager::TriggerManager;
+use sluice_engine::manager::WalFeed;
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::listen::{self, HttpLimits};
 use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
 use sluice_http::{AppState, Authentication, router};
+use sluice_query::wal_feed::{FlushFeed, StorageWal};
 use sluice_query::{PluginDatabase, QueryEngine, QueryLimits};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{
-    BufferLimits, FlushObserver, FlushedRows, S3Config, SnapshotPolicy, Snapshots, StorageConfig,
-    StoreConfig, WriteBuffer,
+    BufferLimits, S3Config, SnapshotPolicy, Snapshots, StorageConfig, StoreConfig, WriteBuffer,
 };
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -158,6 +159,16 @@ pub struct ServeArgs {
     /// disk syncs)
     #[arg(long, env = "SLUICE_WAL_MAX_PENDING_LINES", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     wal_max_pending_lines: u64,
+    /// The WAL files a snapshot covers that are kept, in MiB, because a WAL trigger has
+    /// not processed them yet. A trigger that falls further behind skips the oldest
+    /// flushes, each named as an ERROR in its log and counted in
+    /// `sluice_plugin_skipped_flushes_total`; 0 keeps none past its snapshot
+    #[arg(long, env = "SLUICE_WAL_RETENTION_MIB", default_value_t = sluice_storage::DEFAULT_WAL_RETENTION_BYTES >> 20)]
+    wal_retention_mib: u64,
+    /// The rows a WAL trigger's call gets at most when it is behind and several flushes
+    /// are merged into one call (a larger flush is delivered whole)
+    #[arg(long, env = "SLUICE_WAL_ROWS_PER_CALL", default_value_t = sluice_engine::manager::DEFAULT_ROWS_PER_CALL as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    wal_rows_per_call: u64,
     /// Identifies this node: the prefix of its files on the object store
     #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX", default_value = sluice_storage::DEFAULT_NODE_ID)]
     node_id: String,
@@ -450,11 +461,21 @@ impl ServeArgs {
                 .change_catalog(|c| c.disable_trigger(database, trigger))
                 .map_err(|e| e.to_string())
         };
+        let (cursors, unreadable) = Cursors::open(self.data_dir.join(CURSORS_FILE));
+        if let Some(problem) = unreadable {
+            tracing::error!("{problem}");
+        }
+        let feed = WalFeed {
+            wal: Arc::new(StorageWal(Arc::downgrade(storage))),
+            cursors,
+            rows_per_call: usize::try_from(self.wal_rows_per_call).unwrap_or(usize::MAX),
+        };
         let engine = ProcessingEngine::start(
             Arc::clone(storage.catalog()),
             storage.catalog_store().subscribe(),
             invoker,
             disable,
+            feed,
         );
         storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
         Ok(Some(engine))
@@ -491,6 +512,7 @@ impl ServeArgs {
                 max_columns_per_table: usize::try_from(self.max_columns_per_table)
                     .unwrap_or(usize::MAX),
             },
+            wal_retention_bytes: self.wal_retention_mib.saturating_mul(1 << 20),
         };
         tracing::info!(data_dir = %self.data_dir.display(), node_id = %self.node_id, object_store = ?self.object_store, "opening the database");
         let (storage, recovery) = WriteBuffer::open(config)
@@ -643,14 +665,8 @@ async fn stop_signal() {
     }
 }
 
-/// Hands each flush's rows to the WAL triggers.
-struct FlushFeed(Arc<TriggerManager>);
-
-impl FlushObserver for FlushFeed {
-    fn flushed(&self, rows: FlushedRows) {
-        self.0.flushed(rows);
-    }
-}
+/// Where the WAL triggers' cursors are kept, in the data directory.
+const CURSORS_FILE: &str = "wal-trigger-cursors.json";
 
 /// The shared plugin directory `plugin_dir`, and the databases' own areas and package
 /// environments, in `<data-dir>/plugin-areas` and `<data-dir>/plugin-environments`.

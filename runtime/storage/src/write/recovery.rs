@@ -34,6 +34,7 @@ impl WriteBuffer {
             snapshots,
             policy,
             limits,
+            wal_retention_bytes,
         } = config;
         std::fs::create_dir_all(&data_dir)?;
         let opened = CatalogStore::open(&data_dir, limits.max_columns_per_table)?;
@@ -49,13 +50,16 @@ impl WriteBuffer {
             });
         }
         let persisted = snapshots.load().await.map_err(std::io::Error::other)?;
-        let (mut wal, replay) = WalDir::open(data_dir.join("wal"))?;
+        let wal_dir = data_dir.join("wal");
+        let (mut wal, replay) = WalDir::open(&wal_dir)?;
         wal.skip_past(persisted.wal_sequence);
         let this = Self {
             store: opened.store,
             buffer: Mutex::new(Buffer::default()),
             pending: Mutex::default(),
             wal: Mutex::new(wal),
+            wal_dir,
+            wal_retention_bytes,
             data_dir: data_dir.clone(),
             log_lock: Mutex::default(),
             snapshots,

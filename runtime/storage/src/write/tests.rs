@@ -249,6 +249,93 @@ async fn a_snapshot_moves_rows_to_parquet_removes_the_wal_and_survives_a_restart
     );
 }
 
+/// Records each flush's sequence, and needs the WAL files from `needed` on.
+struct Reader {
+    flushed: Mutex<Vec<u64>>,
+    needed: AtomicU64,
+}
+
+impl FlushObserver for Reader {
+    fn flushed(&self, sequence: u64, _: FlushedRows) {
+        lock(&self.flushed).push(sequence);
+    }
+
+    fn oldest_needed(&self) -> Option<u64> {
+        Some(self.needed.load(Ordering::SeqCst))
+    }
+}
+
+#[tokio::test]
+async fn wal_files_a_reader_needs_outlive_their_snapshot_within_the_retention() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = StorageConfig::local(dir.path()).expect("config");
+    let flush = |buffer: Arc<WriteBuffer>, body: &'static str| async move {
+        let queued = buffer.write_lp(WriteRequest {
+            no_sync: true,
+            ..request("a", body)
+        });
+        queued.await.expect("queued");
+        buffer
+            .write_lp(WriteRequest {
+                no_sync: true,
+                ..request("b", "m f=0i 0")
+            })
+            .await
+            .expect("queued");
+        buffer.flush().await.expect("flushes");
+    };
+    // Room for two of the three files.
+    config.wal_retention_bytes = 150;
+    let (buffer, _) = WriteBuffer::open(config).await.expect("opens");
+    let reader = Arc::new(Reader {
+        flushed: Mutex::default(),
+        needed: AtomicU64::new(1),
+    });
+    buffer.set_flush_observer(Arc::clone(&reader) as Arc<dyn FlushObserver>);
+    for body in ["m f=1i 1", "m f=2i 2", "m f=3i 3"] {
+        flush(Arc::clone(&buffer), body).await;
+    }
+    assert_eq!(*lock(&reader.flushed), [1, 2, 3]);
+    assert_eq!(buffer.wal_head(), 3);
+    let sizes: Vec<u64> = wal_files(dir.path())
+        .iter()
+        .map(|f| std::fs::metadata(f).expect("exists").len())
+        .collect();
+    assert!(
+        sizes.iter().all(|&size| size > 50 && size <= 75),
+        "{sizes:?}"
+    );
+
+    // Read back with the rows of one database only.
+    let logged = buffer.read_flush(2, "a").expect("reads").expect("there");
+    assert_eq!(logged.damage, None);
+    assert_eq!(logged.rows.len(), 1);
+    assert_eq!(logged.rows[0].0, "a");
+    assert_eq!(logged.rows[0].1[0].time_ns, 2);
+
+    // Covered by a snapshot, needed from 1 on: the oldest goes for want of room.
+    buffer.snapshot().await.expect("snapshots");
+    assert_eq!(wal_files(dir.path()).len(), 2);
+    assert!(buffer.read_flush(1, "a").expect("reads").is_none(), "gone");
+    assert!(buffer.read_flush(2, "a").expect("reads").is_some());
+
+    // Needed from 3 on: 2 goes, 3 stays though its snapshot covers it.
+    reader.needed.store(3, Ordering::SeqCst);
+    flush(Arc::clone(&buffer), "m f=4i 4").await;
+    buffer.snapshot().await.expect("snapshots");
+    let left: Vec<String> = wal_files(dir.path())
+        .iter()
+        .map(|f| {
+            f.file_stem()
+                .expect("stem")
+                .to_string_lossy()
+                .trim_start_matches('0')
+                .to_string()
+        })
+        .collect();
+    assert_eq!(left, ["3", "4"]);
+}
+
 #[tokio::test]
 async fn wal_files_a_snapshot_covers_are_not_replayed_twice() {
     let dir = tempfile::tempdir().expect("temp dir");

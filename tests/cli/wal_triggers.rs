@@ -1,0 +1,253 @@
+//! WAL triggers never lose a flush: a slow plugin under a burst, a `kill -9` while a
+//! trigger is behind, `error_behavior` disable then enable, and the WAL retention.
+
+use crate::server::{TestServer, plugin_dir_with};
+use serde_json::{Value, json};
+use std::path::Path;
+
+/// Copies every row of `src` to `dst`, as it is (so a row delivered twice is one point),
+/// pausing PAUSE seconds per call; counts its calls in `calls`.
+const COPY: &str = r#"
+import time
+
+PAUSE = 0
+
+def process_writes(influxdb3_local, table_batches, args=None):
+    rows = 0
+    for batch in table_batches:
+        if batch["table_name"] != "src":
+            continue
+        for row in batch["rows"]:
+            influxdb3_local.write(LineBuilder("dst").tag("w", row["w"]).int64_field("v", row["v"]).time_ns(row["time"]))
+            rows += 1
+    influxdb3_local.write(LineBuilder("calls").int64_field("rows", rows))
+    time.sleep(PAUSE)
+"#;
+
+/// Fails every call.
+const BROKEN: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    raise Exception("broken on purpose")
+"#;
+
+/// A server on `dir` whose `copy.py` pauses `pause` seconds a call.
+fn start(dir: &Path, flags: &[&str], pause: &str) -> TestServer {
+    let copy = COPY.replace("PAUSE = 0", &format!("PAUSE = {pause}"));
+    let plugins = plugin_dir_with(dir, &[("copy.py", &copy), ("broken.py", BROKEN)]);
+    let plugins = plugins.to_str().expect("utf-8").to_string();
+    let mut all = vec![
+        "--plugin-dir",
+        plugins.as_str(),
+        "--wal-flush-interval",
+        "5ms",
+        "--max-http-request-size",
+        "1000000",
+    ];
+    all.extend_from_slice(flags);
+    TestServer::start_with(dir, &all)
+}
+
+/// Writes `batches` batches of `lines` rows of `src` from `writers` threads at once;
+/// row `v` of writer `w` is `v` at time `v`, so every row is its own point. Returns the
+/// rows acknowledged.
+fn burst(server: &TestServer, writers: u64, batches: u64, lines: u64) -> u64 {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                scope.spawn(move || {
+                    for batch in 0..batches {
+                        let first = batch * lines;
+                        let body: String = (first..first + lines)
+                            .map(|v| format!("src,w={w} v={v}i {}\n", v + 1))
+                            .collect();
+                        let answer = server.post("/api/v3/write_lp?db=db", &[], body.as_bytes());
+                        assert_eq!(answer.status, 204, "{}", answer.text());
+                    }
+                    batches * lines
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("writer")).sum()
+    })
+}
+
+/// The rows of `dst`, and the sum of their values.
+fn copied(server: &TestServer) -> (u64, u64) {
+    let rows = server.query("db", "SELECT count(*) AS n, sum(v) AS s FROM dst");
+    (
+        rows[0]["n"].as_u64().unwrap_or(0),
+        rows[0]["s"].as_u64().unwrap_or(0),
+    )
+}
+
+fn wait_for_copies(server: &TestServer, expected: u64) -> Value {
+    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
+        rows[0]["n"].as_u64() == Some(expected)
+    })
+}
+
+/// The sum of `v` over `writers` writers of `rows` rows each, numbered from 0.
+fn sum_of(writers: u64, rows: u64) -> u64 {
+    writers * rows * (rows - 1) / 2
+}
+
+#[test]
+fn a_slow_wal_plugin_under_a_burst_receives_every_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Flushes of at most 500 lines: a burst makes far more of them than the plugin,
+    // pausing 50 ms a call, runs through one by one.
+    let server = start(dir.path(), &["--wal-max-pending-lines", "500"], "0.05");
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+
+    let (writers, batches, lines) = (4, 25, 400);
+    let acknowledged = burst(&server, writers, batches, lines);
+    assert_eq!(acknowledged, writers * batches * lines);
+    wait_for_copies(&server, acknowledged);
+    assert_eq!(
+        copied(&server),
+        (acknowledged, sum_of(writers, batches * lines))
+    );
+
+    // Fewer calls than flushes: those that waited were merged.
+    let calls = server.query("db", "SELECT count(*) AS n, sum(rows) AS rows FROM calls");
+    assert_eq!(calls[0]["rows"].as_u64(), Some(acknowledged), "{calls}");
+    let flushes = acknowledged / 500;
+    assert!(
+        calls[0]["n"].as_u64().is_some_and(|n| n < flushes),
+        "{calls}: not fewer calls than the {flushes} flushes or more"
+    );
+    let metrics = server.get("/metrics", &[]).text();
+    assert!(
+        !metrics.contains("sluice_plugin_skipped_flushes_total{"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn kill_9_while_a_wal_trigger_is_behind_loses_no_acknowledged_row() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Snapshots during the burst: the WAL files they cover stay for the trigger.
+    let flags = [
+        "--wal-max-pending-lines",
+        "200",
+        "--wal-rows-per-call",
+        "200",
+        "--snapshot-rows",
+        "2000",
+    ];
+    // 0.3 s a call of at most 200 rows: 30 s for what the burst writes in a moment.
+    let server = start(dir.path(), &flags, "0.3");
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let acknowledged = burst(&server, 2, 10, 1_000);
+    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
+        rows[0]["n"].as_u64().is_some_and(|n| n > 0)
+    });
+    crate::server::wait_for_manifests(&dir.path().join("data"), 1);
+    let (before, _) = copied(&server);
+    assert!(
+        before < acknowledged,
+        "not behind: {before} of {acknowledged}"
+    );
+    server.kill();
+
+    // Resumed from its cursor, faster now; rows delivered twice are one point each.
+    let server = start(dir.path(), &flags, "0");
+    wait_for_copies(&server, acknowledged);
+    assert_eq!(copied(&server), (acknowledged, sum_of(2, 10 * 1_000)));
+}
+
+#[test]
+fn a_trigger_disabled_by_a_failure_gets_the_failed_flush_again_when_enabled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), &[], "0");
+    server.create_database("db");
+    let plugin = dir.path().join("plugins/fragile.py");
+    std::fs::write(&plugin, BROKEN).expect("written");
+    server.add_trigger("fragile", "table:src", "fragile.py", Value::Null, "disable");
+    assert_eq!(burst(&server, 1, 1, 10), 10);
+    server.eventually(
+        "db",
+        "SELECT disabled FROM system.processing_engine_triggers WHERE trigger_name = 'fragile'",
+        |rows| rows == &json!([{"disabled": true}]),
+    );
+
+    // Fixed, then enabled: the flush it failed on comes again.
+    std::fs::write(&plugin, COPY).expect("written");
+    // Its instances went with the disable: the fixed code is what runs.
+    let enable = "/api/v3/configure/processing_engine_trigger/enable?db=db&trigger_name=fragile";
+    assert_eq!(server.post(enable, &[], b"").status, 200);
+    wait_for_copies(&server, 10);
+    assert_eq!(copied(&server), (10, sum_of(1, 10)));
+
+    // Disabled by its owner, a trigger starts again at the WAL's head: what was written
+    // meanwhile is not delivered.
+    let disable = "/api/v3/configure/processing_engine_trigger/disable?db=db&trigger_name=fragile";
+    assert_eq!(server.post(disable, &[], b"").status, 200);
+    let body = "src,w=9 v=1000i 1000\n";
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], body.as_bytes())
+            .status,
+        204
+    );
+    assert_eq!(server.post(enable, &[], b"").status, 200);
+    let body = "src,w=9 v=2000i 2000\n";
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], body.as_bytes())
+            .status,
+        204
+    );
+    wait_for_copies(&server, 11);
+    let values = server.query("db", "SELECT v FROM dst WHERE w = '9'");
+    assert_eq!(values, json!([{"v": 2000}]));
+}
+
+#[test]
+fn a_trigger_behind_the_wal_retention_skips_flushes_and_says_which() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Nothing kept past a snapshot, and a snapshot every 100 rows.
+    let flags = [
+        "--wal-retention-mib",
+        "0",
+        "--snapshot-rows",
+        "100",
+        "--wal-max-pending-lines",
+        "100",
+        "--wal-rows-per-call",
+        "100",
+    ];
+    let server = start(dir.path(), &flags, "0.5");
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let acknowledged = burst(&server, 1, 10, 100);
+    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
+        rows[0]["n"].as_u64().is_some_and(|n| n > 0)
+    });
+    crate::server::wait_for_manifests(&dir.path().join("data"), 1);
+    server.kill();
+
+    // After the restart nothing is in memory: what the snapshots' trimming removed is
+    // skipped, each flush named; the rest arrives.
+    let server = start(dir.path(), &flags, "0");
+    let skipped = server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs \
+         WHERE trigger_name = 'copy' AND log_level = 'ERROR'",
+        |rows| rows.as_array().is_some_and(|r| !r.is_empty()),
+    );
+    let first = skipped[0]["log_text"].as_str().expect("text");
+    assert!(
+        first.contains("was skipped: its WAL file was removed before the trigger came to it"),
+        "{skipped}"
+    );
+    let metrics = server.get("/metrics", &[]).text();
+    assert!(
+        metrics.contains(r#"sluice_plugin_skipped_flushes_total{database="db",trigger="copy"}"#),
+        "{metrics}"
+    );
+    let (rows, _) = copied(&server);
+    assert!(rows < acknowledged, "nothing was skipped: {rows}");
+}
