@@ -240,9 +240,17 @@ fn a_trigger_behind_the_wal_retention_skips_flushes_and_says_which() {
     );
     let first = skipped[0]["log_text"].as_str().expect("text");
     assert!(
-        first.contains("was skipped: its WAL file was removed before the trigger came to it"),
+        first.contains("skipped: their WAL files were removed before the trigger came to them")
+            && first.contains("rows of table src, from 1970-01-01T00:")
+            && first.ends_with(" to 1970-01-01T00:16:40Z"),
         "{skipped}"
     );
+    let outcomes = server.query(
+        "db",
+        "SELECT outcome, error FROM system.processing_engine_invocations \
+         WHERE trigger_name = 'copy' AND outcome = 'skipped'",
+    );
+    assert_eq!(outcomes[0]["error"].as_str(), Some(first), "{outcomes}");
     let metrics = server.get("/metrics", &[]).text();
     assert!(
         metrics.contains(r#"sluice_plugin_skipped_flushes_total{database="db",trigger="copy"}"#),

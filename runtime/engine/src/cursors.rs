@@ -3,7 +3,9 @@
 //!
 //! The file is rewritten whole (a temporary file, synced, renamed over it) at most every
 //! [`SAVE_DELAY`] while cursors move, so a crash may lose the last moves: the flushes
-//! after the saved cursor are delivered again. Delivery is at least once.
+//! after the saved cursor are delivered again. Delivery is at least once: the WAL keeps
+//! every flush after the saved cursor as well as after the one in memory
+//! ([`Cursors::oldest_needed`]).
 
 use serde::{Deserialize, Serialize};
 use sluice_catalog::TriggerId;
@@ -41,6 +43,8 @@ pub struct Cursors {
     /// Where they are saved; `None`: kept in memory only.
     path: Option<PathBuf>,
     cursors: Mutex<BTreeMap<TriggerId, Cursor>>,
+    /// The cursors as last saved.
+    saved: Mutex<BTreeMap<TriggerId, Cursor>>,
     moved: Notify,
 }
 
@@ -50,6 +54,7 @@ impl Cursors {
         Arc::new(Self {
             path: None,
             cursors: Mutex::default(),
+            saved: Mutex::default(),
             moved: Notify::new(),
         })
     }
@@ -76,6 +81,7 @@ impl Cursors {
         };
         let this = Arc::new(Self {
             path: Some(path),
+            saved: Mutex::new(cursors.clone()),
             cursors: Mutex::new(cursors),
             moved: Notify::new(),
         });
@@ -131,12 +137,22 @@ impl Cursors {
         }
     }
 
-    /// The first sequence some cursor has not finished with.
+    /// The first sequence some cursor has not finished with, as it is or as last saved:
+    /// after a crash, a trigger resumes from the saved one.
     pub fn oldest_needed(&self) -> Option<u64> {
-        self.lock()
+        let current = self.lock().values().map(|cursor| cursor.sequence).min();
+        let saved = self
+            .saved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(|cursor| cursor.sequence.saturating_add(1))
-            .min()
+            .map(|cursor| cursor.sequence)
+            .min();
+        let oldest = match (current, saved) {
+            (Some(current), Some(saved)) => current.min(saved),
+            (current, saved) => current.or(saved)?,
+        };
+        Some(oldest.saturating_add(1))
     }
 
     /// Writes the cursors to their file now.
@@ -148,6 +164,7 @@ impl Cursors {
             version: VERSION,
             cursors: self.lock().clone(),
         };
+        let saved = file.cursors.clone();
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         let temporary = path.with_extension("tmp");
         {
@@ -159,6 +176,7 @@ impl Cursors {
         if let Some(dir) = path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = saved;
         Ok(())
     }
 }

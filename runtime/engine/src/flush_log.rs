@@ -21,27 +21,35 @@ pub trait WalLog: Send + Sync {
 
     /// The rows of `database` in flush `sequence`, read back from its WAL file (the
     /// other databases' are left unread: a tenant's trigger that is behind never costs
-    /// parsing another tenant's rows), and what cut the file short if anything; `None`
-    /// when the file is gone (removed for want of room).
-    ///
-    /// # Errors
-    ///
-    /// The file exists but cannot be read.
-    fn read(
-        &self,
-        sequence: u64,
-        database: &str,
-    ) -> std::io::Result<Option<(Flush, Option<String>)>>;
+    /// parsing another tenant's rows).
+    fn read(&self, sequence: u64, database: &str) -> Found;
 }
 
 /// A flush found for a trigger.
+#[derive(Debug)]
 pub enum Found {
     /// Its rows, and what cut its WAL file short, if anything.
     Rows(Flush, Option<String>),
-    /// Its WAL file was removed before the trigger came to it.
-    Gone,
+    /// Its WAL file was removed for want of room before the trigger came to it: what it
+    /// held of the trigger's database, table by table, when known.
+    Removed(Option<Vec<RemovedRows>>),
+    /// Its WAL file is not there (removed when no trigger needed it).
+    Missing,
     /// Its WAL file could not be read.
     Unreadable(String),
+}
+
+/// One table's rows in a flush removed before a trigger came to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedRows {
+    /// The table.
+    pub table: String,
+    /// Its rows.
+    pub rows: u64,
+    /// The earliest row's time, nanoseconds since the epoch.
+    pub min_time_ns: i64,
+    /// The latest row's time.
+    pub max_time_ns: i64,
 }
 
 /// The flushes, the newest in memory.
@@ -106,12 +114,9 @@ impl FlushLog {
         }
         let wal = Arc::clone(&self.wal);
         let database = database.to_string();
-        match tokio::task::spawn_blocking(move || wal.read(sequence, &database)).await {
-            Ok(Ok(Some((rows, damage)))) => Found::Rows(rows, damage),
-            Ok(Ok(None)) => Found::Gone,
-            Ok(Err(e)) => Found::Unreadable(e.to_string()),
-            Err(e) => Found::Unreadable(e.to_string()),
-        }
+        tokio::task::spawn_blocking(move || wal.read(sequence, &database))
+            .await
+            .unwrap_or_else(|e| Found::Unreadable(e.to_string()))
     }
 
     fn in_memory(&self, sequence: u64) -> Option<Flush> {
@@ -145,9 +150,12 @@ mod tests {
             0
         }
 
-        fn read(&self, sequence: u64, _: &str) -> std::io::Result<Option<(Flush, Option<String>)>> {
+        fn read(&self, sequence: u64, _: &str) -> Found {
             self.reads.fetch_add(1, Ordering::SeqCst);
-            Ok((sequence != 7).then(|| (flush(sequence, 1), None)))
+            match sequence {
+                7 => Found::Missing,
+                _ => Found::Rows(flush(sequence, 1), None),
+            }
         }
     }
 
@@ -160,8 +168,8 @@ mod tests {
     fn first_field(found: Found) -> String {
         match found {
             Found::Rows(rows, _) => format!("{:?}", rows[0].1[0].fields[0].1),
-            Found::Gone => "gone".into(),
-            Found::Unreadable(why) => why,
+            Found::Missing => "missing".into(),
+            other => format!("{other:?}"),
         }
     }
 
@@ -188,7 +196,7 @@ mod tests {
             1,
             "older ones are read back"
         );
-        assert_eq!(first_field(log.get(7, "db").await), "gone");
+        assert_eq!(first_field(log.get(7, "db").await), "missing");
 
         // Not kept while no trigger wants them: the head moves all the same.
         log.flushed(8, flush(8, 1), false);

@@ -12,7 +12,7 @@ use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
-use crate::records::{EngineRecords, InvocationRecord, LogRecord};
+use crate::records::{EngineRecords, InvocationRecord, LogRecord, Outcome};
 use crate::spares::SpareMaker;
 use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
 use sluice_plugin_api::{
@@ -472,6 +472,11 @@ impl Invoker {
             bytes_written: usage.bytes_written,
             cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
             query_rows: host.query_rows(),
+            outcome: if result.is_ok() {
+                Outcome::Success
+            } else {
+                Outcome::Error
+            },
             error: result.as_ref().err().cloned(),
         });
         result.map_err(CallError::Failed)

@@ -50,6 +50,7 @@ pub mod plugin_dir;
 pub mod records;
 pub mod requests;
 pub mod schedule;
+pub mod skips;
 pub mod spares;
 mod write_quota;
 

@@ -18,7 +18,9 @@ use crate::cursors::{Cursor, Cursors};
 use crate::flush_log::RECENT_LINES;
 use crate::flush_log::{Flush, FlushLog, Found, WalLog};
 use crate::invoke::{Admission, CallError, Invoker, arguments};
+use crate::records::InvocationRecord;
 use crate::schedule::Schedule;
+use crate::skips::{Skip, describe};
 use chrono::Utc;
 use sluice_catalog::{
     Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, TriggerSpec,
@@ -278,35 +280,32 @@ impl TriggerManager {
         head: u64,
     ) -> (u64, Vec<Flush>) {
         let mut flushes = Vec::new();
+        let mut skips = Vec::new();
         let mut rows = 0;
         let mut end = after;
         while end < head {
             let sequence = end + 1;
-            let found = self.log.get(sequence, &database.name).await;
-            let flush = match found {
-                Found::Rows(flush, damage) => {
-                    if let Some(why) = damage {
-                        self.skipped(database, trigger, &format!(
-                            "flush {sequence}: its WAL file is damaged ({why}); the rows before the damage were delivered"
-                        ));
+            let (flush, damage) = match self.log.get(sequence, &database.name).await {
+                Found::Rows(flush, damage) => (flush, damage),
+                Found::Removed(held) => {
+                    // What it held for this trigger: nothing lost if none.
+                    let held = held.map(|mut tables| {
+                        tables.retain(|held| wants_table(trigger, &held.table));
+                        tables
+                    });
+                    if held.as_ref().is_none_or(|tables| !tables.is_empty()) {
+                        skips.push((sequence, Skip::Removed(held)));
                     }
-                    flush
+                    end = sequence;
+                    continue;
                 }
-                Found::Gone => {
-                    let text = format!(
-                        "flush {sequence} was skipped: its WAL file was removed before the \
-                         trigger came to it (the trigger fell behind by more than the WAL \
-                         retention, --wal-retention-mib)"
-                    );
-                    self.skipped(database, trigger, &text);
+                Found::Missing => {
+                    skips.push((sequence, Skip::Missing));
                     end = sequence;
                     continue;
                 }
                 Found::Unreadable(why) => {
-                    let text = format!(
-                        "flush {sequence} was skipped: its WAL file cannot be read ({why})"
-                    );
-                    self.skipped(database, trigger, &text);
+                    skips.push((sequence, Skip::Unreadable(why)));
                     end = sequence;
                     continue;
                 }
@@ -316,6 +315,13 @@ impl TriggerManager {
                 break;
             }
             end = sequence;
+            if let Some(why) = damage {
+                let text = format!(
+                    "flush {sequence} was skipped in part: its WAL file is damaged ({why}); \
+                     the rows before the damage are delivered"
+                );
+                self.skipped(database, trigger, text, 1);
+            }
             if wanted > 0 {
                 rows += wanted;
                 flushes.push(flush);
@@ -324,19 +330,34 @@ impl TriggerManager {
                 }
             }
         }
+        for text in describe(&skips) {
+            self.skipped(database, trigger, text, 0);
+        }
+        if !skips.is_empty() {
+            self.invoker.records().metrics().skipped_flushes(
+                &database.name,
+                &trigger.trigger_name,
+                skips.len() as u64,
+            );
+        }
         (end, flushes)
     }
 
-    /// Names a flush `trigger` of `database` could not have (or not whole) in its log,
-    /// and counts it.
-    fn skipped(&self, database: &DatabaseRef, trigger: &Trigger, text: &str) {
+    /// Names what `trigger` of `database` skipped: an ERROR line in its log, and an
+    /// invocation that ended `skipped`; `flushes` more are counted.
+    fn skipped(&self, database: &DatabaseRef, trigger: &Trigger, text: String, flushes: u64) {
         let name = &trigger.trigger_name;
         tracing::error!(database = %database.name, trigger = %name, "{text}");
-        self.invoker.log_error(database, name, text.to_string());
+        self.invoker.log_error(database, name, text.clone());
         self.invoker
             .records()
-            .metrics()
-            .skipped_flush(&database.name, name);
+            .invocation(InvocationRecord::skipped(database, name, text));
+        if flushes > 0 {
+            self.invoker
+                .records()
+                .metrics()
+                .skipped_flushes(&database.name, name, flushes);
+        }
     }
 
     /// Runs `call` within its database's quota of invocations at once, waiting for a
@@ -440,15 +461,19 @@ fn wanted_lines<'a>(
     database: &'a str,
     trigger: &'a Trigger,
 ) -> impl Iterator<Item = &'a sluice_lp::Line> + 'a {
-    let table = match &trigger.trigger {
-        TriggerSpec::SingleTableWalWrite { table_name } => Some(table_name.as_str()),
-        _ => None,
-    };
     flush
         .iter()
         .filter(move |(name, _)| name == database)
         .flat_map(|(_, lines)| lines)
-        .filter(move |line| table.is_none_or(|table| line.table == table))
+        .filter(move |line| wants_table(trigger, &line.table))
+}
+
+/// Whether `trigger`, a WAL trigger, wants the rows of `table`.
+fn wants_table(trigger: &Trigger, table: &str) -> bool {
+    match &trigger.trigger {
+        TriggerSpec::SingleTableWalWrite { table_name } => table_name == table,
+        _ => true,
+    }
 }
 
 /// Reconciles `manager` with each catalog published on `versions` from now on, until
@@ -699,9 +724,12 @@ mod tests {
             self.head.load(Ordering::SeqCst)
         }
 
-        fn read(&self, sequence: u64, _: &str) -> std::io::Result<Option<(Flush, Option<String>)>> {
+        fn read(&self, sequence: u64, _: &str) -> Found {
             let flushes = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
-            Ok(flushes.get(&sequence).map(|f| (Arc::clone(f), None)))
+            match flushes.get(&sequence) {
+                Some(flush) => Found::Rows(Arc::clone(flush), None),
+                None => Found::Missing,
+            }
         }
     }
 
@@ -971,12 +999,28 @@ mod tests {
             .logs(db().id)
             .into_iter()
             .map(|line| line.text)
-            .filter(|text| text.contains("was skipped"))
+            .filter(|text| text.contains("skipped"))
             .collect();
-        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert_eq!(skipped.len(), 1, "one text for both: {skipped:?}");
         assert!(
-            skipped[0].contains("flush 2 was skipped: its WAL file was removed"),
+            skipped[0].starts_with("flushes 2 to 3 were skipped: not in the WAL"),
             "{skipped:?}"
+        );
+        let outcomes: Vec<&str> = manager
+            .invoker
+            .records()
+            .invocations(db().id)
+            .iter()
+            .map(|call| call.outcome.as_str())
+            .filter(|outcome| *outcome != "success")
+            .collect();
+        assert_eq!(outcomes, ["skipped"]);
+        let metrics = manager.invoker.records().metrics().encode();
+        assert!(
+            metrics.contains(
+                r#"sluice_plugin_skipped_flushes_total{database="db",trigger="stuck"} 2"#
+            ),
+            "{metrics}"
         );
     }
 

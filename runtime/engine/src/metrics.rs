@@ -297,11 +297,7 @@ impl EngineMetrics {
     /// Counts a finished call.
     pub fn invocation(&self, record: &InvocationRecord) {
         let trigger = labels(&record.database.name, &record.trigger);
-        let outcome = if record.error.is_some() {
-            "error"
-        } else {
-            "success"
-        };
+        let outcome = record.outcome.as_str();
         self.invocations
             .get_or_create(&OutcomeLabels {
                 database: record.database.name.clone(),
@@ -397,11 +393,11 @@ impl EngineMetrics {
             .inc_by(waited.as_secs_f64());
     }
 
-    /// Counts a flush a WAL trigger skipped.
-    pub fn skipped_flush(&self, database: &str, trigger: &str) {
+    /// Counts `flushes` a WAL trigger skipped.
+    pub fn skipped_flushes(&self, database: &str, trigger: &str, flushes: u64) {
         self.skipped_flushes
             .get_or_create(&labels(database, trigger))
-            .inc();
+            .inc_by(flushes);
     }
 
     /// Every metric, in the OpenMetrics text format.
@@ -433,12 +429,17 @@ mod tests {
             bytes_written: 10,
             cpu_ns: 5_000_000,
             query_rows: 3,
+            outcome: if error.is_some() {
+                crate::records::Outcome::Error
+            } else {
+                crate::records::Outcome::Success
+            },
             error: error.map(str::to_string),
         };
         metrics.invocation(&call(None));
         metrics.invocation(&call(None));
         metrics.invocation(&call(Some("boom")));
-        metrics.skipped_flush("db", "t");
+        metrics.skipped_flushes("db", "t", 1);
         let text = metrics.encode();
         for expected in [
             r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="success"} 2"#,

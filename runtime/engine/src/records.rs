@@ -59,8 +59,51 @@ pub struct InvocationRecord {
     pub cpu_ns: u64,
     /// Rows its queries returned to it.
     pub query_rows: u64,
-    /// The error, when it failed.
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Why it failed, or what it skipped.
     pub error: Option<String>,
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The plugin returned.
+    Success,
+    /// The plugin, or what the host did for it, failed.
+    Error,
+    /// Never called: a WAL trigger skipped flushes it could not have.
+    Skipped,
+}
+
+impl Outcome {
+    /// Its name in `system.processing_engine_invocations` and `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+impl InvocationRecord {
+    /// The record of flushes `trigger` of `database` skipped, as `text` names them.
+    pub fn skipped(database: &DatabaseRef, trigger: &str, text: String) -> Self {
+        Self {
+            database: database.clone(),
+            trigger: trigger.to_string(),
+            start_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            duration_ns: 0,
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            bytes_written: 0,
+            cpu_ns: 0,
+            query_rows: 0,
+            outcome: Outcome::Skipped,
+            error: Some(text),
+        }
+    }
 }
 
 /// Hours of usage kept hour by hour, per trigger: a week.
@@ -103,6 +146,10 @@ impl Usage {
     }
 
     fn add(&mut self, call: &InvocationRecord) {
+        if call.outcome == Outcome::Skipped {
+            // Not a call: nothing was used.
+            return;
+        }
         self.invocations += 1;
         self.errors += u64::from(call.error.is_some());
         self.wall_ns = self
@@ -387,6 +434,11 @@ mod tests {
             bytes_written: 3,
             cpu_ns: 7,
             query_rows: 2,
+            outcome: if failed {
+                Outcome::Error
+            } else {
+                Outcome::Success
+            },
             error: failed.then(|| "boom".into()),
         }
     }

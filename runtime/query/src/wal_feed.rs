@@ -1,9 +1,9 @@
 //! The WAL as WAL triggers reach it: each flush handed to the engine as it is logged, and
 //! older flushes read back from the storage's WAL files.
 
-use sluice_engine::flush_log::{Flush, WalLog};
+use sluice_engine::flush_log::{Found, RemovedRows, WalLog};
 use sluice_engine::manager::TriggerManager;
-use sluice_storage::{FlushObserver, FlushedRows, WriteBuffer};
+use sluice_storage::{FlushObserver, FlushedRows, LoggedFlush, WriteBuffer};
 use std::sync::{Arc, Weak};
 
 /// Hands each flush's rows to the WAL triggers, and keeps the WAL files they still need.
@@ -27,15 +27,25 @@ impl WalLog for StorageWal {
         self.0.upgrade().map_or(0, |storage| storage.wal_head())
     }
 
-    fn read(
-        &self,
-        sequence: u64,
-        database: &str,
-    ) -> std::io::Result<Option<(Flush, Option<String>)>> {
+    fn read(&self, sequence: u64, database: &str) -> Found {
         let Some(storage) = self.0.upgrade() else {
-            return Ok(None);
+            return Found::Unreadable("the server is stopping".into());
         };
-        let logged = storage.read_flush(sequence, database)?;
-        Ok(logged.map(|flush| (flush.rows, flush.damage)))
+        match storage.read_flush(sequence, database) {
+            Ok(LoggedFlush::Rows { rows, damage }) => Found::Rows(rows, damage),
+            Ok(LoggedFlush::Removed(held)) => Found::Removed(held.map(|tables| {
+                tables
+                    .into_iter()
+                    .map(|held| RemovedRows {
+                        table: held.table,
+                        rows: held.rows,
+                        min_time_ns: held.min_time_ns,
+                        max_time_ns: held.max_time_ns,
+                    })
+                    .collect()
+            })),
+            Ok(LoggedFlush::Missing) => Found::Missing,
+            Err(e) => Found::Unreadable(e.to_string()),
+        }
     }
 }

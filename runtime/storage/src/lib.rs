@@ -24,7 +24,8 @@ pub use problems::{ProblemKind, StorageProblem};
 pub use store::{S3Config, StoreConfig};
 pub use write::{
     BufferLimits, DEFAULT_WAL_RETENTION_BYTES, FlushObserver, FlushedRows, LineError, LoggedFlush,
-    Recovery, SnapshotPolicy, StorageConfig, WriteBuffer, WriteError, WriteOutcome, WriteRequest,
+    Recovery, RemovedRows, SnapshotPolicy, StorageConfig, WriteBuffer, WriteError, WriteOutcome,
+    WriteRequest,
 };
 
 /// The prefix of a node's files on the object store when none is given.

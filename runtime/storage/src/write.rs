@@ -236,15 +236,6 @@ pub trait FlushObserver: Send + Sync {
     }
 }
 
-/// A flush read back from its WAL file.
-#[derive(Debug)]
-pub struct LoggedFlush {
-    /// Its rows of the database asked for, if the catalog still has it.
-    pub rows: FlushedRows,
-    /// What cut the file short, if anything: the rows are those before it.
-    pub damage: Option<String>,
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -258,41 +249,6 @@ impl WriteBuffer {
     /// The catalog's store: to change the catalog durably, and to learn of each change.
     pub fn catalog_store(&self) -> &CatalogStore {
         &self.store
-    }
-
-    /// The sequence of the last WAL file written (0 when none was).
-    pub fn wal_head(&self) -> u64 {
-        lock(&self.wal).last_sequence()
-    }
-
-    /// The rows of `database` in WAL file `sequence`, read back and parsed (the other
-    /// databases' lines are not); `None` when the file is gone (removed after its
-    /// snapshot) or was never written.
-    ///
-    /// # Errors
-    ///
-    /// The file exists but cannot be read.
-    pub fn read_flush(
-        &self,
-        sequence: u64,
-        database: &str,
-    ) -> std::io::Result<Option<LoggedFlush>> {
-        let Some((records, damage)) = sluice_wal::read_sequence(&self.wal_dir, sequence)? else {
-            return Ok(None);
-        };
-        let rows = records
-            .into_iter()
-            .filter(|record| record.database == database && self.catalog().has_database(database))
-            .map(|record| {
-                // Validated when written: every line parses back as it was.
-                let parsed = sluice_lp::parse(&record.line_protocol, Precision::Nanosecond, 0);
-                (record.database, parsed.lines)
-            })
-            .collect();
-        Ok(Some(LoggedFlush {
-            rows: Arc::new(rows),
-            damage: damage.map(|d| d.reason),
-        }))
     }
 
     /// Parses, validates and queues a write; unless `no_sync`, waits until it is durable
@@ -629,23 +585,6 @@ impl WriteBuffer {
         Ok(files)
     }
 
-    /// Removes the WAL files a snapshot covers through `wal_sequence`, but for those WAL
-    /// triggers still need, within the retention.
-    fn trim_wal(&self, wal_sequence: u64) {
-        let observer = lock(&self.flush_observer).clone();
-        let kept_from = observer.and_then(|o| o.oldest_needed()).unwrap_or(u64::MAX);
-        match lock(&self.wal).trim(wal_sequence, kept_from, self.wal_retention_bytes) {
-            Ok(0) => {}
-            Ok(last) => tracing::warn!(
-                retention_bytes = self.wal_retention_bytes,
-                "WAL files WAL triggers had not processed were removed, through {last}: \
-                 they held more than the WAL retention (--wal-retention-mib)"
-            ),
-            // Harmless: start-up skips WAL files a snapshot covers.
-            Err(e) => tracing::warn!("could not remove WAL files a snapshot covers: {e}"),
-        }
-    }
-
     /// Puts the next snapshot off after a failure: 1 s, then twice as long each time it
     /// fails again, up to 5 minutes.
     fn retry_later(&self) {
@@ -854,6 +793,8 @@ fn keep(lines: Vec<Line>, indices: &[usize]) -> Vec<Line> {
 mod recovery;
 #[cfg(test)]
 mod round_trip;
+mod wal_readers;
+pub use wal_readers::{LoggedFlush, RemovedRows};
 
 pub use recovery::Recovery;
 

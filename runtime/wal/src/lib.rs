@@ -7,7 +7,10 @@
 //! zero-padded sequence number, so directory order is write order.
 //!
 //! [`WalDir::write`] writes a file and makes it durable (the file and the directory are
-//! synced) before it returns. [`WalDir::open`] lists what is on disk, and each
+//! synced) before it returns. [`WalDir::trim`] removes the files a snapshot covers,
+//! keeping those a reader still needs within a retention; a file it removes that a
+//! reader still needed leaves a note in its place (`<sequence>.skipped`), whatever its
+//! remover wants readers to learn of it. [`WalDir::open`] lists what is on disk, and each
 //! [`WalFile`] is read when its turn comes, so that replaying holds one file at a time: a
 //! file cut short by a crash, or damaged, yields its valid prefix and a [`Damage`];
 //! nothing after the damage in that file is trusted.
@@ -35,6 +38,8 @@ const VERSION: u32 = 1;
 const FILE_HEADER: usize = 12;
 const RECORD_HEADER: usize = 8;
 const EXTENSION: &str = "wal";
+/// The note a file removed before its readers came to it leaves.
+const SKIPPED_EXTENSION: &str = "skipped";
 
 /// One database's share of a flush.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,10 +186,15 @@ impl WalDir {
 
     /// Sequences of the files in the directory, in order.
     fn sequences(&self) -> io::Result<Vec<u64>> {
+        self.listed(EXTENSION)
+    }
+
+    /// Sequences of the files named `<sequence>.<extension>`, in order.
+    fn listed(&self, extension: &str) -> io::Result<Vec<u64>> {
         let mut sequences = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+            if path.extension().and_then(|e| e.to_str()) != Some(extension) {
                 continue;
             }
             if let Some(sequence) = path
@@ -200,25 +210,36 @@ impl WalDir {
     }
 
     /// Removes every file up to and including `sequence` (their contents are persisted
-    /// elsewhere).
+    /// elsewhere), and the notes of removed files.
     ///
     /// # Errors
     ///
     /// I/O errors removing a file.
     pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
-        self.trim(sequence, u64::MAX, 0).map(drop)
+        self.trim(sequence, u64::MAX, 0, |_| Vec::new()).map(drop)
     }
 
     /// Removes the files up to and including `through` (their contents are persisted
-    /// elsewhere) that come before `kept_from`, the first one a reader still needs; of
-    /// those it still needs, removes the oldest while they take more than
-    /// `retention_bytes`. Returns the sequence of the last file removed for want of room
-    /// (0 when none was), so the readers that needed it can be told.
+    /// elsewhere) that come before `kept_from`, the first one a reader still needs, and
+    /// the notes before it; of the files it still needs, removes the oldest while they
+    /// take more than `retention_bytes`, each replaced by a note holding what `note`
+    /// makes of its records. Returns the sequences removed for want of room.
     ///
     /// # Errors
     ///
-    /// I/O errors removing a file.
-    pub fn trim(&mut self, through: u64, kept_from: u64, retention_bytes: u64) -> io::Result<u64> {
+    /// I/O errors removing a file or writing a note.
+    pub fn trim(
+        &mut self,
+        through: u64,
+        kept_from: u64,
+        retention_bytes: u64,
+        mut note: impl FnMut(&[WalRecord]) -> Vec<u8>,
+    ) -> io::Result<Vec<u64>> {
+        for noted in self.listed(SKIPPED_EXTENSION)? {
+            if noted < kept_from.min(through.saturating_add(1)) {
+                fs::remove_file(note_path(&self.dir, noted))?;
+            }
+        }
         let mut kept = Vec::new();
         for covered in self.sequences()?.into_iter().take_while(|&s| s <= through) {
             let path = file_path(&self.dir, covered);
@@ -229,16 +250,27 @@ impl WalDir {
             }
         }
         let mut held: u64 = kept.iter().map(|(_, size)| size).sum();
-        let mut last_evicted = 0;
+        let mut evicted = Vec::new();
         for (sequence, size) in kept {
             if held <= retention_bytes {
                 break;
             }
-            fs::remove_file(file_path(&self.dir, sequence))?;
+            let path = file_path(&self.dir, sequence);
+            let (records, _) = decode(&fs::read(&path)?);
+            let noted = note_path(&self.dir, sequence);
+            let temporary = noted.with_extension("tmp");
+            let mut file = File::create(&temporary)?;
+            file.write_all(&note(&records))?;
+            file.sync_all()?;
+            fs::rename(&temporary, &noted)?;
+            fs::remove_file(&path)?;
             held -= size;
-            last_evicted = sequence;
+            evicted.push(sequence);
         }
-        Ok(last_evicted)
+        if !evicted.is_empty() {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        Ok(evicted)
     }
 
     /// The directory the files are in.
@@ -247,30 +279,46 @@ impl WalDir {
     }
 }
 
-/// The file of `sequence` in the WAL directory `dir`, read: its records up to any damage,
-/// and the damage; `None` when there is no such file (removed, or never written).
+/// What the WAL directory holds of one sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logged {
+    /// Its file: the records up to any damage, and the damage.
+    Records(Vec<WalRecord>, Option<Damage>),
+    /// The note its file left when [`WalDir::trim`] removed it for want of room.
+    Removed(Vec<u8>),
+    /// Nothing: removed when no reader needed it, or never written.
+    Missing,
+}
+
+/// What the WAL directory `dir` holds of `sequence`.
 ///
 /// # Errors
 ///
-/// The file exists but cannot be read.
-pub fn read_sequence(
-    dir: &Path,
-    sequence: u64,
-) -> io::Result<Option<(Vec<WalRecord>, Option<Damage>)>> {
+/// A file exists but cannot be read.
+pub fn read_sequence(dir: &Path, sequence: u64) -> io::Result<Logged> {
     let file = WalFile {
         sequence,
         path: file_path(dir, sequence),
         size: 0,
     };
     match file.read() {
-        Ok(read) => Ok(Some(read)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Ok((records, damage)) => return Ok(Logged::Records(records, damage)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    match fs::read(note_path(dir, sequence)) {
+        Ok(note) => Ok(Logged::Removed(note)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Logged::Missing),
         Err(e) => Err(e),
     }
 }
 
 fn file_path(dir: &Path, sequence: u64) -> PathBuf {
     dir.join(format!("{sequence:020}.{EXTENSION}"))
+}
+
+fn note_path(dir: &Path, sequence: u64) -> PathBuf {
+    dir.join(format!("{sequence:020}.{SKIPPED_EXTENSION}"))
 }
 
 /// The bytes of a WAL file holding `records`.
@@ -450,24 +498,37 @@ mod tests {
         }
         let present = |wal: &WalDir| -> Vec<u64> { wal.sequences().expect("lists") };
 
+        let count = |records: &[WalRecord]| records.len().to_string().into_bytes();
+
         // Covered through 5; a reader needs 2 on; room for two files.
-        assert_eq!(wal.trim(5, 2, 2 * size).expect("trims"), 3);
+        assert_eq!(wal.trim(5, 2, 2 * size, count).expect("trims"), [2, 3]);
         assert_eq!(
             present(&wal),
             [4, 5, 6],
             "1 not needed, 2 and 3 beyond the room"
         );
-        assert_eq!(read_sequence(dir.path(), 3).expect("reads"), None);
+        assert_eq!(
+            read_sequence(dir.path(), 1).expect("reads"),
+            Logged::Missing
+        );
+        assert_eq!(
+            read_sequence(dir.path(), 3).expect("reads"),
+            Logged::Removed(b"2".to_vec()),
+            "a note of what was removed"
+        );
         assert_eq!(
             read_sequence(dir.path(), 4).expect("reads"),
-            Some((records(), None))
+            Logged::Records(records(), None)
         );
 
-        // Within the room: nothing more goes; then no reader: every covered file goes.
-        assert_eq!(wal.trim(5, 4, 2 * size).expect("trims"), 0);
+        // Within the room: nothing more goes, and notes stay while needed; then no
+        // reader: every covered file, and every note, goes.
+        assert!(wal.trim(5, 3, 2 * size, count).expect("trims").is_empty());
         assert_eq!(present(&wal), [4, 5, 6]);
+        assert_eq!(wal.listed(SKIPPED_EXTENSION).expect("lists"), [3]);
         wal.remove_through(5).expect("removes");
         assert_eq!(present(&wal), [6], "the file no snapshot covers stays");
+        assert!(wal.listed(SKIPPED_EXTENSION).expect("lists").is_empty());
     }
 
     #[test]

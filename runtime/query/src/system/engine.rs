@@ -108,13 +108,7 @@ impl SystemTable for Invocations {
             ),
             millis(calls.iter().map(|r| r.cpu_ns)),
             Arc::new(calls.iter().map(|r| r.query_rows).collect::<UInt64Array>()),
-            utf8(calls.iter().map(|r| {
-                if r.error.is_some() {
-                    "error"
-                } else {
-                    "success"
-                }
-            })),
+            utf8(calls.iter().map(|r| r.outcome.as_str())),
             Arc::new(
                 calls
                     .iter()

@@ -190,6 +190,7 @@ fn wal_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
         .expect("wal dir")
         .map(|e| e.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "wal"))
         .collect();
     files.sort();
     files
@@ -307,17 +308,43 @@ async fn wal_files_a_reader_needs_outlive_their_snapshot_within_the_retention() 
     );
 
     // Read back with the rows of one database only.
-    let logged = buffer.read_flush(2, "a").expect("reads").expect("there");
-    assert_eq!(logged.damage, None);
-    assert_eq!(logged.rows.len(), 1);
-    assert_eq!(logged.rows[0].0, "a");
-    assert_eq!(logged.rows[0].1[0].time_ns, 2);
+    let LoggedFlush::Rows { rows, damage } = buffer.read_flush(2, "a").expect("reads") else {
+        panic!("not read back");
+    };
+    assert_eq!(damage, None);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "a");
+    assert_eq!(rows[0].1[0].time_ns, 2);
 
-    // Covered by a snapshot, needed from 1 on: the oldest goes for want of room.
+    // Covered by a snapshot, needed from 1 on: the oldest goes for want of room, and
+    // says what it held of each database.
     buffer.snapshot().await.expect("snapshots");
     assert_eq!(wal_files(dir.path()).len(), 2);
-    assert!(buffer.read_flush(1, "a").expect("reads").is_none(), "gone");
-    assert!(buffer.read_flush(2, "a").expect("reads").is_some());
+    let removed = |database| match buffer.read_flush(1, database).expect("reads") {
+        LoggedFlush::Removed(rows) => rows,
+        other => panic!("{other:?}"),
+    };
+    let rows = |time_ns| {
+        vec![RemovedRows {
+            table: "m".into(),
+            rows: 1,
+            min_time_ns: time_ns,
+            max_time_ns: time_ns,
+        }]
+    };
+    assert_eq!(removed("a"), Some(rows(1)));
+    assert_eq!(removed("b"), Some(rows(0)));
+    assert!(
+        matches!(
+            buffer.read_flush(1, "c").expect("reads"),
+            LoggedFlush::Rows { rows, .. } if rows.is_empty()
+        ),
+        "nothing of a database without rows in it was lost"
+    );
+    assert!(matches!(
+        buffer.read_flush(2, "a").expect("reads"),
+        LoggedFlush::Rows { .. }
+    ));
 
     // Needed from 3 on: 2 goes, 3 stays though its snapshot covers it.
     reader.needed.store(3, Ordering::SeqCst);
@@ -334,6 +361,13 @@ async fn wal_files_a_reader_needs_outlive_their_snapshot_within_the_retention() 
         })
         .collect();
     assert_eq!(left, ["3", "4"]);
+    assert!(
+        matches!(
+            buffer.read_flush(1, "a").expect("reads"),
+            LoggedFlush::Missing
+        ),
+        "its note went when no reader needed it"
+    );
 }
 
 #[tokio::test]
