@@ -1323,6 +1323,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
             "processing_engine_trigger_arguments",
             "processing_engine_triggers",
             "processing_engine_usage",
+            "processing_engine_wal_triggers",
             "storage_problems",
         ]
     );

@@ -150,12 +150,39 @@ fn kill_9_while_a_wal_trigger_is_behind_loses_no_acknowledged_row() {
         before < acknowledged,
         "not behind: {before} of {acknowledged}"
     );
+    // How far behind it is, in view.
+    let lag = server.query(
+        "db",
+        "SELECT wal_cursor, wal_head, lag_flushes, lag_rows, lag_seconds \
+         FROM system.processing_engine_wal_triggers WHERE trigger_name = 'copy'",
+    );
+    let number = |column: &str| lag[0][column].as_f64().unwrap_or(-1.0);
+    assert!(number("wal_cursor") < number("wal_head"), "{lag}");
+    assert!(
+        number("lag_flushes") >= 1.0 && number("lag_seconds") >= 0.0,
+        "{lag}"
+    );
+    assert!(
+        number("lag_rows") >= 200.0 && number("lag_rows") <= 20_000.0,
+        "{lag}"
+    );
+    let metrics = server.get("/metrics", &[]).text();
+    assert!(
+        metrics.contains(r#"sluice_plugin_wal_lag_flushes{database="db",trigger="copy"}"#)
+            && metrics.contains(r#"sluice_plugin_wal_lag_rows{database="db",trigger="copy"}"#),
+        "{metrics}"
+    );
     server.kill();
 
     // Resumed from its cursor, faster now; rows delivered twice are one point each.
     let server = start(dir.path(), &flags, "0");
     wait_for_copies(&server, acknowledged);
     assert_eq!(copied(&server), (acknowledged, sum_of(2, 10 * 1_000)));
+    server.eventually(
+        "db",
+        "SELECT lag_flushes, lag_rows FROM system.processing_engine_wal_triggers",
+        |rows| rows == &json!([{"lag_flushes": 0, "lag_rows": 0}]),
+    );
 }
 
 #[test]

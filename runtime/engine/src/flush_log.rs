@@ -2,6 +2,7 @@
 //! read back from their WAL files, so that a trigger that falls behind costs disk the WAL
 //! retention bounds, never memory.
 
+use crate::lag::{FlushIndex, Lag};
 use sluice_lp::Line;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -64,6 +65,8 @@ pub struct FlushLog {
 struct Recent {
     flushes: VecDeque<(u64, Flush)>,
     lines: usize,
+    /// A summary of each recent flush, for lags.
+    index: FlushIndex,
 }
 
 impl FlushLog {
@@ -78,12 +81,13 @@ impl FlushLog {
     }
 
     /// Records flush `sequence`; its rows stay in memory only if `kept` (some WAL trigger
-    /// runs), and only while they are among the newest.
+    /// runs), and only while they are among the newest; its summary, only if `kept`.
     pub fn flushed(&self, sequence: u64, rows: Flush, kept: bool) {
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if !kept {
             *recent = Recent::default();
         } else {
+            recent.index.record(sequence, &rows);
             recent.lines += lines(&rows);
             recent.flushes.push_back((sequence, rows));
             while recent.lines > RECENT_LINES && recent.flushes.len() > 1 {
@@ -99,6 +103,14 @@ impl FlushLog {
     /// The sequence of the newest flush.
     pub fn head(&self) -> u64 {
         *self.head.borrow()
+    }
+
+    /// The lag of a trigger at `cursor` that wants the rows of `database` for which
+    /// `wants(table)` holds.
+    pub fn lag(&self, cursor: u64, database: &str, wants: impl Fn(&str) -> bool) -> Lag {
+        let head = self.head();
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.index.lag(cursor, head, database, wants)
     }
 
     /// Follows the sequence of the newest flush.

@@ -44,6 +44,7 @@ pub mod fair;
 pub mod flush_log;
 pub mod host;
 pub mod invoke;
+pub mod lag;
 pub mod manager;
 pub mod metrics;
 pub mod plugin_dir;

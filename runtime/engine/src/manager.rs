@@ -18,6 +18,7 @@ use crate::cursors::{Cursor, Cursors};
 use crate::flush_log::RECENT_LINES;
 use crate::flush_log::{Flush, FlushLog, Found, WalLog};
 use crate::invoke::{Admission, CallError, Invoker, arguments};
+use crate::lag::Lag;
 use crate::records::InvocationRecord;
 use crate::schedule::Schedule;
 use crate::skips::{Skip, describe};
@@ -55,6 +56,21 @@ pub struct WalFeed {
     pub cursors: Arc<Cursors>,
     /// The rows a call gets at most when flushes are merged ([`DEFAULT_ROWS_PER_CALL`]).
     pub rows_per_call: usize,
+}
+
+/// Where a running WAL trigger is in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalPosition {
+    /// Its database.
+    pub database: String,
+    /// The trigger.
+    pub trigger: String,
+    /// The sequence of the last flush it has finished with.
+    pub cursor: u64,
+    /// The sequence of the newest flush.
+    pub head: u64,
+    /// How far behind it is.
+    pub lag: Lag,
 }
 
 /// A running trigger: its database, its definition when started, its task, and whether
@@ -261,6 +277,33 @@ impl TriggerManager {
     pub fn flushed(&self, sequence: u64, rows: Flush) {
         let has_wal_triggers = self.running().values().any(|r| r.reads_wal);
         self.log.flushed(sequence, rows, has_wal_triggers);
+    }
+
+    /// Where each running WAL trigger (of `database` only, if given) is in the WAL.
+    pub fn wal_positions(&self, database: Option<DbId>) -> Vec<WalPosition> {
+        let head = self.log.head();
+        let running: Vec<(DatabaseRef, Trigger)> = self
+            .running()
+            .values()
+            .filter(|run| run.reads_wal && database.is_none_or(|id| run.database.id == id))
+            .map(|run| (run.database.clone(), run.definition.clone()))
+            .collect();
+        running
+            .into_iter()
+            .filter_map(|(database, trigger)| {
+                let cursor = self.cursors.get(trigger.id)?.sequence;
+                let lag = self
+                    .log
+                    .lag(cursor, &database.name, |table| wants_table(&trigger, table));
+                Some(WalPosition {
+                    database: database.name,
+                    trigger: trigger.trigger_name,
+                    cursor,
+                    head,
+                    lag,
+                })
+            })
+            .collect()
     }
 
     /// The first WAL sequence some WAL trigger has not finished with: its file must stay.

@@ -3,7 +3,8 @@
 //! WAL triggers skipped (their files removed for want of room, or damaged); per database, the bytes its caches hold. The counters grow for the life of the
 //! process; `system.processing_engine_invocations` holds the recent calls one by one.
 
-use crate::records::InvocationRecord;
+use crate::manager::WalPosition;
+use crate::records::{InvocationRecord, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -54,6 +55,56 @@ pub struct EngineMetrics {
     running: Family<DatabaseLabels, Gauge>,
     waiting: Family<DatabaseLabels, Gauge>,
     instances: InstanceMetrics,
+    wal_lag: WalLagMetrics,
+}
+
+/// How far behind the WAL's head each WAL trigger is, read at each scrape.
+#[derive(Debug, Default)]
+struct WalLagMetrics {
+    flushes: Family<TriggerLabels, Gauge>,
+    rows: Family<TriggerLabels, Gauge>,
+    seconds: Family<TriggerLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl WalLagMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wal_lag_flushes",
+            "Flushes written after a WAL trigger's cursor",
+            self.flushes.clone(),
+        );
+        registry.register(
+            "wal_lag_rows",
+            "Rows a WAL trigger wants in the flushes after its cursor (absent when not known)",
+            self.rows.clone(),
+        );
+        registry.register(
+            "wal_lag_seconds",
+            "Seconds since the oldest flush a WAL trigger has not finished with was written \
+             (absent when not known)",
+            self.seconds.clone(),
+        );
+    }
+
+    fn set(&self, positions: &[WalPosition]) {
+        self.flushes.clear();
+        self.rows.clear();
+        self.seconds.clear();
+        for position in positions {
+            let trigger = labels(&position.database, &position.trigger);
+            self.flushes
+                .get_or_create(&trigger)
+                .set(i64::try_from(position.lag.flushes).unwrap_or(i64::MAX));
+            if let Some(rows) = position.lag.rows {
+                self.rows
+                    .get_or_create(&trigger)
+                    .set(i64::try_from(rows).unwrap_or(i64::MAX));
+            }
+            if let Some(seconds) = position.lag.seconds {
+                self.seconds.get_or_create(&trigger).set(seconds);
+            }
+        }
+    }
 }
 
 /// The sandbox's instances, read at each scrape.
@@ -241,6 +292,8 @@ impl Default for EngineMetrics {
         );
         let instances = InstanceMetrics::default();
         instances.register(&mut registry);
+        let wal_lag = WalLagMetrics::default();
+        wal_lag.register(&mut registry);
         let running = Family::<DatabaseLabels, Gauge>::default();
         let waiting = Family::<DatabaseLabels, Gauge>::default();
         registry.register(
@@ -269,6 +322,7 @@ impl Default for EngineMetrics {
             running,
             waiting,
             instances,
+            wal_lag,
         }
     }
 }
@@ -336,7 +390,7 @@ impl EngineMetrics {
     /// triggers created and deleted again and again do not pile up.
     pub fn fold_deleted_trigger(&self, database: &str, trigger: &str) {
         let (from, to) = (labels(database, trigger), labels(database, ""));
-        for outcome in ["success", "error"] {
+        for outcome in [Outcome::Success, Outcome::Error, Outcome::Skipped].map(Outcome::as_str) {
             let labelled = |trigger: &str| OutcomeLabels {
                 database: database.to_string(),
                 trigger: trigger.to_string(),
@@ -375,6 +429,11 @@ impl EngineMetrics {
     /// Sets what the executor's instances are now.
     pub fn set_instances(&self, stats: &InstanceStats) {
         self.instances.set(stats);
+    }
+
+    /// Sets where the WAL triggers are now.
+    pub fn set_wal_positions(&self, positions: &[WalPosition]) {
+        self.wal_lag.set(positions);
     }
 
     /// Counts a call that never started for want of an instance.

@@ -54,6 +54,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             if let Some(stats) = engine.invoker.instance_stats() {
                 metrics.set_instances(&stats);
             }
+            metrics.set_wal_positions(&engine.triggers.wal_positions(None));
             text.push_str(&metrics.encode());
         }
         None => text.push_str("# EOF\n"),

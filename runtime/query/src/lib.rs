@@ -38,7 +38,7 @@ pub use limits::QueryLimits;
 pub use plugin_database::PluginDatabase;
 pub use plugin_rows::ResultBuilder;
 pub use schema::{DatabaseSchema, Readable, SystemTablesOnly};
-pub use system::{SYSTEM_SCHEMA, SystemSchema};
+pub use system::{EngineViews, SYSTEM_SCHEMA, SystemSchema};
 pub use table::SluiceTable;
 
 use datafusion::catalog::CatalogProvider;
@@ -281,9 +281,8 @@ impl QueryStream {
 #[derive(Clone)]
 pub struct QueryEngine {
     storage: Arc<WriteBuffer>,
-    records: Arc<sluice_engine::records::EngineRecords>,
+    engine: EngineViews,
     plugin_dir: Option<Arc<sluice_engine::plugin_dir::PluginAreas>>,
-    cache: Option<Arc<sluice_engine::cache::CacheStore>>,
     limits: QueryLimits,
     /// The memory every query of this engine draws on.
     server_pool: Arc<dyn MemoryPool>,
@@ -306,9 +305,8 @@ impl QueryEngine {
     pub fn with_limits(storage: Arc<WriteBuffer>, limits: QueryLimits) -> Self {
         Self {
             storage,
-            records: Arc::default(),
+            engine: EngineViews::default(),
             plugin_dir: None,
-            cache: None,
             server_pool: limits::server_pool(&limits),
             watch: watch::Watch::new(limits.process_memory_bytes),
             limits,
@@ -329,19 +327,14 @@ impl QueryEngine {
         self
     }
 
-    /// The same engine, showing what the plugins' `cache` holds in
-    /// `system.processing_engine_cache`.
-    pub fn with_engine_cache(mut self, cache: Arc<sluice_engine::cache::CacheStore>) -> Self {
-        self.cache = Some(cache);
-        self
-    }
-
-    /// The same engine, showing the processing engine's `records` in the system tables.
-    pub fn with_engine_records(
-        mut self,
-        records: Arc<sluice_engine::records::EngineRecords>,
-    ) -> Self {
-        self.records = records;
+    /// The same engine, showing the processing `engine`'s state in the system tables:
+    /// its records, what the plugins' caches hold, where its WAL triggers are.
+    pub fn with_engine(mut self, engine: &sluice_engine::ProcessingEngine) -> Self {
+        self.engine = EngineViews {
+            records: Arc::clone(&engine.records),
+            cache: Some(Arc::clone(engine.invoker.cache())),
+            triggers: Some(Arc::clone(&engine.triggers)),
+        };
         self
     }
 
@@ -397,9 +390,8 @@ impl QueryEngine {
             SYSTEM_SCHEMA,
             Arc::new(SystemSchema::new(
                 Arc::clone(&self.storage),
-                Arc::clone(&self.records),
+                self.engine.clone(),
                 self.plugin_dir.clone(),
-                self.cache.clone(),
                 database,
             )),
         )?;

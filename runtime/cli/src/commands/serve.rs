@@ -551,9 +551,7 @@ impl ServeArgs {
         let mut query = QueryEngine::with_limits(storage.clone(), self.query.limits());
         let engine = self.engine(&storage, &query, plugin_dir.as_ref()).await?;
         if let Some(engine) = &engine {
-            query = query
-                .with_engine_records(Arc::clone(&engine.records))
-                .with_engine_cache(Arc::clone(engine.invoker.cache()));
+            query = query.with_engine(engine);
         }
         if let Some(dir) = &plugin_dir {
             query = query.with_plugin_dir(Arc::clone(dir));

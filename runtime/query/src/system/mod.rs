@@ -14,6 +14,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::Result;
 use sluice_catalog::Catalog;
 use sluice_engine::cache::CacheStore;
+use sluice_engine::manager::TriggerManager;
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_engine::records::EngineRecords;
 use sluice_storage::WriteBuffer;
@@ -28,12 +29,22 @@ trait SystemTable: Send + Sync {
     fn rows(&self, catalog: &Catalog, database: &str) -> Result<RecordBatch>;
 }
 
+/// What the system tables show of the processing engine.
+#[derive(Clone, Default)]
+pub struct EngineViews {
+    /// Its recent log lines and invocations, and its usage.
+    pub records: Arc<EngineRecords>,
+    /// The plugins' caches.
+    pub cache: Option<Arc<CacheStore>>,
+    /// Its WAL and schedule triggers.
+    pub triggers: Option<Arc<TriggerManager>>,
+}
+
 /// The `system` tables of one database.
 pub struct SystemSchema {
     storage: Arc<WriteBuffer>,
-    records: Arc<EngineRecords>,
+    engine: EngineViews,
     plugin_dir: Option<Arc<PluginAreas>>,
-    cache: Option<Arc<CacheStore>>,
     database: String,
 }
 
@@ -47,20 +58,17 @@ impl std::fmt::Debug for SystemSchema {
 
 impl SystemSchema {
     /// The system tables as `database` sees them: of `storage` (its catalog and what
-    /// start-up found wrong), the processing engine's `records` and the plugin
-    /// directory.
+    /// start-up found wrong), the processing `engine` and the plugin directory.
     pub fn new(
         storage: Arc<WriteBuffer>,
-        records: Arc<EngineRecords>,
+        engine: EngineViews,
         plugin_dir: Option<Arc<PluginAreas>>,
-        cache: Option<Arc<CacheStore>>,
         database: &str,
     ) -> Self {
         Self {
             storage,
-            records,
+            engine,
             plugin_dir,
-            cache,
             database: database.to_string(),
         }
     }
@@ -74,19 +82,23 @@ impl SystemSchema {
             ),
             (
                 "processing_engine_logs",
-                Box::new(engine::Logs(Arc::clone(&self.records))),
+                Box::new(engine::Logs(Arc::clone(&self.engine.records))),
             ),
             (
                 "processing_engine_invocations",
-                Box::new(engine::Invocations(Arc::clone(&self.records))),
+                Box::new(engine::Invocations(Arc::clone(&self.engine.records))),
             ),
             (
                 "processing_engine_usage",
-                Box::new(engine::Usage(Arc::clone(&self.records))),
+                Box::new(engine::Usage(Arc::clone(&self.engine.records))),
             ),
             (
                 "processing_engine_cache",
-                Box::new(engine::Cache(self.cache.clone())),
+                Box::new(engine::Cache(self.engine.cache.clone())),
+            ),
+            (
+                "processing_engine_wal_triggers",
+                Box::new(triggers::WalTriggers(self.engine.triggers.clone())),
             ),
             (
                 "plugin_files",

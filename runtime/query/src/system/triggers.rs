@@ -1,14 +1,16 @@
 //! `system.processing_engine_triggers` and `system.processing_engine_trigger_arguments`:
 //! the database's triggers and their arguments, with upstream's columns (and what each
 //! trigger's plugin may reach besides its database, whether it is public, and its own
-//! limits).
+//! limits); `system.processing_engine_wal_triggers`: where each running WAL trigger is in
+//! the WAL.
 
 use super::SystemTable;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, StringArray, UInt64Array};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result};
 use sluice_catalog::Catalog;
+use sluice_engine::manager::TriggerManager;
 use std::sync::Arc;
 
 fn utf8(values: Vec<String>) -> ArrayRef {
@@ -111,5 +113,53 @@ impl SystemTable for TriggerArguments {
             self.schema(),
             vec![utf8(names), utf8(keys), utf8(values)],
         )?)
+    }
+}
+
+/// One row per running WAL trigger: its cursor, the WAL's head, and how far behind it is.
+pub struct WalTriggers(pub Option<Arc<TriggerManager>>);
+
+impl SystemTable for WalTriggers {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("trigger_name", DataType::Utf8, false),
+            // The WAL sequence of the last flush its plugin has finished with.
+            Field::new("wal_cursor", DataType::UInt64, false),
+            // The WAL sequence of the newest flush.
+            Field::new("wal_head", DataType::UInt64, false),
+            Field::new("lag_flushes", DataType::UInt64, false),
+            // Null when not known: behind flushes from before the server started.
+            Field::new("lag_rows", DataType::UInt64, true),
+            Field::new("lag_seconds", DataType::Float64, true),
+        ]))
+    }
+
+    fn rows(&self, catalog: &Catalog, database: &str) -> Result<RecordBatch> {
+        let positions = match (&self.0, catalog.database_id(database)) {
+            (Some(triggers), Some(id)) => triggers.wal_positions(Some(id)),
+            _ => Vec::new(),
+        };
+        let numbers = |value: fn(&sluice_engine::manager::WalPosition) -> u64| {
+            Arc::new(positions.iter().map(value).collect::<UInt64Array>()) as ArrayRef
+        };
+        let columns = vec![
+            utf8(positions.iter().map(|p| p.trigger.clone()).collect()),
+            numbers(|p| p.cursor),
+            numbers(|p| p.head),
+            numbers(|p| p.lag.flushes),
+            Arc::new(
+                positions
+                    .iter()
+                    .map(|p| p.lag.rows)
+                    .collect::<UInt64Array>(),
+            ) as ArrayRef,
+            Arc::new(
+                positions
+                    .iter()
+                    .map(|p| p.lag.seconds)
+                    .collect::<Float64Array>(),
+            ) as ArrayRef,
+        ];
+        Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
 }

@@ -1,0 +1,151 @@
+//! How far behind the WAL's head a WAL trigger is: in flushes, in rows of its own, and in
+//! seconds since the oldest flush it has not finished with was written. Rows and seconds
+//! come from a summary of each recent flush ([`FlushIndex`]); for a trigger further
+//! behind than the summaries reach, or behind flushes from before the server started,
+//! they are unknown.
+
+use crate::flush_log::Flush;
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+/// The flushes summarised: with a flush of 10,000 lines a second, more than a day.
+const INDEXED_FLUSHES: usize = 100_000;
+
+/// How far behind the WAL's head a WAL trigger is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Flushes written after its cursor.
+    pub flushes: u64,
+    /// Their rows it wants, if known.
+    pub rows: Option<u64>,
+    /// Seconds since the first of them was written (0 when there is none), if known.
+    pub seconds: Option<f64>,
+}
+
+/// What one flush held: rows by database, then by table.
+struct Summary {
+    sequence: u64,
+    written: SystemTime,
+    rows: Vec<(String, Vec<(String, u64)>)>,
+}
+
+/// Summaries of the newest flushes, in sequence order.
+#[derive(Default)]
+pub struct FlushIndex {
+    summaries: VecDeque<Summary>,
+}
+
+impl FlushIndex {
+    /// Summarises flush `sequence`, written now. Runs on the flushing thread: one pass
+    /// over the lines, which mostly come in runs of one table.
+    pub fn record(&mut self, sequence: u64, rows: &Flush) {
+        let rows = rows
+            .iter()
+            .map(|(database, lines)| {
+                let mut tables: Vec<(String, u64)> = Vec::new();
+                for line in lines {
+                    match tables
+                        .iter_mut()
+                        .rev()
+                        .find(|(table, _)| *table == line.table)
+                    {
+                        Some((_, count)) => *count += 1,
+                        None => tables.push((line.table.clone(), 1)),
+                    }
+                }
+                (database.clone(), tables)
+            })
+            .collect();
+        self.summaries.push_back(Summary {
+            sequence,
+            written: SystemTime::now(),
+            rows,
+        });
+        if self.summaries.len() > INDEXED_FLUSHES {
+            self.summaries.pop_front();
+        }
+    }
+
+    /// Forgets every summary (no WAL trigger needs them).
+    pub fn clear(&mut self) {
+        self.summaries = VecDeque::new();
+    }
+
+    /// The lag of a trigger at `cursor` when the head is `head`, wanting the rows of
+    /// `database` for which `wants(table)` holds.
+    pub fn lag(&self, cursor: u64, head: u64, database: &str, wants: impl Fn(&str) -> bool) -> Lag {
+        let flushes = head.saturating_sub(cursor);
+        if flushes == 0 {
+            return Lag {
+                flushes,
+                rows: Some(0),
+                seconds: Some(0.0),
+            };
+        }
+        // Known only if the summaries reach back to the first flush after the cursor.
+        let first = cursor + 1;
+        let start = self.summaries.partition_point(|s| s.sequence < first);
+        let Some(oldest) = self.summaries.get(start).filter(|s| s.sequence == first) else {
+            return Lag {
+                flushes,
+                rows: None,
+                seconds: None,
+            };
+        };
+        let seconds = SystemTime::now()
+            .duration_since(oldest.written)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let rows = self
+            .summaries
+            .range(start..)
+            .take_while(|s| s.sequence <= head)
+            .flat_map(|s| &s.rows)
+            .filter(|(name, _)| name == database)
+            .flat_map(|(_, tables)| tables)
+            .filter(|(table, _)| wants(table))
+            .map(|(_, rows)| rows)
+            .sum();
+        Lag {
+            flushes,
+            rows: Some(rows),
+            seconds: Some(seconds),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_lp::{Precision, parse};
+    use std::sync::Arc;
+
+    fn flush(database: &str, lines: &str) -> Flush {
+        let parsed = parse(lines, Precision::Nanosecond, 0);
+        Arc::new(vec![(database.to_string(), parsed.lines)])
+    }
+
+    #[test]
+    fn lag_counts_the_rows_a_trigger_wants_after_its_cursor() {
+        let mut index = FlushIndex::default();
+        index.record(5, &flush("a", "cpu f=1i 1\ncpu f=2i 2\nmem f=3i 3"));
+        index.record(6, &flush("b", "cpu f=1i 1"));
+        index.record(7, &flush("a", "cpu f=4i 4\nmem f=5i 5\ncpu f=6i 6"));
+        let all = |_: &str| true;
+        let cpu = |table: &str| table == "cpu";
+
+        assert_eq!(index.lag(7, 7, "a", all).rows, Some(0));
+        let behind = index.lag(4, 7, "a", all);
+        assert_eq!((behind.flushes, behind.rows), (3, Some(6)));
+        assert!(behind.seconds.is_some_and(|s| s >= 0.0));
+        assert_eq!(index.lag(5, 7, "a", cpu).rows, Some(2));
+        assert_eq!(index.lag(5, 7, "b", all).rows, Some(1));
+
+        // Behind flushes it has no summary of: rows and seconds unknown.
+        let unknown = index.lag(2, 7, "a", all);
+        assert_eq!(
+            (unknown.flushes, unknown.rows, unknown.seconds),
+            (5, None, None)
+        );
+    }
+}
