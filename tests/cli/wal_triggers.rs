@@ -286,3 +286,31 @@ fn a_trigger_behind_the_wal_retention_skips_flushes_and_says_which() {
     let (rows, _) = copied(&server);
     assert!(rows < acknowledged, "nothing was skipped: {rows}");
 }
+
+#[test]
+fn a_trigger_asked_to_start_at_the_earliest_flush_gets_what_the_wal_still_holds() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), &[], "0");
+    server.create_database("db");
+    assert_eq!(burst(&server, 1, 2, 10), 20);
+
+    let mut body = crate::server::trigger_body("late", "table:src", "copy.py", Value::Null, "log");
+    body["trigger_settings"]["wal_start"] = json!("earliest");
+    let created = server.create_trigger(&body);
+    assert_eq!(created.status, 200, "{}", created.text());
+    wait_for_copies(&server, 20);
+    assert_eq!(copied(&server), (20, sum_of(1, 20)));
+
+    // Only a WAL trigger reads the WAL.
+    let mut body = crate::server::trigger_body("ask", "request:ask", "copy.py", Value::Null, "log");
+    body["trigger_settings"]["wal_start"] = json!("earliest");
+    let refused = server.create_trigger(&body);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused
+            .text()
+            .contains("wal_start applies only to WAL triggers"),
+        "{}",
+        refused.text()
+    );
+}

@@ -44,7 +44,7 @@ pub fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger
         trigger_settings: TriggerSettings {
             run_async,
             error_behavior: ErrorBehavior::Log,
-            max_concurrency: None,
+            ..TriggerSettings::default()
         },
         trigger_arguments: None,
         disabled: false,

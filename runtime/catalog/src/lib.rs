@@ -35,7 +35,7 @@ pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
     ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Trigger, TriggerSettings,
-    TriggerSpec, TriggerSpecError, Use,
+    TriggerSpec, TriggerSpecError, Use, WalStart,
 };
 
 use ids::NextIds;

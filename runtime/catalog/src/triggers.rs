@@ -192,6 +192,25 @@ impl ErrorBehavior {
     }
 }
 
+/// Where a WAL trigger without a place in the WAL starts reading it: when created, and
+/// when enabled again after it was disabled other than by its `error_behavior`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WalStart {
+    /// At the WAL's head: the flushes written from then on.
+    #[default]
+    Head,
+    /// At the oldest flush the WAL still holds (those since the last snapshot, and those
+    /// kept for other WAL triggers within the WAL retention).
+    Earliest,
+}
+
+impl WalStart {
+    fn is_head(&self) -> bool {
+        *self == Self::Head
+    }
+}
+
 /// How a trigger runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TriggerSettings {
@@ -205,6 +224,9 @@ pub struct TriggerSettings {
     /// quota.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u64>,
+    /// Not upstream's: where a WAL trigger without a place in the WAL starts.
+    #[serde(default, skip_serializing_if = "WalStart::is_head")]
+    pub wal_start: WalStart,
 }
 
 /// A trigger as the catalog keeps it.

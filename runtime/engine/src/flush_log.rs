@@ -20,6 +20,10 @@ pub trait WalLog: Send + Sync {
     /// The sequence of the last flush written (0: none yet).
     fn head(&self) -> u64;
 
+    /// The sequence of the oldest flush the WAL still holds (one past the head when it
+    /// holds none).
+    fn oldest(&self) -> u64;
+
     /// The rows of `database` in flush `sequence`, read back from its WAL file (the
     /// other databases' are left unread: a tenant's trigger that is behind never costs
     /// parsing another tenant's rows).
@@ -113,6 +117,11 @@ impl FlushLog {
         recent.index.lag(cursor, head, database, wants)
     }
 
+    /// The sequence of the oldest flush the WAL still holds, blocking on the directory.
+    pub fn oldest(&self) -> u64 {
+        self.wal.oldest()
+    }
+
     /// Follows the sequence of the newest flush.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
@@ -160,6 +169,10 @@ mod tests {
     impl WalLog for Disk {
         fn head(&self) -> u64 {
             0
+        }
+
+        fn oldest(&self) -> u64 {
+            1
         }
 
         fn read(&self, sequence: u64, _: &str) -> Found {

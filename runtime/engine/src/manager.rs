@@ -25,6 +25,7 @@ use crate::skips::{Skip, describe};
 use chrono::Utc;
 use sluice_catalog::{
     Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, TriggerSpec,
+    WalStart,
 };
 use sluice_plugin_api::PluginCall;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -248,11 +249,15 @@ impl TriggerManager {
             }
             None => {
                 // Where it was (a cursor held on a failed flush is let go now), or, new or
-                // enabled again, the WAL's head.
-                let sequence = self
-                    .cursors
-                    .get(trigger.id)
-                    .map_or_else(|| self.log.head(), |cursor| cursor.sequence);
+                // enabled again, where its settings say.
+                let sequence = match (
+                    self.cursors.get(trigger.id),
+                    trigger.trigger_settings.wal_start,
+                ) {
+                    (Some(cursor), _) => cursor.sequence,
+                    (None, WalStart::Head) => self.log.head(),
+                    (None, WalStart::Earliest) => self.log.oldest().saturating_sub(1),
+                };
                 self.cursors.set(
                     trigger.id,
                     Cursor {
@@ -765,6 +770,11 @@ mod tests {
     impl WalLog for MemoryWal {
         fn head(&self) -> u64 {
             self.head.load(Ordering::SeqCst)
+        }
+
+        fn oldest(&self) -> u64 {
+            let flushes = self.flushes.lock().unwrap_or_else(PoisonError::into_inner);
+            flushes.keys().min().copied().unwrap_or(self.head() + 1)
         }
 
         fn read(&self, sequence: u64, _: &str) -> Found {

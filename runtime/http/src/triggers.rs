@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_catalog::Error as CatalogError;
 use sluice_catalog::{
     Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Quotas, Reach, Trigger,
-    TriggerId, TriggerSettings, TriggerSpec,
+    TriggerId, TriggerSettings, TriggerSpec, WalStart,
 };
 use sluice_engine::plugin_dir::repository_copy;
 use sluice_plugin_api::PluginRef;
@@ -26,6 +26,9 @@ struct Settings {
     /// Not upstream's: see [`TriggerSettings::max_concurrency`].
     #[serde(default)]
     max_concurrency: Option<u64>,
+    /// Not upstream's: see [`TriggerSettings::wal_start`].
+    #[serde(default)]
+    wal_start: WalStart,
 }
 
 /// The body of `POST /api/v3/configure/processing_engine_trigger`: every field but
@@ -280,6 +283,13 @@ pub async fn create(
             )));
         }
     }
+    if request.trigger_settings.wal_start != WalStart::Head
+        && spec.plugin_type() != PluginType::WalRows
+    {
+        return Err(ApiError::BadRequest(
+            "wal_start applies only to WAL triggers (table:NAME or all_tables)".into(),
+        ));
+    }
     if request.public && spec.plugin_type() != PluginType::Request {
         return Err(ApiError::BadRequest(
             "only a request trigger can be public".into(),
@@ -295,6 +305,7 @@ pub async fn create(
             run_async: request.trigger_settings.run_async,
             error_behavior: request.trigger_settings.error_behavior,
             max_concurrency: request.trigger_settings.max_concurrency,
+            wal_start: request.trigger_settings.wal_start,
         },
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,

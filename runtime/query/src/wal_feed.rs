@@ -27,6 +27,12 @@ impl WalLog for StorageWal {
         self.0.upgrade().map_or(0, |storage| storage.wal_head())
     }
 
+    fn oldest(&self) -> u64 {
+        self.0
+            .upgrade()
+            .map_or(u64::MAX, |storage| storage.wal_oldest())
+    }
+
     fn read(&self, sequence: u64, database: &str) -> Found {
         let Some(storage) = self.0.upgrade() else {
             return Found::Unreadable("the server is stopping".into());

@@ -147,6 +147,15 @@ impl WalDir {
         Ok(sequence)
     }
 
+    /// The sequence of the oldest file there is, if any.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading the directory.
+    pub fn first_sequence(&self) -> io::Result<Option<u64>> {
+        Ok(self.sequences()?.first().copied())
+    }
+
     /// The sequence of the last file written (0 when none).
     pub fn last_sequence(&self) -> u64 {
         self.next_sequence - 1

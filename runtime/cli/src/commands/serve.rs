@@ -534,10 +534,6 @@ impl ServeArgs {
                 recovery.problems.len()
             );
         }
-        let flusher = storage.spawn_flusher(
-            self.wal_flush_interval,
-            usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
-        );
         let plugin_dir = match &self.plugin_dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).with_context(|| {
@@ -550,6 +546,12 @@ impl ServeArgs {
         // One engine, so plugins' and clients' queries draw on one memory pool.
         let mut query = QueryEngine::with_limits(storage.clone(), self.query.limits());
         let engine = self.engine(&storage, &query, plugin_dir.as_ref()).await?;
+        // Once the engine tells the storage which WAL files its triggers still need: a
+        // snapshot before that would remove them.
+        let flusher = storage.spawn_flusher(
+            self.wal_flush_interval,
+            usize::try_from(self.wal_max_pending_lines).unwrap_or(usize::MAX),
+        );
         if let Some(engine) = &engine {
             query = query.with_engine(engine);
         }

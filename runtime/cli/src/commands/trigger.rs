@@ -36,6 +36,16 @@ enum ErrorBehavior {
     Disable,
 }
 
+/// Where a WAL trigger without a place in the WAL starts reading it.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum WalStart {
+    /// At the WAL's head: the flushes written from then on
+    Head,
+    /// At the oldest flush the WAL still holds (those since the last snapshot, and those
+    /// kept for other WAL triggers)
+    Earliest,
+}
+
 /// Flags of `sluice create trigger`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Trigger specifications:\n  \
@@ -75,6 +85,11 @@ pub struct CreateTriggerArgs {
     /// What to do when the plugin fails
     #[arg(long, value_enum, default_value = "log")]
     error_behavior: ErrorBehavior,
+    /// A WAL trigger: where it starts reading the WAL when created, and when enabled
+    /// again after being disabled (a trigger disabled by `--error-behavior disable`
+    /// resumes at the flush it failed on)
+    #[arg(long, value_enum, default_value = "head")]
+    wal_start: WalStart,
     /// Let the plugin use only this database besides the trigger's own (repeatable, or
     /// comma-separated). Without it, the plugin may use what the token creating the
     /// trigger may: every database for the admin token, a database token's databases
@@ -131,6 +146,10 @@ impl CreateTriggerArgs {
                 "run_async": self.run_asynchronous,
                 "error_behavior": error_behavior,
                 "max_concurrency": self.max_concurrency,
+                "wal_start": match self.wal_start {
+                    WalStart::Head => "head",
+                    WalStart::Earliest => "earliest",
+                },
             },
             "trigger_arguments": arguments,
             "disabled": self.disabled,

@@ -44,6 +44,20 @@ impl WriteBuffer {
         lock(&self.wal).last_sequence()
     }
 
+    /// The sequence of the oldest WAL file there is (one past the last written when there
+    /// is none).
+    pub fn wal_oldest(&self) -> u64 {
+        let wal = lock(&self.wal);
+        match wal.first_sequence() {
+            Ok(Some(first)) => first,
+            Ok(None) => wal.last_sequence() + 1,
+            Err(e) => {
+                tracing::warn!("cannot list the WAL files: {e}");
+                wal.last_sequence() + 1
+            }
+        }
+    }
+
     /// The rows of `database` in WAL file `sequence`, read back and parsed (the other
     /// databases' lines are not).
     ///
