@@ -24,19 +24,10 @@
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
-use sluice_catalog::{Catalog, Quotas};
 use sluice_engine::ProcessingEngine;
-use sluice_engine::cache::CacheStore;
-use sluice_engine::cursors::Cursors;
-use sluice_engine::fair::FairTurns;
-use sluice_engine::invoke::Invoker;
-use sluice_engine::manager::{DEFAULT_ROWS_PER_CALL, WalFeed};
-use sluice_engine::plugin_dir::PluginAreas;
-use sluice_plugin_api::Limits;
-use sluice_query::wal_feed::{FlushFeed, StorageWal};
-use sluice_query::{PluginDatabase, QueryEngine};
+use sluice_query::QueryEngine;
 use sluice_sandbox::{Sandbox, SandboxConfig};
-use sluice_storage::{StorageConfig, WriteBuffer};
+use sluice_storage::WriteBuffer;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,89 +37,39 @@ mod server;
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 const CPU_BOUND: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    total = 0\n    for i in range(300000):\n        total += i * i\n    return str(total)\n";
-const TRANSFORM: &str = r#"
-def process_writes(influxdb3_local, table_batches, args=None):
-    for batch in table_batches:
-        if batch["table_name"] != "raw":
-            continue
-        for row in batch["rows"]:
-            influxdb3_local.write(LineBuilder("cooked").tag("host", row["host"]).float64_field("celsius", (row["f"] - 32) / 1.8).time_ns(row["time"]))
-"#;
 
 /// A server on a loopback port with the bench triggers; returns its address.
 async fn server(
     dir: &Path,
     sandbox: Arc<Sandbox>,
-    (warm, shared): (bool, bool),
+    instances: server::Instances,
 ) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).expect("plugin dir");
-    for (name, code) in [
+    let triggers = [
+        (
+            "bench",
+            server::trigger("trivial", "request:trivial", "trivial.py", false),
+        ),
+        // `run_async`: a synchronous request trigger serves one request at a time.
+        (
+            "bench",
+            server::trigger("cpu", "request:cpu", "cpu.py", true),
+        ),
+        (
+            "bench",
+            server::trigger("transform", "table:raw", "transform.py", false),
+        ),
+        // The same transform, with `run_async`: flushes may be processed side by side.
+        (
+            "bench_async",
+            server::trigger("transform", "table:raw", "transform.py", true),
+        ),
+    ];
+    let plugins = [
         ("trivial.py", TRIVIAL),
         ("cpu.py", CPU_BOUND),
-        ("transform.py", TRANSFORM),
-    ] {
-        std::fs::write(plugins.join(name), code).expect("plugin written");
-    }
-    let (storage, _) = WriteBuffer::open(StorageConfig::local(dir.join("data")).expect("config"))
-        .await
-        .expect("opens");
-    let catalog: Arc<Catalog> = Arc::clone(storage.catalog());
-    catalog.create_database("bench").expect("database");
-    catalog.create_database("bench_async").expect("database");
-    for t in [
-        server::trigger("trivial", "request:trivial", "trivial.py", false),
-        // `run_async`: a synchronous request trigger serves one request at a time.
-        server::trigger("cpu", "request:cpu", "cpu.py", true),
-        server::trigger("transform", "table:raw", "transform.py", false),
-    ] {
-        catalog.create_trigger("bench", t).expect("trigger");
-    }
-    // The same transform, with `run_async`: flushes may be processed side by side.
-    let transform = server::trigger("transform", "table:raw", "transform.py", true);
-    catalog
-        .create_trigger("bench_async", transform)
-        .expect("trigger");
-    let database = PluginDatabase {
-        storage: Arc::clone(&storage),
-        query: QueryEngine::new(Arc::clone(&storage)),
-    };
-    let mut invoker = Invoker::new(
-        sandbox,
-        Arc::new(database),
-        Arc::new(CacheStore::default()),
-        Arc::new(PluginAreas::new(
-            plugins,
-            dir.join("plugin-areas"),
-            dir.join("plugin-environments"),
-        )),
-        Limits::default(),
-        warm,
-    );
-    if shared {
-        // As `sluice serve` runs it: quotas, fair turns for instances and the CPU.
-        let config = SandboxConfig::default();
-        invoker = invoker
-            .with_quotas(Arc::clone(&catalog), Quotas::DEFAULT)
-            .with_fair_turns(FairTurns::new(
-                config.max_instances as usize,
-                config.instance_wait,
-            ))
-            .with_cpu_turns(FairTurns::cpu(
-                tokio::runtime::Handle::current().metrics().num_workers(),
-                config.epoch_tick,
-            ));
-    }
-    let versions = storage.catalog_store().subscribe();
-    let feed = WalFeed {
-        wal: Arc::new(StorageWal(Arc::downgrade(&storage))),
-        cursors: Cursors::in_memory(),
-        rows_per_call: DEFAULT_ROWS_PER_CALL,
-    };
-    let engine = ProcessingEngine::start(catalog, versions, Arc::new(invoker), |_, _| Ok(()), feed);
-    storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
-    storage.spawn_flusher(Duration::from_millis(10), 10_000);
-    (server::serve(&storage, &engine).await, storage, engine)
+        ("transform.py", server::TRANSFORM),
+    ];
+    server::start(dir, sandbox, &plugins, &triggers, instances).await
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -236,14 +177,14 @@ async fn main() {
             .expect("joined")
             .expect("sandbox"),
     );
-    for (mode, warm, shared, total) in [
-        ("fresh", false, false, 400),
-        ("warm", true, false, 4_000),
-        ("warm_shared", true, true, 4_000),
+    for (mode, instances, total) in [
+        ("fresh", server::Instances::Fresh, 400),
+        ("warm", server::Instances::Warm, 4_000),
+        ("warm_shared", server::Instances::WarmShared, 4_000),
     ] {
+        let warm = instances != server::Instances::Fresh;
         let dir = tempfile::tempdir().expect("temp dir");
-        let (host, storage, engine) =
-            server(dir.path(), Arc::clone(&sandbox), (warm, shared)).await;
+        let (host, storage, engine) = server(dir.path(), Arc::clone(&sandbox), instances).await;
         for concurrency in [1, 8] {
             if !wanted("request/trivial") {
                 break;

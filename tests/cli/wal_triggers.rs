@@ -314,3 +314,88 @@ fn a_trigger_asked_to_start_at_the_earliest_flush_gets_what_the_wal_still_holds(
         refused.text()
     );
 }
+
+/// The WAL files in `dir`'s data directory, oldest first.
+fn wal_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = crate::server::files_ending(&dir.join("data/wal"), ".wal");
+    files.sort();
+    files
+}
+
+#[test]
+fn a_damaged_wal_file_under_a_cursor_delivers_what_is_before_the_damage_and_says_so() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let flags = [
+        "--wal-max-pending-lines",
+        "100",
+        "--wal-rows-per-call",
+        "100",
+    ];
+    // Half a second a call (under the default wall time of a call): behind at the kill.
+    let server = start(dir.path(), &flags, "0.5");
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    assert_eq!(burst(&server, 1, 5, 100), 500);
+    server.kill();
+
+    // The last file of the burst, cut in its last record: 100 rows, one record.
+    let last = wal_files(dir.path()).pop().expect("a WAL file");
+    let length = std::fs::metadata(&last).expect("exists").len();
+    let file = std::fs::File::options()
+        .write(true)
+        .open(&last)
+        .expect("opens");
+    file.set_len(length - 5).expect("truncated");
+    drop(file);
+
+    let server = start(dir.path(), &flags, "0");
+    let named = server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs \
+         WHERE trigger_name = 'copy' AND log_level = 'ERROR'",
+        |rows| rows.as_array().is_some_and(|r| !r.is_empty()),
+    );
+    assert!(
+        named[0]["log_text"]
+            .as_str()
+            .is_some_and(|text| text.contains("skipped in part: its WAL file is damaged")),
+        "{named}"
+    );
+    // The other four flushes arrive whole; the server and its writes go on.
+    wait_for_copies(&server, 400);
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], b"src,w=7 v=1i 5000")
+            .status,
+        204
+    );
+    wait_for_copies(&server, 401);
+}
+
+#[test]
+fn an_unreadable_cursors_file_is_set_aside_and_its_triggers_start_at_the_head() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), &[], "0");
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    assert_eq!(burst(&server, 1, 1, 10), 10);
+    wait_for_copies(&server, 10);
+    server.kill();
+
+    let cursors = dir.path().join("data/wal-trigger-cursors.json");
+    std::fs::write(&cursors, b"{\"version\": 1, \"cursors\": {\"1\"").expect("damaged");
+    let server = start(dir.path(), &[], "0");
+    assert!(
+        dir.path()
+            .join("data/wal-trigger-cursors.unreadable")
+            .exists()
+    );
+    let body = "src,w=8 v=7i 7000\n";
+    assert_eq!(
+        server
+            .post("/api/v3/write_lp?db=db", &[], body.as_bytes())
+            .status,
+        204
+    );
+    wait_for_copies(&server, 11);
+}

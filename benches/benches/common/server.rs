@@ -1,13 +1,117 @@
-//! The servers the benches start in their own process: their triggers and their HTTP
-//! side.
+//! The servers the benches start in their own process: their storage, their engine,
+//! their triggers and their HTTP side.
 
-use sluice_catalog::{ErrorBehavior, Trigger, TriggerSettings, TriggerSpec};
+use sluice_catalog::{Catalog, ErrorBehavior, Quotas, Trigger, TriggerSettings, TriggerSpec};
 use sluice_engine::ProcessingEngine;
+use sluice_engine::cache::CacheStore;
+use sluice_engine::cursors::Cursors;
+use sluice_engine::fair::FairTurns;
+use sluice_engine::invoke::Invoker;
+use sluice_engine::manager::{DEFAULT_ROWS_PER_CALL, WalFeed};
+use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::{AppState, Authentication, router};
-use sluice_query::QueryEngine;
-use sluice_storage::WriteBuffer;
+use sluice_plugin_api::Limits;
+use sluice_query::wal_feed::{FlushFeed, StorageWal};
+use sluice_query::{PluginDatabase, QueryEngine};
+use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_storage::{StorageConfig, WriteBuffer};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Writes one transformed row to `cooked` for each row of `raw`.
+#[allow(dead_code, reason = "not every bench runs it")]
+pub const TRANSFORM: &str = r#"
+def process_writes(influxdb3_local, table_batches, args=None):
+    for batch in table_batches:
+        if batch["table_name"] != "raw":
+            continue
+        for row in batch["rows"]:
+            influxdb3_local.write(LineBuilder("cooked").tag("host", row["host"]).float64_field("celsius", (row["f"] - 32) / 1.8).time_ns(row["time"]))
+"#;
+
+/// What a server's calls run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code, reason = "not every bench runs each")]
+pub enum Instances {
+    /// A fresh instance per call.
+    Fresh,
+    /// The triggers' warm instances, the engine alone.
+    Warm,
+    /// Warm instances, as `sluice serve` runs them: with the database quotas, the fair
+    /// turns for instances and the CPU turns.
+    WarmShared,
+}
+
+/// A server in `dir`, its plugin directory holding `plugins` (name, code), its catalog
+/// the databases and triggers of `triggers` (database, trigger), its calls run by
+/// `sandbox` on `instances`, flushing every 10 ms or 10,000 lines; returns its URL, its
+/// storage and its engine.
+#[allow(dead_code, reason = "not every bench starts one")]
+pub async fn start(
+    dir: &Path,
+    sandbox: Arc<Sandbox>,
+    plugins: &[(&str, &str)],
+    triggers: &[(&str, Trigger)],
+    instances: Instances,
+) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
+    let plugin_dir = dir.join("plugins");
+    std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
+    for (name, code) in plugins {
+        std::fs::write(plugin_dir.join(name), code).expect("plugin written");
+    }
+    let (storage, _) = WriteBuffer::open(StorageConfig::local(dir.join("data")).expect("config"))
+        .await
+        .expect("opens");
+    let catalog: Arc<Catalog> = Arc::clone(storage.catalog());
+    for (database, trigger) in triggers {
+        if !catalog.has_database(database) {
+            catalog.create_database(database).expect("database");
+        }
+        catalog
+            .create_trigger(database, trigger.clone())
+            .expect("trigger");
+    }
+    let database = PluginDatabase {
+        storage: Arc::clone(&storage),
+        query: QueryEngine::new(Arc::clone(&storage)),
+    };
+    let mut invoker = Invoker::new(
+        sandbox,
+        Arc::new(database),
+        Arc::new(CacheStore::default()),
+        Arc::new(PluginAreas::new(
+            plugin_dir,
+            dir.join("plugin-areas"),
+            dir.join("plugin-environments"),
+        )),
+        Limits::default(),
+        instances != Instances::Fresh,
+    );
+    if instances == Instances::WarmShared {
+        let config = SandboxConfig::default();
+        invoker = invoker
+            .with_quotas(Arc::clone(&catalog), Quotas::DEFAULT)
+            .with_fair_turns(FairTurns::new(
+                config.max_instances as usize,
+                config.instance_wait,
+            ))
+            .with_cpu_turns(FairTurns::cpu(
+                tokio::runtime::Handle::current().metrics().num_workers(),
+                config.epoch_tick,
+            ));
+    }
+    let versions = storage.catalog_store().subscribe();
+    let feed = WalFeed {
+        wal: Arc::new(StorageWal(Arc::downgrade(&storage))),
+        cursors: Cursors::in_memory(),
+        rows_per_call: DEFAULT_ROWS_PER_CALL,
+    };
+    let engine = ProcessingEngine::start(catalog, versions, Arc::new(invoker), |_, _| Ok(()), feed);
+    storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
+    storage.spawn_flusher(Duration::from_millis(10), 10_000);
+    (serve(&storage, &engine).await, storage, engine)
+}
 
 /// Serves `storage` and `engine` on a loopback port, without authentication, as
 /// `sluice serve` would; returns the server's URL.

@@ -155,7 +155,18 @@ impl Cursors {
         Some(oldest.saturating_add(1))
     }
 
-    /// Writes the cursors to their file now.
+    /// Writes the cursors to their file now, on this thread: a trigger's first cursor is
+    /// durable before its creation is answered, so that every flush after it is
+    /// delivered, a crash or not.
+    pub fn save_now(&self) {
+        if let Err(e) = self.save() {
+            tracing::error!(
+                "cannot save the WAL triggers' cursors (tried again at the next move): {e}"
+            );
+        }
+    }
+
+    /// Writes the cursors to their file.
     fn save(&self) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());

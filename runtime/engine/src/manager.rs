@@ -233,9 +233,17 @@ impl TriggerManager {
             enabled.contains_key(&id) || (cursor.held && all_triggers.contains(&id))
         });
         wanted.retain(|id, _| !running.contains_key(id));
+        // WAL triggers without a cursor yet, whose first one is saved at once.
+        let first_cursors = wanted.values().any(|(_, trigger)| {
+            Schedule::of(&trigger.trigger).is_none() && self.cursors.get(trigger.id).is_none()
+        });
         for (id, (database, trigger)) in wanted {
             tracing::info!(database = %database.name, trigger = %trigger.trigger_name, spec = %trigger.trigger, "trigger started");
             running.insert(id, self.launch(database, trigger));
+        }
+        drop(running);
+        if first_cursors {
+            self.cursors.save_now();
         }
     }
 
