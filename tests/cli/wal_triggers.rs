@@ -47,6 +47,32 @@ fn start(dir: &Path, flags: &[&str], pause: &str) -> TestServer {
     TestServer::start_with(dir, &all)
 }
 
+/// A new server on `dir` with database `db` and its trigger `copy` of `src` rows, whose
+/// plugin pauses `pause` seconds a call.
+fn copying(dir: &Path, flags: &[&str], pause: &str) -> TestServer {
+    let server = start(dir, flags, pause);
+    server.create_database("db");
+    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    server
+}
+
+/// Waits until the plugin has copied some rows.
+fn some_copied(server: &TestServer) {
+    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
+        rows[0]["n"].as_u64().is_some_and(|n| n > 0)
+    });
+}
+
+/// The ERROR lines of trigger `copy`, once there is one.
+fn errors_of_copy(server: &TestServer) -> Value {
+    server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs \
+         WHERE trigger_name = 'copy' AND log_level = 'ERROR'",
+        |rows| rows.as_array().is_some_and(|r| !r.is_empty()),
+    )
+}
+
 /// Writes `batches` batches of `lines` rows of `src` from `writers` threads at once;
 /// row `v` of writer `w` is `v` at time `v`, so every row is its own point. Returns the
 /// rows acknowledged.
@@ -96,9 +122,7 @@ fn a_slow_wal_plugin_under_a_burst_receives_every_row() {
     let dir = tempfile::tempdir().expect("temp dir");
     // Flushes of at most 500 lines: a burst makes far more of them than the plugin,
     // pausing 50 ms a call, runs through one by one.
-    let server = start(dir.path(), &["--wal-max-pending-lines", "500"], "0.05");
-    server.create_database("db");
-    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let server = copying(dir.path(), &["--wal-max-pending-lines", "500"], "0.05");
 
     let (writers, batches, lines) = (4, 25, 400);
     let acknowledged = burst(&server, writers, batches, lines);
@@ -137,13 +161,9 @@ fn kill_9_while_a_wal_trigger_is_behind_loses_no_acknowledged_row() {
         "2000",
     ];
     // 0.3 s a call of at most 200 rows: 30 s for what the burst writes in a moment.
-    let server = start(dir.path(), &flags, "0.3");
-    server.create_database("db");
-    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let server = copying(dir.path(), &flags, "0.3");
     let acknowledged = burst(&server, 2, 10, 1_000);
-    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
-        rows[0]["n"].as_u64().is_some_and(|n| n > 0)
-    });
+    some_copied(&server);
     crate::server::wait_for_manifests(&dir.path().join("data"), 1);
     let (before, _) = copied(&server);
     assert!(
@@ -246,25 +266,16 @@ fn a_trigger_behind_the_wal_retention_skips_flushes_and_says_which() {
         "--wal-rows-per-call",
         "100",
     ];
-    let server = start(dir.path(), &flags, "0.5");
-    server.create_database("db");
-    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let server = copying(dir.path(), &flags, "0.5");
     let acknowledged = burst(&server, 1, 10, 100);
-    server.eventually("db", "SELECT count(*) AS n FROM dst", |rows| {
-        rows[0]["n"].as_u64().is_some_and(|n| n > 0)
-    });
+    some_copied(&server);
     crate::server::wait_for_manifests(&dir.path().join("data"), 1);
     server.kill();
 
     // After the restart nothing is in memory: what the snapshots' trimming removed is
     // skipped, each flush named; the rest arrives.
     let server = start(dir.path(), &flags, "0");
-    let skipped = server.eventually(
-        "db",
-        "SELECT log_text FROM system.processing_engine_logs \
-         WHERE trigger_name = 'copy' AND log_level = 'ERROR'",
-        |rows| rows.as_array().is_some_and(|r| !r.is_empty()),
-    );
+    let skipped = errors_of_copy(&server);
     let first = skipped[0]["log_text"].as_str().expect("text");
     assert!(
         first.contains("skipped: their WAL files were removed before the trigger came to them")
@@ -332,9 +343,7 @@ fn a_damaged_wal_file_under_a_cursor_delivers_what_is_before_the_damage_and_says
         "100",
     ];
     // Half a second a call (under the default wall time of a call): behind at the kill.
-    let server = start(dir.path(), &flags, "0.5");
-    server.create_database("db");
-    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let server = copying(dir.path(), &flags, "0.5");
     assert_eq!(burst(&server, 1, 5, 100), 500);
     server.kill();
 
@@ -349,12 +358,7 @@ fn a_damaged_wal_file_under_a_cursor_delivers_what_is_before_the_damage_and_says
     drop(file);
 
     let server = start(dir.path(), &flags, "0");
-    let named = server.eventually(
-        "db",
-        "SELECT log_text FROM system.processing_engine_logs \
-         WHERE trigger_name = 'copy' AND log_level = 'ERROR'",
-        |rows| rows.as_array().is_some_and(|r| !r.is_empty()),
-    );
+    let named = errors_of_copy(&server);
     assert!(
         named[0]["log_text"]
             .as_str()
@@ -375,9 +379,7 @@ fn a_damaged_wal_file_under_a_cursor_delivers_what_is_before_the_damage_and_says
 #[test]
 fn an_unreadable_cursors_file_is_set_aside_and_its_triggers_start_at_the_head() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = start(dir.path(), &[], "0");
-    server.create_database("db");
-    server.add_trigger("copy", "table:src", "copy.py", Value::Null, "log");
+    let server = copying(dir.path(), &[], "0");
     assert_eq!(burst(&server, 1, 1, 10), 10);
     wait_for_copies(&server, 10);
     server.kill();
