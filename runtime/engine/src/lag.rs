@@ -4,7 +4,7 @@
 //! behind than the summaries reach, or behind flushes from before the server started,
 //! they are unknown.
 
-use crate::flush_log::Flush;
+use sluice_lp::Line;
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
@@ -20,6 +20,21 @@ pub struct Lag {
     pub rows: Option<u64>,
     /// Seconds since the first of them was written (0 when there is none), if known.
     pub seconds: Option<f64>,
+}
+
+/// Where a running WAL trigger is in the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalPosition {
+    /// Its database.
+    pub database: String,
+    /// The trigger.
+    pub trigger: String,
+    /// The sequence of the last flush it has finished with.
+    pub cursor: u64,
+    /// The sequence of the newest flush.
+    pub head: u64,
+    /// How far behind it is.
+    pub lag: Lag,
 }
 
 /// What one flush held: rows by database, then by table.
@@ -38,7 +53,7 @@ pub struct FlushIndex {
 impl FlushIndex {
     /// Summarises flush `sequence`, written now. Runs on the flushing thread: one pass
     /// over the lines, which mostly come in runs of one table.
-    pub fn record(&mut self, sequence: u64, rows: &Flush) {
+    pub fn record(&mut self, sequence: u64, rows: &[(String, Vec<Line>)]) {
         let rows = rows
             .iter()
             .map(|(database, lines)| {
@@ -118,11 +133,10 @@ impl FlushIndex {
 mod tests {
     use super::*;
     use sluice_lp::{Precision, parse};
-    use std::sync::Arc;
 
-    fn flush(database: &str, lines: &str) -> Flush {
+    fn flush(database: &str, lines: &str) -> Vec<(String, Vec<Line>)> {
         let parsed = parse(lines, Precision::Nanosecond, 0);
-        Arc::new(vec![(database.to_string(), parsed.lines)])
+        vec![(database.to_string(), parsed.lines)]
     }
 
     #[test]

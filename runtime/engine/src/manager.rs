@@ -8,36 +8,32 @@
 //!
 //! Each WAL trigger reads the flushes after its cursor (`cursors.rs`) from the flush log
 //! (`flush_log.rs`) at its own pace, several at once when it is behind, and moves its
-//! cursor once its plugin has finished with them. The flushing thread only records each
-//! flush ([`TriggerManager::flushed`]): a slow trigger never stalls ingest or another
-//! trigger, and loses no flush while the WAL retention keeps the files it needs.
+//! cursor once its plugin has finished with them (`manager/wal.rs`). The flushing thread
+//! only records each flush ([`TriggerManager::flushed`]): a slow trigger never stalls
+//! ingest or another trigger, and loses no flush while the WAL retention keeps the files
+//! it needs.
 
-use crate::batches::table_batches;
+mod wal;
+
+pub use wal::{DEFAULT_ROWS_PER_CALL, WalFeed};
+
 use crate::cursors::{Cursor, Cursors};
+use crate::flush_log::FlushLog;
 #[cfg(test)]
-use crate::flush_log::RECENT_LINES;
-use crate::flush_log::{Flush, FlushLog, Found, WalLog};
+use crate::flush_log::{Flush, Found, RECENT_LINES, WalLog};
 use crate::invoke::{Admission, CallError, Invoker, arguments};
-use crate::lag::Lag;
-use crate::records::InvocationRecord;
 use crate::schedule::Schedule;
-use crate::skips::{Skip, describe};
 use chrono::Utc;
 use sluice_catalog::{
-    Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, TriggerSpec,
-    WalStart,
+    Catalog, DatabaseRef, DbId, ErrorBehavior, PluginType, Trigger, TriggerId, WalStart,
 };
 use sluice_plugin_api::PluginCall;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-/// The rows a WAL trigger's call gets at most when flushes are merged for it (a single
-/// flush may hold more, and is delivered whole): as many as a flush holds under load
-/// with the default `--wal-max-pending-lines`.
-pub const DEFAULT_ROWS_PER_CALL: usize = 10_000;
 /// Runs after the first failure, for `error_behavior` retry.
 const RETRIES: u32 = 3;
 /// The wait before the first retry; doubled for each next one.
@@ -48,31 +44,6 @@ const MAX_BUSY_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Disables a trigger (its database's name, its id) in the catalog, durably.
 pub type DisableTrigger = Box<dyn Fn(&str, TriggerId) -> Result<(), String> + Send + Sync>;
-
-/// What WAL triggers read, and where they keep their place in it.
-pub struct WalFeed {
-    /// The write-ahead log.
-    pub wal: Arc<dyn WalLog>,
-    /// The triggers' cursors.
-    pub cursors: Arc<Cursors>,
-    /// The rows a call gets at most when flushes are merged ([`DEFAULT_ROWS_PER_CALL`]).
-    pub rows_per_call: usize,
-}
-
-/// Where a running WAL trigger is in the WAL.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WalPosition {
-    /// Its database.
-    pub database: String,
-    /// The trigger.
-    pub trigger: String,
-    /// The sequence of the last flush it has finished with.
-    pub cursor: u64,
-    /// The sequence of the newest flush.
-    pub head: u64,
-    /// How far behind it is.
-    pub lag: Lag,
-}
 
 /// A running trigger: its database, its definition when started, its task, and whether
 /// it is a WAL trigger.
@@ -273,7 +244,8 @@ impl TriggerManager {
                         held: false,
                     },
                 );
-                let task = tokio::spawn(wal(weak, database.clone(), trigger.clone(), sequence));
+                let task =
+                    tokio::spawn(wal::run(weak, database.clone(), trigger.clone(), sequence));
                 (task, true)
             }
         };
@@ -282,137 +254,6 @@ impl TriggerManager {
             definition: trigger,
             task,
             reads_wal,
-        }
-    }
-
-    /// Records the flush logged as WAL file `sequence`, without waiting: called on the
-    /// flushing thread, in sequence order.
-    pub fn flushed(&self, sequence: u64, rows: Flush) {
-        let has_wal_triggers = self.running().values().any(|r| r.reads_wal);
-        self.log.flushed(sequence, rows, has_wal_triggers);
-    }
-
-    /// Where each running WAL trigger (of `database` only, if given) is in the WAL.
-    pub fn wal_positions(&self, database: Option<DbId>) -> Vec<WalPosition> {
-        let head = self.log.head();
-        let running: Vec<(DatabaseRef, Trigger)> = self
-            .running()
-            .values()
-            .filter(|run| run.reads_wal && database.is_none_or(|id| run.database.id == id))
-            .map(|run| (run.database.clone(), run.definition.clone()))
-            .collect();
-        running
-            .into_iter()
-            .filter_map(|(database, trigger)| {
-                let cursor = self.cursors.get(trigger.id)?.sequence;
-                let lag = self
-                    .log
-                    .lag(cursor, &database.name, |table| wants_table(&trigger, table));
-                Some(WalPosition {
-                    database: database.name,
-                    trigger: trigger.trigger_name,
-                    cursor,
-                    head,
-                    lag,
-                })
-            })
-            .collect()
-    }
-
-    /// The first WAL sequence some WAL trigger has not finished with: its file must stay.
-    pub fn oldest_needed(&self) -> Option<u64> {
-        self.cursors.oldest_needed()
-    }
-
-    /// The flushes after `after`, through `head` at most, that make one call of
-    /// `trigger` of `database`: the last sequence they reach, and their rows for it
-    /// (none when they hold nothing for it). Flushes that cannot be had are named in the
-    /// trigger's log and counted.
-    async fn gather(
-        &self,
-        database: &DatabaseRef,
-        trigger: &Trigger,
-        after: u64,
-        head: u64,
-    ) -> (u64, Vec<Flush>) {
-        let mut flushes = Vec::new();
-        let mut skips = Vec::new();
-        let mut rows = 0;
-        let mut end = after;
-        while end < head {
-            let sequence = end + 1;
-            let (flush, damage) = match self.log.get(sequence, &database.name).await {
-                Found::Rows(flush, damage) => (flush, damage),
-                Found::Removed(held) => {
-                    // What it held for this trigger: nothing lost if none.
-                    let held = held.map(|mut tables| {
-                        tables.retain(|held| wants_table(trigger, &held.table));
-                        tables
-                    });
-                    if held.as_ref().is_none_or(|tables| !tables.is_empty()) {
-                        skips.push((sequence, Skip::Removed(held)));
-                    }
-                    end = sequence;
-                    continue;
-                }
-                Found::Missing => {
-                    skips.push((sequence, Skip::Missing));
-                    end = sequence;
-                    continue;
-                }
-                Found::Unreadable(why) => {
-                    skips.push((sequence, Skip::Unreadable(why)));
-                    end = sequence;
-                    continue;
-                }
-            };
-            let wanted = wanted_lines(&flush, &database.name, trigger).count();
-            if wanted > 0 && rows > 0 && rows + wanted > self.rows_per_call {
-                break;
-            }
-            end = sequence;
-            if let Some(why) = damage {
-                let text = format!(
-                    "flush {sequence} was skipped in part: its WAL file is damaged ({why}); \
-                     the rows before the damage are delivered"
-                );
-                self.skipped(database, trigger, text, 1);
-            }
-            if wanted > 0 {
-                rows += wanted;
-                flushes.push(flush);
-                if rows >= self.rows_per_call {
-                    break;
-                }
-            }
-        }
-        for text in describe(&skips) {
-            self.skipped(database, trigger, text, 0);
-        }
-        if !skips.is_empty() {
-            self.invoker.records().metrics().skipped_flushes(
-                &database.name,
-                &trigger.trigger_name,
-                skips.len() as u64,
-            );
-        }
-        (end, flushes)
-    }
-
-    /// Names what `trigger` of `database` skipped: an ERROR line in its log, and an
-    /// invocation that ended `skipped`; `flushes` more are counted.
-    fn skipped(&self, database: &DatabaseRef, trigger: &Trigger, text: String, flushes: u64) {
-        let name = &trigger.trigger_name;
-        tracing::error!(database = %database.name, trigger = %name, "{text}");
-        self.invoker.log_error(database, name, text.clone());
-        self.invoker
-            .records()
-            .invocation(InvocationRecord::skipped(database, name, text));
-        if flushes > 0 {
-            self.invoker
-                .records()
-                .metrics()
-                .skipped_flushes(&database.name, name, flushes);
         }
     }
 
@@ -511,27 +352,6 @@ impl TriggerManager {
     }
 }
 
-/// The lines of `flush` that `trigger` of `database` wants.
-fn wanted_lines<'a>(
-    flush: &'a Flush,
-    database: &'a str,
-    trigger: &'a Trigger,
-) -> impl Iterator<Item = &'a sluice_lp::Line> + 'a {
-    flush
-        .iter()
-        .filter(move |(name, _)| name == database)
-        .flat_map(|(_, lines)| lines)
-        .filter(move |line| wants_table(trigger, &line.table))
-}
-
-/// Whether `trigger`, a WAL trigger, wants the rows of `table`.
-fn wants_table(trigger: &Trigger, table: &str) -> bool {
-    match &trigger.trigger {
-        TriggerSpec::SingleTableWalWrite { table_name } => table_name == table,
-        _ => true,
-    }
-}
-
 /// Reconciles `manager` with each catalog published on `versions` from now on, until
 /// either ends.
 async fn follow(manager: Weak<TriggerManager>, mut versions: watch::Receiver<u64>) {
@@ -542,93 +362,6 @@ async fn follow(manager: Weak<TriggerManager>, mut versions: watch::Receiver<u64
         };
         manager.reconcile();
         manager.reconciled.send_replace(version);
-    }
-}
-
-/// A WAL trigger: runs its plugin on the flushes after `cursor`, in order (or
-/// concurrently with `run_async`), and moves its cursor past each call's flushes once the
-/// call and those before it are over.
-async fn wal(
-    manager: Weak<TriggerManager>,
-    database: DatabaseRef,
-    trigger: Trigger,
-    mut cursor: u64,
-) {
-    let Some(mut head) = manager.upgrade().map(|m| m.log.subscribe()) else {
-        return;
-    };
-    // The last sequence handed to a call; calls not over yet, with the last sequence of
-    // each, in order.
-    let mut dispatched = cursor;
-    let mut calls: VecDeque<(u64, oneshot::Receiver<bool>)> = VecDeque::new();
-    loop {
-        let newest = *head.borrow_and_update();
-        if newest <= dispatched {
-            let over = tokio::select! {
-                changed = head.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                over = async {
-                    match calls.front_mut() {
-                        Some((_, over)) => over.await,
-                        None => std::future::pending().await,
-                    }
-                } => over,
-            };
-            let Some((end, _)) = calls.pop_front() else {
-                continue;
-            };
-            match over {
-                Ok(true) => cursor = end,
-                // Disabled on a failed flush (its cursor held), or stopped.
-                Ok(false) | Err(_) => return,
-            }
-        } else {
-            let Some(manager) = manager.upgrade() else {
-                return;
-            };
-            let (end, flushes) = manager
-                .gather(&database, &trigger, dispatched, newest)
-                .await;
-            dispatched = end;
-            if flushes.is_empty() {
-                // Nothing for it: the cursor moves once the calls before are over.
-                let (over, receiver) = oneshot::channel();
-                let _ = over.send(true);
-                calls.push_back((end, receiver));
-            } else {
-                let lines = flushes
-                    .iter()
-                    .flat_map(|flush| wanted_lines(flush, &database.name, &trigger));
-                let batches = table_batches(lines).batches;
-                let call = PluginCall::Writes {
-                    batches: batches.into(),
-                    args: arguments(&trigger),
-                };
-                drop(flushes);
-                let over = manager
-                    .start_call(&database, &trigger, call, "wal plugin")
-                    .await;
-                calls.push_back((end, over));
-            }
-        }
-        // The calls over, in order: the cursor moves past them.
-        while let Some((end, over)) = calls.front_mut() {
-            match over.try_recv() {
-                Ok(true) => {
-                    cursor = *end;
-                    calls.pop_front();
-                }
-                Err(oneshot::error::TryRecvError::Empty) => break,
-                Ok(false) | Err(oneshot::error::TryRecvError::Closed) => return,
-            }
-        }
-        if let Some(manager) = manager.upgrade() {
-            manager.cursors.advance(trigger.id, cursor);
-        }
     }
 }
 

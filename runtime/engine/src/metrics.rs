@@ -3,7 +3,7 @@
 //! WAL triggers skipped (their files removed for want of room, or damaged); per database, the bytes its caches hold. The counters grow for the life of the
 //! process; `system.processing_engine_invocations` holds the recent calls one by one.
 
-use crate::manager::WalPosition;
+use crate::lag::WalPosition;
 use crate::records::{InvocationRecord, Outcome};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;

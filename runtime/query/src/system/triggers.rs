@@ -139,7 +139,7 @@ impl SystemTable for WalTriggers {
             (Some(triggers), Some(id)) => triggers.wal_positions(Some(id)),
             _ => Vec::new(),
         };
-        let numbers = |value: fn(&sluice_engine::manager::WalPosition) -> u64| {
+        let numbers = |value: fn(&sluice_engine::lag::WalPosition) -> u64| {
             Arc::new(positions.iter().map(value).collect::<UInt64Array>()) as ArrayRef
         };
         let columns = vec![
