@@ -43,7 +43,7 @@ pub struct Cursors {
     /// Where they are saved; `None`: kept in memory only.
     path: Option<PathBuf>,
     cursors: Mutex<BTreeMap<TriggerId, Cursor>>,
-    /// The cursors as last saved.
+    /// The cursors as last saved; held while saving, so that saves never overlap.
     saved: Mutex<BTreeMap<TriggerId, Cursor>>,
     moved: Notify,
 }
@@ -106,14 +106,12 @@ impl Cursors {
         }
     }
 
-    /// Moves the cursor of `trigger` to `sequence`, held or not as it was.
+    /// Moves the cursor of `trigger` to `sequence`, held or not as it was; nothing if
+    /// it has none (its trigger was stopped and its cursor dropped meanwhile).
     pub fn advance(&self, trigger: TriggerId, sequence: u64) {
-        let mut cursors = self.lock();
-        let cursor = cursors.entry(trigger).or_insert(Cursor {
-            sequence,
-            held: false,
-        });
-        if cursor.sequence != sequence {
+        if let Some(cursor) = self.lock().get_mut(&trigger)
+            && cursor.sequence != sequence
+        {
             cursor.sequence = sequence;
             self.moved.notify_one();
         }
@@ -171,11 +169,12 @@ impl Cursors {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        // One save at a time: they share the temporary file.
+        let mut saved = self.saved.lock().unwrap_or_else(PoisonError::into_inner);
         let file = File {
             version: VERSION,
             cursors: self.lock().clone(),
         };
-        let saved = file.cursors.clone();
         let bytes = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
         let temporary = path.with_extension("tmp");
         {
@@ -187,7 +186,7 @@ impl Cursors {
         if let Some(dir) = path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
-        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = saved;
+        *saved = file.cursors;
         Ok(())
     }
 }

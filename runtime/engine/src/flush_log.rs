@@ -150,7 +150,8 @@ impl FlushLog {
     }
 }
 
-fn lines(rows: &Flush) -> usize {
+/// The lines of a flush, of every database.
+pub(crate) fn lines(rows: &Flush) -> usize {
     rows.iter().map(|(_, lines)| lines.len()).sum()
 }
 

@@ -5,11 +5,14 @@
 //! they are unknown.
 
 use sluice_lp::Line;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::SystemTime;
 
 /// The flushes summarised: with a flush of 10,000 lines a second, more than a day.
 const INDEXED_FLUSHES: usize = 100_000;
+/// The (database, table) counts summarised, all flushes together: a bound on their
+/// memory whatever the number of tables a flush holds.
+const INDEXED_COUNTS: usize = 1_000_000;
 
 /// How far behind the WAL's head a WAL trigger is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +51,14 @@ struct Summary {
 #[derive(Default)]
 pub struct FlushIndex {
     summaries: VecDeque<Summary>,
+    /// The (database, table) counts of all of them.
+    counts: usize,
+}
+
+impl Summary {
+    fn counts(&self) -> usize {
+        self.rows.iter().map(|(_, tables)| tables.len()).sum()
+    }
 }
 
 impl FlushIndex {
@@ -56,34 +67,27 @@ impl FlushIndex {
     pub fn record(&mut self, sequence: u64, rows: &[(String, Vec<Line>)]) {
         let rows = rows
             .iter()
-            .map(|(database, lines)| {
-                let mut tables: Vec<(String, u64)> = Vec::new();
-                for line in lines {
-                    match tables
-                        .iter_mut()
-                        .rev()
-                        .find(|(table, _)| *table == line.table)
-                    {
-                        Some((_, count)) => *count += 1,
-                        None => tables.push((line.table.clone(), 1)),
-                    }
-                }
-                (database.clone(), tables)
-            })
+            .map(|(database, lines)| (database.clone(), count_by_table(lines)))
             .collect();
-        self.summaries.push_back(Summary {
+        let summary = Summary {
             sequence,
             written: SystemTime::now(),
             rows,
-        });
-        if self.summaries.len() > INDEXED_FLUSHES {
-            self.summaries.pop_front();
+        };
+        self.counts += summary.counts();
+        self.summaries.push_back(summary);
+        while self.summaries.len() > INDEXED_FLUSHES || self.counts > INDEXED_COUNTS {
+            match self.summaries.pop_front() {
+                Some(oldest) => self.counts -= oldest.counts(),
+                None => break,
+            }
         }
     }
 
     /// Forgets every summary (no WAL trigger needs them).
     pub fn clear(&mut self) {
         self.summaries = VecDeque::new();
+        self.counts = 0;
     }
 
     /// The lag of a trigger at `cursor` when the head is `head`, wanting the rows of
@@ -127,6 +131,27 @@ impl FlushIndex {
             seconds: Some(seconds),
         }
     }
+}
+
+/// The rows of each table among `lines`, in order of first appearance.
+fn count_by_table(lines: &[Line]) -> Vec<(String, u64)> {
+    let mut tables: Vec<(String, u64)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for line in lines {
+        // Lines come in runs of one table: the last one first.
+        if let Some((table, count)) = tables.last_mut()
+            && *table == line.table
+        {
+            *count += 1;
+            continue;
+        }
+        let at = *index.entry(&line.table).or_insert_with(|| {
+            tables.push((line.table.clone(), 0));
+            tables.len() - 1
+        });
+        tables[at].1 += 1;
+    }
+    tables
 }
 
 #[cfg(test)]

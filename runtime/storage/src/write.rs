@@ -570,7 +570,7 @@ impl WriteBuffer {
         self.snapshots.discard(&orphans).await;
         if failed.is_empty() {
             *lock(&self.snapshot_retry) = None;
-            self.trim_wal(wal_sequence);
+            self.trim_wal(wal_sequence).await;
         } else {
             // The WAL keeps the failed tables' rows; the manifest says which they are.
             self.retry_later();

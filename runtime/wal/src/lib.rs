@@ -195,27 +195,7 @@ impl WalDir {
 
     /// Sequences of the files in the directory, in order.
     fn sequences(&self) -> io::Result<Vec<u64>> {
-        self.listed(EXTENSION)
-    }
-
-    /// Sequences of the files named `<sequence>.<extension>`, in order.
-    fn listed(&self, extension: &str) -> io::Result<Vec<u64>> {
-        let mut sequences = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(extension) {
-                continue;
-            }
-            if let Some(sequence) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                sequences.push(sequence);
-            }
-        }
-        sequences.sort_unstable();
-        Ok(sequences)
+        listed(&self.dir, EXTENSION)
     }
 
     /// Removes every file up to and including `sequence` (their contents are persisted
@@ -225,67 +205,115 @@ impl WalDir {
     ///
     /// I/O errors removing a file.
     pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
-        self.trim(sequence, u64::MAX, 0, |_| Vec::new()).map(drop)
-    }
-
-    /// Removes the files up to and including `through` (their contents are persisted
-    /// elsewhere) that come before `kept_from`, the first one a reader still needs, and
-    /// the notes before it; of the files it still needs, removes the oldest while they
-    /// take more than `retention_bytes`, each replaced by a note holding what `note`
-    /// makes of its records. Returns the sequences removed for want of room.
-    ///
-    /// # Errors
-    ///
-    /// I/O errors removing a file or writing a note.
-    pub fn trim(
-        &mut self,
-        through: u64,
-        kept_from: u64,
-        retention_bytes: u64,
-        mut note: impl FnMut(&[WalRecord]) -> Vec<u8>,
-    ) -> io::Result<Vec<u64>> {
-        for noted in self.listed(SKIPPED_EXTENSION)? {
-            if noted < kept_from.min(through.saturating_add(1)) {
-                fs::remove_file(note_path(&self.dir, noted))?;
-            }
-        }
-        let mut kept = Vec::new();
-        for covered in self.sequences()?.into_iter().take_while(|&s| s <= through) {
-            let path = file_path(&self.dir, covered);
-            if covered < kept_from {
-                fs::remove_file(&path)?;
-            } else {
-                kept.push((covered, fs::metadata(&path)?.len()));
-            }
-        }
-        let mut held: u64 = kept.iter().map(|(_, size)| size).sum();
-        let mut evicted = Vec::new();
-        for (sequence, size) in kept {
-            if held <= retention_bytes {
-                break;
-            }
-            let path = file_path(&self.dir, sequence);
-            let (records, _) = decode(&fs::read(&path)?);
-            let noted = note_path(&self.dir, sequence);
-            let temporary = noted.with_extension("tmp");
-            let mut file = File::create(&temporary)?;
-            file.write_all(&note(&records))?;
-            file.sync_all()?;
-            fs::rename(&temporary, &noted)?;
-            fs::remove_file(&path)?;
-            held -= size;
-            evicted.push(sequence);
-        }
-        if !evicted.is_empty() {
-            File::open(&self.dir)?.sync_all()?;
-        }
-        Ok(evicted)
+        trim(&self.dir, sequence, u64::MAX, 0, |_| Vec::new()).map(drop)
     }
 
     /// The directory the files are in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// The notes kept at most; past it, the oldest go (their readers then learn only that
+/// the flush is missing).
+const MAX_NOTES: usize = 100_000;
+
+/// What [`trim`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    /// The sequences removed for want of room.
+    pub evicted: Vec<u64>,
+    /// Of those, the ones whose note could not be written.
+    pub unnoted: Vec<u64>,
+}
+
+/// Removes, in the WAL directory `dir`, the files up to and including `through` (their
+/// contents are persisted elsewhere) that come before `kept_from`, the first one a reader
+/// still needs, and the notes before it; of the files it still needs, removes the oldest
+/// while they take more than `retention_bytes`, each replaced by a note holding what
+/// `note` makes of its records (a file is removed even if its note cannot be written, so
+/// that a full disk never keeps files past the retention). Keeps at most [`MAX_NOTES`].
+/// Touches only files a snapshot covers, so it may run beside [`WalDir::write`].
+///
+/// # Errors
+///
+/// I/O errors listing the directory or removing a file.
+pub fn trim(
+    dir: &Path,
+    through: u64,
+    kept_from: u64,
+    retention_bytes: u64,
+    mut note: impl FnMut(&[WalRecord]) -> Vec<u8>,
+) -> io::Result<Trimmed> {
+    let mut kept = Vec::new();
+    for covered in listed(dir, EXTENSION)?
+        .into_iter()
+        .take_while(|&s| s <= through)
+    {
+        let path = file_path(dir, covered);
+        if covered < kept_from {
+            fs::remove_file(&path)?;
+        } else {
+            kept.push((covered, fs::metadata(&path)?.len()));
+        }
+    }
+    let mut held: u64 = kept.iter().map(|(_, size)| size).sum();
+    let mut trimmed = Trimmed::default();
+    for (sequence, size) in kept {
+        if held <= retention_bytes {
+            break;
+        }
+        let path = file_path(dir, sequence);
+        let noted = fs::read(&path).and_then(|bytes| {
+            let (records, _) = decode(&bytes);
+            write_note(dir, sequence, &note(&records))
+        });
+        if noted.is_err() {
+            trimmed.unnoted.push(sequence);
+        }
+        fs::remove_file(&path)?;
+        held -= size;
+        trimmed.evicted.push(sequence);
+    }
+    let notes = listed(dir, SKIPPED_EXTENSION)?;
+    let too_many = notes.len().saturating_sub(MAX_NOTES);
+    for (index, noted) in notes.into_iter().enumerate() {
+        if index < too_many || noted < kept_from.min(through.saturating_add(1)) {
+            fs::remove_file(note_path(dir, noted))?;
+        }
+    }
+    File::open(dir)?.sync_all()?;
+    Ok(trimmed)
+}
+
+/// Writes the note of removed file `sequence`, durably, by rename.
+fn write_note(dir: &Path, sequence: u64, note: &[u8]) -> io::Result<()> {
+    let noted = note_path(dir, sequence);
+    let temporary = noted.with_extension("tmp");
+    let mut file = File::create(&temporary)?;
+    file.write_all(note)?;
+    file.sync_all()?;
+    fs::rename(&temporary, &noted)
+}
+
+/// Sequences of the files named `<sequence>.<extension>` in `dir`, in order.
+fn listed(dir: &Path, extension: &str) -> io::Result<Vec<u64>> {
+    let mut sequences = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(extension) {
+            continue;
+        }
+        if let Some(sequence) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            sequences.push(sequence);
+        }
+    }
+    sequences.sort_unstable();
+    Ok(sequences)
 }
 
 /// What the WAL directory holds of one sequence.
@@ -510,7 +538,14 @@ mod tests {
         let count = |records: &[WalRecord]| records.len().to_string().into_bytes();
 
         // Covered through 5; a reader needs 2 on; room for two files.
-        assert_eq!(wal.trim(5, 2, 2 * size, count).expect("trims"), [2, 3]);
+        let evicted = trim(dir.path(), 5, 2, 2 * size, count).expect("trims");
+        assert_eq!(
+            evicted,
+            Trimmed {
+                evicted: vec![2, 3],
+                unnoted: vec![]
+            }
+        );
         assert_eq!(
             present(&wal),
             [4, 5, 6],
@@ -532,12 +567,17 @@ mod tests {
 
         // Within the room: nothing more goes, and notes stay while needed; then no
         // reader: every covered file, and every note, goes.
-        assert!(wal.trim(5, 3, 2 * size, count).expect("trims").is_empty());
+        let evicted = trim(dir.path(), 5, 3, 2 * size, count).expect("trims");
+        assert!(evicted.evicted.is_empty());
         assert_eq!(present(&wal), [4, 5, 6]);
-        assert_eq!(wal.listed(SKIPPED_EXTENSION).expect("lists"), [3]);
+        assert_eq!(listed(dir.path(), SKIPPED_EXTENSION).expect("lists"), [3]);
         wal.remove_through(5).expect("removes");
         assert_eq!(present(&wal), [6], "the file no snapshot covers stays");
-        assert!(wal.listed(SKIPPED_EXTENSION).expect("lists").is_empty());
+        assert!(
+            listed(dir.path(), SKIPPED_EXTENSION)
+                .expect("lists")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::TriggerManager;
 use crate::batches::table_batches;
 use crate::cursors::Cursors;
-use crate::flush_log::{Flush, Found, WalLog};
+use crate::flush_log::{Flush, Found, RECENT_LINES, WalLog, lines};
 use crate::invoke::arguments;
 use crate::lag::WalPosition;
 use crate::records::InvocationRecord;
@@ -20,6 +20,10 @@ use tokio::sync::oneshot;
 /// flush may hold more, and is delivered whole): as many as a flush holds under load
 /// with the default `--wal-max-pending-lines`.
 pub const DEFAULT_ROWS_PER_CALL: usize = 10_000;
+
+/// Reads of a flush that failed before it is skipped, and the wait between them.
+const READ_RETRIES: u32 = 3;
+const READ_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What WAL triggers read, and where they keep their place in it.
 pub struct WalFeed {
@@ -85,6 +89,9 @@ impl TriggerManager {
         let mut flushes = Vec::new();
         let mut skips = Vec::new();
         let mut rows = 0;
+        // The lines of the flushes kept, the trigger's or not: what the call holds.
+        let mut held_lines = 0;
+        let mut read_failures = 0;
         let mut end = after;
         while end < head {
             let sequence = end + 1;
@@ -107,12 +114,22 @@ impl TriggerManager {
                     end = sequence;
                     continue;
                 }
+                Found::Unreadable(why) if read_failures < READ_RETRIES => {
+                    // Maybe passing (descriptors, a busy disk): tried again before the
+                    // flush is given up.
+                    tracing::warn!(database = %database.name, trigger = %trigger.trigger_name, "flush {sequence} cannot be read ({why}); trying again");
+                    read_failures += 1;
+                    tokio::time::sleep(READ_RETRY_WAIT).await;
+                    continue;
+                }
                 Found::Unreadable(why) => {
                     skips.push((sequence, Skip::Unreadable(why)));
+                    read_failures = 0;
                     end = sequence;
                     continue;
                 }
             };
+            read_failures = 0;
             let wanted = wanted_lines(&flush, &database.name, trigger).count();
             if wanted > 0 && rows > 0 && rows + wanted > self.rows_per_call {
                 break;
@@ -127,8 +144,11 @@ impl TriggerManager {
             }
             if wanted > 0 {
                 rows += wanted;
+                held_lines += lines(&flush);
                 flushes.push(flush);
-                if rows >= self.rows_per_call {
+                // Few rows of its own among many of other tables: the flushes kept for
+                // them are bounded too.
+                if rows >= self.rows_per_call || held_lines >= RECENT_LINES {
                     break;
                 }
             }

@@ -98,20 +98,38 @@ impl WriteBuffer {
     }
 
     /// Removes the WAL files a snapshot covers through `wal_sequence`, but for those WAL
-    /// triggers still need, within the retention.
-    pub(super) fn trim_wal(&self, wal_sequence: u64) {
+    /// triggers still need, within the retention. Off the WAL's lock, on a blocking
+    /// thread: writing the notes of the files removed for want of room reads them whole,
+    /// and ingest goes on meanwhile.
+    pub(super) async fn trim_wal(&self, wal_sequence: u64) {
         let observer = lock(&self.flush_observer).clone();
         let kept_from = observer.and_then(|o| o.oldest_needed()).unwrap_or(u64::MAX);
-        let trimmed = lock(&self.wal).trim(wal_sequence, kept_from, self.wal_retention_bytes, note);
+        let (dir, retention_bytes) = (self.wal_dir.clone(), self.wal_retention_bytes);
+        let trimmed = tokio::task::spawn_blocking(move || {
+            sluice_wal::trim(&dir, wal_sequence, kept_from, retention_bytes, note)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|trimmed| trimmed);
         match trimmed {
-            Ok(evicted) if evicted.is_empty() => {}
-            Ok(evicted) => tracing::warn!(
-                retention_bytes = self.wal_retention_bytes,
-                files = evicted.len(),
-                "WAL files that WAL triggers had not processed were removed, the last {}: \
-                 they held more than the WAL retention (--wal-retention-mib)",
-                evicted.last().copied().unwrap_or_default()
-            ),
+            Ok(trimmed) => {
+                if let Some(last) = trimmed.evicted.last() {
+                    tracing::warn!(
+                        retention_bytes,
+                        files = trimmed.evicted.len(),
+                        "WAL files that WAL triggers had not processed were removed, the \
+                         last {last}: they held more than the WAL retention \
+                         (--wal-retention-mib)"
+                    );
+                }
+                if !trimmed.unnoted.is_empty() {
+                    tracing::error!(
+                        "the notes of removed WAL files {:?} could not be written: the \
+                         triggers that needed them will say only that they are missing",
+                        trimmed.unnoted
+                    );
+                }
+            }
             // Harmless: start-up skips WAL files a snapshot covers.
             Err(e) => tracing::warn!("could not remove WAL files a snapshot covers: {e}"),
         }
