@@ -147,15 +147,6 @@ impl WalDir {
         Ok(sequence)
     }
 
-    /// The sequence of the oldest file there is, if any.
-    ///
-    /// # Errors
-    ///
-    /// I/O errors reading the directory.
-    pub fn first_sequence(&self) -> io::Result<Option<u64>> {
-        Ok(self.sequences()?.first().copied())
-    }
-
     /// The sequence of the last file written (0 when none).
     pub fn last_sequence(&self) -> u64 {
         self.next_sequence - 1
@@ -207,11 +198,16 @@ impl WalDir {
     pub fn remove_through(&mut self, sequence: u64) -> io::Result<()> {
         trim(&self.dir, sequence, u64::MAX, 0, |_| Vec::new()).map(drop)
     }
+}
 
-    /// The directory the files are in.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
+/// The sequence of the oldest WAL file in `dir`, if any: the directory is only listed,
+/// so it needs no [`WalDir`].
+///
+/// # Errors
+///
+/// I/O errors reading the directory.
+pub fn first_sequence(dir: &Path) -> io::Result<Option<u64>> {
+    Ok(listed(dir, EXTENSION)?.first().copied())
 }
 
 /// The notes kept at most; past it, the oldest go (their readers then learn only that

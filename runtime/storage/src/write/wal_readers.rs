@@ -47,13 +47,13 @@ impl WriteBuffer {
     /// The sequence of the oldest WAL file there is (one past the last written when there
     /// is none).
     pub fn wal_oldest(&self) -> u64 {
-        let wal = lock(&self.wal);
-        match wal.first_sequence() {
+        // Listed off the WAL's lock, which the flushes take.
+        match sluice_wal::first_sequence(&self.wal_dir) {
             Ok(Some(first)) => first,
-            Ok(None) => wal.last_sequence() + 1,
+            Ok(None) => self.wal_head() + 1,
             Err(e) => {
                 tracing::warn!("cannot list the WAL files: {e}");
-                wal.last_sequence() + 1
+                self.wal_head() + 1
             }
         }
     }
