@@ -401,3 +401,64 @@ fn an_unreadable_cursors_file_is_set_aside_and_its_triggers_start_at_the_head() 
     );
     wait_for_copies(&server, 11);
 }
+
+/// A thread of the server: its name, its nice value, and the CPU it has used, in clock
+/// ticks (`/proc/<pid>/task/<tid>/stat`).
+struct ServerThread {
+    name: String,
+    nice: i64,
+    cpu_ticks: u64,
+}
+
+fn threads_of(server: &TestServer) -> Vec<ServerThread> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("tasks");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // `pid (name) state ppid …`: the name may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            // Fields from the third (`state`) on: utime and stime are the 14th and 15th,
+            // nice the 19th.
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let number = |field: usize| fields.get(field - 3)?.parse::<i64>().ok();
+            Some(ServerThread {
+                name,
+                nice: number(19)?,
+                cpu_ticks: u64::try_from(number(14)? + number(15)?).ok()?,
+            })
+        })
+        .collect()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn wal_plugins_run_on_threads_nicer_than_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = copying(dir.path(), &[], "0");
+    let own_nice = {
+        let threads = threads_of(&server);
+        threads.iter().find(|t| t.name == "sluice").map(|t| t.nice)
+    }
+    .expect("the server's main thread");
+
+    let acknowledged = burst(&server, 2, 10, 2_000);
+    wait_for_copies(&server, acknowledged);
+
+    // The kernel shows 15 characters of a thread's name.
+    let background: Vec<_> = threads_of(&server)
+        .into_iter()
+        .filter(|t| t.name == "sluice-backgrou")
+        .collect();
+    assert!(!background.is_empty(), "no background thread");
+    for thread in &background {
+        assert_eq!(thread.nice, (own_nice + 10).min(19), "{}", thread.name);
+    }
+    // Copying 40,000 rows takes the plugin a good part of a second of CPU: if its calls
+    // ran anywhere else, these threads would have none to show.
+    let ticks: u64 = background.iter().map(|t| t.cpu_ticks).sum();
+    assert!(
+        ticks >= 10,
+        "the background threads used {ticks} ticks of CPU for 40,000 rows"
+    );
+}

@@ -16,7 +16,7 @@ use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{StorageConfig, WriteBuffer};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// Writes one transformed row to `cooked` for each row of `raw`.
@@ -99,7 +99,8 @@ pub async fn start(
             .with_cpu_turns(FairTurns::cpu(
                 tokio::runtime::Handle::current().metrics().num_workers(),
                 config.epoch_tick,
-            ));
+            ))
+            .with_background(background());
     }
     let versions = storage.catalog_store().subscribe();
     let feed = WalFeed {
@@ -111,6 +112,26 @@ pub async fn start(
     storage.set_flush_observer(Arc::new(FlushFeed(Arc::clone(&engine.triggers))));
     storage.spawn_flusher(Duration::from_millis(10), 10_000);
     (serve(&storage, &engine).await, storage, engine)
+}
+
+/// The runtime WAL and schedule triggers run on, as `sluice serve` makes it (its
+/// niceness from `SLUICE_BACKGROUND_NICENESS`, as there): one for the process, never
+/// dropped.
+fn background() -> tokio::runtime::Handle {
+    static BACKGROUND: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        let workers = std::thread::available_parallelism().map_or(1, usize::from);
+        let niceness = std::env::var("SLUICE_BACKGROUND_NICENESS")
+            .ok()
+            .and_then(|nice| nice.parse().ok())
+            .unwrap_or(sluice_engine::background::DEFAULT_NICENESS);
+        sluice_engine::background::runtime(
+            niceness,
+            workers,
+            sluice_query::QUERY_THREAD_STACK_BYTES,
+        )
+        .expect("the background runtime starts")
+    });
+    BACKGROUND.handle().clone()
 }
 
 /// Serves `storage` and `engine` on a loopback port, without authentication, as

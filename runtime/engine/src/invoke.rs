@@ -97,6 +97,9 @@ pub struct Invoker {
     fair: Option<Arc<FairTurns>>,
     /// Turns to run plugin code on the CPU, shared fairly between databases.
     cpu: Option<Arc<FairTurns>>,
+    /// Where the calls nobody waits for run ([`crate::background`]); the current
+    /// runtime when not set.
+    background: Option<tokio::runtime::Handle>,
 }
 
 /// The turns an invocation holds while it runs ([`Invoker::admit`]).
@@ -178,6 +181,7 @@ impl Invoker {
             trigger_turns: Mutex::default(),
             fair: None,
             cpu: None,
+            background: None,
         }
     }
 
@@ -194,6 +198,26 @@ impl Invoker {
     pub fn with_cpu_turns(mut self, turns: Arc<FairTurns>) -> Self {
         self.cpu = Some(turns);
         self
+    }
+
+    /// The same invoker, running WAL and schedule triggers on `background`, a runtime of
+    /// lower priority ([`crate::background::runtime`]).
+    pub fn with_background(mut self, background: tokio::runtime::Handle) -> Self {
+        self.background = Some(background);
+        self
+    }
+
+    /// Starts `task`, which runs calls nobody waits for, on the background runtime, or
+    /// on the current one when there is none.
+    pub(crate) fn spawn_background<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.background {
+            Some(background) => background.spawn(task),
+            None => tokio::spawn(task),
+        }
     }
 
     /// Has the executor keep `count` spare instances ready, made in the server's own

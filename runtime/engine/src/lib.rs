@@ -23,7 +23,9 @@
 //! - [`records`]: recent plugin log lines and invocations, for the system tables;
 //! - [`manager`] and [`schedule`]: WAL and schedule triggers, one task each; WAL
 //!   triggers read the [`flush_log`] from their [`cursors`] at their own pace, so that no
-//!   trigger stalls ingest or another trigger, and none loses a flush.
+//!   trigger stalls ingest or another trigger, and none loses a flush;
+//! - [`background`]: the threads of lower priority WAL and schedule triggers run on, so
+//!   that what clients wait for goes first on a busy machine.
 //!
 //! ```
 //! use sluice_engine::batches::table_batches;
@@ -33,6 +35,7 @@
 //! assert_eq!(batches[0].row_count, 1);
 //! ```
 
+pub mod background;
 pub mod batches;
 pub mod cache;
 pub mod cpu;

@@ -222,8 +222,12 @@ impl TriggerManager {
         let weak = Arc::downgrade(self);
         let (task, reads_wal) = match Schedule::of(&trigger.trigger) {
             Some(schedule) => {
-                let task =
-                    tokio::spawn(scheduled(weak, database.clone(), trigger.clone(), schedule));
+                let task = self.invoker.spawn_background(scheduled(
+                    weak,
+                    database.clone(),
+                    trigger.clone(),
+                    schedule,
+                ));
                 (task, false)
             }
             None => {
@@ -244,8 +248,12 @@ impl TriggerManager {
                         held: false,
                     },
                 );
-                let task =
-                    tokio::spawn(wal::run(weak, database.clone(), trigger.clone(), sequence));
+                let task = self.invoker.spawn_background(wal::run(
+                    weak,
+                    database.clone(),
+                    trigger.clone(),
+                    sequence,
+                ));
                 (task, true)
             }
         };

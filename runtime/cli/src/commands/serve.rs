@@ -169,6 +169,12 @@ pub struct ServeArgs {
     /// are merged into one call (a larger flush is delivered whole)
     #[arg(long, env = "SLUICE_WAL_ROWS_PER_CALL", default_value_t = sluice_engine::manager::DEFAULT_ROWS_PER_CALL as u64, value_parser = clap::value_parser!(u64).range(1..))]
     wal_rows_per_call: u64,
+    /// How much nicer (lower in CPU priority) than the server the threads running WAL
+    /// and schedule triggers' plugins are, from 0 to 19: no client waits for those
+    /// calls, so on a busy machine ingest, queries and request triggers go first, and on
+    /// an idle one the plugins take all the CPU. 0 runs them at the server's priority
+    #[arg(long, env = "SLUICE_BACKGROUND_NICENESS", value_name = "NICE", default_value_t = sluice_engine::background::DEFAULT_NICENESS, value_parser = clap::value_parser!(u8).range(0..=19))]
+    background_niceness: u8,
     /// Identifies this node: the prefix of its files on the object store
     #[arg(long, env = "INFLUXDB3_NODE_IDENTIFIER_PREFIX", default_value = sluice_storage::DEFAULT_NODE_ID)]
     node_id: String,
@@ -353,7 +359,14 @@ impl ServeArgs {
             .thread_stack_size(sluice_query::QUERY_THREAD_STACK_BYTES)
             .build()
             .context("cannot start the async runtime")?;
-        runtime.block_on(self.serve())?;
+        // Built, and dropped, outside the async runtime, as a runtime must be.
+        let background = sluice_engine::background::runtime(
+            self.background_niceness,
+            runtime.metrics().num_workers(),
+            sluice_query::QUERY_THREAD_STACK_BYTES,
+        )
+        .context("cannot start the threads for WAL and schedule triggers")?;
+        runtime.block_on(self.serve(background.handle().clone()))?;
         Ok(ExitCode::SUCCESS)
     }
 
@@ -408,6 +421,7 @@ impl ServeArgs {
         storage: &Arc<WriteBuffer>,
         query: &QueryEngine,
         plugins: Option<&Arc<PluginAreas>>,
+        background: tokio::runtime::Handle,
     ) -> anyhow::Result<Option<Arc<ProcessingEngine>>> {
         let Some(plugins) = plugins else {
             return Ok(None);
@@ -451,7 +465,8 @@ impl ServeArgs {
             .with_cpu_turns(FairTurns::cpu(
                 tokio::runtime::Handle::current().metrics().num_workers(),
                 epoch_tick,
-            )),
+            ))
+            .with_background(background),
         );
         invoker.keep_spares(self.spare_instances()?);
         let weak_storage = Arc::downgrade(storage);
@@ -481,7 +496,7 @@ impl ServeArgs {
         Ok(Some(engine))
     }
 
-    async fn serve(self) -> anyhow::Result<()> {
+    async fn serve(self, background: tokio::runtime::Handle) -> anyhow::Result<()> {
         // Before anything sizes its share of it: the plugins take half, connections a
         // quarter, and the rest is the WAL's, the stores' and the server's own.
         let open_files = sluice_sandbox::raise_open_file_limit();
@@ -545,7 +560,9 @@ impl ServeArgs {
         };
         // One engine, so plugins' and clients' queries draw on one memory pool.
         let mut query = QueryEngine::with_limits(storage.clone(), self.query.limits());
-        let engine = self.engine(&storage, &query, plugin_dir.as_ref()).await?;
+        let engine = self
+            .engine(&storage, &query, plugin_dir.as_ref(), background)
+            .await?;
         // Once the engine tells the storage which WAL files its triggers still need: a
         // snapshot before that would remove them.
         let flusher = storage.spawn_flusher(
