@@ -278,6 +278,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn saves_from_many_threads_never_overlap_and_the_last_one_holds_the_newest() {
+        // A trigger's first cursor is saved on the thread that creates it while the
+        // saver saves moves: saves that overlapped would rename one another's temporary
+        // file, fail, or leave an older state last.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("cursors.json");
+        let (cursors, _) = Cursors::open(path.clone());
+        let saves: Vec<std::io::Result<()>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (1..=4_u32)
+                .map(|thread| {
+                    let cursors = &cursors;
+                    scope.spawn(move || {
+                        (1..=100_u64)
+                            .map(|sequence| {
+                                cursors.set(TriggerId::new(thread), at(sequence));
+                                cursors.save()
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().expect("saver"))
+                .collect()
+        });
+        let failed: Vec<_> = saves.iter().filter_map(|s| s.as_ref().err()).collect();
+        assert!(
+            failed.is_empty(),
+            "{} of 400 saves failed, the first: {:?}",
+            failed.len(),
+            failed.first()
+        );
+        let newest: BTreeMap<_, _> = (1..=4).map(|t| (TriggerId::new(t), at(100))).collect();
+        assert_eq!(load(&path).expect("readable"), newest);
+        assert_eq!(cursors.oldest_needed(), Some(101));
+    }
+
+    #[tokio::test]
     async fn an_unreadable_file_is_set_aside_and_named() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("cursors.json");

@@ -752,6 +752,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trigger_whose_rows_are_few_among_other_tables_holds_a_bounded_call() {
+        // Another tenant of the database fills each flush with its own table: a trigger
+        // of `src` that is behind must not hold flush after flush of them while it looks
+        // for rows_per_call rows of its own.
+        let wal = Arc::new(MemoryWal::default());
+        let manager = start(
+            Arc::new(Catalog::default()),
+            invoker(StuckExecutor::new()),
+            |_, _| Ok(()),
+            &wal,
+        );
+        let lines: Vec<String> = (0..RECENT_LINES / 2)
+            .map(|i| format!("other v=1i {i}"))
+            .chain(["src v=1i 1".to_string()])
+            .collect();
+        let lines = sluice_lp::parse(&lines.join("\n"), sluice_lp::Precision::Nanosecond, 0);
+        let crowded: Flush = Arc::new(vec![("db".to_string(), lines.lines)]);
+        for _ in 0..4 {
+            wal.flush(&manager, Arc::clone(&crowded));
+        }
+        let mut trigger = wal_trigger("sparse");
+        trigger.trigger = TriggerSpec::SingleTableWalWrite {
+            table_name: "src".into(),
+        };
+
+        let (end, flushes) = manager.gather(&db(), &trigger, 0, 4).await;
+        assert_eq!(
+            (end, flushes.len()),
+            (2, 2),
+            "two flushes hold the bound's lines"
+        );
+        let (end, flushes) = manager.gather(&db(), &trigger, end, 4).await;
+        assert_eq!((end, flushes.len()), (4, 2), "the next call takes the rest");
+    }
+
+    #[tokio::test]
     async fn a_stuck_wal_trigger_never_blocks_the_flush_and_catches_up_on_every_row() {
         let (catalog, executor) = stuck_trigger("stuck");
         let invoker = invoker(executor.clone());

@@ -79,7 +79,7 @@ impl TriggerManager {
     /// `trigger` of `database`: the last sequence they reach, and their rows for it
     /// (none when they hold nothing for it). Flushes that cannot be had are named in the
     /// trigger's log and counted.
-    async fn gather(
+    pub(super) async fn gather(
         &self,
         database: &DatabaseRef,
         trigger: &Trigger,
