@@ -203,6 +203,24 @@ fn kill_9_while_a_wal_trigger_is_behind_loses_no_acknowledged_row() {
         "SELECT lag_flushes, lag_rows FROM system.processing_engine_wal_triggers",
         |rows| rows == &json!([{"lag_flushes": 0, "lag_rows": 0}]),
     );
+    // What it read back from the WAL files after the restart is charged to it.
+    let usage = server.query(
+        "db",
+        "SELECT wal_read_cpu_time_ms FROM system.processing_engine_usage \
+         WHERE trigger_name = 'copy' AND hour IS NULL",
+    );
+    assert!(
+        usage[0]["wal_read_cpu_time_ms"]
+            .as_f64()
+            .is_some_and(|ms| ms > 0.0),
+        "{usage}"
+    );
+    let metrics = server.get("/metrics", &[]).text();
+    assert!(
+        metrics
+            .contains(r#"sluice_plugin_wal_read_cpu_seconds_total{database="db",trigger="copy"}"#),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub async fn cpu_timed<F: Future>(future: F) -> (F::Output, Duration) {
 }
 
 /// The CPU time the calling thread has used.
-fn thread_cpu_time() -> Duration {
+pub(crate) fn thread_cpu_time() -> Duration {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     Duration::new(
         u64::try_from(now.tv_sec).unwrap_or_default(),

@@ -2,10 +2,12 @@
 //! read back from their WAL files, so that a trigger that falls behind costs disk the WAL
 //! retention bounds, never memory.
 
+use crate::cpu::thread_cpu_time;
 use crate::lag::{FlushIndex, Lag};
 use sluice_lp::Line;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Rows of one flush, by database.
@@ -128,16 +130,20 @@ impl FlushLog {
     }
 
     /// Flush `sequence`, all of it from memory, or read back from the WAL with the rows
-    /// of `database` only.
-    pub async fn get(&self, sequence: u64, database: &str) -> Found {
+    /// of `database` only; and the CPU time reading it back took (none from memory).
+    pub async fn get(&self, sequence: u64, database: &str) -> (Found, Duration) {
         if let Some(rows) = self.in_memory(sequence) {
-            return Found::Rows(rows, None);
+            return (Found::Rows(rows, None), Duration::ZERO);
         }
         let wal = Arc::clone(&self.wal);
         let database = database.to_string();
-        tokio::task::spawn_blocking(move || wal.read(sequence, &database))
-            .await
-            .unwrap_or_else(|e| Found::Unreadable(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let start = thread_cpu_time();
+            let found = wal.read(sequence, &database);
+            (found, thread_cpu_time().saturating_sub(start))
+        })
+        .await
+        .unwrap_or_else(|e| (Found::Unreadable(e.to_string()), Duration::ZERO))
     }
 
     fn in_memory(&self, sequence: u64) -> Option<Flush> {
@@ -191,7 +197,7 @@ mod tests {
         Arc::new(vec![("db".to_string(), parsed.lines)])
     }
 
-    fn first_field(found: Found) -> String {
+    fn first_field((found, _): (Found, Duration)) -> String {
         match found {
             Found::Rows(rows, _) => format!("{:?}", rows[0].1[0].fields[0].1),
             Found::Missing => "missing".into(),

@@ -47,6 +47,7 @@ pub struct EngineMetrics {
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
     skipped_flushes: Family<TriggerLabels, Counter>,
+    wal_read_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     not_started: Family<TriggerLabels, Counter>,
     /// Calls that waited in the fair queue, and how long in all.
     queued: Family<TriggerLabels, Counter>,
@@ -229,6 +230,7 @@ impl Default for EngineMetrics {
         let fuel = Family::<TriggerLabels, Counter>::default();
         let bytes_written = Family::<TriggerLabels, Counter>::default();
         let skipped_flushes = Family::<TriggerLabels, Counter>::default();
+        let wal_read_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let not_started = Family::<TriggerLabels, Counter>::default();
         let queued = Family::<TriggerLabels, Counter>::default();
         let queue_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
@@ -276,6 +278,11 @@ impl Default for EngineMetrics {
             skipped_flushes.clone(),
         );
         registry.register(
+            "wal_read_cpu_seconds",
+            "CPU time the server took reading a WAL trigger's flushes back from WAL files, the trigger being behind the flushes kept in memory",
+            wal_read_seconds.clone(),
+        );
+        registry.register(
             "calls_not_started",
             "Calls of a trigger that never started for want of a plugin instance",
             not_started.clone(),
@@ -315,6 +322,7 @@ impl Default for EngineMetrics {
             cpu_seconds,
             query_rows,
             skipped_flushes,
+            wal_read_seconds,
             not_started,
             queued,
             queue_seconds,
@@ -408,7 +416,12 @@ impl EngineMetrics {
         ] {
             fold(counters, &from, &to);
         }
-        for seconds in [&self.seconds, &self.cpu_seconds, &self.queue_seconds] {
+        for seconds in [
+            &self.seconds,
+            &self.cpu_seconds,
+            &self.queue_seconds,
+            &self.wal_read_seconds,
+        ] {
             fold(seconds, &from, &to);
         }
     }
@@ -457,6 +470,13 @@ impl EngineMetrics {
         self.skipped_flushes
             .get_or_create(&labels(database, trigger))
             .inc_by(flushes);
+    }
+
+    /// Adds `cpu` to the time spent reading flushes of `trigger` of `database` back.
+    pub fn wal_read(&self, database: &str, trigger: &str, cpu: Duration) {
+        self.wal_read_seconds
+            .get_or_create(&labels(database, trigger))
+            .inc_by(cpu.as_secs_f64());
     }
 
     /// Every metric, in the OpenMetrics text format.

@@ -15,6 +15,7 @@ use crate::metrics::EngineMetrics;
 use sluice_catalog::{DatabaseRef, DbId};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 /// Entries kept per database and table, as upstream's log buffer (which is one for the
 /// whole server).
@@ -130,6 +131,9 @@ pub struct Usage {
     pub cpu_ns: u64,
     /// Rows the plugins' queries returned.
     pub query_rows: u64,
+    /// CPU time the server took reading the trigger's flushes back from WAL files, for
+    /// a WAL trigger behind the flushes kept in memory, nanoseconds.
+    pub wal_read_ns: u64,
 }
 
 impl Usage {
@@ -143,6 +147,7 @@ impl Usage {
         self.bytes_written = self.bytes_written.saturating_add(other.bytes_written);
         self.cpu_ns = self.cpu_ns.saturating_add(other.cpu_ns);
         self.query_rows = self.query_rows.saturating_add(other.query_rows);
+        self.wal_read_ns = self.wal_read_ns.saturating_add(other.wal_read_ns);
     }
 
     fn add(&mut self, call: &InvocationRecord) {
@@ -290,7 +295,14 @@ impl EngineRecords {
     /// Keeps an invocation, and counts it in the metrics.
     pub fn invocation(&self, record: InvocationRecord) {
         self.metrics.invocation(&record);
-        self.count_usage(&record);
+        self.count_usage(
+            record.database.id,
+            &record.trigger,
+            record.start_ns,
+            |usage| {
+                usage.add(&record);
+            },
+        );
         let database = record.database.id;
         let size = record.trigger.len() + record.error.as_ref().map_or(0, String::len);
         push(
@@ -302,21 +314,31 @@ impl EngineRecords {
         );
     }
 
-    /// Adds `call` to its trigger's usage, and forgets the hours past [`USAGE_HOURS`].
-    fn count_usage(&self, call: &InvocationRecord) {
-        let hour = call.start_ns.div_euclid(HOUR_NS) * HOUR_NS;
+    /// Charges `trigger` of `database` the CPU time `cpu` the server took reading its
+    /// flushes back from WAL files.
+    pub fn wal_read(&self, database: &DatabaseRef, trigger: &str, cpu: Duration) {
+        self.metrics.wal_read(&database.name, trigger, cpu);
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let nanos = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+        self.count_usage(database.id, trigger, now, |usage| {
+            usage.wal_read_ns = usage.wal_read_ns.saturating_add(nanos);
+        });
+    }
+
+    /// Adds to the usage of `trigger` of `database` since the start and in the hour of
+    /// `time_ns`, and forgets the hours past [`USAGE_HOURS`].
+    fn count_usage(&self, database: DbId, trigger: &str, time_ns: i64, add: impl Fn(&mut Usage)) {
+        let hour = time_ns.div_euclid(HOUR_NS) * HOUR_NS;
         let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
-        let database = usage.entry(call.database.id).or_default();
-        database
+        let database = usage.entry(database).or_default();
+        add(database
             .totals
-            .entry(Some(call.trigger.clone()))
-            .or_default()
-            .add(call);
-        database
+            .entry(Some(trigger.to_string()))
+            .or_default());
+        add(database
             .hourly
-            .entry((hour, Some(call.trigger.clone())))
-            .or_default()
-            .add(call);
+            .entry((hour, Some(trigger.to_string())))
+            .or_default());
         let oldest = hour.saturating_sub((USAGE_HOURS - 1) * HOUR_NS);
         while let Some(entry) = database.hourly.first_entry() {
             if entry.key().0 >= oldest {
@@ -441,6 +463,30 @@ mod tests {
             },
             error: failed.then(|| "boom".into()),
         }
+    }
+
+    #[test]
+    fn reading_flushes_back_is_charged_to_the_trigger_and_is_no_call() {
+        let records = EngineRecords::default();
+        records.invocation(call("b", 0, false));
+        records.wal_read(&database(DB), "b", Duration::from_nanos(7));
+        records.wal_read(&database(DB), "b", Duration::from_nanos(5));
+        let totals = &records.usage(DB)[0];
+        assert_eq!(
+            (totals.trigger.as_deref(), totals.hour_ns),
+            (Some("b"), None)
+        );
+        assert_eq!(
+            (totals.usage.wal_read_ns, totals.usage.invocations),
+            (12, 1)
+        );
+        let metrics = records.metrics().encode();
+        assert!(
+            metrics.contains(
+                "sluice_plugin_wal_read_cpu_seconds_total{database=\"db1\",trigger=\"b\"} 1.2e-8"
+            ),
+            "{metrics}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use sluice_catalog::{DatabaseRef, DbId, Trigger, TriggerSpec};
 use sluice_plugin_api::PluginCall;
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The rows a WAL trigger's call gets at most when flushes are merged for it (a single
@@ -23,7 +24,7 @@ pub const DEFAULT_ROWS_PER_CALL: usize = 10_000;
 
 /// Reads of a flush that failed before it is skipped, and the wait between them.
 const READ_RETRIES: u32 = 3;
-const READ_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+const READ_RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// What WAL triggers read, and where they keep their place in it.
 pub struct WalFeed {
@@ -92,10 +93,14 @@ impl TriggerManager {
         // The lines of the flushes kept, the trigger's or not: what the call holds.
         let mut held_lines = 0;
         let mut read_failures = 0;
+        // The CPU reading flushes back took, charged to the trigger.
+        let mut read_cpu = Duration::ZERO;
         let mut end = after;
         while end < head {
             let sequence = end + 1;
-            let (flush, damage) = match self.log.get(sequence, &database.name).await {
+            let (found, cpu) = self.log.get(sequence, &database.name).await;
+            read_cpu += cpu;
+            let (flush, damage) = match found {
                 Found::Rows(flush, damage) => (flush, damage),
                 Found::Removed(held) => {
                     // What it held for this trigger: nothing lost if none.
@@ -152,6 +157,10 @@ impl TriggerManager {
                     break;
                 }
             }
+        }
+        if !read_cpu.is_zero() {
+            let records = self.invoker.records();
+            records.wal_read(database, &trigger.trigger_name, read_cpu);
         }
         for text in describe(&skips) {
             self.skipped(database, trigger, text, 0);

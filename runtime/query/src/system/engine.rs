@@ -142,6 +142,7 @@ impl SystemTable for Usage {
             Field::new("bytes_written", DataType::UInt64, false),
             Field::new("cpu_time_ms", DataType::Float64, false),
             Field::new("query_rows", DataType::UInt64, false),
+            Field::new("wal_read_cpu_time_ms", DataType::Float64, false),
         ]))
     }
 
@@ -169,6 +170,7 @@ impl SystemTable for Usage {
             count(|u| u.bytes_written),
             millis(rows.iter().map(|r| r.usage.cpu_ns)),
             count(|u| u.query_rows),
+            millis(rows.iter().map(|r| r.usage.wal_read_ns)),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }
