@@ -464,11 +464,14 @@ fn wal_plugins_run_on_threads_nicer_than_the_server() {
     wait_for_copies(&server, acknowledged);
 
     // The kernel shows 15 characters of a thread's name.
-    let background: Vec<_> = threads_of(&server)
+    let (background, others): (Vec<_>, Vec<_>) = threads_of(&server)
         .into_iter()
-        .filter(|t| t.name == "sluice-backgrou")
-        .collect();
+        .partition(|t| t.name == "sluice-backgrou");
     assert!(!background.is_empty(), "no background thread");
+    // None of the server's other threads was started by one of them, or lowered.
+    for thread in &others {
+        assert_eq!(thread.nice, own_nice, "{}", thread.name);
+    }
     for thread in &background {
         assert_eq!(thread.nice, (own_nice + 10).min(19), "{}", thread.name);
     }

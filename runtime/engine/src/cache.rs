@@ -12,7 +12,7 @@
 use sluice_catalog::{DbId, TriggerId};
 use sluice_plugin_api::size_text;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Which cache a key lives in.
@@ -92,7 +92,9 @@ impl Namespace {
 }
 
 struct Entry {
-    value: Vec<u8>,
+    /// Shared, so that a read copies it out after the lock is let go: the lock is every
+    /// tenant's, and a value may be as large as a namespace's bound.
+    value: Arc<Vec<u8>>,
     expires_at: Option<Instant>,
 }
 
@@ -260,16 +262,19 @@ impl CacheStore {
 
     /// The value of `key`, unless missing or expired (an expired entry is removed).
     pub fn get(&self, namespace: &Namespace, key: &str) -> Option<Vec<u8>> {
-        let mut held = self.held();
-        let now = Instant::now();
-        match held.namespaces.get(namespace)?.map.get(key) {
-            Some(entry) if entry.is_live(now) => Some(entry.value.clone()),
-            Some(_) => {
-                held.change(namespace, |entries| entries.remove(key));
-                None
+        let value = {
+            let mut held = self.held();
+            let now = Instant::now();
+            match held.namespaces.get(namespace)?.map.get(key) {
+                Some(entry) if entry.is_live(now) => Arc::clone(&entry.value),
+                Some(_) => {
+                    held.change(namespace, |entries| entries.remove(key));
+                    return None;
+                }
+                None => return None,
             }
-            None => None,
-        }
+        };
+        Some(value.as_ref().clone())
     }
 
     /// Stores `value`, replacing any previous value and its expiry, if the namespace then
@@ -291,7 +296,10 @@ impl CacheStore {
         let ttl = ttl.or_else(|| namespace.default_ttl());
         let now = Instant::now();
         let expires_at = ttl.and_then(|ttl| now.checked_add(ttl));
-        let entry = Entry { value, expires_at };
+        let entry = Entry {
+            value: Arc::new(value),
+            expires_at,
+        };
         let added = size(key, &entry);
         let mut held = self.held();
         let replaced = |entries: &Entries| entries.map.get(key).map_or(0, |old| size(key, old));

@@ -3,6 +3,7 @@
 
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
+use object_store::client::SpawnedReqwestConnector;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use std::path::PathBuf;
@@ -80,6 +81,13 @@ impl StoreConfig {
                 }
                 if let Some(token) = &config.session_token {
                     builder = builder.with_token(token);
+                }
+                // Every request's connection is driven by the runtime that opens the
+                // store (the server's), whichever runtime asks: a plugin's query runs on
+                // threads of lower priority, and the pooled connection it opened would
+                // otherwise be driven there for every request after it.
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    builder = builder.with_http_connector(SpawnedReqwestConnector::new(runtime));
                 }
                 Arc::new(
                     builder

@@ -93,13 +93,15 @@ impl TriggerManager {
         // The lines of the flushes kept, the trigger's or not: what the call holds.
         let mut held_lines = 0;
         let mut read_failures = 0;
-        // The CPU reading flushes back took, charged to the trigger.
-        let mut read_cpu = Duration::ZERO;
         let mut end = after;
         while end < head {
             let sequence = end + 1;
-            let (found, cpu) = self.log.get(sequence, &database.name).await;
-            read_cpu += cpu;
+            let (found, read_cpu) = self.log.get(sequence, &database.name).await;
+            if !read_cpu.is_zero() {
+                // Charged read by read: a trigger stopped halfway has paid for its reads.
+                let records = self.invoker.records();
+                records.wal_read(database, &trigger.trigger_name, read_cpu);
+            }
             let (flush, damage) = match found {
                 Found::Rows(flush, damage) => (flush, damage),
                 Found::Removed(held) => {
@@ -157,10 +159,6 @@ impl TriggerManager {
                     break;
                 }
             }
-        }
-        if !read_cpu.is_zero() {
-            let records = self.invoker.records();
-            records.wal_read(database, &trigger.trigger_name, read_cpu);
         }
         for text in describe(&skips) {
             self.skipped(database, trigger, text, 0);
