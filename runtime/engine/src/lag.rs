@@ -2,7 +2,9 @@
 //! seconds since the oldest flush it has not finished with was written. Rows and seconds
 //! come from a summary of each recent flush ([`FlushIndex`]); for a trigger further
 //! behind than the summaries reach, or behind flushes from before the server started,
-//! they are unknown.
+//! they are unknown; and rows, for a trigger behind more summarised counts than
+//! [`MAX_COUNTS_READ`]: they are added up under the lock the flushing thread takes to
+//! record each flush, and a tenant may ask for them as often as it likes.
 
 use sluice_lp::Line;
 use std::collections::{HashMap, VecDeque};
@@ -13,6 +15,8 @@ const INDEXED_FLUSHES: usize = 100_000;
 /// The (database, table) counts summarised, all flushes together: a bound on their
 /// memory whatever the number of tables a flush holds.
 const INDEXED_COUNTS: usize = 1_000_000;
+/// The (database, table) counts one lag reads at most to add up its rows.
+pub const MAX_COUNTS_READ: usize = 20_000;
 
 /// How far behind the WAL's head a WAL trigger is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,16 +119,29 @@ impl FlushIndex {
             .duration_since(oldest.written)
             .unwrap_or_default()
             .as_secs_f64();
-        let rows = self
-            .summaries
-            .range(start..)
-            .take_while(|s| s.sequence <= head)
-            .flat_map(|s| &s.rows)
-            .filter(|(name, _)| name == database)
-            .flat_map(|(_, tables)| tables)
-            .filter(|(table, _)| wants(table))
-            .map(|(_, rows)| rows)
-            .sum();
+        let mut rows = 0;
+        let mut read = 0;
+        for summary in self.summaries.range(start..) {
+            if summary.sequence > head {
+                break;
+            }
+            read += summary.counts();
+            if read > MAX_COUNTS_READ {
+                return Lag {
+                    flushes,
+                    rows: None,
+                    seconds: Some(seconds),
+                };
+            }
+            rows += summary
+                .rows
+                .iter()
+                .filter(|(name, _)| name == database)
+                .flat_map(|(_, tables)| tables)
+                .filter(|(table, _)| wants(table))
+                .map(|(_, rows)| rows)
+                .sum::<u64>();
+        }
         Lag {
             flushes,
             rows: Some(rows),
@@ -179,6 +196,17 @@ mod tests {
         assert!(behind.seconds.is_some_and(|s| s >= 0.0));
         assert_eq!(index.lag(5, 7, "a", cpu).rows, Some(2));
         assert_eq!(index.lag(5, 7, "b", all).rows, Some(1));
+
+        // Behind more counts than a lag reads: its rows unknown, its seconds known.
+        for sequence in 8..=8 + MAX_COUNTS_READ as u64 {
+            index.record(sequence, &flush("b", "cpu f=1i 1"));
+        }
+        let head = 8 + MAX_COUNTS_READ as u64;
+        let far = index.lag(5, head, "a", all);
+        assert_eq!((far.flushes, far.rows), (head - 5, None));
+        assert!(far.seconds.is_some());
+        let near = index.lag(head - 10, head, "b", all);
+        assert_eq!(near.rows, Some(10));
 
         // Behind flushes it has no summary of: rows and seconds unknown.
         let unknown = index.lag(2, 7, "a", all);
