@@ -4,7 +4,8 @@
 //!
 //! Instantiates N instances of a trivial plugin (default 50), calls each once, and
 //! reads `/proc/self/smaps` before, after loading and after the call: the growth of each
-//! kind of mapping, per instance. Linux only.
+//! kind of mapping, per instance. Linux only; `SLUICE_IMAGE_FAULT_AROUND=1` measures with
+//! Linux's fault-around for the memory image.
 
 use sluice_benches::{NullHost, Plugins};
 use sluice_plugin_api::{Limits, PluginCall};
@@ -17,10 +18,20 @@ use std::sync::Arc;
 struct Mapping {
     start: u64,
     end: u64,
+    perms: String,
     name: String,
     rss_kib: u64,
     private_dirty_kib: u64,
     anonymous_kib: u64,
+}
+
+impl Mapping {
+    /// A mapping of the runtime's memory image: private and writable, of the compiled
+    /// artifact or (without an artifact cache) of wasmtime's image `memfd`.
+    fn is_image(&self) -> bool {
+        self.perms == "rw-p"
+            && (self.name.ends_with(".cwasm") || self.name == "/memfd:wasm-memory-image")
+    }
 }
 
 fn mappings() -> Vec<Mapping> {
@@ -35,10 +46,12 @@ fn mappings() -> Vec<Mapping> {
                 (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
         {
             all.extend(current.take());
-            let name = fields.nth(4).unwrap_or_default().to_string();
+            let perms = fields.next().unwrap_or_default().to_string();
+            let name = fields.nth(3).unwrap_or_default().to_string();
             current = Some(Mapping {
                 start,
                 end,
+                perms,
                 name,
                 ..Mapping::default()
             });
@@ -63,8 +76,8 @@ fn by_kind(mappings: &[Mapping]) -> BTreeMap<String, (u64, u64, u64, usize)> {
     let mut kinds: BTreeMap<String, (u64, u64, u64, usize)> = BTreeMap::new();
     for m in mappings {
         let size = m.end - m.start;
-        let kind = if m.name.contains("wasm-memory-image") {
-            "memory image (file-backed, copy-on-write)".to_string()
+        let kind = if m.is_image() {
+            "memory image (copy-on-write)".to_string()
         } else if m.name.is_empty() && size >= 1 << 30 {
             "anonymous >= 1 GiB (pool reservations)".to_string()
         } else if m.name.is_empty() {
@@ -152,7 +165,7 @@ fn main() {
     report("instantiated and loaded", &before, &loaded, n);
     report("one trivial call", &loaded, &called, n);
     report("in all", &before, &called, n);
-    if let Some(image) = called.iter().find(|m| m.name.contains("wasm-memory-image")) {
+    if let Some(image) = called.iter().find(|m| m.is_image() && m.anonymous_kib > 0) {
         own_pages(image);
     }
     drop(instances);

@@ -3,6 +3,7 @@
 use crate::artifact_cache::ArtifactCache;
 use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
+use crate::fault_around::ImagePages;
 use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
@@ -35,6 +36,9 @@ pub struct Sandbox {
     files: Arc<ServerFiles>,
     /// Every live instance's slot, and the idle ones.
     slots: Arc<Slots>,
+    /// Turns fault-around off for each slot's memory image; `None` when the
+    /// configuration keeps it.
+    image_pages: Option<ImagePages>,
     _ticker: EpochTicker,
 }
 
@@ -87,13 +91,15 @@ impl Sandbox {
             idle_time: config.idle_time,
             wait: config.instance_wait,
         });
-        crate::slots::start_expiry(&slots).map_err(|e| Error::Config(e.into()))?;
+        crate::slots::start_expiry(&slots, !config.image_fault_around)
+            .map_err(|e| Error::Config(e.into()))?;
         Ok(Self {
             engine,
             pre,
             max_memory_bytes: config.max_memory_bytes,
             files: ServerFiles::new(config.max_open_files),
             slots,
+            image_pages: (!config.image_fault_around).then(ImagePages::new),
             _ticker: ticker,
         })
     }
@@ -112,6 +118,10 @@ impl Sandbox {
 
     pub(crate) fn slots(&self) -> &Arc<Slots> {
         &self.slots
+    }
+
+    pub(crate) fn image_pages(&self) -> Option<&ImagePages> {
+        self.image_pages.as_ref()
     }
 
     /// Instantiates `plugin` and loads its code, within `limits`. The instance can then

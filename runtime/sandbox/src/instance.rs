@@ -170,7 +170,12 @@ impl PluginInstance {
         )
         .await
         {
-            Some(Ok(bindings)) => bindings,
+            Some(Ok(bindings)) => {
+                if let Some(pages) = sandbox.image_pages() {
+                    pages.instantiated(sandbox.engine());
+                }
+                bindings
+            }
             Some(Err(e)) => return Err(classify(&store, e)),
             None => return Err(InvocationError::limit(LimitKind::WallTime, limits)),
         };

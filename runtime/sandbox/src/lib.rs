@@ -34,6 +34,7 @@ mod config;
 mod encode;
 mod epoch;
 mod executor;
+mod fault_around;
 mod files;
 mod host;
 mod instance;

@@ -280,6 +280,14 @@ pub struct ServeArgs {
     /// --max-instances when that is fewer; 0 for none
     #[arg(long, env = "SLUICE_SPARE_INSTANCES", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(0..=64), help_heading = "Plugin instances")]
     spare_instances: Option<u32>,
+    /// Let Linux map the Python runtime's memory image 64 KiB at a time, as it does for
+    /// file mappings by default ("fault-around"). Each warm instance then maps about 8
+    /// MiB more of the image: pages the machine holds once, but RSS counts them once per
+    /// instance. Without this flag the server turns fault-around off for the image
+    /// (through a userfaultfd, Linux 6.7 or later) and an instance maps only the pages it
+    /// touches
+    #[arg(long, env = "SLUICE_IMAGE_FAULT_AROUND", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Plugin instances")]
+    image_fault_around: bool,
     /// Serve every request without a token. Without this flag, requests need the admin
     /// token or a database token (`sluice create token --help`); health checks never do
     #[arg(long, env = "INFLUXDB3_START_WITHOUT_AUTH")]
@@ -432,6 +440,7 @@ impl ServeArgs {
             idle_memory_bytes: self.instance_memory_budget,
             idle_time: self.instance_idle_time,
             instance_wait: self.instance_wait,
+            image_fault_around: self.image_fault_around,
             ..SandboxConfig::default()
         };
         let epoch_tick = config.epoch_tick;
