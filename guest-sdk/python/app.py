@@ -16,7 +16,7 @@ from wit_world.imports import host as wit_host
 from wit_world.imports import types as wit_types
 from wit_world.exports import loader as wit_loader
 
-from sluice_plugin_runtime import api, line_shapes, plugin, stdlib
+from sluice_plugin_runtime import api, line_shapes, plugin, posix, stdlib
 from sluice_plugin_runtime.columns import rows_from_columns
 from sluice_plugin_runtime.line_builder import LineBuilder
 
@@ -31,6 +31,8 @@ DATABASE_PACKAGES_ROOT = f"{PLUGIN_ROOT}/.database-packages"
 # The standard library is readable at /python only now, during pre-initialisation.
 if os.path.isdir("/python"):
     stdlib.install(stdlib.capture("/python"))
+# What packages ask of POSIX and WASI lacks: who runs them (`os.getuid`, `pwd`).
+posix.install()
 
 # Imported now so that plugins using them pay nothing at run time; the rest of the
 # standard library is imported on first use from the captured code.

@@ -79,3 +79,36 @@ def process_writes(api, batches, args=None):
         vec!["INFO: sluice 2 1/2 ok True e3b0c442 0.3"]
     );
 }
+
+/// What pure-Python packages ask of POSIX at import or on common paths, and WASI's
+/// CPython lacks (`pint` imports `os.getuid`): answered for one fixed unprivileged user,
+/// the same in every sandbox.
+#[tokio::test(flavor = "multi_thread")]
+async fn who_runs_the_plugin_is_one_fixed_unprivileged_user() {
+    let dir = PluginDir::new();
+    let code = r#"
+import getpass, grp, os, pwd
+
+def process_writes(api, batches, args=None):
+    user = pwd.getpwuid(os.getuid())
+    try:
+        pwd.getpwuid(0)
+        root = "found"
+    except KeyError as e:
+        root = str(e)
+    api.info(
+        os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getppid(), os.getgroups(),
+        os.getlogin(), getpass.getuser(), user.pw_name, user[0], user.pw_dir,
+        grp.getgrgid(os.getgid()).gr_name, pwd.getpwnam("plugin").pw_uid,
+        os.path.expanduser("~/x"), root,
+    )
+"#;
+    let report = ok(wal(&dir.plugin("who.py", code), "m f=1i").await);
+    assert_eq!(
+        report.log_lines,
+        vec![
+            "INFO: 1000 1000 1000 1000 1 [1000] plugin plugin plugin plugin / plugin 1000 /x \
+             'getpwuid(): uid not found: 0'"
+        ]
+    );
+}
