@@ -3,9 +3,11 @@
 mod auth;
 mod client;
 mod conformance;
+mod egress;
 mod engine;
 mod http;
 mod instances;
+mod package_matrix;
 mod packages;
 mod reliability;
 mod s3;

@@ -71,9 +71,10 @@ impl TestServer {
     fn spawn(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
-        // Quick flushes, and small bodies so that tests of the bound need not send
-        // much, unless the test sets its own.
+        // A port of its own, quick flushes, and small bodies so that tests of the bound
+        // need not send much, unless the test sets its own.
         let defaults = [
+            ("--http-bind", "127.0.0.1:0"),
             ("--wal-flush-interval", "10ms"),
             ("--max-http-request-size", "4096"),
         ]
@@ -81,7 +82,7 @@ impl TestServer {
         .filter(|(flag, _)| !flags.contains(flag))
         .flat_map(|(flag, value)| [flag, value]);
         let mut child = sluice()
-            .args(["serve", "--http-bind", "127.0.0.1:0"])
+            .arg("serve")
             .args(defaults)
             .args(flags)
             .arg("--data-dir")

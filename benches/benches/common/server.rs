@@ -174,6 +174,7 @@ pub fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger
         trigger_arguments: None,
         disabled: false,
         granted_databases: Vec::new(),
+        allowed_hosts: Vec::new(),
         reach: Default::default(),
         public: false,
         limits: Default::default(),

@@ -19,6 +19,7 @@
 //! assert_eq!(catalog.column_type("mydb", "cpu", "usage"), Some(ColumnType::Int));
 //! ```
 
+mod egress;
 mod ids;
 mod names;
 mod quotas;
@@ -27,6 +28,7 @@ mod store;
 mod tokens;
 mod triggers;
 
+pub use egress::{GrantError, HostGrant, Scheme};
 pub use ids::{DatabaseRef, DbId, TableId, TriggerId};
 pub use names::validate_database_name;
 pub use quotas::{QuotaOverrides, Quotas};

@@ -6,7 +6,7 @@
 //! what upstream accepts only to fail later: `every:` under a millisecond (upstream's
 //! scheduler divides by zero).
 
-use crate::{Access, DatabaseRef, Error, TriggerId};
+use crate::{Access, DatabaseRef, Error, HostGrant, TriggerId};
 use serde::{Deserialize, Serialize};
 pub use sluice_plugin_api::LimitOverrides;
 use std::collections::BTreeMap;
@@ -255,6 +255,10 @@ pub struct Trigger {
     /// (`--grant-database`): they narrow its [`Reach`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub granted_databases: Vec<String>,
+    /// Where its plugin may send HTTP requests (`--allow-host`), within the server's
+    /// allow-list; nowhere when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<HostGrant>,
     /// Which databases besides its own its plugin may query and write, from what its
     /// creator could do when it was created.
     #[serde(default)]
@@ -630,6 +634,7 @@ mod catalog_tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            allowed_hosts: Vec::new(),
             reach: Reach::default(),
             public: false,
             limits: LimitOverrides::default(),

@@ -5,13 +5,15 @@
 //! on, so that a call's write-back is mostly the wait for durability.
 
 use crate::cache::{CacheStore, Namespace};
+use crate::egress::Egress;
 use crate::fair::HeldTurn;
 use crate::records::{EngineRecords, LogRecord};
 use crate::write_quota::WriteAllowance;
 use sluice_catalog::{DatabaseRef, DbId, Quotas, Trigger, Use};
 use sluice_lp::{ParsedBody, Precision};
 use sluice_plugin_api::{
-    BoxFuture, CallUsage, HostServices, Limits, LogLevel, QueryResult, size_text,
+    BoxFuture, CallUsage, HostServices, Limits, LogLevel, OutboundFailure, OutboundFailureKind,
+    OutboundRequest, OutboundResponse, QueryResult, size_text,
 };
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -76,6 +78,8 @@ pub struct TriggerHost {
     queued: Mutex<Queued>,
     /// The call's turn on the CPU, when the CPU is shared out.
     cpu: Option<HeldTurn>,
+    /// What sends its outbound requests; none: every one refused.
+    egress: Option<Arc<Egress>>,
 }
 
 /// Batched writes and whether the invocation succeeded.
@@ -89,6 +93,17 @@ struct Queued {
     usage: CallUsage,
     /// Rows its queries returned.
     query_rows: u64,
+    /// Outbound HTTP requests it sent, and the response bytes they brought.
+    http: HttpUsage,
+}
+
+/// What an invocation's outbound HTTP requests took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpUsage {
+    /// Requests sent, whether they succeeded or not.
+    pub requests: u64,
+    /// Bytes of the response bodies received.
+    pub response_bytes: u64,
 }
 
 /// Writes at least this large are parsed on a blocking thread; a smaller one costs less
@@ -174,7 +189,29 @@ impl TriggerHost {
             records,
             queued: Mutex::default(),
             cpu: None,
+            egress: None,
         }
+    }
+
+    /// The same host, sending the plugin's outbound requests with `egress`.
+    pub fn with_egress(mut self, egress: Arc<Egress>) -> Self {
+        self.egress = Some(egress);
+        self
+    }
+
+    /// Where the plugin may send requests to `scheme://host:port`, the egress to send
+    /// them with.
+    fn egress_for(&self, scheme: &str, host: &str, port: u16) -> Result<&Arc<Egress>, String> {
+        let egress = self
+            .egress
+            .as_ref()
+            .ok_or_else(|| sluice_plugin_api::NO_EGRESS.to_string())?;
+        let grants = (
+            self.trigger.as_str(),
+            self.definition.allowed_hosts.as_slice(),
+        );
+        egress.permit(grants, scheme, host, port)?;
+        Ok(egress)
     }
 
     /// The same host, for a call holding `cpu` while its plugin's code runs.
@@ -217,6 +254,11 @@ impl TriggerHost {
     /// Rows the call's queries returned to it.
     pub fn query_rows(&self) -> u64 {
         self.queued().query_rows
+    }
+
+    /// What the call's outbound requests took.
+    pub fn http_usage(&self) -> HttpUsage {
+        self.queued().http
     }
 
     fn queued(&self) -> std::sync::MutexGuard<'_, Queued> {
@@ -417,6 +459,36 @@ impl HostServices for TriggerHost {
 
     fn cache_delete(&self, key: &str, global: bool) -> bool {
         self.cache.delete(&self.namespace(global), key)
+    }
+
+    fn http_allowed(&self, scheme: &str, host: &str, port: u16) -> Result<(), String> {
+        self.egress_for(scheme, host, port).map(|_| ())
+    }
+
+    fn http_send(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<'_, Result<OutboundResponse, OutboundFailure>> {
+        Box::pin(async move {
+            let egress = self
+                .egress_for(&request.scheme, &request.host, request.port)
+                .map_err(|refused| OutboundFailure::new(OutboundFailureKind::Refused, refused))?;
+            let egress = Arc::clone(egress);
+            self.queued().http.requests += 1;
+            // The call's CPU turn goes to others while it waits on the network, and is
+            // taken again (in its turn) before its code runs on.
+            if let Some(cpu) = &self.cpu {
+                cpu.release();
+            }
+            let sent = egress.send(request).await;
+            if let Some(cpu) = &self.cpu {
+                cpu.pause().await;
+            }
+            if let Ok(response) = &sent {
+                self.queued().http.response_bytes += response.body.len() as u64;
+            }
+            sent
+        })
     }
 
     fn finish(&self, succeeded: bool, usage: CallUsage) {

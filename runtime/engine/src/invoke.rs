@@ -9,6 +9,7 @@
 use crate::cache::CacheStore;
 use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
+use crate::egress::Egress;
 use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
 use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
@@ -100,6 +101,8 @@ pub struct Invoker {
     /// Where the calls nobody waits for run ([`crate::background`]); the current
     /// runtime when not set.
     background: Option<tokio::runtime::Handle>,
+    /// What sends the plugins' outbound requests, within the server's allow-list.
+    egress: Arc<Egress>,
 }
 
 /// The turns an invocation holds while it runs ([`Invoker::admit`]).
@@ -182,7 +185,20 @@ impl Invoker {
             fair: None,
             cpu: None,
             background: None,
+            egress: Arc::new(Egress::none()),
         }
+    }
+
+    /// The same invoker, letting plugins send requests with `egress` to the destinations
+    /// their triggers are granted within its allow-list.
+    pub fn with_egress(mut self, egress: Egress) -> Self {
+        self.egress = Arc::new(egress);
+        self
+    }
+
+    /// What sends the plugins' outbound requests.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     /// The same invoker, running at most as many calls at once as `turns` give, shared
@@ -449,7 +465,8 @@ impl Invoker {
                 Arc::clone(&self.cache),
                 Arc::clone(&self.records),
             )
-            .with_cpu_turn(cpu_turn.clone()),
+            .with_cpu_turn(cpu_turn.clone())
+            .with_egress(Arc::clone(&self.egress)),
         );
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
@@ -496,6 +513,8 @@ impl Invoker {
             bytes_written: usage.bytes_written,
             cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
             query_rows: host.query_rows(),
+            http_requests: host.http_usage().requests,
+            http_response_bytes: host.http_usage().response_bytes,
             outcome: if result.is_ok() {
                 Outcome::Success
             } else {

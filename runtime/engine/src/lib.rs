@@ -42,6 +42,7 @@ pub mod cpu;
 pub mod cursors;
 pub mod disk;
 pub mod dry_run;
+pub mod egress;
 pub mod environment;
 pub mod fair;
 pub mod flush_log;

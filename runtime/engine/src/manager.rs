@@ -572,6 +572,7 @@ mod tests {
             trigger_arguments: None,
             disabled: false,
             granted_databases: Vec::new(),
+            allowed_hosts: Vec::new(),
             reach: Default::default(),
             public: false,
             limits: Default::default(),

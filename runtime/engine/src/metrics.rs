@@ -46,6 +46,8 @@ pub struct EngineMetrics {
     bytes_written: Family<TriggerLabels, Counter>,
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
+    http_requests: Family<TriggerLabels, Counter>,
+    http_response_bytes: Family<TriggerLabels, Counter>,
     skipped_flushes: Family<TriggerLabels, Counter>,
     wal_read_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     not_started: Family<TriggerLabels, Counter>,
@@ -236,6 +238,8 @@ impl Default for EngineMetrics {
         let queue_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let cpu_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
         let query_rows = Family::<TriggerLabels, Counter>::default();
+        let http_requests = Family::<TriggerLabels, Counter>::default();
+        let http_response_bytes = Family::<TriggerLabels, Counter>::default();
         let cache_bytes = Family::<DatabaseLabels, Gauge>::default();
         registry.register(
             "cache_bytes",
@@ -251,6 +255,16 @@ impl Default for EngineMetrics {
             "query_rows",
             "Rows the plugins' queries returned to them",
             query_rows.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "Outbound HTTP requests the plugins sent, to the destinations granted them",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_response_bytes",
+            "Bytes of the responses to the plugins' outbound HTTP requests",
+            http_response_bytes.clone(),
         );
         registry.register(
             "invocations",
@@ -321,6 +335,8 @@ impl Default for EngineMetrics {
             bytes_written,
             cpu_seconds,
             query_rows,
+            http_requests,
+            http_response_bytes,
             skipped_flushes,
             wal_read_seconds,
             not_started,
@@ -380,6 +396,12 @@ impl EngineMetrics {
         self.query_rows
             .get_or_create(&trigger)
             .inc_by(record.query_rows);
+        self.http_requests
+            .get_or_create(&trigger)
+            .inc_by(record.http_requests);
+        self.http_response_bytes
+            .get_or_create(&trigger)
+            .inc_by(record.http_response_bytes);
     }
 
     /// Sets what each database's caches hold, `(database name, bytes)`, forgetting the
@@ -410,6 +432,8 @@ impl EngineMetrics {
             &self.fuel,
             &self.bytes_written,
             &self.query_rows,
+            &self.http_requests,
+            &self.http_response_bytes,
             &self.skipped_flushes,
             &self.not_started,
             &self.queued,
@@ -508,6 +532,8 @@ mod tests {
             bytes_written: 10,
             cpu_ns: 5_000_000,
             query_rows: 3,
+            http_requests: 0,
+            http_response_bytes: 0,
             outcome: if error.is_some() {
                 crate::records::Outcome::Error
             } else {

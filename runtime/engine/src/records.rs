@@ -60,6 +60,10 @@ pub struct InvocationRecord {
     pub cpu_ns: u64,
     /// Rows its queries returned to it.
     pub query_rows: u64,
+    /// Outbound HTTP requests it sent.
+    pub http_requests: u64,
+    /// Bytes of the responses to them.
+    pub http_response_bytes: u64,
     /// How it ended.
     pub outcome: Outcome,
     /// Why it failed, or what it skipped.
@@ -101,6 +105,8 @@ impl InvocationRecord {
             bytes_written: 0,
             cpu_ns: 0,
             query_rows: 0,
+            http_requests: 0,
+            http_response_bytes: 0,
             outcome: Outcome::Skipped,
             error: Some(text),
         }
@@ -131,6 +137,10 @@ pub struct Usage {
     pub cpu_ns: u64,
     /// Rows the plugins' queries returned.
     pub query_rows: u64,
+    /// Outbound HTTP requests the plugins sent.
+    pub http_requests: u64,
+    /// Bytes of the responses to them.
+    pub http_response_bytes: u64,
     /// CPU time the server took reading the trigger's flushes back from WAL files, for
     /// a WAL trigger behind the flushes kept in memory, nanoseconds.
     pub wal_read_ns: u64,
@@ -147,6 +157,10 @@ impl Usage {
         self.bytes_written = self.bytes_written.saturating_add(other.bytes_written);
         self.cpu_ns = self.cpu_ns.saturating_add(other.cpu_ns);
         self.query_rows = self.query_rows.saturating_add(other.query_rows);
+        self.http_requests = self.http_requests.saturating_add(other.http_requests);
+        self.http_response_bytes = self
+            .http_response_bytes
+            .saturating_add(other.http_response_bytes);
         self.wal_read_ns = self.wal_read_ns.saturating_add(other.wal_read_ns);
     }
 
@@ -165,6 +179,10 @@ impl Usage {
         self.bytes_written = self.bytes_written.saturating_add(call.bytes_written);
         self.cpu_ns = self.cpu_ns.saturating_add(call.cpu_ns);
         self.query_rows = self.query_rows.saturating_add(call.query_rows);
+        self.http_requests = self.http_requests.saturating_add(call.http_requests);
+        self.http_response_bytes = self
+            .http_response_bytes
+            .saturating_add(call.http_response_bytes);
     }
 }
 
@@ -456,6 +474,8 @@ mod tests {
             bytes_written: 3,
             cpu_ns: 7,
             query_rows: 2,
+            http_requests: 0,
+            http_response_bytes: 0,
             outcome: if failed {
                 Outcome::Error
             } else {

@@ -34,6 +34,7 @@ use sluice_engine::disk::tree_bytes_at;
 use sluice_engine::environment::Environment;
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -326,91 +327,141 @@ async fn install(
 /// How often a running pip is looked at, for its deadline.
 const PIP_POLL: Duration = Duration::from_millis(50);
 
-/// Runs pip, for at most `timeout`; returns the end of its output (what it installed).
+/// Installs `requirements` into `target` with pip, for at most `timeout` in all; returns
+/// the end of pip's output (what it installed).
+///
+/// In two steps, because `pip install` checks each package's `Requires-Python` against
+/// the Python that runs pip, not the sandbox's (`--python-version` only chooses wheels):
+/// pip 23 would refuse a package needing 3.12 on a server whose `python3` is 3.11, or
+/// quietly pick an older version of it. So `pip download` resolves the requirements for
+/// the sandbox's Python into a directory of wheels, and `pip install` then installs
+/// exactly those files, without resolving again.
 fn pip_install(
     (python, timeout): (&str, Duration),
     target: &Path,
     requirements: &[String],
 ) -> Result<String, ApiError> {
+    let deadline = Instant::now() + timeout;
+    let pip = Pip {
+        python,
+        timeout,
+        deadline,
+        requirements,
+    };
     let internal = |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
-    // Where no file is: a requirement pip would read as a relative path finds nothing.
-    let empty = tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
-    // Its output goes to files (beside the working directory, where pip reads nothing),
-    // so that a full pipe never stalls it while it is waited for.
-    let output_files =
-        tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
-    let output_file = |name: &str| {
-        std::fs::File::create(output_files.path().join(name))
-            .map_err(|e| internal("cannot make pip's output file", e))
-    };
-    let mut pip = Command::new(python)
-        .current_dir(empty.path())
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-        ])
-        .args(["--upgrade", "--target"])
-        .arg(target)
-        .args([
-            "--only-binary=:all:",
-            "--implementation",
-            "py",
-            "--abi",
-            "none",
-        ])
-        .args([
-            "--platform",
-            "any",
-            "--python-version",
-            SANDBOX_PYTHON_VERSION,
-        ])
-        .args(requirements)
-        .stdin(Stdio::null())
-        .stdout(output_file("stdout")?)
-        .stderr(output_file("stderr")?)
-        .spawn()
-        .map_err(|e| internal(&format!("cannot run `{python} -m pip`"), e))?;
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = pip.try_wait().map_err(|e| internal("pip vanished", e))? {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = pip.kill();
-            let _ = pip.wait();
-            return Err(ApiError::GatewayTimeout(format!(
-                "installing {} took longer than {} (the server's --package-install-timeout) \
-                 and was stopped; nothing was installed",
-                requirements.join(" "),
-                humantime::format_duration(timeout)
+    let wheels = tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
+    let sandbox_wheels = [
+        "--only-binary=:all:",
+        "--implementation",
+        "py",
+        "--abi",
+        "none",
+        "--platform",
+        "any",
+        "--python-version",
+        SANDBOX_PYTHON_VERSION,
+    ];
+    let mut download: Vec<OsString> = ["download", "--dest"].map(OsString::from).to_vec();
+    download.push(wheels.path().into());
+    download.extend(sandbox_wheels.map(OsString::from));
+    download.extend(requirements.iter().map(OsString::from));
+    pip.run(&download)?;
+    let mut files: Vec<OsString> = std::fs::read_dir(wheels.path())
+        .map_err(|e| internal("cannot list the downloaded wheels", e))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().into_os_string()))
+        .collect();
+    files.sort();
+    let mut install: Vec<OsString> = [
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--ignore-requires-python",
+        "--upgrade",
+        "--target",
+    ]
+    .map(OsString::from)
+    .to_vec();
+    install.push(target.into());
+    install.extend(sandbox_wheels.map(OsString::from));
+    install.extend(files);
+    pip.run(&install)
+}
+
+/// One install's runs of pip.
+struct Pip<'a> {
+    python: &'a str,
+    /// The install's time limit, for messages.
+    timeout: Duration,
+    /// When the install's time is up.
+    deadline: Instant,
+    /// What is installed, for messages.
+    requirements: &'a [String],
+}
+
+impl Pip<'_> {
+    /// Runs `pip ARGS` until the deadline; returns the end of its output.
+    fn run(&self, args: &[OsString]) -> Result<String, ApiError> {
+        let python = self.python;
+        let internal = |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
+        // Where no file is: a requirement pip would read as a relative path finds nothing.
+        let empty = tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
+        // Its output goes to files (beside the working directory, where pip reads
+        // nothing), so that a full pipe never stalls it while it is waited for.
+        let output_files =
+            tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
+        let output_file = |name: &str| {
+            std::fs::File::create(output_files.path().join(name))
+                .map_err(|e| internal("cannot make pip's output file", e))
+        };
+        let mut pip = Command::new(python)
+            .current_dir(empty.path())
+            .args(["-m", "pip"])
+            .args(&args[..1])
+            .args(["--disable-pip-version-check", "--no-input"])
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(output_file("stdout")?)
+            .stderr(output_file("stderr")?)
+            .spawn()
+            .map_err(|e| internal(&format!("cannot run `{python} -m pip`"), e))?;
+        let status = loop {
+            if let Some(status) = pip.try_wait().map_err(|e| internal("pip vanished", e))? {
+                break status;
+            }
+            if Instant::now() > self.deadline {
+                let _ = pip.kill();
+                let _ = pip.wait();
+                return Err(ApiError::GatewayTimeout(format!(
+                    "installing {} took longer than {} (the server's \
+                     --package-install-timeout) and was stopped; nothing was installed",
+                    self.requirements.join(" "),
+                    humantime::format_duration(self.timeout)
+                )));
+            }
+            std::thread::sleep(PIP_POLL);
+        };
+        let read = |name: &str| std::fs::read(output_files.path().join(name)).unwrap_or_default();
+        let (stdout, stderr) = (read("stdout"), read("stderr"));
+        let last_lines = |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+            lines[lines.len().saturating_sub(10)..].join("\n")
+        };
+        if !status.success() {
+            let stderr = last_lines(&stderr);
+            if stderr.contains("No module named pip") {
+                return Err(ApiError::Internal(format!(
+                    "`{python} -m pip` is not available on the server: {stderr}"
+                )));
+            }
+            return Err(ApiError::BadRequest(format!(
+                "installing {} failed (only pure-Python packages can run in the sandbox): {}",
+                self.requirements.join(" "),
+                stderr
             )));
         }
-        std::thread::sleep(PIP_POLL);
-    };
-    let read = |name: &str| std::fs::read(output_files.path().join(name)).unwrap_or_default();
-    let (stdout, stderr) = (read("stdout"), read("stderr"));
-    let last_lines = |bytes: &[u8]| {
-        let text = String::from_utf8_lossy(bytes);
-        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
-    };
-    if !status.success() {
-        let stderr = last_lines(&stderr);
-        if stderr.contains("No module named pip") {
-            return Err(ApiError::Internal(format!(
-                "`{python} -m pip` is not available on the server: {stderr}"
-            )));
-        }
-        return Err(ApiError::BadRequest(format!(
-            "installing {} failed (only pure-Python packages can run in the sandbox): {}",
-            requirements.join(" "),
-            stderr
-        )));
+        Ok(last_lines(&stdout))
     }
-    Ok(last_lines(&stdout))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sluice_catalog::Error as CatalogError;
 use sluice_catalog::{
-    Access, ErrorBehavior, LimitOverrides, PluginArea, PluginType, Quotas, Reach, Trigger,
-    TriggerId, TriggerSettings, TriggerSpec, WalStart,
+    Access, ErrorBehavior, HostGrant, LimitOverrides, PluginArea, PluginType, Quotas, Reach,
+    Trigger, TriggerId, TriggerSettings, TriggerSpec, WalStart,
 };
 use sluice_engine::plugin_dir::repository_copy;
 use sluice_plugin_api::PluginRef;
@@ -47,6 +47,10 @@ struct CreateTrigger {
     /// creator's token allows.
     #[serde(default)]
     granted_databases: Vec<String>,
+    /// Not upstream's: where the plugin may send HTTP requests, `[scheme://]host:port`
+    /// each, within the server's `--egress-allow`.
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     /// Not upstream's: a request trigger anyone may call, without a token.
     #[serde(default)]
     public: bool,
@@ -93,6 +97,15 @@ pub struct LimitsRequest {
     /// Files an instance may hold open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_open_files: Option<u64>,
+    /// Outbound HTTP requests per invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_requests: Option<u64>,
+    /// Bytes of one outbound request's response body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_response_bytes: Option<u64>,
+    /// How long one outbound request may take, for example `2s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_timeout: Option<String>,
 }
 
 impl LimitsRequest {
@@ -102,9 +115,7 @@ impl LimitsRequest {
             fuel: overrides.fuel,
             // Rounded up: a limit of part of a MiB is not asked for by MiB.
             memory_limit_mib: overrides.memory_bytes.map(|b| b.div_ceil(1 << 20)),
-            wall_time: overrides.wall_time_ms.map(|ms| {
-                humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
-            }),
+            wall_time: overrides.wall_time_ms.map(duration_text),
             max_log_lines: overrides.log_lines,
             max_log_bytes: overrides.log_bytes,
             max_bytes_written: overrides.bytes_written,
@@ -113,6 +124,9 @@ impl LimitsRequest {
             max_cache_value_bytes: overrides.cache_value_bytes,
             max_cache_bytes: overrides.cache_bytes,
             max_open_files: overrides.open_files,
+            max_http_requests: overrides.http_requests,
+            max_http_response_bytes: overrides.http_response_bytes,
+            http_timeout: overrides.http_timeout_ms.map(duration_text),
         }
     }
 
@@ -123,18 +137,8 @@ impl LimitsRequest {
     /// A wall time that is not a duration or is under 1 ms, or a memory limit that does
     /// not fit in bytes.
     pub fn overrides(self) -> Result<LimitOverrides, String> {
-        let wall_time_ms = match self.wall_time {
-            None => None,
-            Some(text) => {
-                let duration = text
-                    .parse::<humantime::Duration>()
-                    .map_err(|e| format!("wall_time `{text}`: {e}"))?;
-                if duration.as_millis() == 0 && !duration.is_zero() {
-                    return Err(format!("wall_time `{text}` is under 1ms"));
-                }
-                Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
-            }
-        };
+        let wall_time_ms = milliseconds("wall_time", self.wall_time)?;
+        let http_timeout_ms = milliseconds("http_timeout", self.http_timeout)?;
         let memory_bytes = match self.memory_limit_mib {
             None => None,
             Some(mib) => Some(
@@ -154,8 +158,32 @@ impl LimitsRequest {
             cache_value_bytes: self.max_cache_value_bytes,
             cache_bytes: self.max_cache_bytes,
             open_files: self.max_open_files,
+            http_requests: self.max_http_requests,
+            http_response_bytes: self.max_http_response_bytes,
+            http_timeout_ms,
         })
     }
+}
+
+/// `ms` milliseconds as a duration is written in a request: `1s 500ms`.
+fn duration_text(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// The duration `text` of the limit `name`, in milliseconds.
+fn milliseconds(name: &str, text: Option<String>) -> Result<Option<u64>, String> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let duration = text
+        .parse::<humantime::Duration>()
+        .map_err(|e| format!("{name} `{text}`: {e}"))?;
+    if duration.as_millis() == 0 && !duration.is_zero() {
+        return Err(format!("{name} `{text}` is under 1ms"));
+    }
+    Ok(Some(
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+    ))
 }
 
 /// The JSON body of `DELETE /api/v3/configure/processing_engine_trigger`.
@@ -267,6 +295,7 @@ pub async fn create(
             spec.plugin_type()
         )));
     }
+    let allowed_hosts = egress_grants(&state, &request.allowed_hosts)?;
     let plugin_area = check_plugin(&state, &access, &request.db, &request.plugin_filename).await?;
     let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
     let limits = request.limits.overrides().map_err(invalid)?;
@@ -310,6 +339,7 @@ pub async fn create(
         trigger_arguments: request.trigger_arguments,
         disabled: request.disabled,
         granted_databases: request.granted_databases,
+        allowed_hosts,
         reach: Reach::Creator(access.clone()),
         public: request.public,
         limits,
@@ -380,6 +410,51 @@ fn check_fields(request: &CreateTrigger) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+/// The most destinations a trigger may be granted.
+const MAX_HOST_GRANTS: usize = 100;
+
+/// The egress grants `texts` asks for: 400 for one malformed, or outside the server's
+/// allow-list (which binds the admin too: it is the operator's word on where the
+/// machine may connect).
+fn egress_grants(state: &AppState, texts: &[String]) -> Result<Vec<HostGrant>, ApiError> {
+    if texts.len() > MAX_HOST_GRANTS {
+        return Err(ApiError::BadRequest(format!(
+            "a trigger may be granted at most {MAX_HOST_GRANTS} hosts"
+        )));
+    }
+    let grants = texts
+        .iter()
+        .map(|text| text.parse::<HostGrant>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if grants.is_empty() {
+        return Ok(grants);
+    }
+    let Some(engine) = &state.engine else {
+        return Err(ApiError::BadRequest(
+            "the processing engine is off: no host can be granted".into(),
+        ));
+    };
+    let egress = engine.invoker.egress();
+    if let Some(outside) = egress.first_outside(&grants) {
+        let allowed = egress
+            .allowed()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
+        let allowed = if allowed.is_empty() {
+            "empty: outbound HTTP is off".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        return Err(ApiError::BadRequest(format!(
+            "allowed host `{outside}` is not within the server's egress allow-list \
+             (--egress-allow: {allowed})"
+        )));
+    }
+    Ok(grants)
 }
 
 /// `DELETE /api/v3/configure/processing_engine_trigger?db=&trigger_name=&force=` or with

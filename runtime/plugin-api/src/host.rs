@@ -1,6 +1,7 @@
 //! What a running plugin may ask of the server.
 
 use crate::QueryResult;
+use crate::{NO_EGRESS, OutboundFailure, OutboundFailureKind, OutboundRequest, OutboundResponse};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -84,6 +85,32 @@ pub trait HostServices: Send + Sync {
 
     /// Deletes a cached value; true if it was there.
     fn cache_delete(&self, key: &str, global: bool) -> bool;
+
+    /// Whether the plugin may send requests to `scheme://host:port`.
+    ///
+    /// # Errors
+    ///
+    /// Why not, naming the destination and the grant it lacks. The default: no
+    /// destination is granted.
+    fn http_allowed(&self, scheme: &str, host: &str, port: u16) -> Result<(), String> {
+        let _ = (scheme, host, port);
+        Err(NO_EGRESS.to_string())
+    }
+
+    /// Sends `request` if the plugin may, and reads its response whole. The default:
+    /// refused.
+    fn http_send(
+        &self,
+        request: OutboundRequest,
+    ) -> BoxFuture<'_, Result<OutboundResponse, OutboundFailure>> {
+        let _ = request;
+        Box::pin(async {
+            Err(OutboundFailure::new(
+                OutboundFailureKind::Refused,
+                NO_EGRESS,
+            ))
+        })
+    }
 
     /// Called once the invocation has ended, with whether it succeeded and what it used
     /// until then: the place to apply or discard queued writes.

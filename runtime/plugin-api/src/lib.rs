@@ -7,7 +7,7 @@
 //! - [`PluginCall`]: the input of one invocation, in the shapes of the WIT contract
 //!   (`guest-sdk/wit/plugin.wit`): table batches as typed columns, a call time, a request.
 //! - [`HostServices`]: what a running plugin may ask of the server (log, query, write,
-//!   cache), implemented by the engine for each trigger.
+//!   cache, outbound HTTP), implemented by the engine for each trigger.
 //! - [`Limits`]: the per-invocation budget an executor enforces (and a trigger's
 //!   [`LimitOverrides`] of it), and [`LimitKind`] to name the one that was hit.
 //! - [`PluginExecutor`]: runs a call and reports [`Invocation`] or [`InvocationError`].
@@ -26,6 +26,7 @@ mod call;
 mod executor;
 mod host;
 mod limits;
+mod outbound;
 mod source;
 
 pub use call::{
@@ -37,4 +38,7 @@ pub use executor::{
 };
 pub use host::{BoxFuture, CallUsage, HostServices, LogLevel};
 pub use limits::{LimitError, LimitKind, LimitOverrides, Limits, size_text};
+pub use outbound::{
+    NO_EGRESS, OutboundFailure, OutboundFailureKind, OutboundRequest, OutboundResponse,
+};
 pub use source::{DATABASE_PACKAGES_DIR, PACKAGES_DIR, PluginSource, inside_plugin_dir};

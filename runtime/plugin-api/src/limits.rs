@@ -54,6 +54,15 @@ pub struct Limits {
     /// Files and directories an instance may hold open at once. Default
     /// [`Self::DEFAULT_OPEN_FILES`].
     pub open_files: u64,
+    /// Outbound HTTP requests per invocation, to the destinations its trigger is
+    /// granted. Default [`Self::DEFAULT_HTTP_REQUESTS`].
+    pub http_requests: u64,
+    /// Bytes of one outbound request's response body, as received. Default
+    /// [`Self::DEFAULT_HTTP_RESPONSE_BYTES`].
+    pub http_response_bytes: u64,
+    /// How long one outbound request may take, connecting included, within what is left
+    /// of [`Self::wall_time`]. Default [`Self::DEFAULT_HTTP_TIMEOUT`].
+    pub http_timeout: Duration,
 }
 
 impl Limits {
@@ -83,6 +92,12 @@ impl Limits {
     pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
     /// 64 files.
     pub const DEFAULT_OPEN_FILES: u64 = 64;
+    /// 100 requests.
+    pub const DEFAULT_HTTP_REQUESTS: u64 = 100;
+    /// 10 MiB.
+    pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 10 << 20;
+    /// 10 s.
+    pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for Limits {
@@ -100,6 +115,9 @@ impl Default for Limits {
             cache_value_bytes: Self::DEFAULT_CACHE_VALUE_BYTES,
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
             open_files: Self::DEFAULT_OPEN_FILES,
+            http_requests: Self::DEFAULT_HTTP_REQUESTS,
+            http_response_bytes: Self::DEFAULT_HTTP_RESPONSE_BYTES,
+            http_timeout: Self::DEFAULT_HTTP_TIMEOUT,
         }
     }
 }
@@ -137,6 +155,11 @@ impl Limits {
             cache_value_bytes: o.cache_value_bytes.unwrap_or(self.cache_value_bytes),
             cache_bytes: o.cache_bytes.unwrap_or(self.cache_bytes),
             open_files: o.open_files.unwrap_or(self.open_files),
+            http_requests: o.http_requests.unwrap_or(self.http_requests),
+            http_response_bytes: o.http_response_bytes.unwrap_or(self.http_response_bytes),
+            http_timeout: o
+                .http_timeout_ms
+                .map_or(self.http_timeout, Duration::from_millis),
         }
     }
 
@@ -199,6 +222,17 @@ impl Limits {
             ),
             ("cache bytes", self.cache_bytes, ceiling.cache_bytes),
             ("open files", self.open_files, ceiling.open_files),
+            ("HTTP requests", self.http_requests, ceiling.http_requests),
+            (
+                "HTTP response bytes",
+                self.http_response_bytes,
+                ceiling.http_response_bytes,
+            ),
+            (
+                "HTTP time-out",
+                u64::try_from(self.http_timeout.as_millis()).unwrap_or(u64::MAX),
+                u64::try_from(ceiling.http_timeout.as_millis()).unwrap_or(u64::MAX),
+            ),
         ];
         pairs
             .into_iter()
@@ -290,6 +324,15 @@ pub struct LimitOverrides {
     /// [`Limits::open_files`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files: Option<u64>,
+    /// [`Limits::http_requests`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u64>,
+    /// [`Limits::http_response_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_response_bytes: Option<u64>,
+    /// [`Limits::http_timeout`], in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_timeout_ms: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -312,6 +355,9 @@ impl LimitOverrides {
             ("cache_value_bytes", self.cache_value_bytes),
             ("cache_bytes", self.cache_bytes),
             ("open_files", self.open_files),
+            ("http_requests", self.http_requests),
+            ("http_response_bytes", self.http_response_bytes),
+            ("http_timeout_ms", self.http_timeout_ms),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))

@@ -6,7 +6,10 @@ use crate::output::CapturedOutput;
 use crate::placeholders::{FillError, fill_in};
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
-use sluice_plugin_api::{HostServices, LimitKind, Limits, LogLevel, QueryResult};
+use sluice_plugin_api::{
+    HostServices, LimitKind, Limits, LogLevel, OutboundFailure, OutboundFailureKind,
+    OutboundRequest, OutboundResponse, QueryResult,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::ResourceTable;
@@ -30,6 +33,8 @@ pub(crate) struct CallState {
     pub(crate) log_lines: u64,
     pub(crate) log_bytes: u64,
     pub(crate) bytes_written: u64,
+    /// Outbound HTTP requests sent.
+    pub(crate) http_requests: u64,
     /// The limit that stopped the call, if one did.
     pub(crate) hit: Option<LimitKind>,
     /// Why the host refused a call that ends the plugin's call (a batched write to a
@@ -48,6 +53,7 @@ impl CallState {
             log_lines: 0,
             log_bytes: 0,
             bytes_written: 0,
+            http_requests: 0,
             hit: None,
             refused: None,
             deadline,
@@ -84,6 +90,52 @@ impl CallState {
             wasmtime::bail!("{}", self.limits.describe(LimitKind::BytesWritten));
         }
         Ok(())
+    }
+
+    /// The guest's request as the host sends it, within the call's limits: counted
+    /// against its requests, given the time left of its own time-out, the trigger's and
+    /// the call's wall time.
+    fn outbound(
+        &mut self,
+        request: host::OutgoingRequest,
+    ) -> Result<OutboundRequest, OutboundFailure> {
+        let destination = format!("{}://{}:{}", request.scheme, request.host, request.port);
+        if self.http_requests >= self.limits.http_requests {
+            return Err(OutboundFailure::new(
+                OutboundFailureKind::TooMany,
+                format!(
+                    "request to {destination} not sent: the limit of {} HTTP requests per \
+                     invocation is reached",
+                    self.limits.http_requests
+                ),
+            ));
+        }
+        self.http_requests += 1;
+        let asked = request
+            .timeout_seconds
+            .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let timeout = asked
+            .unwrap_or(Duration::MAX)
+            .min(self.limits.http_timeout)
+            .min(left);
+        if timeout.is_zero() {
+            return Err(OutboundFailure::new(
+                OutboundFailureKind::TimedOut,
+                format!("request to {destination} not sent: no time is left for it"),
+            ));
+        }
+        Ok(OutboundRequest {
+            scheme: request.scheme,
+            host: request.host,
+            port: request.port,
+            method: request.method,
+            target: request.target,
+            headers: request.headers,
+            body: request.body,
+            timeout,
+            max_response_bytes: self.limits.http_response_bytes,
+        })
     }
 }
 
@@ -212,6 +264,50 @@ impl host::Host for HostState {
 
     async fn cache_delete(&mut self, key: String, global: bool) -> wasmtime::Result<bool> {
         Ok(self.call.services()?.cache_delete(&key, global))
+    }
+
+    async fn http_allowed(
+        &mut self,
+        scheme: String,
+        host: String,
+        port: u16,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.call.services()?.http_allowed(&scheme, &host, port))
+    }
+
+    async fn http_send(
+        &mut self,
+        request: host::OutgoingRequest,
+    ) -> wasmtime::Result<Result<host::IncomingResponse, host::HttpFailure>> {
+        let services = Arc::clone(self.call.services()?);
+        let sent = match self.call.outbound(request) {
+            Ok(request) => services.http_send(request).await,
+            Err(failure) => Err(failure),
+        };
+        Ok(sent.map(response_to_wit).map_err(failure_to_wit))
+    }
+}
+
+fn response_to_wit(response: OutboundResponse) -> host::IncomingResponse {
+    host::IncomingResponse {
+        status: response.status,
+        reason: response.reason,
+        headers: response.headers,
+        body: response.body,
+    }
+}
+
+fn failure_to_wit(failure: OutboundFailure) -> host::HttpFailure {
+    let kind = match failure.kind {
+        OutboundFailureKind::Refused => host::HttpFailureKind::Refused,
+        OutboundFailureKind::TimedOut => host::HttpFailureKind::TimedOut,
+        OutboundFailureKind::TooLarge => host::HttpFailureKind::TooLarge,
+        OutboundFailureKind::TooMany => host::HttpFailureKind::TooMany,
+        OutboundFailureKind::Failed => host::HttpFailureKind::Failed,
+    };
+    host::HttpFailure {
+        kind,
+        message: failure.message,
     }
 }
 

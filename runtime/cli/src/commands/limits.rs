@@ -47,6 +47,19 @@ pub struct LimitArgs {
         "Maximum files and directories an instance holds open at once",
         Limits::DEFAULT_OPEN_FILES.to_string()))]
     pub max_open_files: Option<u64>,
+    #[arg(long, value_name = "REQUESTS", help = with_default(
+        "Maximum outbound HTTP requests per run, to granted destinations (--allow-host)",
+        Limits::DEFAULT_HTTP_REQUESTS.to_string()))]
+    pub max_http_requests: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum size of one outbound HTTP response's body",
+        Limits::DEFAULT_HTTP_RESPONSE_BYTES.to_string()))]
+    pub max_http_response_bytes: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = humantime_duration, help = with_default(
+        "Longest one outbound HTTP request may take, connecting included (never past the \
+         wall-time limit)",
+        humantime::format_duration(Limits::DEFAULT_HTTP_TIMEOUT).to_string()))]
+    pub http_timeout: Option<Duration>,
 }
 
 /// `text` followed by its default, as clap shows defaults.
@@ -59,7 +72,7 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
         .parse::<humantime::Duration>()
         .map_err(|e| format!("invalid duration `{text}`: {e}"))?;
     if duration.is_zero() {
-        return Err("the wall-time limit must be more than zero".into());
+        return Err("a time limit must be more than zero".into());
     }
     Ok(duration.into())
 }
@@ -81,6 +94,11 @@ impl LimitArgs {
             cache_value_bytes: self.max_cache_value_bytes,
             cache_bytes: self.max_cache_bytes,
             open_files: self.max_open_files,
+            http_requests: self.max_http_requests,
+            http_response_bytes: self.max_http_response_bytes,
+            http_timeout_ms: self
+                .http_timeout
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 

@@ -6,6 +6,7 @@ use sluice_catalog::{PluginType, Quotas};
 use sluice_engine::ProcessingEngine;
 use sluice_engine::cache::CacheStore;
 use sluice_engine::cursors::Cursors;
+use sluice_engine::egress::Egress;
 use sluice_engine::fair::FairTurns;
 use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::WalFeed;
@@ -288,6 +289,29 @@ pub struct ServeArgs {
     /// touches
     #[arg(long, env = "SLUICE_IMAGE_FAULT_AROUND", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Plugin instances")]
     image_fault_around: bool,
+    /// Where plugins may send HTTP requests: `[scheme://]host:port`, or
+    /// `*.domain:port` for every name below a domain (repeatable, or comma-separated).
+    /// A trigger reaches only the destinations it is granted (`create trigger
+    /// --allow-host`), and only within this list, the admin's triggers too. The host
+    /// makes the connections and does TLS. A name listed here may resolve to any
+    /// address; one allowed through a wildcard only to public ones. Default: empty,
+    /// no outbound HTTP
+    #[arg(
+        long,
+        env = "SLUICE_EGRESS_ALLOW",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        help_heading = "Plugin egress"
+    )]
+    egress_allow: Vec<sluice_catalog::HostGrant>,
+    /// Root certificates (PEM) that plugins' HTTPS requests trust besides the machine's
+    #[arg(
+        long,
+        env = "SLUICE_EGRESS_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Plugin egress"
+    )]
+    egress_ca_file: Option<PathBuf>,
     /// Serve every request without a token. Without this flag, requests need the admin
     /// token or a database token (`sluice create token --help`); health checks never do
     #[arg(long, env = "INFLUXDB3_START_WITHOUT_AUTH")]
@@ -379,6 +403,17 @@ impl ServeArgs {
     }
 
     /// How many spare instances to keep: as asked, or the default for the instances.
+    /// Outbound HTTP within `--egress-allow`, trusting `--egress-ca-file`.
+    fn egress(&self) -> anyhow::Result<Egress> {
+        let extra_roots = match &self.egress_ca_file {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read --egress-ca-file {}", path.display()))?,
+            None => Vec::new(),
+        };
+        Egress::new(self.egress_allow.clone(), &extra_roots)
+            .map_err(|e| anyhow::anyhow!("--egress-ca-file: {e}"))
+    }
+
     fn spare_instances(&self) -> anyhow::Result<usize> {
         let spares = match self.spare_instances {
             Some(spares) if spares >= self.max_instances => bail!(
@@ -475,7 +510,8 @@ impl ServeArgs {
                 tokio::runtime::Handle::current().metrics().num_workers(),
                 epoch_tick,
             ))
-            .with_background(background),
+            .with_background(background)
+            .with_egress(self.egress()?),
         );
         invoker.keep_spares(self.spare_instances()?);
         let weak_storage = Arc::downgrade(storage);

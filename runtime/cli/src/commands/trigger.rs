@@ -97,6 +97,11 @@ pub struct CreateTriggerArgs {
     /// them named here
     #[arg(long, value_name = "DATABASE", value_delimiter = ',')]
     grant_database: Vec<String>,
+    /// Let the plugin send HTTP requests to this destination, `[scheme://]host:port`
+    /// (repeatable, or comma-separated): `hooks.slack.com:443`, `localhost:8181`. It
+    /// must be within the server's `--egress-allow`. Without it the plugin sends none
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',')]
+    allow_host: Vec<String>,
     /// A request trigger anyone may call, without a token (by default only tokens that
     /// may read or invoke the trigger's database)
     #[arg(long)]
@@ -154,6 +159,7 @@ impl CreateTriggerArgs {
             "trigger_arguments": arguments,
             "disabled": self.disabled,
             "granted_databases": self.grant_database,
+            "allowed_hosts": self.allow_host,
             "public": self.public,
             "limits": LimitsRequest::new(&self.limits.overrides()),
         });

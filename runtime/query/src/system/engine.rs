@@ -80,6 +80,8 @@ impl SystemTable for Invocations {
             Field::new("bytes_written", DataType::UInt64, false),
             Field::new("cpu_time_ms", DataType::Float64, false),
             Field::new("query_rows", DataType::UInt64, false),
+            Field::new("http_requests", DataType::UInt64, false),
+            Field::new("http_response_bytes", DataType::UInt64, false),
             Field::new("outcome", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, true),
         ]))
@@ -108,6 +110,18 @@ impl SystemTable for Invocations {
             ),
             millis(calls.iter().map(|r| r.cpu_ns)),
             Arc::new(calls.iter().map(|r| r.query_rows).collect::<UInt64Array>()),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.http_requests)
+                    .collect::<UInt64Array>(),
+            ),
+            Arc::new(
+                calls
+                    .iter()
+                    .map(|r| r.http_response_bytes)
+                    .collect::<UInt64Array>(),
+            ),
             utf8(calls.iter().map(|r| r.outcome.as_str())),
             Arc::new(
                 calls
@@ -142,6 +156,8 @@ impl SystemTable for Usage {
             Field::new("bytes_written", DataType::UInt64, false),
             Field::new("cpu_time_ms", DataType::Float64, false),
             Field::new("query_rows", DataType::UInt64, false),
+            Field::new("http_requests", DataType::UInt64, false),
+            Field::new("http_response_bytes", DataType::UInt64, false),
             Field::new("wal_read_cpu_time_ms", DataType::Float64, false),
         ]))
     }
@@ -170,6 +186,8 @@ impl SystemTable for Usage {
             count(|u| u.bytes_written),
             millis(rows.iter().map(|r| r.usage.cpu_ns)),
             count(|u| u.query_rows),
+            count(|u| u.http_requests),
+            count(|u| u.http_response_bytes),
             millis(rows.iter().map(|r| r.usage.wal_read_ns)),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)

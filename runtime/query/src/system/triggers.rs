@@ -30,6 +30,8 @@ impl SystemTable for Triggers {
             Field::new("error_behavior", DataType::Utf8, false),
             // Comma-separated; empty when none were named (`--grant-database`).
             Field::new("granted_databases", DataType::Utf8, false),
+            // Comma-separated; empty when the plugin may send no HTTP request.
+            Field::new("allowed_hosts", DataType::Utf8, false),
             // What its creator could: `all databases`, `db:a:read,write …`, or (triggers
             // from before creators were recorded) `granted databases`.
             Field::new("reach", DataType::Utf8, false),
@@ -70,6 +72,16 @@ impl SystemTable for Triggers {
                 triggers
                     .iter()
                     .map(|t| t.granted_databases.join(","))
+                    .collect(),
+            ),
+            utf8(
+                triggers
+                    .iter()
+                    .map(|t| {
+                        let hosts: Vec<String> =
+                            t.allowed_hosts.iter().map(ToString::to_string).collect();
+                        hosts.join(",")
+                    })
                     .collect(),
             ),
             utf8(triggers.iter().map(|t| t.reach.describe()).collect()),

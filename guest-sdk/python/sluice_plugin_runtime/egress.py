@@ -1,0 +1,389 @@
+"""Outbound HTTP and HTTPS for plugins, sent by the host.
+
+WASI's CPython can open no connection of its own: its sockets resolve no name and
+connect nowhere, and it has no `ssl`, so `http.client` lacks `HTTPSConnection`,
+`urllib.request` lacks HTTPS and urllib3 refuses HTTPS URLs. The host offers instead to
+send a whole request to `scheme://host:port`, if the trigger is granted it, and to return
+the whole response (`http-send` in `plugin.wit`); it makes the connection, does the TLS
+and verifies the server's certificate.
+
+So that plugins use `http.client`, `urllib.request`, urllib3 and requests unchanged,
+their own HTTP/1.1 code runs as it is, over a `HostSocket` standing for one connection:
+what the library writes is a request, kept until the library reads the response;
+reading sends it through the host and gives the response back as the HTTP/1.1 bytes a
+server would have sent, for the library to parse. Only opening a connection changes:
+`http.client.HTTPConnection.connect`, an `http.client.HTTPSConnection`, and urllib3's
+connection classes, patched as urllib3 is imported (it is not in the runtime: a plugin
+installs it).
+
+Failures are exceptions the libraries already handle, carrying the host's message: a
+destination not granted raises `PermissionError` as the connection opens (urllib3 makes
+it a `NewConnectionError`, requests a `ConnectionError`), a time-out `TimeoutError` as
+the response is read (urllib3: `ReadTimeoutError`, requests: `ReadTimeout`), anything
+else `ConnectionError`.
+
+A CONNECT tunnel, which HTTPS through a proxy needs, cannot run through the host, as the
+host makes the TLS connection: a connection asked to tunnel goes to the tunnel's end
+instead, and the trigger's grants apply there. A proxy for plain HTTP is a destination
+like any other.
+"""
+
+import http.client
+import io
+import socket
+import sys
+
+from componentize_py_types import Err
+from wit_world.imports import host as wit_host
+
+
+class HostSocket:
+    """What a library sees of one connection to `scheme://host:port`.
+
+    The host sends each request on a connection of its own, so this one holds none: it
+    checks that the destination is granted when made, so that one that is not fails at
+    once, and keeps the bytes sent until the response is read.
+    """
+
+    def __init__(self, scheme, host, port, timeout):
+        try:
+            wit_host.http_allowed(scheme, host, port)
+        except Err as e:
+            raise PermissionError(e.value) from None
+        self._destination = (scheme, host, port)
+        self._sent = bytearray()
+        self.settimeout(timeout)
+
+    def settimeout(self, timeout):
+        """The most the next response may take, whole (`None`: the host's bound only)."""
+        self._timeout = None if timeout is None else float(timeout)
+
+    def sendall(self, data):
+        self._sent += data
+
+    def makefile(self, mode="rb"):
+        """The response to what was sent since the last one (http.client reads "rb")."""
+        request, self._sent = self._sent, bytearray()
+        stream = _ResponseStream(self._destination, request, self._timeout)
+        return io.BufferedReader(stream)
+
+    def close(self):
+        """Drops what was sent and not answered: there is no connection to close."""
+        self._sent = bytearray()
+
+
+class _ResponseStream(io.RawIOBase):
+    """The bytes of the response to one request, which is sent when they are first read.
+
+    Sending then, and not when the file is made, raises a failure where a real socket's
+    would: while the library reads the status line (http.client closes the connection on
+    a `ConnectionError` there).
+    """
+
+    def __init__(self, destination, request, timeout):
+        self._exchange = (destination, request, timeout)
+        self._parts = None
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        if self._parts is None:
+            self._parts = [memoryview(part) for part in _send(*self._exchange)]
+            self._exchange = None
+        while self._parts:
+            part = self._parts[0]
+            if part:
+                count = min(len(buffer), len(part))
+                buffer[:count] = part[:count]
+                self._parts[0] = part[count:]
+                return count
+            del self._parts[0]
+        return 0
+
+
+def _send(destination, request, timeout):
+    """Sends the HTTP/1.1 `request` through the host: the response's head and body."""
+    method, target, headers, body = _parse_request(request)
+    scheme, host, port = destination
+    outgoing = wit_host.OutgoingRequest(
+        scheme=scheme, host=host, port=port, method=method, target=target,
+        headers=headers, body=body, timeout_seconds=timeout,
+    )
+    try:
+        response = wit_host.http_send(outgoing)
+    except Err as e:
+        raise _exception(e.value) from None
+    return _response_head(response), response.body
+
+
+def _parse_request(request):
+    """(method, target, headers, body) of the one request http.client wrote in `request`.
+
+    http.client sends no request before it has read the previous response, so `request`
+    holds exactly one, its body framed by `Content-Length` or chunked.
+    """
+    end = request.find(b"\r\n\r\n")
+    if end < 0:
+        raise ValueError("an HTTP request was not sent whole: its headers have no end")
+    lines = request[:end].decode("latin-1").split("\r\n")
+    method, target, _version = lines[0].split(" ", 2)
+    headers = _header_fields(lines[1:])
+    values = {name.lower(): value.lower() for name, value in headers}
+    start = end + 4
+    if "chunked" in values.get("transfer-encoding", ""):
+        return method, target, headers, _dechunk(request, start)
+    length = int(values.get("content-length", "0"))
+    if len(request) - start != length:
+        raise ValueError(
+            f"an HTTP request has {len(request) - start} bytes of body, not the {length} "
+            "its Content-Length gives (a body needs a Content-Length or chunked encoding)"
+        )
+    return method, target, headers, bytes(memoryview(request)[start:])
+
+
+def _header_fields(lines):
+    """The (name, value) pairs of header `lines`, a folded value unfolded.
+
+    http.client folds the values given together to one `putheader` onto several lines.
+    """
+    fields = []
+    for line in lines:
+        if line[:1] in (" ", "\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value} {line.strip()}")
+        else:
+            name, _, value = line.partition(":")
+            fields.append((name.strip(), value.strip()))
+    return fields
+
+
+def _dechunk(request, start):
+    """The body sent with `Transfer-Encoding: chunked` from `start` in `request`."""
+    view = memoryview(request)
+    chunks = []
+    while True:
+        line_end = request.find(b"\r\n", start)
+        if line_end < 0:
+            raise ValueError("an HTTP request was not sent whole: a chunk is missing")
+        size = int(request[start:line_end].split(b";", 1)[0], 16)
+        start = line_end + 2
+        if size == 0:
+            return b"".join(chunks)
+        if start + size + 2 > len(request):
+            raise ValueError("an HTTP request was not sent whole: a chunk is cut short")
+        chunks.append(view[start:start + size])
+        start += size + 2
+
+
+def _response_head(response):
+    """The status line and headers of `response` as a server would have sent them.
+
+    The host decoded the server's header bytes as UTF-8: encoding them back gives
+    http.client the bytes a real socket would have (which it decodes as Latin-1).
+    """
+    lines = [f"HTTP/1.1 {response.status} {response.reason}"]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _exception(failure):
+    """The exception for the host's `failure`, of a kind the libraries already handle."""
+    if failure.kind == wit_host.HttpFailureKind.REFUSED:
+        return PermissionError(failure.message)
+    if failure.kind == wit_host.HttpFailureKind.TIMED_OUT:
+        return TimeoutError(failure.message)
+    return ConnectionError(failure.message)
+
+
+def _destination(connection):
+    """The host and port an http.client or urllib3 `connection` goes to.
+
+    The end of its tunnel, if it has one: the host cannot run a CONNECT tunnel, as it
+    makes the TLS connection itself.
+    """
+    if connection._tunnel_host:
+        return connection._tunnel_host, connection._tunnel_port
+    return connection.host, connection.port
+
+
+def _connect(self):
+    """`http.client.HTTPConnection.connect`, through the host."""
+    timeout = self.timeout
+    if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:
+        timeout = socket.getdefaulttimeout()
+    self.sock = HostSocket(self._egress_scheme, *_destination(self), timeout)
+
+
+class HTTPSConnection(http.client.HTTPConnection):
+    """`http.client.HTTPSConnection`, whose TLS the host makes.
+
+    The host verifies the server's certificate, and its name, against the roots it
+    trusts: `context` and `check_hostname` (which urllib.request passes up to Python
+    3.11) are accepted for the callers that give them, and change nothing.
+    """
+
+    default_port = http.client.HTTPS_PORT
+    _egress_scheme = "https"
+
+    def __init__(self, host, port=None, *, timeout=socket._GLOBAL_DEFAULT_TIMEOUT,
+                 source_address=None, context=None, check_hostname=None, blocksize=8192):
+        super().__init__(host, port, timeout, source_address, blocksize)
+
+
+HTTPSConnection.__module__ = "http.client"
+
+
+def _no_tls_context(http_version):
+    """No TLS context: the host's TLS needs none from the plugin.
+
+    Stands for `http.client._create_https_context`, which urllib.request's
+    `HTTPSHandler` calls when it is given no context.
+    """
+    return None
+
+
+# The TLS settings urllib3's HTTPSConnection takes: the host's TLS uses none of them.
+_URLLIB3_TLS_SETTINGS = (
+    "cert_reqs", "assert_hostname", "assert_fingerprint", "server_hostname",
+    "ssl_context", "ca_certs", "ca_cert_dir", "ca_cert_data", "ssl_minimum_version",
+    "ssl_maximum_version", "ssl_version", "cert_file", "key_file", "key_password",
+)
+
+
+def _patch_urllib3_connection(connection):
+    """Makes the module `urllib3.connection` open its connections through the host.
+
+    Without `ssl`, urllib3 names `DummyConnection` its HTTPSConnection, and its HTTPS
+    pool then refuses to connect: an HTTPSConnection of its HTTPConnection takes that
+    name, so that the modules importing it next (`connectionpool`) get it instead.
+    urllib3 1 cannot be made to (its pools poll their sockets' file descriptors): its
+    import fails, saying so.
+    """
+    if int(connection.__version__.split(".")[0]) < 2:
+        raise ImportError(
+            f"urllib3 {connection.__version__} cannot send requests from a plugin: "
+            "install urllib3 2 (urllib3>=2)"
+        )
+    base = connection.HTTPConnection
+
+    def _new_conn(self):
+        """A connection through the host: one not granted fails as a refused one would."""
+        timeout = connection.Timeout.resolve_default_timeout(self.timeout)
+        try:
+            return HostSocket(self._egress_scheme, *_destination(self), timeout)
+        except OSError as e:
+            raise connection.NewConnectionError(
+                self, f"Failed to establish a new connection: {e}"
+            ) from e
+
+    class HTTPSConnection(base):
+        """urllib3's HTTPSConnection, whose TLS the host makes.
+
+        The host verifies the server's certificate against the roots it trusts, so the
+        connection counts as verified; urllib3's TLS settings (CA files, client
+        certificates, fingerprints, versions) are accepted and change nothing.
+        """
+
+        default_port = connection.port_by_scheme["https"]
+        _egress_scheme = "https"
+
+        def __init__(self, host, port=None, **settings):
+            for name in _URLLIB3_TLS_SETTINGS:
+                settings.pop(name, None)
+            super().__init__(host, port, **settings)
+
+        def connect(self):
+            self.sock = self._new_conn()
+            self._has_connected_to_proxy = bool(self.proxy)
+            self.is_verified = True
+
+    base._new_conn = _new_conn
+    # urllib3 asks the socket whether the server closed it; the host keeps no
+    # connection for it to close.
+    base.is_connected = property(lambda self: self.sock is not None)
+    HTTPSConnection.__module__ = connection.__name__
+    HTTPSConnection.__qualname__ = HTTPSConnection.__name__
+    connection.HTTPSConnection = connection.VerifiedHTTPSConnection = HTTPSConnection
+
+
+def _patch_urllib3_connectionpool(connectionpool):
+    """Has urllib3's read time-outs give the host's message.
+
+    urllib3 words a time-out from what the plugin asked, `read timeout=None` if nothing;
+    the host's message names the time-out that passed, which may be the trigger's own.
+    """
+    pool = connectionpool.HTTPConnectionPool
+    raise_timeout = pool._raise_timeout
+
+    def _raise_timeout(self, err, url, timeout_value):
+        if isinstance(err, TimeoutError):
+            message = f"Read timed out. ({err})"
+            raise connectionpool.ReadTimeoutError(self, url, message) from err
+        raise_timeout(self, err, url, timeout_value)
+
+    pool._raise_timeout = _raise_timeout
+
+
+# What to patch in the modules of urllib3, as each is imported.
+_URLLIB3_PATCHES = {
+    "urllib3.connection": _patch_urllib3_connection,
+    "urllib3.connectionpool": _patch_urllib3_connectionpool,
+}
+
+
+class _PatchingLoader:
+    """Loads a module with `loader`, then patches it with `patch`."""
+
+    def __init__(self, loader, patch):
+        self._loader = loader
+        self._patch = patch
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        # The module keeps its own loader, for whatever asks it for its source.
+        module.__loader__ = module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        self._patch(module)
+
+
+class _Urllib3Finder:
+    """A meta path finder that has urllib3's modules patched as they are imported.
+
+    urllib3 is imported at run time from the plugin's packages, so the runtime can only
+    change it then: this finder finds a module to patch through the others, and wraps
+    its loader.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        patch = _URLLIB3_PATCHES.get(name)
+        if patch is None:
+            return None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if finder is self or find_spec is None:
+                continue
+            spec = find_spec(name, path, target)
+            if spec is not None:
+                spec.loader = _PatchingLoader(spec.loader, patch)
+                return spec
+        return None
+
+
+def install():
+    """Sends http.client's requests through the host, and urllib3's once imported.
+
+    Must run before `urllib.request` is imported: that module has HTTPS only if
+    http.client has an HTTPSConnection when it is.
+    """
+    if "urllib.request" in sys.modules:
+        raise RuntimeError("egress.install() must run before urllib.request is imported")
+    http.client.HTTPConnection._egress_scheme = "http"
+    http.client.HTTPConnection.connect = _connect
+    http.client.HTTPSConnection = HTTPSConnection
+    if "HTTPSConnection" not in http.client.__all__:
+        http.client.__all__.append("HTTPSConnection")
+    http.client._create_https_context = _no_tls_context
+    sys.meta_path.insert(0, _Urllib3Finder())

@@ -1,0 +1,449 @@
+//! Plugins' outbound HTTP (issue 20): sent by the host, only to the destinations a
+//! trigger is granted within the server's `--egress-allow`, HTTPS with the certificate
+//! verified, each request bounded in time and size; plugin code uses `urllib.request`
+//! unchanged.
+
+use crate::server::{TestServer, plugin_dir_with, trigger_body};
+use crate::support::root;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A server with database `db` and the plugins of `tests/plugins/egress`, started with
+/// `flags`.
+fn server(dir: &Path, flags: &[&str]) -> TestServer {
+    let read = |name: &str| {
+        std::fs::read_to_string(root().join("tests/plugins/egress").join(name))
+            .expect("test plugin")
+    };
+    let plugins = plugin_dir_with(
+        dir,
+        &[
+            ("fetch.py", &read("fetch.py")),
+            ("alert.py", &read("alert.py")),
+            ("notify.py", &read("notify.py")),
+        ],
+    );
+    let plugins = plugins.to_str().expect("utf-8 path").to_string();
+    let server = TestServer::start_with(
+        dir,
+        &[&["--plugin-dir", plugins.as_str()][..], flags].concat(),
+    );
+    server.create_database("db");
+    server
+}
+
+/// A port free a moment ago, for a server that must know its own port before it starts.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("bound").port()
+}
+
+/// Creates request trigger `name` of `fetch.py` granted `hosts`, with `limits`.
+fn add_fetch(server: &TestServer, name: &str, hosts: &[&str], limits: Value) {
+    let mut body = trigger_body(
+        name,
+        &format!("request:{name}"),
+        "fetch.py",
+        Value::Null,
+        "log",
+    );
+    body["allowed_hosts"] = json!(hosts);
+    if !limits.is_null() {
+        body["limits"] = limits;
+    }
+    let response = server.create_trigger(&body);
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
+/// What `fetch.py` of trigger `name` got for `url`: `{status, body}` or `{error}`.
+fn fetch(server: &TestServer, name: &str, url: &str) -> Value {
+    fetch_times(server, name, url, 1)
+}
+
+/// What `fetch.py` of trigger `name` got the last of `times` times it fetched `url`, in
+/// one call.
+fn fetch_times(server: &TestServer, name: &str, url: &str, times: u32) -> Value {
+    let target = format!("/api/v3/engine/{name}?url={}&times={times}", encode(url));
+    let response = server.get(&target, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.json()
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A destination for plugins' requests on a loopback port, plain or TLS with the test
+/// certificate of `tests/fixtures/tls`: `/ok` answers `ok`, `/big` 64 KiB, `/slow` the
+/// same after 5 s, `/redirect?to=URL` a 302 to URL. It remembers the paths asked for.
+/// Its threads end with the test process.
+struct Destination {
+    port: u16,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl Destination {
+    fn plain() -> Self {
+        Self::start(None)
+    }
+
+    fn tls() -> Self {
+        let fixtures = root().join("tests/fixtures/tls");
+        let read = |name: &str| std::fs::read(fixtures.join(name)).expect("test certificate");
+        let certificate = rustls::pki_types::CertificateDer::from(read("server.der"));
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(read("server-key.der").into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate], key)
+            .expect("the test certificate");
+        Self::start(Some(Arc::new(config)))
+    }
+
+    fn start(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let port = listener.local_addr().expect("bound").port();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let remembered = Arc::clone(&asked);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (tls, asked) = (tls.clone(), Arc::clone(&remembered));
+                std::thread::spawn(move || {
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                    match tls {
+                        None => answer(stream, &asked),
+                        Some(config) => {
+                            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                                return;
+                            };
+                            answer(rustls::StreamOwned::new(connection, stream), &asked);
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, asked }
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().expect("not poisoned").clone()
+    }
+}
+
+/// Reads one request from `stream` and answers it, closing the connection.
+fn answer<S: Read + Write>(stream: S, asked: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    let mut length = 0;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    asked.lock().expect("not poisoned").push(target.clone());
+    let (status, extra, body) = match target.split_once('?') {
+        Some(("/redirect", query)) => (
+            "302 Found",
+            format!(
+                "Location: {}\r\n",
+                query.strip_prefix("to=").unwrap_or_default()
+            ),
+            Vec::new(),
+        ),
+        _ => match target.as_str() {
+            "/ok" => ("200 OK", String::new(), b"ok".to_vec()),
+            "/big" => ("200 OK", String::new(), vec![b'x'; 64 << 10]),
+            "/slow" => {
+                std::thread::sleep(Duration::from_secs(5));
+                ("200 OK", String::new(), b"late".to_vec())
+            }
+            _ => ("404 Not Found", String::new(), Vec::new()),
+        },
+    };
+    let stream = reader.get_mut();
+    let head = format!(
+        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.flush();
+}
+
+/// The issue's case: a WAL plugin posts an alert to a request trigger on the same server
+/// through its own API, granted; the same plugin without the grant gets an error naming
+/// the destination and the grant, and sends nothing.
+#[test]
+fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_cannot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let own = format!("localhost:{port}");
+    let server = server(
+        dir.path(),
+        &[
+            "--http-bind",
+            &format!("127.0.0.1:{port}"),
+            "--egress-allow",
+            &own,
+        ],
+    );
+    let mut notify = trigger_body("notify", "request:notify", "notify.py", Value::Null, "log");
+    notify["public"] = json!(true);
+    assert_eq!(server.create_trigger(&notify).status, 200);
+    let url = format!("http://{own}/api/v3/engine/notify");
+    for (name, table, hosts) in [
+        ("alerter", "cpu", vec![own.clone()]),
+        ("ungranted", "gpu", vec![]),
+    ] {
+        let mut body = trigger_body(
+            name,
+            &format!("table:{table}"),
+            "alert.py",
+            json!({"url": url}),
+            "log",
+        );
+        body["allowed_hosts"] = json!(hosts);
+        let response = server.create_trigger(&body);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let written = server.post(
+        "/api/v3/write_lp?db=db",
+        &[],
+        b"cpu,host=a usage=95\ngpu,host=b usage=99\n",
+    );
+    assert_eq!(written.status, 204, "{}", written.text());
+
+    server.eventually("db", "SELECT host, usage FROM alerts", |rows| {
+        *rows == json!([{"host": "a", "usage": 95.0}])
+    });
+    let refusal = server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs WHERE trigger_name = 'ungranted' AND log_level = 'ERROR'",
+        |rows| rows.as_array().is_some_and(|rows| !rows.is_empty()),
+    );
+    let refusal = refusal.to_string();
+    assert!(
+        refusal.contains(&format!(
+            "http://{own} is not granted to trigger 'ungranted'"
+        )) && refusal.contains("--allow-host"),
+        "{refusal}"
+    );
+    // Nothing reached the notification endpoint from the ungranted trigger.
+    let alerts = server.query("db", "SELECT host FROM alerts");
+    assert_eq!(alerts, json!([{"host": "a"}]));
+    let calls = server.query(
+        "db",
+        "SELECT trigger_name, http_requests FROM system.processing_engine_invocations \
+         WHERE trigger_name IN ('alerter', 'ungranted') ORDER BY trigger_name",
+    );
+    assert_eq!(
+        calls,
+        json!([{"trigger_name": "alerter", "http_requests": 1}, {"trigger_name": "ungranted", "http_requests": 0}])
+    );
+    let metrics = server.get("/metrics", &[]).text();
+    assert!(
+        metrics.contains(r#"sluice_plugin_http_requests_total{database="db",trigger="alerter"} 1"#),
+        "{metrics}"
+    );
+    let triggers = server.query(
+        "db",
+        "SELECT trigger_name, allowed_hosts FROM system.processing_engine_triggers \
+         WHERE trigger_name = 'alerter'",
+    );
+    assert_eq!(
+        triggers,
+        json!([{"trigger_name": "alerter", "allowed_hosts": own}])
+    );
+}
+
+/// A grant names a host, not whatever it resolves to: the address of a granted name, a
+/// port or a scheme it does not name, and a redirect to another destination are refused
+/// before anything is sent there.
+#[test]
+fn only_the_granted_destination_is_reached() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (granted, other) = (Destination::plain(), Destination::plain());
+    let allow = format!("http://localhost:{},localhost:{}", granted.port, other.port);
+    let server = server(dir.path(), &["--egress-allow", &allow]);
+    add_fetch(
+        &server,
+        "fetch",
+        &[&format!("http://localhost:{}", granted.port)],
+        Value::Null,
+    );
+
+    let ok = fetch(
+        &server,
+        "fetch",
+        &format!("http://localhost:{}/ok", granted.port),
+    );
+    assert_eq!(ok, json!({"status": 200, "body": "ok"}));
+    for url in [
+        format!("http://127.0.0.1:{}/ok", granted.port),
+        format!("http://localhost:{}/ok", other.port),
+        format!("https://localhost:{}/ok", granted.port),
+        format!(
+            "http://localhost:{}/redirect?to=http://localhost:{}/ok",
+            granted.port, other.port
+        ),
+    ] {
+        let refused = fetch(&server, "fetch", &url)["error"].to_string();
+        assert!(
+            refused.contains("is not granted to trigger 'fetch'"),
+            "{url}: {refused}"
+        );
+    }
+    assert!(other.asked().is_empty(), "{:?}", other.asked());
+    let redirect = format!("/redirect?to=http://localhost:{}/ok", other.port);
+    assert_eq!(granted.asked(), ["/ok".to_string(), redirect]);
+}
+
+/// Grants are checked at create: malformed ones and ones outside the server's list are
+/// refused with 400, whoever asks.
+#[test]
+fn a_grant_outside_the_servers_list_or_malformed_is_refused_at_create() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(
+        dir.path(),
+        &["--egress-allow", "*.example.com:443,localhost:8181"],
+    );
+    for (hosts, wanted) in [
+        (json!(["hooks.slack.com"]), "a port is required"),
+        (json!(["*:443"]), "wildcard"),
+        (
+            json!(["hooks.slack.com:443"]),
+            "not within the server's egress allow-list",
+        ),
+        (
+            json!(["*.com:443"]),
+            "not within the server's egress allow-list",
+        ),
+        (
+            json!(["localhost:8182"]),
+            "not within the server's egress allow-list",
+        ),
+    ] {
+        let mut body = trigger_body("t", "request:t", "fetch.py", Value::Null, "log");
+        body["allowed_hosts"] = hosts.clone();
+        let response = server.create_trigger(&body);
+        assert_eq!(response.status, 400, "{hosts}: {}", response.text());
+        assert!(
+            response.text().contains(wanted),
+            "{hosts}: {}",
+            response.text()
+        );
+    }
+    let mut body = trigger_body("t", "request:t", "fetch.py", Value::Null, "log");
+    body["allowed_hosts"] = json!(["https://api.example.com:443", "localhost:8181"]);
+    let response = server.create_trigger(&body);
+    assert_eq!(response.status, 200, "{}", response.text());
+
+    // A server without a list grants nothing.
+    let bare_dir = tempfile::tempdir().expect("temp dir");
+    let bare = self::server(bare_dir.path(), &[]);
+    let response = bare.create_trigger(&body);
+    assert_eq!(response.status, 400, "{}", response.text());
+    assert!(
+        response.text().contains("empty: outbound HTTP is off"),
+        "{}",
+        response.text()
+    );
+}
+
+/// HTTPS: the host does TLS and verifies the certificate against the machine's roots
+/// and `--egress-ca-file`; a certificate that does not verify fails the request.
+#[test]
+fn https_is_verified_by_the_host() {
+    let destination = Destination::tls();
+    let allow = format!("localhost:{}", destination.port);
+    let url = format!("https://localhost:{}/ok", destination.port);
+    let ca = root().join("tests/fixtures/tls/ca.pem");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let trusting = server(
+        dir.path(),
+        &[
+            "--egress-allow",
+            &allow,
+            "--egress-ca-file",
+            ca.to_str().expect("utf-8"),
+        ],
+    );
+    add_fetch(&trusting, "fetch", &[&allow], Value::Null);
+    assert_eq!(
+        fetch(&trusting, "fetch", &url),
+        json!({"status": 200, "body": "ok"})
+    );
+    drop(trusting);
+
+    let other_dir = tempfile::tempdir().expect("temp dir");
+    let untrusting = server(other_dir.path(), &["--egress-allow", &allow]);
+    add_fetch(&untrusting, "fetch", &[&allow], Value::Null);
+    let failed = fetch(&untrusting, "fetch", &url)["error"].to_string();
+    assert!(failed.contains("certificate"), "{failed}");
+    assert_eq!(
+        destination.asked(),
+        ["/ok"],
+        "the unverified server got no request"
+    );
+}
+
+/// A response over the trigger's size bound and one slower than its time-out fail the
+/// request with an error naming the bound; the plugin goes on and the server too.
+#[test]
+fn responses_are_bounded_in_size_and_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let destination = Destination::plain();
+    let allow = format!("localhost:{}", destination.port);
+    let server = server(dir.path(), &["--egress-allow", &allow]);
+    add_fetch(
+        &server,
+        "fetch",
+        &[&allow],
+        json!({"max_http_response_bytes": 1000, "http_timeout": "1s", "max_http_requests": 3}),
+    );
+    let base = format!("http://localhost:{}", destination.port);
+    let big = fetch(&server, "fetch", &format!("{base}/big"))["error"].to_string();
+    assert!(big.contains("over the limit of 1000 bytes"), "{big}");
+    let slow = fetch(&server, "fetch", &format!("{base}/slow"))["error"].to_string();
+    assert!(
+        slow.contains("timed out") || slow.contains("no whole response within 1s"),
+        "{slow}"
+    );
+    assert_eq!(
+        fetch(&server, "fetch", &format!("{base}/ok")),
+        json!({"status": 200, "body": "ok"})
+    );
+    let many = fetch_times(&server, "fetch", &format!("{base}/ok"), 4)["error"].to_string();
+    assert!(
+        many.contains("limit of 3 HTTP requests per invocation"),
+        "{many}"
+    );
+}
