@@ -16,7 +16,7 @@ from wit_world.imports import host as wit_host
 from wit_world.imports import types as wit_types
 from wit_world.exports import loader as wit_loader
 
-from sluice_plugin_runtime import api, egress, line_shapes, plugin, posix, stdlib
+from sluice_plugin_runtime import api, egress, line_shapes, plugin, posix, stdlib, zones
 from sluice_plugin_runtime.columns import rows_from_columns
 from sluice_plugin_runtime.line_builder import LineBuilder
 
@@ -36,6 +36,8 @@ posix.install()
 # Outbound HTTP and HTTPS through the host, for http.client, urllib.request, urllib3 and
 # requests; before anything imports urllib.request.
 egress.install()
+# Time-zone data for zoneinfo, which WASI has none of.
+zones.install()
 
 # Imported now so that plugins using them pay nothing at run time; the rest of the
 # standard library is imported on first use from the captured code.

@@ -12,25 +12,35 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A server with database `db` and the plugins of `tests/plugins/egress`, started with
-/// `flags`.
+/// A server with database `db`, the plugins of `tests/plugins/egress` and the alerting
+/// example's (`cpu_alert.py`, `notify_plugin.py`), its pip finding packages in the
+/// test wheels only, started with `flags`.
 fn server(dir: &Path, flags: &[&str]) -> TestServer {
-    let read = |name: &str| {
-        std::fs::read_to_string(root().join("tests/plugins/egress").join(name))
-            .expect("test plugin")
-    };
+    let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("test plugin");
     let plugins = plugin_dir_with(
         dir,
         &[
-            ("fetch.py", &read("fetch.py")),
-            ("alert.py", &read("alert.py")),
-            ("notify.py", &read("notify.py")),
+            ("fetch.py", &read("tests/plugins/egress/fetch.py")),
+            ("raw_target.py", &read("tests/plugins/egress/raw_target.py")),
+            (
+                "alert_requests.py",
+                &read("tests/plugins/egress/alert_requests.py"),
+            ),
+            ("cpu_alert.py", &read("examples/python/cpu_alert.py")),
+            (
+                "notify_plugin.py",
+                &read("examples/python/notify_plugin.py"),
+            ),
         ],
     );
     let plugins = plugins.to_str().expect("utf-8 path").to_string();
-    let server = TestServer::start_with(
+    let server = TestServer::start_with_env(
         dir,
         &[&["--plugin-dir", plugins.as_str()][..], flags].concat(),
+        &[
+            ("PIP_FIND_LINKS", sluice_test_wheels::WHEELS_DIR),
+            ("PIP_NO_INDEX", "1"),
+        ],
     );
     server.create_database("db");
     server
@@ -197,9 +207,10 @@ fn answer<S: Read + Write>(stream: S, asked: &Mutex<Vec<String>>) {
     let _ = stream.flush();
 }
 
-/// The issue's case: a WAL plugin posts an alert to a request trigger on the same server
-/// through its own API, granted; the same plugin without the grant gets an error naming
-/// the destination and the grant, and sends nothing.
+/// The issue's case: WAL plugins post alerts to a request trigger on the same server
+/// through its own API, granted, with urllib.request (the example) and with requests;
+/// the same plugin without the grant gets an error naming the destination and the
+/// grant, and sends nothing.
 #[test]
 fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_cannot() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -214,18 +225,36 @@ fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_
             &own,
         ],
     );
-    let mut notify = trigger_body("notify", "request:notify", "notify.py", Value::Null, "log");
+    let installed = server.cli(&["install", "package", "requests"]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        crate::support::text(&installed)
+    );
+    let mut notify = trigger_body(
+        "notify",
+        "request:notify",
+        "notify_plugin.py",
+        Value::Null,
+        "log",
+    );
     notify["public"] = json!(true);
     assert_eq!(server.create_trigger(&notify).status, 200);
     let url = format!("http://{own}/api/v3/engine/notify");
-    for (name, table, hosts) in [
-        ("alerter", "cpu", vec![own.clone()]),
-        ("ungranted", "gpu", vec![]),
+    for (name, table, plugin, hosts) in [
+        ("alerter", "cpu", "cpu_alert.py", vec![own.clone()]),
+        (
+            "with_requests",
+            "mem",
+            "alert_requests.py",
+            vec![own.clone()],
+        ),
+        ("ungranted", "gpu", "cpu_alert.py", vec![]),
     ] {
         let mut body = trigger_body(
             name,
             &format!("table:{table}"),
-            "alert.py",
+            plugin,
             json!({"url": url}),
             "log",
         );
@@ -233,16 +262,16 @@ fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_
         let response = server.create_trigger(&body);
         assert_eq!(response.status, 200, "{}", response.text());
     }
-    let written = server.post(
-        "/api/v3/write_lp?db=db",
-        &[],
-        b"cpu,host=a usage=95\ngpu,host=b usage=99\n",
-    );
+    let lines =
+        b"cpu,host=a usage=95\nmem,host=b usage=97\ngpu,host=c usage=99\ncpu,host=d usage=5\n";
+    let written = server.post("/api/v3/write_lp?db=db", &[], lines);
     assert_eq!(written.status, 204, "{}", written.text());
 
-    server.eventually("db", "SELECT host, usage FROM alerts", |rows| {
-        *rows == json!([{"host": "a", "usage": 95.0}])
-    });
+    server.eventually(
+        "db",
+        "SELECT host, usage FROM alerts ORDER BY host",
+        |rows| *rows == json!([{"host": "a", "usage": 95.0}, {"host": "b", "usage": 97.0}]),
+    );
     let refusal = server.eventually(
         "db",
         "SELECT log_text FROM system.processing_engine_logs WHERE trigger_name = 'ungranted' AND log_level = 'ERROR'",
@@ -256,16 +285,20 @@ fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_
         "{refusal}"
     );
     // Nothing reached the notification endpoint from the ungranted trigger.
-    let alerts = server.query("db", "SELECT host FROM alerts");
-    assert_eq!(alerts, json!([{"host": "a"}]));
+    let alerts = server.query("db", "SELECT host FROM alerts ORDER BY host");
+    assert_eq!(alerts, json!([{"host": "a"}, {"host": "b"}]));
     let calls = server.query(
         "db",
         "SELECT trigger_name, http_requests FROM system.processing_engine_invocations \
-         WHERE trigger_name IN ('alerter', 'ungranted') ORDER BY trigger_name",
+         WHERE trigger_name IN ('alerter', 'ungranted', 'with_requests') ORDER BY trigger_name",
     );
     assert_eq!(
         calls,
-        json!([{"trigger_name": "alerter", "http_requests": 1}, {"trigger_name": "ungranted", "http_requests": 0}])
+        json!([
+            {"trigger_name": "alerter", "http_requests": 1},
+            {"trigger_name": "ungranted", "http_requests": 0},
+            {"trigger_name": "with_requests", "http_requests": 1}
+        ])
     );
     let metrics = server.get("/metrics", &[]).text();
     assert!(
@@ -320,6 +353,24 @@ fn only_the_granted_destination_is_reached() {
             "{url}: {refused}"
         );
     }
+    // A request line whose target would name another host or port in a URL.
+    let mut raw = trigger_body("raw", "request:raw", "raw_target.py", Value::Null, "log");
+    raw["allowed_hosts"] = json!([format!("http://localhost:{}", granted.port)]);
+    assert_eq!(server.create_trigger(&raw).status, 200);
+    for target in [
+        format!("@127.0.0.1:{}/ok", other.port),
+        format!("@localhost:{}/ok", other.port),
+        "0/ok".to_string(),
+    ] {
+        let query = format!(
+            "/api/v3/engine/raw?host=localhost&port={}&target={}",
+            granted.port,
+            encode(&target)
+        );
+        let answer = server.get(&query, &[]).json();
+        let refused = answer["error"].to_string();
+        assert!(refused.contains("request target"), "{target}: {answer}");
+    }
     assert!(other.asked().is_empty(), "{:?}", other.asked());
     let redirect = format!("/redirect?to=http://localhost:{}/ok", other.port);
     assert_eq!(granted.asked(), ["/ok".to_string(), redirect]);
@@ -364,6 +415,45 @@ fn a_grant_outside_the_servers_list_or_malformed_is_refused_at_create() {
     body["allowed_hosts"] = json!(["https://api.example.com:443", "localhost:8181"]);
     let response = server.create_trigger(&body);
     assert_eq!(response.status, 200, "{}", response.text());
+    // The command line's --allow-host asks the same, and a bad grant gets the same 400.
+    let create = |name: &str, grant: &str| {
+        server.cli(&[
+            "create",
+            "trigger",
+            "-d",
+            "db",
+            "--trigger-spec",
+            &format!("request:{name}"),
+            "--path",
+            "fetch.py",
+            "--allow-host",
+            grant,
+            name,
+        ])
+    };
+    let created = create("by_cli", "localhost:8181");
+    assert!(
+        created.status.success(),
+        "{}",
+        crate::support::text(&created)
+    );
+    let refused = create("refused", "localhost");
+    let refused = crate::support::text(&refused);
+    assert!(
+        refused.contains("400") && refused.contains("a port is required"),
+        "{refused}"
+    );
+    let shown = server.query(
+        "db",
+        "SELECT trigger_name, allowed_hosts FROM system.processing_engine_triggers ORDER BY trigger_name",
+    );
+    assert_eq!(
+        shown,
+        json!([
+            {"trigger_name": "by_cli", "allowed_hosts": "localhost:8181"},
+            {"trigger_name": "t", "allowed_hosts": "https://api.example.com:443,localhost:8181"}
+        ])
+    );
 
     // A server without a list grants nothing.
     let bare_dir = tempfile::tempdir().expect("temp dir");
@@ -371,7 +461,9 @@ fn a_grant_outside_the_servers_list_or_malformed_is_refused_at_create() {
     let response = bare.create_trigger(&body);
     assert_eq!(response.status, 400, "{}", response.text());
     assert!(
-        response.text().contains("empty: outbound HTTP is off"),
+        response
+            .text()
+            .contains("allow-list (--egress-allow) is empty"),
         "{}",
         response.text()
     );

@@ -179,12 +179,12 @@ def _dechunk(request, start):
 def _response_head(response):
     """The status line and headers of `response` as a server would have sent them.
 
-    The host decoded the server's header bytes as UTF-8: encoding them back gives
-    http.client the bytes a real socket would have (which it decodes as Latin-1).
+    The host hands the server's header bytes over one character per byte (Latin-1):
+    encoding them back gives http.client the bytes a real socket would have.
     """
     lines = [f"HTTP/1.1 {response.status} {response.reason}"]
     lines += [f"{name}: {value}" for name, value in response.headers]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
 def _exception(failure):

@@ -159,7 +159,9 @@ fn host_address(host: &str) -> Option<IpAddr> {
 }
 
 /// `name` in lower case, if it is a DNS name: dot-separated labels of letters, digits
-/// and hyphens, none empty or longer than 63 bytes, at most 253 bytes in all.
+/// and hyphens, none empty or longer than 63 bytes, at most 253 bytes in all, the last
+/// starting with a letter (URL parsers read a name ending in a number, `2130706433` or
+/// `0x7f.1`, as an IPv4 address).
 fn valid_name(name: &str) -> Result<String, String> {
     let valid_label = |label: &str| {
         !label.is_empty()
@@ -170,12 +172,25 @@ fn valid_name(name: &str) -> Result<String, String> {
             && !label.starts_with('-')
             && !label.ends_with('-')
     };
-    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) {
+    let last_is_word = name.rsplit('.').next().is_some_and(|label| {
+        label.starts_with(|c: char| c.is_ascii_alphabetic()) && !label.starts_with("0x")
+    });
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(valid_label) || !last_is_word {
         return Err(format!(
             "`{name}` is not a host name or an IP address (IPv6 in brackets)"
         ));
     }
     Ok(name.to_ascii_lowercase())
+}
+
+/// The host a request names, in lower case, if it is a host name or an IP address (an
+/// IPv6 one with or without brackets), and nothing else: no port, path, user or other
+/// URL syntax can ride along with it.
+pub fn request_host(host: &str) -> Option<String> {
+    if let Some(address) = host_address(host) {
+        return Some(address.to_string());
+    }
+    valid_name(host).ok()
 }
 
 impl HostGrant {
@@ -322,5 +337,29 @@ mod tests {
     fn only_a_named_host_is_named() {
         assert!(grant("localhost:80").names("localhost"));
         assert!(!grant("*.example.com:80").names("api.example.com"));
+    }
+
+    #[test]
+    fn a_request_host_is_a_name_or_an_address_and_nothing_more() {
+        assert_eq!(
+            request_host("API.example.com").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(request_host("[::1]").as_deref(), Some("::1"));
+        assert_eq!(request_host("127.0.0.1").as_deref(), Some("127.0.0.1"));
+        for smuggled in [
+            "169.254.169.254#.example.com",
+            "169.254.169.254/.example.com",
+            "169.254.169.254?.example.com",
+            "user@example.com",
+            "example.com:80",
+            "2130706433",
+            "a.0x7f",
+            "example.com.",
+            "",
+        ] {
+            assert_eq!(request_host(smuggled), None, "{smuggled}");
+        }
+        assert!("x.2130706433:80".parse::<HostGrant>().is_err());
     }
 }

@@ -28,7 +28,7 @@ mod store;
 mod tokens;
 mod triggers;
 
-pub use egress::{GrantError, HostGrant, Scheme};
+pub use egress::{GrantError, HostGrant, Scheme, request_host};
 pub use ids::{DatabaseRef, DbId, TableId, TriggerId};
 pub use names::validate_database_name;
 pub use quotas::{QuotaOverrides, Quotas};

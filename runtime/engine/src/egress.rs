@@ -7,15 +7,18 @@
 //! bounded: a time-out within the invocation's wall time, a response size, a number per
 //! invocation (counted by the executor).
 //!
-//! Names are resolved by the host, and a request never reaches an address its grant does
-//! not name: a name that the server's list names itself (`hooks.slack.com:443`,
-//! `localhost:8181`) may resolve to any address, as the operator chose it, but one
+//! The request's URL is made of the permitted scheme, host and port and the plugin's
+//! path and query, checked to change none of them. Names are resolved by the host, and a
+//! request never reaches an address its grant does not name: a destination that the
+//! server's list names itself, scheme and port included (`hooks.slack.com:443`,
+//! `localhost:8181`), may resolve to any address, as the operator chose it, but one
 //! allowed only through a wildcard (`*.example.com:443`) must resolve to public
 //! addresses, so that whoever controls the domain's DNS cannot point a plugin at the
 //! loopback, the private network or a cloud's metadata service. Redirects are not
-//! followed by the host: the plugin's library follows them, each hop checked again.
+//! followed by the host: the plugin's library follows them, each hop checked again. No
+//! connection outlives its request: none is shared between tenants.
 
-use sluice_catalog::{HostGrant, Scheme};
+use sluice_catalog::{HostGrant, Scheme, request_host};
 use sluice_plugin_api::{
     OutboundFailure, OutboundFailureKind, OutboundRequest, OutboundResponse, size_text,
 };
@@ -23,24 +26,31 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The server's side of outbound HTTP: its allow-list and the client that sends.
+/// The server's side of outbound HTTP: its allow-list and the TLS its requests use.
 pub struct Egress {
     /// The destinations any trigger may be granted.
     allowed: Arc<Vec<HostGrant>>,
-    /// Root certificates trusted besides the machine's, in PEM.
-    extra_roots: Vec<reqwest::Certificate>,
+    /// Root certificates trusted besides the machine's.
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Made on first use: loading the machine's roots takes a while.
-    client: OnceLock<Result<reqwest::Client, String>>,
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+}
+
+/// A destination a trigger may send to, as [`Egress::permit`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    scheme: Scheme,
+    /// The host, in lower case: a name or an address.
+    host: String,
+    port: u16,
+    /// Whether the server's list names this host, scheme and port itself (or the host is
+    /// an address a grant names): then it may resolve to any address, else only to
+    /// public ones.
+    named: bool,
 }
 
 /// Longest the host waits for a connection to be made, within a request's time-out.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Connections kept open per destination after a request, for the next one.
-const IDLE_CONNECTIONS_PER_HOST: usize = 4;
-
-/// How long such a connection is kept.
-const IDLE_CONNECTION_TIME: Duration = Duration::from_secs(30);
 
 /// Request headers the host sets itself, or that describe the plugin's connection and
 /// not the request: a plugin's values for them are dropped.
@@ -65,10 +75,12 @@ impl Egress {
     ///
     /// `extra_roots` holds no certificate, or one that does not parse.
     pub fn new(allowed: Vec<HostGrant>, extra_roots: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
         let extra_roots = if extra_roots.is_empty() {
             Vec::new()
         } else {
-            let roots = reqwest::Certificate::from_pem_bundle(extra_roots)
+            let roots = rustls::pki_types::CertificateDer::pem_slice_iter(extra_roots)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("the egress root certificates do not parse: {e}"))?;
             if roots.is_empty() {
                 return Err("the egress root certificates file holds no certificate".into());
@@ -78,7 +90,7 @@ impl Egress {
         Ok(Self {
             allowed: Arc::new(allowed),
             extra_roots,
-            client: OnceLock::new(),
+            tls: OnceLock::new(),
         })
     }
 
@@ -87,13 +99,13 @@ impl Egress {
         Self {
             allowed: Arc::new(Vec::new()),
             extra_roots: Vec::new(),
-            client: OnceLock::new(),
+            tls: OnceLock::new(),
         }
     }
 
-    /// The server's allow-list.
-    pub fn allowed(&self) -> &[HostGrant] {
-        &self.allowed
+    /// Whether the server's allow-list is empty: no outbound HTTP at all.
+    pub fn allows_nothing(&self) -> bool {
+        self.allowed.is_empty()
     }
 
     /// The first of `grants` outside the server's allow-list, if one is.
@@ -115,110 +127,89 @@ impl Egress {
         scheme: &str,
         host: &str,
         port: u16,
-    ) -> Result<Scheme, String> {
-        let destination = format!("{scheme}://{host}:{port}");
+    ) -> Result<Permit, String> {
+        let shown = printable(host);
+        let destination = format!("{scheme}://{shown}:{port}");
         let Some(parsed) = Scheme::parse(scheme) else {
             return Err(format!(
                 "{destination}: only http and https requests can be sent"
             ));
         };
-        if !grants.iter().any(|g| g.allows(parsed, host, port)) {
+        let Some(host) = request_host(host) else {
+            return Err(format!(
+                "{destination}: `{shown}` is not a host name or an IP address"
+            ));
+        };
+        if !grants.iter().any(|g| g.allows(parsed, &host, port)) {
             return Err(format!(
                 "{destination} is not granted to trigger '{trigger}': grant it with \
-                 --allow-host {host}:{port} (within the server's --egress-allow)"
+                 --allow-host {shown}:{port} (within the server's --egress-allow)"
             ));
         }
-        if !self.allowed.iter().any(|g| g.allows(parsed, host, port)) {
+        let within = |g: &HostGrant| g.allows(parsed, &host, port);
+        if !self.allowed.iter().any(within) {
             return Err(format!(
                 "{destination} is granted to trigger '{trigger}' but no longer within the \
                  server's egress allow-list (--egress-allow)"
             ));
         }
-        Ok(parsed)
+        let named = self.allowed.iter().any(|g| within(g) && g.names(&host));
+        Ok(Permit {
+            scheme: parsed,
+            host,
+            port,
+            named,
+        })
     }
 
-    fn client(&self) -> Result<&reqwest::Client, OutboundFailure> {
-        self.client
-            .get_or_init(|| {
-                let resolver = GrantedResolver {
-                    allowed: Arc::clone(&self.allowed),
-                };
-                let mut builder = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .no_proxy()
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    // Connections kept for the next request are few and short-lived:
-                    // each holds a descriptor for no one in particular.
-                    .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_HOST)
-                    .pool_idle_timeout(IDLE_CONNECTION_TIME)
-                    .dns_resolver(Arc::new(resolver))
-                    .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
-                for root in &self.extra_roots {
-                    builder = builder.add_root_certificate(root.clone());
-                }
-                builder
-                    .build()
-                    .map_err(|e| format!("the outbound HTTP client cannot start: {e}"))
-            })
-            .as_ref()
-            .map_err(|e| OutboundFailure::new(OutboundFailureKind::Failed, e.clone()))
+    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, OutboundFailure> {
+        self.tls
+            .get_or_init(|| tls_config(&self.extra_roots))
+            .clone()
+            .map_err(|e| OutboundFailure::new(OutboundFailureKind::Failed, e))
     }
 
-    /// Sends `request`, which the trigger was permitted, and reads its response whole.
+    /// Sends `request` to the destination of `permit` and reads its response whole.
+    /// Returns the response, or the failure and the response bytes received before it.
     pub async fn send(
         &self,
         request: OutboundRequest,
-    ) -> Result<OutboundResponse, OutboundFailure> {
-        let client = self.client()?;
-        let host = if request.host.contains(':') && !request.host.starts_with('[') {
-            format!("[{}]", request.host)
-        } else {
-            request.host.clone()
+        permit: &Permit,
+    ) -> (Result<OutboundResponse, OutboundFailure>, u64) {
+        let destination = match permit.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("{}://[{v6}]:{}", permit.scheme.as_str(), permit.port),
+            _ => format!(
+                "{}://{}:{}",
+                permit.scheme.as_str(),
+                permit.host,
+                permit.port
+            ),
         };
-        let destination = format!("{}://{host}:{}", request.scheme, request.port);
         let failed =
             |kind, what: String| OutboundFailure::new(kind, format!("{destination}: {what}"));
-        let url = format!("{destination}{}", request.target);
-        let url = reqwest::Url::parse(&url).map_err(|e| {
-            failed(
-                OutboundFailureKind::Failed,
-                format!("invalid URL `{url}`: {e}"),
-            )
-        })?;
-        let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-            failed(
-                OutboundFailureKind::Failed,
-                format!("invalid method `{}`", request.method),
-            )
-        })?;
-        let head = method == reqwest::Method::HEAD;
-        let mut headers = reqwest::header::HeaderMap::new();
-        for (name, value) in &request.headers {
-            if CONNECTION_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                continue;
-            }
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+        let prepared = self.tls().and_then(|tls| {
+            let url = url_of(&destination, &request.target, permit)
+                .map_err(|what| failed(OutboundFailureKind::Failed, what))?;
+            let headers = headers_of(&request.headers)
+                .map_err(|what| failed(OutboundFailureKind::Failed, what))?;
+            let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
                 failed(
                     OutboundFailureKind::Failed,
-                    format!("invalid header name `{name}`"),
+                    format!("invalid method `{}`", printable(&request.method)),
                 )
             })?;
-            // As the guest's library sent it: one character per byte (Latin-1).
-            let value = value
-                .chars()
-                .map(|c| u8::try_from(c).ok())
-                .collect::<Option<Vec<u8>>>()
-                .and_then(|bytes| reqwest::header::HeaderValue::from_bytes(&bytes).ok())
-                .ok_or(())
-                .map_err(|_| {
-                    failed(
-                        OutboundFailureKind::Failed,
-                        format!("invalid value of header `{name}`"),
-                    )
-                })?;
-            headers.append(name, value);
-        }
+            Ok((tls, url, headers, method))
+        });
+        let (tls, url, headers, method) = match prepared {
+            Ok(prepared) => prepared,
+            Err(failure) => return (Err(failure), 0),
+        };
+        let head = method == reqwest::Method::HEAD;
+        let mut received = 0;
         let exchange = async {
+            let client = client_for(tls, permit)
+                .await
+                .map_err(|(kind, what)| failed(kind, what))?;
             let response = client
                 .request(method, url)
                 .headers(headers)
@@ -226,11 +217,11 @@ impl Egress {
                 .send()
                 .await
                 .map_err(|e| failed(kind_of(&e), describe(e)))?;
-            read_whole(response, head, request.max_response_bytes)
+            read_whole(response, head, request.max_response_bytes, &mut received)
                 .await
                 .map_err(|(kind, what)| failed(kind, what))
         };
-        match tokio::time::timeout(request.timeout, exchange).await {
+        let result = match tokio::time::timeout(request.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(failed(
                 OutboundFailureKind::TimedOut,
@@ -239,15 +230,180 @@ impl Egress {
                     humantime::format_duration(request.timeout)
                 ),
             )),
-        }
+        };
+        (result, received)
     }
 }
 
-/// The status, headers and body of `response`, its body at most `max_bytes`.
+/// The TLS of outbound requests: the machine's root certificates and `extra_roots`,
+/// HTTP/1.1 only.
+fn tls_config(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    // A machine's store may hold a certificate rustls cannot use: the others still count.
+    roots.add_parsable_certificates(native.certs);
+    roots.add_parsable_certificates(extra_roots.iter().cloned());
+    if roots.is_empty() {
+        return Err(
+            "no root certificate to verify HTTPS servers with: the machine has none \
+             (--egress-ca-file adds some)"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS cannot be set up: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client for one request to `permit`'s destination: it connects only to the
+/// addresses its name resolved to and the grant lets it reach, follows no redirect,
+/// uses no proxy, and keeps no connection for another request (so none is shared
+/// between tenants, and none holds a descriptor past its request).
+async fn client_for(
+    tls: Arc<rustls::ClientConfig>,
+    permit: &Permit,
+) -> Result<reqwest::Client, (OutboundFailureKind, String)> {
+    let mut builder = reqwest::Client::builder()
+        // reqwest takes the config itself, not an `Arc` of it.
+        .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
+    if permit.host.parse::<IpAddr>().is_err() {
+        let addresses = resolve(permit).await?;
+        builder = builder.resolve_to_addrs(&permit.host, &addresses);
+    }
+    builder.build().map_err(|e| {
+        (
+            OutboundFailureKind::Failed,
+            format!("the outbound HTTP client cannot start: {e}"),
+        )
+    })
+}
+
+/// The addresses `permit`'s host name resolves to that requests to it may reach: all of
+/// them if the server's list names it, else the public ones.
+async fn resolve(permit: &Permit) -> Result<Vec<SocketAddr>, (OutboundFailureKind, String)> {
+    let found: Vec<SocketAddr> = tokio::net::lookup_host((permit.host.as_str(), permit.port))
+        .await
+        .map_err(|e| {
+            (
+                OutboundFailureKind::Failed,
+                format!("`{}` does not resolve: {e}", permit.host),
+            )
+        })?
+        .collect();
+    if permit.named {
+        return Ok(found);
+    }
+    let public: Vec<SocketAddr> = found
+        .into_iter()
+        .filter(|address| !is_internal(address.ip()))
+        .collect();
+    if public.is_empty() {
+        return Err((
+            OutboundFailureKind::Refused,
+            format!(
+                "`{}` resolves only to internal addresses, which only a host the server's \
+                 --egress-allow names itself may reach",
+                permit.host
+            ),
+        ));
+    }
+    Ok(public)
+}
+
+/// The URL of `target` (the path and query of the request line) at `destination`.
+///
+/// # Errors
+///
+/// `target` is not a path and query: nothing in it may change where the request goes.
+fn url_of(destination: &str, target: &str, permit: &Permit) -> Result<reqwest::Url, String> {
+    if !target.starts_with('/') || target.contains('#') || target.chars().any(char::is_control) {
+        return Err(format!(
+            "the request target `{}` is not a path and query starting with `/`",
+            printable(target)
+        ));
+    }
+    let mut url =
+        reqwest::Url::parse(destination).map_err(|e| format!("invalid destination: {e}"))?;
+    let (path, query) = match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    };
+    url.set_path(path);
+    url.set_query(query);
+    // What the URL names is what was permitted, and nothing else.
+    let host = url
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
+    if host != Some(permit.host.as_str())
+        || url.port_or_known_default() != Some(permit.port)
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "the request target `{}` changes the destination",
+            printable(target)
+        ));
+    }
+    Ok(url)
+}
+
+/// The plugin's request headers, but those the host sets itself.
+fn headers_of(headers: &[(String, String)]) -> Result<reqwest::header::HeaderMap, String> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        if CONNECTION_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        let invalid_name = || format!("invalid header name `{}`", printable(name));
+        let name =
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| invalid_name())?;
+        // As the guest's library sent it: one character per byte (Latin-1).
+        let value = value
+            .chars()
+            .map(|c| u8::try_from(c).ok())
+            .collect::<Option<Vec<u8>>>()
+            .and_then(|bytes| reqwest::header::HeaderValue::from_bytes(&bytes).ok())
+            .ok_or_else(|| format!("invalid value of header `{name}`"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// `text` with its control characters escaped and cut to 200 characters: a plugin's
+/// string, shown in a message.
+fn printable(text: &str) -> String {
+    let shown: String = text
+        .chars()
+        .take(200)
+        .flat_map(char::escape_debug)
+        .collect();
+    if text.chars().count() > 200 {
+        format!("{shown}…")
+    } else {
+        shown
+    }
+}
+
+/// The status, headers and body of `response`, its body at most `max_bytes`; counts the
+/// body bytes in `received` as they come.
 async fn read_whole(
     mut response: reqwest::Response,
     head: bool,
     max_bytes: u64,
+    received: &mut u64,
 ) -> Result<OutboundResponse, (OutboundFailureKind, String)> {
     let too_large = |size: String| {
         (
@@ -273,10 +429,9 @@ async fn read_whole(
                 && (head || *name != reqwest::header::CONTENT_LENGTH)
         })
         .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
+            // One character per byte (Latin-1), as HTTP/1.1 libraries read header bytes.
+            let value = value.as_bytes().iter().copied().map(char::from).collect();
+            (name.as_str().to_string(), value)
         })
         .collect();
     let mut body = Vec::new();
@@ -285,6 +440,7 @@ async fn read_whole(
         .await
         .map_err(|e| (kind_of(&e), describe(e)))?
     {
+        *received += chunk.len() as u64;
         if body.len() as u64 + chunk.len() as u64 > max_bytes {
             return Err(too_large(format!("more than {}", size_text(max_bytes))));
         }
@@ -304,8 +460,6 @@ async fn read_whole(
 fn kind_of(error: &reqwest::Error) -> OutboundFailureKind {
     if error.is_timeout() {
         OutboundFailureKind::TimedOut
-    } else if refused_by_resolver(error) {
-        OutboundFailureKind::Refused
     } else {
         OutboundFailureKind::Failed
     }
@@ -326,64 +480,6 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-/// Whether `error` comes from [`GrantedResolver`] refusing the addresses a name
-/// resolved to.
-fn refused_by_resolver(error: &reqwest::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if cause.is::<InternalAddress>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
-}
-
-/// A name allowed only through a wildcard resolved to internal addresses.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "`{name}` resolves to {addresses}, internal addresses that only a grant naming the \
-     host itself in the server's --egress-allow may reach"
-)]
-struct InternalAddress {
-    name: String,
-    addresses: String,
-}
-
-/// Resolves names with the system's resolver and keeps only the addresses their grant
-/// lets requests reach.
-struct GrantedResolver {
-    allowed: Arc<Vec<HostGrant>>,
-}
-
-impl reqwest::dns::Resolve for GrantedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().to_string();
-        let named = self.allowed.iter().any(|grant| grant.names(&name));
-        Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            if named {
-                return Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs);
-            }
-            let public: Vec<SocketAddr> = found
-                .iter()
-                .copied()
-                .filter(|address| !is_internal(address.ip()))
-                .collect();
-            if public.is_empty() && !found.is_empty() {
-                let addresses = found
-                    .iter()
-                    .map(|a| a.ip().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                return Err(Box::new(InternalAddress { name, addresses }) as _);
-            }
-            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
 }
 
 /// Whether `address` is not on the public internet: loopback, private, link-local
@@ -427,6 +523,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_target_cannot_change_the_destination() {
+        let permit = Permit {
+            scheme: Scheme::Https,
+            host: "hooks.slack.com".into(),
+            port: 443,
+            named: true,
+        };
+        let destination = "https://hooks.slack.com:443";
+        let url = url_of(destination, "/services/x?a=1&b=%20", &permit).expect("a path");
+        assert_eq!(url.as_str(), "https://hooks.slack.com/services/x?a=1&b=%20");
+        let url = url_of(destination, "//evil.example/x", &permit).expect("a path");
+        assert_eq!(url.host_str(), Some("hooks.slack.com"));
+        for target in [
+            "@169.254.169.254/latest/meta-data/",
+            "0/",
+            "http://evil.example/",
+            "/x#@evil",
+            "/x\r\nHost: evil",
+            "",
+        ] {
+            let refused = url_of(destination, target, &permit).expect_err(target);
+            assert!(refused.contains("request target"), "{target}: {refused}");
+        }
+    }
+
+    #[test]
     fn internal_addresses_are_told_from_public_ones() {
         for internal in [
             "127.0.0.1",
@@ -445,7 +567,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
         ] {
-            assert!(is_internal(internal.parse().expect("an address")), "{internal}");
+            assert!(
+                is_internal(internal.parse().expect("an address")),
+                "{internal}"
+            );
         }
         for public in [
             "1.1.1.1",
@@ -453,7 +578,10 @@ mod tests {
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
         ] {
-            assert!(!is_internal(public.parse().expect("an address")), "{public}");
+            assert!(
+                !is_internal(public.parse().expect("an address")),
+                "{public}"
+            );
         }
     }
 
@@ -470,8 +598,18 @@ mod tests {
             grant("https://api.example.com:443"),
         ];
         let permit = |scheme, host, port| egress.permit(("t", &granted), scheme, host, port);
-        assert_eq!(permit("http", "localhost", 8181), Ok(Scheme::Http));
-        assert_eq!(permit("https", "api.example.com", 443), Ok(Scheme::Https));
+        let named = permit("http", "localhost", 8181).expect("granted");
+        assert_eq!((named.scheme, named.named), (Scheme::Http, true));
+        let below = permit("https", "API.example.com", 443).expect("granted");
+        assert_eq!(
+            (below.host.as_str(), below.named),
+            ("api.example.com", false)
+        );
+        let smuggled = permit("https", "169.254.169.254#.example.com", 443).expect_err("refused");
+        assert!(
+            smuggled.contains("is not a host name or an IP address"),
+            "{smuggled}"
+        );
         let refused = permit("http", "127.0.0.1", 8181).expect_err("refused");
         assert!(
             refused.contains("http://127.0.0.1:8181 is not granted to trigger 't'"),

@@ -5,7 +5,7 @@
 //! on, so that a call's write-back is mostly the wait for durability.
 
 use crate::cache::{CacheStore, Namespace};
-use crate::egress::Egress;
+use crate::egress::{Egress, Permit};
 use crate::fair::HeldTurn;
 use crate::records::{EngineRecords, LogRecord};
 use crate::write_quota::WriteAllowance;
@@ -199,9 +199,14 @@ impl TriggerHost {
         self
     }
 
-    /// Where the plugin may send requests to `scheme://host:port`, the egress to send
-    /// them with.
-    fn egress_for(&self, scheme: &str, host: &str, port: u16) -> Result<&Arc<Egress>, String> {
+    /// If the plugin may send requests to `scheme://host:port`: the egress to send them
+    /// with, and what it permits.
+    fn egress_for(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<(&Arc<Egress>, Permit), String> {
         let egress = self
             .egress
             .as_ref()
@@ -210,8 +215,8 @@ impl TriggerHost {
             self.trigger.as_str(),
             self.definition.allowed_hosts.as_slice(),
         );
-        egress.permit(grants, scheme, host, port)?;
-        Ok(egress)
+        let permit = egress.permit(grants, scheme, host, port)?;
+        Ok((egress, permit))
     }
 
     /// The same host, for a call holding `cpu` while its plugin's code runs.
@@ -470,23 +475,22 @@ impl HostServices for TriggerHost {
         request: OutboundRequest,
     ) -> BoxFuture<'_, Result<OutboundResponse, OutboundFailure>> {
         Box::pin(async move {
-            let egress = self
+            // Counted as the executor counts them against the call's limit: refused too.
+            self.queued().http.requests += 1;
+            let (egress, permit) = self
                 .egress_for(&request.scheme, &request.host, request.port)
                 .map_err(|refused| OutboundFailure::new(OutboundFailureKind::Refused, refused))?;
             let egress = Arc::clone(egress);
-            self.queued().http.requests += 1;
             // The call's CPU turn goes to others while it waits on the network, and is
             // taken again (in its turn) before its code runs on.
             if let Some(cpu) = &self.cpu {
                 cpu.release();
             }
-            let sent = egress.send(request).await;
+            let (sent, received) = egress.send(request, &permit).await;
             if let Some(cpu) = &self.cpu {
                 cpu.pause().await;
             }
-            if let Ok(response) = &sent {
-                self.queued().http.response_bytes += response.body.len() as u64;
-            }
+            self.queued().http.response_bytes += received;
             sent
         })
     }

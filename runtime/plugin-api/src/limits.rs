@@ -177,6 +177,10 @@ impl Limits {
                 "the wall-time limit",
                 u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
             ),
+            (
+                "the HTTP time-out",
+                u64::try_from(self.http_timeout.as_millis()).unwrap_or(u64::MAX),
+            ),
         ] {
             if value == 0 {
                 return Err(LimitError::Zero(name));

@@ -110,7 +110,6 @@ impl CallState {
                 ),
             ));
         }
-        self.http_requests += 1;
         let asked = request
             .timeout_seconds
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());
@@ -125,6 +124,8 @@ impl CallState {
                 format!("request to {destination} not sent: no time is left for it"),
             ));
         }
+        // Counted as the host counts it: it is handed over, whatever becomes of it.
+        self.http_requests += 1;
         Ok(OutboundRequest {
             scheme: request.scheme,
             host: request.host,
