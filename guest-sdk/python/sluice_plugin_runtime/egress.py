@@ -16,6 +16,10 @@ server would have sent, for the library to parse. Only opening a connection chan
 connection classes, patched as urllib3 is imported (it is not in the runtime: a plugin
 installs it).
 
+Nothing of this is imported while the runtime is built: `http.client` too is patched
+as it is first imported, so that an instance whose plugin sends nothing starts from a
+snapshot without it.
+
 Failures are exceptions the libraries already handle, carrying the host's message: a
 destination not granted raises `PermissionError` as the connection opens (urllib3 makes
 it a `NewConnectionError`, requests a `ConnectionError`), a time-out `TimeoutError` as
@@ -28,9 +32,7 @@ instead, and the trigger's grants apply there. A proxy for plain HTTP is a desti
 like any other.
 """
 
-import http.client
 import io
-import socket
 import sys
 
 from componentize_py_types import Err
@@ -209,29 +211,12 @@ def _destination(connection):
 
 def _connect(self):
     """`http.client.HTTPConnection.connect`, through the host."""
+    import socket
+
     timeout = self.timeout
     if timeout is socket._GLOBAL_DEFAULT_TIMEOUT:
         timeout = socket.getdefaulttimeout()
     self.sock = HostSocket(self._egress_scheme, *_destination(self), timeout)
-
-
-class HTTPSConnection(http.client.HTTPConnection):
-    """`http.client.HTTPSConnection`, whose TLS the host makes.
-
-    The host verifies the server's certificate, and its name, against the roots it
-    trusts: `context` and `check_hostname` (which urllib.request passes up to Python
-    3.11) are accepted for the callers that give them, and change nothing.
-    """
-
-    default_port = http.client.HTTPS_PORT
-    _egress_scheme = "https"
-
-    def __init__(self, host, port=None, *, timeout=socket._GLOBAL_DEFAULT_TIMEOUT,
-                 source_address=None, context=None, check_hostname=None, blocksize=8192):
-        super().__init__(host, port, timeout, source_address, blocksize)
-
-
-HTTPSConnection.__module__ = "http.client"
 
 
 def _no_tls_context(http_version):
@@ -249,6 +234,40 @@ _URLLIB3_TLS_SETTINGS = (
     "ssl_context", "ca_certs", "ca_cert_dir", "ca_cert_data", "ssl_minimum_version",
     "ssl_maximum_version", "ssl_version", "cert_file", "key_file", "key_password",
 )
+
+
+def _patch_http_client(client):
+    """Makes the module `http.client` open its connections through the host, and gives it
+    an HTTPSConnection, which it lacks without `ssl`.
+
+    Before `urllib.request` is imported: that module has HTTPS only if http.client has
+    an HTTPSConnection when it is (`urllib.request` imports http.client first, so the
+    patch is in place by then).
+    """
+    import socket
+
+    class HTTPSConnection(client.HTTPConnection):
+        """`http.client.HTTPSConnection`, whose TLS the host makes.
+
+        The host verifies the server's certificate, and its name, against the roots it
+        trusts: `context` and `check_hostname` (which urllib.request passes up to Python
+        3.11) are accepted for the callers that give them, and change nothing.
+        """
+
+        default_port = client.HTTPS_PORT
+        _egress_scheme = "https"
+
+        def __init__(self, host, port=None, *, timeout=socket._GLOBAL_DEFAULT_TIMEOUT,
+                     source_address=None, context=None, check_hostname=None, blocksize=8192):
+            super().__init__(host, port, timeout, source_address, blocksize)
+
+    HTTPSConnection.__module__ = client.__name__
+    client.HTTPConnection._egress_scheme = "http"
+    client.HTTPConnection.connect = _connect
+    client.HTTPSConnection = HTTPSConnection
+    if "HTTPSConnection" not in client.__all__:
+        client.__all__.append("HTTPSConnection")
+    client._create_https_context = _no_tls_context
 
 
 def _patch_urllib3_connection(connection):
@@ -325,8 +344,9 @@ def _patch_urllib3_connectionpool(connectionpool):
     pool._raise_timeout = _raise_timeout
 
 
-# What to patch in the modules of urllib3, as each is imported.
-_URLLIB3_PATCHES = {
+# What to patch in which module, as each is imported.
+_PATCHES = {
+    "http.client": _patch_http_client,
     "urllib3.connection": _patch_urllib3_connection,
     "urllib3.connectionpool": _patch_urllib3_connectionpool,
 }
@@ -349,16 +369,16 @@ class _PatchingLoader:
         self._patch(module)
 
 
-class _Urllib3Finder:
-    """A meta path finder that has urllib3's modules patched as they are imported.
+class _PatchingFinder:
+    """A meta path finder that has the modules of `_PATCHES` patched as they are imported.
 
     urllib3 is imported at run time from the plugin's packages, so the runtime can only
-    change it then: this finder finds a module to patch through the others, and wraps
-    its loader.
+    change it then (and http.client, so that it is not in the snapshot): this finder
+    finds a module to patch through the others, and wraps its loader.
     """
 
     def find_spec(self, name, path=None, target=None):
-        patch = _URLLIB3_PATCHES.get(name)
+        patch = _PATCHES.get(name)
         if patch is None:
             return None
         for finder in sys.meta_path:
@@ -373,17 +393,13 @@ class _Urllib3Finder:
 
 
 def install():
-    """Sends http.client's requests through the host, and urllib3's once imported.
+    """Sends http.client's requests through the host, and urllib3's, once each is
+    imported.
 
-    Must run before `urllib.request` is imported: that module has HTTPS only if
-    http.client has an HTTPSConnection when it is.
+    Must run before `urllib.request` is imported (see `_patch_http_client`).
     """
     if "urllib.request" in sys.modules:
         raise RuntimeError("egress.install() must run before urllib.request is imported")
-    http.client.HTTPConnection._egress_scheme = "http"
-    http.client.HTTPConnection.connect = _connect
-    http.client.HTTPSConnection = HTTPSConnection
-    if "HTTPSConnection" not in http.client.__all__:
-        http.client.__all__.append("HTTPSConnection")
-    http.client._create_https_context = _no_tls_context
-    sys.meta_path.insert(0, _Urllib3Finder())
+    sys.meta_path.insert(0, _PatchingFinder())
+    if "http.client" in sys.modules:
+        _patch_http_client(sys.modules["http.client"])
