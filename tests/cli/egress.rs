@@ -23,6 +23,10 @@ fn server(dir: &Path, flags: &[&str]) -> TestServer {
             ("fetch.py", &read("tests/plugins/egress/fetch.py")),
             ("raw_target.py", &read("tests/plugins/egress/raw_target.py")),
             (
+                "fetch_requests.py",
+                &read("tests/plugins/egress/fetch_requests.py"),
+            ),
+            (
                 "alert_requests.py",
                 &read("tests/plugins/egress/alert_requests.py"),
             ),
@@ -493,6 +497,27 @@ fn https_is_verified_by_the_host() {
         fetch(&trusting, "fetch", &url),
         json!({"status": 200, "body": "ok"})
     );
+    // requests, whose HTTPS urllib3 refuses without `ssl`, through the host's TLS.
+    let installed = trusting.cli(&["install", "package", "requests"]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        crate::support::text(&installed)
+    );
+    let name = "fetch_requests";
+    let mut body = trigger_body(
+        name,
+        "request:fetch_requests",
+        "fetch_requests.py",
+        Value::Null,
+        "log",
+    );
+    body["allowed_hosts"] = json!([allow]);
+    assert_eq!(trusting.create_trigger(&body).status, 200);
+    assert_eq!(
+        fetch(&trusting, name, &url),
+        json!({"status": 200, "body": "ok"})
+    );
     drop(trusting);
 
     let other_dir = tempfile::tempdir().expect("temp dir");
@@ -502,7 +527,7 @@ fn https_is_verified_by_the_host() {
     assert!(failed.contains("certificate"), "{failed}");
     assert_eq!(
         destination.asked(),
-        ["/ok"],
+        ["/ok", "/ok"],
         "the unverified server got no request"
     );
 }
