@@ -68,24 +68,29 @@ fn main() {
 /// directory, for componentize-py's Python path.
 fn tzdata_module(out_dir: &Path, requirements: &Path) -> PathBuf {
     let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let wheels = out_dir.join("tzdata-wheel");
-    let _ = fs::remove_dir_all(&wheels);
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--no-deps",
-            "--require-hashes",
-            "--only-binary=:all:",
-            "--dest",
-        ])
-        .arg(&wheels)
-        .arg("-r")
-        .arg(requirements));
+    // Downloaded once per pinned version: a rebuild of the runtime needs no network.
+    let pinned = fs::read(requirements).expect("tzdata.txt is readable");
+    let version = hex::encode(&Sha256::digest(&pinned)[..8]);
+    let wheels = out_dir.join(format!("tzdata-wheel-{version}"));
+    let downloaded = fs::read_dir(&wheels).is_ok_and(|mut entries| entries.next().is_some());
+    if !downloaded {
+        run(Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--no-deps",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--dest",
+            ])
+            .arg(&wheels)
+            .arg("-r")
+            .arg(requirements));
+    }
     let wheel = fs::read_dir(&wheels)
         .expect("pip wrote the tzdata wheel")
         .filter_map(Result::ok)
