@@ -16,27 +16,30 @@ use std::time::Duration;
 /// example's (`cpu_alert.py`, `notify_plugin.py`), its pip finding packages in the
 /// test wheels only, started with `flags`.
 fn server(dir: &Path, flags: &[&str]) -> TestServer {
-    let read = |path: &str| std::fs::read_to_string(root().join(path)).expect("test plugin");
-    let plugins = plugin_dir_with(
-        dir,
-        &[
-            ("fetch.py", &read("tests/plugins/egress/fetch.py")),
-            ("raw_target.py", &read("tests/plugins/egress/raw_target.py")),
-            (
-                "fetch_requests.py",
-                &read("tests/plugins/egress/fetch_requests.py"),
-            ),
-            (
-                "alert_requests.py",
-                &read("tests/plugins/egress/alert_requests.py"),
-            ),
-            ("cpu_alert.py", &read("examples/python/cpu_alert.py")),
-            (
-                "notify_plugin.py",
-                &read("examples/python/notify_plugin.py"),
-            ),
-        ],
-    );
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).expect("test plugin");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(root().join("tests/plugins/egress"))
+        .expect("the test plugins")
+        .map(|entry| entry.expect("a test plugin").path())
+        .map(|path| {
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            (name, read(path))
+        })
+        .collect();
+    for example in ["cpu_alert.py", "notify_plugin.py"] {
+        files.push((
+            example.into(),
+            read(root().join("examples/python").join(example)),
+        ));
+    }
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.as_str()))
+        .collect();
+    let plugins = plugin_dir_with(dir, &files);
     let plugins = plugins.to_str().expect("utf-8 path").to_string();
     let server = TestServer::start_with_env(
         dir,
@@ -375,9 +378,44 @@ fn only_the_granted_destination_is_reached() {
         let refused = answer["error"].to_string();
         assert!(refused.contains("request target"), "{target}: {answer}");
     }
+    // httpx, which has sockets of its own, goes through the host too, and follows a
+    // redirect only to where the trigger is granted.
+    let installed = server.cli(&["install", "package", "httpx"]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        crate::support::text(&installed)
+    );
+    let mut httpx = trigger_body(
+        "httpx",
+        "request:httpx",
+        "fetch_httpx.py",
+        Value::Null,
+        "log",
+    );
+    httpx["allowed_hosts"] = json!([format!("http://localhost:{}", granted.port)]);
+    assert_eq!(server.create_trigger(&httpx).status, 200);
+    let base = format!("http://localhost:{}", granted.port);
+    let ok = fetch(&server, "httpx", &format!("{base}/ok"));
+    assert_eq!(ok, json!({"status": 200, "body": "ok"}));
+    let away = format!("{base}/redirect?to=http://localhost:{}/ok", other.port);
+    let refused = fetch(&server, "httpx", &away)["error"].to_string();
+    assert!(
+        refused.contains("ConnectError") && refused.contains("is not granted to trigger 'httpx'"),
+        "{refused}"
+    );
+
     assert!(other.asked().is_empty(), "{:?}", other.asked());
     let redirect = format!("/redirect?to=http://localhost:{}/ok", other.port);
-    assert_eq!(granted.asked(), ["/ok".to_string(), redirect]);
+    assert_eq!(
+        granted.asked(),
+        [
+            "/ok".to_string(),
+            redirect.clone(),
+            "/ok".to_string(),
+            redirect
+        ]
+    );
 }
 
 /// Grants are checked at create: malformed ones and ones outside the server's list are

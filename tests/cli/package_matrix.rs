@@ -22,6 +22,9 @@ const WORKING: &[(&str, &str)] = &[
     ("attrs", "Point(x=1)"),
     ("tomli", "{'a': 1}"),
     ("influxdata-plugin-utils", "0:05:00"),
+    // Besides the list: used by the official library's plugins.
+    ("httpx", "http://example.com?a=1"),
+    ("jmespath", "2"),
 ];
 
 /// Packages of the list that cannot be had in the sandbox, and why: they publish no

@@ -14,7 +14,8 @@ reading sends it through the host and gives the response back as the HTTP/1.1 by
 server would have sent, for the library to parse. Only opening a connection changes:
 `http.client.HTTPConnection.connect`, an `http.client.HTTPSConnection`, and urllib3's
 connection classes, patched as urllib3 is imported (it is not in the runtime: a plugin
-installs it).
+installs it). httpx, which has sockets of its own, gets transports that hand each
+request to the host whole.
 
 Nothing of this is imported while the runtime is built: `http.client` too is patched
 as it is first imported, so that an instance whose plugin sends nothing starts from a
@@ -107,16 +108,22 @@ class _ResponseStream(io.RawIOBase):
 def _send(destination, request, timeout):
     """Sends the HTTP/1.1 `request` through the host: the response's head and body."""
     method, target, headers, body = _parse_request(request)
-    scheme, host, port = destination
-    outgoing = wit_host.OutgoingRequest(
-        scheme=scheme, host=host, port=port, method=method, target=target,
-        headers=headers, body=body, timeout_seconds=timeout,
-    )
     try:
-        response = wit_host.http_send(outgoing)
+        response = _exchange(destination, (method, target, headers, body), timeout)
     except Err as e:
         raise _exception(e.value) from None
     return _response_head(response), response.body
+
+
+def _exchange(destination, request, timeout):
+    """The host's response to `request`, (method, target, headers, body), sent to
+    `destination`, (scheme, host, port); raises `Err` with the host's `HttpFailure`."""
+    scheme, host, port = destination
+    method, target, headers, body = request
+    return wit_host.http_send(wit_host.OutgoingRequest(
+        scheme=scheme, host=host, port=port, method=method, target=target,
+        headers=headers, body=body, timeout_seconds=timeout,
+    ))
 
 
 def _parse_request(request):
@@ -344,8 +351,89 @@ def _patch_urllib3_connectionpool(connectionpool):
     pool._raise_timeout = _raise_timeout
 
 
+def _patch_httpx_transports(default):
+    """Makes httpx's transports (`httpx._transports.default`) send through the host.
+
+    httpx speaks HTTP over its own sockets (httpcore), not http.client, and makes a TLS
+    context (`ssl`) when a transport is made; its transports have one method that takes
+    a request and returns a response, which is what the host does: they are given that.
+    """
+    import httpx
+
+    def __init__(self, *args, **settings):
+        """Takes httpx's settings (TLS, limits, proxy, retries) and uses none: the host
+        makes the connection, does the TLS and keeps no connection."""
+
+    def handle_request(self, request):
+        url = request.url
+        port = url.port or {"http": 80, "https": 443}.get(url.scheme)
+        destination = (url.scheme, url.raw_host.decode("ascii"), port)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        sent = (request.method, url.raw_path.decode("ascii"), headers, request.read())
+        timeout = request.extensions.get("timeout", {}).get("read")
+        try:
+            response = _exchange(destination, sent, timeout)
+        except Err as e:
+            raise _httpx_exception(httpx, e.value, request) from None
+        return httpx.Response(
+            response.status,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers],
+            stream=httpx.ByteStream(response.body),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode()},
+        )
+
+    async def handle_async_request(self, request):
+        await request.aread()
+        response = handle_request(self, request)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers.raw,
+            stream=httpx.ByteStream(response.content),
+            extensions=response.extensions,
+        )
+
+    # Nothing to open or close (httpx's own would import httpcore, which needs `ssl`).
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exception):
+        return None
+
+    def close(self):
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exception):
+        return None
+
+    async def aclose(self):
+        pass
+
+    for transport in (default.HTTPTransport, default.AsyncHTTPTransport):
+        transport.__init__ = __init__
+    sync, asynchronous = default.HTTPTransport, default.AsyncHTTPTransport
+    sync.handle_request = handle_request
+    sync.__enter__, sync.__exit__, sync.close = __enter__, __exit__, close
+    asynchronous.handle_async_request = handle_async_request
+    asynchronous.__aenter__, asynchronous.__aexit__ = __aenter__, __aexit__
+    asynchronous.aclose = aclose
+
+
+def _httpx_exception(httpx, failure, request):
+    """The httpx exception for the host's `failure` of `request`."""
+    kinds = wit_host.HttpFailureKind
+    if failure.kind == kinds.TIMED_OUT:
+        return httpx.ReadTimeout(failure.message, request=request)
+    if failure.kind == kinds.TOO_LARGE:
+        return httpx.ReadError(failure.message, request=request)
+    return httpx.ConnectError(failure.message, request=request)
+
+
 # What to patch in which module, as each is imported.
 _PATCHES = {
+    "httpx._transports.default": _patch_httpx_transports,
     "http.client": _patch_http_client,
     "urllib3.connection": _patch_urllib3_connection,
     "urllib3.connectionpool": _patch_urllib3_connectionpool,

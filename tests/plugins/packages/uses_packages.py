@@ -76,7 +76,19 @@ def _plugin_utils():
     return str(influxdata_plugin_utils.parse_timedelta("5min"))
 
 
+def _httpx():
+    import httpx
+    return httpx.Request("GET", "http://example.com", params={"a": 1}).url
+
+
+def _jmespath():
+    import jmespath
+    return jmespath.search("a.b[1]", {"a": {"b": [1, 2]}})
+
+
 CHECKS = {
+    "httpx": _httpx,
+    "jmespath": _jmespath,
     "requests": _requests,
     "urllib3": _urllib3,
     "pint": _pint,
