@@ -364,12 +364,14 @@ def _patch_httpx_transports(default):
         """Takes httpx's settings (TLS, limits, proxy, retries) and uses none: the host
         makes the connection, does the TLS and keeps no connection."""
 
-    def handle_request(self, request):
+    def exchange(request, body):
+        """httpx's `request`, whose body is `body`, sent through the host: the response
+        as httpx's transports give it, its body still in its content encoding."""
         url = request.url
         port = url.port or {"http": 80, "https": 443}.get(url.scheme)
         destination = (url.scheme, url.raw_host.decode("ascii"), port)
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        sent = (request.method, url.raw_path.decode("ascii"), headers, request.read())
+        sent = (request.method, url.raw_path.decode("ascii"), headers, body)
         timeout = request.extensions.get("timeout", {}).get("read")
         try:
             response = _exchange(destination, sent, timeout)
@@ -382,15 +384,11 @@ def _patch_httpx_transports(default):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": response.reason.encode()},
         )
 
+    def handle_request(self, request):
+        return exchange(request, request.read())
+
     async def handle_async_request(self, request):
-        await request.aread()
-        response = handle_request(self, request)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers.raw,
-            stream=httpx.ByteStream(response.content),
-            extensions=response.extensions,
-        )
+        return exchange(request, await request.aread())
 
     # Nothing to open or close (httpx's own would import httpcore, which needs `ssl`).
     def __enter__(self):

@@ -18,7 +18,10 @@
 //! followed by the host: the plugin's library follows them, each hop checked again. No
 //! connection outlives its request: none is shared between tenants.
 
-use sluice_catalog::{HostGrant, Scheme, request_host};
+mod lookups;
+
+use lookups::Lookups;
+use sluice_catalog::{DbId, HostGrant, Scheme, request_host};
 use sluice_plugin_api::{
     OutboundFailure, OutboundFailureKind, OutboundRequest, OutboundResponse, size_text,
 };
@@ -32,8 +35,11 @@ pub struct Egress {
     allowed: Arc<Vec<HostGrant>>,
     /// Root certificates trusted besides the machine's.
     extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
-    /// Made on first use: loading the machine's roots takes a while.
+    /// Made at start when the allow-list is not empty, else on first use: loading the
+    /// machine's roots takes a while.
     tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    /// The name lookups running, bounded.
+    lookups: Arc<Lookups>,
 }
 
 /// A destination a trigger may send to, as [`Egress::permit`] found it.
@@ -87,11 +93,18 @@ impl Egress {
             }
             roots
         };
-        Ok(Self {
+        let egress = Self {
             allowed: Arc::new(allowed),
             extra_roots,
             tls: OnceLock::new(),
-        })
+            lookups: Arc::default(),
+        };
+        if !egress.allows_nothing()
+            && let Err(e) = egress.tls()
+        {
+            tracing::warn!("plugins' HTTPS requests will fail: {e}");
+        }
+        Ok(egress)
     }
 
     /// No egress at all: every request refused.
@@ -100,6 +113,7 @@ impl Egress {
             allowed: Arc::new(Vec::new()),
             extra_roots: Vec::new(),
             tls: OnceLock::new(),
+            lookups: Arc::default(),
         }
     }
 
@@ -169,12 +183,14 @@ impl Egress {
             .map_err(|e| OutboundFailure::new(OutboundFailureKind::Failed, e))
     }
 
-    /// Sends `request` to the destination of `permit` and reads its response whole.
-    /// Returns the response, or the failure and the response bytes received before it.
+    /// Sends `request` of a plugin of `database` to the destination of `permit` and
+    /// reads its response whole. Returns the response, or the failure, and the response
+    /// bytes received.
     pub async fn send(
         &self,
         request: OutboundRequest,
         permit: &Permit,
+        database: DbId,
     ) -> (Result<OutboundResponse, OutboundFailure>, u64) {
         let destination = match permit.host.parse::<IpAddr>() {
             Ok(IpAddr::V6(v6)) => format!("{}://[{v6}]:{}", permit.scheme.as_str(), permit.port),
@@ -192,12 +208,16 @@ impl Egress {
                 .map_err(|what| failed(OutboundFailureKind::Failed, what))?;
             let headers = headers_of(&request.headers)
                 .map_err(|what| failed(OutboundFailureKind::Failed, what))?;
-            let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|_| {
-                failed(
-                    OutboundFailureKind::Failed,
-                    format!("invalid method `{}`", printable(&request.method)),
-                )
-            })?;
+            let method = reqwest::Method::from_bytes(request.method.as_bytes())
+                .ok()
+                // A tunnel or a trace is not a request to the destination.
+                .filter(|m| *m != reqwest::Method::CONNECT && *m != reqwest::Method::TRACE)
+                .ok_or_else(|| {
+                    failed(
+                        OutboundFailureKind::Failed,
+                        format!("method `{}` cannot be sent", printable(&request.method)),
+                    )
+                })?;
             Ok((tls, url, headers, method))
         });
         let (tls, url, headers, method) = match prepared {
@@ -207,7 +227,7 @@ impl Egress {
         let head = method == reqwest::Method::HEAD;
         let mut received = 0;
         let exchange = async {
-            let client = client_for(tls, permit)
+            let client = client_for(tls, permit, (&self.lookups, database))
                 .await
                 .map_err(|(kind, what)| failed(kind, what))?;
             let response = client
@@ -259,6 +279,9 @@ fn tls_config(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session is kept to be resumed: a server could tell two tenants' requests for
+    // one client's by it.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
@@ -269,6 +292,7 @@ fn tls_config(
 async fn client_for(
     tls: Arc<rustls::ClientConfig>,
     permit: &Permit,
+    (lookups, database): (&Arc<Lookups>, DbId),
 ) -> Result<reqwest::Client, (OutboundFailureKind, String)> {
     let mut builder = reqwest::Client::builder()
         // reqwest takes the config itself, not an `Arc` of it.
@@ -280,7 +304,7 @@ async fn client_for(
         .pool_max_idle_per_host(0)
         .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")));
     if permit.host.parse::<IpAddr>().is_err() {
-        let addresses = resolve(permit).await?;
+        let addresses = resolve(permit, lookups, database).await?;
         builder = builder.resolve_to_addrs(&permit.host, &addresses);
     }
     builder.build().map_err(|e| {
@@ -291,36 +315,42 @@ async fn client_for(
     })
 }
 
-/// The addresses `permit`'s host name resolves to that requests to it may reach: all of
-/// them if the server's list names it, else the public ones.
-async fn resolve(permit: &Permit) -> Result<Vec<SocketAddr>, (OutboundFailureKind, String)> {
-    let found: Vec<SocketAddr> = tokio::net::lookup_host((permit.host.as_str(), permit.port))
+/// The addresses `permit`'s host name resolves to (looked up for `database`) that
+/// requests to it may reach: if the server's list names it, any but link-local ones
+/// (where clouds keep their metadata services, never a service of the operator's), else
+/// public ones only.
+async fn resolve(
+    permit: &Permit,
+    lookups: &Arc<Lookups>,
+    database: DbId,
+) -> Result<Vec<SocketAddr>, (OutboundFailureKind, String)> {
+    let found = lookups
+        .resolve(database, &permit.host, permit.port)
         .await
-        .map_err(|e| {
-            (
-                OutboundFailureKind::Failed,
-                format!("`{}` does not resolve: {e}", permit.host),
-            )
-        })?
-        .collect();
-    if permit.named {
-        return Ok(found);
-    }
-    let public: Vec<SocketAddr> = found
+        .map_err(|e| (OutboundFailureKind::Failed, e))?;
+    let reachable: Vec<SocketAddr> = found
         .into_iter()
-        .filter(|address| !is_internal(address.ip()))
+        .filter(|address| {
+            if permit.named {
+                !is_link_local(address.ip())
+            } else {
+                !is_internal(address.ip())
+            }
+        })
         .collect();
-    if public.is_empty() {
+    if reachable.is_empty() {
+        let which = if permit.named {
+            "link-local addresses, which no grant reaches"
+        } else {
+            "internal addresses, which only a host the server's --egress-allow names itself \
+             may reach"
+        };
         return Err((
             OutboundFailureKind::Refused,
-            format!(
-                "`{}` resolves only to internal addresses, which only a host the server's \
-                 --egress-allow names itself may reach",
-                permit.host
-            ),
+            format!("`{}` resolves only to {which}", permit.host),
         ));
     }
-    Ok(public)
+    Ok(reachable)
 }
 
 /// The URL of `target` (the path and query of the request line) at `destination`.
@@ -347,7 +377,14 @@ fn url_of(destination: &str, target: &str, permit: &Permit) -> Result<reqwest::U
     let host = url
         .host_str()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'));
-    if host != Some(permit.host.as_str())
+    let same_host = match (
+        host.map(str::parse::<IpAddr>),
+        permit.host.parse::<IpAddr>(),
+    ) {
+        (Some(Ok(named)), Ok(permitted)) => named == permitted,
+        _ => host == Some(permit.host.as_str()),
+    };
+    if !same_host
         || url.port_or_known_default() != Some(permit.port)
         || !url.username().is_empty()
         || url.password().is_some()
@@ -503,18 +540,43 @@ pub fn is_internal(address: IpAddr) -> bool {
                 || (a == 198 && (18..20).contains(&b))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            let [first, second, third, ..] = v6.segments();
+            // An IPv4 address written in IPv6 (mapped, `::ffff:a.b.c.d`, or compatible,
+            // `::a.b.c.d`), or carried by 6to4 (`2002:aabb:ccdd::`): that address.
+            if let Some(v4) = v6
+                .to_ipv4()
+                .filter(|_| !v6.is_loopback() && !v6.is_unspecified())
+            {
                 return is_internal(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if first == 0x2002 {
+                let ([a, b], [c, d]) = (second.to_be_bytes(), third.to_be_bytes());
+                return is_internal(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                // Unique local, link-local and site-local.
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b
+                || (first & 0xffc0) == 0xfec0
+                // Documentation, Teredo (which tunnels to any IPv4) and the NAT64
+                // prefixes.
+                || (first == 0x2001 && (second == 0x0db8 || second == 0))
+                || (first == 0x0064 && second == 0xff9b)
         }
+    }
+}
+
+/// Whether `address` is link-local, or unspecified: where a cloud's metadata service
+/// answers, never an operator's own service.
+fn is_link_local(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_link_local(IpAddr::V4(v4)),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6.is_unspecified(),
+        },
     }
 }
 
@@ -566,6 +628,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001::1",
+            "fec0::1",
         ] {
             assert!(
                 is_internal(internal.parse().expect("an address")),
@@ -577,6 +644,7 @@ mod tests {
             "8.8.8.8",
             "2606:4700:4700::1111",
             "::ffff:1.1.1.1",
+            "2002:101:101::1",
         ] {
             assert!(
                 !is_internal(public.parse().expect("an address")),

@@ -486,7 +486,7 @@ impl HostServices for TriggerHost {
             if let Some(cpu) = &self.cpu {
                 cpu.release();
             }
-            let (sent, received) = egress.send(request, &permit).await;
+            let (sent, received) = egress.send(request, &permit, self.database.id).await;
             if let Some(cpu) = &self.cpu {
                 cpu.pause().await;
             }
