@@ -398,6 +398,12 @@ fn only_the_granted_destination_is_reached() {
     let base = format!("http://localhost:{}", granted.port);
     let ok = fetch(&server, "httpx", &format!("{base}/ok"));
     assert_eq!(ok, json!({"status": 200, "body": "ok"}));
+    let with_asyncio = format!(
+        "/api/v3/engine/httpx?async=1&url={}",
+        encode(&format!("{base}/ok"))
+    );
+    let ok = server.get(&with_asyncio, &[]).json();
+    assert_eq!(ok, json!({"status": 200, "body": "ok"}), "AsyncClient");
     let away = format!("{base}/redirect?to=http://localhost:{}/ok", other.port);
     let refused = fetch(&server, "httpx", &away)["error"].to_string();
     assert!(
@@ -412,6 +418,7 @@ fn only_the_granted_destination_is_reached() {
         [
             "/ok".to_string(),
             redirect.clone(),
+            "/ok".to_string(),
             "/ok".to_string(),
             redirect
         ]

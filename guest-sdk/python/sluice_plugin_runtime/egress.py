@@ -39,6 +39,8 @@ import sys
 from componentize_py_types import Err
 from wit_world.imports import host as wit_host
 
+from . import on_import
+
 
 class HostSocket:
     """What a library sees of one connection to `scheme://host:port`.
@@ -429,63 +431,15 @@ def _httpx_exception(httpx, failure, request):
     return httpx.ConnectError(failure.message, request=request)
 
 
-# What to patch in which module, as each is imported.
-_PATCHES = {
-    "httpx._transports.default": _patch_httpx_transports,
-    "http.client": _patch_http_client,
-    "urllib3.connection": _patch_urllib3_connection,
-    "urllib3.connectionpool": _patch_urllib3_connectionpool,
-}
-
-
-class _PatchingLoader:
-    """Loads a module with `loader`, then patches it with `patch`."""
-
-    def __init__(self, loader, patch):
-        self._loader = loader
-        self._patch = patch
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module):
-        # The module keeps its own loader, for whatever asks it for its source.
-        module.__loader__ = module.__spec__.loader = self._loader
-        self._loader.exec_module(module)
-        self._patch(module)
-
-
-class _PatchingFinder:
-    """A meta path finder that has the modules of `_PATCHES` patched as they are imported.
-
-    urllib3 is imported at run time from the plugin's packages, so the runtime can only
-    change it then (and http.client, so that it is not in the snapshot): this finder
-    finds a module to patch through the others, and wraps its loader.
-    """
-
-    def find_spec(self, name, path=None, target=None):
-        patch = _PATCHES.get(name)
-        if patch is None:
-            return None
-        for finder in sys.meta_path:
-            find_spec = getattr(finder, "find_spec", None)
-            if finder is self or find_spec is None:
-                continue
-            spec = find_spec(name, path, target)
-            if spec is not None:
-                spec.loader = _PatchingLoader(spec.loader, patch)
-                return spec
-        return None
-
-
 def install():
-    """Sends http.client's requests through the host, and urllib3's, once each is
-    imported.
+    """Sends http.client's requests through the host, and urllib3's and httpx's, once
+    each is imported.
 
     Must run before `urllib.request` is imported (see `_patch_http_client`).
     """
     if "urllib.request" in sys.modules:
         raise RuntimeError("egress.install() must run before urllib.request is imported")
-    sys.meta_path.insert(0, _PatchingFinder())
-    if "http.client" in sys.modules:
-        _patch_http_client(sys.modules["http.client"])
+    on_import.patch("http.client", _patch_http_client)
+    on_import.patch("urllib3.connection", _patch_urllib3_connection)
+    on_import.patch("urllib3.connectionpool", _patch_urllib3_connectionpool)
+    on_import.patch("httpx._transports.default", _patch_httpx_transports)

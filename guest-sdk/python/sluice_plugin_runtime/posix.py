@@ -6,12 +6,18 @@ fail where the call is missing. Inside the sandbox the answer is the same for ev
 plugin and tells nothing of the host: one unprivileged user, `plugin` (uid and gid
 1000), in its own group, with no home and no shell. The process id is WASI's own (42),
 and the parent is 1.
+
+asyncio's event loops wake themselves from other threads and signal handlers through a
+socket pair, which WASI cannot make: a plugin has neither threads nor signals, so its
+loops go without one (`asyncio.run` works, `asyncio.sleep` and tasks included).
 """
 
 import os
 import sys
 import types
 from collections import namedtuple
+
+from . import on_import
 
 UID = 1000
 GID = 1000
@@ -44,8 +50,26 @@ def _module(name, doc, **members):
     return module
 
 
+def _without_self_pipe(selector_events):
+    """Makes asyncio's selector event loops (`asyncio.selector_events`) start without
+    the socket pair they wake themselves through. Waking one from elsewhere
+    (`_write_to_self`) then does nothing, as it does once the loop is closed."""
+    loop = selector_events.BaseSelectorEventLoop
+
+    def _make_self_pipe(self):
+        self._ssock = self._csock = None
+
+    def _close_self_pipe(self):
+        self._ssock = self._csock = None
+
+    loop._make_self_pipe = _make_self_pipe
+    loop._close_self_pipe = _close_self_pipe
+
+
 def install():
-    """Adds the missing calls to `os` and the modules `pwd` and `grp`, where absent."""
+    """Adds the missing calls to `os` and the modules `pwd` and `grp`, where absent, and
+    lets asyncio's event loops start."""
+    on_import.patch("asyncio.selector_events", _without_self_pipe)
     missing = {
         "getuid": lambda: UID,
         "geteuid": lambda: UID,

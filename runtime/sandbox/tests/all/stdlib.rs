@@ -112,3 +112,32 @@ def process_writes(api, batches, args=None):
         ]
     );
 }
+
+/// asyncio's event loops start without the socket pair WASI cannot make: tasks, sleeps
+/// and time-outs work in a plugin.
+#[tokio::test(flavor = "multi_thread")]
+async fn asyncio_runs_tasks_sleeps_and_time_outs() {
+    let dir = PluginDir::new();
+    let code = r#"
+import asyncio
+
+async def twice(x):
+    await asyncio.sleep(0.01)
+    return 2 * x
+
+async def main():
+    doubled = await asyncio.gather(twice(1), twice(2))
+    try:
+        await asyncio.wait_for(asyncio.sleep(10), timeout=0.01)
+        late = "no time-out"
+    except TimeoutError:
+        late = "timed out"
+    return doubled, late
+
+def process_writes(api, batches, args=None):
+    api.info(*asyncio.run(main()))
+    api.info(asyncio.run(twice(5)))
+"#;
+    let report = ok(wal(&dir.plugin("aio.py", code), "m f=1i").await);
+    assert_eq!(report.log_lines, vec!["INFO: [2, 4] timed out", "INFO: 10"]);
+}
