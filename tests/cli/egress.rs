@@ -53,6 +53,16 @@ fn server(dir: &Path, flags: &[&str]) -> TestServer {
     server
 }
 
+/// Installs `package` on `server` from the test wheels, asserting success.
+fn install(server: &TestServer, package: &str) {
+    let installed = server.cli(&["install", "package", package]);
+    assert!(
+        installed.status.success(),
+        "{}",
+        crate::support::text(&installed)
+    );
+}
+
 /// A port free a moment ago, for a server that must know its own port before it starts.
 fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
@@ -232,12 +242,7 @@ fn a_granted_wal_plugin_alerts_through_the_servers_own_api_and_an_ungranted_one_
             &own,
         ],
     );
-    let installed = server.cli(&["install", "package", "requests"]);
-    assert!(
-        installed.status.success(),
-        "{}",
-        crate::support::text(&installed)
-    );
+    install(&server, "requests");
     let mut notify = trigger_body(
         "notify",
         "request:notify",
@@ -380,12 +385,7 @@ fn only_the_granted_destination_is_reached() {
     }
     // httpx, which has sockets of its own, goes through the host too, and follows a
     // redirect only to where the trigger is granted.
-    let installed = server.cli(&["install", "package", "httpx"]);
-    assert!(
-        installed.status.success(),
-        "{}",
-        crate::support::text(&installed)
-    );
+    install(&server, "httpx");
     let mut httpx = trigger_body(
         "httpx",
         "request:httpx",
@@ -543,12 +543,7 @@ fn https_is_verified_by_the_host() {
         json!({"status": 200, "body": "ok"})
     );
     // requests, whose HTTPS urllib3 refuses without `ssl`, through the host's TLS.
-    let installed = trusting.cli(&["install", "package", "requests"]);
-    assert!(
-        installed.status.success(),
-        "{}",
-        crate::support::text(&installed)
-    );
+    install(&trusting, "requests");
     let name = "fetch_requests";
     let mut body = trigger_body(
         name,
