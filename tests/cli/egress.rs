@@ -572,8 +572,9 @@ fn https_is_verified_by_the_host() {
     );
 }
 
-/// A response over the trigger's size bound and one slower than its time-out fail the
-/// request with an error naming the bound; the plugin goes on and the server too.
+/// A response over the trigger's size bound, one slower than its time-out, a request
+/// body over its bound and a request past its count fail the request with an error
+/// naming the bound; the plugin goes on and the server too.
 #[test]
 fn responses_are_bounded_in_size_and_time() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -584,7 +585,12 @@ fn responses_are_bounded_in_size_and_time() {
         &server,
         "fetch",
         &[&allow],
-        json!({"max_http_response_bytes": 1000, "http_timeout": "1s", "max_http_requests": 3}),
+        json!({
+            "max_http_response_bytes": 1000,
+            "max_http_request_bytes": 100,
+            "http_timeout": "1s",
+            "max_http_requests": 3
+        }),
     );
     let base = format!("http://localhost:{}", destination.port);
     let big = fetch(&server, "fetch", &format!("{base}/big"))["error"].to_string();
@@ -598,6 +604,26 @@ fn responses_are_bounded_in_size_and_time() {
         fetch(&server, "fetch", &format!("{base}/ok")),
         json!({"status": 200, "body": "ok"})
     );
+    let url = encode(&format!("{base}/ok"));
+    let posted = server
+        .get(
+            &format!("/api/v3/engine/fetch?url={url}&post_bytes=101"),
+            &[],
+        )
+        .json();
+    let posted = posted["error"].to_string();
+    assert!(
+        posted.contains("its body (101 bytes) is over the limit of 100 bytes"),
+        "{posted}"
+    );
+    let fits = server
+        .get(
+            &format!("/api/v3/engine/fetch?url={url}&post_bytes=100"),
+            &[],
+        )
+        .json();
+    assert_eq!(fits, json!({"status": 200, "body": "ok"}));
+    assert_eq!(destination.asked().len(), 4, "the big body was not sent");
     let many = fetch_times(&server, "fetch", &format!("{base}/ok"), 4)["error"].to_string();
     assert!(
         many.contains("limit of 3 HTTP requests per invocation"),

@@ -103,6 +103,9 @@ pub struct LimitsRequest {
     /// Bytes of one outbound request's response body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_http_response_bytes: Option<u64>,
+    /// Bytes of one outbound request's body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_request_bytes: Option<u64>,
     /// How long one outbound request may take, for example `2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_timeout: Option<String>,
@@ -126,6 +129,7 @@ impl LimitsRequest {
             max_open_files: overrides.open_files,
             max_http_requests: overrides.http_requests,
             max_http_response_bytes: overrides.http_response_bytes,
+            max_http_request_bytes: overrides.http_request_bytes,
             http_timeout: overrides.http_timeout_ms.map(duration_text),
         }
     }
@@ -160,6 +164,7 @@ impl LimitsRequest {
             open_files: self.max_open_files,
             http_requests: self.max_http_requests,
             http_response_bytes: self.max_http_response_bytes,
+            http_request_bytes: self.max_http_request_bytes,
             http_timeout_ms,
         })
     }

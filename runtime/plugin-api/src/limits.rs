@@ -60,6 +60,9 @@ pub struct Limits {
     /// Bytes of one outbound request's response body, as received. Default
     /// [`Self::DEFAULT_HTTP_RESPONSE_BYTES`].
     pub http_response_bytes: u64,
+    /// Bytes of one outbound request's body: what the host sends for the plugin.
+    /// Default [`Self::DEFAULT_HTTP_REQUEST_BYTES`].
+    pub http_request_bytes: u64,
     /// How long one outbound request may take, connecting included, within what is left
     /// of [`Self::wall_time`]. Default [`Self::DEFAULT_HTTP_TIMEOUT`].
     pub http_timeout: Duration,
@@ -96,6 +99,8 @@ impl Limits {
     pub const DEFAULT_HTTP_REQUESTS: u64 = 100;
     /// 10 MiB.
     pub const DEFAULT_HTTP_RESPONSE_BYTES: u64 = 10 << 20;
+    /// 1 MiB.
+    pub const DEFAULT_HTTP_REQUEST_BYTES: u64 = 1 << 20;
     /// 10 s.
     pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 }
@@ -117,6 +122,7 @@ impl Default for Limits {
             open_files: Self::DEFAULT_OPEN_FILES,
             http_requests: Self::DEFAULT_HTTP_REQUESTS,
             http_response_bytes: Self::DEFAULT_HTTP_RESPONSE_BYTES,
+            http_request_bytes: Self::DEFAULT_HTTP_REQUEST_BYTES,
             http_timeout: Self::DEFAULT_HTTP_TIMEOUT,
         }
     }
@@ -157,6 +163,7 @@ impl Limits {
             open_files: o.open_files.unwrap_or(self.open_files),
             http_requests: o.http_requests.unwrap_or(self.http_requests),
             http_response_bytes: o.http_response_bytes.unwrap_or(self.http_response_bytes),
+            http_request_bytes: o.http_request_bytes.unwrap_or(self.http_request_bytes),
             http_timeout: o
                 .http_timeout_ms
                 .map_or(self.http_timeout, Duration::from_millis),
@@ -231,6 +238,11 @@ impl Limits {
                 "HTTP response bytes",
                 self.http_response_bytes,
                 ceiling.http_response_bytes,
+            ),
+            (
+                "HTTP request bytes",
+                self.http_request_bytes,
+                ceiling.http_request_bytes,
             ),
             (
                 "HTTP time-out",
@@ -334,6 +346,9 @@ pub struct LimitOverrides {
     /// [`Limits::http_response_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_response_bytes: Option<u64>,
+    /// [`Limits::http_request_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_request_bytes: Option<u64>,
     /// [`Limits::http_timeout`], in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_timeout_ms: Option<u64>,
@@ -361,6 +376,7 @@ impl LimitOverrides {
             ("open_files", self.open_files),
             ("http_requests", self.http_requests),
             ("http_response_bytes", self.http_response_bytes),
+            ("http_request_bytes", self.http_request_bytes),
             ("http_timeout_ms", self.http_timeout_ms),
         ]
         .into_iter()

@@ -110,6 +110,17 @@ impl CallState {
                 ),
             ));
         }
+        if request.body.len() as u64 > self.limits.http_request_bytes {
+            return Err(OutboundFailure::new(
+                OutboundFailureKind::TooLarge,
+                format!(
+                    "request to {destination} not sent: its body ({}) is over the limit of {} \
+                     (--max-http-request-bytes)",
+                    sluice_plugin_api::size_text(request.body.len() as u64),
+                    sluice_plugin_api::size_text(self.limits.http_request_bytes)
+                ),
+            ));
+        }
         let asked = request
             .timeout_seconds
             .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok());

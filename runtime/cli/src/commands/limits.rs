@@ -55,6 +55,10 @@ pub struct LimitArgs {
         "Maximum size of one outbound HTTP response's body",
         Limits::DEFAULT_HTTP_RESPONSE_BYTES.to_string()))]
     pub max_http_response_bytes: Option<u64>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum size of one outbound HTTP request's body",
+        Limits::DEFAULT_HTTP_REQUEST_BYTES.to_string()))]
+    pub max_http_request_bytes: Option<u64>,
     #[arg(long, value_name = "DURATION", value_parser = humantime_duration, help = with_default(
         "Longest one outbound HTTP request may take, connecting included (never past the \
          wall-time limit)",
@@ -96,6 +100,7 @@ impl LimitArgs {
             open_files: self.max_open_files,
             http_requests: self.max_http_requests,
             http_response_bytes: self.max_http_response_bytes,
+            http_request_bytes: self.max_http_request_bytes,
             http_timeout_ms: self
                 .http_timeout
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
