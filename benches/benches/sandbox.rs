@@ -9,6 +9,8 @@
 //!   instance (the runtime instantiated and warmed up beforehand, untimed), as a call
 //!   without a warm instance runs when `sluice serve` has a spare ready.
 //! - `warm_instance_call`: one call on an instance that is already loaded.
+//! - `tmp_file_call`: the same for a plugin that writes a file of 4 KiB in `/tmp`: the
+//!   file's writes counted, and the directory emptied when the call ends.
 //! - `wal_batch_10k_rows`: deliver 10,000 rows (3 tags, 3 fields, time) to a plugin
 //!   that counts them, on a warm instance; throughput is in rows.
 
@@ -76,6 +78,17 @@ fn sandbox_benches(c: &mut Criterion) {
         b.iter(|| {
             runtime
                 .block_on(warm.call(schedule(), &limits, host.clone()))
+                .expect("call succeeds")
+        })
+    });
+
+    let mut writer = runtime
+        .block_on(sandbox.instantiate(&plugins.get("tmp_file.py"), &limits))
+        .expect("instance");
+    c.bench_function("tmp_file_call", |b| {
+        b.iter(|| {
+            runtime
+                .block_on(writer.call(schedule(), &limits, host.clone()))
                 .expect("call succeeds")
         })
     });

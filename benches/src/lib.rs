@@ -60,6 +60,11 @@ impl Plugins {
              def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n",
         )?;
         std::fs::write(
+            dir.path().join("tmp_file.py"),
+            "def process_scheduled_call(influxdb3_local, call_time, args=None):\n    \
+             with open('/tmp/scratch', 'wb') as f:\n        f.write(b'x' * 4096)\n",
+        )?;
+        std::fs::write(
             dir.path().join("count_rows.py"),
             "def process_writes(influxdb3_local, table_batches, args=None):\n    \
              rows = sum(len(batch['rows']) for batch in table_batches)\n    \

@@ -16,5 +16,6 @@ mod server;
 mod support;
 mod tenants;
 mod test_local;
+mod tmp;
 mod triggers;
 mod wal_triggers;

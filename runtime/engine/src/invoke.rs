@@ -515,6 +515,7 @@ impl Invoker {
             query_rows: host.query_rows(),
             http_requests: host.http_usage().requests,
             http_response_bytes: host.http_usage().response_bytes,
+            tmp_bytes: usage.tmp_bytes,
             outcome: if result.is_ok() {
                 Outcome::Success
             } else {

@@ -48,6 +48,7 @@ pub struct EngineMetrics {
     query_rows: Family<TriggerLabels, Counter>,
     http_requests: Family<TriggerLabels, Counter>,
     http_response_bytes: Family<TriggerLabels, Counter>,
+    tmp_bytes: Family<TriggerLabels, Counter>,
     skipped_flushes: Family<TriggerLabels, Counter>,
     wal_read_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     not_started: Family<TriggerLabels, Counter>,
@@ -240,6 +241,7 @@ impl Default for EngineMetrics {
         let query_rows = Family::<TriggerLabels, Counter>::default();
         let http_requests = Family::<TriggerLabels, Counter>::default();
         let http_response_bytes = Family::<TriggerLabels, Counter>::default();
+        let tmp_bytes = Family::<TriggerLabels, Counter>::default();
         let cache_bytes = Family::<DatabaseLabels, Gauge>::default();
         registry.register(
             "cache_bytes",
@@ -265,6 +267,11 @@ impl Default for EngineMetrics {
             "http_response_bytes",
             "Bytes of the responses to the plugins' outbound HTTP requests",
             http_response_bytes.clone(),
+        );
+        registry.register(
+            "tmp_bytes",
+            "Bytes the plugins' calls wrote in their /tmp, 4 KiB for each file created",
+            tmp_bytes.clone(),
         );
         registry.register(
             "invocations",
@@ -337,6 +344,7 @@ impl Default for EngineMetrics {
             query_rows,
             http_requests,
             http_response_bytes,
+            tmp_bytes,
             skipped_flushes,
             wal_read_seconds,
             not_started,
@@ -402,6 +410,9 @@ impl EngineMetrics {
         self.http_response_bytes
             .get_or_create(&trigger)
             .inc_by(record.http_response_bytes);
+        self.tmp_bytes
+            .get_or_create(&trigger)
+            .inc_by(record.tmp_bytes);
     }
 
     /// Sets what each database's caches hold, `(database name, bytes)`, forgetting the
@@ -434,6 +445,7 @@ impl EngineMetrics {
             &self.query_rows,
             &self.http_requests,
             &self.http_response_bytes,
+            &self.tmp_bytes,
             &self.skipped_flushes,
             &self.not_started,
             &self.queued,
@@ -534,6 +546,7 @@ mod tests {
             query_rows: 3,
             http_requests: 0,
             http_response_bytes: 0,
+            tmp_bytes: 0,
             outcome: if error.is_some() {
                 crate::records::Outcome::Error
             } else {

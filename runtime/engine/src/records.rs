@@ -64,6 +64,8 @@ pub struct InvocationRecord {
     pub http_requests: u64,
     /// Bytes of the responses to them.
     pub http_response_bytes: u64,
+    /// Bytes it wrote in its `/tmp` (4 KiB for each file created).
+    pub tmp_bytes: u64,
     /// How it ended.
     pub outcome: Outcome,
     /// Why it failed, or what it skipped.
@@ -107,6 +109,7 @@ impl InvocationRecord {
             query_rows: 0,
             http_requests: 0,
             http_response_bytes: 0,
+            tmp_bytes: 0,
             outcome: Outcome::Skipped,
             error: Some(text),
         }
@@ -141,6 +144,8 @@ pub struct Usage {
     pub http_requests: u64,
     /// Bytes of the responses to them.
     pub http_response_bytes: u64,
+    /// Bytes the plugins wrote in their `/tmp` (4 KiB for each file created).
+    pub tmp_bytes: u64,
     /// CPU time the server took reading the trigger's flushes back from WAL files, for
     /// a WAL trigger behind the flushes kept in memory, nanoseconds.
     pub wal_read_ns: u64,
@@ -161,6 +166,7 @@ impl Usage {
         self.http_response_bytes = self
             .http_response_bytes
             .saturating_add(other.http_response_bytes);
+        self.tmp_bytes = self.tmp_bytes.saturating_add(other.tmp_bytes);
         self.wal_read_ns = self.wal_read_ns.saturating_add(other.wal_read_ns);
     }
 
@@ -183,6 +189,7 @@ impl Usage {
         self.http_response_bytes = self
             .http_response_bytes
             .saturating_add(call.http_response_bytes);
+        self.tmp_bytes = self.tmp_bytes.saturating_add(call.tmp_bytes);
     }
 }
 
@@ -476,6 +483,7 @@ mod tests {
             query_rows: 2,
             http_requests: 0,
             http_response_bytes: 0,
+            tmp_bytes: 0,
             outcome: if failed {
                 Outcome::Error
             } else {

@@ -109,6 +109,9 @@ pub struct LimitsRequest {
     /// How long one outbound request may take, for example `2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_timeout: Option<String>,
+    /// Bytes an invocation may write in its `/tmp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tmp_bytes: Option<u64>,
 }
 
 impl LimitsRequest {
@@ -131,6 +134,7 @@ impl LimitsRequest {
             max_http_response_bytes: overrides.http_response_bytes,
             max_http_request_bytes: overrides.http_request_bytes,
             http_timeout: overrides.http_timeout_ms.map(duration_text),
+            max_tmp_bytes: overrides.tmp_bytes,
         }
     }
 
@@ -166,6 +170,7 @@ impl LimitsRequest {
             http_response_bytes: self.max_http_response_bytes,
             http_request_bytes: self.max_http_request_bytes,
             http_timeout_ms,
+            tmp_bytes: self.max_tmp_bytes,
         })
     }
 }

@@ -133,4 +133,6 @@ pub struct CallUsage {
     pub peak_memory_bytes: u64,
     /// Line-protocol bytes the plugin wrote or queued.
     pub bytes_written: u64,
+    /// Bytes it wrote in its `/tmp`, 4 KiB for each file, directory or link created.
+    pub tmp_bytes: u64,
 }

@@ -66,6 +66,11 @@ pub struct Limits {
     /// How long one outbound request may take, connecting included, within what is left
     /// of [`Self::wall_time`]. Default [`Self::DEFAULT_HTTP_TIMEOUT`].
     pub http_timeout: Duration,
+    /// Bytes one invocation may write in its `/tmp`, each file, directory or link it
+    /// creates counting 4 KiB; nothing counts out before the invocation ends, when its
+    /// `/tmp` is emptied. Past it, writing fails with `ENOSPC`. Default
+    /// [`Self::DEFAULT_TMP_BYTES`].
+    pub tmp_bytes: u64,
 }
 
 impl Limits {
@@ -103,6 +108,8 @@ impl Limits {
     pub const DEFAULT_HTTP_REQUEST_BYTES: u64 = 1 << 20;
     /// 10 s.
     pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+    /// 16 MiB.
+    pub const DEFAULT_TMP_BYTES: u64 = 16 << 20;
 }
 
 impl Default for Limits {
@@ -124,6 +131,7 @@ impl Default for Limits {
             http_response_bytes: Self::DEFAULT_HTTP_RESPONSE_BYTES,
             http_request_bytes: Self::DEFAULT_HTTP_REQUEST_BYTES,
             http_timeout: Self::DEFAULT_HTTP_TIMEOUT,
+            tmp_bytes: Self::DEFAULT_TMP_BYTES,
         }
     }
 }
@@ -167,6 +175,7 @@ impl Limits {
             http_timeout: o
                 .http_timeout_ms
                 .map_or(self.http_timeout, Duration::from_millis),
+            tmp_bytes: o.tmp_bytes.unwrap_or(self.tmp_bytes),
         }
     }
 
@@ -249,6 +258,7 @@ impl Limits {
                 u64::try_from(self.http_timeout.as_millis()).unwrap_or(u64::MAX),
                 u64::try_from(ceiling.http_timeout.as_millis()).unwrap_or(u64::MAX),
             ),
+            ("/tmp bytes", self.tmp_bytes, ceiling.tmp_bytes),
         ];
         pairs
             .into_iter()
@@ -352,6 +362,9 @@ pub struct LimitOverrides {
     /// [`Limits::http_timeout`], in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_timeout_ms: Option<u64>,
+    /// [`Limits::tmp_bytes`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_bytes: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -378,6 +391,7 @@ impl LimitOverrides {
             ("http_response_bytes", self.http_response_bytes),
             ("http_request_bytes", self.http_request_bytes),
             ("http_timeout_ms", self.http_timeout_ms),
+            ("tmp_bytes", self.tmp_bytes),
         ]
         .into_iter()
         .filter_map(|(name, value)| value.map(|v| format!("{name}={v}")))

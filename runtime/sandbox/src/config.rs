@@ -1,6 +1,6 @@
 //! All engine policy in one place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -40,6 +40,16 @@ pub struct SandboxConfig {
     /// descriptor of the server's process. Default: half of the process's limit on open
     /// descriptors (`RLIMIT_NOFILE`), so the server keeps the other half.
     pub max_open_files: u64,
+    /// Where each instance gets its `/tmp`: a directory is made in it for the server's
+    /// plugins, and removed when the sandbox stops. Default `/dev/shm` (memory) where the
+    /// machine has it, else the system's temporary directory.
+    pub tmp_dir: PathBuf,
+    /// Bytes the running calls together may write in their `/tmp`: each call also has
+    /// its own limit ([`Limits::tmp_bytes`]), and what it wrote is removed when it ends.
+    /// Default [`SandboxConfig::default_tmp_budget`].
+    ///
+    /// [`Limits::tmp_bytes`]: sluice_plugin_api::Limits::tmp_bytes
+    pub max_tmp_bytes: u64,
     /// How often the epoch advances. Running plugins yield to other tasks and check
     /// their wall-time deadline at each tick, so this bounds both the latency of a
     /// time-out and how long one plugin can hold a thread. Default 10 ms.
@@ -54,6 +64,7 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
+        let tmp_dir = default_tmp_dir();
         Self {
             cache_dir: default_cache_dir(),
             max_instances: Self::default_max_instances(),
@@ -62,6 +73,8 @@ impl Default for SandboxConfig {
             instance_wait: Duration::from_secs(10),
             max_memory_bytes: 1 << 30,
             max_open_files: crate::files::default_server_limit(),
+            max_tmp_bytes: Self::default_tmp_budget(&tmp_dir),
+            tmp_dir,
             epoch_tick: Duration::from_millis(10),
             image_fault_around: env_flag("SLUICE_IMAGE_FAULT_AROUND"),
         }
@@ -92,6 +105,23 @@ fn env_flag(name: &str) -> bool {
     })
 }
 
+/// The bytes `dir`'s file system has free for the server's user, if it says.
+pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+/// `/dev/shm` where it is a directory (Linux: memory), else the system's temporary
+/// directory.
+fn default_tmp_dir() -> PathBuf {
+    let shared_memory = PathBuf::from("/dev/shm");
+    if shared_memory.is_dir() {
+        shared_memory
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn default_cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("SLUICE_CACHE_DIR") {
         return Some(PathBuf::from(dir));
@@ -109,6 +139,14 @@ impl SandboxConfig {
     const MAX_DEFAULT_INSTANCES: u32 = 1_000;
     /// The largest `max_instances` accepted: the pool reserves address space for each.
     pub const MAX_INSTANCES: u32 = 10_000;
+
+    /// What the running calls may write in `/tmp` in `dir` together, by default: a
+    /// sixteenth of the machine's memory, and no more than half of what `dir` has free
+    /// (a container's `/dev/shm` is often small).
+    pub fn default_tmp_budget(dir: &Path) -> u64 {
+        let memory = machine_memory_bytes() / 16;
+        free_bytes(dir).map_or(memory, |free| memory.min(free / 2))
+    }
 
     /// One instance per 64 MiB of the machine's memory, from 16 to 1,000.
     pub fn default_max_instances() -> u32 {

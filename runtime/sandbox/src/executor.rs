@@ -8,6 +8,7 @@ use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
+use crate::scratch::ScratchRoot;
 use crate::slots::{SlotBounds, Slots};
 use crate::wit::{PythonRuntime, PythonRuntimePre};
 use crate::{Error, Result};
@@ -34,6 +35,8 @@ pub struct Sandbox {
     max_memory_bytes: u64,
     /// The files every instance holds open, counted against the server's bound.
     files: Arc<ServerFiles>,
+    /// The directory of every instance's `/tmp`, and what running calls wrote there.
+    scratch: Arc<ScratchRoot>,
     /// Every live instance's slot, and the idle ones.
     slots: Arc<Slots>,
     /// Turns fault-around off for each slot's memory image; `None` when the
@@ -79,12 +82,30 @@ impl Sandbox {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Runtime)?;
         crate::files::add_to_linker(&mut linker).map_err(Error::Runtime)?;
+        crate::scratch::add_to_linker(&mut linker).map_err(Error::Runtime)?;
         PythonRuntime::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(Error::Runtime)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(Error::Runtime)?;
         let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
+        let scratch = ScratchRoot::new(&config.tmp_dir, config.max_tmp_bytes).map(Arc::new);
+        let scratch = scratch.map_err(|e| {
+            Error::Config(wasmtime::format_err!(
+                "cannot make the plugins' /tmp in {}: {e}",
+                config.tmp_dir.display()
+            ))
+        })?;
+        if let Some(free) = crate::config::free_bytes(&config.tmp_dir)
+            && free < config.max_tmp_bytes
+        {
+            tracing::warn!(
+                "the plugins' /tmp budget ({} bytes) is more than {} has free ({free} \
+                 bytes): calls may find it full sooner, with ENOSPC",
+                config.max_tmp_bytes,
+                config.tmp_dir.display()
+            );
+        }
         let slots = Slots::new(SlotBounds {
             instances: config.max_instances,
             idle_memory_bytes: config.idle_memory_bytes,
@@ -98,6 +119,7 @@ impl Sandbox {
             pre,
             max_memory_bytes: config.max_memory_bytes,
             files: ServerFiles::new(config.max_open_files),
+            scratch,
             slots,
             image_pages: (!config.image_fault_around).then(ImagePages::new),
             _ticker: ticker,
@@ -114,6 +136,10 @@ impl Sandbox {
 
     pub(crate) fn files(&self) -> &Arc<ServerFiles> {
         &self.files
+    }
+
+    pub(crate) fn scratch(&self) -> &Arc<ScratchRoot> {
+        &self.scratch
     }
 
     pub(crate) fn slots(&self) -> &Arc<Slots> {

@@ -29,7 +29,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 
 /// The WIT interface whose functions are replaced; the version is wasmtime-wasi's own,
 /// which components importing any 0.2 version are linked to.
-const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
+pub(crate) const FILESYSTEM_TYPES: &str = "wasi:filesystem/types@0.2.12";
 
 /// The descriptors every instance of the server holds, and their bound.
 #[derive(Debug)]
@@ -153,7 +153,9 @@ fn take(state: &mut HostState) -> Result<(), ErrorCode> {
 }
 
 /// The guest's view of a host result: an error code, or a trap for anything else.
-fn answered<T>(result: wasmtime_wasi::p2::FsResult<T>) -> wasmtime::Result<Result<T, ErrorCode>> {
+pub(crate) fn answered<T>(
+    result: wasmtime_wasi::p2::FsResult<T>,
+) -> wasmtime::Result<Result<T, ErrorCode>> {
     match result {
         Ok(value) => Ok(Ok(value)),
         Err(error) => error.downcast().map(Err),
@@ -182,13 +184,26 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 if let Err(code) = take(state) {
                     return Ok((Err(code),));
                 }
+                // A file created counts against the call's `/tmp` (`scratch.rs`).
+                let created = if open_flags.contains(OpenFlags::CREATE) {
+                    crate::scratch::ENTRY_BYTES
+                } else {
+                    0
+                };
+                if created > 0 && !state.scratch.take(created) {
+                    state.files.not_opened();
+                    return Ok((Err(ErrorCode::InsufficientSpace),));
+                }
                 let opened = state
                     .filesystem()
                     .open_at(fd, path_flags, path, open_flags, flags)
                     .await;
                 match &opened {
                     Ok(descriptor) => state.files.opened(descriptor.rep()),
-                    Err(_) => state.files.not_opened(),
+                    Err(_) => {
+                        state.files.not_opened();
+                        state.scratch.give_back(created);
+                    }
                 }
                 Ok((answered(opened)?,))
             })

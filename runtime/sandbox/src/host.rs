@@ -4,6 +4,7 @@ use crate::encode::column_to_wit;
 use crate::files::OpenFiles;
 use crate::output::CapturedOutput;
 use crate::placeholders::{FillError, fill_in};
+use crate::scratch::Scratch;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{host, types};
 use sluice_plugin_api::{
@@ -20,6 +21,8 @@ pub(crate) struct HostState {
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) files: OpenFiles,
+    /// Its `/tmp`, and what the call has written there.
+    pub(crate) scratch: Scratch,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturedOutput,
     pub(crate) stderr: CapturedOutput,
@@ -33,6 +36,9 @@ pub(crate) struct CallState {
     pub(crate) log_lines: u64,
     pub(crate) log_bytes: u64,
     pub(crate) bytes_written: u64,
+    /// Bytes written in `/tmp`, counted as [`crate::scratch`] counts them; known once
+    /// the call has ended.
+    pub(crate) tmp_bytes: u64,
     /// Outbound HTTP requests sent.
     pub(crate) http_requests: u64,
     /// The limit that stopped the call, if one did.
@@ -53,6 +59,7 @@ impl CallState {
             log_lines: 0,
             log_bytes: 0,
             bytes_written: 0,
+            tmp_bytes: 0,
             http_requests: 0,
             hit: None,
             refused: None,

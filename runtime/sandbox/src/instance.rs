@@ -5,6 +5,7 @@ use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
+use crate::scratch::{GUEST_TMP_DIR, Scratch};
 use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::{PythonRuntime, loader, types};
@@ -117,7 +118,7 @@ impl PluginInstance {
         let mounts = mounts(plugin, &source);
         if !mounts.is_empty() {
             let state = self.store.data_mut();
-            state.wasi = wasi_context(&state.stdout, &state.stderr, &mounts)?;
+            state.wasi = wasi_context(state, &mounts)?;
         }
         self.load(source, limits, services).await
     }
@@ -136,20 +137,22 @@ impl PluginInstance {
         limits: &Limits,
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<Self, InvocationError> {
-        let stdout = CapturedOutput::default();
-        let stderr = CapturedOutput::default();
-        let wasi = wasi_context(&stdout, &stderr, mounts)?;
+        let scratch = Scratch::new(sandbox.scratch()).map_err(|e| {
+            InvocationError::Internal(format!("cannot make the plugin's /tmp: {e}"))
+        })?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(crate::files::handles(limits));
-        let state = HostState {
-            wasi,
+        let mut state = HostState {
+            wasi: WasiCtx::builder().build(),
             table,
             files: OpenFiles::new(Arc::clone(sandbox.files())),
+            scratch,
             limiter: MemoryLimiter::new(limits.memory_bytes),
-            stdout,
-            stderr,
+            stdout: CapturedOutput::default(),
+            stderr: CapturedOutput::default(),
             call: CallState::new(limits.clone()),
         };
+        state.wasi = wasi_context(&state, mounts)?;
         let mut store = Store::new(sandbox.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| {
@@ -227,8 +230,10 @@ impl PluginInstance {
     /// than half the room of the same call on a fresh instance; and an idle instance
     /// should hold no descriptor of the server's.
     pub fn is_swollen(&self, limits: &Limits) -> bool {
-        // Files kept open between calls count too: descriptors are the server's.
-        if self.store.data().files.any() {
+        // Files kept open between calls count too: descriptors are the server's; and
+        // what a call wrote in `/tmp` and may still hold is not for another call.
+        let state = self.store.data();
+        if state.files.any() || state.scratch.is_retired() {
             return true;
         }
         let held = self.store.data().limiter.total_bytes;
@@ -294,6 +299,7 @@ impl PluginInstance {
                 .saturating_sub(self.store.get_fuel().unwrap_or(0)),
             peak_memory_bytes: state.limiter.peak_bytes,
             bytes_written: state.call.bytes_written,
+            tmp_bytes: state.call.tmp_bytes,
         };
         services.finish(result.is_ok(), usage);
         Ok(Invocation {
@@ -309,6 +315,11 @@ impl PluginInstance {
     /// it ran out of wall time) into its result; poisons the instance after a trap.
     fn settle<T>(&mut self, raw: Option<Raw<T>>) -> Result<T, InvocationError> {
         forward_output(&mut self.store);
+        let state = self.store.data_mut();
+        let files_open = state.files.any();
+        state.call.tmp_bytes = state
+            .scratch
+            .end_call(state.call.services.as_ref(), files_open);
         let error = match raw {
             Some(Ok(Ok(value))) => return Ok(value),
             Some(Ok(Err(plugin_error))) => {
@@ -323,19 +334,21 @@ impl PluginInstance {
     }
 }
 
-/// The WASI context of an instance: its output captured in `stdout` and `stderr`,
-/// `mounts` (host path, guest path) read-only, nothing else of the host.
+/// The WASI context of the instance of `state`: its output captured, `mounts` (host
+/// path, guest path) read-only, its own `/tmp` writable, nothing else of the host.
 fn wasi_context(
-    stdout: &CapturedOutput,
-    stderr: &CapturedOutput,
+    state: &HostState,
     mounts: &[(PathBuf, String)],
 ) -> Result<WasiCtx, InvocationError> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
         .env("TZ", "UTC")
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
+        .env("TMPDIR", GUEST_TMP_DIR)
+        .stdout(state.stdout.clone())
+        .stderr(state.stderr.clone())
         .max_random_size(MAX_RANDOM_BYTES);
+    wasi.preopened_dir(state.scratch.path(), GUEST_TMP_DIR, FsPerms::ReadWrite)
+        .map_err(|e| InvocationError::Internal(format!("cannot mount the plugin's /tmp: {e:#}")))?;
     for (host, guest) in mounts {
         wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
             .map_err(|e| {
@@ -381,6 +394,7 @@ fn begin(store: &mut Store<HostState>, limits: &Limits, services: Option<Arc<dyn
     let state = store.data_mut();
     state.table.set_max_capacity(crate::files::handles(limits));
     state.files.begin_call();
+    state.scratch.begin_call(limits.tmp_bytes);
     state.call = CallState::new(limits.clone());
     state.call.services = services;
     state.limiter.limit_bytes = limits.memory_bytes;

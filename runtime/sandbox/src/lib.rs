@@ -41,6 +41,7 @@ mod instance;
 mod output;
 mod placeholders;
 mod pool;
+mod scratch;
 mod slots;
 mod store_limits;
 mod trim;

@@ -64,6 +64,11 @@ pub struct LimitArgs {
          wall-time limit)",
         humantime::format_duration(Limits::DEFAULT_HTTP_TIMEOUT).to_string()))]
     pub http_timeout: Option<Duration>,
+    #[arg(long, value_name = "BYTES", help = with_default(
+        "Maximum bytes a run writes in its /tmp (each file created counts 4 KiB); the \
+         files are removed when it ends",
+        Limits::DEFAULT_TMP_BYTES.to_string()))]
+    pub max_tmp_bytes: Option<u64>,
 }
 
 /// `text` followed by its default, as clap shows defaults.
@@ -104,6 +109,7 @@ impl LimitArgs {
             http_timeout_ms: self
                 .http_timeout
                 .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            tmp_bytes: self.max_tmp_bytes,
         }
     }
 

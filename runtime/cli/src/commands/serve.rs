@@ -289,6 +289,27 @@ pub struct ServeArgs {
     /// touches
     #[arg(long, env = "SLUICE_IMAGE_FAULT_AROUND", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Plugin instances")]
     image_fault_around: bool,
+    /// Bytes the plugins' running calls may write in their /tmp together (each call
+    /// also has its own limit, --max-tmp-bytes; what it wrote is removed when it ends).
+    /// Default: a sixteenth of the machine's memory, and at most half of what
+    /// --plugin-tmp-dir has free
+    #[arg(
+        long,
+        env = "SLUICE_PLUGIN_TMP_BUDGET",
+        value_name = "BYTES",
+        help_heading = "Plugin instances"
+    )]
+    plugin_tmp_budget: Option<u64>,
+    /// Where each plugin instance's /tmp is made (in a directory of the server's own,
+    /// removed when it stops). Default: /dev/shm (memory) where the machine has it, else
+    /// the system's temporary directory
+    #[arg(
+        long,
+        env = "SLUICE_PLUGIN_TMP_DIR",
+        value_name = "DIR",
+        help_heading = "Plugin instances"
+    )]
+    plugin_tmp_dir: Option<PathBuf>,
     /// Where plugins may send HTTP requests: `[scheme://]host:port`, or
     /// `*.domain:port` for every name below a domain (repeatable, or comma-separated).
     /// A trigger reaches only the destinations it is granted (`create trigger
@@ -470,7 +491,7 @@ impl ServeArgs {
             return Ok(None);
         };
         let plugin_dir = plugins.shared().root();
-        let config = SandboxConfig {
+        let mut config = SandboxConfig {
             max_instances: self.max_instances,
             idle_memory_bytes: self.instance_memory_budget,
             idle_time: self.instance_idle_time,
@@ -478,6 +499,12 @@ impl ServeArgs {
             image_fault_around: self.image_fault_around,
             ..SandboxConfig::default()
         };
+        if let Some(dir) = &self.plugin_tmp_dir {
+            config.tmp_dir.clone_from(dir);
+        }
+        config.max_tmp_bytes = self
+            .plugin_tmp_budget
+            .unwrap_or_else(|| SandboxConfig::default_tmp_budget(&config.tmp_dir));
         let epoch_tick = config.epoch_tick;
         let limits = self.limits.limits();
         limits

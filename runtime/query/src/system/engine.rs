@@ -82,6 +82,7 @@ impl SystemTable for Invocations {
             Field::new("query_rows", DataType::UInt64, false),
             Field::new("http_requests", DataType::UInt64, false),
             Field::new("http_response_bytes", DataType::UInt64, false),
+            Field::new("tmp_bytes", DataType::UInt64, false),
             Field::new("outcome", DataType::Utf8, false),
             Field::new("error", DataType::Utf8, true),
         ]))
@@ -122,6 +123,7 @@ impl SystemTable for Invocations {
                     .map(|r| r.http_response_bytes)
                     .collect::<UInt64Array>(),
             ),
+            Arc::new(calls.iter().map(|r| r.tmp_bytes).collect::<UInt64Array>()),
             utf8(calls.iter().map(|r| r.outcome.as_str())),
             Arc::new(
                 calls
@@ -158,6 +160,7 @@ impl SystemTable for Usage {
             Field::new("query_rows", DataType::UInt64, false),
             Field::new("http_requests", DataType::UInt64, false),
             Field::new("http_response_bytes", DataType::UInt64, false),
+            Field::new("tmp_bytes", DataType::UInt64, false),
             Field::new("wal_read_cpu_time_ms", DataType::Float64, false),
         ]))
     }
@@ -188,6 +191,7 @@ impl SystemTable for Usage {
             count(|u| u.query_rows),
             count(|u| u.http_requests),
             count(|u| u.http_response_bytes),
+            count(|u| u.tmp_bytes),
             millis(rows.iter().map(|r| r.usage.wal_read_ns)),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)

@@ -105,7 +105,10 @@ async fn host_files_and_the_environment_are_out_of_reach() {
     for line in &output[..5] {
         assert!(line.contains(": refused ("), "{line}");
     }
-    assert_eq!(output[5], "INFO: environment: ['PLUGIN_DIR', 'TZ']");
+    assert_eq!(
+        output[5],
+        "INFO: environment: ['PLUGIN_DIR', 'TMPDIR', 'TZ']"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -172,6 +175,29 @@ async fn open_files_are_bounded_and_closed_ones_counted_out() {
         ]
     );
     assert_healthy().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filling_tmp_stops_at_the_calls_limit() {
+    let limits = Limits {
+        tmp_bytes: 1 << 20,
+        ..small_limits()
+    };
+    let output = hostile("fill_tmp.py", &limits).await;
+    // The file counts 4 KiB, so 15 writes of 64 KiB fit, and the 16th is refused whole;
+    // deleting the file gives nothing back, so 60 KiB are left: 15 directories.
+    assert_eq!(
+        output[..2],
+        [
+            format!("INFO: wrote {}: EIO", 15 * 65536),
+            "INFO: made 15: ENOSPC".to_string()
+        ],
+        "{output:?}"
+    );
+    assert!(
+        output[2].contains("/tmp is full: a call may write 1 MiB"),
+        "{output:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

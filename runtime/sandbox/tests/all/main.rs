@@ -8,3 +8,4 @@ mod requests;
 mod spares;
 mod stdlib;
 mod support;
+mod tmp;

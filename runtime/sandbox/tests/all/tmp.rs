@@ -1,0 +1,151 @@
+//! Each instance's `/tmp`: writable, its own, bounded, emptied when a call ends.
+
+use crate::support::*;
+use sluice_plugin_api::Limits;
+
+/// `tempfile` and plain files in `/tmp` work as on any machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn tempfile_and_files_in_tmp_work() {
+    let dir = PluginDir::new();
+    let code = r#"
+import os, shutil, tempfile
+
+def process_writes(api, batches, args=None):
+    with tempfile.NamedTemporaryFile("w+", suffix=".csv") as f:
+        f.write("a,b\n1,2\n")
+        f.flush()
+        f.seek(0)
+        api.info(os.path.dirname(f.name), f.read().splitlines())
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "x.txt"), "w") as out:
+            out.write("hello")
+        shutil.copy(os.path.join(d, "x.txt"), os.path.join(d, "y.txt"))
+        os.rename(os.path.join(d, "y.txt"), os.path.join(d, "z.txt"))
+        api.info(sorted(os.listdir(d)), open(os.path.join(d, "z.txt")).read())
+    fd, path = tempfile.mkstemp()
+    os.write(fd, b"12345")
+    os.lseek(fd, 0, 0)
+    api.info(os.read(fd, 10), os.path.getsize(path))
+    os.close(fd)
+    os.unlink(path)
+    with tempfile.SpooledTemporaryFile(max_size=10) as spool:
+        spool.write(b"x" * 100)
+        spool.seek(0)
+        api.info(len(spool.read()))
+    api.info(tempfile.gettempdir(), os.environ.get("TMPDIR"), os.listdir("/tmp"))
+"#;
+    let report = ok(wal(&dir.plugin("tmp_works.py", code), "m f=1i").await);
+    assert_eq!(
+        info_lines(&report),
+        vec![
+            "/tmp ['a,b', '1,2']",
+            "['x.txt', 'z.txt'] hello",
+            "b'12345' 5",
+            "100",
+            "/tmp /tmp []",
+        ]
+    );
+}
+
+/// Past the call's limit, creating and resizing fail with `ENOSPC`, writing with `EIO`
+/// (as WASI's libc reports every failed write), and the plugin goes on; every byte
+/// written counts, overwritten or deleted, and every file created 4 KiB.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_writes_no_more_than_its_limit() {
+    let dir = PluginDir::new();
+    let code = r#"
+import errno, os
+
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+
+def write(path, size):
+    with open(path, "wb") as f:
+        f.write(b"x" * size)
+
+def process_writes(api, batches, args=None):
+    # A limit of 65,536 bytes: a file counts 4,096, and its bytes.
+    api.info(attempt(lambda: write("/tmp/a", 40_000)))
+    os.unlink("/tmp/a")
+    # Deleted, but written: 44,096 counted still; b's 4,096 fit, its bytes do not.
+    api.info(attempt(lambda: write("/tmp/b", 40_000)))
+    api.info(os.listdir("/tmp"), os.path.getsize("/tmp/b"))
+    # 48,192 counted; c takes 6,096 more.
+    api.info(attempt(lambda: write("/tmp/c", 2_000)))
+    api.info(attempt(lambda: os.truncate("/tmp/c", 1 << 20)))
+    made = 0
+    while attempt(lambda: os.mkdir(f"/tmp/d{made}")) == "ok":
+        made += 1
+    api.info(made)
+"#;
+    let limits = Limits {
+        tmp_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let plugin = dir.plugin("tmp_full.py", code);
+    let report = ok(run_with(&plugin, writes_call("m f=1i", None), &limits).await);
+    let lines = info_lines(&report);
+    assert_eq!(
+        lines[..6],
+        ["ok", "EIO", "['b'] 0", "ok", "ENOSPC", "2"],
+        "then 11,248 bytes are left: two directories; {lines:?}"
+    );
+    assert!(
+        report
+            .log_lines
+            .iter()
+            .any(|line| line.contains("/tmp is full") && line.contains("64 KiB")),
+        "{:?}",
+        report.log_lines
+    );
+    assert_healthy().await;
+}
+
+/// `/tmp` holds the plugin in: links out of it do not resolve, the read-only mounts
+/// cannot be linked into it, and what it sees there is its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn tmp_does_not_reach_the_host() {
+    let dir = PluginDir::new();
+    dir.file("pkg/__init__.py", "");
+    let code = r#"
+import errno, os
+
+def attempt(action):
+    try:
+        return repr(action())[:40]
+    except OSError as e:
+        return errno.errorcode[e.errno]
+
+def through(target, use):
+    def action():
+        os.symlink(target, "/tmp/link")
+        try:
+            return use("/tmp/link")
+        finally:
+            os.unlink("/tmp/link")
+    return attempt(action)
+
+def process_writes(api, batches, args=None):
+    api.info(through("/etc/passwd", lambda path: open(path).read()))
+    api.info(through("../../../../../../etc/passwd", lambda path: open(path).read()))
+    api.info(through("/plugins", os.listdir))
+    api.info(attempt(lambda: os.link(__file__, "/tmp/own")))
+    api.info(attempt(lambda: os.listdir("/tmp/..")))
+"#;
+    let report = ok(wal(&dir.plugin("escape.py", code), "m f=1i").await);
+    let lines = info_lines(&report);
+    for (line, outcome) in lines.iter().zip(["/tmp/abs", "/tmp/up", "/tmp/plugins"]) {
+        assert!(!line.contains("root:"), "{outcome}: {line}");
+        assert!(line.starts_with('E'), "{outcome} should fail: {line}");
+    }
+    assert!(
+        lines[3].starts_with('E'),
+        "a hard link into /tmp: {}",
+        lines[3]
+    );
+    assert!(!lines[4].contains("sluice-plugin-tmp"), "{}", lines[4]);
+}
