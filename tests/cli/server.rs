@@ -71,12 +71,17 @@ impl TestServer {
     fn spawn(data_dir: &Path, flags: &[&str], env: &[(&str, &str)]) -> Self {
         let address_file = data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
-        // A port of its own, quick flushes, and small bodies so that tests of the bound
-        // need not send much, unless the test sets its own.
+        // A port of its own, quick flushes, small bodies so that tests of the bound need
+        // not send much, and its plugins' /tmp in its own directory (not the machine's
+        // /dev/shm, where a server killed would leave it), unless the test sets its own.
+        let plugin_tmp = data_dir.join("plugin-tmp");
+        std::fs::create_dir_all(&plugin_tmp).expect("plugin tmp dir");
+        let plugin_tmp = plugin_tmp.to_str().expect("utf-8 path");
         let defaults = [
             ("--http-bind", "127.0.0.1:0"),
             ("--wal-flush-interval", "10ms"),
             ("--max-http-request-size", "4096"),
+            ("--plugin-tmp-dir", plugin_tmp),
         ]
         .into_iter()
         .filter(|(flag, _)| !flags.contains(flag))

@@ -66,9 +66,10 @@ pub struct Limits {
     /// How long one outbound request may take, connecting included, within what is left
     /// of [`Self::wall_time`]. Default [`Self::DEFAULT_HTTP_TIMEOUT`].
     pub http_timeout: Duration,
-    /// Bytes one invocation may write in its `/tmp`, each file, directory or link it
-    /// creates counting 4 KiB; nothing counts out before the invocation ends, when its
-    /// `/tmp` is emptied. Past it, writing fails with `ENOSPC`. Default
+    /// Bytes one invocation may write in its `/tmp`, counted by the 4 KiB pages its
+    /// writes touch, each file, directory or link it creates counting one; nothing
+    /// counts out before the invocation ends, when its `/tmp` is emptied. Past it,
+    /// creating a file fails with `ENOSPC`, a write with `EIO`. Default
     /// [`Self::DEFAULT_TMP_BYTES`].
     pub tmp_bytes: u64,
 }

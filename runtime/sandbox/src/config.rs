@@ -41,8 +41,9 @@ pub struct SandboxConfig {
     /// descriptors (`RLIMIT_NOFILE`), so the server keeps the other half.
     pub max_open_files: u64,
     /// Where each instance gets its `/tmp`: a directory is made in it for the server's
-    /// plugins, and removed when the sandbox stops. Default `/dev/shm` (memory) where the
-    /// machine has it, else the system's temporary directory.
+    /// plugins, removed when the sandbox drops, or else by the next sandbox made in the
+    /// same place. Default `/dev/shm` (memory) where the machine has it and it may be
+    /// written, else the system's temporary directory.
     pub tmp_dir: PathBuf,
     /// Bytes the running calls together may write in their `/tmp`: each call also has
     /// its own limit ([`Limits::tmp_bytes`]), and what it wrote is removed when it ends.
@@ -111,11 +112,15 @@ pub(crate) fn free_bytes(dir: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// `/dev/shm` where it is a directory (Linux: memory), else the system's temporary
-/// directory.
+/// `/dev/shm` where it is a directory the server may write in (Linux: memory), else
+/// the system's temporary directory.
 fn default_tmp_dir() -> PathBuf {
     let shared_memory = PathBuf::from("/dev/shm");
-    if shared_memory.is_dir() {
+    let writable = rustix::fs::access(
+        &shared_memory,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    );
+    if shared_memory.is_dir() && writable.is_ok() {
         shared_memory
     } else {
         std::env::temp_dir()

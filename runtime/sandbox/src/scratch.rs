@@ -4,13 +4,15 @@
 //!
 //! What a call puts there is bounded twice: by its own limit ([`Limits::tmp_bytes`]),
 //! and together with every other call running by the server's
-//! ([`SandboxConfig::max_tmp_bytes`](crate::SandboxConfig)). Every byte written counts,
-//! and every file, directory or link created counts [`ENTRY_BYTES`] (the kernel's cost of
-//! an empty file); nothing counts out before the call ends. Bytes overwritten or a file
-//! deleted give nothing back: counting what a call writes needs no view of its files, and
-//! bounds what it can hold. Past a bound, creating or growing a file fails with `ENOSPC`,
-//! a write with `EIO` (the guest's libc turns every failed write on a stream into it),
-//! and the plugin goes on; its log names the bound once the call ends.
+//! ([`SandboxConfig::max_tmp_bytes`](crate::SandboxConfig)). A write counts the pages of
+//! [`PAGE`] bytes it may make the host hold (a tmpfs holds a file by whole pages, and
+//! none for a hole), a file grown by `set-size` its growth, and every file, directory or
+//! link created one page; nothing counts out before the call ends. Bytes overwritten or
+//! a file deleted give nothing back: counting what a call writes needs no view of its
+//! files, and bounds what it can hold. Past a bound, creating or growing a file and
+//! `pwrite` fail with `ENOSPC`, a write through a file's stream (what `write()` uses)
+//! with `EIO` (the guest's libc turns every failed stream write into it), and the plugin
+//! goes on; its log names the bound once the call ends.
 //!
 //! The sandbox puts its own `write`, `set-size`, `write-via-stream`, `append-via-stream`,
 //! `create-directory-at`, `symlink-at` and `link-at` in the linker, in front of
@@ -30,7 +32,7 @@ use crate::host::HostState;
 use sluice_plugin_api::{HostServices, LogLevel, size_text};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use streams::{CountedStream, TrackedInput};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
@@ -41,8 +43,23 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 /// Where the instance's directory appears inside the sandbox.
 pub(crate) const GUEST_TMP_DIR: &str = "/tmp";
 
-/// What creating a file, a directory or a link counts, in bytes.
-pub(crate) const ENTRY_BYTES: u64 = 4096;
+/// The unit a write is counted in: a page of the host's memory.
+pub(crate) const PAGE: u64 = 4096;
+
+/// What creating a file, a directory or a link counts: a page (a policy, above the
+/// kernel's cost of an empty one).
+pub(crate) const ENTRY_BYTES: u64 = PAGE;
+
+/// The bytes of the pages a write of `len` bytes at `offset` touches.
+fn pages_touched(offset: u64, len: u64) -> u64 {
+    if len == 0 {
+        return 0;
+    }
+    let Some(end) = offset.checked_add(len) else {
+        return u64::MAX;
+    };
+    ((end - 1) / PAGE - offset / PAGE + 1).saturating_mul(PAGE)
+}
 
 /// Which bound refused a write, if one did this call.
 const NOT_REFUSED: u8 = 0;
@@ -56,6 +73,8 @@ pub(crate) struct Written {
     /// The call's limit.
     limit: AtomicU64,
     refused: AtomicU8,
+    /// Whether anything was ever counted: only then may the directory hold anything.
+    touched: AtomicBool,
     root: Arc<ScratchRoot>,
 }
 
@@ -86,6 +105,9 @@ impl Written {
             self.refused.store(REFUSED_BY_SERVER, Ordering::Relaxed);
             return false;
         }
+        if bytes > 0 {
+            self.touched.store(true, Ordering::Relaxed);
+        }
         true
     }
 
@@ -112,9 +134,6 @@ pub(crate) struct Scratch {
     /// directory that could not be emptied): then it stays counted until the instance
     /// drops, and the instance runs no other call.
     retired: bool,
-    /// Whether a call ever wrote in it: then it is removed when the instance drops,
-    /// else it serves another instance.
-    used: bool,
 }
 
 impl Scratch {
@@ -127,10 +146,10 @@ impl Scratch {
                 bytes: AtomicU64::new(0),
                 limit: AtomicU64::new(0),
                 refused: AtomicU8::new(NOT_REFUSED),
+                touched: AtomicBool::new(false),
                 root: Arc::clone(root),
             }),
             retired: false,
-            used: false,
         })
     }
 
@@ -189,7 +208,6 @@ impl Scratch {
         if written == 0 {
             return 0;
         }
-        self.used = true;
         if let Err(error) = root::drain(&self.path) {
             tracing::warn!(path = %self.path.display(), "cannot empty a plugin's /tmp: {error}");
             self.retired = true;
@@ -209,9 +227,14 @@ impl Scratch {
         self.retired
     }
 
-    /// A file's output stream, its writes counted.
-    fn counted(&self, inner: DynOutputStream) -> DynOutputStream {
-        Box::new(CountedStream::new(inner, Arc::clone(&self.written)))
+    /// A file's output stream writing at `position` (`None`: appending), its writes
+    /// counted.
+    fn counted(&self, inner: DynOutputStream, position: Option<u64>) -> DynOutputStream {
+        Box::new(CountedStream::new(
+            inner,
+            Arc::clone(&self.written),
+            position,
+        ))
     }
 
     /// A file's input stream, known to be alive.
@@ -222,17 +245,20 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        // Nothing was made in it unless counted: neither in a call that ended nor in one
-        // cut short.
-        if !self.used && self.written.bytes.load(Ordering::Relaxed) == 0 {
-            self.written.root.reuse(std::mem::take(&mut self.path));
-            return;
-        }
         // The instance's files are closed (its resource table dropped first): once the
-        // directory is gone, nothing of what it wrote is held. If it cannot be removed,
-        // it is counted out all the same (the bound is of what calls write, and the
-        // next server removes what is left) and said.
-        if let Err(error) = root::drain(&self.path).and_then(|()| std::fs::remove_dir(&self.path)) {
+        // directory is gone, nothing of what it wrote is held. A directory nothing was
+        // ever counted for holds nothing, so removing it is one call. If it cannot be
+        // removed, what it holds is counted out all the same (the bound is of what calls
+        // write) and said; the server's directory goes with what is left when the
+        // sandbox drops, or the next server started on it removes it.
+        let touched = self.written.touched.load(Ordering::Relaxed);
+        let removed = if touched {
+            root::drain(&self.path).and_then(|()| std::fs::remove_dir(&self.path))
+        } else {
+            std::fs::remove_dir(&self.path)
+                .or_else(|_| root::drain(&self.path).and_then(|()| std::fs::remove_dir(&self.path)))
+        };
+        if let Err(error) = removed {
             tracing::warn!(path = %self.path.display(), "cannot remove a plugin's /tmp: {error}");
         }
         self.written.clear();
@@ -243,7 +269,7 @@ type Answer<T> = wasmtime::Result<(Result<T, ErrorCode>,)>;
 
 /// What a counted operation answers: `insufficient-space` (`ENOSPC`) when a bound
 /// refused its bytes, else its own result, its bytes given back if it failed.
-fn counted<T>(
+fn answer_counted<T>(
     state: &mut HostState,
     bytes: u64,
     result: Option<wasmtime_wasi::p2::FsResult<T>>,
@@ -261,7 +287,7 @@ fn counted<T>(
 fn wrapped<S: Send + 'static>(
     state: &mut HostState,
     opened: wasmtime_wasi::p2::FsResult<Resource<S>>,
-    wrap: fn(&Scratch, S) -> S,
+    wrap: impl FnOnce(&Scratch, S) -> S,
 ) -> Answer<Resource<S>> {
     let stream = match answered(opened)? {
         Ok(stream) => stream,
@@ -287,13 +313,13 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
          (fd, buffer, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
             Box::new(async move {
                 let state = store.data_mut();
-                let bytes = buffer.len() as u64;
+                let bytes = pages_touched(offset, buffer.len() as u64);
                 let result = if state.scratch.take(bytes) {
                     Some(state.filesystem().write(fd, buffer, offset).await)
                 } else {
                     None
                 };
-                counted(state, bytes, result)
+                answer_counted(state, bytes, result)
             })
         },
     )?;
@@ -312,7 +338,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 } else {
                     None
                 };
-                counted(state, bytes, result)
+                answer_counted(state, bytes, result)
             })
         },
     )?;
@@ -321,7 +347,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut store: StoreContextMut<'_, HostState>, (fd, offset): (Resource<Descriptor>, u64)| {
             let state = store.data_mut();
             let opened = state.filesystem().write_via_stream(fd, offset);
-            wrapped(state, opened, Scratch::counted)
+            wrapped(state, opened, |scratch, inner| {
+                scratch.counted(inner, Some(offset))
+            })
         },
     )?;
     types.func_wrap(
@@ -329,7 +357,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         |mut store: StoreContextMut<'_, HostState>, (fd,): (Resource<Descriptor>,)| {
             let state = store.data_mut();
             let opened = state.filesystem().append_via_stream(fd);
-            wrapped(state, opened, Scratch::counted)
+            wrapped(state, opened, |scratch, inner| scratch.counted(inner, None))
         },
     )?;
     types.func_wrap(
@@ -350,7 +378,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 } else {
                     None
                 };
-                counted(state, ENTRY_BYTES, result)
+                answer_counted(state, ENTRY_BYTES, result)
             })
         },
     )?;
@@ -365,7 +393,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 } else {
                     None
                 };
-                counted(state, ENTRY_BYTES, result)
+                answer_counted(state, ENTRY_BYTES, result)
             })
         },
     )?;
@@ -384,7 +412,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 } else {
                     None
                 };
-                counted(state, ENTRY_BYTES, result)
+                answer_counted(state, ENTRY_BYTES, result)
             })
         },
     )?;

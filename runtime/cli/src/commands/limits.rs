@@ -65,8 +65,8 @@ pub struct LimitArgs {
         humantime::format_duration(Limits::DEFAULT_HTTP_TIMEOUT).to_string()))]
     pub http_timeout: Option<Duration>,
     #[arg(long, value_name = "BYTES", help = with_default(
-        "Maximum bytes a run writes in its /tmp (each file created counts 4 KiB); the \
-         files are removed when it ends",
+        "Maximum bytes a run writes in its /tmp, by 4 KiB pages (each file, directory or \
+         link created counts one); the files are removed when it ends",
         Limits::DEFAULT_TMP_BYTES.to_string()))]
     pub max_tmp_bytes: Option<u64>,
 }

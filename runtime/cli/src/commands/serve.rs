@@ -300,9 +300,10 @@ pub struct ServeArgs {
         help_heading = "Plugin instances"
     )]
     plugin_tmp_budget: Option<u64>,
-    /// Where each plugin instance's /tmp is made (in a directory of the server's own,
-    /// removed when it stops). Default: /dev/shm (memory) where the machine has it, else
-    /// the system's temporary directory
+    /// Where each plugin instance's /tmp is made, in a directory of the server's own
+    /// (`sluice-plugin-tmp-<pid>-…`, locked while the server runs; one a stopped server
+    /// left is removed by the next started here). Default: /dev/shm (memory) where the
+    /// machine has it, else the system's temporary directory
     #[arg(
         long,
         env = "SLUICE_PLUGIN_TMP_DIR",

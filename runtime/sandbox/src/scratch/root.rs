@@ -1,10 +1,13 @@
 //! The directory on the host that holds every instance's `/tmp`, and emptying one.
 
-use rustix::fs::{FlockOperation, flock};
+use rustix::fs::{FlockOperation, Mode, OFlags, flock};
+use std::collections::hash_map::RandomState;
 use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 /// How the servers' directories are named: the server's process id and a random part
 /// follow (the id for whoever looks; the lock, not the id, says whether it is in use).
@@ -21,9 +24,6 @@ pub(crate) struct ScratchRoot {
     _lock: File,
     /// Names the next instance's directory.
     next: AtomicU64,
-    /// Directories of dropped instances that never held anything, for new ones: making
-    /// and removing one costs more than an instance's whole `/tmp` otherwise does.
-    unused: Mutex<Vec<PathBuf>>,
     /// What running calls have written, together.
     pub(super) held: AtomicU64,
     pub(super) limit: u64,
@@ -38,47 +38,42 @@ impl ScratchRoot {
         // other server's sweep finds it unlocked.
         let staging = tempfile::Builder::new()
             .prefix(".sluice-plugin-tmp-new-")
+            .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(parent)?;
         let lock = File::open(staging.path())?;
         flock(&lock, FlockOperation::NonBlockingLockExclusive)?;
-        let random = staging
-            .path()
-            .file_name()
-            .and_then(|name| name.to_str())
-            .and_then(|name| name.rsplit('-').next())
-            .unwrap_or_default()
-            .to_string();
-        let path = parent.join(format!("{ROOT_PREFIX}{}-{random}", std::process::id()));
-        std::fs::rename(staging.keep(), &path)?;
+        // A name another user took in a shared parent is tried again under another.
+        let mut attempts = 0;
+        let path = loop {
+            let path = parent.join(format!(
+                "{ROOT_PREFIX}{}-{:016x}",
+                std::process::id(),
+                RandomState::new().build_hasher().finish()
+            ));
+            match std::fs::rename(staging.path(), &path) {
+                Ok(()) => break path,
+                Err(_) if attempts < 8 => attempts += 1,
+                // The staging directory goes with `staging`.
+                Err(error) => return Err(error),
+            }
+        };
+        // Renamed: nothing of it is left under the staging name.
+        let _ = staging.keep();
         Ok(Self {
             path,
             _lock: lock,
             next: AtomicU64::new(0),
-            unused: Mutex::new(Vec::new()),
             held: AtomicU64::new(0),
             limit,
         })
     }
 
-    /// An empty directory for one instance: one that was never written in, or a new one.
+    /// A new, empty directory for one instance.
     pub(super) fn instance_dir(&self) -> std::io::Result<PathBuf> {
-        if let Some(path) = self.unused().pop() {
-            return Ok(path);
-        }
         let name = self.next.fetch_add(1, Ordering::Relaxed).to_string();
         let path = self.path.join(name);
         std::fs::create_dir(&path)?;
         Ok(path)
-    }
-
-    /// Takes back the directory of an instance whose calls never wrote in it (every
-    /// entry made there is counted first): empty, for another instance.
-    pub(super) fn reuse(&self, path: PathBuf) {
-        self.unused().push(path);
-    }
-
-    fn unused(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
-        self.unused.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -98,29 +93,45 @@ fn remove_orphans(parent: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_root = name
+        if !name
             .to_str()
-            .is_some_and(|name| name.starts_with(ROOT_PREFIX));
-        if !is_root || !entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            .is_some_and(|name| name.starts_with(ROOT_PREFIX))
+        {
             continue;
         }
         let path = entry.path();
-        let Ok(lock) = File::open(&path) else {
-            continue;
-        };
-        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            // Its server runs.
-            continue;
-        }
-        if let Err(error) = drain(&path).and_then(|()| std::fs::remove_dir(&path)) {
+        if let Err(error) = remove_orphan(&path) {
             tracing::warn!(path = %path.display(), "cannot remove what a stopped server's plugins left in /tmp: {error}");
         }
     }
 }
 
+/// Removes `path` if it is a directory of this user's, open to it alone, that no server
+/// holds locked. It is opened without following a link, checked and emptied through
+/// that handle (on Linux, through `/proc/self/fd`), so that nothing another user puts
+/// in a shared parent such as `/dev/shm`, a link in its place included, is touched.
+fn remove_orphan(path: &Path) -> std::io::Result<()> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Ok(dir) = rustix::fs::open(path, flags, Mode::empty()) else {
+        return Ok(());
+    };
+    let stat = rustix::fs::fstat(&dir)?;
+    let own = stat.st_uid == rustix::process::geteuid().as_raw() && stat.st_mode & 0o077 == 0;
+    if !own || flock(&dir, FlockOperation::NonBlockingLockExclusive).is_err() {
+        // Not one of this user's, or its server runs.
+        return Ok(());
+    }
+    let through_handle = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+    if !through_handle.is_dir() {
+        return Ok(());
+    }
+    drain(&through_handle)?;
+    std::fs::remove_dir(path)
+}
+
 /// Removes everything in `dir`, not following links, and without recursion: a
 /// directory's entries are moved up into `dir` (under names no entry has) before it is
-/// removed, so however deep a plugin nested directories, at most two are open at once.
+/// removed, so however deep a plugin nested directories, at most one is open at a time.
 pub(super) fn drain(dir: &Path) -> std::io::Result<()> {
     let mut moved = 0u64;
     let mut unused_name = || loop {
@@ -135,9 +146,8 @@ pub(super) fn drain(dir: &Path) -> std::io::Result<()> {
         if held.is_empty() {
             return Ok(());
         }
-        for entry in held {
-            let path = entry.path();
-            if !entry.file_type()?.is_dir() {
+        for (path, is_dir) in held {
+            if !is_dir {
                 std::fs::remove_file(&path)?;
                 continue;
             }
@@ -146,8 +156,8 @@ pub(super) fn drain(dir: &Path) -> std::io::Result<()> {
                 if children.is_empty() {
                     break;
                 }
-                for child in children {
-                    std::fs::rename(child.path(), unused_name())?;
+                for (child, _) in children {
+                    std::fs::rename(child, unused_name())?;
                 }
             }
             std::fs::remove_dir(&path)?;
@@ -155,15 +165,21 @@ pub(super) fn drain(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-/// What `dir` holds now: read whole before any of it is moved.
-fn entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
-    std::fs::read_dir(dir)?.collect()
+/// What `dir` holds now, each entry's path and whether it is a directory (not following
+/// a link): read whole, and the directory closed, before any of it is moved.
+fn entries(dir: &Path) -> std::io::Result<Vec<(PathBuf, bool)>> {
+    std::fs::read_dir(dir)?
+        .map(|entry| {
+            let entry = entry?;
+            Ok((entry.path(), entry.file_type()?.is_dir()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustix::fs::{Mode, OFlags, mkdirat, open as open_dir, openat};
+    use rustix::fs::{mkdirat, open as open_dir, openat};
 
     #[test]
     fn drain_removes_deep_nesting_and_links_without_following_them() {
@@ -197,23 +213,49 @@ mod tests {
     }
 
     #[test]
-    fn a_running_servers_directory_is_left_and_a_stopped_ones_removed() {
+    fn only_a_stopped_servers_own_directory_is_removed() {
         let parent = tempfile::tempdir().expect("temp dir");
         let running = ScratchRoot::new(parent.path(), 1 << 20).expect("root");
+        let mode = std::fs::metadata(&running.path)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "only the server's user may enter it");
         std::fs::write(running.instance_dir().expect("dir").join("f"), "x").expect("write");
-        let stopped = parent.path().join(format!("{ROOT_PREFIX}1-abc"));
+        let named = |name: &str| parent.path().join(format!("{ROOT_PREFIX}{name}"));
+        // A stopped server's: the user's own, open to it alone, unlocked.
+        let stopped = named("1-stopped");
         std::fs::create_dir_all(stopped.join("0/sub")).expect("mkdir");
+        std::fs::set_permissions(&stopped, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        // Not one of a server's: open to others.
+        let shared = named("2-shared");
+        std::fs::create_dir(&shared).expect("mkdir");
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // A link in a server directory's name, to something else.
+        let elsewhere = tempfile::tempdir().expect("temp dir");
+        std::fs::write(elsewhere.path().join("keep"), "kept").expect("write");
+        std::os::unix::fs::symlink(elsewhere.path(), named("3-link")).expect("symlink");
         let another = ScratchRoot::new(parent.path(), 1 << 20).expect("another root");
         let mut names: Vec<_> = std::fs::read_dir(parent.path())
             .expect("read")
             .map(|entry| entry.expect("entry").path())
             .collect();
         names.sort();
-        let mut expected = vec![running.path.clone(), another.path.clone()];
+        let mut expected = vec![
+            running.path.clone(),
+            another.path.clone(),
+            shared.clone(),
+            named("3-link"),
+        ];
         expected.sort();
         assert_eq!(names, expected);
+        assert_eq!(
+            std::fs::read_to_string(elsewhere.path().join("keep")).expect("kept"),
+            "kept"
+        );
         drop(running);
         drop(another);
-        assert_eq!(std::fs::read_dir(parent.path()).expect("read").count(), 0);
+        let left = std::fs::read_dir(parent.path()).expect("read").count();
+        assert_eq!(left, 2, "the shared directory and the link stay");
     }
 }

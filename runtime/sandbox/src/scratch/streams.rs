@@ -2,37 +2,77 @@
 //! known to be alive (each holds the instance's [`Written`], whose count of owners says
 //! whether a file stream lives).
 
-use super::Written;
+use super::{PAGE, Written};
 use bytes::Bytes;
 use std::sync::Arc;
 use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
 };
 
-/// The guest's answer to a refused write: `ENOSPC`.
+/// The error of a refused write: `ENOSPC` (which the guest's libc reports as `EIO`, as
+/// it does every failed write on a stream).
 fn no_space() -> StreamError {
     StreamError::LastOperationFailed(wasmtime::Error::new(std::io::Error::from_raw_os_error(
         libc::ENOSPC,
     )))
 }
 
-/// A file's output stream whose writes count against the call's bounds.
+/// A file's output stream whose writes count against the call's bounds, by the pages
+/// of memory they may take: a stream writing at an offset is charged each page it
+/// touches once (so a plugin writing one byte a page far apart is charged the pages it
+/// holds); one appending, which leaves no holes, its bytes and one page for the first.
 pub(super) struct CountedStream {
     inner: DynOutputStream,
     written: Arc<Written>,
+    /// Where its next write lands; `None` for a stream appending at the end.
+    position: Option<u64>,
+    /// The pages below this one (a page number) were charged to it already; for an
+    /// appending stream, more than zero once its first page was.
+    charged_until: u64,
 }
 
 impl CountedStream {
-    pub(super) fn new(inner: DynOutputStream, written: Arc<Written>) -> Self {
-        Self { inner, written }
+    /// `inner`, writing at `position` (`None`: appending).
+    pub(super) fn new(
+        inner: DynOutputStream,
+        written: Arc<Written>,
+        position: Option<u64>,
+    ) -> Self {
+        Self {
+            inner,
+            written,
+            position,
+            charged_until: 0,
+        }
     }
 
-    fn take(&self, bytes: usize) -> StreamResult<()> {
-        if self.written.take(bytes as u64) {
-            Ok(())
-        } else {
-            Err(no_space())
+    /// Charges a write of `len` bytes, or refuses it.
+    fn take(&mut self, len: usize) -> StreamResult<()> {
+        let len = len as u64;
+        if len == 0 {
+            return Ok(());
         }
+        let (bytes, charged_until, position) = match self.position {
+            Some(start) => {
+                let end = start.checked_add(len).ok_or_else(no_space)?;
+                let first = (start / PAGE).max(self.charged_until);
+                let until = (end - 1) / PAGE + 1;
+                let pages = until.saturating_sub(first);
+                (
+                    pages.saturating_mul(PAGE),
+                    self.charged_until.max(until),
+                    Some(end),
+                )
+            }
+            None if self.charged_until == 0 => (len.saturating_add(PAGE), 1, None),
+            None => (len, self.charged_until, None),
+        };
+        if !self.written.take(bytes) {
+            return Err(no_space());
+        }
+        self.charged_until = charged_until;
+        self.position = position;
+        Ok(())
     }
 }
 
