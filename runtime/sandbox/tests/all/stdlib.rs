@@ -113,6 +113,28 @@ def process_writes(api, batches, args=None):
     );
 }
 
+/// `platform`, `locale` and the process ids answer for the sandbox, the same in every
+/// instance, and nothing of the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn platform_and_locale_describe_the_sandbox() {
+    let dir = PluginDir::new();
+    let code = r#"
+import locale, os, platform, sys
+
+def process_writes(api, batches, args=None):
+    api.info(
+        platform.system(), platform.machine(), platform.python_implementation(),
+        sys.platform, locale.setlocale(locale.LC_CTYPE), locale.getpreferredencoding(),
+        os.getpid(), os.getppid(),
+    )
+"#;
+    let report = ok(wal(&dir.plugin("where.py", code), "m f=1i").await);
+    assert_eq!(
+        report.log_lines,
+        vec!["INFO: wasi wasm32 CPython wasi C.UTF-8 UTF-8 42 1"]
+    );
+}
+
 /// asyncio's event loops start without the socket pair WASI cannot make: tasks, sleeps
 /// and time-outs work in a plugin.
 #[tokio::test(flavor = "multi_thread")]
