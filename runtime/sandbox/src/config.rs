@@ -47,10 +47,11 @@ pub struct SandboxConfig {
     pub tmp_dir: PathBuf,
     /// Bytes the running calls together may write in their `/tmp`: each call also has
     /// its own limit ([`Limits::tmp_bytes`]), and what it wrote is removed when it ends.
-    /// Default [`SandboxConfig::default_tmp_budget`].
+    /// `None` (the default): [`SandboxConfig::default_tmp_budget`] of `tmp_dir`, read
+    /// when the sandbox starts.
     ///
     /// [`Limits::tmp_bytes`]: sluice_plugin_api::Limits::tmp_bytes
-    pub max_tmp_bytes: u64,
+    pub max_tmp_bytes: Option<u64>,
     /// How often the epoch advances. Running plugins yield to other tasks and check
     /// their wall-time deadline at each tick, so this bounds both the latency of a
     /// time-out and how long one plugin can hold a thread. Default 10 ms.
@@ -65,7 +66,6 @@ pub struct SandboxConfig {
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        let tmp_dir = default_tmp_dir();
         Self {
             cache_dir: default_cache_dir(),
             max_instances: Self::default_max_instances(),
@@ -74,8 +74,8 @@ impl Default for SandboxConfig {
             instance_wait: Duration::from_secs(10),
             max_memory_bytes: 1 << 30,
             max_open_files: crate::files::default_server_limit(),
-            max_tmp_bytes: Self::default_tmp_budget(&tmp_dir),
-            tmp_dir,
+            tmp_dir: default_tmp_dir(),
+            max_tmp_bytes: None,
             epoch_tick: Duration::from_millis(10),
             image_fault_around: env_flag("SLUICE_IMAGE_FAULT_AROUND"),
         }

@@ -89,7 +89,10 @@ impl Sandbox {
         let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
-        let scratch = ScratchRoot::new(&config.tmp_dir, config.max_tmp_bytes).map(Arc::new);
+        let tmp_budget = config
+            .max_tmp_bytes
+            .unwrap_or_else(|| SandboxConfig::default_tmp_budget(&config.tmp_dir));
+        let scratch = ScratchRoot::new(&config.tmp_dir, tmp_budget).map(Arc::new);
         let scratch = scratch.map_err(|e| {
             Error::Config(wasmtime::format_err!(
                 "cannot make the plugins' /tmp in {}: {e}",
@@ -97,12 +100,11 @@ impl Sandbox {
             ))
         })?;
         if let Some(free) = crate::config::free_bytes(&config.tmp_dir)
-            && free < config.max_tmp_bytes
+            && free < tmp_budget
         {
             tracing::warn!(
-                "the plugins' /tmp budget ({} bytes) is more than {} has free ({free} \
-                 bytes): calls may find it full sooner, with ENOSPC",
-                config.max_tmp_bytes,
+                "the plugins' /tmp budget ({tmp_budget} bytes) is more than {} has free \
+                 ({free} bytes): calls may find it full sooner, with ENOSPC",
                 config.tmp_dir.display()
             );
         }

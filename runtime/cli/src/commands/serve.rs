@@ -498,14 +498,12 @@ impl ServeArgs {
             idle_time: self.instance_idle_time,
             instance_wait: self.instance_wait,
             image_fault_around: self.image_fault_around,
+            max_tmp_bytes: self.plugin_tmp_budget,
             ..SandboxConfig::default()
         };
         if let Some(dir) = &self.plugin_tmp_dir {
             config.tmp_dir.clone_from(dir);
         }
-        config.max_tmp_bytes = self
-            .plugin_tmp_budget
-            .unwrap_or_else(|| SandboxConfig::default_tmp_budget(&config.tmp_dir));
         let epoch_tick = config.epoch_tick;
         let limits = self.limits.limits();
         limits
