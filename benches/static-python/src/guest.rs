@@ -91,6 +91,11 @@ pub fn turn(
     Ok(turn.call(&mut *store, (at, len))?)
 }
 
+/// Where the probe keeps `module` compiled: beside it, as `.cwasm`.
+pub fn compiled_path(module: &Path) -> PathBuf {
+    module.with_extension("cwasm")
+}
+
 /// A compiled module ready to instantiate, with its stdlib directory.
 pub struct Runtime {
     pub engine: Engine,
@@ -102,7 +107,7 @@ impl Runtime {
     /// Compiles `module` (a minute for 100 MB), or reads it compiled from `<module>.cwasm`.
     pub fn load(module: &Path, stdlib: &Path) -> anyhow::Result<Self> {
         let engine = engine(true)?;
-        let compiled = module.with_extension("cwasm");
+        let compiled = compiled_path(module);
         // SAFETY: the file is this probe's own output, written below for this engine.
         let module = match unsafe { Module::deserialize_file(&engine, &compiled) } {
             Ok(module) => module,

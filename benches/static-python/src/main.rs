@@ -36,16 +36,16 @@ enum Command {
     Fresh {
         module: PathBuf,
         stdlib: PathBuf,
-        #[arg(long, default_value_t = 1000)]
-        iterations: usize,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..))]
+        iterations: u32,
     },
     /// What each of INSTANCES warm instances holds after one trivial call, from
     /// `/proc/self/smaps_rollup`.
     Memory {
         module: PathBuf,
         stdlib: PathBuf,
-        #[arg(long, default_value_t = 50)]
-        instances: usize,
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=200))]
+        instances: u32,
     },
 }
 
@@ -60,11 +60,14 @@ fn main() -> anyhow::Result<()> {
             module,
             stdlib,
             iterations,
-        } => measure::fresh(&guest::Runtime::load(&module, &stdlib)?, iterations),
+        } => measure::fresh(
+            &guest::Runtime::load(&module, &stdlib)?,
+            iterations as usize,
+        ),
         Command::Memory {
             module,
             stdlib,
             instances,
-        } => measure::memory(&guest::Runtime::load(&module, &stdlib)?, instances),
+        } => measure::memory(&guest::Runtime::load(&module, &stdlib)?, instances as usize),
     }
 }

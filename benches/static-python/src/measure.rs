@@ -7,7 +7,6 @@ use anyhow::{Context, ensure};
 use crate::guest::{self, Runtime, TRIVIAL_PLUGIN};
 
 pub fn fresh(runtime: &Runtime, iterations: usize) -> anyhow::Result<()> {
-    ensure!(iterations >= 10, "--iterations must be at least 10");
     let mut returned = Vec::with_capacity(iterations);
     let mut dropped = Vec::with_capacity(iterations);
     let mut instantiated = Vec::with_capacity(iterations);
@@ -40,7 +39,6 @@ pub fn fresh(runtime: &Runtime, iterations: usize) -> anyhow::Result<()> {
 }
 
 pub fn memory(runtime: &Runtime, instances: usize) -> anyhow::Result<()> {
-    ensure!(instances >= 1, "--instances must be at least 1");
     let mut warm = Vec::with_capacity(instances + 1);
     let mut warm_up = |count: usize| -> anyhow::Result<()> {
         for _ in 0..count {

@@ -53,7 +53,11 @@ pub fn write(module: &Path, stdlib: &Path, output: &Path) -> anyhow::Result<()> 
     };
     let snapshot = block_on(wizer.snapshot(&context, &mut state))?;
     std::fs::write(output, snapshot)?;
-    Ok(())
+    // A compiled copy of an earlier snapshot written here would be measured in its place.
+    match std::fs::remove_file(guest::compiled_path(output)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 struct Running<'a> {
