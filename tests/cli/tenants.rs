@@ -225,6 +225,57 @@ fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
 /// Issue 17, point 4: a request trigger answers tokens that may read or invoke its
 /// database, or anyone when created public; a caller without a valid token learns
 /// nothing of the others.
+/// A test run is charged to its database: a tenant's on a database not created yet would
+/// share one identity (its turns, CPU and caches) with every other tenant's such runs, so
+/// that one tenant flooding them would have another's refused.
+#[test]
+fn a_tenants_test_run_needs_its_database_to_exist() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server(dir.path());
+    let tenant_c = token(&server, "tenant-c", "db:c:read,write,manage");
+    let test_on_c = json!({"filename": "peek.py", "database": "c", "input_lp": "t n=1i", "input_arguments": {"db": "c"}});
+    let (status, body) = send(
+        &server,
+        &tenant_c,
+        "POST",
+        "/api/v3/plugin_test/wal",
+        &test_on_c,
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("database 'c' does not exist") && body.contains("a write to it creates it"),
+        "{body}"
+    );
+
+    // Its first write creates it; then the same run goes through.
+    let bearer = format!("Bearer {tenant_c}");
+    let wrote = server.post(
+        "/api/v3/write_lp?db=c",
+        &[("authorization", &bearer)],
+        b"secrets value=1i 1",
+    );
+    assert_eq!(wrote.status, 204, "{}", wrote.text());
+    let (status, report) = send(
+        &server,
+        &tenant_c,
+        "POST",
+        "/api/v3/plugin_test/wal",
+        &test_on_c,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("read ["), "{report}");
+
+    // The admin's runs may still name any database, as upstream's.
+    let mut on_nothing = test_on_c.clone();
+    on_nothing["database"] = json!("never_made");
+    let tested = server.post(
+        "/api/v3/plugin_test/wal",
+        &[("content-type", "application/json")],
+        on_nothing.to_string().as_bytes(),
+    );
+    assert_eq!(tested.status, 200, "{}", tested.text());
+}
+
 #[test]
 fn request_triggers_answer_their_databases_callers_or_anyone_when_public() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -12,7 +12,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use chrono::SecondsFormat;
 use serde::Deserialize;
-use sluice_catalog::{Access, DatabaseRef};
+use sluice_catalog::{Access, DatabaseRef, DbId};
 use sluice_engine::dry_run::{DEFAULT_CACHE_NAME, DryRunReport, wal_test_call};
 use sluice_engine::invoke::Admission;
 use sluice_engine::schedule::next_cron_instant;
@@ -75,14 +75,8 @@ async fn run(
     }
     let (_, plugin) = crate::triggers::locate_plugin(state, access, database, filename)?;
     let cache_name = cache_name.unwrap_or_else(|| DEFAULT_CACHE_NAME.to_string());
-    // A database not created yet has no id: its test caches count against id 0, held to
-    // the server's quota.
     let database = DatabaseRef {
-        id: state
-            .storage
-            .catalog()
-            .database_id(database)
-            .unwrap_or_default(),
+        id: charged_id(state, access, database)?,
         name: database.to_string(),
     };
     // Within the database's quota of invocations at once, as its triggers' calls.
@@ -103,8 +97,25 @@ async fn run(
         })
 }
 
+/// Whose turns, CPU and caches a test run on `database` takes: its database's. One not
+/// created yet has no id of its own. The admin's runs on such a name count against id
+/// 0, held to the server's quotas, as upstream's WAL test may name any database; a
+/// tenant's would share id 0 with every other tenant's, and one tenant's flood would
+/// refuse another's runs, so they are refused until the database exists.
+fn charged_id(state: &AppState, access: &Access, database: &str) -> Result<DbId, ApiError> {
+    match state.storage.catalog().database_id(database) {
+        Some(id) => Ok(id),
+        None if access.is_admin() => Ok(DbId::default()),
+        None => Err(ApiError::NotFound(format!(
+            "database '{database}' does not exist: a test run is charged to its database, so \
+             a token that is not the admin's tests only in one that exists (a write to it \
+             creates it)"
+        ))),
+    }
+}
+
 /// `POST /api/v3/plugin_test/wal`: `process_writes` with `input_lp` as one flush's rows.
-/// The database and its tables need not exist.
+/// The database and its tables need not exist, for the admin ([`charged_id`]).
 pub async fn wal(
     State(state): State<AppState>,
     Extension(access): Extension<Access>,
