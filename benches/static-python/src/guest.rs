@@ -25,6 +25,7 @@ pub const TRIVIAL_PLUGIN: &str = "\
 def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
     return {'ok': 1}
 _response = process_request(None, {}, {}, b'')
+assert _response == {'ok': 1}
 ";
 
 pub fn engine(pooled: bool) -> anyhow::Result<Engine> {
