@@ -8,10 +8,12 @@ use std::time::Instant;
 
 use anyhow::Context;
 use wasmtime::{
-    Caller, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
     PoolingAllocationConfig, Store,
 };
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p1;
+
+use crate::door::{self, Guest};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Where the module looks for its standard library zip.
@@ -51,25 +53,38 @@ pub fn engine(pooled: bool) -> anyhow::Result<Engine> {
     Ok(Engine::new(&config)?)
 }
 
-pub fn linker(engine: &Engine) -> anyhow::Result<Linker<WasiP1Ctx>> {
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Guest>> {
     let mut linker = Linker::new(engine);
-    p1::add_to_linker_sync(&mut linker, |ctx| ctx)?;
-    // The module's one host import, for tools: answered "no host" (-1).
-    linker.func_wrap(
-        "host",
-        "call",
-        |_: Caller<'_, WasiP1Ctx>, _: i32, _: i32, _: i32, _: i32| -> i32 { -1 },
-    )?;
+    p1::add_to_linker_sync(&mut linker, |guest: &mut Guest| &mut guest.wasi)?;
+    linker.func_wrap("host", "call", door::call)?;
     Ok(linker)
 }
 
-pub fn store(engine: &Engine, stdlib: &Path) -> anyhow::Result<Store<WasiP1Ctx>> {
+pub fn store(engine: &Engine, stdlib: &Path) -> anyhow::Result<Store<Guest>> {
+    store_with_output(engine, stdlib, false)
+}
+
+/// A store whose guest writes its standard output and error to the probe's if `output`.
+pub fn store_with_output(
+    engine: &Engine,
+    stdlib: &Path,
+    output: bool,
+) -> anyhow::Result<Store<Guest>> {
     let mut wasi = WasiCtxBuilder::new();
+    if output {
+        wasi.inherit_stdout().inherit_stderr();
+    }
     wasi.args(&[ARGV0])
         .env("TMPDIR", "/tmp")
         .env("PYTHONTZPATH", "")
         .preopened_dir(stdlib, STDLIB_GUEST, FsPerms::ReadOnly)?;
-    let mut store = Store::new(engine, wasi.build_p1());
+    let mut store = Store::new(
+        engine,
+        Guest {
+            wasi: wasi.build_p1(),
+            batch: std::sync::Arc::default(),
+        },
+    );
     store.set_fuel(u64::MAX / 2)?;
     store.set_epoch_deadline(1_000);
     Ok(store)
@@ -77,7 +92,7 @@ pub fn store(engine: &Engine, stdlib: &Path) -> anyhow::Result<Store<WasiP1Ctx>>
 
 /// Runs `source` in the instance's interpreter; its status (0 when it raised nothing).
 pub fn turn(
-    store: &mut Store<WasiP1Ctx>,
+    store: &mut Store<Guest>,
     instance: &wasmtime::Instance,
     source: &str,
 ) -> anyhow::Result<i32> {
@@ -100,7 +115,7 @@ pub fn compiled_path(module: &Path) -> PathBuf {
 /// A compiled module ready to instantiate, with its stdlib directory.
 pub struct Runtime {
     pub engine: Engine,
-    pub pre: InstancePre<WasiP1Ctx>,
+    pub pre: InstancePre<Guest>,
     pub stdlib: PathBuf,
 }
 

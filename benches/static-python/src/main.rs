@@ -4,6 +4,7 @@
 //! runs today. See `README.md` beside this file, and `BENCHMARKS.md`, "A statically linked
 //! runtime".
 
+mod door;
 mod guest;
 mod measure;
 mod snapshot;
@@ -39,6 +40,22 @@ enum Command {
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..))]
         iterations: u32,
     },
+    /// ROWS rows (the sandbox bench's `wal_batch`) through the door into a plugin that
+    /// counts them, on a warm instance, ITERATIONS times: rows per second.
+    Rows {
+        module: PathBuf,
+        stdlib: PathBuf,
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rows: u32,
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(10..))]
+        iterations: u32,
+    },
+    /// Runs SOURCE in a fresh instance, with its output on the probe's.
+    Run {
+        module: PathBuf,
+        stdlib: PathBuf,
+        source: String,
+    },
     /// What each of INSTANCES warm instances holds after one trivial call, from
     /// `/proc/self/smaps_rollup`.
     Memory {
@@ -64,6 +81,21 @@ fn main() -> anyhow::Result<()> {
             &guest::Runtime::load(&module, &stdlib)?,
             iterations as usize,
         ),
+        Command::Rows {
+            module,
+            stdlib,
+            rows,
+            iterations,
+        } => measure::rows(
+            &guest::Runtime::load(&module, &stdlib)?,
+            rows,
+            iterations as usize,
+        ),
+        Command::Run {
+            module,
+            stdlib,
+            source,
+        } => measure::run(&guest::Runtime::load(&module, &stdlib)?, &source),
         Command::Memory {
             module,
             stdlib,

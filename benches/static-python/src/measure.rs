@@ -38,6 +38,47 @@ pub fn fresh(runtime: &Runtime, iterations: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn rows(runtime: &Runtime, rows: u32, iterations: usize) -> anyhow::Result<()> {
+    // With the guest's output: a traceback explains a failed turn.
+    let mut store = guest::store_with_output(&runtime.engine, &runtime.stdlib, true)?;
+    store.data_mut().batch = std::sync::Arc::new(crate::door::wal_batch(rows));
+    let instance = runtime.pre.instantiate(&mut store)?;
+    let status = guest::turn(&mut store, &instance, &crate::door::guest_setup())?;
+    ensure!(
+        status == 0,
+        "the plugin's set-up failed with status {status}"
+    );
+    let deliver = format!("_deliver({rows})");
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        store.set_fuel(u64::MAX / 2)?;
+        let started = Instant::now();
+        let status = guest::turn(&mut store, &instance, &deliver)?;
+        times.push(started.elapsed());
+        ensure!(
+            status == 0,
+            "delivering the rows failed with status {status}"
+        );
+    }
+    times.sort();
+    for q in [10, 50, 90] {
+        let time = times[times.len() * q / 100];
+        println!(
+            "p{q}: {time:>9.3?} per batch of {rows} rows = {:.0} rows/s",
+            f64::from(rows) / time.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(runtime: &Runtime, source: &str) -> anyhow::Result<()> {
+    let mut store = guest::store_with_output(&runtime.engine, &runtime.stdlib, true)?;
+    let instance = runtime.pre.instantiate(&mut store)?;
+    let status = guest::turn(&mut store, &instance, source)?;
+    ensure!(status == 0, "the source failed with status {status}");
+    Ok(())
+}
+
 pub fn memory(runtime: &Runtime, instances: usize) -> anyhow::Result<()> {
     let mut warm = Vec::with_capacity(instances + 1);
     let mut warm_up = |count: usize| -> anyhow::Result<()> {

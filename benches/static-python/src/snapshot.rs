@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::ensure;
 use wasmtime::{Instance, Store, Val};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
+use crate::door::Guest;
 use crate::guest;
 
 pub fn write(module: &Path, stdlib: &Path, output: &Path) -> anyhow::Result<()> {
@@ -61,7 +61,7 @@ pub fn write(module: &Path, stdlib: &Path, output: &Path) -> anyhow::Result<()> 
 }
 
 struct Running<'a> {
-    store: &'a mut Store<WasiP1Ctx>,
+    store: &'a mut Store<Guest>,
     instance: Instance,
 }
 
