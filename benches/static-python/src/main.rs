@@ -31,6 +31,10 @@ enum Command {
         stdlib: PathBuf,
         #[arg(long, short)]
         output: PathBuf,
+        /// Modules imported before the snapshot is taken (`numpy`, `pandas`), so that
+        /// plugins importing them pay nothing.
+        #[arg(long, value_delimiter = ',')]
+        preload: Vec<String>,
     },
     /// From nothing to a trivial plugin's first call returned: instantiate, load the plugin
     /// from source, call it; percentiles with and without dropping the instance.
@@ -55,6 +59,9 @@ enum Command {
         module: PathBuf,
         stdlib: PathBuf,
         source: String,
+        /// Instructions the source may run (fuel); past them it traps.
+        #[arg(long)]
+        fuel: Option<u64>,
     },
     /// What each of INSTANCES warm instances holds after one trivial call, from
     /// `/proc/self/smaps_rollup`.
@@ -72,7 +79,8 @@ fn main() -> anyhow::Result<()> {
             module,
             stdlib,
             output,
-        } => snapshot::write(&module, &stdlib, &output),
+            preload,
+        } => snapshot::write(&module, &stdlib, &output, &preload),
         Command::Fresh {
             module,
             stdlib,
@@ -95,7 +103,8 @@ fn main() -> anyhow::Result<()> {
             module,
             stdlib,
             source,
-        } => measure::run(&guest::Runtime::load(&module, &stdlib)?, &source),
+            fuel,
+        } => measure::run(&guest::Runtime::load(&module, &stdlib)?, &source, fuel),
         Command::Memory {
             module,
             stdlib,

@@ -71,10 +71,16 @@ pub fn rows(runtime: &Runtime, rows: u32, iterations: usize) -> anyhow::Result<(
     Ok(())
 }
 
-pub fn run(runtime: &Runtime, source: &str) -> anyhow::Result<()> {
+pub fn run(runtime: &Runtime, source: &str, fuel: Option<u64>) -> anyhow::Result<()> {
     let mut store = guest::store_with_output(&runtime.engine, &runtime.stdlib, true)?;
     let instance = runtime.pre.instantiate(&mut store)?;
-    let status = guest::turn(&mut store, &instance, source)?;
+    if let Some(fuel) = fuel {
+        store.set_fuel(fuel)?;
+    }
+    let started = Instant::now();
+    let status = guest::turn(&mut store, &instance, source);
+    eprintln!("ran for {:?}", started.elapsed());
+    let status = status?;
     ensure!(status == 0, "the source failed with status {status}");
     Ok(())
 }

@@ -12,7 +12,12 @@ use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 use crate::door::Guest;
 use crate::guest;
 
-pub fn write(module: &Path, stdlib: &Path, output: &Path) -> anyhow::Result<()> {
+pub fn write(
+    module: &Path,
+    stdlib: &Path,
+    output: &Path,
+    preload: &[String],
+) -> anyhow::Result<()> {
     let wasm = std::fs::read(module)?;
     let wizer = Wizer::new();
     let (context, instrumented) = wizer.instrument(&wasm)?;
@@ -41,6 +46,10 @@ pub fn write(module: &Path, stdlib: &Path, output: &Path) -> anyhow::Result<()> 
     }
     // As the sandbox's runtime ends its pre-initialisation: the collector leaves the
     // snapshot's objects alone, so that it writes none of their pages in an instance.
+    for name in preload {
+        let status = guest::turn(&mut store, &instance, &format!("import {name}"))?;
+        ensure!(status == 0, "importing {name} failed with status {status}");
+    }
     let status = guest::turn(
         &mut store,
         &instance,
