@@ -60,19 +60,27 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<Guest>> {
     Ok(linker)
 }
 
+/// Where `run --sdk DIR` mounts DIR, read-only; it goes first on `sys.path`.
+pub const SDK_GUEST: &str = "/sdk";
+
 pub fn store(engine: &Engine, stdlib: &Path) -> anyhow::Result<Store<Guest>> {
-    store_with_output(engine, stdlib, false)
+    store_with(engine, stdlib, false, None)
 }
 
-/// A store whose guest writes its standard output and error to the probe's if `output`.
-pub fn store_with_output(
+/// A store whose guest writes its standard output and error to the probe's if `output`,
+/// and sees `sdk` at [`SDK_GUEST`].
+pub fn store_with(
     engine: &Engine,
     stdlib: &Path,
     output: bool,
+    sdk: Option<&Path>,
 ) -> anyhow::Result<Store<Guest>> {
     let mut wasi = WasiCtxBuilder::new();
     if output {
         wasi.inherit_stdout().inherit_stderr();
+    }
+    if let Some(sdk) = sdk {
+        wasi.preopened_dir(sdk, SDK_GUEST, FsPerms::ReadOnly)?;
     }
     wasi.args(&[ARGV0])
         .env("TMPDIR", "/tmp")

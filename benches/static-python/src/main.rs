@@ -62,6 +62,9 @@ enum Command {
         /// Instructions the source may run (fuel); past them it traps.
         #[arg(long)]
         fuel: Option<u64>,
+        /// A directory the source may import from (`guest-sdk/python`), read-only.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// What each of INSTANCES warm instances holds after one trivial call, from
     /// `/proc/self/smaps_rollup`.
@@ -104,7 +107,13 @@ fn main() -> anyhow::Result<()> {
             stdlib,
             source,
             fuel,
-        } => measure::run(&guest::Runtime::load(&module, &stdlib)?, &source, fuel),
+            sdk,
+        } => measure::run(
+            &guest::Runtime::load(&module, &stdlib)?,
+            &source,
+            fuel,
+            sdk.as_deref(),
+        ),
         Command::Memory {
             module,
             stdlib,

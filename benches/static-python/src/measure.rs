@@ -40,7 +40,7 @@ pub fn fresh(runtime: &Runtime, iterations: usize) -> anyhow::Result<()> {
 
 pub fn rows(runtime: &Runtime, rows: u32, iterations: usize) -> anyhow::Result<()> {
     // With the guest's output: a traceback explains a failed turn.
-    let mut store = guest::store_with_output(&runtime.engine, &runtime.stdlib, true)?;
+    let mut store = guest::store_with(&runtime.engine, &runtime.stdlib, true, None)?;
     store.data_mut().batch = std::sync::Arc::new(crate::door::wal_batch(rows));
     let instance = runtime.pre.instantiate(&mut store)?;
     let status = guest::turn(&mut store, &instance, &crate::door::guest_setup())?;
@@ -71,14 +71,26 @@ pub fn rows(runtime: &Runtime, rows: u32, iterations: usize) -> anyhow::Result<(
     Ok(())
 }
 
-pub fn run(runtime: &Runtime, source: &str, fuel: Option<u64>) -> anyhow::Result<()> {
-    let mut store = guest::store_with_output(&runtime.engine, &runtime.stdlib, true)?;
+pub fn run(
+    runtime: &Runtime,
+    source: &str,
+    fuel: Option<u64>,
+    sdk: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let mut store = guest::store_with(&runtime.engine, &runtime.stdlib, true, sdk)?;
+    let source = match sdk {
+        Some(_) => format!(
+            "import sys; sys.path.insert(0, {:?})\n{source}",
+            guest::SDK_GUEST
+        ),
+        None => source.to_string(),
+    };
     let instance = runtime.pre.instantiate(&mut store)?;
     if let Some(fuel) = fuel {
         store.set_fuel(fuel)?;
     }
     let started = Instant::now();
-    let status = guest::turn(&mut store, &instance, source);
+    let status = guest::turn(&mut store, &instance, &source);
     eprintln!("ran for {:?}", started.elapsed());
     let status = status?;
     ensure!(status == 0, "the source failed with status {status}");
