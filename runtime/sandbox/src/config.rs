@@ -4,6 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+mod memory;
+
+pub use memory::machine_memory_bytes;
+
 /// How the sandbox's wasmtime engine is set up. Every knob has a default that works on a
 /// small machine; checking happens once, in [`Sandbox::new`](crate::Sandbox::new).
 #[derive(Debug, Clone)]
@@ -80,18 +84,6 @@ impl Default for SandboxConfig {
             image_fault_around: env_flag("SLUICE_IMAGE_FAULT_AROUND"),
         }
     }
-}
-
-/// The machine's memory, from `/proc/meminfo` (8 GiB where it cannot be read).
-pub fn machine_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib.saturating_mul(1024))
-        })
-        .unwrap_or(8 << 30)
 }
 
 /// Whether the environment variable `name` is set to anything but a false value (`0`,

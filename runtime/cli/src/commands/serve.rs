@@ -257,7 +257,8 @@ pub struct ServeArgs {
     /// Plugin instances alive at once, running a call or kept warm (about 10 MiB of
     /// memory each once called, and address space reserved up front). With all alive,
     /// a call evicts the least recently used idle instance, or waits for a running one.
-    /// Default: one per 64 MiB of the machine's memory, from 16 to 1,000
+    /// Default: one per 64 MiB of the machine's memory (or of the server's control
+    /// group's limit, where lower), from 16 to 1,000
     #[arg(long, env = "SLUICE_MAX_INSTANCES", default_value_t = SandboxConfig::default_max_instances(), value_parser = clap::value_parser!(u32).range(1..=i64::from(SandboxConfig::MAX_INSTANCES)), help_heading = "Plugin instances")]
     max_instances: u32,
     /// Linear memory the idle (warm) instances may hold together; past it the least
