@@ -4,6 +4,8 @@
 //! runs today. See `README.md` beside this file, and `BENCHMARKS.md`, "A statically linked
 //! runtime".
 
+mod component;
+mod component_run;
 mod door;
 mod guest;
 mod measure;
@@ -66,6 +68,20 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// `fresh`, with SNAPSHOT made a component (the door a WIT function, WASI through the
+    /// preview 1 adapter).
+    ComponentFresh {
+        snapshot: PathBuf,
+        stdlib: PathBuf,
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(10..))]
+        iterations: u32,
+    },
+    /// `run`, in the component shape.
+    ComponentRun {
+        snapshot: PathBuf,
+        stdlib: PathBuf,
+        source: String,
+    },
     /// What each of INSTANCES warm instances holds after one trivial call, from
     /// `/proc/self/smaps_rollup`.
     Memory {
@@ -114,6 +130,19 @@ fn main() -> anyhow::Result<()> {
             fuel,
             sdk.as_deref(),
         ),
+        Command::ComponentFresh {
+            snapshot,
+            stdlib,
+            iterations,
+        } => component_run::fresh(
+            &component_run::Runtime::load(&snapshot, &stdlib)?,
+            iterations as usize,
+        ),
+        Command::ComponentRun {
+            snapshot,
+            stdlib,
+            source,
+        } => component_run::run(&component_run::Runtime::load(&snapshot, &stdlib)?, &source),
         Command::Memory {
             module,
             stdlib,
