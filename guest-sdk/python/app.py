@@ -1,23 +1,19 @@
-"""The Python runtime component: binds the plugin API to the WIT contract.
+"""The Python runtime's guest layer: binds the plugin API to the host through the door.
 
-componentize-py runs this module's top level once, while it pre-initialises the
-component; everything imported or computed here is part of the snapshot every instance
-starts from. The classes `EntryPoints` and `Loader` implement the exports of the
-`python-runtime` world in `guest-sdk/wit/plugin.wit`.
+The sandbox imports this module once, while it pre-initialises the runtime; everything
+imported or computed here is part of the snapshot every instance starts from. Each call
+is then one `serve()`: it takes the call through the door (`sluice_plugin_runtime.door`),
+runs it, and hands its outcome back.
 """
 
 import gc
-import os
+import random
 import struct
 import sys
 
-from componentize_py_types import Err
-from wit_world.imports import host as wit_host
-from wit_world.imports import types as wit_types
-from wit_world.exports import loader as wit_loader
-
-from sluice_plugin_runtime import api, egress, line_shapes, plugin, posix, stdlib, zones
+from sluice_plugin_runtime import api, door, egress, line_shapes, plugin, posix
 from sluice_plugin_runtime.columns import rows_from_columns
+from sluice_plugin_runtime.door import Err
 from sluice_plugin_runtime.line_builder import LineBuilder
 
 # Where the host mounts the plugin directory, read-only.
@@ -28,58 +24,24 @@ PACKAGES_ROOT = f"{PLUGIN_ROOT}/.packages"
 # path, so that a database may have its own version of a shared package.
 DATABASE_PACKAGES_ROOT = f"{PLUGIN_ROOT}/.database-packages"
 
-# The standard library is readable at /python only now, during pre-initialisation.
-if os.path.isdir("/python"):
-    stdlib.install(stdlib.capture("/python"))
 # What packages ask of POSIX and WASI lacks: who runs them (`os.getuid`, `pwd`).
 posix.install()
 # Outbound HTTP and HTTPS through the host, for http.client, urllib.request, urllib3 and
 # requests; before anything imports urllib.request.
 egress.install()
-# Time-zone data for zoneinfo, which WASI has none of.
-zones.install()
 
 # Imported now so that plugins using them pay nothing at run time; the rest of the
-# standard library is imported on first use from the captured code.
+# standard library, and the packages built into the runtime, are imported on first use
+# from its library.
 import base64, bisect, collections, copy, csv, dataclasses, decimal, email, email.message  # noqa: E401,F401,E402
-import fractions, functools, hashlib, heapq, itertools, json, logging, pickle, random, re  # noqa: E401,F401,E402
-import statistics, string, struct, textwrap, tomllib, typing, urllib.parse, uuid, zlib, zoneinfo  # noqa: E401,F401,E402
-
-_KINDS = {
-    wit_types.ColumnValues_Tag: "tag",
-    wit_types.ColumnValues_String: "string",
-    wit_types.ColumnValues_Int: "int",
-    wit_types.ColumnValues_Uint: "uint",
-    wit_types.ColumnValues_Float: "float",
-    wit_types.ColumnValues_Boolean: "boolean",
-    wit_types.ColumnValues_Time: "time",
-}
-
-
-def _columns(wit_columns):
-    """WIT columns as the (name, kind, payload, present) tuples `columns.py` reads."""
-    converted = []
-    for column in wit_columns:
-        kind = _KINDS[type(column.values)]
-        payload = column.values.value
-        if kind == "tag" or kind == "string":
-            payload = (payload.values, payload.indices)
-        converted.append((column.name, kind, payload, column.present))
-    return converted
-
-
-_LEVELS = {
-    "info": wit_host.LogLevel.INFO,
-    "warn": wit_host.LogLevel.WARN,
-    "error": wit_host.LogLevel.ERROR,
-}
-
+import fractions, functools, hashlib, heapq, itertools, json, logging, pickle, re  # noqa: E401,F401,E402
+import statistics, string, textwrap, tomllib, typing, urllib.parse, uuid, zlib, zoneinfo  # noqa: E401,F401,E402
 
 # Batched writes reach the host in chunks of this many lines, joined into one string,
 # and the rest when the call succeeds: a host call per line, or a list of strings,
 # would cost more than building the lines.
 _WRITE_CHUNK_LINES = 4096
-# What stands in a line for a value handed over apart from it (WIT `write`).
+# What stands in a line for a value handed over apart from it (the door's `Write`).
 _FLOAT_PLACEHOLDER = "\0"
 _TIMESTAMP_PLACEHOLDER = "\1"
 
@@ -117,7 +79,7 @@ class _Batch:
             if _FLOAT_PLACEHOLDER in line or _TIMESTAMP_PLACEHOLDER in line:
                 # Handed over alone, with no values apart, it is taken as it is.
                 self.hand_over()
-                wit_host.write(self.database, line, b"", b"")
+                door.write(self.database, line, b"", b"")
                 return
         lines = self.lines
         lines.append(line)
@@ -159,7 +121,7 @@ class _Batch:
                 pieces = text.split(_TIMESTAMP_PLACEHOLDER)
                 text = "".join(map("{}{}".format, pieces, [*stamps, ""]))
                 stamps = b""
-            wit_host.write(self.database, text, struct.pack(f"<{len(floats)}d", *floats), stamps)
+            door.write(self.database, text, struct.pack(f"<{len(floats)}d", *floats), stamps)
             self.drop()
 
     def drop(self):
@@ -168,8 +130,8 @@ class _Batch:
         self.stamps = []
 
 
-class WitHost:
-    """The plugin API's host, reached through the WIT imports."""
+class DoorHost:
+    """The plugin API's host, reached through the door."""
 
     def __init__(self):
         self._own = _Batch(None)
@@ -178,14 +140,14 @@ class WitHost:
         self.write = self._own.write
 
     def log(self, level, text):
-        wit_host.log(_LEVELS[level], text)
+        door.log(level, text)
 
     def query(self, sql, params, database):
         try:
-            result = wit_host.query(sql, params, database)
+            row_count, columns = door.query(sql, params, database)
         except Err as e:
             raise api.HostError(e.value) from None
-        return rows_from_columns(result.row_count, _columns(result.columns), True)
+        return rows_from_columns(row_count, columns, True)
 
     def write_to_db(self, database, line_builder):
         batch = self._other.get(database)
@@ -207,66 +169,58 @@ class WitHost:
 
     def write_sync(self, database, line_protocol, no_sync):
         try:
-            wit_host.write_sync(database, line_protocol, no_sync)
+            door.write_sync(database, line_protocol, no_sync)
         except Err as e:
             raise api.HostError(e.value) from None
 
     def cache_get(self, key, use_global):
-        return wit_host.cache_get(key, use_global)
+        return door.cache_get(key, use_global)
 
     def cache_put(self, key, value, ttl_seconds, use_global):
         try:
-            wit_host.cache_put(key, value, ttl_seconds, use_global)
+            door.cache_put(key, value, ttl_seconds, use_global)
         except Err as e:
             raise ValueError(e.value) from None
 
     def cache_delete(self, key, use_global):
-        return wit_host.cache_delete(key, use_global)
+        return door.cache_delete(key, use_global)
 
 
-_HOST = WitHost()
+_HOST = DoorHost()
 _API = api.make_api(_HOST)
 plugin.install_builtins()
 _runner = None
 
 
-def _failed(failure):
-    return Err(wit_types.PluginError(message=str(failure)))
+# Whether this instance has drawn its own seed: the snapshot's is every instance's.
+_reseeded = False
+
+
+def _load(source):
+    global _runner
+    # Known only now (the directory is mounted at run time); what the import system
+    # remembers of it is forgotten, since packages may have been installed since.
+    for root in (DATABASE_PACKAGES_ROOT, PACKAGES_ROOT):
+        if root not in sys.path:
+            sys.path.append(root)
+        sys.path_importer_cache.pop(root, None)
+    if source[0] == "file":
+        loaded = plugin.FilePlugin(source[1], source[2])
+    else:
+        loaded = plugin.PackagePlugin(PLUGIN_ROOT, source[1])
+    _runner = plugin.Runner(_API, loaded)
 
 
 def _loaded_runner():
     if _runner is None:
-        raise Err(wit_types.PluginError(message="no plugin is loaded"))
+        raise plugin.PluginFailure("no plugin is loaded")
     return _runner
-
-
-class Loader:
-    def load(self, source):
-        global _runner
-        # Known only now (the directory is mounted at run time); what the import system
-        # remembers of it is forgotten, since packages may have been installed since.
-        for root in (DATABASE_PACKAGES_ROOT, PACKAGES_ROOT):
-            if root not in sys.path:
-                sys.path.append(root)
-            sys.path_importer_cache.pop(root, None)
-        try:
-            if isinstance(source, wit_loader.PluginSource_File):
-                name, code = source.value
-                loaded = plugin.FilePlugin(name, code)
-            else:
-                loaded = plugin.PackagePlugin(PLUGIN_ROOT, source.value)
-        except plugin.PluginFailure as failure:
-            raise _failed(failure) from None
-        _runner = plugin.Runner(_API, loaded)
 
 
 def _run(entry_point, *args):
     """Runs an entry point; its batched writes reach the host only if it succeeds."""
     try:
         result = entry_point(*args)
-    except plugin.PluginFailure as failure:
-        _HOST.drop_writes()
-        raise _failed(failure) from None
     except BaseException:
         _HOST.drop_writes()
         raise
@@ -274,21 +228,35 @@ def _run(entry_point, *args):
     return result
 
 
-class EntryPoints:
-    def process_writes(self, batches, args):
-        tables = [(b.table_name, b.row_count, _columns(b.columns)) for b in batches]
-        _run(_loaded_runner().process_writes, tables, args)
+def _call(call):
+    """Runs `call` (as `door.take_call` gives it): a request's response, else None."""
+    kind = call[0]
+    if kind == door.LOAD:
+        _load(call[1])
+    elif kind == door.WRITES:
+        _run(_loaded_runner().process_writes, call[2], call[1])
+    elif kind == door.SCHEDULE:
+        _run(_loaded_runner().process_scheduled_call, call[2], call[1])
+    else:
+        _, args, _method, _path, query, headers, body = call
+        status, headers, body = _run(_loaded_runner().process_request, query, headers, body, args)
+        return status, list(headers.items()), body.encode("utf-8")
+    return None
 
-    def process_scheduled_call(self, call_time, args):
-        _run(_loaded_runner().process_scheduled_call, call_time, args)
 
-    def process_request(self, request, args):
-        status, headers, body = _run(
-            _loaded_runner().process_request, request.query, request.headers, request.body, args
-        )
-        return wit_types.HttpResponse(
-            status=status, headers=list(headers.items()), body=body.encode("utf-8")
-        )
+def serve():
+    """Runs the call the host has for this turn, and hands its outcome back. An exception
+    other than the plugin's failure ends the turn: the host stops the instance."""
+    global _reseeded
+    if not _reseeded:
+        random.seed()
+        _reseeded = True
+    try:
+        response = _call(door.take_call())
+    except plugin.PluginFailure as failure:
+        door.fail(str(failure))
+        return
+    door.finish(response)
 
 
 # Everything made so far belongs to the snapshot every instance starts from and lives as

@@ -36,10 +36,8 @@ like any other.
 import io
 import sys
 
-from componentize_py_types import Err
-from wit_world.imports import host as wit_host
-
-from . import on_import
+from . import door, on_import
+from .door import Err
 
 
 class HostSocket:
@@ -52,7 +50,7 @@ class HostSocket:
 
     def __init__(self, scheme, host, port, timeout):
         try:
-            wit_host.http_allowed(scheme, host, port)
+            door.http_allowed(scheme, host, port)
         except Err as e:
             raise PermissionError(e.value) from None
         self._destination = (scheme, host, port)
@@ -119,13 +117,10 @@ def _send(destination, request, timeout):
 
 def _exchange(destination, request, timeout):
     """The host's response to `request`, (method, target, headers, body), sent to
-    `destination`, (scheme, host, port); raises `Err` with the host's `HttpFailure`."""
+    `destination`, (scheme, host, port); raises `Err` with the host's `Failure`."""
     scheme, host, port = destination
     method, target, headers, body = request
-    return wit_host.http_send(wit_host.OutgoingRequest(
-        scheme=scheme, host=host, port=port, method=method, target=target,
-        headers=headers, body=body, timeout_seconds=timeout,
-    ))
+    return door.http_send(scheme, host, port, method, target, headers, body, timeout)
 
 
 def _parse_request(request):
@@ -200,9 +195,9 @@ def _response_head(response):
 
 def _exception(failure):
     """The exception for the host's `failure`, of a kind the libraries already handle."""
-    if failure.kind == wit_host.HttpFailureKind.REFUSED:
+    if failure.kind == door.HttpFailureKind.REFUSED:
         return PermissionError(failure.message)
-    if failure.kind == wit_host.HttpFailureKind.TIMED_OUT:
+    if failure.kind == door.HttpFailureKind.TIMED_OUT:
         return TimeoutError(failure.message)
     return ConnectionError(failure.message)
 
@@ -423,7 +418,7 @@ def _patch_httpx_transports(default):
 
 def _httpx_exception(httpx, failure, request):
     """The httpx exception for the host's `failure` of `request`."""
-    kinds = wit_host.HttpFailureKind
+    kinds = door.HttpFailureKind
     if failure.kind == kinds.TIMED_OUT:
         return httpx.ReadTimeout(failure.message, request=request)
     if failure.kind == kinds.TOO_LARGE:

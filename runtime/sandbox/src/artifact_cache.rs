@@ -34,32 +34,35 @@ impl ArtifactCache {
         self.dir.join(format!("{key}.cwasm"))
     }
 
-    /// Loads the component from the cache, or compiles `wasm` and stores it.
-    /// Returns the component and whether it came from the cache.
-    pub fn load_or_compile(
+    /// Loads the component from the cache, or makes its wasm with `make`, compiles it and
+    /// stores it. Processes sharing the cache make it once: the others wait for the first.
+    pub fn load_or_make(
         &self,
         engine: &Engine,
-        wasm: &[u8],
         wasm_sha256: &str,
-    ) -> wasmtime::Result<(Component, bool)> {
+        make: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
+    ) -> wasmtime::Result<Component> {
         let path = self.path_for(engine, wasm_sha256);
-        if path.exists() {
-            match load(engine, &path) {
-                Ok(component) => return Ok((component, true)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}")
-                }
-            }
+        if let Some(component) = cached(engine, &path) {
+            return Ok(component);
         }
+        std::fs::create_dir_all(&self.dir)?;
+        let lock = std::fs::File::create(path.with_extension("lock"))?;
+        // Released when `lock` drops, or when the process ends, however it ends.
+        lock.lock()?;
+        if let Some(component) = cached(engine, &path) {
+            return Ok(component);
+        }
+        let wasm = make()?;
         tracing::info!(
             "compiling the Python runtime ({} MB); this happens once per version",
             wasm.len() >> 20
         );
-        let component = Component::new(engine, wasm)?;
+        let component = Component::new(engine, &wasm)?;
         if let Err(e) = self.store(&path, &component) {
             tracing::warn!(path = %path.display(), "cannot cache the compiled runtime: {e:#}");
         }
-        Ok((component, false))
+        Ok(component)
     }
 
     fn store(&self, path: &Path, component: &Component) -> wasmtime::Result<()> {
@@ -71,6 +74,18 @@ impl ArtifactCache {
         std::fs::rename(&temporary, path)?;
         Ok(())
     }
+}
+
+/// The component at `path`, if it is there and usable.
+fn cached(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    load(engine, path)
+        .inspect_err(|e| {
+            tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {e:#}");
+        })
+        .ok()
 }
 
 /// Loads an artifact this cache wrote.

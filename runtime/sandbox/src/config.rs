@@ -168,13 +168,19 @@ impl SandboxConfig {
             .max_core_instances_per_component(32)
             .max_memories_per_component(8)
             .max_tables_per_component(32)
-            .max_component_instance_size(1 << 20)
-            .max_core_instance_size(1 << 20)
+            .total_gc_heaps(instances)
+            // The runtime's module context holds a reference per function: about 1.5 MiB.
+            .max_component_instance_size(2 << 20)
+            .max_core_instance_size(2 << 20)
             .table_elements(100_000);
 
         let mut config = Config::new();
         config
             .wasm_component_model(true)
+            // CPython's C++ extensions (pandas, scipy) throw WebAssembly exceptions.
+            .wasm_exceptions(true)
+            .wasm_gc(true)
+            .wasm_function_references(true)
             .consume_fuel(true)
             .epoch_interruption(true)
             .memory_init_cow(true)

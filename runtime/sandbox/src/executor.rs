@@ -1,6 +1,5 @@
 //! The process-wide sandbox, and running calls on fresh instances.
 
-use crate::artifact_cache::ArtifactCache;
 use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
 use crate::fault_around::ImagePages;
@@ -10,7 +9,8 @@ use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
 use crate::scratch::ScratchRoot;
 use crate::slots::{SlotBounds, Slots};
-use crate::wit::{PythonRuntime, PythonRuntimePre};
+use crate::python::PythonRuntime;
+use crate::wit::{Python, PythonPre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
     BoxFuture, CallUsage, HostServices, InstanceStats, Invocation, InvocationError, Limits,
@@ -31,7 +31,8 @@ const SPARE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// One per process: the engine, the compiled Python runtime, the epoch thread.
 pub struct Sandbox {
     engine: Engine,
-    pre: PythonRuntimePre<HostState>,
+    pre: PythonPre<HostState>,
+    runtime: PythonRuntime,
     max_memory_bytes: u64,
     /// The files every instance holds open, counted against the server's bound.
     files: Arc<ServerFiles>,
@@ -69,24 +70,21 @@ impl Sandbox {
                 config.max_memory_bytes >> 20
             )))
         })?;
-        let wasm = sluice_python_wasm::PYTHON_RUNTIME;
-        let sha = sluice_python_wasm::PYTHON_RUNTIME_SHA256;
         let started = Instant::now();
-        let (component, cached) = match &config.cache_dir {
-            Some(dir) => ArtifactCache::new(dir).load_or_compile(&engine, wasm, sha),
-            None => wasmtime::component::Component::new(&engine, wasm).map(|c| (c, false)),
-        }
-        .map_err(Error::Runtime)?;
-        tracing::debug!(cached, elapsed = ?started.elapsed(), "python runtime ready");
+        let runtime = PythonRuntime::prepare(&engine, config.cache_dir.as_deref())
+            .map_err(Error::Runtime)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "python runtime ready");
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Runtime)?;
         crate::files::add_to_linker(&mut linker).map_err(Error::Runtime)?;
         crate::scratch::add_to_linker(&mut linker).map_err(Error::Runtime)?;
-        PythonRuntime::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        Python::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(Error::Runtime)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(Error::Runtime)?;
-        let pre = PythonRuntimePre::new(instance_pre).map_err(Error::Runtime)?;
+        let instance_pre = linker
+            .instantiate_pre(&runtime.component)
+            .map_err(Error::Runtime)?;
+        let pre = PythonPre::new(instance_pre).map_err(Error::Runtime)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
         let tmp_budget = config
@@ -119,6 +117,7 @@ impl Sandbox {
         Ok(Self {
             engine,
             pre,
+            runtime,
             max_memory_bytes: config.max_memory_bytes,
             files: ServerFiles::new(config.max_open_files),
             scratch,
@@ -132,8 +131,13 @@ impl Sandbox {
         &self.engine
     }
 
-    pub(crate) fn pre(&self) -> &PythonRuntimePre<HostState> {
+    pub(crate) fn pre(&self) -> &PythonPre<HostState> {
         &self.pre
+    }
+
+    /// The host directory of the runtime's library, which every instance sees read-only.
+    pub(crate) fn library(&self) -> &Arc<std::path::Path> {
+        self.runtime.library()
     }
 
     pub(crate) fn files(&self) -> &Arc<ServerFiles> {

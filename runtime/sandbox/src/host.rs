@@ -1,15 +1,11 @@
-//! The host side of the WIT `host` interface, and the state each store carries.
+//! The state each plugin's store carries, and what of it belongs to the current call.
 
-use crate::encode::column_to_wit;
 use crate::files::OpenFiles;
 use crate::output::CapturedOutput;
-use crate::placeholders::{FillError, fill_in};
 use crate::scratch::Scratch;
 use crate::store_limits::MemoryLimiter;
-use crate::wit::{host, types};
 use sluice_plugin_api::{
-    HostServices, LimitKind, Limits, LogLevel, OutboundFailure, OutboundFailureKind,
-    OutboundRequest, OutboundResponse, QueryResult,
+    HostServices, LimitKind, Limits, OutboundFailure, OutboundFailureKind, OutboundRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +44,10 @@ pub(crate) struct CallState {
     pub(crate) refused: Option<String>,
     /// When the call's wall time runs out.
     pub(crate) deadline: Instant,
+    /// The message of the call to run, until the guest takes it.
+    pub(crate) message: Option<Vec<u8>>,
+    /// The message of the call's outcome, once the guest hands it over.
+    pub(crate) outcome: Option<Vec<u8>>,
 }
 
 impl CallState {
@@ -64,10 +64,12 @@ impl CallState {
             hit: None,
             refused: None,
             deadline,
+            message: None,
+            outcome: None,
         }
     }
 
-    fn services(&self) -> wasmtime::Result<&Arc<dyn HostServices>> {
+    pub(crate) fn services(&self) -> wasmtime::Result<&Arc<dyn HostServices>> {
         self.services
             .as_ref()
             .ok_or_else(|| wasmtime::format_err!("host call outside of a plugin call"))
@@ -90,7 +92,7 @@ impl CallState {
         Ok(kept)
     }
 
-    fn count_written(&mut self, bytes: usize) -> wasmtime::Result<()> {
+    pub(crate) fn count_written(&mut self, bytes: usize) -> wasmtime::Result<()> {
         self.bytes_written += bytes as u64;
         if self.bytes_written > self.limits.bytes_written {
             self.hit = Some(LimitKind::BytesWritten);
@@ -102,9 +104,9 @@ impl CallState {
     /// The guest's request as the host sends it, within the call's limits: counted
     /// against its requests, given the time left of its own time-out, the trigger's and
     /// the call's wall time.
-    fn outbound(
+    pub(crate) fn outbound(
         &mut self,
-        request: host::OutgoingRequest,
+        request: Outgoing,
     ) -> Result<OutboundRequest, OutboundFailure> {
         let destination = format!("{}://{}:{}", request.scheme, request.host, request.port);
         if self.http_requests >= self.limits.http_requests {
@@ -158,6 +160,18 @@ impl CallState {
     }
 }
 
+/// An outbound request as the guest asked for it, before the call's limits apply.
+pub(crate) struct Outgoing {
+    pub(crate) scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) timeout_seconds: Option<f64>,
+}
+
 /// `text`, or its first [`Limits::MAX_LOG_LINE_BYTES`] (at a character boundary) and a
 /// note of how much was cut: a log line, or a plugin's error, which the host keeps.
 pub(crate) fn cut_line(text: &str) -> String {
@@ -183,156 +197,5 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl types::Host for HostState {}
-
-impl host::Host for HostState {
-    async fn log(&mut self, level: host::LogLevel, message: String) -> wasmtime::Result<()> {
-        let message = self.call.count_log_line(&message)?;
-        let level = match level {
-            host::LogLevel::Info => LogLevel::Info,
-            host::LogLevel::Warn => LogLevel::Warn,
-            host::LogLevel::Error => LogLevel::Error,
-        };
-        self.call.services()?.log(level, &message);
-        Ok(())
-    }
-
-    async fn query(
-        &mut self,
-        sql: String,
-        params: Vec<(String, String)>,
-        database: Option<String>,
-    ) -> wasmtime::Result<Result<types::QueryResult, String>> {
-        let services = Arc::clone(self.call.services()?);
-        let result = services.query(&sql, &params, database.as_deref()).await;
-        Ok(result.map(query_result_to_wit))
-    }
-
-    async fn write(
-        &mut self,
-        database: Option<String>,
-        line_protocol: String,
-        floats: Vec<u8>,
-        timestamps: Vec<u8>,
-    ) -> wasmtime::Result<()> {
-        // Within what the call may still write, which bounds the host memory it takes.
-        let allowed = self
-            .call
-            .limits
-            .bytes_written
-            .saturating_sub(self.call.bytes_written);
-        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
-        let line_protocol = match fill_in(line_protocol, &floats, &timestamps, allowed) {
-            Ok(filled) => filled,
-            Err(FillError::TooLong) => {
-                // Counting past what is allowed stops the call at the write limit.
-                self.call.count_written(allowed.saturating_add(1))?;
-                wasmtime::bail!("write: the line protocol is over the write limit");
-            }
-            Err(FillError::Mismatch(message)) => wasmtime::bail!("{message}"),
-        };
-        self.call.count_written(line_protocol.len())?;
-        let queued = self
-            .call
-            .services()?
-            .write(database.as_deref(), line_protocol);
-        if let Err(refusal) = queued {
-            self.call.refused = Some(refusal.clone());
-            wasmtime::bail!("{refusal}");
-        }
-        Ok(())
-    }
-
-    async fn write_sync(
-        &mut self,
-        database: Option<String>,
-        line_protocol: String,
-        no_sync: bool,
-    ) -> wasmtime::Result<Result<(), String>> {
-        self.call.count_written(line_protocol.len())?;
-        let services = Arc::clone(self.call.services()?);
-        Ok(services
-            .write_sync(database.as_deref(), line_protocol, no_sync)
-            .await)
-    }
-
-    async fn cache_get(&mut self, key: String, global: bool) -> wasmtime::Result<Option<Vec<u8>>> {
-        Ok(self.call.services()?.cache_get(&key, global))
-    }
-
-    async fn cache_put(
-        &mut self,
-        key: String,
-        value: Vec<u8>,
-        ttl_seconds: Option<f64>,
-        global: bool,
-    ) -> wasmtime::Result<Result<(), String>> {
-        let ttl = match ttl_seconds.map(Duration::try_from_secs_f64).transpose() {
-            Ok(ttl) => ttl,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "cannot convert float seconds to Duration: {e}"
-                )));
-            }
-        };
-        Ok(self.call.services()?.cache_put(&key, value, ttl, global))
-    }
-
-    async fn cache_delete(&mut self, key: String, global: bool) -> wasmtime::Result<bool> {
-        Ok(self.call.services()?.cache_delete(&key, global))
-    }
-
-    async fn http_allowed(
-        &mut self,
-        scheme: String,
-        host: String,
-        port: u16,
-    ) -> wasmtime::Result<Result<(), String>> {
-        Ok(self.call.services()?.http_allowed(&scheme, &host, port))
-    }
-
-    async fn http_send(
-        &mut self,
-        request: host::OutgoingRequest,
-    ) -> wasmtime::Result<Result<host::IncomingResponse, host::HttpFailure>> {
-        let services = Arc::clone(self.call.services()?);
-        let sent = match self.call.outbound(request) {
-            Ok(request) => services.http_send(request).await,
-            Err(failure) => Err(failure),
-        };
-        Ok(sent.map(response_to_wit).map_err(failure_to_wit))
-    }
-}
-
-fn response_to_wit(response: OutboundResponse) -> host::IncomingResponse {
-    host::IncomingResponse {
-        status: response.status,
-        reason: response.reason,
-        headers: response.headers,
-        body: response.body,
-    }
-}
-
-fn failure_to_wit(failure: OutboundFailure) -> host::HttpFailure {
-    let kind = match failure.kind {
-        OutboundFailureKind::Refused => host::HttpFailureKind::Refused,
-        OutboundFailureKind::TimedOut => host::HttpFailureKind::TimedOut,
-        OutboundFailureKind::TooLarge => host::HttpFailureKind::TooLarge,
-        OutboundFailureKind::TooMany => host::HttpFailureKind::TooMany,
-        OutboundFailureKind::Failed => host::HttpFailureKind::Failed,
-    };
-    host::HttpFailure {
-        kind,
-        message: failure.message,
-    }
-}
-
-fn query_result_to_wit(result: QueryResult) -> types::QueryResult {
-    types::QueryResult {
-        row_count: result.row_count,
-        columns: result.columns.iter().map(column_to_wit).collect(),
     }
 }

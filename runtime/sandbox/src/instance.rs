@@ -1,6 +1,6 @@
 //! One instantiated plugin, and the budget of each call on it.
 
-use crate::encode::batch_to_wit;
+use crate::door::{Outcome, encode_call, encode_load};
 use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
@@ -8,7 +8,8 @@ use crate::output::CapturedOutput;
 use crate::scratch::{GUEST_TMP_DIR, Scratch};
 use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
-use crate::wit::{PythonRuntime, loader, types};
+use crate::python::LIBRARY_GUEST_DIR;
+use crate::wit::Python;
 use sluice_plugin_api::{
     CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
     LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef, PluginSource,
@@ -37,6 +38,10 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     return 'ok'
 ";
 
+/// What each turn of the runtime runs: the guest layer's entry, which takes the call
+/// through the door, runs it and hands its outcome back.
+const SERVE: &str = "_sluice_serve()";
+
 /// The most random bytes one call for them returns: the host builds them before the
 /// guest's memory limit sees them.
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -49,7 +54,9 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// further calls fail, and the owner should drop it and instantiate again.
 pub struct PluginInstance {
     store: Store<HostState>,
-    bindings: PythonRuntime,
+    bindings: Python,
+    /// The host directory of the runtime's library, mounted in every WASI context.
+    library: Arc<std::path::Path>,
     poisoned: bool,
     /// Its linear memory once the plugin was loaded.
     fresh_bytes: u64,
@@ -58,8 +65,8 @@ pub struct PluginInstance {
     _slot: Slot,
 }
 
-/// What a call returned before its budget is settled.
-type Raw<T> = wasmtime::Result<Result<T, types::PluginError>>;
+/// What a call returned before its budget is settled: the plugin's error, if it failed.
+type Raw<T> = wasmtime::Result<Result<T, String>>;
 
 impl PluginInstance {
     /// Instantiates the Python runtime for `plugin` and loads its code `source`, within
@@ -98,9 +105,11 @@ impl PluginInstance {
         instance.load(warm_up, &limits, Some(services)).await?;
         // The first call of an instance touches pages and functions that later ones
         // find ready: made here, off any call's path.
-        let entry = instance.bindings.sluice_plugin_entry_points();
-        let call = entry.call_process_scheduled_call(&mut instance.store, 0, &None);
-        let raw = within(limits.wall_time, call).await;
+        let warm_up = PluginCall::Schedule {
+            call_time_ns: 0,
+            args: None,
+        };
+        let raw = instance.turn(encode_call(&warm_up), false, limits.wall_time).await;
         instance.settle(raw)?;
         Ok(instance)
     }
@@ -118,7 +127,7 @@ impl PluginInstance {
         let mounts = mounts(plugin, &source);
         if !mounts.is_empty() {
             let state = self.store.data_mut();
-            state.wasi = wasi_context(state, &mounts)?;
+            state.wasi = wasi_context(state, &self.library, &mounts)?;
         }
         self.load(source, limits, services).await
     }
@@ -152,7 +161,7 @@ impl PluginInstance {
             stderr: CapturedOutput::default(),
             call: CallState::new(limits.clone()),
         };
-        state.wasi = wasi_context(&state, mounts)?;
+        state.wasi = wasi_context(&state, sandbox.library(), mounts)?;
         let mut store = Store::new(sandbox.engine(), state);
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut context| {
@@ -185,6 +194,7 @@ impl PluginInstance {
         Ok(Self {
             store,
             bindings,
+            library: Arc::clone(sandbox.library()),
             poisoned: false,
             fresh_bytes: 0,
             _slot: slot,
@@ -199,16 +209,7 @@ impl PluginInstance {
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<(), InvocationError> {
         begin(&mut self.store, limits, services);
-        let wit_source = match source {
-            PluginSource::File { name, code } => loader::PluginSource::File((name, code)),
-            PluginSource::Package(name) => loader::PluginSource::Package(name),
-        };
-        let loader = self.bindings.sluice_plugin_loader();
-        let raw = within(
-            limits.wall_time,
-            loader.call_load(&mut self.store, &wit_source),
-        )
-        .await;
+        let raw = self.turn(encode_load(&source), false, limits.wall_time).await;
         self.settle(raw)?;
         self.fresh_bytes = self.store.data().limiter.total_bytes;
         Ok(())
@@ -256,42 +257,18 @@ impl PluginInstance {
         }
         let started = Instant::now();
         begin(&mut self.store, limits, Some(Arc::clone(&services)));
-        let entry = self.bindings.sluice_plugin_entry_points();
-        let wall = limits.wall_time;
-        let result = match call {
-            PluginCall::Writes { batches, args } => {
-                let batches: Vec<types::TableBatch> = batches.iter().map(batch_to_wit).collect();
-                let call = entry.call_process_writes(&mut self.store, &batches, &args);
-                let raw = within(wall, call).await;
-                self.settle(raw).map(|()| None)
+        let expects_response = matches!(call, PluginCall::Request { .. });
+        let raw = self
+            .turn(encode_call(&call), expects_response, limits.wall_time)
+            .await;
+        let result = self.settle(raw).and_then(|response| {
+            if let Some(response) = &response
+                && response.body.len() as u64 > limits.response_bytes
+            {
+                return Err(InvocationError::limit(LimitKind::ResponseBytes, limits));
             }
-            PluginCall::Schedule { call_time_ns, args } => {
-                let call = entry.call_process_scheduled_call(&mut self.store, call_time_ns, &args);
-                let raw = within(wall, call).await;
-                self.settle(raw).map(|()| None)
-            }
-            PluginCall::Request { request, args } => {
-                let request = types::HttpRequest {
-                    method: request.method,
-                    path: request.path,
-                    query: request.query,
-                    headers: request.headers,
-                    body: request.body,
-                };
-                let call = entry.call_process_request(&mut self.store, &request, &args);
-                let raw = within(wall, call).await;
-                self.settle(raw).and_then(|response| {
-                    if response.body.len() as u64 > limits.response_bytes {
-                        return Err(InvocationError::limit(LimitKind::ResponseBytes, limits));
-                    }
-                    Ok(Some(HttpResponse {
-                        status: response.status,
-                        headers: response.headers,
-                        body: response.body,
-                    }))
-                })
-            }
-        };
+            Ok(response)
+        });
         let state = self.store.data();
         let usage = CallUsage {
             fuel_used: limits
@@ -311,6 +288,36 @@ impl PluginInstance {
         })
     }
 
+    /// Runs one turn of the runtime with `message` as its call, within `wall`: the call's
+    /// outcome (a request's response if `expects_response`), or `None` when the wall time
+    /// ran out.
+    async fn turn(
+        &mut self,
+        message: Vec<u8>,
+        expects_response: bool,
+        wall: Duration,
+    ) -> Option<Raw<Option<HttpResponse>>> {
+        let call = &mut self.store.data_mut().call;
+        call.message = Some(message);
+        call.outcome = None;
+        let bindings = &self.bindings;
+        let store = &mut self.store;
+        within(wall, async move {
+            let status = bindings.call_turn(&mut *store, SERVE).await?;
+            match store.data_mut().call.outcome.take() {
+                Some(outcome) => Ok(match Outcome::read(&outcome, expects_response)? {
+                    Outcome::Done(response) => Ok(response),
+                    Outcome::Failed(message) => Err(message),
+                }),
+                None => wasmtime::bail!(
+                    "the Python runtime stopped without an outcome (status {status}): an \
+                     exception escaped the plugin layer, its traceback is in the log"
+                ),
+            }
+        })
+        .await
+    }
+
     /// Forwards captured output to the log and turns the outcome of a call (`None` when
     /// it ran out of wall time) into its result; poisons the instance after a trap.
     fn settle<T>(&mut self, raw: Option<Raw<T>>) -> Result<T, InvocationError> {
@@ -322,9 +329,9 @@ impl PluginInstance {
             .end_call(state.call.services.as_ref(), files_open);
         let error = match raw {
             Some(Ok(Ok(value))) => return Ok(value),
-            Some(Ok(Err(plugin_error))) => {
+            Some(Ok(Err(message))) => {
                 // Kept in the invocation records and logs: as long as a log line at most.
-                return Err(InvocationError::Plugin(cut_line(&plugin_error.message)));
+                return Err(InvocationError::Plugin(cut_line(&message)));
             }
             Some(Err(trap)) => classify(&self.store, trap),
             None => InvocationError::limit(LimitKind::WallTime, &self.store.data().call.limits),
@@ -338,6 +345,7 @@ impl PluginInstance {
 /// path, guest path) read-only, its own `/tmp` writable, nothing else of the host.
 fn wasi_context(
     state: &HostState,
+    library: &std::path::Path,
     mounts: &[(PathBuf, String)],
 ) -> Result<WasiCtx, InvocationError> {
     let mut wasi = WasiCtxBuilder::new();
@@ -347,6 +355,10 @@ fn wasi_context(
         .stdout(state.stdout.clone())
         .stderr(state.stderr.clone())
         .max_random_size(MAX_RANDOM_BYTES);
+    // The library first: the runtime's C library found it as its first directory while
+    // it was pre-initialised.
+    wasi.preopened_dir(library, LIBRARY_GUEST_DIR, FsPerms::ReadOnly)
+        .map_err(|e| InvocationError::Internal(format!("cannot mount the runtime's library: {e:#}")))?;
     wasi.preopened_dir(state.scratch.path(), GUEST_TMP_DIR, FsPerms::ReadWrite)
         .map_err(|e| InvocationError::Internal(format!("cannot mount the plugin's /tmp: {e:#}")))?;
     for (host, guest) in mounts {

@@ -31,7 +31,7 @@
 
 mod artifact_cache;
 mod config;
-mod encode;
+mod door;
 mod epoch;
 mod executor;
 mod fault_around;
@@ -41,6 +41,7 @@ mod instance;
 mod output;
 mod placeholders;
 mod pool;
+mod python;
 mod scratch;
 mod slots;
 mod store_limits;

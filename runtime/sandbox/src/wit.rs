@@ -1,12 +1,16 @@
-//! Host bindings generated from `guest-sdk/wit/plugin.wit`.
+//! Host bindings generated from `guest-sdk/wit/runtime.wit`.
+
+use crate::host::HostState;
 
 wasmtime::component::bindgen!({
-    path: "../../guest-sdk/wit",
-    world: "python-runtime",
+    path: "../../guest-sdk/wit/runtime.wit",
+    world: "python",
     imports: { default: async | trappable },
     exports: { default: async },
 });
 
-pub use exports::sluice::plugin::loader;
-pub use sluice::plugin::host;
-pub use sluice::plugin::types;
+impl sluice::runtime::door::Host for HostState {
+    async fn call(&mut self, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        self.door(message).await
+    }
+}

@@ -1,0 +1,144 @@
+//! The call the guest takes, and the outcome it hands back.
+
+use super::wire::{Malformed, Read, Reader, Writer};
+use sluice_plugin_api::{HttpResponse, PluginCall, PluginSource, TriggerArguments};
+
+/// Kinds of call, the first byte of the message.
+const LOAD: u8 = 0;
+const WRITES: u8 = 1;
+const SCHEDULE: u8 = 2;
+const REQUEST: u8 = 3;
+
+/// Loading `source`: `u8` 0, then `u8` 0 with `str` name and `str` code for a file, or
+/// `u8` 1 with `str` name for a package.
+pub(crate) fn encode_load(source: &PluginSource) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u8(LOAD);
+    match source {
+        PluginSource::File { name, code } => w.u8(0).str(name).str(code),
+        PluginSource::Package(name) => w.u8(1).str(name),
+    };
+    w.finish()
+}
+
+/// `call`: its kind, `opt<pairs>` arguments, then for writes a list of batches (`str`
+/// table, `u32` rows, a list of columns), for a schedule `i64` nanoseconds, for a request
+/// `str` method, `str` path, pairs of query parameters, pairs of headers and `bytes` body.
+pub(crate) fn encode_call(call: &PluginCall) -> Vec<u8> {
+    let mut w = Writer::default();
+    let args = |w: &mut Writer, args: &TriggerArguments| {
+        w.opt(args.as_ref(), |w, args| {
+            w.pairs(args);
+        });
+    };
+    match call {
+        PluginCall::Writes { batches, args: a } => {
+            w.u8(WRITES);
+            args(&mut w, a);
+            w.list(batches.iter(), |w, batch| {
+                w.str(&batch.table_name).u32(batch.row_count);
+                w.list(batch.columns.iter(), |w, column| {
+                    w.column(column);
+                });
+            });
+        }
+        PluginCall::Schedule {
+            call_time_ns,
+            args: a,
+        } => {
+            w.u8(SCHEDULE);
+            args(&mut w, a);
+            w.i64(*call_time_ns);
+        }
+        PluginCall::Request { request, args: a } => {
+            w.u8(REQUEST);
+            args(&mut w, a);
+            w.str(&request.method)
+                .str(&request.path)
+                .pairs(&request.query)
+                .pairs(&request.headers)
+                .bytes(&request.body);
+        }
+    }
+    w.finish()
+}
+
+/// How a call ended, as the guest said: `u8` 0 with, for a request, `u16` status, pairs
+/// of headers and `bytes` body; or `u8` 1 with `str` the plugin's error.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Outcome {
+    Done(Option<HttpResponse>),
+    Failed(String),
+}
+
+impl Outcome {
+    /// Reads the outcome of a call that `expects_response` (a request) or not.
+    pub(crate) fn read(message: &[u8], expects_response: bool) -> Read<Self> {
+        let mut r = Reader::new(message);
+        let outcome = match r.u8()? {
+            0 if expects_response => Self::Done(Some(HttpResponse {
+                status: r.u16()?,
+                headers: r.pairs()?,
+                body: r.bytes()?.to_vec(),
+            })),
+            0 => Self::Done(None),
+            1 => Self::Failed(r.string()?),
+            _ => return Err(Malformed("an outcome that is neither done nor failed")),
+        };
+        r.end()?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_plugin_api::HttpRequest;
+
+    #[test]
+    fn a_request_is_encoded_field_by_field() {
+        let call = PluginCall::Request {
+            request: HttpRequest {
+                method: "POST".into(),
+                path: "hook".into(),
+                query: vec![("a".into(), "1".into())],
+                headers: vec![],
+                body: b"hi".to_vec(),
+            },
+            args: None,
+        };
+        let bytes = encode_call(&call);
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.u8().unwrap(), REQUEST);
+        assert_eq!(r.opt(|r| r.pairs()).unwrap(), None);
+        assert_eq!(r.str().unwrap(), "POST");
+        assert_eq!(r.str().unwrap(), "hook");
+        assert_eq!(r.pairs().unwrap(), vec![("a".into(), "1".into())]);
+        assert!(r.pairs().unwrap().is_empty());
+        assert_eq!(r.bytes().unwrap(), b"hi");
+        r.end().unwrap();
+    }
+
+    #[test]
+    fn outcomes_are_read_and_checked() {
+        let mut w = Writer::default();
+        w.u8(0).u16(201).pairs(&[("x".into(), "y".into())]).bytes(b"ok");
+        let done = Outcome::read(&w.finish(), true).unwrap();
+        assert_eq!(
+            done,
+            Outcome::Done(Some(HttpResponse {
+                status: 201,
+                headers: vec![("x".into(), "y".into())],
+                body: b"ok".to_vec(),
+            }))
+        );
+        let mut w = Writer::default();
+        w.u8(1).str("ValueError: no");
+        assert_eq!(
+            Outcome::read(&w.finish(), false).unwrap(),
+            Outcome::Failed("ValueError: no".into())
+        );
+        assert!(Outcome::read(&[7], false).is_err());
+        assert!(Outcome::read(&[0, 1], false).is_err());
+    }
+}

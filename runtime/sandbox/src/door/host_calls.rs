@@ -1,0 +1,199 @@
+//! The host's side of the door: each message from the guest read, checked, served, and
+//! answered.
+
+use super::Op;
+use super::wire::{Malformed, Reader, Writer};
+use crate::host::{HostState, Outgoing};
+use crate::placeholders::{FillError, fill_in};
+use sluice_plugin_api::{LogLevel, OutboundFailureKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+impl HostState {
+    /// Serves one message from the guest and returns the answer. A message the protocol
+    /// does not allow, or a host call past a limit, stops the call (an error here traps).
+    pub(crate) async fn door(&mut self, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        let mut r = Reader::new(&message);
+        let op = r.u8().ok().and_then(Op::of);
+        let op = op.ok_or(Malformed("an unknown operation"))?;
+        let mut answer = Writer::default();
+        match op {
+            Op::TakeCall => {
+                r.end()?;
+                let Some(call) = self.call.message.take() else {
+                    wasmtime::bail!("the runtime asked twice for its call");
+                };
+                return Ok(call);
+            }
+            Op::Finish => {
+                if self.call.outcome.is_some() {
+                    wasmtime::bail!("the runtime ended its call twice");
+                }
+                self.call.outcome = Some(message[1..].to_vec());
+            }
+            Op::Log => {
+                let level = match r.u8()? {
+                    0 => LogLevel::Info,
+                    1 => LogLevel::Warn,
+                    2 => LogLevel::Error,
+                    _ => return Err(Malformed("an unknown log level").into()),
+                };
+                let text = r.str()?;
+                r.end()?;
+                let text = self.call.count_log_line(text)?;
+                self.call.services()?.log(level, &text);
+            }
+            Op::Query => {
+                let sql = r.str()?;
+                let params = r.pairs()?;
+                let database = r.opt(|r| r.str())?;
+                r.end()?;
+                let services = Arc::clone(self.call.services()?);
+                match services.query(sql, &params, database).await {
+                    Ok(result) => {
+                        answer.u8(0).u32(result.row_count);
+                        answer.list(result.columns.iter(), |w, column| {
+                            w.column(column);
+                        });
+                    }
+                    Err(error) => {
+                        answer.u8(1).str(&error);
+                    }
+                }
+            }
+            Op::Write => {
+                let database = r.opt(|r| r.str())?;
+                let line_protocol = r.string()?;
+                let floats = r.bytes()?;
+                let timestamps = r.bytes()?;
+                r.end()?;
+                self.write(database, line_protocol, floats, timestamps)?;
+            }
+            Op::WriteSync => {
+                let database = r.opt(|r| r.str())?;
+                let line_protocol = r.string()?;
+                let no_sync = r.bool()?;
+                r.end()?;
+                self.call.count_written(line_protocol.len())?;
+                let services = Arc::clone(self.call.services()?);
+                let written = services.write_sync(database, line_protocol, no_sync).await;
+                answer.result(written);
+            }
+            Op::CacheGet => {
+                let key = r.str()?;
+                let global = r.bool()?;
+                r.end()?;
+                let value = self.call.services()?.cache_get(key, global);
+                answer.opt(value, |w, value| {
+                    w.bytes(&value);
+                });
+            }
+            Op::CachePut => {
+                let key = r.str()?;
+                let value = r.bytes()?.to_vec();
+                let ttl = r.opt(|r| r.f64())?;
+                let global = r.bool()?;
+                r.end()?;
+                let stored = match ttl.map(Duration::try_from_secs_f64).transpose() {
+                    Ok(ttl) => self.call.services()?.cache_put(key, value, ttl, global),
+                    Err(e) => Err(format!("cannot convert float seconds to Duration: {e}")),
+                };
+                answer.result(stored);
+            }
+            Op::CacheDelete => {
+                let key = r.str()?;
+                let global = r.bool()?;
+                r.end()?;
+                answer.bool(self.call.services()?.cache_delete(key, global));
+            }
+            Op::HttpAllowed => {
+                let (scheme, host, port) = (r.str()?, r.str()?, r.u16()?);
+                r.end()?;
+                let allowed = self.call.services()?.http_allowed(scheme, host, port);
+                answer.result(allowed);
+            }
+            Op::HttpSend => {
+                let request = Outgoing {
+                    scheme: r.string()?,
+                    host: r.string()?,
+                    port: r.u16()?,
+                    method: r.string()?,
+                    target: r.string()?,
+                    headers: r.pairs()?,
+                    body: r.bytes()?.to_vec(),
+                    timeout_seconds: r.opt(|r| r.f64())?,
+                };
+                r.end()?;
+                let services = Arc::clone(self.call.services()?);
+                let sent = match self.call.outbound(request) {
+                    Ok(request) => services.http_send(request).await,
+                    Err(failure) => Err(failure),
+                };
+                match sent {
+                    Ok(response) => {
+                        answer
+                            .u8(0)
+                            .u16(response.status)
+                            .str(&response.reason)
+                            .pairs(&response.headers)
+                            .bytes(&response.body);
+                    }
+                    Err(failure) => {
+                        let kind = match failure.kind {
+                            OutboundFailureKind::Refused => 0,
+                            OutboundFailureKind::TimedOut => 1,
+                            OutboundFailureKind::TooLarge => 2,
+                            OutboundFailureKind::TooMany => 3,
+                            OutboundFailureKind::Failed => 4,
+                        };
+                        answer.u8(1).u8(kind).str(&failure.message);
+                    }
+                }
+            }
+        }
+        Ok(answer.finish())
+    }
+
+    /// Queues line protocol for when the call succeeds, its placeholders filled in, within
+    /// what the call may still write (which bounds the host memory it takes).
+    fn write(
+        &mut self,
+        database: Option<&str>,
+        line_protocol: String,
+        floats: &[u8],
+        timestamps: &[u8],
+    ) -> wasmtime::Result<()> {
+        let allowed = self
+            .call
+            .limits
+            .bytes_written
+            .saturating_sub(self.call.bytes_written);
+        let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
+        let line_protocol = match fill_in(line_protocol, floats, timestamps, allowed) {
+            Ok(filled) => filled,
+            Err(FillError::TooLong) => {
+                // Counting past what is allowed stops the call at the write limit.
+                self.call.count_written(allowed.saturating_add(1))?;
+                wasmtime::bail!("write: the line protocol is over the write limit");
+            }
+            Err(FillError::Mismatch(message)) => wasmtime::bail!("{message}"),
+        };
+        self.call.count_written(line_protocol.len())?;
+        let queued = self.call.services()?.write(database, line_protocol);
+        if let Err(refusal) = queued {
+            self.call.refused = Some(refusal.clone());
+            wasmtime::bail!("{refusal}");
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// 0 for success, or 1 then the error.
+    fn result(&mut self, result: Result<(), String>) -> &mut Self {
+        match result {
+            Ok(()) => self.u8(0),
+            Err(error) => self.u8(1).str(&error),
+        }
+    }
+}
