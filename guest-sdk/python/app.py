@@ -7,6 +7,7 @@ runs it, and hands its outcome back.
 """
 
 import gc
+import locale
 import random
 import struct
 import sys
@@ -26,6 +27,8 @@ DATABASE_PACKAGES_ROOT = f"{PLUGIN_ROOT}/.database-packages"
 
 # What packages ask of POSIX and WASI lacks: who runs them (`os.getuid`, `pwd`).
 posix.install()
+# The locale a Linux host gives a plugin: UTF-8 text, C conventions otherwise.
+locale.setlocale(locale.LC_ALL, "C.UTF-8")
 # Outbound HTTP and HTTPS through the host, for http.client, urllib.request, urllib3 and
 # requests; before anything imports urllib.request.
 egress.install()

@@ -144,7 +144,7 @@ fn each_call_finds_tmp_empty_and_leaves_nothing_on_the_host() {
     );
     assert_eq!(
         scratch(&server, "small", "write=17000"),
-        json!({"before": [], "write": "EIO"})
+        json!({"before": [], "write": "ENOSPC"})
     );
     let said = warnings(&server, "a", "small");
     assert!(
@@ -235,7 +235,7 @@ fn tenants_share_the_servers_tmp_budget_and_never_see_each_others_files() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let answer = scratch(&server, "other", "write=300000");
-    assert_eq!(answer, json!({"before": [], "write": "EIO"}));
+    assert_eq!(answer, json!({"before": [], "write": "ENOSPC"}));
     let said = warnings(&server, "b", "other");
     assert!(
         said.iter()

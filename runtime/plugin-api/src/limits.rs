@@ -69,7 +69,7 @@ pub struct Limits {
     /// Bytes one invocation may write in its `/tmp`, counted by the 4 KiB pages its
     /// writes touch, each file, directory or link it creates counting one; nothing
     /// counts out before the invocation ends, when its `/tmp` is emptied. Past it,
-    /// creating a file fails with `ENOSPC`, a write with `EIO`. Default
+    /// creating a file or writing fails with `ENOSPC`. Default
     /// [`Self::DEFAULT_TMP_BYTES`].
     pub tmp_bytes: u64,
 }

@@ -186,6 +186,9 @@ impl PluginInstance {
                 if let Some(pages) = sandbox.image_pages() {
                     pages.instantiated(sandbox.engine());
                 }
+                if let Err(e) = bindings.call_reset_preopens(&mut store).await {
+                    return Err(classify(&store, e));
+                }
                 bindings
             }
             Some(Err(e)) => return Err(classify(&store, e)),

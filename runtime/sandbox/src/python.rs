@@ -15,6 +15,7 @@ mod snapshot;
 
 use crate::artifact_cache::ArtifactCache;
 use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,7 +49,7 @@ impl PythonRuntime {
         write_library(&library)?;
         let make = || make_component(&library);
         let component = match cache_dir {
-            Some(dir) => ArtifactCache::new(dir).load_or_make(engine, PYTHON_RUNTIME_SHA256, make)?,
+            Some(dir) => ArtifactCache::new(dir).load_or_make(engine, &cache_key(), make)?,
             None => Component::new(engine, make()?)?,
         };
         Ok(Self {
@@ -62,6 +63,14 @@ impl PythonRuntime {
     pub(crate) fn library(&self) -> &Arc<Path> {
         &self.library
     }
+}
+
+/// What the made runtime is cached under: what it is made of, and how.
+fn cache_key() -> String {
+    let mut digest = Sha256::new();
+    digest.update(PYTHON_RUNTIME_SHA256);
+    digest.update(env!("PYTHON_RECIPE_SHA256"));
+    hex::encode(digest.finalize())
 }
 
 /// Writes the library's files into `dir`, unless they are there: each to a temporary name

@@ -10,9 +10,9 @@
 //! link created one page; nothing counts out before the call ends. Bytes overwritten or
 //! a file deleted give nothing back: counting what a call writes needs no view of its
 //! files, and bounds what it can hold. Past a bound, creating or growing a file and
-//! `pwrite` fail with `ENOSPC`, a write through a file's stream (what `write()` uses)
-//! with `EIO` (the guest's libc turns every failed stream write into it), and the plugin
-//! goes on; its log names the bound once the call ends.
+//! writing fail with `ENOSPC` (a write through a file's stream once the pages that fit are
+//! written: the runtime writes a file in pieces), and the plugin goes on; its log names
+//! the bound once the call ends.
 //!
 //! The sandbox puts its own `write`, `set-size`, `write-via-stream`, `append-via-stream`,
 //! `create-directory-at`, `symlink-at` and `link-at` in the linker, in front of
@@ -190,16 +190,14 @@ impl Scratch {
             let message = if refused == REFUSED_BY_CALL {
                 format!(
                     "/tmp is full: a call may write {} there (--max-tmp-bytes; each file \
-                     created counts {}); what would pass it failed (a write with EIO, \
-                     creating or growing a file with ENOSPC)",
+                     created counts {}); what would pass it failed with ENOSPC",
                     size_text(limit),
                     size_text(ENTRY_BYTES)
                 )
             } else {
                 format!(
                     "/tmp is full: the server's plugins may hold {} there together; what \
-                     would pass it failed (a write with EIO, creating or growing a file \
-                     with ENOSPC); try again later",
+                     would pass it failed with ENOSPC; try again later",
                     size_text(self.written.root.limit)
                 )
             };

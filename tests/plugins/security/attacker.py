@@ -77,17 +77,17 @@ def poison_cache(api, params):
     # Past the Python API, which refuses to share it: a pickle whose loading writes to
     # `beta` through whichever trigger of `alpha` reads it, if that one may.
     import pickle
-    from wit_world.imports import host
+    from sluice_plugin_runtime import door
 
     class Evil:
         def __reduce__(self):
             code = (
-                "from wit_world.imports import host\n"
-                "host.write('beta', 'pwned by=1i', b'', b'')\n"
+                "from sluice_plugin_runtime import door\n"
+                "door.write('beta', 'pwned by=1i', b'', b'')\n"
             )
             return (exec, (code,))
 
-    host.cache_put("evil", pickle.dumps(Evil()), None, True)
+    door.cache_put("evil", pickle.dumps(Evil()), None, True)
     return {"outcome": "done"}
 
 

@@ -13,7 +13,7 @@ use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
     Instruction, MemArg, TypeSection, ValType,
 };
-use wasmparser::{ExternalKind, Payload, TypeRef};
+use wasmparser::{ExternalKind, KnownCustom, Name, NameSectionReader, Payload, TypeRef};
 
 /// The world the component targets.
 pub(crate) const WIT: &str = include_str!("../../../../guest-sdk/wit/runtime.wit");
@@ -25,6 +25,8 @@ struct Door {
     call_type: u32,
     /// `host_alloc`'s function index.
     alloc: u32,
+    /// The C library's `__wasilibc_reset_preopens`, found by its name.
+    reset_preopens: u32,
     /// How many types and functions the module has before ours are appended.
     types: u32,
     functions: u32,
@@ -34,6 +36,7 @@ impl Door {
     fn find(wasm: &[u8]) -> wasmtime::Result<Self> {
         let mut host_call = None;
         let mut alloc = None;
+        let mut reset_preopens = None;
         let mut types = 0;
         let mut functions = 0;
         for payload in wasmparser::Parser::new(0).parse_all(wasm) {
@@ -55,6 +58,14 @@ impl Door {
                     }
                 }
                 Payload::FunctionSection(section) => functions += section.count(),
+                Payload::CustomSection(section) => {
+                    if let KnownCustom::Name(names) = section.as_known() {
+                        reset_preopens = reset_preopens.or(function_named(
+                            names,
+                            "__wasilibc_reset_preopens",
+                        )?);
+                    }
+                }
                 Payload::ExportSection(section) => {
                     for export in section {
                         let export = export?;
@@ -71,6 +82,8 @@ impl Door {
             host_call,
             call_type,
             alloc: alloc.context("the module exports no host_alloc")?,
+            reset_preopens: reset_preopens
+                .context("the module names no __wasilibc_reset_preopens")?,
             types,
             functions,
         })
@@ -88,6 +101,21 @@ impl Door {
     fn realloc(&self) -> u32 {
         self.functions + 1
     }
+}
+
+/// The index of the function `wanted` in a name section, if it names one.
+fn function_named(names: NameSectionReader<'_>, wanted: &str) -> wasmtime::Result<Option<u32>> {
+    for subsection in names {
+        if let Name::Function(map) = subsection? {
+            for naming in map {
+                let naming = naming?;
+                if naming.name == wanted {
+                    return Ok(Some(naming.index));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 impl Reencode for Door {
@@ -179,6 +207,7 @@ impl Reencode for Door {
             }
         }
         exports.export("cabi_realloc", ExportKind::Func, self.realloc());
+        exports.export("reset-preopens", ExportKind::Func, self.reset_preopens);
         Ok(())
     }
 }

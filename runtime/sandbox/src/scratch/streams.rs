@@ -9,8 +9,7 @@ use wasmtime_wasi::p2::{
     DynInputStream, DynOutputStream, InputStream, OutputStream, Pollable, StreamError, StreamResult,
 };
 
-/// The error of a refused write: `ENOSPC` (which the guest's libc reports as `EIO`, as
-/// it does every failed write on a stream).
+/// The error of a refused write: `ENOSPC`.
 fn no_space() -> StreamError {
     StreamError::LastOperationFailed(wasmtime::Error::new(std::io::Error::from_raw_os_error(
         libc::ENOSPC,

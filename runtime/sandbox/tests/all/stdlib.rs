@@ -131,7 +131,8 @@ def process_writes(api, batches, args=None):
     let report = ok(wal(&dir.plugin("where.py", code), "m f=1i").await);
     assert_eq!(
         report.log_lines,
-        vec!["INFO: wasi wasm32 CPython wasi C.UTF-8 UTF-8 42 1"]
+        // CPython 3.15 runs in UTF-8 mode, whose preferred encoding is `utf-8`.
+        vec!["INFO: wasi wasm32 CPython wasi C.UTF-8 utf-8 42 1"]
     );
 }
 
