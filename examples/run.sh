@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds sluice and runs each example plugin once, inside the sandbox, without a server.
-# The first run installs componentize-py (into python-wasm/.venv), builds the Python
-# runtime and compiles it (cached afterwards under ~/.cache/sluice).
+# The first build downloads the pinned CPython for WASI; the first run makes the Python
+# runtime of it and compiles it, a few minutes (cached afterwards under ~/.cache/sluice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

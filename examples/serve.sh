@@ -12,8 +12,8 @@
 #
 # The server runs without authentication, for a machine of one's own; see README.md for
 # tokens. Data goes to ./sluice-data (set SLUICE_DATA_DIR to move it). Ctrl-C stops it.
-# The first build installs componentize-py (into python-wasm/.venv) and builds the
-# Python runtime; the first start compiles it (cached afterwards under ~/.cache/sluice).
+# The first build downloads the pinned CPython for WASI; the first start makes the Python
+# runtime of it and compiles it, a few minutes (cached afterwards under ~/.cache/sluice).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

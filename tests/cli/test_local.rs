@@ -256,12 +256,21 @@ fn the_compiled_runtime_is_cached_across_runs() {
     let first = run();
     assert!(first.status.success(), "{}", text(&first));
     let said = String::from_utf8_lossy(&first.stderr);
-    for step in ["pre-initialising the Python runtime", "compiling the Python runtime"] {
+    for step in [
+        "pre-initialising the Python runtime",
+        "compiling the Python runtime",
+    ] {
         assert!(said.contains(step), "{}", text(&first));
     }
     let names: Vec<String> = std::fs::read_dir(cache.path())
         .expect("cache dir")
-        .map(|entry| entry.expect("an entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("an entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let compiled = names.iter().filter(|name| name.ends_with(".cwasm")).count();
     assert_eq!(compiled, 1, "one compiled artifact is cached: {names:?}");

@@ -4,7 +4,7 @@ WASI's CPython can open no connection of its own: its sockets resolve no name an
 connect nowhere, and it has no `ssl`, so `http.client` lacks `HTTPSConnection`,
 `urllib.request` lacks HTTPS and urllib3 refuses HTTPS URLs. The host offers instead to
 send a whole request to `scheme://host:port`, if the trigger is granted it, and to return
-the whole response (`http-send` in `plugin.wit`); it makes the connection, does the TLS
+the whole response (`HttpSend` through the door, `door.py`); it makes the connection, does the TLS
 and verifies the server's certificate.
 
 So that plugins use `http.client`, `urllib.request`, urllib3 and requests unchanged,

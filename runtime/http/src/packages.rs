@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 pub use sluice_plugin_api::PACKAGES_DIR;
 
 /// The Python version of the sandbox's runtime, for pip's choice of wheels.
-const SANDBOX_PYTHON_VERSION: &str = "3.14";
+const SANDBOX_PYTHON_VERSION: &str = "3.15";
 
 /// The largest requirements file read.
 const MAX_REQUIREMENTS_BYTES: u64 = 1 << 20;

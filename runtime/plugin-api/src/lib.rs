@@ -4,8 +4,8 @@
 //! WebAssembly sandbox, or the native baseline) decides *how*. They meet here, in a crate
 //! with no engine or runtime dependency:
 //!
-//! - [`PluginCall`]: the input of one invocation, in the shapes of the WIT contract
-//!   (`guest-sdk/wit/plugin.wit`): table batches as typed columns, a call time, a request.
+//! - [`PluginCall`]: the input of one invocation: table batches as typed columns, a call
+//!   time, a request.
 //! - [`HostServices`]: what a running plugin may ask of the server (log, query, write,
 //!   cache, outbound HTTP), implemented by the engine for each trigger.
 //! - [`Limits`]: the per-invocation budget an executor enforces (and a trigger's

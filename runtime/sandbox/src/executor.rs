@@ -7,9 +7,9 @@ use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
 use crate::pool::InstancePool;
+use crate::python::PythonRuntime;
 use crate::scratch::ScratchRoot;
 use crate::slots::{SlotBounds, Slots};
-use crate::python::PythonRuntime;
 use crate::wit::{Python, PythonPre};
 use crate::{Error, Result};
 use sluice_plugin_api::{
@@ -71,8 +71,8 @@ impl Sandbox {
             )))
         })?;
         let started = Instant::now();
-        let runtime = PythonRuntime::prepare(&engine, config.cache_dir.as_deref())
-            .map_err(Error::Runtime)?;
+        let runtime =
+            PythonRuntime::prepare(&engine, config.cache_dir.as_deref()).map_err(Error::Runtime)?;
         tracing::debug!(elapsed = ?started.elapsed(), "python runtime ready");
 
         let mut linker = Linker::<HostState>::new(&engine);

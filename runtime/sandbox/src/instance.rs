@@ -5,10 +5,10 @@ use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
+use crate::python::LIBRARY_GUEST_DIR;
 use crate::scratch::{GUEST_TMP_DIR, Scratch};
 use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
-use crate::python::LIBRARY_GUEST_DIR;
 use crate::wit::Python;
 use sluice_plugin_api::{
     CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
@@ -109,7 +109,9 @@ impl PluginInstance {
             call_time_ns: 0,
             args: None,
         };
-        let raw = instance.turn(encode_call(&warm_up), false, limits.wall_time).await;
+        let raw = instance
+            .turn(encode_call(&warm_up), false, limits.wall_time)
+            .await;
         instance.settle(raw)?;
         Ok(instance)
     }
@@ -212,7 +214,9 @@ impl PluginInstance {
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<(), InvocationError> {
         begin(&mut self.store, limits, services);
-        let raw = self.turn(encode_load(&source), false, limits.wall_time).await;
+        let raw = self
+            .turn(encode_load(&source), false, limits.wall_time)
+            .await;
         self.settle(raw)?;
         self.fresh_bytes = self.store.data().limiter.total_bytes;
         Ok(())
@@ -361,7 +365,9 @@ fn wasi_context(
     // The library first: the runtime's C library found it as its first directory while
     // it was pre-initialised.
     wasi.preopened_dir(library, LIBRARY_GUEST_DIR, FsPerms::ReadOnly)
-        .map_err(|e| InvocationError::Internal(format!("cannot mount the runtime's library: {e:#}")))?;
+        .map_err(|e| {
+            InvocationError::Internal(format!("cannot mount the runtime's library: {e:#}"))
+        })?;
     wasi.preopened_dir(state.scratch.path(), GUEST_TMP_DIR, FsPerms::ReadWrite)
         .map_err(|e| InvocationError::Internal(format!("cannot mount the plugin's /tmp: {e:#}")))?;
     for (host, guest) in mounts {

@@ -14,8 +14,8 @@ mod component;
 mod snapshot;
 
 use crate::artifact_cache::ArtifactCache;
-use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
 use sha2::{Digest, Sha256};
+use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,9 +40,14 @@ impl PythonRuntime {
     /// when it is not.
     pub(crate) fn prepare(engine: &Engine, cache_dir: Option<&Path>) -> wasmtime::Result<Self> {
         let (library, temporary) = match cache_dir {
-            Some(dir) => (dir.join(format!("python-{}", &PYTHON_RUNTIME_SHA256[..16])), None),
+            Some(dir) => (
+                dir.join(format!("python-{}", &PYTHON_RUNTIME_SHA256[..16])),
+                None,
+            ),
             None => {
-                let temporary = tempfile::Builder::new().prefix("sluice-python-").tempdir()?;
+                let temporary = tempfile::Builder::new()
+                    .prefix("sluice-python-")
+                    .tempdir()?;
                 (temporary.path().to_path_buf(), Some(temporary))
             }
         };
@@ -102,7 +107,11 @@ fn make_component(library: &Path) -> wasmtime::Result<Vec<u8>> {
         scope
             .spawn(|| snapshot::snapshot(PYTHON_WASM, library))
             .join()
-            .unwrap_or_else(|_| Err(wasmtime::format_err!("pre-initialising the runtime panicked")))
+            .unwrap_or_else(|_| {
+                Err(wasmtime::format_err!(
+                    "pre-initialising the runtime panicked"
+                ))
+            })
     })?;
     let component = component::build(&snapshot)?;
     tracing::info!(elapsed = ?started.elapsed(), "the Python runtime is pre-initialised");

@@ -109,21 +109,24 @@ mod tests {
         };
         let bytes = encode_call(&call);
         let mut r = Reader::new(&bytes);
-        assert_eq!(r.u8().unwrap(), REQUEST);
-        assert_eq!(r.opt(|r| r.pairs()).unwrap(), None);
-        assert_eq!(r.str().unwrap(), "POST");
-        assert_eq!(r.str().unwrap(), "hook");
-        assert_eq!(r.pairs().unwrap(), vec![("a".into(), "1".into())]);
-        assert!(r.pairs().unwrap().is_empty());
-        assert_eq!(r.bytes().unwrap(), b"hi");
-        r.end().unwrap();
+        assert_eq!(r.u8().expect("readable"), REQUEST);
+        assert_eq!(r.opt(|r| r.pairs()).expect("readable"), None);
+        assert_eq!(r.str().expect("readable"), "POST");
+        assert_eq!(r.str().expect("readable"), "hook");
+        assert_eq!(r.pairs().expect("readable"), vec![("a".into(), "1".into())]);
+        assert!(r.pairs().expect("readable").is_empty());
+        assert_eq!(r.bytes().expect("readable"), b"hi");
+        r.end().expect("readable");
     }
 
     #[test]
     fn outcomes_are_read_and_checked() {
         let mut w = Writer::default();
-        w.u8(0).u16(201).pairs(&[("x".into(), "y".into())]).bytes(b"ok");
-        let done = Outcome::read(&w.finish(), true).unwrap();
+        w.u8(0)
+            .u16(201)
+            .pairs(&[("x".into(), "y".into())])
+            .bytes(b"ok");
+        let done = Outcome::read(&w.finish(), true).expect("readable");
         assert_eq!(
             done,
             Outcome::Done(Some(HttpResponse {
@@ -135,7 +138,7 @@ mod tests {
         let mut w = Writer::default();
         w.u8(1).str("ValueError: no");
         assert_eq!(
-            Outcome::read(&w.finish(), false).unwrap(),
+            Outcome::read(&w.finish(), false).expect("readable"),
             Outcome::Failed("ValueError: no".into())
         );
         assert!(Outcome::read(&[7], false).is_err());

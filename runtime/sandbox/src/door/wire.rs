@@ -86,7 +86,11 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn opt<T>(&mut self, item: impl FnOnce(&mut Self) -> Read<T>) -> Read<Option<T>> {
-        if self.bool()? { item(self).map(Some) } else { Ok(None) }
+        if self.bool()? {
+            item(self).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// A list, each item read by `item`. The count is checked against the bytes left (an
@@ -164,7 +168,11 @@ impl Writer {
         self.bytes(value.as_bytes())
     }
 
-    pub(crate) fn opt<T>(&mut self, value: Option<T>, item: impl FnOnce(&mut Self, T)) -> &mut Self {
+    pub(crate) fn opt<T>(
+        &mut self,
+        value: Option<T>,
+        item: impl FnOnce(&mut Self, T),
+    ) -> &mut Self {
         self.bool(value.is_some());
         if let Some(value) = value {
             item(self, value);
@@ -259,25 +267,31 @@ mod tests {
         });
         let bytes = w.finish();
         let mut r = Reader::new(&bytes);
-        assert_eq!(r.str().unwrap(), "host");
-        assert_eq!(r.u8().unwrap(), 0);
-        let values = r.list(|r| r.string()).unwrap();
+        assert_eq!(r.str().expect("readable"), "host");
+        assert_eq!(r.u8().expect("readable"), 0);
+        let values = r.list(|r| r.string()).expect("readable");
         assert_eq!(values, vec!["a", "b"]);
-        assert_eq!(r.bytes().unwrap(), [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(r.opt(|r| r.bytes()).unwrap(), Some(&[1, 0, 1][..]));
-        r.end().unwrap();
+        assert_eq!(
+            r.bytes().expect("readable"),
+            [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        assert_eq!(
+            r.opt(|r| r.bytes()).expect("readable"),
+            Some(&[1, 0, 1][..])
+        );
+        r.end().expect("readable");
 
         let mut w = Writer::default();
         w.column(&Column::dense("n", ColumnValues::Int(vec![-2, 258])));
         let bytes = w.finish();
         let mut r = Reader::new(&bytes);
-        assert_eq!(r.str().unwrap(), "n");
-        assert_eq!(r.u8().unwrap(), 2);
+        assert_eq!(r.str().expect("readable"), "n");
+        assert_eq!(r.u8().expect("readable"), 2);
         assert_eq!(
-            r.bytes().unwrap(),
+            r.bytes().expect("readable"),
             [(-2i64).to_le_bytes(), 258i64.to_le_bytes()].concat()
         );
-        assert_eq!(r.opt(|r| r.bytes()).unwrap(), None);
+        assert_eq!(r.opt(|r| r.bytes()).expect("readable"), None);
     }
 
     #[test]
@@ -291,7 +305,7 @@ mod tests {
         assert!(Reader::new(&[2]).bool().is_err());
         assert!(Reader::new(&[1, 0, 0, 0, 0xff]).str().is_err());
         let mut r = Reader::new(&[1, 2]);
-        r.u8().unwrap();
+        r.u8().expect("readable");
         assert!(r.end().is_err());
     }
 }

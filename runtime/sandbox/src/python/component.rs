@@ -6,14 +6,14 @@
 //! imports served by wasmtime's preview 1 adapter over preview 2, so that the sandbox's
 //! bounds on files and `/tmp`, written against preview 2, hold for it.
 
-use wasmtime::error::Context as _;
-use wasmtime::{bail, format_err};
 use wasm_encoder::reencode::{Error, Reencode, utils};
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, Function, FunctionSection, ImportSection,
     Instruction, MemArg, TypeSection, ValType,
 };
 use wasmparser::{ExternalKind, KnownCustom, Name, NameSectionReader, Payload, TypeRef};
+use wasmtime::error::Context as _;
+use wasmtime::{bail, format_err};
 
 /// The world the component targets.
 pub(crate) const WIT: &str = include_str!("../../../../guest-sdk/wit/runtime.wit");
@@ -60,10 +60,8 @@ impl Door {
                 Payload::FunctionSection(section) => functions += section.count(),
                 Payload::CustomSection(section) => {
                     if let KnownCustom::Name(names) = section.as_known() {
-                        reset_preopens = reset_preopens.or(function_named(
-                            names,
-                            "__wasilibc_reset_preopens",
-                        )?);
+                        reset_preopens =
+                            reset_preopens.or(function_named(names, "__wasilibc_reset_preopens")?);
                     }
                 }
                 Payload::ExportSection(section) => {

@@ -43,17 +43,23 @@ pub(super) fn snapshot(python: &[u8], library: &Path) -> wasmtime::Result<Vec<u8
     let wizer = Wizer::new();
     let (context, instrumented) = wizer.instrument(python)?;
     let mut config = Config::new();
-    config.wasm_exceptions(true).wasm_gc(true).wasm_function_references(true);
+    config
+        .wasm_exceptions(true)
+        .wasm_gc(true)
+        .wasm_function_references(true);
     let engine = Engine::new(&config)?;
     let module = Module::new(&engine, &instrumented)?;
     let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut Initialising| {
-        &mut state.wasi
-    })?;
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut Initialising| &mut state.wasi)?;
     linker.func_wrap(
         "host",
         "call",
-        |_: wasmtime::Caller<'_, Initialising>, _: i32, _: i32, _: i32, _: i32| -> wasmtime::Result<i32> {
+        |_: wasmtime::Caller<'_, Initialising>,
+         _: i32,
+         _: i32,
+         _: i32,
+         _: i32|
+         -> wasmtime::Result<i32> {
             wasmtime::bail!("the host is not reachable while the runtime is pre-initialised")
         },
     )?;

@@ -182,7 +182,12 @@ def process_writes(api, batches, args=None):
     };
     let call = writes_call("m f=1i", None);
     let report = ok(run_with(&dir.reference("keeper"), call, &limits).await);
-    assert_eq!(info_lines(&report)[0], "[] ENOSPC", "{:?}", report.log_lines);
+    assert_eq!(
+        info_lines(&report)[0],
+        "[] ENOSPC",
+        "{:?}",
+        report.log_lines
+    );
 }
 
 /// `/tmp` holds the plugin in: links out of it do not resolve, the read-only mounts
