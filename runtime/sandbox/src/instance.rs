@@ -5,7 +5,7 @@ use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
-use crate::python::LIBRARY_GUEST_DIR;
+use crate::python::{ENVIRONMENT, GUEST_PLUGIN_DIR, LIBRARY_GUEST_DIR};
 use crate::scratch::{GUEST_TMP_DIR, Scratch};
 use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
@@ -21,8 +21,6 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-/// Where the plugin's own files and the installed packages appear inside the sandbox.
-pub const GUEST_PLUGIN_DIR: &str = "/plugins";
 
 /// The plugin a spare instance loads and calls once to warm up: every entry point, doing
 /// nothing.
@@ -356,9 +354,7 @@ fn wasi_context(
     mounts: &[(PathBuf, String)],
 ) -> Result<WasiCtx, InvocationError> {
     let mut wasi = WasiCtxBuilder::new();
-    wasi.env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
-        .env("TZ", "UTC")
-        .env("TMPDIR", GUEST_TMP_DIR)
+    wasi.envs(&ENVIRONMENT)
         .stdout(state.stdout.clone())
         .stderr(state.stderr.clone())
         .max_random_size(MAX_RANDOM_BYTES);

@@ -14,6 +14,7 @@ mod component;
 mod snapshot;
 
 use crate::artifact_cache::ArtifactCache;
+use crate::scratch::GUEST_TMP_DIR;
 use sha2::{Digest, Sha256};
 use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
 use std::path::Path;
@@ -24,6 +25,17 @@ use wasmtime::component::Component;
 
 /// Where an instance sees the runtime's library.
 pub(crate) const LIBRARY_GUEST_DIR: &str = "/usr/local/lib";
+
+/// Where an instance sees the plugin's files and the installed packages.
+pub(crate) const GUEST_PLUGIN_DIR: &str = "/plugins";
+
+/// Every instance's environment: given while the runtime is pre-initialised, since
+/// `os.environ` is read then, once, and again to each instance.
+pub(crate) const ENVIRONMENT: [(&str, &str); 3] = [
+    ("PLUGIN_DIR", GUEST_PLUGIN_DIR),
+    ("TZ", "UTC"),
+    ("TMPDIR", GUEST_TMP_DIR),
+];
 
 /// The compiled runtime, and the directory of its library.
 pub(crate) struct PythonRuntime {

@@ -6,9 +6,7 @@
 //! Everything imported here is in every instance from its start. The host's door is not
 //! open yet: a host call now fails.
 
-use super::LIBRARY_GUEST_DIR;
-use crate::instance::GUEST_PLUGIN_DIR;
-use crate::scratch::GUEST_TMP_DIR;
+use super::{ENVIRONMENT, LIBRARY_GUEST_DIR};
 use std::path::Path;
 use wasmtime::{Config, Engine, Instance, Linker, Module, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -65,11 +63,8 @@ pub(super) fn snapshot(python: &[u8], library: &Path) -> wasmtime::Result<Vec<u8
     )?;
     let output = MemoryOutputPipe::new(OUTPUT_KEPT);
     let mut wasi = WasiCtxBuilder::new();
-    // The environment every instance has: `os.environ` is read now, once.
     wasi.args(&[ARGV0])
-        .env("PLUGIN_DIR", GUEST_PLUGIN_DIR)
-        .env("TZ", "UTC")
-        .env("TMPDIR", GUEST_TMP_DIR)
+        .envs(&ENVIRONMENT)
         .stdout(output.clone())
         .stderr(output.clone())
         .preopened_dir(library, LIBRARY_GUEST_DIR, FsPerms::ReadOnly)?;
