@@ -37,7 +37,8 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 ";
 
 /// What each turn of the runtime runs: the guest layer's entry, which takes the call
-/// through the door, runs it and hands its outcome back.
+/// through the door, runs it and hands its outcome back (`SERVE_SOURCE` in `app.py`, which
+/// has the runtime call it without compiling the line).
 const SERVE: &str = "_sluice_serve()";
 
 /// The most random bytes one call for them returns: the host builds them before the
