@@ -21,7 +21,6 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-
 /// The plugin a spare instance loads and calls once to warm up: every entry point, doing
 /// nothing.
 const WARM_UP_PLUGIN: &str = "sluice_spare_warm_up.py";
