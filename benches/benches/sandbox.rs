@@ -4,7 +4,14 @@
 //!
 //! - `fresh_instance_call`: from nothing to the first call returning, for a trivial
 //!   plugin: instantiate the cached Python runtime, load the plugin, call it.
-//! - `instantiate_and_load`: the same without the call.
+//!   The plugin's code compiled by the first call's load comes from the sandbox's cache
+//!   of compiled code, as it does for a trigger whose instance was dropped.
+//! - `fresh_instance_first_call`: the same up to the call's return, as a call without a
+//!   warm instance runs in the server, whose instance then stays warm: the instance is
+//!   dropped after the measurement.
+//! - `fresh_instance_call_compiling`: the same for a plugin whose code changed since the
+//!   last call (a comment added), so that its load compiles it.
+//! - `instantiate_and_load`: `fresh_instance_call` without the call.
 //! - `spare_instance_call`: the first call of a trivial plugin loaded into a spare
 //!   instance (the runtime instantiated and warmed up beforehand, untimed), as a call
 //!   without a warm instance runs when `sluice serve` has a spare ready.
@@ -15,7 +22,7 @@
 //!   that counts them, on a warm instance; throughput is in rows.
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use sluice_benches::{NullHost, Plugins, wal_batch};
+use sluice_benches::{NullHost, Plugins, TRIVIAL, wal_batch};
 use sluice_engine::spares::SpareMaker;
 use sluice_plugin_api::{HostServices, Limits, PluginCall, PluginExecutor};
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -42,6 +49,43 @@ fn sandbox_benches(c: &mut Criterion) {
                 .block_on(sandbox.run(&trivial, schedule(), &limits, host.clone()))
                 .expect("call succeeds")
         })
+    });
+
+    c.bench_function("fresh_instance_first_call", |b| {
+        b.iter_batched(
+            || (),
+            |()| {
+                runtime.block_on(async {
+                    let mut instance = sandbox
+                        .instantiate(&trivial, &limits)
+                        .await
+                        .expect("instance");
+                    instance
+                        .call(schedule(), &limits, host.clone())
+                        .await
+                        .expect("call succeeds");
+                    instance
+                })
+            },
+            BatchSize::PerIteration,
+        )
+    });
+
+    let mut edits = 0_u64;
+    c.bench_function("fresh_instance_call_compiling", |b| {
+        b.iter_batched(
+            || {
+                edits += 1;
+                let code = format!("{TRIVIAL}# edit {edits}\n");
+                plugins.write("edited.py", &code).expect("plugin written")
+            },
+            |edited| {
+                runtime
+                    .block_on(sandbox.run(&edited, schedule(), &limits, host.clone()))
+                    .expect("call succeeds")
+            },
+            BatchSize::PerIteration,
+        )
     });
 
     let maker: Arc<dyn HostServices> = Arc::new(SpareMaker::new(None));

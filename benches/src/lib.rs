@@ -45,6 +45,15 @@ impl HostServices for NullHost {
     fn finish(&self, _: bool, _: CallUsage) {}
 }
 
+/// A plugin that does nothing, on a schedule or a request.
+pub const TRIVIAL: &str = "\
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    pass
+
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    return 'ok'
+";
+
 /// A directory holding the benchmark plugins; removed on drop.
 pub struct Plugins {
     dir: tempfile::TempDir,
@@ -54,11 +63,7 @@ impl Plugins {
     /// Writes the plugins.
     pub fn new() -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
-        std::fs::write(
-            dir.path().join("trivial.py"),
-            "def process_scheduled_call(influxdb3_local, call_time, args=None):\n    pass\n\n\
-             def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n",
-        )?;
+        std::fs::write(dir.path().join("trivial.py"), TRIVIAL)?;
         std::fs::write(
             dir.path().join("tmp_file.py"),
             "def process_scheduled_call(influxdb3_local, call_time, args=None):\n    \
@@ -71,6 +76,12 @@ impl Plugins {
              influxdb3_local.info(rows)\n",
         )?;
         Ok(Self { dir })
+    }
+
+    /// Writes plugin `name` with `code` (replacing it) and returns a reference to it.
+    pub fn write(&self, name: &str, code: &str) -> std::io::Result<PluginRef> {
+        std::fs::write(self.dir.path().join(name), code)?;
+        Ok(self.get(name))
     }
 
     /// A reference to plugin `name`.

@@ -200,6 +200,8 @@ _reseeded = False
 
 
 def _load(source):
+    """Loads the plugin of `source` (as `door.take_call` gives it); for a file compiled
+    now, its code marshalled, else None."""
     global _runner
     # Known only now (the directory is mounted at run time); what the import system
     # remembers of it is forgotten, since packages may have been installed since.
@@ -208,10 +210,13 @@ def _load(source):
             sys.path.append(root)
         sys.path_importer_cache.pop(root, None)
     if source[0] == "file":
-        loaded = plugin.FilePlugin(source[1], source[2])
+        loaded = plugin.FilePlugin(source[1], source[2], source[3])
+        compiled, loaded.marshalled = loaded.marshalled, None
     else:
         loaded = plugin.PackagePlugin(PLUGIN_ROOT, source[1])
+        compiled = None
     _runner = plugin.Runner(_API, loaded)
+    return compiled
 
 
 def _loaded_runner():
@@ -234,9 +239,7 @@ def _run(entry_point, *args):
 def _call(call):
     """Runs `call` (as `door.take_call` gives it): a request's response, else None."""
     kind = call[0]
-    if kind == door.LOAD:
-        _load(call[1])
-    elif kind == door.WRITES:
+    if kind == door.WRITES:
         _run(_loaded_runner().process_writes, call[2], call[1])
     elif kind == door.SCHEDULE:
         _run(_loaded_runner().process_scheduled_call, call[2], call[1])
@@ -255,7 +258,11 @@ def serve():
         random.seed()
         _reseeded = True
     try:
-        response = _call(door.take_call())
+        call = door.take_call()
+        if call[0] == door.LOAD:
+            door.finish_load(_load(call[1]))
+            return
+        response = _call(call)
     except plugin.PluginFailure as failure:
         door.fail(str(failure))
         return

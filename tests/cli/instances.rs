@@ -87,8 +87,12 @@ fn idle_instances_are_dropped_after_their_idle_time() {
     }
     assert_eq!(metric(&server, "instances_live"), Some(0));
     assert_eq!(metric(&server, "instances_expired_total"), Some(1));
-    // The trigger still answers, on a fresh instance.
+    // The trigger still answers, on a fresh instance, which loads the plugin's code as
+    // the first instance compiled it.
     assert_eq!(server.get("/api/v3/engine/memo", &[]).status, 200);
+    assert_eq!(metric(&server, "compiled_code_misses_total"), Some(1));
+    assert_eq!(metric(&server, "compiled_code_hits_total"), Some(1));
+    assert!(metric(&server, "compiled_code_bytes").is_some_and(|bytes| bytes > 0));
 }
 
 #[test]

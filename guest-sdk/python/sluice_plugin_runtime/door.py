@@ -92,6 +92,11 @@ class _Writer:
             return self.u8(0)
         return self.u8(1).str(value)
 
+    def opt_bytes(self, value):
+        if value is None:
+            return self.u8(0)
+        return self.u8(1).bytes(value)
+
     def opt_f64(self, value):
         if value is None:
             return self.u8(0)
@@ -172,14 +177,15 @@ class _Reader:
 
 
 def take_call():
-    """The call to run: (LOAD, ("file", name, code) or ("package", name)); (WRITES, args,
-    [(table, rows, columns)]); (SCHEDULE, args, call_time_ns); or (REQUEST, args, method,
-    path, query, headers, body)."""
+    """The call to run: (LOAD, ("file", name, code, compiled or None) or ("package", name));
+    (WRITES, args, [(table, rows, columns)]); (SCHEDULE, args, call_time_ns); or (REQUEST,
+    args, method, path, query, headers, body). `compiled` is the file's code as a load of
+    it handed over before (`finish_load`), marshalled."""
     r = _Reader(_Writer(_TAKE_CALL).send())
     kind = r.u8()
     if kind == LOAD:
         if r.u8() == 0:
-            return LOAD, ("file", r.str(), r.str())
+            return LOAD, ("file", r.str(), r.str(), r.bytes() if r.u8() else None)
         return LOAD, ("package", r.str())
     args = r.opt_pairs()
     if kind == WRITES:
@@ -187,6 +193,12 @@ def take_call():
     if kind == SCHEDULE:
         return SCHEDULE, args, r.i64()
     return REQUEST, args, r.str(), r.str(), r.pairs(), r.pairs(), bytes(r.bytes())
+
+
+def finish_load(compiled):
+    """Hands the host a successful load's outcome: the file's code, marshalled, if it was
+    compiled now (else None)."""
+    _Writer(_FINISH).u8(0).opt_bytes(compiled).send()
 
 
 def finish(response=None):

@@ -10,8 +10,10 @@ keeps its module state, as upstream.
 import builtins
 import datetime
 import importlib.util
+import marshal
 import sys
 import traceback
+import types
 
 from . import line_builder
 from .columns import rows_from_columns
@@ -54,15 +56,29 @@ def describe(error, plugin_files):
 
 
 class FilePlugin:
-    """A single `.py` file, re-run in fresh globals for every call."""
+    """A single `.py` file, re-run in fresh globals for every call.
 
-    def __init__(self, name, source):
+    `compiled` is its code as an earlier load marshalled it, if the host kept that: loaded
+    instead of compiling the source again. `marshalled` is the code compiled now, for the
+    host to keep (None when `compiled` served)."""
+
+    def __init__(self, name, source, compiled=None):
         self.name = name
         self.files = {name}
+        self.marshalled = None
+        if compiled is not None:
+            try:
+                code = marshal.loads(compiled)
+            except (EOFError, ValueError, TypeError):
+                code = None
+            if type(code) is types.CodeType and code.co_filename == name:
+                self.code = code
+                return
         try:
             self.code = compile(source, name, "exec")
         except SyntaxError as e:
             raise PluginFailure(describe(e, self.files)) from None
+        self.marshalled = marshal.dumps(self.code)
 
     def globals(self):
         """Fresh globals, with the plugin's code run in them."""

@@ -119,6 +119,7 @@ struct InstanceMetrics {
     idle: Gauge,
     idle_memory_bytes: Gauge,
     spare: Gauge,
+    compiled_code_bytes: Gauge,
     instantiated: Counter,
     spares_made: Counter,
     spares_taken: Counter,
@@ -126,6 +127,8 @@ struct InstanceMetrics {
     expired: Counter,
     waited: Counter,
     refused: Counter,
+    compiled_code_hits: Counter,
+    compiled_code_misses: Counter,
 }
 
 impl InstanceMetrics {
@@ -155,6 +158,11 @@ impl InstanceMetrics {
                 "instances_spare",
                 "Spare plugin instances ready (--spare-instances): the runtime started, no plugin loaded",
                 &self.spare,
+            ),
+            (
+                "compiled_code_bytes",
+                "File plugins' compiled code kept for their fresh instances to load",
+                &self.compiled_code_bytes,
             ),
         ];
         for (name, help, gauge) in gauges {
@@ -196,6 +204,16 @@ impl InstanceMetrics {
                 "Calls without a warm instance that loaded their plugin into a spare one",
                 &self.spares_taken,
             ),
+            (
+                "compiled_code_hits",
+                "Loads of a file plugin into a fresh instance that found its compiled code",
+                &self.compiled_code_hits,
+            ),
+            (
+                "compiled_code_misses",
+                "Loads of a file plugin into a fresh instance that compiled it",
+                &self.compiled_code_misses,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -211,6 +229,7 @@ impl InstanceMetrics {
         gauge(&self.idle, stats.idle);
         gauge(&self.idle_memory_bytes, stats.idle_memory_bytes);
         gauge(&self.spare, stats.spare);
+        gauge(&self.compiled_code_bytes, stats.compiled_code_bytes);
         // Counted by the sandbox; brought up to its count.
         let counter = |counter: &Counter, value: u64| {
             counter.inc_by(value.saturating_sub(counter.get()));
@@ -222,6 +241,8 @@ impl InstanceMetrics {
         counter(&self.refused, stats.refused);
         counter(&self.spares_made, stats.spares_made);
         counter(&self.spares_taken, stats.spares_taken);
+        counter(&self.compiled_code_hits, stats.compiled_code_hits);
+        counter(&self.compiled_code_misses, stats.compiled_code_misses);
     }
 }
 

@@ -161,6 +161,12 @@ pub struct InstanceStats {
     pub spares_made: u64,
     /// Calls that loaded their plugin into a spare instance since the start.
     pub spares_taken: u64,
+    /// File plugins' compiled code kept for fresh instances now, in bytes.
+    pub compiled_code_bytes: u64,
+    /// Loads of a file plugin that found its compiled code since the start.
+    pub compiled_code_hits: u64,
+    /// Loads of a file plugin that compiled it since the start.
+    pub compiled_code_misses: u64,
 }
 
 /// Instances of one plugin kept loaded for one trigger, so that a call skips

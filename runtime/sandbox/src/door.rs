@@ -16,6 +16,7 @@ mod host_calls;
 pub(crate) mod wire;
 
 pub(crate) use call::{Outcome, encode_call, encode_load};
+pub(crate) use wire::Read;
 
 /// What a message from the guest asks for: its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

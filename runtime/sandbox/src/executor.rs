@@ -1,5 +1,6 @@
 //! The process-wide sandbox, and running calls on fresh instances.
 
+use crate::code_cache::{CodeCache, CodeCacheStats};
 use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
 use crate::fault_around::ImagePages;
@@ -43,6 +44,8 @@ pub struct Sandbox {
     /// Turns fault-around off for each slot's memory image; `None` when the
     /// configuration keeps it.
     image_pages: Option<ImagePages>,
+    /// File plugins' compiled code, for fresh instances to load without compiling.
+    code_cache: CodeCache,
     _ticker: EpochTicker,
 }
 
@@ -122,7 +125,8 @@ impl Sandbox {
             files: ServerFiles::new(config.max_open_files),
             scratch,
             slots,
-            image_pages: (!config.image_fault_around).then(ImagePages::new),
+            image_pages: (!config.image_fault_around).then_some(ImagePages),
+            code_cache: CodeCache::new(),
             _ticker: ticker,
         })
     }
@@ -156,6 +160,15 @@ impl Sandbox {
         self.image_pages.as_ref()
     }
 
+    pub(crate) fn code_cache(&self) -> &CodeCache {
+        &self.code_cache
+    }
+
+    /// How the cache of file plugins' compiled code fares.
+    pub fn code_cache_stats(&self) -> CodeCacheStats {
+        self.code_cache.stats()
+    }
+
     /// Instantiates `plugin` and loads its code, within `limits`. The instance can then
     /// serve many calls (see [`PluginInstance`]).
     ///
@@ -182,7 +195,7 @@ impl Sandbox {
         let source = plugin.read()?;
         let services = Some(Arc::clone(services));
         if let Some(mut spare) = self.slots.take_spare(limits) {
-            spare.adopt(source, plugin, limits, services).await?;
+            spare.adopt(self, source, plugin, limits, services).await?;
             return Ok(spare);
         }
         PluginInstance::new(self, source, plugin, limits, services).await
@@ -274,6 +287,12 @@ impl PluginExecutor for Sandbox {
     }
 
     fn instance_stats(&self) -> Option<InstanceStats> {
-        Some(self.slots.stats())
+        let code = self.code_cache.stats();
+        Some(InstanceStats {
+            compiled_code_bytes: code.bytes as u64,
+            compiled_code_hits: code.hits,
+            compiled_code_misses: code.misses,
+            ..self.slots.stats()
+        })
     }
 }

@@ -19,15 +19,18 @@
 //! keeps it there for the slot's later instances. So the instance that takes a slot never
 //! used before registers the slot's image right after it is instantiated, before its plugin
 //! loads: it reads `/proc/self/maps` (about a microsecond per line, a line or four per
-//! slot used) and registers the images it finds. That happens at most once per slot in
-//! the server's life, on the call's own thread. Two instances taking new slots at once may
-//! miss each other's, so the sandbox's expiry thread sweeps once more within a second.
+//! slot used) and registers the images it finds. An instance knows it may have taken a
+//! new slot when the pool's count of slots used grew while it was made; it then reads the
+//! mappings after its own was made, so another instance's registration, which may have
+//! read them just before, cannot leave its slot out. That happens a few times per slot in
+//! the server's life, on the call's own thread; the sandbox's expiry thread sweeps once
+//! more within a second, should the pool's counts have been read mid-change.
 //! Where userfaultfd is refused (a kernel before 6.7, a seccomp filter), images are mapped
 //! as before, and the server says so once; so they are when
 //! [`SandboxConfig::image_fault_around`](crate::SandboxConfig::image_fault_around) is set.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
@@ -41,27 +44,24 @@ static NEW_SLOT: AtomicBool = AtomicBool::new(false);
 static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
 
 /// Registers the image of each slot of one engine's pool as the slot is first used.
-pub(crate) struct ImagePages {
-    /// The memory slots of the pool used so far, as last seen.
-    memories_used: AtomicUsize,
-}
+pub(crate) struct ImagePages;
 
 impl ImagePages {
-    pub(crate) fn new() -> Self {
-        Self {
-            memories_used: AtomicUsize::new(0),
-        }
+    /// The memory slots of `engine`'s pool used so far: those in use, and those used
+    /// before and free now (warm ones never turn cold), so a number that only grows.
+    pub(crate) fn slots_used(engine: &Engine) -> usize {
+        engine.pooling_allocator_metrics().map_or(0, |pool| {
+            pool.memories() + pool.unused_warm_memories() as usize
+        })
     }
 
-    /// Called once an instance of `engine` was made: if it took a slot never used
-    /// before, registers the image mapped there (and any other not registered yet).
-    pub(crate) fn instantiated(&self, engine: &Engine) {
-        let Some(pool) = engine.pooling_allocator_metrics() else {
-            return;
-        };
-        // Slots in use, and slots used before and free now: warm ones never turn cold.
-        let used = pool.memories() + pool.unused_warm_memories() as usize;
-        if self.memories_used.fetch_max(used, Ordering::Relaxed) < used {
+    /// Called once an instance of `engine` was made, with [`ImagePages::slots_used`]
+    /// from before it was: if a slot was first used meanwhile, maybe its own, registers
+    /// every image mapped by now, its own among them. (A count kept from one instance to
+    /// the next would miss a slot that another instance took while the last registration
+    /// read the mappings: its instance would then run with fault-around.)
+    pub(crate) fn instantiated(&self, engine: &Engine, slots_used_before: usize) {
+        if Self::slots_used(engine) > slots_used_before {
             register_images();
             NEW_SLOT.store(true, Ordering::Relaxed);
         }

@@ -1,7 +1,9 @@
 //! One instantiated plugin, and the budget of each call on it.
 
-use crate::door::{Outcome, encode_call, encode_load};
+use crate::code_cache::CodeKey;
+use crate::door::{Outcome, Read, encode_call, encode_load};
 use crate::executor::Sandbox;
+use crate::fault_around::ImagePages;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
 use crate::output::CapturedOutput;
@@ -11,8 +13,8 @@ use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::Python;
 use sluice_plugin_api::{
-    CallUsage, DATABASE_PACKAGES_DIR, HostServices, HttpResponse, Invocation, InvocationError,
-    LimitKind, Limits, LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef, PluginSource,
+    CallUsage, DATABASE_PACKAGES_DIR, HostServices, Invocation, InvocationError, LimitKind, Limits,
+    LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef, PluginSource,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,8 +55,6 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Python,
-    /// The host directory of the runtime's library, mounted in every WASI context.
-    library: Arc<std::path::Path>,
     poisoned: bool,
     /// Its linear memory once the plugin was loaded.
     fresh_bytes: u64,
@@ -79,7 +79,10 @@ impl PluginInstance {
         let slot = sandbox.slots().acquire().await?;
         let mounts = mounts(plugin, &source);
         let mut instance = Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
-        instance.load(source, limits, services).await?;
+        let key = CodeKey::of(&plugin.plugin_dir, &source);
+        instance
+            .load(sandbox, source, key, limits, services)
+            .await?;
         Ok(instance)
     }
 
@@ -100,7 +103,12 @@ impl PluginInstance {
             name: WARM_UP_PLUGIN.into(),
             code: WARM_UP_CODE.into(),
         };
-        instance.load(warm_up, &limits, Some(services)).await?;
+        // Its code is the sandbox's, in no plugin directory: loaded from the cache as most
+        // plugins' will be, so that the spare touches the pages their loads touch.
+        let key = CodeKey::of(std::path::Path::new(""), &warm_up);
+        instance
+            .load(sandbox, warm_up, key, &limits, Some(services))
+            .await?;
         // The first call of an instance touches pages and functions that later ones
         // find ready: made here, off any call's path.
         let warm_up = PluginCall::Schedule {
@@ -108,17 +116,20 @@ impl PluginInstance {
             args: None,
         };
         let raw = instance
-            .turn(encode_call(&warm_up), false, limits.wall_time)
+            .turn(encode_call(&warm_up), limits.wall_time, |outcome| {
+                Outcome::call(outcome, false)
+            })
             .await;
         instance.settle(raw)?;
         Ok(instance)
     }
 
-    /// Loads `plugin`, its code `source`, into this spare, within `limits`, for a call
-    /// served by `services` if given. Nothing of the spare's own plugin stays reachable:
-    /// the plugin replaces it, and its output was discarded.
+    /// Loads `plugin`, its code `source`, into this spare of `sandbox`, within `limits`,
+    /// for a call served by `services` if given. Nothing of the spare's own plugin stays
+    /// reachable: the plugin replaces it, and its output was discarded.
     pub(crate) async fn adopt(
         &mut self,
+        sandbox: &Sandbox,
         source: PluginSource,
         plugin: &PluginRef,
         limits: &Limits,
@@ -127,9 +138,10 @@ impl PluginInstance {
         let mounts = mounts(plugin, &source);
         if !mounts.is_empty() {
             let state = self.store.data_mut();
-            state.wasi = wasi_context(state, &self.library, &mounts)?;
+            state.wasi = wasi_context(state, sandbox.library(), &mounts)?;
         }
-        self.load(source, limits, services).await
+        let key = CodeKey::of(&plugin.plugin_dir, &source);
+        self.load(sandbox, source, key, limits, services).await
     }
 
     /// Whether this spare is small enough for a plugin given `limits`.
@@ -176,6 +188,7 @@ impl PluginInstance {
             })
         });
         begin(&mut store, limits, services);
+        let slots_used = ImagePages::slots_used(sandbox.engine());
         let bindings = match within(
             limits.wall_time,
             sandbox.pre().instantiate_async(&mut store),
@@ -184,7 +197,7 @@ impl PluginInstance {
         {
             Some(Ok(bindings)) => {
                 if let Some(pages) = sandbox.image_pages() {
-                    pages.instantiated(sandbox.engine());
+                    pages.instantiated(sandbox.engine(), slots_used);
                 }
                 if let Err(e) = bindings.call_reset_preopens(&mut store).await {
                     return Err(classify(&store, e));
@@ -197,25 +210,35 @@ impl PluginInstance {
         Ok(Self {
             store,
             bindings,
-            library: Arc::clone(sandbox.library()),
             poisoned: false,
             fresh_bytes: 0,
             _slot: slot,
         })
     }
 
-    /// Loads the plugin's code, within `limits`.
+    /// Loads the plugin's code, within `limits`. A file plugin's (`key` is its code's)
+    /// comes compiled from `sandbox`'s cache of code, or its compiled code goes there.
+    ///
+    /// Called once per instance, before any plugin code has run in it (the runtime's only,
+    /// or a spare's own plugin): what the load hands over is the runtime's work alone
+    /// (`code_cache.rs`).
     async fn load(
         &mut self,
+        sandbox: &Sandbox,
         source: PluginSource,
+        key: Option<CodeKey>,
         limits: &Limits,
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<(), InvocationError> {
         begin(&mut self.store, limits, services);
-        let raw = self
-            .turn(encode_load(&source), false, limits.wall_time)
-            .await;
-        self.settle(raw)?;
+        let cache = sandbox.code_cache();
+        let compiled = key.as_ref().and_then(|key| cache.get(key));
+        let message = encode_load(&source, compiled.as_deref());
+        let raw = self.turn(message, limits.wall_time, Outcome::load).await;
+        let handed_over = self.settle(raw)?;
+        if let (Some(key), None, Some(code)) = (key, compiled, handed_over) {
+            cache.put(key, code);
+        }
         self.fresh_bytes = self.store.data().limiter.total_bytes;
         Ok(())
     }
@@ -264,7 +287,9 @@ impl PluginInstance {
         begin(&mut self.store, limits, Some(Arc::clone(&services)));
         let expects_response = matches!(call, PluginCall::Request { .. });
         let raw = self
-            .turn(encode_call(&call), expects_response, limits.wall_time)
+            .turn(encode_call(&call), limits.wall_time, |outcome| {
+                Outcome::call(outcome, expects_response)
+            })
             .await;
         let result = self.settle(raw).and_then(|response| {
             if let Some(response) = &response
@@ -294,14 +319,13 @@ impl PluginInstance {
     }
 
     /// Runs one turn of the runtime with `message` as its call, within `wall`: the call's
-    /// outcome (a request's response if `expects_response`), or `None` when the wall time
-    /// ran out.
-    async fn turn(
+    /// outcome as `read` reads it, or `None` when the wall time ran out.
+    async fn turn<T>(
         &mut self,
         message: Vec<u8>,
-        expects_response: bool,
         wall: Duration,
-    ) -> Option<Raw<Option<HttpResponse>>> {
+        read: impl FnOnce(&[u8]) -> Read<Outcome<T>>,
+    ) -> Option<Raw<T>> {
         let call = &mut self.store.data_mut().call;
         call.message = Some(message);
         call.outcome = None;
@@ -310,8 +334,8 @@ impl PluginInstance {
         within(wall, async move {
             let status = bindings.call_turn(&mut *store, SERVE).await?;
             match store.data_mut().call.outcome.take() {
-                Some(outcome) => Ok(match Outcome::read(&outcome, expects_response)? {
-                    Outcome::Done(response) => Ok(response),
+                Some(outcome) => Ok(match read(&outcome)? {
+                    Outcome::Done(done) => Ok(done),
                     Outcome::Failed(message) => Err(message),
                 }),
                 None => wasmtime::bail!(

@@ -30,6 +30,7 @@
 //! ```
 
 mod artifact_cache;
+mod code_cache;
 mod config;
 mod door;
 mod epoch;
@@ -49,6 +50,7 @@ mod trim;
 mod wit;
 
 pub use artifact_cache::ArtifactCache;
+pub use code_cache::CodeCacheStats;
 pub use config::{SandboxConfig, machine_memory_bytes};
 pub use executor::Sandbox;
 pub use files::raise_open_file_limit;

@@ -405,6 +405,7 @@ impl Slots {
             expired: load(&self.counts.expired),
             waited: load(&self.counts.waited),
             refused: load(&self.counts.refused),
+            ..InstanceStats::default()
         }
     }
 }

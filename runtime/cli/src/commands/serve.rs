@@ -250,11 +250,11 @@ pub struct ServeArgs {
     #[command(flatten, next_help_heading = "Query limits")]
     query: QueryArgs,
     /// Run every plugin call on a fresh sandbox instance, so that nothing stays in
-    /// memory between two calls of a trigger (about 3 ms more per call). By default each
+    /// memory between two calls of a trigger (about 1 ms more per call). By default each
     /// trigger keeps its own instances loaded; they are never shared between triggers
     #[arg(long, env = "SLUICE_FRESH_INSTANCES")]
     fresh_instances: bool,
-    /// Plugin instances alive at once, running a call or kept warm (about 10 MiB of
+    /// Plugin instances alive at once, running a call or kept warm (about 2.5 MiB of
     /// memory each once called, and address space reserved up front). With all alive,
     /// a call evicts the least recently used idle instance, or waits for a running one.
     /// Default: one per 64 MiB of the machine's memory (or of the server's control
@@ -276,8 +276,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_INSTANCE_WAIT", default_value = "10s", value_parser = positive_duration, help_heading = "Plugin instances")]
     instance_wait: Duration,
     /// Spare instances kept ready: the Python runtime started and warmed up, no plugin
-    /// loaded. A call without a warm instance loads its plugin into one (under 1 ms
-    /// instead of about 3) and the server makes another in the background, from idle CPU
+    /// loaded. A call without a warm instance loads its plugin into one (about 0.3 ms
+    /// instead of 1.2) and the server makes another in the background, from idle CPU
     /// only. Each holds one of --max-instances. Default: 2, or one per 8 of
     /// --max-instances when that is fewer; 0 for none
     #[arg(long, env = "SLUICE_SPARE_INSTANCES", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(0..=64), help_heading = "Plugin instances")]

@@ -9,15 +9,23 @@ const WRITES: u8 = 1;
 const SCHEDULE: u8 = 2;
 const REQUEST: u8 = 3;
 
-/// Loading `source`: `u8` 0, then `u8` 0 with `str` name and `str` code for a file, or
-/// `u8` 1 with `str` name for a package.
-pub(crate) fn encode_load(source: &PluginSource) -> Vec<u8> {
+/// Loading `source`: `u8` 0, then `u8` 0 with `str` name, `str` code and `opt<bytes>` the
+/// code compiled before (`code_cache.rs`) for a file, or `u8` 1 with `str` name for a
+/// package.
+pub(crate) fn encode_load(source: &PluginSource, compiled: Option<&[u8]>) -> Vec<u8> {
     let mut w = Writer::default();
     w.u8(LOAD);
     match source {
-        PluginSource::File { name, code } => w.u8(0).str(name).str(code),
-        PluginSource::Package(name) => w.u8(1).str(name),
-    };
+        PluginSource::File { name, code } => {
+            w.u8(0).str(name).str(code);
+            w.opt(compiled, |w, compiled| {
+                w.bytes(compiled);
+            });
+        }
+        PluginSource::Package(name) => {
+            w.u8(1).str(name);
+        }
+    }
     w.finish()
 }
 
@@ -63,30 +71,50 @@ pub(crate) fn encode_call(call: &PluginCall) -> Vec<u8> {
     w.finish()
 }
 
-/// How a call ended, as the guest said: `u8` 0 with, for a request, `u16` status, pairs
-/// of headers and `bytes` body; or `u8` 1 with `str` the plugin's error.
+/// How a turn ended, as the guest said: `u8` 0 with what the turn made ([`Outcome::call`],
+/// [`Outcome::load`]), or `u8` 1 with `str` the plugin's error.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Outcome {
-    Done(Option<HttpResponse>),
+pub(crate) enum Outcome<T> {
+    Done(T),
     Failed(String),
 }
 
-impl Outcome {
-    /// Reads the outcome of a call that `expects_response` (a request) or not.
-    pub(crate) fn read(message: &[u8], expects_response: bool) -> Read<Self> {
+impl<T> Outcome<T> {
+    /// Reads an outcome whose success holds what `done` reads.
+    fn read(message: &[u8], done: impl FnOnce(&mut Reader) -> Read<T>) -> Read<Self> {
         let mut r = Reader::new(message);
         let outcome = match r.u8()? {
-            0 if expects_response => Self::Done(Some(HttpResponse {
-                status: r.u16()?,
-                headers: r.pairs()?,
-                body: r.bytes()?.to_vec(),
-            })),
-            0 => Self::Done(None),
+            0 => Self::Done(done(&mut r)?),
             1 => Self::Failed(r.string()?),
             _ => return Err(Malformed("an outcome that is neither done nor failed")),
         };
         r.end()?;
         Ok(outcome)
+    }
+}
+
+impl Outcome<Option<HttpResponse>> {
+    /// Reads the outcome of a call that `expects_response` (a request: `u16` status, pairs
+    /// of headers and `bytes` body) or not (nothing).
+    pub(crate) fn call(message: &[u8], expects_response: bool) -> Read<Self> {
+        Self::read(message, |r| {
+            if !expects_response {
+                return Ok(None);
+            }
+            Ok(Some(HttpResponse {
+                status: r.u16()?,
+                headers: r.pairs()?,
+                body: r.bytes()?.to_vec(),
+            }))
+        })
+    }
+}
+
+impl Outcome<Option<Vec<u8>>> {
+    /// Reads the outcome of a load: `opt<bytes>`, the code a file plugin was compiled to,
+    /// marshalled, when the guest compiled it.
+    pub(crate) fn load(message: &[u8]) -> Read<Self> {
+        Self::read(message, |r| r.opt(|r| Ok(r.bytes()?.to_vec())))
     }
 }
 
@@ -126,7 +154,7 @@ mod tests {
             .u16(201)
             .pairs(&[("x".into(), "y".into())])
             .bytes(b"ok");
-        let done = Outcome::read(&w.finish(), true).expect("readable");
+        let done = Outcome::call(&w.finish(), true).expect("readable");
         assert_eq!(
             done,
             Outcome::Done(Some(HttpResponse {
@@ -138,10 +166,47 @@ mod tests {
         let mut w = Writer::default();
         w.u8(1).str("ValueError: no");
         assert_eq!(
-            Outcome::read(&w.finish(), false).expect("readable"),
+            Outcome::call(&w.finish(), false).expect("readable"),
             Outcome::Failed("ValueError: no".into())
         );
-        assert!(Outcome::read(&[7], false).is_err());
-        assert!(Outcome::read(&[0, 1], false).is_err());
+        assert!(Outcome::call(&[7], false).is_err());
+        assert!(Outcome::call(&[0, 1], false).is_err());
+    }
+
+    #[test]
+    fn a_load_hands_over_its_compiled_code_or_nothing() {
+        let mut w = Writer::default();
+        w.u8(0).opt(Some(b"code"), |w, code| {
+            w.bytes(code);
+        });
+        assert_eq!(
+            Outcome::load(&w.finish()).expect("readable"),
+            Outcome::Done(Some(b"code".to_vec()))
+        );
+        assert_eq!(
+            Outcome::load(&[0, 0]).expect("readable"),
+            Outcome::Done(None)
+        );
+        // A length past the message's end.
+        assert!(Outcome::load(&[0, 1, 9, 0, 0, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn a_file_load_carries_the_code_compiled_before() {
+        let source = PluginSource::File {
+            name: "a.py".into(),
+            code: "x = 1".into(),
+        };
+        let bytes = encode_load(&source, Some(b"compiled"));
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.u8().expect("readable"), LOAD);
+        assert_eq!(r.u8().expect("readable"), 0);
+        assert_eq!(r.str().expect("readable"), "a.py");
+        assert_eq!(r.str().expect("readable"), "x = 1");
+        assert_eq!(
+            r.opt(|r| r.bytes()).expect("readable"),
+            Some(&b"compiled"[..])
+        );
+        r.end().expect("readable");
     }
 }

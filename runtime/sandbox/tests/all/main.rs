@@ -1,10 +1,12 @@
 //! Integration tests of the sandbox: one binary, one module per area. Every test runs
 //! real plugins in the real Python runtime under wasmtime.
 
+mod compiled_code;
 mod hostile;
 mod loading;
 mod python_api;
 mod requests;
+mod reused_slots;
 mod spares;
 mod stdlib;
 mod support;
