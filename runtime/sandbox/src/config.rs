@@ -172,7 +172,12 @@ impl SandboxConfig {
             // The runtime's module context holds a reference per function: about 1.5 MiB.
             .max_component_instance_size(2 << 20)
             .max_core_instance_size(2 << 20)
-            .table_elements(100_000);
+            .table_elements(100_000)
+            // A memory slot goes to the module whose memory it held last, when one is
+            // free: the runtime's image stays mapped there, with fault-around off
+            // (`fault_around.rs`), where a slot another module's memory held gets the
+            // image mapped afresh, and fault-around with it until the next sweep.
+            .max_unused_warm_slots(0);
 
         let mut config = Config::new();
         config
