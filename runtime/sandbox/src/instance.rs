@@ -79,9 +79,8 @@ impl PluginInstance {
         let slot = sandbox.slots().acquire().await?;
         let mounts = mounts(plugin, &source);
         let mut instance = Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
-        let key = CodeKey::of(&plugin.plugin_dir, &source);
         instance
-            .load(sandbox, source, key, limits, services)
+            .load(sandbox, source, &plugin.plugin_dir, limits, services)
             .await?;
         Ok(instance)
     }
@@ -105,9 +104,9 @@ impl PluginInstance {
         };
         // Its code is the sandbox's, in no plugin directory: loaded from the cache as most
         // plugins' will be, so that the spare touches the pages their loads touch.
-        let key = CodeKey::of(std::path::Path::new(""), &warm_up);
+        let no_dir = std::path::Path::new("");
         instance
-            .load(sandbox, warm_up, key, &limits, Some(services))
+            .load(sandbox, warm_up, no_dir, &limits, Some(services))
             .await?;
         // The first call of an instance touches pages and functions that later ones
         // find ready: made here, off any call's path.
@@ -140,8 +139,8 @@ impl PluginInstance {
             let state = self.store.data_mut();
             state.wasi = wasi_context(state, sandbox.library(), &mounts)?;
         }
-        let key = CodeKey::of(&plugin.plugin_dir, &source);
-        self.load(sandbox, source, key, limits, services).await
+        self.load(sandbox, source, &plugin.plugin_dir, limits, services)
+            .await
     }
 
     /// Whether this spare is small enough for a plugin given `limits`.
@@ -216,7 +215,7 @@ impl PluginInstance {
         })
     }
 
-    /// Loads the plugin's code, within `limits`. A file plugin's (`key` is its code's)
+    /// Loads the plugin's code `source`, of `plugin_dir`, within `limits`. A file plugin's
     /// comes compiled from `sandbox`'s cache of code, or its compiled code goes there.
     ///
     /// Called once per instance, before any plugin code has run in it (the runtime's only,
@@ -226,12 +225,13 @@ impl PluginInstance {
         &mut self,
         sandbox: &Sandbox,
         source: PluginSource,
-        key: Option<CodeKey>,
+        plugin_dir: &std::path::Path,
         limits: &Limits,
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<(), InvocationError> {
         begin(&mut self.store, limits, services);
         let cache = sandbox.code_cache();
+        let key = CodeKey::of(plugin_dir, &source);
         let compiled = key.as_ref().and_then(|key| cache.get(key));
         let message = encode_load(&source, compiled.as_deref());
         let raw = self.turn(message, limits.wall_time, Outcome::load).await;
