@@ -34,6 +34,10 @@ fn sandbox_benches(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    runtime.block_on(sandbox.learn_touched_pages());
+    if let Some((written, read)) = sandbox.pages_mapped_ahead() {
+        eprintln!("pages mapped ahead in a fresh instance: {written} written, {read} read");
+    }
     let plugins = Plugins::new().expect("plugins");
     let limits = Limits::default();
     let host: Arc<NullHost> = Arc::new(NullHost);

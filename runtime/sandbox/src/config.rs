@@ -64,8 +64,13 @@ pub struct SandboxConfig {
     /// does for file mappings unless told otherwise: each warm instance then maps about
     /// 8 MiB more of the image, pages the machine holds once but RSS counts per instance.
     /// Default: off (each instance maps only the pages it touches, see
-    /// `fault_around.rs`), unless `$SLUICE_IMAGE_FAULT_AROUND` is set to a true value.
+    /// `memory_pages.rs`), unless `$SLUICE_IMAGE_FAULT_AROUND` is set to a true value.
     pub image_fault_around: bool,
+    /// Map ahead, in each fresh instance, the pages of its memory a call touches, learnt
+    /// once from the sandbox's own warm-up plugin (`memory_pages.rs`), instead of a fault
+    /// for each as the instance touches it. Default: on, unless `$SLUICE_NO_MAP_AHEAD`
+    /// is set to a true value.
+    pub map_ahead: bool,
 }
 
 impl Default for SandboxConfig {
@@ -82,13 +87,14 @@ impl Default for SandboxConfig {
             max_tmp_bytes: None,
             epoch_tick: Duration::from_millis(10),
             image_fault_around: env_flag("SLUICE_IMAGE_FAULT_AROUND"),
+            map_ahead: !env_flag("SLUICE_NO_MAP_AHEAD"),
         }
     }
 }
 
 /// Whether the environment variable `name` is set to anything but a false value (`0`,
 /// `false`, `no`, `off`, `n`, `f`, or nothing), as `sluice serve --image-fault-around`
-/// reads its variable.
+/// and `--no-map-ahead` read theirs.
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|value| {
         !matches!(
@@ -174,9 +180,8 @@ impl SandboxConfig {
             .max_core_instance_size(2 << 20)
             .table_elements(100_000)
             // A memory slot goes to the module whose memory it held last, when one is
-            // free: the runtime's image stays mapped there, with fault-around off
-            // (`fault_around.rs`), where a slot another module's memory held gets the
-            // image mapped afresh, and fault-around with it until the next sweep.
+            // free: the runtime's image stays mapped there, where a slot another module's
+            // memory held gets it mapped afresh (and registered afresh, `memory_pages.rs`).
             .max_unused_warm_slots(0);
 
         let mut config = Config::new();

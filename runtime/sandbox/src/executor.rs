@@ -3,10 +3,10 @@
 use crate::code_cache::{CodeCache, CodeCacheStats};
 use crate::config::SandboxConfig;
 use crate::epoch::EpochTicker;
-use crate::fault_around::ImagePages;
 use crate::files::ServerFiles;
 use crate::host::HostState;
 use crate::instance::PluginInstance;
+use crate::memory_pages::{ImagePages, TouchedPages};
 use crate::pool::InstancePool;
 use crate::python::PythonRuntime;
 use crate::scratch::ScratchRoot;
@@ -20,7 +20,7 @@ use sluice_plugin_api::{
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::Engine;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{ComponentExportIndex, HasSelf, Linker};
 
 /// How long spares stay short of their count, at most, after a slot frees (an idle
 /// instance expiring, say) while none was taken.
@@ -41,9 +41,10 @@ pub struct Sandbox {
     scratch: Arc<ScratchRoot>,
     /// Every live instance's slot, and the idle ones.
     slots: Arc<Slots>,
-    /// Turns fault-around off for each slot's memory image; `None` when the
-    /// configuration keeps it.
-    image_pages: Option<ImagePages>,
+    /// The runtime's `memory-span` export.
+    memory_span: ComponentExportIndex,
+    /// Makes each instance's memory pages ready before the runtime runs in it.
+    image_pages: ImagePages,
     /// File plugins' compiled code, for fresh instances to load without compiling.
     code_cache: CodeCache,
     _ticker: EpochTicker,
@@ -88,6 +89,12 @@ impl Sandbox {
             .instantiate_pre(&runtime.component)
             .map_err(Error::Runtime)?;
         let pre = PythonPre::new(instance_pre).map_err(Error::Runtime)?;
+        let memory_span = runtime
+            .component
+            .get_export_index(None, "memory-span")
+            .ok_or_else(|| {
+                Error::Runtime(wasmtime::format_err!("the runtime has no memory-span"))
+            })?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| Error::Config(e.into()))?;
         let tmp_budget = config
@@ -115,8 +122,7 @@ impl Sandbox {
             idle_time: config.idle_time,
             wait: config.instance_wait,
         });
-        crate::slots::start_expiry(&slots, !config.image_fault_around)
-            .map_err(|e| Error::Config(e.into()))?;
+        crate::slots::start_expiry(&slots).map_err(|e| Error::Config(e.into()))?;
         Ok(Self {
             engine,
             pre,
@@ -125,7 +131,8 @@ impl Sandbox {
             files: ServerFiles::new(config.max_open_files),
             scratch,
             slots,
-            image_pages: (!config.image_fault_around).then_some(ImagePages),
+            memory_span,
+            image_pages: ImagePages::new(config.image_fault_around, config.map_ahead),
             code_cache: CodeCache::new(),
             _ticker: ticker,
         })
@@ -156,8 +163,48 @@ impl Sandbox {
         &self.slots
     }
 
-    pub(crate) fn image_pages(&self) -> Option<&ImagePages> {
-        self.image_pages.as_ref()
+    pub(crate) fn memory_span(&self) -> &ComponentExportIndex {
+        &self.memory_span
+    }
+
+    pub(crate) fn image_pages(&self) -> &ImagePages {
+        &self.image_pages
+    }
+
+    /// Learns, once, which pages of its memory an instance touches, so that each later
+    /// instance has them mapped ahead (`memory_pages.rs`). The first instance made does
+    /// it, or a server ahead of its first call. It takes two spares of the sandbox's own
+    /// made in free slots (none free: a later instance tries again); the first compiles
+    /// the warm-up plugin, into the cache of compiled code, and the second loads it from
+    /// there, as most instances load their plugin, and is the one read.
+    pub async fn learn_touched_pages(&self) {
+        self.image_pages
+            .learn(|| async {
+                let mut spare = None;
+                for _ in 0..2 {
+                    drop(spare.take());
+                    let slot = self.slots.slot_for_spare()?;
+                    spare = PluginInstance::spare(self, slot, None).await.ok();
+                }
+                let touched = spare?.touched_pages().unwrap_or_else(|e| {
+                    tracing::info!(
+                        error = %e,
+                        "cannot read the page map: instances take a fault per page they \
+                         first touch"
+                    );
+                    TouchedPages::default()
+                });
+                let (written, read) = touched.counts();
+                tracing::debug!(written, read, "pages a call touches, mapped ahead");
+                Some(touched)
+            })
+            .await;
+    }
+
+    /// How many pages each instance has mapped ahead, written and only read; `None`
+    /// until the sandbox learnt them.
+    pub fn pages_mapped_ahead(&self) -> Option<(usize, usize)> {
+        self.image_pages.touched().map(TouchedPages::counts)
     }
 
     pub(crate) fn code_cache(&self) -> &CodeCache {
@@ -204,6 +251,7 @@ impl Sandbox {
     /// Makes spare instances until `count` are ready, or no slot is free, each in a turn
     /// of `services` ([`PluginExecutor::keep_spares`]).
     pub async fn make_spares(&self, count: usize, services: &Arc<dyn HostServices>) {
+        self.learn_touched_pages().await;
         while self.slots.spare_count() < count {
             // The turn first: a slot held while waiting for one would be lost to calls.
             if let Some(turn) = services.pause() {
@@ -213,7 +261,7 @@ impl Sandbox {
                 services.finish(false, CallUsage::default());
                 return;
             };
-            let made = PluginInstance::spare(self, slot, Arc::clone(services)).await;
+            let made = PluginInstance::spare(self, slot, Some(Arc::clone(services))).await;
             services.finish(made.is_ok(), CallUsage::default());
             match made {
                 Ok(spare) => self.slots.park_spare(spare),

@@ -3,9 +3,9 @@
 use crate::code_cache::CodeKey;
 use crate::door::{Outcome, Read, encode_call, encode_load};
 use crate::executor::Sandbox;
-use crate::fault_around::ImagePages;
 use crate::files::OpenFiles;
 use crate::host::{CallState, HostState, cut_line};
+use crate::memory_pages::{MemorySpan, TouchedPages};
 use crate::output::CapturedOutput;
 use crate::python::{ENVIRONMENT, GUEST_PLUGIN_DIR, LIBRARY_GUEST_DIR};
 use crate::scratch::{GUEST_TMP_DIR, Scratch};
@@ -19,7 +19,7 @@ use sluice_plugin_api::{
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{ResourceTable, WasmList};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -56,6 +56,8 @@ pub struct PluginInstance {
     store: Store<HostState>,
     bindings: Python,
     poisoned: bool,
+    /// Where its linear memory lies.
+    span: MemorySpan,
     /// Its linear memory once the plugin was loaded.
     fresh_bytes: u64,
     /// Its place in the sandbox's budget of live instances, given back when it drops
@@ -76,6 +78,7 @@ impl PluginInstance {
         limits: &Limits,
         services: Option<Arc<dyn HostServices>>,
     ) -> Result<Self, InvocationError> {
+        sandbox.learn_touched_pages().await;
         let slot = sandbox.slots().acquire().await?;
         let mounts = mounts(plugin, &source);
         let mut instance = Self::start(sandbox, slot, &mounts, limits, services.clone()).await?;
@@ -91,13 +94,13 @@ impl PluginInstance {
     pub(crate) async fn spare(
         sandbox: &Sandbox,
         slot: Slot,
-        services: Arc<dyn HostServices>,
+        services: Option<Arc<dyn HostServices>>,
     ) -> Result<Self, InvocationError> {
         let limits = Limits {
             memory_bytes: sandbox.max_memory_bytes(),
             ..Limits::default()
         };
-        let mut instance = Self::start(sandbox, slot, &[], &limits, Some(services.clone())).await?;
+        let mut instance = Self::start(sandbox, slot, &[], &limits, services.clone()).await?;
         let warm_up = PluginSource::File {
             name: WARM_UP_PLUGIN.into(),
             code: WARM_UP_CODE.into(),
@@ -106,7 +109,7 @@ impl PluginInstance {
         // plugins' will be, so that the spare touches the pages their loads touch.
         let no_dir = std::path::Path::new("");
         instance
-            .load(sandbox, warm_up, no_dir, &limits, Some(services))
+            .load(sandbox, warm_up, no_dir, &limits, services)
             .await?;
         // The first call of an instance touches pages and functions that later ones
         // find ready: made here, off any call's path.
@@ -187,22 +190,30 @@ impl PluginInstance {
             })
         });
         begin(&mut store, limits, services);
-        let slots_used = ImagePages::slots_used(sandbox.engine());
-        let bindings = match within(
-            limits.wall_time,
-            sandbox.pre().instantiate_async(&mut store),
-        )
-        .await
-        {
-            Some(Ok(bindings)) => {
-                if let Some(pages) = sandbox.image_pages() {
-                    pages.instantiated(sandbox.engine(), slots_used);
-                }
-                if let Err(e) = bindings.call_reset_preopens(&mut store).await {
-                    return Err(classify(&store, e));
-                }
-                bindings
-            }
+        let started = within(limits.wall_time, async {
+            let instance = sandbox
+                .pre()
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
+            let bindings = Python::new(&mut store, &instance)?;
+            let span = instance
+                .get_typed_func::<(), (WasmList<u8>,)>(&mut store, sandbox.memory_span())?
+                .call_async(&mut store, ())
+                .await?
+                .0
+                .as_le_slice(&store);
+            let span = MemorySpan {
+                start: span.as_ptr() as usize,
+                len: span.len(),
+            };
+            sandbox.image_pages().prepare(span);
+            bindings.call_reset_preopens(&mut store).await?;
+            Ok((bindings, span))
+        })
+        .await;
+        let (bindings, span) = match started {
+            Some(Ok(started)) => started,
             Some(Err(e)) => return Err(classify(&store, e)),
             None => return Err(InvocationError::limit(LimitKind::WallTime, limits)),
         };
@@ -210,9 +221,15 @@ impl PluginInstance {
             store,
             bindings,
             poisoned: false,
+            span,
             fresh_bytes: 0,
             _slot: slot,
         })
+    }
+
+    /// The pages of its memory the instance has touched so far.
+    pub(crate) fn touched_pages(&self) -> std::io::Result<TouchedPages> {
+        TouchedPages::of(self.span)
     }
 
     /// Loads the plugin's code `source`, of `plugin_dir`, within `limits`. A file plugin's

@@ -410,10 +410,8 @@ impl Slots {
     }
 }
 
-/// Runs [`Slots::expire`] on a thread of its own until `slots` is dropped, and after it,
-/// if `sweep_images`, the sweep that turns fault-around off for the memory images of
-/// slots first used lately ([`crate::fault_around`]).
-pub(crate) fn start_expiry(slots: &Arc<Slots>, sweep_images: bool) -> std::io::Result<()> {
+/// Runs [`Slots::expire`] on a thread of its own until `slots` is dropped.
+pub(crate) fn start_expiry(slots: &Arc<Slots>) -> std::io::Result<()> {
     let tick = slots.expiry_tick();
     let slots = Arc::downgrade(slots);
     std::thread::Builder::new()
@@ -422,12 +420,7 @@ pub(crate) fn start_expiry(slots: &Arc<Slots>, sweep_images: bool) -> std::io::R
             loop {
                 std::thread::sleep(tick);
                 match slots.upgrade() {
-                    Some(slots) => {
-                        slots.expire();
-                        if sweep_images {
-                            crate::fault_around::sweep();
-                        }
-                    }
+                    Some(slots) => slots.expire(),
                     None => return,
                 }
             }

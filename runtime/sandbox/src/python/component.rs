@@ -2,7 +2,8 @@
 //! (`guest-sdk/wit/runtime.wit`): its door import, `host.call(ptr, len, out_ptr_ptr,
 //! out_len_ptr)`, rewritten into the world's `door.call`, which moves bytes through the
 //! canonical ABI (answers are written through the module's own `host_alloc`, exported as
-//! `cabi_realloc`); `turn` exported as the world's function; and its WASI preview 1
+//! `cabi_realloc`); `turn` exported as the world's function, and `memory-span` added; and
+//! its WASI preview 1
 //! imports served by wasmtime's preview 1 adapter over preview 2, so that the sandbox's
 //! bounds on files and `/tmp`, written against preview 2, hold for it.
 
@@ -14,6 +15,10 @@ use wasm_encoder::{
 use wasmparser::{ExternalKind, KnownCustom, Name, NameSectionReader, Payload, TypeRef};
 use wasmtime::error::Context as _;
 use wasmtime::{bail, format_err};
+
+/// The most of the linear memory `memory-span` returns, in 64 KiB pages: 96 MiB, under
+/// the 128 MiB wasmtime lets a list returned to the host hold.
+const SPAN_PAGES: i32 = 96 * 16;
 
 /// The world the component targets.
 pub(crate) const WIT: &str = include_str!("../../../../guest-sdk/wit/runtime.wit");
@@ -27,6 +32,8 @@ struct Door {
     alloc: u32,
     /// The C library's `__wasilibc_reset_preopens`, found by its name.
     reset_preopens: u32,
+    /// The C stack's pointer, the global named `__stack_pointer`.
+    stack_pointer: u32,
     /// How many types and functions the module has before ours are appended.
     types: u32,
     functions: u32,
@@ -37,6 +44,7 @@ impl Door {
         let mut host_call = None;
         let mut alloc = None;
         let mut reset_preopens = None;
+        let mut stack_pointer = None;
         let mut types = 0;
         let mut functions = 0;
         for payload in wasmparser::Parser::new(0).parse_all(wasm) {
@@ -60,8 +68,13 @@ impl Door {
                 Payload::FunctionSection(section) => functions += section.count(),
                 Payload::CustomSection(section) => {
                     if let KnownCustom::Name(names) = section.as_known() {
-                        reset_preopens =
-                            reset_preopens.or(function_named(names, "__wasilibc_reset_preopens")?);
+                        reset_preopens = reset_preopens.or(named(
+                            names.clone(),
+                            Subsection::Function,
+                            "__wasilibc_reset_preopens",
+                        )?);
+                        stack_pointer =
+                            stack_pointer.or(named(names, Subsection::Global, "__stack_pointer")?);
                     }
                 }
                 Payload::ExportSection(section) => {
@@ -82,6 +95,7 @@ impl Door {
             alloc: alloc.context("the module exports no host_alloc")?,
             reset_preopens: reset_preopens
                 .context("the module names no __wasilibc_reset_preopens")?,
+            stack_pointer: stack_pointer.context("the module names no __stack_pointer")?,
             types,
             functions,
         })
@@ -93,23 +107,43 @@ impl Door {
     fn realloc_type(&self) -> u32 {
         self.types + 1
     }
+    fn span_type(&self) -> u32 {
+        self.types + 2
+    }
     fn shim(&self) -> u32 {
         self.functions
     }
     fn realloc(&self) -> u32 {
         self.functions + 1
     }
+    fn span(&self) -> u32 {
+        self.functions + 2
+    }
 }
 
-/// The index of the function `wanted` in a name section, if it names one.
-fn function_named(names: NameSectionReader<'_>, wanted: &str) -> wasmtime::Result<Option<u32>> {
+/// The kinds of item a name section names that the component needs.
+#[derive(Clone, Copy)]
+enum Subsection {
+    Function,
+    Global,
+}
+
+/// The index of the item `wanted` of `kind` in a name section, if it names one.
+fn named(
+    names: NameSectionReader<'_>,
+    kind: Subsection,
+    wanted: &str,
+) -> wasmtime::Result<Option<u32>> {
     for subsection in names {
-        if let Name::Function(map) = subsection? {
-            for naming in map {
-                let naming = naming?;
-                if naming.name == wanted {
-                    return Ok(Some(naming.index));
-                }
+        let map = match (kind, subsection?) {
+            (Subsection::Function, Name::Function(map))
+            | (Subsection::Global, Name::Global(map)) => map,
+            _ => continue,
+        };
+        for naming in map {
+            let naming = naming?;
+            if naming.name == wanted {
+                return Ok(Some(naming.index));
             }
         }
     }
@@ -143,6 +177,7 @@ impl Reencode for Door {
         utils::parse_type_section(self, types, section)?;
         types.ty().function([ValType::I32; 3], []);
         types.ty().function([ValType::I32; 4], [ValType::I32]);
+        types.ty().function([], [ValType::I32]);
         Ok(())
     }
 
@@ -174,6 +209,7 @@ impl Reencode for Door {
         utils::parse_function_section(self, functions, section)?;
         functions.function(self.call_type);
         functions.function(self.realloc_type());
+        functions.function(self.span_type());
         Ok(())
     }
 
@@ -190,6 +226,7 @@ impl Reencode for Door {
             .instruction(&Instruction::Call(self.alloc))
             .instruction(&Instruction::End);
         code.function(&realloc);
+        code.function(&self.span_body());
         Ok(())
     }
 
@@ -206,6 +243,7 @@ impl Reencode for Door {
         }
         exports.export("cabi_realloc", ExportKind::Func, self.realloc());
         exports.export("reset-preopens", ExportKind::Func, self.reset_preopens);
+        exports.export("memory-span", ExportKind::Func, self.span());
         Ok(())
     }
 }
@@ -239,6 +277,40 @@ impl Door {
             .instruction(&Instruction::LocalGet(answer_len))
             .instruction(&Instruction::I32Store(word(0)))
             .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::End);
+        body
+    }
+
+    /// `memory-span`: the list (0, the memory's size, [`SPAN_PAGES`] at most), its
+    /// pointer and length written where the canonical ABI reads a returned list from: 16
+    /// bytes below the C stack's pointer, room the stack does not use, and nothing runs
+    /// between this function's return and the host's reading.
+    fn span_body(&self) -> Function {
+        let word = |offset| MemArg {
+            offset,
+            align: 2,
+            memory_index: 0,
+        };
+        let area = 0;
+        let mut body = Function::new([(1, ValType::I32)]);
+        body.instruction(&Instruction::GlobalGet(self.stack_pointer))
+            .instruction(&Instruction::I32Const(16))
+            .instruction(&Instruction::I32Sub)
+            .instruction(&Instruction::LocalTee(area))
+            .instruction(&Instruction::I32Const(0))
+            .instruction(&Instruction::I32Store(word(0)))
+            .instruction(&Instruction::LocalGet(area))
+            // select(size, SPAN_PAGES, size < SPAN_PAGES), in bytes
+            .instruction(&Instruction::MemorySize(0))
+            .instruction(&Instruction::I32Const(SPAN_PAGES))
+            .instruction(&Instruction::MemorySize(0))
+            .instruction(&Instruction::I32Const(SPAN_PAGES))
+            .instruction(&Instruction::I32LtU)
+            .instruction(&Instruction::Select)
+            .instruction(&Instruction::I32Const(16))
+            .instruction(&Instruction::I32Shl)
+            .instruction(&Instruction::I32Store(word(4)))
+            .instruction(&Instruction::LocalGet(area))
             .instruction(&Instruction::End);
         body
     }

@@ -8,13 +8,45 @@ use sluice_engine::dry_run::{DryRunReport, dry_run};
 use sluice_plugin_api::{Limits, PluginRef};
 use sluice_sandbox::{CodeCacheStats, Sandbox, SandboxConfig};
 
-/// A sandbox of its own, so that its cache counts only this test's loads.
-fn own_sandbox() -> Sandbox {
-    Sandbox::new(SandboxConfig {
-        max_instances: 2,
-        ..SandboxConfig::default()
-    })
-    .expect("sandbox starts")
+/// A sandbox of its own, so that its cache counts only this test's loads, and what its
+/// cache held before them: the sandbox's own warm-up plugin, compiled and loaded once as
+/// it learnt which pages a call touches.
+struct OwnSandbox {
+    sandbox: Sandbox,
+    before: CodeCacheStats,
+}
+
+impl OwnSandbox {
+    async fn new() -> Self {
+        let sandbox = Sandbox::new(SandboxConfig {
+            max_instances: 2,
+            ..SandboxConfig::default()
+        })
+        .expect("sandbox starts");
+        sandbox.learn_touched_pages().await;
+        let before = sandbox.code_cache_stats();
+        assert_eq!(
+            (before.entries, before.hits, before.misses),
+            (1, 1, 1),
+            "the warm-up plugin, compiled once, loaded once"
+        );
+        Self { sandbox, before }
+    }
+
+    /// The cache's entries, hits and misses since the sandbox learnt.
+    fn counts(&self) -> (usize, u64, u64) {
+        let CodeCacheStats {
+            entries,
+            hits,
+            misses,
+            ..
+        } = self.sandbox.code_cache_stats();
+        (
+            entries - self.before.entries,
+            hits - self.before.hits,
+            misses - self.before.misses,
+        )
+    }
 }
 
 /// Runs `process_writes` of `plugin` on a fresh instance of `sandbox`.
@@ -29,19 +61,10 @@ async fn run_fresh(sandbox: &Sandbox, plugin: &PluginRef) -> DryRunReport {
     .await
 }
 
-fn counts(sandbox: &Sandbox) -> (usize, u64, u64) {
-    let CodeCacheStats {
-        entries,
-        hits,
-        misses,
-        ..
-    } = sandbox.code_cache_stats();
-    (entries, hits, misses)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code() {
-    let sandbox = own_sandbox();
+    let own = OwnSandbox::new().await;
+    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let plugin = dir.plugin(
         "raises.py",
@@ -51,52 +74,52 @@ async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code()
              api.info(f'{__name__} {__file__} {helper.__code__.co_firstlineno}')\n    \
              helper()\n",
     );
-    let first = run_fresh(&sandbox, &plugin).await;
+    let first = run_fresh(sandbox, &plugin).await;
     assert_eq!(
         first.errors,
         ["error executing plugin: ValueError: bad value (raises.py, line 3)"]
     );
     assert_eq!(info_lines(&first), ["raises raises.py 2"]);
-    assert_eq!(counts(&sandbox), (1, 0, 1), "compiled and kept");
+    assert_eq!(own.counts(), (1, 0, 1), "compiled and kept");
     for _ in 0..2 {
-        let again = run_fresh(&sandbox, &plugin).await;
+        let again = run_fresh(sandbox, &plugin).await;
         assert_eq!(again.errors, first.errors);
         assert_eq!(again.log_lines, first.log_lines);
     }
-    assert_eq!(counts(&sandbox), (1, 2, 1), "loaded as kept");
+    assert_eq!(own.counts(), (1, 2, 1), "loaded as kept");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_plugin_is_compiled_anew() {
-    let sandbox = own_sandbox();
+    let own = OwnSandbox::new().await;
+    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let say =
         |word: &str| format!("def process_writes(api, b, args=None):\n    api.info('{word}')\n");
     let plugin = dir.plugin("says.py", &say("one"));
-    assert_eq!(info_lines(&ok(run_fresh(&sandbox, &plugin).await)), ["one"]);
+    assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["one"]);
     dir.file("says.py", &say("two"));
-    assert_eq!(info_lines(&ok(run_fresh(&sandbox, &plugin).await)), ["two"]);
-    assert_eq!(counts(&sandbox), (2, 0, 2));
+    assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["two"]);
+    assert_eq!(own.counts(), (2, 0, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_file_in_another_directory_is_compiled_for_itself() {
-    let sandbox = own_sandbox();
+    let own = OwnSandbox::new().await;
+    let sandbox = &own.sandbox;
     let code = "def process_writes(api, b, args=None):\n    api.info('same')\n";
     let (one, other) = (PluginDir::new(), PluginDir::new());
     for dir in [&one, &other] {
         let plugin = dir.plugin("same.py", code);
-        assert_eq!(
-            info_lines(&ok(run_fresh(&sandbox, &plugin).await)),
-            ["same"]
-        );
+        assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["same"]);
     }
-    assert_eq!(counts(&sandbox), (2, 0, 2));
+    assert_eq!(own.counts(), (2, 0, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn packages_and_files_that_do_not_compile_keep_nothing() {
-    let sandbox = own_sandbox();
+    let own = OwnSandbox::new().await;
+    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     dir.file(
         "pkg/__init__.py",
@@ -104,26 +127,27 @@ async fn packages_and_files_that_do_not_compile_keep_nothing() {
     );
     let package = dir.reference("pkg");
     assert_eq!(
-        info_lines(&ok(run_fresh(&sandbox, &package).await)),
+        info_lines(&ok(run_fresh(sandbox, &package).await)),
         ["package"]
     );
     let broken = dir.plugin("broken.py", "def process_writes(:\n");
     for _ in 0..2 {
-        let report = run_fresh(&sandbox, &broken).await;
+        let report = run_fresh(sandbox, &broken).await;
         assert!(
             report.errors[0].contains("SyntaxError"),
             "{:?}",
             report.errors
         );
     }
-    assert_eq!(counts(&sandbox), (0, 0, 2));
+    assert_eq!(own.counts(), (0, 0, 2));
 }
 
 /// A plugin hands over, during its call, code of its own making as if a load had compiled
 /// it: the call stops, nothing is kept, and the next instance runs the file's code.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_cannot_hand_over_code_for_later_loads() {
-    let sandbox = own_sandbox();
+    let own = OwnSandbox::new().await;
+    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let plugin = dir.plugin(
         "plants.py",
@@ -136,7 +160,7 @@ async fn a_call_cannot_hand_over_code_for_later_loads() {
                  door.finish_load(marshal.dumps(compile(PLANTED, __file__, 'exec')))\n",
     );
     let planting = dry_run(
-        &sandbox,
+        sandbox,
         &plugin,
         writes_call("m f=1i", args(&[("plant", "1")])),
         &Limits::default(),
@@ -144,8 +168,8 @@ async fn a_call_cannot_hand_over_code_for_later_loads() {
     )
     .await;
     assert_eq!(planting.errors.len(), 1, "{planting:?}");
-    assert_eq!(counts(&sandbox), (1, 0, 1), "only the load's code was kept");
-    let next = ok(run_fresh(&sandbox, &plugin).await);
+    assert_eq!(own.counts(), (1, 0, 1), "only the load's code was kept");
+    let next = ok(run_fresh(sandbox, &plugin).await);
     assert_eq!(info_lines(&next), ["real"]);
-    assert_eq!(counts(&sandbox), (1, 1, 1));
+    assert_eq!(own.counts(), (1, 1, 1));
 }

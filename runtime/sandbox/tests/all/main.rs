@@ -4,6 +4,7 @@
 mod compiled_code;
 mod hostile;
 mod loading;
+mod pages_mapped_ahead;
 mod python_api;
 mod requests;
 mod reused_slots;
