@@ -173,10 +173,11 @@ impl Sandbox {
 
     /// Learns, once, which pages of its memory an instance touches, so that each later
     /// instance has them mapped ahead (`memory_pages.rs`). The first instance made does
-    /// it, or a server ahead of its first call. It takes two spares of the sandbox's own
-    /// made in free slots (none free: a later instance tries again); the first compiles
-    /// the warm-up plugin, into the cache of compiled code, and the second loads it from
-    /// there, as most instances load their plugin, and is the one read.
+    /// it, or a server ahead of its first call; an instance made meanwhile goes without.
+    /// It takes two spares of the sandbox's own made in free slots (none free: a later
+    /// instance tries again); the first compiles the warm-up plugin, into the cache of
+    /// compiled code, and the second, loading it from there as most instances load their
+    /// plugin, is the one read. If either fails, instances go without for good.
     pub async fn learn_touched_pages(&self) {
         self.image_pages
             .learn(|| async {
@@ -184,7 +185,17 @@ impl Sandbox {
                 for _ in 0..2 {
                     drop(spare.take());
                     let slot = self.slots.slot_for_spare()?;
-                    spare = PluginInstance::spare(self, slot, None).await.ok();
+                    match PluginInstance::spare(self, slot, None).await {
+                        Ok(made) => spare = Some(made),
+                        Err(error) => {
+                            tracing::warn!(
+                                %error,
+                                "cannot learn the pages a call touches: instances take a \
+                                 fault per page they first touch"
+                            );
+                            return Some(TouchedPages::default());
+                        }
+                    }
                 }
                 let touched = spare?.touched_pages().unwrap_or_else(|e| {
                     tracing::info!(

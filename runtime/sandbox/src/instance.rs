@@ -191,6 +191,8 @@ impl PluginInstance {
         });
         begin(&mut store, limits, services);
         let started = within(limits.wall_time, async {
+            // The list is the memory itself, never copied; wasmtime charges its length to
+            // the host call's budget of bytes (128 MiB), above the span's 96 MiB.
             let instance = sandbox
                 .pre()
                 .instance_pre()

@@ -20,8 +20,8 @@
 //! `UFFD_FEATURE_WP_ASYNC`, Linux 6.7, which also lets it register any kind of mapping,
 //! and under which the kernel would resolve a write-protect fault by itself.) Registering
 //! a range registered before changes nothing; a slot whose image wasmtime mapped afresh
-//! (one another module's memory held) is registered again by its instance, before its
-//! first instruction. Where userfaultfd is refused (a kernel before 6.7, a seccomp
+//! (one another module's memory held) is registered again by its instance, before the
+//! runtime runs. Where userfaultfd is refused (a kernel before 6.7, a seccomp
 //! filter), images are mapped as before, and the server says so once; so they are when
 //! [`SandboxConfig::image_fault_around`](crate::SandboxConfig::image_fault_around) is set.
 //!
@@ -41,6 +41,8 @@
 //! pages fault in as before.
 
 use std::io::{Read as _, Seek as _, SeekFrom};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The size of a page of the host, which the page map and `madvise` count in.
 const PAGE: usize = 4096;
@@ -69,8 +71,9 @@ pub(crate) struct TouchedPages {
 }
 
 impl TouchedPages {
-    /// The pages of `span` mapped now, read from the process's page map: present and
-    /// private (anonymous) is written, present and of a file is read only.
+    /// The pages of `span` mapped now, read from the process's page map: a page of the
+    /// process's own, mapped there only, was written; any other (the image's, or the
+    /// kernel's page of zeroes, which a read of memory never written maps) only read.
     pub(crate) fn of(span: MemorySpan) -> std::io::Result<Self> {
         let pages = span.len / PAGE;
         let mut entries = vec![0_u8; pages * 8];
@@ -80,14 +83,16 @@ impl TouchedPages {
         let mut touched = Self::default();
         for (page, entry) in entries.chunks_exact(8).enumerate() {
             let entry = u64::from_le_bytes(entry.try_into().unwrap_or_default());
-            // Bit 63: present; bit 61: a page of a file (or shared), not the process's own.
+            // Bit 63: present; bit 61: a page of a file (or shared); bit 56: mapped only
+            // here (not set for the page of zeroes).
             if entry >> 63 & 1 == 0 {
                 continue;
             }
-            let runs = if entry >> 61 & 1 == 1 {
-                &mut touched.read
-            } else {
+            let own = entry >> 61 & 1 == 0 && entry >> 56 & 1 == 1;
+            let runs = if own {
                 &mut touched.written
+            } else {
+                &mut touched.read
             };
             match runs.last_mut() {
                 Some(run) if run.offset + run.pages * PAGE == page * PAGE => run.pages += 1,
@@ -107,7 +112,7 @@ impl TouchedPages {
     }
 
     /// Maps the same pages of `span` as they were touched here, those past its end left
-    /// out.
+    /// out; nothing once Linux refused the advice (before 5.14).
     pub(crate) fn map_ahead(&self, span: MemorySpan) {
         for (runs, advice) in [
             (&self.written, populate::WRITE),
@@ -115,8 +120,8 @@ impl TouchedPages {
         ] {
             for run in runs {
                 let len = (run.pages * PAGE).min(span.len.saturating_sub(run.offset));
-                if len > 0 {
-                    populate::advise(span.start + run.offset, len, advice);
+                if len > 0 && !populate::advise(span.start + run.offset, len, advice) {
+                    return;
                 }
             }
         }
@@ -129,7 +134,9 @@ pub(crate) struct ImagePages {
     fault_around: bool,
     /// Maps pages ahead, once they are learnt.
     map_ahead: bool,
-    touched: tokio::sync::OnceCell<TouchedPages>,
+    touched: OnceLock<TouchedPages>,
+    /// An instance is learning them now.
+    learning: AtomicBool,
 }
 
 impl ImagePages {
@@ -137,7 +144,8 @@ impl ImagePages {
         Self {
             fault_around,
             map_ahead,
-            touched: tokio::sync::OnceCell::new(),
+            touched: OnceLock::new(),
+            learning: AtomicBool::new(false),
         }
     }
 
@@ -156,19 +164,34 @@ impl ImagePages {
         self.touched.get()
     }
 
-    /// Learns the pages to map ahead with `learn`, unless they are known: `None` from it
-    /// means not now, and a later instance tries again.
+    /// Learns the pages to map ahead with `learn`, unless they are known or another
+    /// caller is learning them (nobody waits for it): `None` from it means not now, and a
+    /// later caller tries again.
     pub(crate) async fn learn<F>(&self, learn: impl FnOnce() -> F)
     where
         F: Future<Output = Option<TouchedPages>>,
     {
-        if self.map_ahead && !self.touched.initialized() {
-            // Not learnt now: left for a later instance.
-            let _ = self
-                .touched
-                .get_or_try_init(|| async { learn().await.ok_or(()) })
-                .await;
+        if !self.map_ahead
+            || self.touched.get().is_some()
+            || self.learning.swap(true, Ordering::AcqRel)
+        {
+            return;
         }
+        let _learning = Learning(&self.learning);
+        if let Some(touched) = learn().await {
+            // Only this caller sets it.
+            let _ = self.touched.set(touched);
+        }
+    }
+}
+
+/// Marks the pages as learnt by nobody when dropped: however learning ended, cancelled
+/// included.
+struct Learning<'a>(&'a AtomicBool);
+
+impl Drop for Learning<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -218,6 +241,8 @@ mod uffd {
     static DESCRIPTOR: OnceLock<OwnedFd> = OnceLock::new();
     /// Linux refused a descriptor for good (said once in the log).
     static REFUSED: AtomicBool = AtomicBool::new(false);
+    /// Linux refused to register a range (said once in the log).
+    static REGISTER_REFUSED: AtomicBool = AtomicBool::new(false);
 
     /// The process's descriptor, made at the first need; `None` where Linux refuses one.
     /// A refusal that may pass (no descriptor or memory left) is tried again next time.
@@ -301,8 +326,13 @@ mod uffd {
         };
         // SAFETY: see the reason above. A range the kernel does not accept is refused
         // with an error, which leaves that range as it was.
-        unsafe {
-            libc::ioctl(fd.as_raw_fd(), IOCTL_REGISTER as _, &raw mut register);
+        let done = unsafe { libc::ioctl(fd.as_raw_fd(), IOCTL_REGISTER as _, &raw mut register) };
+        if done != 0 && !REGISTER_REFUSED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "userfaultfd refused an instance's memory: it maps the Python runtime's \
+                 image 64 KiB at a time (said once)"
+            );
         }
     }
 }
@@ -311,21 +341,36 @@ mod uffd {
 /// at once, as reads or as writes.
 #[cfg(target_os = "linux")]
 mod populate {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     pub(super) const READ: libc::c_int = libc::MADV_POPULATE_READ;
     pub(super) const WRITE: libc::c_int = libc::MADV_POPULATE_WRITE;
 
-    /// Faults in the `len` bytes from `start` as `advice` says. A kernel without the
-    /// advice refuses it, and the pages fault in when touched, as they would have.
+    /// Linux refused the advice: it has none such (before 5.14).
+    static REFUSED: AtomicBool = AtomicBool::new(false);
+
+    /// Faults in the `len` bytes from `start` as `advice` says; false once Linux refused
+    /// the advice, after which the pages fault in when touched, as they would have.
     #[expect(
         unsafe_code,
         reason = "madvise with a populate advice only faults pages in, as an access would; \
         the range is an instance's own memory, mapped read-write while it lives"
     )]
-    pub(super) fn advise(start: usize, len: usize, advice: libc::c_int) {
-        // SAFETY: see the reason above; nothing is read or written through the pointer.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, len, advice);
+    pub(super) fn advise(start: usize, len: usize, advice: libc::c_int) -> bool {
+        if REFUSED.load(Ordering::Relaxed) {
+            return false;
         }
+        // SAFETY: see the reason above; nothing is read or written through the pointer.
+        let done = unsafe { libc::madvise(start as *mut libc::c_void, len, advice) };
+        if done != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            REFUSED.store(true, Ordering::Relaxed);
+            tracing::info!(
+                "madvise refused to populate pages (Linux before 5.14?): instances take a \
+                 fault per page they first touch"
+            );
+            return false;
+        }
+        true
     }
 }
 
@@ -333,7 +378,9 @@ mod populate {
 mod populate {
     pub(super) const READ: i32 = 0;
     pub(super) const WRITE: i32 = 1;
-    pub(super) fn advise(_start: usize, _len: usize, _advice: i32) {}
+    pub(super) fn advise(_start: usize, _len: usize, _advice: i32) -> bool {
+        false
+    }
 }
 
 #[cfg(not(all(

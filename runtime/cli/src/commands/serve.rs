@@ -294,7 +294,7 @@ pub struct ServeArgs {
     /// first touches them. Without this flag the server learns once, from a plugin of its
     /// own, which pages a call touches, and has them mapped in each fresh instance before
     /// it runs, a few hundred system calls instead of a fault per page: a first call from
-    /// nothing about a fifth sooner
+    /// nothing in about half the time
     #[arg(long, env = "SLUICE_NO_MAP_AHEAD", value_parser = clap::builder::FalseyValueParser::new(), help_heading = "Plugin instances")]
     no_map_ahead: bool,
     /// Bytes the plugins' running calls may write in their /tmp together (each call
