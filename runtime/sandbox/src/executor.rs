@@ -181,30 +181,38 @@ impl Sandbox {
     pub async fn learn_touched_pages(&self) {
         self.image_pages
             .learn(|| async {
-                let mut spare = None;
-                for _ in 0..2 {
-                    drop(spare.take());
+                // A spare in a free slot, if one is free.
+                let warm_up = async || {
                     let slot = self.slots.slot_for_spare()?;
-                    match PluginInstance::spare(self, slot, None).await {
-                        Ok(made) => spare = Some(made),
-                        Err(error) => {
-                            tracing::warn!(
-                                %error,
-                                "cannot learn the pages a call touches: instances take a \
-                                 fault per page they first touch"
-                            );
-                            return Some(TouchedPages::default());
-                        }
+                    Some(PluginInstance::spare(self, slot, None).await)
+                };
+                // The first is dropped before the second is made: its slot is free again.
+                let second = match warm_up().await? {
+                    Ok(first) => {
+                        drop(first);
+                        warm_up().await?
                     }
-                }
-                let touched = spare?.touched_pages().unwrap_or_else(|e| {
-                    tracing::info!(
-                        error = %e,
-                        "cannot read the page map: instances take a fault per page they \
-                         first touch"
-                    );
-                    TouchedPages::default()
-                });
+                    Err(error) => Err(error),
+                };
+                let touched = match second.map(|second| second.touched_pages()) {
+                    Ok(Ok(touched)) => touched,
+                    Ok(Err(error)) => {
+                        tracing::info!(
+                            %error,
+                            "cannot read the page map: instances take a fault per page \
+                             they first touch"
+                        );
+                        TouchedPages::default()
+                    }
+                    Err(error) => {
+                        tracing::warn!(
+                            %error,
+                            "cannot learn the pages a call touches: instances take a fault \
+                             per page they first touch"
+                        );
+                        TouchedPages::default()
+                    }
+                };
                 let (written, read) = touched.counts();
                 tracing::debug!(written, read, "pages a call touches, mapped ahead");
                 Some(touched)

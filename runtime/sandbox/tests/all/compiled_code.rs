@@ -6,7 +6,7 @@
 use crate::support::*;
 use sluice_engine::dry_run::{DryRunReport, dry_run};
 use sluice_plugin_api::{Limits, PluginRef};
-use sluice_sandbox::{CodeCacheStats, Sandbox, SandboxConfig};
+use sluice_sandbox::{CodeCacheStats, Sandbox};
 
 /// A sandbox of its own, so that its cache counts only this test's loads, and what its
 /// cache held before them: the sandbox's own warm-up plugin, compiled and loaded once as
@@ -18,11 +18,7 @@ struct OwnSandbox {
 
 impl OwnSandbox {
     async fn new() -> Self {
-        let sandbox = Sandbox::new(SandboxConfig {
-            max_instances: 2,
-            ..SandboxConfig::default()
-        })
-        .expect("sandbox starts");
+        let sandbox = own_sandbox(2);
         sandbox.learn_touched_pages().await;
         let before = sandbox.code_cache_stats();
         assert_eq!(
@@ -31,6 +27,18 @@ impl OwnSandbox {
             "the warm-up plugin, compiled once, loaded once"
         );
         Self { sandbox, before }
+    }
+
+    /// Runs `process_writes` of `plugin` on a fresh instance.
+    async fn run_fresh(&self, plugin: &PluginRef) -> DryRunReport {
+        dry_run(
+            &self.sandbox,
+            plugin,
+            writes_call("m f=1i", None),
+            &Limits::default(),
+            host(),
+        )
+        .await
     }
 
     /// The cache's entries, hits and misses since the sandbox learnt.
@@ -49,22 +57,9 @@ impl OwnSandbox {
     }
 }
 
-/// Runs `process_writes` of `plugin` on a fresh instance of `sandbox`.
-async fn run_fresh(sandbox: &Sandbox, plugin: &PluginRef) -> DryRunReport {
-    dry_run(
-        sandbox,
-        plugin,
-        writes_call("m f=1i", None),
-        &Limits::default(),
-        host(),
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code() {
     let own = OwnSandbox::new().await;
-    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let plugin = dir.plugin(
         "raises.py",
@@ -74,7 +69,7 @@ async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code()
              api.info(f'{__name__} {__file__} {helper.__code__.co_firstlineno}')\n    \
              helper()\n",
     );
-    let first = run_fresh(sandbox, &plugin).await;
+    let first = own.run_fresh(&plugin).await;
     assert_eq!(
         first.errors,
         ["error executing plugin: ValueError: bad value (raises.py, line 3)"]
@@ -82,7 +77,7 @@ async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code()
     assert_eq!(info_lines(&first), ["raises raises.py 2"]);
     assert_eq!(own.counts(), (1, 0, 1), "compiled and kept");
     for _ in 0..2 {
-        let again = run_fresh(sandbox, &plugin).await;
+        let again = own.run_fresh(&plugin).await;
         assert_eq!(again.errors, first.errors);
         assert_eq!(again.log_lines, first.log_lines);
     }
@@ -92,26 +87,24 @@ async fn a_file_plugin_compiles_once_and_its_later_instances_run_the_same_code()
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edited_plugin_is_compiled_anew() {
     let own = OwnSandbox::new().await;
-    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let say =
         |word: &str| format!("def process_writes(api, b, args=None):\n    api.info('{word}')\n");
     let plugin = dir.plugin("says.py", &say("one"));
-    assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["one"]);
+    assert_eq!(info_lines(&ok(own.run_fresh(&plugin).await)), ["one"]);
     dir.file("says.py", &say("two"));
-    assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["two"]);
+    assert_eq!(info_lines(&ok(own.run_fresh(&plugin).await)), ["two"]);
     assert_eq!(own.counts(), (2, 0, 2));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_file_in_another_directory_is_compiled_for_itself() {
     let own = OwnSandbox::new().await;
-    let sandbox = &own.sandbox;
     let code = "def process_writes(api, b, args=None):\n    api.info('same')\n";
     let (one, other) = (PluginDir::new(), PluginDir::new());
     for dir in [&one, &other] {
         let plugin = dir.plugin("same.py", code);
-        assert_eq!(info_lines(&ok(run_fresh(sandbox, &plugin).await)), ["same"]);
+        assert_eq!(info_lines(&ok(own.run_fresh(&plugin).await)), ["same"]);
     }
     assert_eq!(own.counts(), (2, 0, 2));
 }
@@ -119,20 +112,16 @@ async fn the_same_file_in_another_directory_is_compiled_for_itself() {
 #[tokio::test(flavor = "multi_thread")]
 async fn packages_and_files_that_do_not_compile_keep_nothing() {
     let own = OwnSandbox::new().await;
-    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     dir.file(
         "pkg/__init__.py",
         "def process_writes(api, b, args=None):\n    api.info('package')\n",
     );
     let package = dir.reference("pkg");
-    assert_eq!(
-        info_lines(&ok(run_fresh(sandbox, &package).await)),
-        ["package"]
-    );
+    assert_eq!(info_lines(&ok(own.run_fresh(&package).await)), ["package"]);
     let broken = dir.plugin("broken.py", "def process_writes(:\n");
     for _ in 0..2 {
-        let report = run_fresh(sandbox, &broken).await;
+        let report = own.run_fresh(&broken).await;
         assert!(
             report.errors[0].contains("SyntaxError"),
             "{:?}",
@@ -147,7 +136,6 @@ async fn packages_and_files_that_do_not_compile_keep_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_cannot_hand_over_code_for_later_loads() {
     let own = OwnSandbox::new().await;
-    let sandbox = &own.sandbox;
     let dir = PluginDir::new();
     let plugin = dir.plugin(
         "plants.py",
@@ -160,7 +148,7 @@ async fn a_call_cannot_hand_over_code_for_later_loads() {
                  door.finish_load(marshal.dumps(compile(PLANTED, __file__, 'exec')))\n",
     );
     let planting = dry_run(
-        sandbox,
+        &own.sandbox,
         &plugin,
         writes_call("m f=1i", args(&[("plant", "1")])),
         &Limits::default(),
@@ -169,7 +157,7 @@ async fn a_call_cannot_hand_over_code_for_later_loads() {
     .await;
     assert_eq!(planting.errors.len(), 1, "{planting:?}");
     assert_eq!(own.counts(), (1, 0, 1), "only the load's code was kept");
-    let next = ok(run_fresh(sandbox, &plugin).await);
+    let next = ok(own.run_fresh(&plugin).await);
     assert_eq!(info_lines(&next), ["real"]);
     assert_eq!(own.counts(), (1, 1, 1));
 }

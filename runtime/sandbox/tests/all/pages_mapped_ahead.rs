@@ -5,15 +5,10 @@
 use crate::support::*;
 use sluice_engine::dry_run::dry_run;
 use sluice_plugin_api::{Limits, PluginCall};
-use sluice_sandbox::{Sandbox, SandboxConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_pages_mapped_ahead_are_the_sandboxs_own_not_the_first_plugins() {
-    let sandbox = Sandbox::new(SandboxConfig {
-        max_instances: 2,
-        ..SandboxConfig::default()
-    })
-    .expect("sandbox starts");
+    let sandbox = own_sandbox(2);
     assert_eq!(sandbox.pages_mapped_ahead(), None, "nothing learnt yet");
     let dir = PluginDir::new();
     // The first plugin the sandbox runs writes 16 MiB, and says what it read back.

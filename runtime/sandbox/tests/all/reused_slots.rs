@@ -7,16 +7,11 @@
 use crate::support::*;
 use sluice_engine::dry_run::dry_run;
 use sluice_plugin_api::{Limits, PluginCall};
-use sluice_sandbox::{Sandbox, SandboxConfig};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_next_instance_in_a_slot_finds_nothing_of_the_one_before() {
     // One slot: every instance takes the one the instance before used.
-    let sandbox = Sandbox::new(SandboxConfig {
-        max_instances: 1,
-        ..SandboxConfig::default()
-    })
-    .expect("sandbox starts");
+    let sandbox = own_sandbox(1);
     let dir = PluginDir::new();
     // It leaves its mark in a module of the image, in the interpreter's state, and in
     // a megabyte of the heap; then says what it found of the marks of the one before.

@@ -8,16 +8,12 @@ use sluice_engine::spares::SpareMaker;
 use sluice_plugin_api::{
     HostServices, InstanceStats, Limits, PluginCall, PluginExecutor, PluginRef,
 };
-use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_sandbox::Sandbox;
 use std::sync::Arc;
 
 /// A sandbox of its own, so that no other test takes its spares.
-fn own_sandbox() -> Sandbox {
-    Sandbox::new(SandboxConfig {
-        max_instances: 4,
-        ..SandboxConfig::default()
-    })
-    .expect("sandbox starts")
+fn sandbox_for_spares() -> Sandbox {
+    own_sandbox(4)
 }
 
 async fn with_one_spare(sandbox: &Sandbox) {
@@ -48,7 +44,7 @@ async fn in_a_spare(sandbox: &Sandbox, plugin: &PluginRef, call: PluginCall) -> 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spare_sees_the_package_plugins_files_and_the_installed_packages() {
-    let sandbox = own_sandbox();
+    let sandbox = sandbox_for_spares();
     let dir = PluginDir::new();
     dir.file(".packages/greeting.py", "WORD = 'installed'\n");
     dir.file("pkg/__init__.py", "from .helper import word\nfrom greeting import WORD\n\ndef process_writes(api, batches, args=None):\n    api.info(word(), WORD, open(__file__.replace('__init__.py', 'data.txt')).read())\n");
@@ -63,7 +59,7 @@ async fn a_spare_sees_the_package_plugins_files_and_the_installed_packages() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spare_keeps_nothing_of_its_warm_up() {
-    let sandbox = own_sandbox();
+    let sandbox = sandbox_for_spares();
     let dir = PluginDir::new();
     // The warm-up plugin answers requests; this one does not: the call must say so.
     let plugin = dir.plugin(
@@ -90,7 +86,7 @@ async fn a_spare_keeps_nothing_of_its_warm_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_call_with_less_memory_than_a_spare_holds_gets_a_fresh_instance() {
-    let sandbox = own_sandbox();
+    let sandbox = sandbox_for_spares();
     with_one_spare(&sandbox).await;
     let dir = PluginDir::new();
     let plugin = dir.plugin(

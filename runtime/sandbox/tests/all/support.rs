@@ -14,6 +14,16 @@ pub fn sandbox() -> &'static Sandbox {
     SANDBOX.get_or_init(|| Sandbox::new(SandboxConfig::default()).expect("sandbox starts"))
 }
 
+/// A sandbox of the test's own, with room for `instances` instances: what it counts,
+/// keeps and reuses is the test's alone.
+pub fn own_sandbox(instances: u32) -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        max_instances: instances,
+        ..SandboxConfig::default()
+    })
+    .expect("sandbox starts")
+}
+
 /// A temporary plugin directory.
 pub struct PluginDir {
     dir: tempfile::TempDir,
