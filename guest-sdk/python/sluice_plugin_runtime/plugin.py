@@ -64,6 +64,7 @@ class FilePlugin:
 
     def __init__(self, name, source, compiled=None):
         self.name = name
+        self.module_name = name.rsplit("/", 1)[-1].removesuffix(".py")
         self.files = {name}
         self.marshalled = None
         if compiled is not None:
@@ -82,7 +83,7 @@ class FilePlugin:
 
     def globals(self):
         """Fresh globals, with the plugin's code run in them."""
-        namespace = {"__name__": self.name.rsplit("/", 1)[-1].removesuffix(".py"), "__file__": self.name}
+        namespace = {"__name__": self.module_name, "__file__": self.name}
         exec(self.code, namespace)
         return namespace
 
@@ -194,12 +195,14 @@ class Runner:
     def process_request(self, query, headers, body, args):
         """Returns (status, headers dict, body str)."""
         query_parameters = dict(query)
-        request_headers = {k.lower(): v for k, v in headers if k.lower() != "authorization"}
+        request_headers = {
+            name: v for k, v in headers if (name := k.lower()) != "authorization"
+        }
         return self._call(
             "process_request",
             query_parameters,
             request_headers,
-            bytes(body),
+            body,
             arguments(args),
             convert=to_response,
         )

@@ -75,6 +75,9 @@ def _from_iterable(result):
 
 def to_response(result):
     """Returns (status, {header: value}, body str) for a `process_request` result."""
+    if type(result) is str:
+        # The common case, and no Flask-like object: a subclass could be one.
+        return 200, dict(_HTML), result
     flask = _flask_like(result)
     if flask is not None:
         return flask

@@ -17,6 +17,7 @@ use crate::artifact_cache::ArtifactCache;
 use crate::scratch::GUEST_TMP_DIR;
 use sha2::{Digest, Sha256};
 use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,8 +91,9 @@ fn cache_key() -> String {
     hex::encode(digest.finalize())
 }
 
-/// Writes the library's files into `dir`, unless they are there: each to a temporary name
-/// first, so that a reader never sees half a file.
+/// Writes the library's files into `dir`, unless they are there: each to a temporary file
+/// of its own first, so that a reader never sees half a file, and sandboxes starting at
+/// once, in one process or several, never write over each other's.
 fn write_library(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, bytes) in [
@@ -102,9 +104,9 @@ fn write_library(dir: &Path) -> std::io::Result<()> {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             continue;
         }
-        let temporary = dir.join(format!("{name}.tmp{}", std::process::id()));
-        std::fs::write(&temporary, bytes)?;
-        std::fs::rename(&temporary, &path)?;
+        let mut temporary = tempfile::NamedTempFile::with_prefix_in(format!("{name}."), dir)?;
+        temporary.write_all(bytes)?;
+        temporary.persist(&path).map_err(|e| e.error)?;
     }
     Ok(())
 }
@@ -128,4 +130,43 @@ fn make_component(library: &Path) -> wasmtime::Result<Vec<u8>> {
     let component = component::build(&snapshot)?;
     tracing::info!(elapsed = ?started.elapsed(), "the Python runtime is pre-initialised");
     Ok(component)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandboxes_starting_at_once_write_the_library_once_whole() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let start = std::sync::Barrier::new(8);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    start.wait();
+                    write_library(dir.path()).expect("every writer succeeds");
+                });
+            }
+        });
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("readable")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["python315.zip", "sluice-runtime.zip"],
+            "no temporary left"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("sluice-runtime.zip")).expect("written"),
+            GUEST_LAYER
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("python315.zip"))
+                .expect("written")
+                .len(),
+            PYTHON_LIBRARY.len()
+        );
+    }
 }

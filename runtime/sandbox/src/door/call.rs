@@ -1,74 +1,78 @@
 //! The call the guest takes, and the outcome it hands back.
 
-use super::wire::{Malformed, Read, Reader, Writer};
+use super::marshal::Marshal;
+use super::wire::{Malformed, Read, Reader};
 use sluice_plugin_api::{HttpResponse, PluginCall, PluginSource, TriggerArguments};
 
-/// Kinds of call, the first byte of the message.
-const LOAD: u8 = 0;
-const WRITES: u8 = 1;
-const SCHEDULE: u8 = 2;
-const REQUEST: u8 = 3;
+/// Kinds of call, the first item of the message (`door.py`'s `LOAD`, `WRITES`, ...).
+const LOAD: i64 = 0;
+const WRITES: i64 = 1;
+const SCHEDULE: i64 = 2;
+const REQUEST: i64 = 3;
 
-/// Loading `source`: `u8` 0, then `u8` 0 with `str` name, `str` code and `opt<bytes>` the
-/// code compiled before (`code_cache.rs`) for a file, or `u8` 1 with `str` name for a
-/// package.
+/// Loading `source`: `(0, ("file", name, code, compiled))`, `compiled` the code compiled
+/// before (`code_cache.rs`) as `bytes` or `None`; or `(0, ("package", name))`.
 pub(crate) fn encode_load(source: &PluginSource, compiled: Option<&[u8]>) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.u8(LOAD);
+    let mut m = Marshal::default();
+    m.tuple(2).int(LOAD);
     match source {
         PluginSource::File { name, code } => {
-            w.u8(0).str(name).str(code);
-            w.opt(compiled, |w, compiled| {
-                w.bytes(compiled);
+            m.tuple(4).str("file").str(name).str(code);
+            m.opt(compiled, |m, compiled| {
+                m.bytes(compiled);
             });
         }
         PluginSource::Package(name) => {
-            w.u8(1).str(name);
+            m.tuple(2).str("package").str(name);
         }
     }
-    w.finish()
+    m.finish()
 }
 
-/// `call`: its kind, `opt<pairs>` arguments, then for writes a list of batches (`str`
-/// table, `u32` rows, a list of columns), for a schedule `i64` nanoseconds, for a request
-/// `str` method, `str` path, pairs of query parameters, pairs of headers and `bytes` body.
+/// `call` as a tuple: its kind, its arguments (`None` or a list of pairs), then for writes
+/// a list of batches `(table, rows, columns)`, for a schedule the nanoseconds, for a
+/// request the method, the path, the query's pairs, the headers' pairs and the body.
 pub(crate) fn encode_call(call: &PluginCall) -> Vec<u8> {
-    let mut w = Writer::default();
-    let args = |w: &mut Writer, args: &TriggerArguments| {
-        w.opt(args.as_ref(), |w, args| {
-            w.pairs(args);
+    let mut m = Marshal::default();
+    let args = |m: &mut Marshal, args: &TriggerArguments| {
+        m.opt(args.as_ref(), |m, args| {
+            m.pairs(args);
         });
     };
     match call {
         PluginCall::Writes { batches, args: a } => {
-            w.u8(WRITES);
-            args(&mut w, a);
-            w.list(batches.iter(), |w, batch| {
-                w.str(&batch.table_name).u32(batch.row_count);
-                w.list(batch.columns.iter(), |w, column| {
-                    w.column(column);
-                });
-            });
+            m.tuple(3).int(WRITES);
+            args(&mut m, a);
+            m.list(batches.len());
+            for batch in batches.iter() {
+                m.tuple(3)
+                    .str(&batch.table_name)
+                    .int(i64::from(batch.row_count))
+                    .list(batch.columns.len());
+                for column in &batch.columns {
+                    m.column(column);
+                }
+            }
         }
         PluginCall::Schedule {
             call_time_ns,
             args: a,
         } => {
-            w.u8(SCHEDULE);
-            args(&mut w, a);
-            w.i64(*call_time_ns);
+            m.tuple(3).int(SCHEDULE);
+            args(&mut m, a);
+            m.int(*call_time_ns);
         }
         PluginCall::Request { request, args: a } => {
-            w.u8(REQUEST);
-            args(&mut w, a);
-            w.str(&request.method)
+            m.tuple(7).int(REQUEST);
+            args(&mut m, a);
+            m.str(&request.method)
                 .str(&request.path)
                 .pairs(&request.query)
                 .pairs(&request.headers)
                 .bytes(&request.body);
         }
     }
-    w.finish()
+    m.finish()
 }
 
 /// How a turn ended, as the guest said: `u8` 0 with what the turn made ([`Outcome::call`],
@@ -120,11 +124,12 @@ impl Outcome<Option<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::marshal::loaded;
     use super::*;
     use sluice_plugin_api::HttpRequest;
 
     #[test]
-    fn a_request_is_encoded_field_by_field() {
+    fn a_request_is_one_tuple() {
         let call = PluginCall::Request {
             request: HttpRequest {
                 method: "POST".into(),
@@ -135,38 +140,47 @@ mod tests {
             },
             args: None,
         };
-        let bytes = encode_call(&call);
-        let mut r = Reader::new(&bytes);
-        assert_eq!(r.u8().expect("readable"), REQUEST);
-        assert_eq!(r.opt(|r| r.pairs()).expect("readable"), None);
-        assert_eq!(r.str().expect("readable"), "POST");
-        assert_eq!(r.str().expect("readable"), "hook");
-        assert_eq!(r.pairs().expect("readable"), vec![("a".into(), "1".into())]);
-        assert!(r.pairs().expect("readable").is_empty());
-        assert_eq!(r.bytes().expect("readable"), b"hi");
-        r.end().expect("readable");
+        assert_eq!(
+            loaded(&encode_call(&call)),
+            "(3, None, 'POST', 'hook', [('a', '1')], [], b'hi')"
+        );
+        let call = PluginCall::Schedule {
+            call_time_ns: 1_700_000_000_000_000_000,
+            args: Some(vec![("k".into(), "v".into())]),
+        };
+        assert_eq!(
+            loaded(&encode_call(&call)),
+            "(2, [('k', 'v')], 1700000000000000000)"
+        );
+    }
+
+    /// A `str` or `bytes` field of a guest's message: its u32 length, then it.
+    fn field(value: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(value.len()).expect("short");
+        [&len.to_le_bytes()[..], value].concat()
     }
 
     #[test]
     fn outcomes_are_read_and_checked() {
-        let mut w = Writer::default();
-        w.u8(0)
-            .u16(201)
-            .pairs(&[("x".into(), "y".into())])
-            .bytes(b"ok");
-        let done = Outcome::call(&w.finish(), true).expect("readable");
+        // Done; status 201 as a u16; a list of one header pair; the body.
+        let done = [
+            &[0, 201, 0, 1, 0, 0, 0][..],
+            &field(b"x"),
+            &field(b"y"),
+            &field(b"ok"),
+        ]
+        .concat();
         assert_eq!(
-            done,
+            Outcome::call(&done, true).expect("readable"),
             Outcome::Done(Some(HttpResponse {
                 status: 201,
                 headers: vec![("x".into(), "y".into())],
                 body: b"ok".to_vec(),
             }))
         );
-        let mut w = Writer::default();
-        w.u8(1).str("ValueError: no");
+        let failed = [&[1][..], &field(b"ValueError: no")].concat();
         assert_eq!(
-            Outcome::call(&w.finish(), false).expect("readable"),
+            Outcome::call(&failed, false).expect("readable"),
             Outcome::Failed("ValueError: no".into())
         );
         assert!(Outcome::call(&[7], false).is_err());
@@ -175,12 +189,9 @@ mod tests {
 
     #[test]
     fn a_load_hands_over_its_compiled_code_or_nothing() {
-        let mut w = Writer::default();
-        w.u8(0).opt(Some(b"code"), |w, code| {
-            w.bytes(code);
-        });
+        let compiled = [&[0, 1][..], &field(b"code")].concat();
         assert_eq!(
-            Outcome::load(&w.finish()).expect("readable"),
+            Outcome::load(&compiled).expect("readable"),
             Outcome::Done(Some(b"code".to_vec()))
         );
         assert_eq!(
@@ -192,21 +203,18 @@ mod tests {
     }
 
     #[test]
-    fn a_file_load_carries_the_code_compiled_before() {
+    fn a_load_is_one_tuple_carrying_the_code_compiled_before() {
         let source = PluginSource::File {
             name: "a.py".into(),
             code: "x = 1".into(),
         };
-        let bytes = encode_load(&source, Some(b"compiled"));
-        let mut r = Reader::new(&bytes);
-        assert_eq!(r.u8().expect("readable"), LOAD);
-        assert_eq!(r.u8().expect("readable"), 0);
-        assert_eq!(r.str().expect("readable"), "a.py");
-        assert_eq!(r.str().expect("readable"), "x = 1");
         assert_eq!(
-            r.opt(|r| r.bytes()).expect("readable"),
-            Some(&b"compiled"[..])
+            loaded(&encode_load(&source, Some(b"compiled"))),
+            "(0, ('file', 'a.py', 'x = 1', b'compiled'))"
         );
-        r.end().expect("readable");
+        assert_eq!(
+            loaded(&encode_load(&PluginSource::Package("pkg".into()), None)),
+            "(0, ('package', 'pkg'))"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! answered.
 
 use super::Op;
-use super::wire::{Malformed, Reader, Writer};
+use super::marshal::Marshal;
+use super::wire::{Malformed, Reader};
 use crate::host::{HostState, Outgoing};
 use crate::placeholders::{FillError, fill_in};
 use sluice_plugin_api::{LogLevel, OutboundFailureKind};
@@ -16,7 +17,7 @@ impl HostState {
         let mut r = Reader::new(&message);
         let op = r.u8().ok().and_then(Op::of);
         let op = op.ok_or(Malformed("an unknown operation"))?;
-        let mut answer = Writer::default();
+        let mut answer = Marshal::default();
         match op {
             Op::TakeCall => {
                 r.end()?;
@@ -51,13 +52,17 @@ impl HostState {
                 let services = Arc::clone(self.call.services()?);
                 match services.query(sql, &params, database).await {
                     Ok(result) => {
-                        answer.u8(0).u32(result.row_count);
-                        answer.list(result.columns.iter(), |w, column| {
-                            w.column(column);
-                        });
+                        answer
+                            .answer()
+                            .tuple(2)
+                            .int(i64::from(result.row_count))
+                            .list(result.columns.len());
+                        for column in &result.columns {
+                            answer.column(column);
+                        }
                     }
                     Err(error) => {
-                        answer.u8(1).str(&error);
+                        answer.refusal(&error);
                     }
                 }
             }
@@ -84,8 +89,8 @@ impl HostState {
                 let global = r.bool()?;
                 r.end()?;
                 let value = self.call.services()?.cache_get(key, global);
-                answer.opt(value, |w, value| {
-                    w.bytes(&value);
+                answer.answer().opt(value, |m, value| {
+                    m.bytes(&value);
                 });
             }
             Op::CachePut => {
@@ -104,7 +109,8 @@ impl HostState {
                 let key = r.str()?;
                 let global = r.bool()?;
                 r.end()?;
-                answer.bool(self.call.services()?.cache_delete(key, global));
+                let deleted = self.call.services()?.cache_delete(key, global);
+                answer.answer().bool(deleted);
             }
             Op::HttpAllowed => {
                 let (scheme, host, port) = (r.str()?, r.str()?, r.u16()?);
@@ -132,8 +138,9 @@ impl HostState {
                 match sent {
                     Ok(response) => {
                         answer
-                            .u8(0)
-                            .u16(response.status)
+                            .answer()
+                            .tuple(4)
+                            .int(i64::from(response.status))
                             .str(&response.reason)
                             .pairs(&response.headers)
                             .bytes(&response.body);
@@ -146,7 +153,12 @@ impl HostState {
                             OutboundFailureKind::TooMany => 3,
                             OutboundFailureKind::Failed => 4,
                         };
-                        answer.u8(1).u8(kind).str(&failure.message);
+                        answer
+                            .tuple(2)
+                            .tuple(2)
+                            .int(kind)
+                            .str(&failure.message)
+                            .none();
                     }
                 }
             }
@@ -188,12 +200,24 @@ impl HostState {
     }
 }
 
-impl Writer {
-    /// 0 for success, or 1 then the error.
+/// An answer to a question is a tuple `(refusal, value)`: `refusal` is `None` when the host
+/// answered, else why it refused (and `value` is `None`).
+impl Marshal {
+    /// `(None, value)`: the caller writes the value next.
+    fn answer(&mut self) -> &mut Self {
+        self.tuple(2).none()
+    }
+
+    /// `(error, None)`.
+    fn refusal(&mut self, error: &str) -> &mut Self {
+        self.tuple(2).str(error).none()
+    }
+
+    /// `(None, None)`, or `(error, None)`.
     fn result(&mut self, result: Result<(), String>) -> &mut Self {
         match result {
-            Ok(()) => self.u8(0),
-            Err(error) => self.u8(1).str(&error),
+            Ok(()) => self.answer().none(),
+            Err(error) => self.refusal(&error),
         }
     }
 }
