@@ -6,10 +6,12 @@
 //! A call runs as one `turn` of the runtime, `_sluice_serve()`: the guest asks for the call
 //! ([`Op::TakeCall`]), runs it, makes host calls on the way (one message each, answered
 //! at once), and hands its outcome over ([`Op::Finish`]). Every message from the guest starts
-//! with its [`Op`] byte and is encoded as [`wire`] says; every answer is one Python value in
-//! `marshal`'s format ([`marshal`]), which the guest loads in one C call. A question's
-//! answer is `(refusal, value)`: `refusal` is `None`, or why the host refused. The guest's
-//! side is `guest-sdk/python/sluice_plugin_runtime/door.py`.
+//! with its [`Op`] byte and is encoded as [`wire`] says. The call, and the answer to each
+//! question, is one Python value in `marshal`'s format ([`marshal`]), which the guest loads
+//! in one C call; a question's answer is `(refusal, value)`, `refusal` `None` or why the
+//! host refused. A message that asks nothing (a log line, a write, the outcome) is
+//! answered with no bytes. The guest's side is
+//! `guest-sdk/python/sluice_plugin_runtime/door.py`.
 //!
 //! The guest is untrusted: a message the protocol does not allow stops the call as a trap,
 //! and every host call is checked and counted here as for any plugin.

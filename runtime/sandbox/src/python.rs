@@ -18,6 +18,7 @@ use crate::scratch::GUEST_TMP_DIR;
 use sha2::{Digest, Sha256};
 use sluice_python_wasm::{GUEST_LAYER, PYTHON_LIBRARY, PYTHON_RUNTIME_SHA256, PYTHON_WASM};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,7 +105,12 @@ fn write_library(dir: &Path) -> std::io::Result<()> {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64) {
             continue;
         }
-        let mut temporary = tempfile::NamedTempFile::with_prefix_in(format!("{name}."), dir)?;
+        // Readable by all, as a file written plainly would be: a cache directory may be
+        // shared by servers of other users.
+        let mut temporary = tempfile::Builder::new()
+            .prefix(&format!("{name}."))
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(dir)?;
         temporary.write_all(bytes)?;
         temporary.persist(&path).map_err(|e| e.error)?;
     }

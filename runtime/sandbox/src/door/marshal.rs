@@ -29,6 +29,9 @@ const STR: u8 = b'u';
 const TUPLE: u8 = b'(';
 const LIST: u8 = b'[';
 
+/// The size written for a `str`, `bytes` or container past 2 GiB: one `marshal` refuses.
+const OVERSIZED: i32 = -1;
+
 /// An integer past 32 bits is written in digits of this many bits, least significant first.
 const LONG_DIGIT_BITS: u32 = 15;
 
@@ -93,11 +96,12 @@ impl Marshal {
         self.sized(LIST, len)
     }
 
-    /// A type code and a size. `marshal` reads sizes as signed 32-bit numbers; the host's
-    /// messages are built from what it holds, far below 2 GiB, and one that is not
-    /// saturates, which the guest then fails to read, failing the call.
+    /// A type code and a size. `marshal` reads sizes as signed 32-bit numbers. The host's
+    /// messages are built from what it holds, far below 2 GiB; a size past that is written
+    /// as -1, which `marshal.loads` refuses ("bad marshal data"), failing the call: an
+    /// answer is loaded whole or not at all, never cut short and read on as structure.
     fn sized(&mut self, code: u8, len: usize) -> &mut Self {
-        let len = i32::try_from(len).unwrap_or(i32::MAX);
+        let len = i32::try_from(len).unwrap_or(OVERSIZED);
         self.bytes.push(code);
         self.bytes.extend_from_slice(&len.to_le_bytes());
         self
@@ -188,6 +192,12 @@ impl Marshal {
 /// What the machine's Python makes of `message`: the `repr` of `marshal.loads`.
 #[cfg(test)]
 pub(crate) fn loaded(message: &[u8]) -> String {
+    python_loads(message).unwrap_or_else(|error| panic!("marshal.loads refused it: {error}"))
+}
+
+/// The `repr` of `marshal.loads(message)` in the machine's Python, or its error.
+#[cfg(test)]
+fn python_loads(message: &[u8]) -> Result<String, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let load = "import marshal, sys; print(repr(marshal.loads(sys.stdin.buffer.read())), end='')";
@@ -195,14 +205,19 @@ pub(crate) fn loaded(message: &[u8]) -> String {
         .args(["-c", load])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("python3 runs (the build needs it too)");
     let mut stdin = python.stdin.take().expect("piped");
     stdin.write_all(message).expect("written");
     drop(stdin);
     let output = python.wait_with_output().expect("python3 ends");
-    assert!(output.status.success(), "marshal.loads refused {message:?}");
-    String::from_utf8(output.stdout).expect("UTF-8")
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    if output.status.success() {
+        Ok(text(output.stdout))
+    } else {
+        Err(text(output.stderr))
+    }
 }
 
 #[cfg(test)]
@@ -224,8 +239,9 @@ mod tests {
             .bytes(b"\x00\xff")
             .pairs(&[("a".into(), "1".into())]);
         m.list(0);
+        let message = m.finish();
         assert_eq!(
-            loaded(&m.finish()),
+            loaded(&message),
             "(None, True, False, -7, 1700000000000000000, -9223372036854775808, 2147483648, \
              'héllo \\x00 😀', b'\\x00\\xff', [('a', '1')], [])"
         );
@@ -251,5 +267,16 @@ mod tests {
              ('n', 'int', b'\\xfe\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x02\\x01\\x00\\x00\\x00\\x00\\x00\\x00', None), \
              ('ok', 'boolean', b'\\x01\\x00', None)]"
         );
+    }
+
+    #[test]
+    fn a_size_past_2_gib_is_refused_not_cut_short() {
+        let mut m = Marshal::default();
+        m.tuple(2).sized(BYTES, 1 << 31);
+        // What a tenant sent, which a size cut short would have read on as structure.
+        m.bytes.extend_from_slice(b"N");
+        m.none();
+        let error = python_loads(&m.finish()).expect_err("refused");
+        assert!(error.contains("bad marshal data"), "{error}");
     }
 }
