@@ -25,6 +25,7 @@ fn server_with(dir: &std::path::Path, flags: &[&str]) -> TestServer {
                 &read("tests/plugins/tenants/late_writer.py"),
             ),
             ("writer.py", &read("tests/plugins/tenants/writer.py")),
+            ("dice.py", &read("tests/plugins/tenants/dice.py")),
             ("remembers.py", &read("tests/plugins/engine/remembers.py")),
         ],
     );
@@ -779,4 +780,31 @@ fn a_call_outliving_its_database_never_writes_into_the_next_one() {
     assert!(body.contains("was deleted while the plugin ran"), "{body}");
     let tables = server.query("a", "SHOW TABLES");
     assert!(!tables.to_string().contains("late"), "{tables}");
+}
+
+/// Every instance starts from one image, which holds `random`'s state too: a tenant that
+/// could predict another's numbers from its own could guess its tokens and nonces. Each
+/// instance draws its own seed, whichever tenant's it is and however it was made (a spare
+/// or a fresh one).
+#[test]
+fn instances_of_different_tenants_draw_different_random_numbers() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let server = server(dir.path());
+    let mut drawn = Vec::new();
+    for db in ["a", "b"] {
+        let body = trigger_on(db, "dice", &format!("request:{db}/dice"), "dice.py");
+        let created = server.create_trigger(&body);
+        assert_eq!(created.status, 200, "{}", created.text());
+        for _ in 0..2 {
+            let called = server.get(&format!("/api/v3/engine/{db}/dice"), &[]);
+            assert_eq!(called.status, 200, "{}", called.text());
+            drawn.push(called.text());
+        }
+    }
+    let distinct: std::collections::HashSet<_> = drawn.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        drawn.len(),
+        "numbers drawn twice: {drawn:?}"
+    );
 }
