@@ -53,7 +53,7 @@ impl HostState {
                 match services.query(sql, &params, database).await {
                     Ok(result) => {
                         answer
-                            .answer()
+                            .ok()
                             .tuple(2)
                             .int(i64::from(result.row_count))
                             .list(result.columns.len());
@@ -89,7 +89,7 @@ impl HostState {
                 let global = r.bool()?;
                 r.end()?;
                 let value = self.call.services()?.cache_get(key, global);
-                answer.answer().opt(value, |m, value| {
+                answer.ok().opt(value, |m, value| {
                     m.bytes(&value);
                 });
             }
@@ -110,7 +110,7 @@ impl HostState {
                 let global = r.bool()?;
                 r.end()?;
                 let deleted = self.call.services()?.cache_delete(key, global);
-                answer.answer().bool(deleted);
+                answer.ok().bool(deleted);
             }
             Op::HttpAllowed => {
                 let (scheme, host, port) = (r.str()?, r.str()?, r.u16()?);
@@ -138,7 +138,7 @@ impl HostState {
                 match sent {
                     Ok(response) => {
                         answer
-                            .answer()
+                            .ok()
                             .tuple(4)
                             .int(i64::from(response.status))
                             .str(&response.reason)
@@ -204,7 +204,7 @@ impl HostState {
 /// answered, else why it refused (and `value` is `None`).
 impl Marshal {
     /// `(None, value)`: the caller writes the value next.
-    fn answer(&mut self) -> &mut Self {
+    fn ok(&mut self) -> &mut Self {
         self.tuple(2).none()
     }
 
@@ -216,7 +216,7 @@ impl Marshal {
     /// `(None, None)`, or `(error, None)`.
     fn result(&mut self, result: Result<(), String>) -> &mut Self {
         match result {
-            Ok(()) => self.answer().none(),
+            Ok(()) => self.ok().none(),
             Err(error) => self.refusal(&error),
         }
     }
