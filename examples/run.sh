@@ -20,4 +20,4 @@ run test schedule_plugin --local examples/python/schedule_plugin.py \
     --schedule '*/5 * * * * *' --input-arguments region=us-east
 run test request_plugin --local examples/python/request_plugin.py \
     --query 'name=sluice' --header 'Content-Type: application/json' --body '{"hello": "world"}'
-run test wal_plugin --local examples/hostile/infinite_loop.py --lp 'm f=1i' --fuel 100000000
+run test wal_plugin --local examples/hostile/infinite_loop.py --lp 'm f=1i' --cpu-time 100ms

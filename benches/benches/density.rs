@@ -441,7 +441,7 @@ async fn noisy_neighbour(host: &str, catalog: &Catalog, engine: &ProcessingEngin
         let mut trigger = server::trigger(&name, &format!("request:{name}"), "spin.py", true);
         trigger.limits = LimitOverrides {
             wall_time_ms: Some(NOISY_WALL_TIME_MS),
-            fuel: Some(u64::MAX / 2),
+            cpu_time_ms: Some(NOISY_WALL_TIME_MS),
             ..LimitOverrides::default()
         };
         catalog

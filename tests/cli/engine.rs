@@ -139,14 +139,14 @@ fn request_triggers_run_their_plugins_on_the_database() {
     );
     let invocations = server.query(
         "db",
-        "SELECT trigger_name, outcome, fuel_used > 0 AS fuel, peak_memory_bytes > 0 AS memory, bytes_written > 0 AS wrote, error \
+        "SELECT trigger_name, outcome, cpu_time_ms > 0 AS cpu, peak_memory_bytes > 0 AS memory, bytes_written > 0 AS wrote, error \
          FROM system.processing_engine_invocations WHERE trigger_name IN ('counter', 'failing') ORDER BY start_time",
     );
     let rows = invocations.as_array().expect("rows");
     assert_eq!(rows.len(), 3, "{invocations}");
     assert_eq!(
         rows[0],
-        json!({"trigger_name": "counter", "outcome": "success", "fuel": true, "memory": true, "wrote": true}),
+        json!({"trigger_name": "counter", "outcome": "success", "cpu": true, "memory": true, "wrote": true}),
         "a null error is left out of the JSON row"
     );
     assert_eq!(
@@ -156,7 +156,7 @@ fn request_triggers_run_their_plugins_on_the_database() {
     // A failed call is charged what it used until it raised; its batched write never
     // left the sandbox.
     assert_eq!(
-        (&rows[2]["fuel"], &rows[2]["memory"], &rows[2]["wrote"]),
+        (&rows[2]["cpu"], &rows[2]["memory"], &rows[2]["wrote"]),
         (&json!(true), &json!(true), &json!(false)),
         "{invocations}"
     );
@@ -171,7 +171,7 @@ fn request_triggers_run_their_plugins_on_the_database() {
     let usage = server.query(
         "db",
         "SELECT trigger_name, hour IS NULL AS since_start, sum(invocations) AS invocations, \
-         sum(errors) AS errors, bool_and(fuel_used > 0) AS fuel, bool_and(cpu_time_ms > 0) AS cpu, \
+         sum(errors) AS errors, bool_and(cpu_time_ms > 0) AS cpu, \
          sum(query_rows) AS query_rows \
          FROM system.processing_engine_usage WHERE trigger_name IN ('counter', 'failing') \
          GROUP BY trigger_name, since_start ORDER BY since_start DESC, trigger_name",
@@ -180,10 +180,10 @@ fn request_triggers_run_their_plugins_on_the_database() {
     assert_eq!(
         usage,
         json!([
-            {"trigger_name": "counter", "since_start": true, "invocations": 2, "errors": 0, "fuel": true, "cpu": true, "query_rows": 2},
-            {"trigger_name": "failing", "since_start": true, "invocations": 1, "errors": 1, "fuel": true, "cpu": true, "query_rows": 0},
-            {"trigger_name": "counter", "since_start": false, "invocations": 2, "errors": 0, "fuel": true, "cpu": true, "query_rows": 2},
-            {"trigger_name": "failing", "since_start": false, "invocations": 1, "errors": 1, "fuel": true, "cpu": true, "query_rows": 0},
+            {"trigger_name": "counter", "since_start": true, "invocations": 2, "errors": 0, "cpu": true, "query_rows": 2},
+            {"trigger_name": "failing", "since_start": true, "invocations": 1, "errors": 1, "cpu": true, "query_rows": 0},
+            {"trigger_name": "counter", "since_start": false, "invocations": 2, "errors": 0, "cpu": true, "query_rows": 2},
+            {"trigger_name": "failing", "since_start": false, "invocations": 1, "errors": 1, "cpu": true, "query_rows": 0},
         ])
     );
     server.create_database("other");
@@ -480,8 +480,8 @@ fn a_plugin_that_loops_forever_stalls_neither_ingest_nor_its_disabling() {
         plugin_dir.as_str(),
         "--wall-time",
         "1h",
-        "--fuel",
-        "1000000000000000",
+        "--cpu-time",
+        "1h",
     ];
     let server = TestServer::start_with(dir.path(), &flags);
     server.create_database("db");
@@ -736,7 +736,7 @@ fn a_trigger_reaches_what_its_creator_could_narrowed_by_its_grants() {
 const SPIN: &str = r#"
 def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
     total = 0
-    for i in range(200000):
+    for i in range(1000000):
         total += i * i
     return str(total)
 "#;
@@ -758,15 +758,15 @@ fn a_trigger_may_have_limits_of_its_own() {
         "request:tight",
         "--path",
         "spin.py",
-        "--fuel",
-        "2000000",
+        "--cpu-time",
+        "20ms",
         "--wall-time",
         "3s",
     ]);
     assert!(output.status.success(), "{}", crate::support::text(&output));
     assert_eq!(
         server.query("db", "SELECT trigger_name, limit_overrides FROM system.processing_engine_triggers ORDER BY trigger_name"),
-        json!([{"trigger_name": "roomy", "limit_overrides": ""}, {"trigger_name": "tight", "limit_overrides": "fuel=2000000,wall_time_ms=3000"}])
+        json!([{"trigger_name": "roomy", "limit_overrides": ""}, {"trigger_name": "tight", "limit_overrides": "cpu_time_ms=20,wall_time_ms=3000"}])
     );
 
     let roomy = server.get("/api/v3/engine/roomy", &[]);
@@ -774,15 +774,15 @@ fn a_trigger_may_have_limits_of_its_own() {
     let tight = server.get("/api/v3/engine/tight", &[]);
     assert_eq!(tight.status, 500, "{}", tight.text());
     assert!(
-        tight.text().contains("fuel exhausted after 2000000 units"),
+        tight.text().contains("CPU time limit of 20ms exceeded"),
         "{}",
         tight.text()
     );
 
     for (limits, error) in [
         (
-            json!({"fuel": 0}),
-            "invalid limits: fuel must be more than zero",
+            json!({"cpu_time": "0s"}),
+            "invalid limits: the CPU-time limit must be more than zero",
         ),
         (
             json!({"wall_time": "soon"}),
@@ -793,6 +793,12 @@ fn a_trigger_may_have_limits_of_its_own() {
             "invalid limits: a memory limit of 1000000 MiB is over the sandbox's largest memory",
         ),
         (json!({"cpu": 1}), "unknown field `cpu`"),
+        // The CPU budget was once counted in fuel: the name is refused, and the error
+        // lists `cpu_time` among the names there are.
+        (
+            json!({"fuel": 1}),
+            "unknown field `fuel`, expected one of `cpu_time`",
+        ),
     ] {
         let mut body =
             crate::server::trigger_body("bad", "request:bad", "spin.py", Value::Null, "log");

@@ -166,11 +166,11 @@ fn a_manage_token_runs_its_own_databases_triggers_and_no_one_elses() {
 
     // Its triggers' limits may be tightened, never loosened.
     let mut greedy = trigger_on("a", "greedy", "request:a/greedy", "remembers.py");
-    greedy["limits"] = json!({"fuel": u64::MAX});
+    greedy["limits"] = json!({"cpu_time": "1000h"});
     let (status, body) = send(&server, &tenant_a, "POST", TRIGGER, &greedy);
     assert_eq!(status, 403, "{body}");
-    assert!(body.contains("fuel limit over the server's"), "{body}");
-    greedy["limits"] = json!({"fuel": 1_000_000});
+    assert!(body.contains("CPU time limit over the server's"), "{body}");
+    greedy["limits"] = json!({"cpu_time": "100ms"});
     assert_eq!(send(&server, &tenant_a, "POST", TRIGGER, &greedy).0, 200);
 
     // A trigger reaches no further than its creator.

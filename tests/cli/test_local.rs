@@ -124,12 +124,12 @@ fn plugin_failures_are_reported_not_crashed() {
         "examples/hostile/infinite_loop.py",
         "--lp",
         "m f=1i",
-        "--fuel",
-        "50000000",
+        "--cpu-time",
+        "100ms",
     ]));
     assert_eq!(
         report["errors"],
-        json!(["error executing plugin: fuel exhausted after 50000000 units"])
+        json!(["error executing plugin: CPU time limit of 100ms exceeded"])
     );
     let report = json(sluice().args([
         "test",
@@ -223,7 +223,20 @@ fn bad_input_is_refused_with_a_clear_message() {
                 "--wall-time",
                 "0s",
             ],
-            "must be more than zero",
+            "a time limit must be at least 1ms, not `0s`",
+        ),
+        (
+            &[
+                "test",
+                "wal_plugin",
+                "--local",
+                "examples/python/wal_plugin.py",
+                "--lp",
+                "m f=1",
+                "--cpu-time",
+                "500us",
+            ],
+            "a time limit must be at least 1ms, not `500us`",
         ),
     ];
     for (args, expected) in cases {

@@ -2,9 +2,9 @@
 //! read back from their WAL files, so that a trigger that falls behind costs disk the WAL
 //! retention bounds, never memory.
 
-use crate::cpu::thread_cpu_time;
 use crate::lag::{FlushIndex, Lag};
 use sluice_lp::Line;
+use sluice_plugin_api::thread_cpu_time;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

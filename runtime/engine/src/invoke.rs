@@ -7,7 +7,6 @@
 //! what one tenant's plugin leaves in memory never reaches another's.
 
 use crate::cache::CacheStore;
-use crate::cpu::cpu_timed;
 use crate::dry_run::{DryRunHost, DryRunReport, dry_run};
 use crate::egress::Egress;
 use crate::fair::{FairTurn, FairTurns, HeldTurn, TurnCounts};
@@ -16,6 +15,7 @@ use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord, Outcome};
 use crate::spares::SpareMaker;
 use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
+use sluice_plugin_api::cpu_timed;
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
     PluginRef, TriggerArguments, WarmPool,
@@ -508,7 +508,6 @@ impl Invoker {
             trigger: trigger.trigger_name.clone(),
             start_ns: started,
             duration_ns: i64::try_from(clock.elapsed().as_nanos()).unwrap_or(i64::MAX),
-            fuel_used: usage.fuel_used,
             peak_memory_bytes: usage.peak_memory_bytes,
             bytes_written: usage.bytes_written,
             cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),

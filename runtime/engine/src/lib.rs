@@ -5,7 +5,6 @@
 //! calls through [`HostServices`](sluice_plugin_api::HostServices). So far it holds:
 //!
 //! - [`cache`]: the plugin cache, per trigger and shared, with time to live;
-//! - [`cpu`]: the CPU time an invocation takes;
 //! - [`batches`]: turning parsed line protocol into the table batches a WAL plugin gets;
 //! - [`dry_run`]: running a plugin once without touching the database, reporting its
 //!   logs, the writes it would make and its errors (the `test` commands);
@@ -38,7 +37,6 @@
 pub mod background;
 pub mod batches;
 pub mod cache;
-pub mod cpu;
 pub mod cursors;
 pub mod disk;
 pub mod dry_run;

@@ -42,7 +42,6 @@ pub struct EngineMetrics {
     registry: Registry,
     invocations: Family<OutcomeLabels, Counter>,
     seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
-    fuel: Family<TriggerLabels, Counter>,
     bytes_written: Family<TriggerLabels, Counter>,
     cpu_seconds: Family<TriggerLabels, Counter<f64, AtomicU64>>,
     query_rows: Family<TriggerLabels, Counter>,
@@ -251,7 +250,6 @@ impl Default for EngineMetrics {
         let mut registry = Registry::with_prefix("sluice_plugin");
         let invocations = Family::<OutcomeLabels, Counter>::default();
         let seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
-        let fuel = Family::<TriggerLabels, Counter>::default();
         let bytes_written = Family::<TriggerLabels, Counter>::default();
         let skipped_flushes = Family::<TriggerLabels, Counter>::default();
         let wal_read_seconds = Family::<TriggerLabels, Counter<f64, AtomicU64>>::default();
@@ -305,11 +303,6 @@ impl Default for EngineMetrics {
             seconds.clone(),
         );
         registry.register(
-            "fuel_used",
-            "Fuel (about one per WebAssembly instruction) used by calls, failed ones too",
-            fuel.clone(),
-        );
-        registry.register(
             "bytes_written",
             "Line protocol calls handed to the host to write (a failed call's is discarded)",
             bytes_written.clone(),
@@ -359,7 +352,6 @@ impl Default for EngineMetrics {
             registry,
             invocations,
             seconds,
-            fuel,
             bytes_written,
             cpu_seconds,
             query_rows,
@@ -415,7 +407,6 @@ impl EngineMetrics {
         self.seconds
             .get_or_create(&trigger)
             .inc_by(record.duration_ns as f64 / 1e9);
-        self.fuel.get_or_create(&trigger).inc_by(record.fuel_used);
         self.bytes_written
             .get_or_create(&trigger)
             .inc_by(record.bytes_written);
@@ -461,7 +452,6 @@ impl EngineMetrics {
             fold(&self.invocations, &labelled(trigger), &labelled(""));
         }
         for counters in [
-            &self.fuel,
             &self.bytes_written,
             &self.query_rows,
             &self.http_requests,
@@ -560,7 +550,6 @@ mod tests {
             trigger: "t".into(),
             start_ns: 0,
             duration_ns: 250_000_000,
-            fuel_used: 1_000,
             peak_memory_bytes: 0,
             bytes_written: 10,
             cpu_ns: 5_000_000,
@@ -584,7 +573,7 @@ mod tests {
             r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="success"} 2"#,
             r#"sluice_plugin_invocations_total{database="db",trigger="t",outcome="error"} 1"#,
             r#"sluice_plugin_duration_seconds_total{database="db",trigger="t"} 0.75"#,
-            r#"sluice_plugin_fuel_used_total{database="db",trigger="t"} 3000"#,
+            r#"sluice_plugin_query_rows_total{database="db",trigger="t"} 9"#,
             r#"sluice_plugin_skipped_flushes_total{database="db",trigger="t"} 1"#,
         ] {
             assert!(text.contains(expected), "{expected} not in\n{text}");

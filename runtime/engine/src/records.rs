@@ -50,8 +50,6 @@ pub struct InvocationRecord {
     pub start_ns: i64,
     /// How long it took, instantiation included.
     pub duration_ns: i64,
-    /// Fuel consumed, until the end or the failure.
-    pub fuel_used: u64,
     /// Largest linear memory reached.
     pub peak_memory_bytes: u64,
     /// Line protocol written or queued (by a failed call: queued, then discarded).
@@ -102,7 +100,6 @@ impl InvocationRecord {
             trigger: trigger.to_string(),
             start_ns: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
             duration_ns: 0,
-            fuel_used: 0,
             peak_memory_bytes: 0,
             bytes_written: 0,
             cpu_ns: 0,
@@ -130,8 +127,6 @@ pub struct Usage {
     pub errors: u64,
     /// Time spent in calls, nanoseconds.
     pub wall_ns: u64,
-    /// Fuel used, failed calls' included.
-    pub fuel_used: u64,
     /// The largest linear memory one call reached.
     pub peak_memory_bytes: u64,
     /// Line protocol handed to the host to write.
@@ -157,7 +152,6 @@ impl Usage {
         self.invocations = self.invocations.saturating_add(other.invocations);
         self.errors = self.errors.saturating_add(other.errors);
         self.wall_ns = self.wall_ns.saturating_add(other.wall_ns);
-        self.fuel_used = self.fuel_used.saturating_add(other.fuel_used);
         self.peak_memory_bytes = self.peak_memory_bytes.max(other.peak_memory_bytes);
         self.bytes_written = self.bytes_written.saturating_add(other.bytes_written);
         self.cpu_ns = self.cpu_ns.saturating_add(other.cpu_ns);
@@ -180,7 +174,6 @@ impl Usage {
         self.wall_ns = self
             .wall_ns
             .saturating_add(u64::try_from(call.duration_ns).unwrap_or_default());
-        self.fuel_used = self.fuel_used.saturating_add(call.fuel_used);
         self.peak_memory_bytes = self.peak_memory_bytes.max(call.peak_memory_bytes);
         self.bytes_written = self.bytes_written.saturating_add(call.bytes_written);
         self.cpu_ns = self.cpu_ns.saturating_add(call.cpu_ns);
@@ -476,7 +469,6 @@ mod tests {
             trigger: trigger.into(),
             start_ns,
             duration_ns: 1_000,
-            fuel_used: 10,
             peak_memory_bytes: if failed { 100 } else { 50 },
             bytes_written: 3,
             cpu_ns: 7,
@@ -533,18 +525,18 @@ mod tests {
                     r.hour_ns,
                     u.invocations,
                     u.errors,
-                    u.fuel_used,
+                    u.bytes_written,
                 )
             })
             .collect();
         assert_eq!(
             summary,
             [
-                ("a", None, 2, 1, 20),
-                ("b", None, 1, 0, 10),
-                ("a", Some(0), 1, 0, 10),
-                ("a", Some(HOUR_NS), 1, 1, 10),
-                ("b", Some(HOUR_NS), 1, 0, 10),
+                ("a", None, 2, 1, 6),
+                ("b", None, 1, 0, 3),
+                ("a", Some(0), 1, 0, 3),
+                ("a", Some(HOUR_NS), 1, 1, 3),
+                ("b", Some(HOUR_NS), 1, 0, 3),
             ]
         );
         assert_eq!(rows[0].usage.peak_memory_bytes, 100, "the largest call's");

@@ -64,9 +64,9 @@ struct CreateTrigger {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
-    /// Fuel units.
+    /// CPU time, for example `200ms` or `2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fuel: Option<u64>,
+    pub cpu_time: Option<String>,
     /// Linear memory, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit_mib: Option<u64>,
@@ -118,7 +118,7 @@ impl LimitsRequest {
     /// The request for `overrides`.
     pub fn new(overrides: &LimitOverrides) -> Self {
         Self {
-            fuel: overrides.fuel,
+            cpu_time: overrides.cpu_time_ms.map(duration_text),
             // Rounded up: a limit of part of a MiB is not asked for by MiB.
             memory_limit_mib: overrides.memory_bytes.map(|b| b.div_ceil(1 << 20)),
             wall_time: overrides.wall_time_ms.map(duration_text),
@@ -142,9 +142,10 @@ impl LimitsRequest {
     ///
     /// # Errors
     ///
-    /// A wall time that is not a duration or is under 1 ms, or a memory limit that does
+    /// A CPU time, wall time or HTTP time-out that is not a duration or is under 1 ms, or a memory limit that does
     /// not fit in bytes.
     pub fn overrides(self) -> Result<LimitOverrides, String> {
+        let cpu_time_ms = milliseconds("cpu_time", self.cpu_time)?;
         let wall_time_ms = milliseconds("wall_time", self.wall_time)?;
         let http_timeout_ms = milliseconds("http_timeout", self.http_timeout)?;
         let memory_bytes = match self.memory_limit_mib {
@@ -155,7 +156,7 @@ impl LimitsRequest {
             ),
         };
         Ok(LimitOverrides {
-            fuel: self.fuel,
+            cpu_time_ms,
             memory_bytes,
             wall_time_ms,
             log_lines: self.max_log_lines,

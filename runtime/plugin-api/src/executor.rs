@@ -43,8 +43,6 @@ pub struct Invocation {
     pub response: Option<HttpResponse>,
     /// Time from the start of the call to its end, instantiation included.
     pub duration: Duration,
-    /// Fuel the call consumed.
-    pub fuel_used: u64,
     /// Largest linear memory the instance reached, in bytes.
     pub peak_memory_bytes: u64,
     /// Line-protocol bytes the plugin wrote or queued.
@@ -63,7 +61,7 @@ pub enum InvocationError {
     Limit {
         /// Which limit.
         kind: LimitKind,
-        /// For example `fuel exhausted after 500000000 units`.
+        /// For example `CPU time limit of 5s exceeded`.
         message: String,
     },
     /// The plugin file could not be used: missing, outside the plugin directory, not UTF-8.

@@ -127,8 +127,6 @@ pub trait HostServices: Send + Sync {
 /// What a call used, counted until it ended, whether it succeeded or not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallUsage {
-    /// Fuel consumed.
-    pub fuel_used: u64,
     /// Largest linear memory the instance reached, in bytes.
     pub peak_memory_bytes: u64,
     /// Line-protocol bytes the plugin wrote or queued.

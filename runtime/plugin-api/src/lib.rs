@@ -23,6 +23,7 @@
 //! ```
 
 mod call;
+mod cpu;
 mod executor;
 mod host;
 mod limits;
@@ -33,6 +34,7 @@ pub use call::{
     Column, ColumnValues, HttpRequest, HttpResponse, PluginCall, QueryResult, TableBatch,
     TriggerArguments,
 };
+pub use cpu::{CpuClock, cpu_timed, thread_cpu_time};
 pub use executor::{
     InstanceStats, Invocation, InvocationError, PluginExecutor, PluginRef, WarmPool,
 };

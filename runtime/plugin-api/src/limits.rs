@@ -18,10 +18,11 @@ use std::time::Duration;
 /// per server (`serve` flags) and per trigger.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// CPU budget in wasmtime fuel units (about one per WebAssembly instruction).
-    /// Deterministic: the same call on the same input uses the same fuel.
-    /// Default [`Self::DEFAULT_FUEL`] (a few seconds of interpreter work here).
-    pub fuel: u64,
+    /// CPU time per invocation: the time its plugin's code runs on a core (host calls
+    /// it waits for, sleeps and waiting for a core are not counted). Checked at each
+    /// epoch tick of the sandbox, so a call may pass it by up to one tick. Default
+    /// [`Self::DEFAULT_CPU_TIME`].
+    pub cpu_time: Duration,
     /// Linear memory per instance, in bytes. Default [`Self::DEFAULT_MEMORY_BYTES`].
     pub memory_bytes: u64,
     /// Wall-clock time per invocation, host calls and sleeps included. Default
@@ -75,8 +76,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// 10,000,000,000 units.
-    pub const DEFAULT_FUEL: u64 = 10_000_000_000;
+    /// 5 s: `import pandas` takes about 2.5 s here.
+    pub const DEFAULT_CPU_TIME: Duration = Duration::from_secs(5);
     /// 256 MiB.
     pub const DEFAULT_MEMORY_BYTES: u64 = 256 << 20;
     /// 10 s.
@@ -116,7 +117,7 @@ impl Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            fuel: Self::DEFAULT_FUEL,
+            cpu_time: Self::DEFAULT_CPU_TIME,
             memory_bytes: Self::DEFAULT_MEMORY_BYTES,
             wall_time: Self::DEFAULT_WALL_TIME,
             log_lines: Self::DEFAULT_LOG_LINES,
@@ -158,7 +159,7 @@ impl Limits {
     pub fn with(&self, overrides: &LimitOverrides) -> Self {
         let o = overrides;
         Self {
-            fuel: o.fuel.unwrap_or(self.fuel),
+            cpu_time: o.cpu_time_ms.map_or(self.cpu_time, Duration::from_millis),
             memory_bytes: o.memory_bytes.unwrap_or(self.memory_bytes),
             wall_time: o.wall_time_ms.map_or(self.wall_time, Duration::from_millis),
             log_lines: o.log_lines.unwrap_or(self.log_lines),
@@ -188,16 +189,10 @@ impl Limits {
     /// [`LimitError`]: a budget of zero, or more memory than an instance may have.
     pub fn check(&self, largest_memory_bytes: u64) -> Result<(), LimitError> {
         for (name, value) in [
-            ("fuel", self.fuel),
+            ("the CPU-time limit", millis(self.cpu_time)),
             ("the memory limit", self.memory_bytes),
-            (
-                "the wall-time limit",
-                u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
-            ),
-            (
-                "the HTTP time-out",
-                u64::try_from(self.http_timeout.as_millis()).unwrap_or(u64::MAX),
-            ),
+            ("the wall-time limit", millis(self.wall_time)),
+            ("the HTTP time-out", millis(self.http_timeout)),
         ] {
             if value == 0 {
                 return Err(LimitError::Zero(name));
@@ -216,12 +211,12 @@ impl Limits {
     /// tenant may not ask for its triggers.
     pub fn first_over(&self, ceiling: &Limits) -> Option<&'static str> {
         let pairs = [
-            ("fuel", self.fuel, ceiling.fuel),
+            ("CPU time", millis(self.cpu_time), millis(ceiling.cpu_time)),
             ("memory", self.memory_bytes, ceiling.memory_bytes),
             (
                 "wall time",
-                u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
-                u64::try_from(ceiling.wall_time.as_millis()).unwrap_or(u64::MAX),
+                millis(self.wall_time),
+                millis(ceiling.wall_time),
             ),
             ("log lines", self.log_lines, ceiling.log_lines),
             ("log bytes", self.log_bytes, ceiling.log_bytes),
@@ -256,8 +251,8 @@ impl Limits {
             ),
             (
                 "HTTP time-out",
-                u64::try_from(self.http_timeout.as_millis()).unwrap_or(u64::MAX),
-                u64::try_from(ceiling.http_timeout.as_millis()).unwrap_or(u64::MAX),
+                millis(self.http_timeout),
+                millis(ceiling.http_timeout),
             ),
             ("/tmp bytes", self.tmp_bytes, ceiling.tmp_bytes),
         ];
@@ -275,7 +270,9 @@ impl Limits {
     /// The value of the limit of `kind`, as it appears in error messages.
     pub fn describe(&self, kind: LimitKind) -> String {
         match kind {
-            LimitKind::Fuel => format!("fuel exhausted after {} units", self.fuel),
+            LimitKind::CpuTime => {
+                format!("CPU time limit of {} exceeded", humanize(self.cpu_time))
+            }
             LimitKind::Memory => {
                 format!("memory limit of {} exceeded", size_text(self.memory_bytes))
             }
@@ -318,9 +315,9 @@ const HANDLE_MARGIN: u64 = 256;
 /// server's. Kept in the catalog under these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct LimitOverrides {
-    /// [`Limits::fuel`].
+    /// [`Limits::cpu_time`], in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fuel: Option<u64>,
+    pub cpu_time_ms: Option<u64>,
     /// [`Limits::memory_bytes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_bytes: Option<u64>,
@@ -374,10 +371,10 @@ impl LimitOverrides {
         *self == Self::default()
     }
 
-    /// `name=value` for each override, comma-separated: `fuel=1000000,wall_time_ms=500`.
+    /// `name=value` for each override, comma-separated: `cpu_time_ms=100,wall_time_ms=500`.
     pub fn describe(&self) -> String {
         [
-            ("fuel", self.fuel),
+            ("cpu_time_ms", self.cpu_time_ms),
             ("memory_bytes", self.memory_bytes),
             ("wall_time_ms", self.wall_time_ms),
             ("log_lines", self.log_lines),
@@ -404,8 +401,8 @@ impl LimitOverrides {
 /// Which limit stopped an invocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LimitKind {
-    /// [`Limits::fuel`]
-    Fuel,
+    /// [`Limits::cpu_time`]
+    CpuTime,
     /// [`Limits::memory_bytes`]
     Memory,
     /// [`Limits::wall_time`]
@@ -425,7 +422,7 @@ pub enum LimitKind {
 impl fmt::Display for LimitKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::Fuel => "fuel",
+            Self::CpuTime => "CPU time",
             Self::Memory => "memory",
             Self::WallTime => "wall time",
             Self::LogLines => "log lines",
@@ -448,6 +445,11 @@ pub fn size_text(n: u64) -> String {
     }
 }
 
+/// `d` in whole milliseconds, as limits compare and keep durations.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn humanize(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
@@ -463,7 +465,7 @@ mod tests {
     #[test]
     fn messages_name_the_limit_and_its_value() {
         let limits = Limits {
-            fuel: 500_000_000,
+            cpu_time: Duration::from_millis(200),
             memory_bytes: 64 << 20,
             log_lines: 100,
             log_bytes: 3 << 10,
@@ -473,8 +475,8 @@ mod tests {
             ..Limits::default()
         };
         assert_eq!(
-            limits.describe(LimitKind::Fuel),
-            "fuel exhausted after 500000000 units"
+            limits.describe(LimitKind::CpuTime),
+            "CPU time limit of 200ms exceeded"
         );
         assert_eq!(
             limits.describe(LimitKind::Memory),
@@ -513,19 +515,19 @@ mod tests {
     fn overrides_replace_what_they_set_and_are_checked_once() {
         let server = Limits::default();
         let overrides = LimitOverrides {
-            fuel: Some(7),
+            cpu_time_ms: Some(7),
             wall_time_ms: Some(1500),
             cache_bytes: Some(1 << 10),
             ..LimitOverrides::default()
         };
         let trigger = server.with(&overrides);
-        assert_eq!(trigger.fuel, 7);
+        assert_eq!(trigger.cpu_time, Duration::from_millis(7));
         assert_eq!(trigger.wall_time, Duration::from_millis(1500));
         assert_eq!(trigger.cache_bytes, 1 << 10);
         assert_eq!(trigger.memory_bytes, server.memory_bytes);
         assert_eq!(
             overrides.describe(),
-            "fuel=7,wall_time_ms=1500,cache_bytes=1024"
+            "cpu_time_ms=7,wall_time_ms=1500,cache_bytes=1024"
         );
         assert_eq!(server.with(&LimitOverrides::default()), server);
 
@@ -541,8 +543,14 @@ mod tests {
                     .into()
             )
         );
-        let no_fuel = Limits { fuel: 0, ..trigger };
-        assert_eq!(no_fuel.check(1 << 30), Err(LimitError::Zero("fuel")));
+        let no_cpu = Limits {
+            cpu_time: Duration::ZERO,
+            ..trigger
+        };
+        assert_eq!(
+            no_cpu.check(1 << 30),
+            Err(LimitError::Zero("the CPU-time limit"))
+        );
 
         let small = Limits {
             query_result_bytes: 1 << 30,
@@ -562,10 +570,20 @@ mod tests {
         let json = serde_json::to_string(&overrides).expect("serialises");
         assert_eq!(json, r#"{"memory_bytes":1,"open_files":2}"#);
         assert_eq!(
+            serde_json::from_str::<LimitOverrides>(r#"{"cpu_time_ms":5,"wall_time_ms":9}"#)
+                .expect("reads them back"),
+            LimitOverrides {
+                cpu_time_ms: Some(5),
+                wall_time_ms: Some(9),
+                ..LimitOverrides::default()
+            }
+        );
+        // Catalogs written when the CPU budget was counted in fuel: the trigger keeps
+        // the server's CPU time, and its other limits.
+        assert_eq!(
             serde_json::from_str::<LimitOverrides>(r#"{"fuel":5,"wall_time_ms":9}"#)
                 .expect("reads what older catalogs wrote"),
             LimitOverrides {
-                fuel: Some(5),
                 wall_time_ms: Some(9),
                 ..LimitOverrides::default()
             }

@@ -5,7 +5,8 @@ use crate::output::CapturedOutput;
 use crate::scratch::Scratch;
 use crate::store_limits::MemoryLimiter;
 use sluice_plugin_api::{
-    HostServices, LimitKind, Limits, OutboundFailure, OutboundFailureKind, OutboundRequest,
+    CpuClock, HostServices, LimitKind, Limits, OutboundFailure, OutboundFailureKind,
+    OutboundRequest,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +45,8 @@ pub(crate) struct CallState {
     pub(crate) refused: Option<String>,
     /// When the call's wall time runs out.
     pub(crate) deadline: Instant,
+    /// The CPU time the call's turns have taken, against [`Limits::cpu_time`].
+    pub(crate) cpu: Arc<CpuClock>,
     /// The message of the call to run, until the guest takes it.
     pub(crate) message: Option<Vec<u8>>,
     /// The message of the call's outcome, once the guest hands it over.
@@ -64,6 +67,7 @@ impl CallState {
             hit: None,
             refused: None,
             deadline,
+            cpu: Arc::new(CpuClock::new()),
             message: None,
             outcome: None,
         }

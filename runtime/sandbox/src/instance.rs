@@ -184,12 +184,17 @@ impl PluginInstance {
                 call.hit = Some(LimitKind::WallTime);
                 return Ok(UpdateDeadline::Interrupt);
             }
+            if call.cpu.used() >= call.limits.cpu_time {
+                call.hit = Some(LimitKind::CpuTime);
+                return Ok(UpdateDeadline::Interrupt);
+            }
             Ok(match call.services.as_ref().and_then(|host| host.pause()) {
                 Some(pause) => UpdateDeadline::YieldCustom(1, pause),
                 None => UpdateDeadline::Yield(1),
             })
         });
         begin(&mut store, limits, services);
+        let cpu = Arc::clone(&store.data().call.cpu);
         let started = within(limits.wall_time, async {
             // The list is the memory itself, never copied; wasmtime charges its length to
             // the host call's budget of bytes (128 MiB), above the span's 96 MiB.
@@ -212,8 +217,8 @@ impl PluginInstance {
             sandbox.image_pages().prepare(span);
             bindings.call_reset_preopens(&mut store).await?;
             Ok((bindings, span))
-        })
-        .await;
+        });
+        let started = cpu.time(started).await;
         let (bindings, span) = match started {
             Some(Ok(started)) => started,
             Some(Err(e)) => return Err(classify(&store, e)),
@@ -320,9 +325,6 @@ impl PluginInstance {
         });
         let state = self.store.data();
         let usage = CallUsage {
-            fuel_used: limits
-                .fuel
-                .saturating_sub(self.store.get_fuel().unwrap_or(0)),
             peak_memory_bytes: state.limiter.peak_bytes,
             bytes_written: state.call.bytes_written,
             tmp_bytes: state.call.tmp_bytes,
@@ -331,14 +333,14 @@ impl PluginInstance {
         Ok(Invocation {
             response: result?,
             duration: started.elapsed(),
-            fuel_used: usage.fuel_used,
             peak_memory_bytes: usage.peak_memory_bytes,
             bytes_written: usage.bytes_written,
         })
     }
 
-    /// Runs one turn of the runtime with `message` as its call, within `wall`: the call's
-    /// outcome as `read` reads it, or `None` when the wall time ran out.
+    /// Runs one turn of the runtime with `message` as its call, within `wall`, its polls
+    /// counted on the call's CPU clock: the call's outcome as `read` reads it, or `None`
+    /// when the wall time ran out.
     async fn turn<T>(
         &mut self,
         message: Vec<u8>,
@@ -348,9 +350,10 @@ impl PluginInstance {
         let call = &mut self.store.data_mut().call;
         call.message = Some(message);
         call.outcome = None;
+        let cpu = Arc::clone(&call.cpu);
         let bindings = &self.bindings;
         let store = &mut self.store;
-        within(wall, async move {
+        let turn = within(wall, async move {
             let status = bindings.call_turn(&mut *store, SERVE).await?;
             match store.data_mut().call.outcome.take() {
                 Some(outcome) => Ok(match read(&outcome)? {
@@ -362,8 +365,8 @@ impl PluginInstance {
                      exception escaped the plugin layer, its traceback is in the log"
                 ),
             }
-        })
-        .await
+        });
+        cpu.time(turn).await
     }
 
     /// Forwards captured output to the log and turns the outcome of a call (`None` when
@@ -448,8 +451,6 @@ fn mounts(plugin: &PluginRef, source: &PluginSource) -> Vec<(PathBuf, String)> {
 
 /// Gives the store a fresh budget for the next call.
 fn begin(store: &mut Store<HostState>, limits: &Limits, services: Option<Arc<dyn HostServices>>) {
-    // Fuel is enabled on every engine the sandbox builds, so this cannot fail.
-    let _ = store.set_fuel(limits.fuel);
     store.set_epoch_deadline(1);
     let state = store.data_mut();
     state.table.set_max_capacity(crate::files::handles(limits));
@@ -480,7 +481,6 @@ fn classify(store: &Store<HostState>, error: wasmtime::Error) -> InvocationError
         .or(state.call.hit)
         .or(out_of_handles)
         .or(match trap {
-            Some(Trap::OutOfFuel) => Some(LimitKind::Fuel),
             Some(Trap::Interrupt) => Some(LimitKind::WallTime),
             _ => None,
         });

@@ -3,13 +3,13 @@
 //! # Core concepts
 //!
 //! - [`Sandbox`]: one per process. It owns the wasmtime [`Engine`](wasmtime::Engine)
-//!   (component model, async, fuel, epoch interruption, pooling allocator), the compiled
+//!   (component model, async, epoch interruption, pooling allocator), the compiled
 //!   Python runtime (loaded from the on-disk [artifact cache](ArtifactCache) when it is
 //!   there, compiled and stored when it is not), and the thread that advances epochs.
 //!   Cheap to share behind an `Arc`.
 //! - [`PluginInstance`]: one instantiated plugin with its own store, memory and WASI
 //!   context. Calls on it reuse the instance (a *warm* instance); each call gets a fresh
-//!   budget of fuel, memory growth, wall time and output. After a trap or a limit the
+//!   budget of CPU time, memory growth, wall time and output. After a trap or a limit the
 //!   instance is poisoned and must be dropped.
 //! - [`Sandbox`] also implements [`PluginExecutor`](sluice_plugin_api::PluginExecutor):
 //!   a fresh instance per call, the strongest isolation.

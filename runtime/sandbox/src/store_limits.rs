@@ -5,7 +5,7 @@ use wasmtime::ResourceLimiter;
 
 /// Caps the total linear memory of an instance and remembers the peak.
 ///
-/// It covers memories and tables only; CPU is bounded by fuel and epochs. A denied
+/// It covers memories and tables only; CPU is bounded at the epoch ticks. A denied
 /// growth traps, so the plugin stops with an error naming the limit instead of
 /// limping on after a failed allocation.
 pub(crate) struct MemoryLimiter {

@@ -7,10 +7,11 @@ use std::time::Duration;
 /// Limits for the plugin run; each defaults to the server-wide default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LimitArgs {
-    #[arg(long, value_name = "UNITS", help = with_default(
-        "CPU budget in fuel units (about one per WebAssembly instruction)",
-        Limits::DEFAULT_FUEL.to_string()))]
-    pub fuel: Option<u64>,
+    #[arg(long, value_name = "DURATION", value_parser = humantime_duration, help = with_default(
+        "CPU-time limit: the time the plugin's code runs on a core (waiting for host \
+         calls, sleeping and waiting for a core not counted); for example `200ms` or `2s`",
+        humantime::format_duration(Limits::DEFAULT_CPU_TIME).to_string()))]
+    pub cpu_time: Option<Duration>,
     #[arg(long, value_name = "MIB", help = with_default(
         "Linear memory limit in MiB", (Limits::DEFAULT_MEMORY_BYTES >> 20).to_string()))]
     pub memory_limit_mib: Option<u64>,
@@ -80,8 +81,9 @@ fn humantime_duration(text: &str) -> Result<Duration, String> {
     let duration = text
         .parse::<humantime::Duration>()
         .map_err(|e| format!("invalid duration `{text}`: {e}"))?;
-    if duration.is_zero() {
-        return Err("a time limit must be more than zero".into());
+    // Limits are kept in whole milliseconds.
+    if duration.as_millis() == 0 {
+        return Err(format!("a time limit must be at least 1ms, not `{text}`"));
     }
     Ok(duration.into())
 }
@@ -90,7 +92,9 @@ impl LimitArgs {
     /// The limits these flags set; `None` for those left to the default.
     pub fn overrides(&self) -> LimitOverrides {
         LimitOverrides {
-            fuel: self.fuel,
+            cpu_time_ms: self
+                .cpu_time
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             memory_bytes: self.memory_limit_mib.map(|m| m.saturating_mul(1 << 20)),
             wall_time_ms: self
                 .wall_time

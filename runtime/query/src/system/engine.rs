@@ -75,7 +75,6 @@ impl SystemTable for Invocations {
             Field::new("trigger_name", DataType::Utf8, false),
             time_field("start_time"),
             Field::new("duration_ms", DataType::Float64, false),
-            Field::new("fuel_used", DataType::UInt64, false),
             Field::new("peak_memory_bytes", DataType::UInt64, false),
             Field::new("bytes_written", DataType::UInt64, false),
             Field::new("cpu_time_ms", DataType::Float64, false),
@@ -96,7 +95,6 @@ impl SystemTable for Invocations {
                 calls.iter().map(|r| r.start_ns),
             )) as ArrayRef,
             millis(calls.iter().map(|r| r.duration_ns)),
-            Arc::new(calls.iter().map(|r| r.fuel_used).collect::<UInt64Array>()),
             Arc::new(
                 calls
                     .iter()
@@ -153,7 +151,6 @@ impl SystemTable for Usage {
             Field::new("invocations", DataType::UInt64, false),
             Field::new("errors", DataType::UInt64, false),
             Field::new("wall_time_ms", DataType::Float64, false),
-            Field::new("fuel_used", DataType::UInt64, false),
             Field::new("peak_memory_bytes", DataType::UInt64, false),
             Field::new("bytes_written", DataType::UInt64, false),
             Field::new("cpu_time_ms", DataType::Float64, false),
@@ -184,7 +181,6 @@ impl SystemTable for Usage {
             count(|u| u.invocations),
             count(|u| u.errors),
             millis(rows.iter().map(|r| r.usage.wall_ns)),
-            count(|u| u.fuel_used),
             count(|u| u.peak_memory_bytes),
             count(|u| u.bytes_written),
             millis(rows.iter().map(|r| r.usage.cpu_ns)),

@@ -165,7 +165,7 @@ async fn a_poisoned_instance_refuses_further_calls() {
         "def process_writes(api, b, args=None):\n    while True: pass\n",
     );
     let limits = Limits {
-        fuel: 10_000_000,
+        cpu_time: std::time::Duration::from_millis(50),
         ..Limits::default()
     };
     let mut instance = sandbox()
