@@ -15,10 +15,9 @@ use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord, Outcome};
 use crate::spares::SpareMaker;
 use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
-use sluice_plugin_api::cpu_timed;
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
-    PluginRef, TriggerArguments, WarmPool,
+    PluginRef, TriggerArguments, WarmPool, cpu_timed,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

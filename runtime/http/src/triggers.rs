@@ -142,8 +142,8 @@ impl LimitsRequest {
     ///
     /// # Errors
     ///
-    /// A CPU time, wall time or HTTP time-out that is not a duration or is under 1 ms, or a memory limit that does
-    /// not fit in bytes.
+    /// A CPU time, wall time or HTTP time-out that is not a duration or is under 1 ms,
+    /// or a memory limit that does not fit in bytes.
     pub fn overrides(self) -> Result<LimitOverrides, String> {
         let cpu_time_ms = milliseconds("cpu_time", self.cpu_time)?;
         let wall_time_ms = milliseconds("wall_time", self.wall_time)?;
