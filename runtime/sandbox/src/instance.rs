@@ -1,10 +1,10 @@
 //! One instantiated plugin, and the budget of each call on it.
 
 use crate::code_cache::CodeKey;
-use crate::door::{Outcome, Read, encode_call, encode_load};
 use crate::executor::Sandbox;
 use crate::files::OpenFiles;
-use crate::host::{CallState, HostState, cut_line};
+use crate::host::HostState;
+use sluice_door::{CallState, Outcome, Read, cut_line, encode_call, encode_load};
 use crate::memory_pages::{MemorySpan, TouchedPages};
 use crate::output::CapturedOutput;
 use crate::python::{ENVIRONMENT, GUEST_PLUGIN_DIR, LIBRARY_GUEST_DIR};

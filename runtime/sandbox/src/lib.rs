@@ -32,7 +32,6 @@
 mod artifact_cache;
 mod code_cache;
 mod config;
-mod door;
 mod epoch;
 mod executor;
 mod files;
@@ -40,7 +39,6 @@ mod host;
 mod instance;
 mod memory_pages;
 mod output;
-mod placeholders;
 mod pool;
 mod python;
 mod scratch;

@@ -11,6 +11,6 @@ wasmtime::component::bindgen!({
 
 impl sluice::runtime::door::Host for HostState {
     async fn call(&mut self, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
-        self.door(message).await
+        Ok(self.call.door(message).await?)
     }
 }

@@ -1,36 +1,40 @@
 //! The host's side of the door: each message from the guest read, checked, served, and
 //! answered.
 
-use super::Op;
-use super::marshal::Marshal;
-use super::wire::{Malformed, Reader};
-use crate::host::{HostState, Outgoing};
+use crate::call_state::{CallState, Outgoing};
+use crate::marshal::Marshal;
 use crate::placeholders::{FillError, fill_in};
+use crate::wire::{Malformed, Reader};
+use crate::{Op, Stop};
 use sluice_plugin_api::{LogLevel, OutboundFailureKind};
 use std::sync::Arc;
 use std::time::Duration;
 
-impl HostState {
-    /// Serves one message from the guest and returns the answer. A message the protocol
-    /// does not allow, or a host call past a limit, stops the call (an error here traps).
-    pub(crate) async fn door(&mut self, message: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+impl CallState {
+    /// Serves one message from the guest and returns the answer.
+    ///
+    /// # Errors
+    ///
+    /// A message the protocol does not allow, or a host call past a limit: the call must
+    /// stop (in the sandbox, a trap).
+    pub async fn door(&mut self, message: Vec<u8>) -> Result<Vec<u8>, Stop> {
         let mut r = Reader::new(&message);
         let op = r.u8().ok().and_then(Op::of);
-        let op = op.ok_or(Malformed("an unknown operation"))?;
+        let op = op.ok_or(Stop::from(Malformed("an unknown operation")))?;
         let mut answer = Marshal::default();
         match op {
             Op::TakeCall => {
                 r.end()?;
-                let Some(call) = self.call.message.take() else {
-                    wasmtime::bail!("the runtime asked twice for its call");
+                let Some(call) = self.message.take() else {
+                    return Err(Stop::new("the runtime asked twice for its call"));
                 };
                 return Ok(call);
             }
             Op::Finish => {
-                if self.call.outcome.is_some() {
-                    wasmtime::bail!("the runtime ended its call twice");
+                if self.outcome.is_some() {
+                    return Err(Stop::new("the runtime ended its call twice"));
                 }
-                self.call.outcome = Some(message[1..].to_vec());
+                self.outcome = Some(message[1..].to_vec());
             }
             Op::Log => {
                 let level = match r.u8()? {
@@ -41,15 +45,15 @@ impl HostState {
                 };
                 let text = r.str()?;
                 r.end()?;
-                let text = self.call.count_log_line(text)?;
-                self.call.services()?.log(level, &text);
+                let text = self.count_log_line(text)?;
+                self.services()?.log(level, &text);
             }
             Op::Query => {
                 let sql = r.str()?;
                 let params = r.pairs()?;
                 let database = r.opt(|r| r.str())?;
                 r.end()?;
-                let services = Arc::clone(self.call.services()?);
+                let services = Arc::clone(self.services()?);
                 match services.query(sql, &params, database).await {
                     Ok(result) => {
                         answer
@@ -79,8 +83,8 @@ impl HostState {
                 let line_protocol = r.string()?;
                 let no_sync = r.bool()?;
                 r.end()?;
-                self.call.count_written(line_protocol.len())?;
-                let services = Arc::clone(self.call.services()?);
+                self.count_written(line_protocol.len())?;
+                let services = Arc::clone(self.services()?);
                 let written = services.write_sync(database, line_protocol, no_sync).await;
                 answer.result(written);
             }
@@ -88,7 +92,7 @@ impl HostState {
                 let key = r.str()?;
                 let global = r.bool()?;
                 r.end()?;
-                let value = self.call.services()?.cache_get(key, global);
+                let value = self.services()?.cache_get(key, global);
                 answer.ok().opt(value, |m, value| {
                     m.bytes(&value);
                 });
@@ -100,7 +104,7 @@ impl HostState {
                 let global = r.bool()?;
                 r.end()?;
                 let stored = match ttl.map(Duration::try_from_secs_f64).transpose() {
-                    Ok(ttl) => self.call.services()?.cache_put(key, value, ttl, global),
+                    Ok(ttl) => self.services()?.cache_put(key, value, ttl, global),
                     Err(e) => Err(format!("cannot convert float seconds to Duration: {e}")),
                 };
                 answer.result(stored);
@@ -109,13 +113,13 @@ impl HostState {
                 let key = r.str()?;
                 let global = r.bool()?;
                 r.end()?;
-                let deleted = self.call.services()?.cache_delete(key, global);
+                let deleted = self.services()?.cache_delete(key, global);
                 answer.ok().bool(deleted);
             }
             Op::HttpAllowed => {
                 let (scheme, host, port) = (r.str()?, r.str()?, r.u16()?);
                 r.end()?;
-                let allowed = self.call.services()?.http_allowed(scheme, host, port);
+                let allowed = self.services()?.http_allowed(scheme, host, port);
                 answer.result(allowed);
             }
             Op::HttpSend => {
@@ -130,8 +134,8 @@ impl HostState {
                     timeout_seconds: r.opt(|r| r.f64())?,
                 };
                 r.end()?;
-                let services = Arc::clone(self.call.services()?);
-                let sent = match self.call.outbound(request) {
+                let services = Arc::clone(self.services()?);
+                let sent = match self.outbound(request) {
                     Ok(request) => services.http_send(request).await,
                     Err(failure) => Err(failure),
                 };
@@ -174,27 +178,23 @@ impl HostState {
         line_protocol: String,
         floats: &[u8],
         timestamps: &[u8],
-    ) -> wasmtime::Result<()> {
-        let allowed = self
-            .call
-            .limits
-            .bytes_written
-            .saturating_sub(self.call.bytes_written);
+    ) -> Result<(), Stop> {
+        let allowed = self.limits.bytes_written.saturating_sub(self.bytes_written);
         let allowed = usize::try_from(allowed).unwrap_or(usize::MAX);
         let line_protocol = match fill_in(line_protocol, floats, timestamps, allowed) {
             Ok(filled) => filled,
             Err(FillError::TooLong) => {
                 // Counting past what is allowed stops the call at the write limit.
-                self.call.count_written(allowed.saturating_add(1))?;
-                wasmtime::bail!("write: the line protocol is over the write limit");
+                self.count_written(allowed.saturating_add(1))?;
+                return Err(Stop::new("write: the line protocol is over the write limit"));
             }
-            Err(FillError::Mismatch(message)) => wasmtime::bail!("{message}"),
+            Err(FillError::Mismatch(message)) => return Err(Stop::new(message)),
         };
-        self.call.count_written(line_protocol.len())?;
-        let queued = self.call.services()?.write(database, line_protocol);
+        self.count_written(line_protocol.len())?;
+        let queued = self.services()?.write(database, line_protocol);
         if let Err(refusal) = queued {
-            self.call.refused = Some(refusal.clone());
-            wasmtime::bail!("{refusal}");
+            self.refused = Some(refusal.clone());
+            return Err(Stop::new(refusal));
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The call the guest takes, and the outcome it hands back.
 
-use super::marshal::Marshal;
-use super::wire::{Malformed, Read, Reader};
+use crate::marshal::Marshal;
+use crate::wire::{Malformed, Read, Reader};
 use sluice_plugin_api::{HttpResponse, PluginCall, PluginSource, TriggerArguments};
 
 /// Kinds of call, the first item of the message (`door.py`'s `LOAD`, `WRITES`, ...).
@@ -12,7 +12,7 @@ const REQUEST: i64 = 3;
 
 /// Loading `source`: `(0, ("file", name, code, compiled))`, `compiled` the code compiled
 /// before (`code_cache.rs`) as `bytes` or `None`; or `(0, ("package", name))`.
-pub(crate) fn encode_load(source: &PluginSource, compiled: Option<&[u8]>) -> Vec<u8> {
+pub fn encode_load(source: &PluginSource, compiled: Option<&[u8]>) -> Vec<u8> {
     let mut m = Marshal::default();
     m.tuple(2).int(LOAD);
     match source {
@@ -32,7 +32,7 @@ pub(crate) fn encode_load(source: &PluginSource, compiled: Option<&[u8]>) -> Vec
 /// `call` as a tuple: its kind, its arguments (`None` or a list of pairs), then for writes
 /// a list of batches `(table, rows, columns)`, for a schedule the nanoseconds, for a
 /// request the method, the path, the query's pairs, the headers' pairs and the body.
-pub(crate) fn encode_call(call: &PluginCall) -> Vec<u8> {
+pub fn encode_call(call: &PluginCall) -> Vec<u8> {
     let mut m = Marshal::default();
     let args = |m: &mut Marshal, args: &TriggerArguments| {
         m.opt(args.as_ref(), |m, args| {
@@ -78,8 +78,10 @@ pub(crate) fn encode_call(call: &PluginCall) -> Vec<u8> {
 /// How a turn ended, as the guest said: `u8` 0 with what the turn made ([`Outcome::call`],
 /// [`Outcome::load`]), or `u8` 1 with `str` the plugin's error.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Outcome<T> {
+pub enum Outcome<T> {
+    /// The turn ended well, with what it made.
     Done(T),
+    /// The plugin failed: its error.
     Failed(String),
 }
 
@@ -100,7 +102,7 @@ impl<T> Outcome<T> {
 impl Outcome<Option<HttpResponse>> {
     /// Reads the outcome of a call that `expects_response` (a request: `u16` status, pairs
     /// of headers and `bytes` body) or not (nothing).
-    pub(crate) fn call(message: &[u8], expects_response: bool) -> Read<Self> {
+    pub fn call(message: &[u8], expects_response: bool) -> Read<Self> {
         Self::read(message, |r| {
             if !expects_response {
                 return Ok(None);
@@ -117,14 +119,14 @@ impl Outcome<Option<HttpResponse>> {
 impl Outcome<Option<Vec<u8>>> {
     /// Reads the outcome of a load: `opt<bytes>`, the code a file plugin was compiled to,
     /// marshalled, when the guest compiled it.
-    pub(crate) fn load(message: &[u8]) -> Read<Self> {
+    pub fn load(message: &[u8]) -> Read<Self> {
         Self::read(message, |r| r.opt(|r| Ok(r.bytes()?.to_vec())))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::marshal::loaded;
+    use crate::marshal::loaded;
     use super::*;
     use sluice_plugin_api::HttpRequest;
 

@@ -6,13 +6,13 @@
 //! left and fails, never panics, on a short or malformed message.
 
 /// A message from the guest, read front to back.
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     bytes: &'a [u8],
 }
 
 /// Why a message could not be read: the guest sent something the protocol does not allow.
 #[derive(Debug)]
-pub(crate) struct Malformed(pub(crate) &'static str);
+pub struct Malformed(pub &'static str);
 
 impl std::fmt::Display for Malformed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -22,10 +22,11 @@ impl std::fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
-pub(crate) type Read<T> = Result<T, Malformed>;
+/// A value read from a guest's message, or why it could not be.
+pub type Read<T> = Result<T, Malformed>;
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    pub fn new(bytes: &'a [u8]) -> Self {
         Self { bytes }
     }
 
@@ -45,11 +46,11 @@ impl<'a> Reader<'a> {
         Ok(array)
     }
 
-    pub(crate) fn u8(&mut self) -> Read<u8> {
+    pub fn u8(&mut self) -> Read<u8> {
         Ok(self.array::<1>()?[0])
     }
 
-    pub(crate) fn bool(&mut self) -> Read<bool> {
+    pub fn bool(&mut self) -> Read<bool> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -57,32 +58,32 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn u16(&mut self) -> Read<u16> {
+    pub fn u16(&mut self) -> Read<u16> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
-    pub(crate) fn u32(&mut self) -> Read<u32> {
+    pub fn u32(&mut self) -> Read<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
-    pub(crate) fn f64(&mut self) -> Read<f64> {
+    pub fn f64(&mut self) -> Read<f64> {
         Ok(f64::from_le_bytes(self.array()?))
     }
 
-    pub(crate) fn bytes(&mut self) -> Read<&'a [u8]> {
+    pub fn bytes(&mut self) -> Read<&'a [u8]> {
         let len = self.u32()?;
         self.take(usize::try_from(len).map_err(|_| Malformed("a length past the address space"))?)
     }
 
-    pub(crate) fn str(&mut self) -> Read<&'a str> {
+    pub fn str(&mut self) -> Read<&'a str> {
         std::str::from_utf8(self.bytes()?).map_err(|_| Malformed("a string that is not UTF-8"))
     }
 
-    pub(crate) fn string(&mut self) -> Read<String> {
+    pub fn string(&mut self) -> Read<String> {
         self.str().map(str::to_string)
     }
 
-    pub(crate) fn opt<T>(&mut self, item: impl FnOnce(&mut Self) -> Read<T>) -> Read<Option<T>> {
+    pub fn opt<T>(&mut self, item: impl FnOnce(&mut Self) -> Read<T>) -> Read<Option<T>> {
         if self.bool()? {
             item(self).map(Some)
         } else {
@@ -92,7 +93,7 @@ impl<'a> Reader<'a> {
 
     /// A list, each item read by `item`. The count is checked against the bytes left (an
     /// item takes at least one), so a forged count cannot make the host reserve memory.
-    pub(crate) fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Read<T>) -> Read<Vec<T>> {
+    pub fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Read<T>) -> Read<Vec<T>> {
         let count = usize::try_from(self.u32()?).unwrap_or(usize::MAX);
         if count > self.bytes.len() {
             return Err(Malformed("more items than bytes"));
@@ -100,12 +101,12 @@ impl<'a> Reader<'a> {
         (0..count).map(|_| item(self)).collect()
     }
 
-    pub(crate) fn pairs(&mut self) -> Read<Vec<(String, String)>> {
+    pub fn pairs(&mut self) -> Read<Vec<(String, String)>> {
         self.list(|r| Ok((r.string()?, r.string()?)))
     }
 
     /// Checks that nothing is left over.
-    pub(crate) fn end(&self) -> Read<()> {
+    pub fn end(&self) -> Read<()> {
         if self.bytes.is_empty() {
             Ok(())
         } else {

@@ -1,32 +1,58 @@
-//! The protocol over the runtime's door (`sluice:runtime/door.call` in
-//! `guest-sdk/wit/runtime.wit`): how a call reaches the plugin, how the plugin reaches the
-//! host, and how the call's outcome comes back, as messages of bytes
-//! (encoded as [`wire`] says).
+//! The door between Sluice's Python layer and the host: the protocol of messages that
+//! carries a call to the plugin, the plugin's host calls, and the call's outcome, and the
+//! host's side of it for one call ([`CallState`]).
 //!
-//! A call runs as one `turn` of the runtime, `_sluice_serve()`: the guest asks for the call
+//! Both executors speak it. In the WebAssembly sandbox the door is the runtime's one host
+//! import (`sluice:runtime/door.call` in `guest-sdk/wit/runtime.wit`); in the pyo3 runtime
+//! it is the builtin module `_host`. Either way the Python layer
+//! (`guest-sdk/python/sluice_plugin_runtime/door.py`) is the same, and every host call is
+//! checked and counted here, once.
+//!
+//! A call runs as one turn of the Python layer: the guest asks for the call
 //! ([`Op::TakeCall`]), runs it, makes host calls on the way (one message each, answered
 //! at once), and hands its outcome over ([`Op::Finish`]). Every message from the guest starts
-//! with its [`Op`] byte and is encoded as [`wire`] says. The call, and the answer to each
-//! question, is one Python value in `marshal`'s format ([`marshal`]), which the guest loads
+//! with its [`Op`] byte and is encoded as `wire.rs` says. The call, and the answer to each
+//! question, is one Python value in `marshal`'s format (`marshal.rs`), which the guest loads
 //! in one C call; a question's answer is `(refusal, value)`, `refusal` `None` or why the
 //! host refused. A message that asks nothing (a log line, a write, the outcome) is
-//! answered with no bytes. The guest's side is
-//! `guest-sdk/python/sluice_plugin_runtime/door.py`.
+//! answered with no bytes.
 //!
-//! The guest is untrusted: a message the protocol does not allow stops the call as a trap,
-//! and every host call is checked and counted here as for any plugin.
+//! The guest is untrusted: a message the protocol does not allow stops the call
+//! ([`Stop`]), and so does a host call past one of the call's limits.
 
 mod call;
+mod call_state;
 mod host_calls;
 mod marshal;
-pub(crate) mod wire;
+mod placeholders;
+mod wire;
 
-pub(crate) use call::{Outcome, encode_call, encode_load};
-pub(crate) use wire::Read;
+pub use call::{Outcome, encode_call, encode_load};
+pub use call_state::{CallState, cut_line};
+pub use wire::{Malformed, Read};
+
+/// Why a call must stop: the guest sent a message the protocol does not allow, or a host
+/// call went past a limit of the call. The message says which.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Stop(String);
+
+impl Stop {
+    /// Stops the call for `why`.
+    pub fn new(why: impl Into<String>) -> Self {
+        Self(why.into())
+    }
+}
+
+impl From<wire::Malformed> for Stop {
+    fn from(malformed: wire::Malformed) -> Self {
+        Self(malformed.to_string())
+    }
+}
 
 /// What a message from the guest asks for: its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
+pub enum Op {
     /// The call to run (answered with [`encode_call`]'s or [`encode_load`]'s tuple).
     TakeCall = 0,
     /// The call's outcome ([`Outcome`]); answered with nothing.
