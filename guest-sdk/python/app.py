@@ -9,13 +9,10 @@ runs it, and hands its outcome back.
 import gc
 import locale
 import random
-import struct
 import sys
 
-from sluice_plugin_runtime import api, door, egress, line_shapes, plugin, posix
-from sluice_plugin_runtime.columns import rows_from_columns
-from sluice_plugin_runtime.door import Err
-from sluice_plugin_runtime.line_builder import LineBuilder
+from sluice_plugin_runtime import api, door, egress, plugin, posix, serving
+from sluice_plugin_runtime.serving import DoorHost
 
 # Where the host mounts the plugin directory, read-only.
 PLUGIN_ROOT = "/plugins"
@@ -40,155 +37,6 @@ import base64, bisect, collections, copy, csv, dataclasses, decimal, email, emai
 import fractions, functools, hashlib, heapq, itertools, json, logging, pickle, re  # noqa: E401,F401,E402
 import statistics, string, textwrap, tomllib, typing, urllib.parse, uuid, zlib, zoneinfo  # noqa: E401,F401,E402
 
-# Batched writes reach the host in chunks of this many lines, joined into one string,
-# and the rest when the call succeeds: a host call per line, or a list of strings,
-# would cost more than building the lines.
-_WRITE_CHUNK_LINES = 4096
-# What stands in a line for a value handed over apart from it (the door's `Write`).
-_FLOAT_PLACEHOLDER = "\0"
-_TIMESTAMP_PLACEHOLDER = "\1"
-
-# Shape functions by measurement name, looked up for every `LineBuilder` line written.
-_SHAPES = line_shapes.SHAPES
-
-
-class _Batch:
-    """Lines queued for one database (None: the trigger's) and not handed over yet, in
-    write order, with the float values and timestamps their placeholders stand for."""
-
-    __slots__ = ("database", "lines", "floats", "stamps")
-
-    def __init__(self, database):
-        self.database = database
-        self.drop()
-
-    def write(self, line_builder):
-        """Queues the line `line_builder` builds. Runs once per line a plugin writes,
-        so `LineBuilder` lines are assembled right here, their floats (and, by a shape
-        function, their timestamps) left to the host: by the function for their shape if
-        there is one, else by `_assembled`."""
-        line = None
-        if type(line_builder) is LineBuilder:
-            try:
-                line = _SHAPES[line_builder.measurement](line_builder, self.floats, self.stamps)
-            except Exception:
-                # No function for the measurement, or a builder whose attributes the
-                # plugin replaced with objects of its own: the general path decides.
-                line = None
-            if line is None:
-                line = self._assembled(line_builder)
-        if line is None:
-            line = api.built_line(line_builder)
-            if _FLOAT_PLACEHOLDER in line or _TIMESTAMP_PLACEHOLDER in line:
-                # Handed over alone, with no values apart, it is taken as it is.
-                self.hand_over()
-                door.write(self.database, line, b"", b"")
-                return
-        lines = self.lines
-        lines.append(line)
-        if len(lines) >= _WRITE_CHUNK_LINES:
-            self.hand_over()
-
-    def _assembled(self, line_builder):
-        """The line of a `LineBuilder` by the general path, whose shape is then learnt;
-        None if it holds a placeholder character of its own, which would pass for one."""
-        floats = self.floats
-        placed = len(floats)
-        try:
-            line = line_builder._line(floats)
-        except BaseException:
-            del floats[placed:]
-            raise
-        if (
-            line.count(_FLOAT_PLACEHOLDER) != len(floats) - placed
-            or _TIMESTAMP_PLACEHOLDER in line
-        ):
-            del floats[placed:]
-            return None
-        try:
-            line_shapes.learn(line_builder)
-        except Exception:
-            pass  # only a way to go faster: the line is written all the same
-        return line
-
-    def hand_over(self):
-        if self.lines:
-            text = "\n".join(self.lines)
-            floats = self.floats
-            stamps = self.stamps
-            try:
-                stamps = struct.pack(f"<{len(stamps)}q", *stamps)
-            except struct.error:
-                # A timestamp beyond 64 bits: all are written out, for the host to
-                # refuse the line as it refuses any such line.
-                pieces = text.split(_TIMESTAMP_PLACEHOLDER)
-                text = "".join(map("{}{}".format, pieces, [*stamps, ""]))
-                stamps = b""
-            door.write(self.database, text, struct.pack(f"<{len(floats)}d", *floats), stamps)
-            self.drop()
-
-    def drop(self):
-        self.lines = []
-        self.floats = []
-        self.stamps = []
-
-
-class DoorHost:
-    """The plugin API's host, reached through the door."""
-
-    def __init__(self):
-        self._own = _Batch(None)
-        self._other = {}  # database -> _Batch
-        # `influxdb3_local.write` itself: one Python call less per line written.
-        self.write = self._own.write
-
-    def log(self, level, text):
-        door.log(level, text)
-
-    def query(self, sql, params, database):
-        try:
-            row_count, columns = door.query(sql, params, database)
-        except Err as e:
-            raise api.HostError(e.value) from None
-        return rows_from_columns(row_count, columns, True)
-
-    def write_to_db(self, database, line_builder):
-        batch = self._other.get(database)
-        if batch is None:
-            batch = self._other[database] = _Batch(database)
-        batch.write(line_builder)
-
-    def hand_over_writes(self):
-        """Gives the host the batched writes not yet handed over."""
-        self._own.hand_over()
-        for batch in self._other.values():
-            batch.hand_over()
-        self._other = {}
-
-    def drop_writes(self):
-        """Forgets the batched writes of a failed call (the host drops its part)."""
-        self._own.drop()
-        self._other = {}
-
-    def write_sync(self, database, line_protocol, no_sync):
-        try:
-            door.write_sync(database, line_protocol, no_sync)
-        except Err as e:
-            raise api.HostError(e.value) from None
-
-    def cache_get(self, key, use_global):
-        return door.cache_get(key, use_global)
-
-    def cache_put(self, key, value, ttl_seconds, use_global):
-        try:
-            door.cache_put(key, value, ttl_seconds, use_global)
-        except Err as e:
-            raise ValueError(e.value) from None
-
-    def cache_delete(self, key, use_global):
-        return door.cache_delete(key, use_global)
-
-
 _HOST = DoorHost()
 _API = api.make_api(_HOST)
 plugin.install_builtins()
@@ -209,12 +57,7 @@ def _load(source):
         if root not in sys.path:
             sys.path.append(root)
         sys.path_importer_cache.pop(root, None)
-    if source[0] == "file":
-        loaded = plugin.FilePlugin(source[1], source[2], source[3])
-        compiled, loaded.marshalled = loaded.marshalled, None
-    else:
-        loaded = plugin.PackagePlugin(PLUGIN_ROOT, source[1])
-        compiled = None
+    loaded, compiled = serving.load(source, PLUGIN_ROOT)
     _runner = plugin.Runner(_API, loaded)
     return compiled
 
@@ -223,31 +66,6 @@ def _loaded_runner():
     if _runner is None:
         raise plugin.PluginFailure("no plugin is loaded")
     return _runner
-
-
-def _run(entry_point, *args):
-    """Runs an entry point; its batched writes reach the host only if it succeeds."""
-    try:
-        result = entry_point(*args)
-    except BaseException:
-        _HOST.drop_writes()
-        raise
-    _HOST.hand_over_writes()
-    return result
-
-
-def _call(call):
-    """Runs `call` (as `door.take_call` gives it): a request's response, else None."""
-    kind = call[0]
-    if kind == door.WRITES:
-        _run(_loaded_runner().process_writes, call[2], call[1])
-    elif kind == door.SCHEDULE:
-        _run(_loaded_runner().process_scheduled_call, call[2], call[1])
-    else:
-        _, args, _method, _path, query, headers, body = call
-        status, headers, body = _run(_loaded_runner().process_request, query, headers, body, args)
-        return status, list(headers.items()), body.encode("utf-8")
-    return None
 
 
 def serve():
@@ -262,7 +80,7 @@ def serve():
         if call[0] == door.LOAD:
             door.finish_load(_load(call[1]))
             return
-        response = _call(call)
+        response = serving.run(_loaded_runner(), _HOST, call)
     except plugin.PluginFailure as failure:
         door.fail(str(failure))
         return

@@ -9,6 +9,7 @@ mod http;
 mod instances;
 mod package_matrix;
 mod packages;
+mod pyo3;
 mod reliability;
 mod s3;
 mod security;

@@ -178,5 +178,6 @@ pub fn trigger(name: &str, spec: &str, plugin: &str, run_async: bool) -> Trigger
         reach: Default::default(),
         public: false,
         limits: Default::default(),
+        runtime: Default::default(),
     }
 }

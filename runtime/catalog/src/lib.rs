@@ -36,8 +36,8 @@ pub use snapshot::SnapshotError;
 pub use store::{CatalogStore, OpenedStore};
 pub use tokens::{ADMIN_TOKEN_NAME, Access, Grant, NewToken, TokenRecord, Tokens};
 pub use triggers::{
-    ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Trigger, TriggerSettings,
-    TriggerSpec, TriggerSpecError, Use, WalStart,
+    ErrorBehavior, LimitOverrides, PluginArea, PluginType, Reach, Runtime, Trigger,
+    TriggerSettings, TriggerSpec, TriggerSpecError, Use, WalStart,
 };
 
 use ids::NextIds;

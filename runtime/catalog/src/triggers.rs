@@ -269,6 +269,43 @@ pub struct Trigger {
     /// Its own limits, where they differ from the server's.
     #[serde(default, skip_serializing_if = "LimitOverrides::is_empty")]
     pub limits: LimitOverrides,
+    /// What runs its plugin.
+    #[serde(default, skip_serializing_if = "Runtime::is_wasm")]
+    pub runtime: Runtime,
+}
+
+/// What runs a trigger's plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// The WebAssembly sandbox: the default, and the only runtime a database token may
+    /// choose.
+    #[default]
+    Wasm,
+    /// Native CPython in the server's process, as upstream: no sandbox. Enabled by the
+    /// operator (`--plugin-runtimes wasm,pyo3`), chosen by the admin.
+    Pyo3,
+}
+
+impl Runtime {
+    /// Whether it is [`Runtime::Wasm`].
+    pub fn is_wasm(&self) -> bool {
+        *self == Self::Wasm
+    }
+
+    /// Its name, as requests, flags and the system tables spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm",
+            Self::Pyo3 => "pyo3",
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which databases besides its own a trigger's plugin may query and write. Its own it
@@ -638,6 +675,7 @@ mod catalog_tests {
             reach: Reach::default(),
             public: false,
             limits: LimitOverrides::default(),
+            runtime: Runtime::default(),
         }
     }
 

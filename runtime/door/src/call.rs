@@ -126,8 +126,8 @@ impl Outcome<Option<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use crate::marshal::loaded;
     use super::*;
+    use crate::marshal::loaded;
     use sluice_plugin_api::HttpRequest;
 
     #[test]

@@ -197,4 +197,3 @@ pub fn cut_line(text: &str) -> String {
         sluice_plugin_api::size_text(max as u64)
     )
 }
-

@@ -186,7 +186,9 @@ impl CallState {
             Err(FillError::TooLong) => {
                 // Counting past what is allowed stops the call at the write limit.
                 self.count_written(allowed.saturating_add(1))?;
-                return Err(Stop::new("write: the line protocol is over the write limit"));
+                return Err(Stop::new(
+                    "write: the line protocol is over the write limit",
+                ));
             }
             Err(FillError::Mismatch(message)) => return Err(Stop::new(message)),
         };

@@ -14,7 +14,9 @@ use crate::host::{Database, TriggerHost};
 use crate::plugin_dir::PluginAreas;
 use crate::records::{EngineRecords, InvocationRecord, LogRecord, Outcome};
 use crate::spares::SpareMaker;
-use sluice_catalog::{Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Trigger, TriggerId};
+use sluice_catalog::{
+    Catalog, DatabaseRef, DbId, LimitOverrides, Quotas, Runtime, Trigger, TriggerId,
+};
 use sluice_plugin_api::{
     HostServices, Invocation, InvocationError, LimitError, Limits, PluginCall, PluginExecutor,
     PluginRef, TriggerArguments, WarmPool, cpu_timed,
@@ -76,9 +78,12 @@ async fn take_turn(
 /// Each trigger's warm pool, with the plugin it was made for.
 type Pools = HashMap<TriggerId, (String, Arc<dyn WarmPool>)>;
 
-/// What every invocation needs: the executor, the database, the caches, the plugins.
+/// What every invocation needs: the executors, the database, the caches, the plugins.
 pub struct Invoker {
+    /// The WebAssembly sandbox (or, in tests, what stands for it).
     executor: Arc<dyn PluginExecutor>,
+    /// The pyo3 runtime, when the operator enabled it.
+    pyo3: Option<Arc<dyn PluginExecutor>>,
     storage: Arc<dyn Database>,
     cache: Arc<CacheStore>,
     plugins: Arc<PluginAreas>,
@@ -171,6 +176,7 @@ impl Invoker {
     ) -> Self {
         Self {
             executor,
+            pyo3: None,
             storage,
             cache,
             plugins,
@@ -185,6 +191,36 @@ impl Invoker {
             cpu: None,
             background: None,
             egress: Arc::new(Egress::none()),
+        }
+    }
+
+    /// The same invoker, running the plugins of [`Runtime::Pyo3`] triggers with `pyo3`.
+    pub fn with_pyo3(mut self, pyo3: Arc<dyn PluginExecutor>) -> Self {
+        self.pyo3 = Some(pyo3);
+        self
+    }
+
+    /// Whether the server runs plugins on `runtime`.
+    pub fn runs(&self, runtime: Runtime) -> bool {
+        match runtime {
+            Runtime::Wasm => true,
+            Runtime::Pyo3 => self.pyo3.is_some(),
+        }
+    }
+
+    /// What runs the plugin of `trigger`.
+    ///
+    /// # Errors
+    ///
+    /// Its runtime is not enabled on this server (it was, when it was created).
+    fn executor_for(&self, trigger: &Trigger) -> Result<&Arc<dyn PluginExecutor>, String> {
+        match trigger.runtime {
+            Runtime::Wasm => Ok(&self.executor),
+            Runtime::Pyo3 => self.pyo3.as_ref().ok_or_else(|| {
+                "the trigger runs on the pyo3 runtime, which this server does not enable \
+                 (sluice serve --plugin-runtimes wasm,pyo3)"
+                    .to_string()
+            }),
         }
     }
 
@@ -389,7 +425,8 @@ impl Invoker {
 
     /// The warm pool of `trigger`, made on first use (and anew when its plugin changed).
     fn pool(&self, trigger: &Trigger, plugin: &PluginRef) -> Option<Arc<dyn WarmPool>> {
-        if !self.warm {
+        // The pyo3 runtime keeps its loaded plugins itself.
+        if !self.warm || !trigger.runtime.is_wasm() {
             return None;
         }
         let mut pools = self.pools();
@@ -470,13 +507,17 @@ impl Invoker {
         let started = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let clock = std::time::Instant::now();
         let services = Arc::clone(&host) as Arc<dyn HostServices>;
-        // A limit the sandbox cannot honour fails the call, recorded like any failure.
+        // A limit the executor cannot honour, or a runtime the server does not run,
+        // fails the call, recorded like any failure.
         let run = async {
-            match limits.check(self.executor.max_memory_bytes()) {
+            let executor = self
+                .executor_for(trigger)
+                .map_err(InvocationError::Plugin)?;
+            match limits.check(executor.max_memory_bytes()) {
                 Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
                 Ok(()) => match self.pool(trigger, &plugin) {
                     Some(pool) => pool.run(call, &limits, services).await,
-                    None => self.executor.run(&plugin, call, &limits, services).await,
+                    None => executor.run(&plugin, call, &limits, services).await,
                 },
             }
         };
@@ -509,7 +550,7 @@ impl Invoker {
             duration_ns: i64::try_from(clock.elapsed().as_nanos()).unwrap_or(i64::MAX),
             peak_memory_bytes: usage.peak_memory_bytes,
             bytes_written: usage.bytes_written,
-            cpu_ns: u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX),
+            cpu_ns: u64::try_from((cpu + usage.cpu_elsewhere).as_nanos()).unwrap_or(u64::MAX),
             query_rows: host.query_rows(),
             http_requests: host.http_usage().requests,
             http_response_bytes: host.http_usage().response_bytes,

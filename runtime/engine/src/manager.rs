@@ -576,6 +576,7 @@ mod tests {
             reach: Default::default(),
             public: false,
             limits: Default::default(),
+            runtime: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_catalog::Error as CatalogError;
 use sluice_catalog::{
     Access, ErrorBehavior, HostGrant, LimitOverrides, PluginArea, PluginType, Quotas, Reach,
-    Trigger, TriggerId, TriggerSettings, TriggerSpec, WalStart,
+    Runtime, Trigger, TriggerId, TriggerSettings, TriggerSpec, WalStart,
 };
 use sluice_engine::plugin_dir::repository_copy;
 use sluice_plugin_api::PluginRef;
@@ -57,6 +57,9 @@ struct CreateTrigger {
     /// Not upstream's: the trigger's own limits, named as `sluice serve`'s flags.
     #[serde(default)]
     limits: LimitsRequest,
+    /// Not upstream's: what runs the plugin, `wasm` (the default) or `pyo3`.
+    #[serde(default)]
+    runtime: Runtime,
 }
 
 /// `limits` of a create request, named as `sluice serve`'s flags; each one missing is
@@ -310,6 +313,12 @@ pub async fn create(
     let plugin_area = check_plugin(&state, &access, &request.db, &request.plugin_filename).await?;
     let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
     let limits = request.limits.overrides().map_err(invalid)?;
+    check_runtime(
+        &state,
+        &access,
+        (request.runtime, &request.allowed_hosts),
+        &limits,
+    )?;
     if let Some(engine) = &state.engine {
         let effective = engine
             .invoker
@@ -354,6 +363,7 @@ pub async fn create(
         reach: Reach::Creator(access.clone()),
         public: request.public,
         limits,
+        runtime: request.runtime,
     };
     let admin = access.is_admin();
     let max_triggers = state
@@ -374,6 +384,51 @@ pub async fn create(
         })?;
     state.catalog_change_in_effect().await;
     Ok(StatusCode::OK)
+}
+
+/// 403 unless the admin asks for the pyo3 runtime (it has no sandbox); 400 unless the
+/// server runs it, and the trigger asks for nothing it cannot do.
+fn check_runtime(
+    state: &AppState,
+    access: &Access,
+    (runtime, allowed_hosts): (Runtime, &[String]),
+    limits: &LimitOverrides,
+) -> Result<(), ApiError> {
+    if runtime.is_wasm() {
+        return Ok(());
+    }
+    if !access.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only the admin token may create a trigger on the pyo3 runtime: it runs plugins \
+             without a sandbox"
+                .into(),
+        ));
+    }
+    let runs = state
+        .engine
+        .as_ref()
+        .is_some_and(|engine| engine.invoker.runs(runtime));
+    if !runs {
+        return Err(ApiError::BadRequest(
+            "the pyo3 runtime is not enabled on this server: start it with \
+             --plugin-runtimes wasm,pyo3"
+                .into(),
+        ));
+    }
+    if let Some(name) = limits.sandbox_only() {
+        return Err(ApiError::BadRequest(format!(
+            "the pyo3 runtime cannot enforce a {name} limit: it runs plugins without a \
+             sandbox. Create the trigger without it, or on the wasm runtime"
+        )));
+    }
+    if !allowed_hosts.is_empty() {
+        return Err(ApiError::BadRequest(
+            "allowed_hosts is for the sandbox: a plugin on the pyo3 runtime reaches the \
+             network as the server does"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The longest trigger name, in bytes.

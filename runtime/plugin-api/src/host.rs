@@ -133,4 +133,8 @@ pub struct CallUsage {
     pub bytes_written: u64,
     /// Bytes it wrote in its `/tmp`, 4 KiB for each file, directory or link created.
     pub tmp_bytes: u64,
+    /// CPU time it took on threads other than the one polling its future, which a clock
+    /// of that future ([`crate::cpu_timed`]) does not see: the pyo3 runtime runs each
+    /// call on a thread of its own.
+    pub cpu_elsewhere: Duration,
 }

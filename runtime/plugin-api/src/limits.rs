@@ -371,6 +371,26 @@ impl LimitOverrides {
         *self == Self::default()
     }
 
+    /// The name of the first override given that only the sandbox enforces, if one is:
+    /// what a runtime without a sandbox (the pyo3 runtime) refuses to be given. The
+    /// others the host enforces at the door, whatever runs the plugin.
+    pub fn sandbox_only(&self) -> Option<&'static str> {
+        [
+            ("CPU time", self.cpu_time_ms),
+            ("memory", self.memory_bytes),
+            ("wall time", self.wall_time_ms),
+            ("open files", self.open_files),
+            ("HTTP requests", self.http_requests),
+            ("HTTP response bytes", self.http_response_bytes),
+            ("HTTP request bytes", self.http_request_bytes),
+            ("HTTP time-out", self.http_timeout_ms),
+            ("/tmp bytes", self.tmp_bytes),
+        ]
+        .into_iter()
+        .find(|(_, value)| value.is_some())
+        .map(|(name, _)| name)
+    }
+
     /// `name=value` for each override, comma-separated: `cpu_time_ms=100,wall_time_ms=500`.
     pub fn describe(&self) -> String {
         [

@@ -4,7 +4,6 @@ use crate::code_cache::CodeKey;
 use crate::executor::Sandbox;
 use crate::files::OpenFiles;
 use crate::host::HostState;
-use sluice_door::{CallState, Outcome, Read, cut_line, encode_call, encode_load};
 use crate::memory_pages::{MemorySpan, TouchedPages};
 use crate::output::CapturedOutput;
 use crate::python::{ENVIRONMENT, GUEST_PLUGIN_DIR, LIBRARY_GUEST_DIR};
@@ -12,6 +11,7 @@ use crate::scratch::{GUEST_TMP_DIR, Scratch};
 use crate::slots::Slot;
 use crate::store_limits::MemoryLimiter;
 use crate::wit::Python;
+use sluice_door::{CallState, Outcome, Read, cut_line, encode_call, encode_load};
 use sluice_plugin_api::{
     CallUsage, DATABASE_PACKAGES_DIR, HostServices, Invocation, InvocationError, LimitKind, Limits,
     LogLevel, PACKAGES_DIR, PluginCall, PluginExecutor, PluginRef, PluginSource,
@@ -328,6 +328,7 @@ impl PluginInstance {
             peak_memory_bytes: state.limiter.peak_bytes,
             bytes_written: state.call.bytes_written,
             tmp_bytes: state.call.tmp_bytes,
+            cpu_elsewhere: Duration::ZERO,
         };
         services.finish(result.is_ok(), usage);
         Ok(Invocation {

@@ -64,6 +64,25 @@ impl TriggerKind {
     }
 }
 
+/// What runs plugins, for `--plugin-runtimes` and `create trigger --runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// The WebAssembly sandbox
+    Wasm,
+    /// The machine's CPython in the server's process, without a sandbox
+    Pyo3,
+}
+
+impl RuntimeKind {
+    /// Its name in requests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasm",
+            Self::Pyo3 => "pyo3",
+        }
+    }
+}
+
 /// Where the S3 object store is.
 #[derive(Debug, clap::Args)]
 pub struct S3Args {
@@ -202,6 +221,20 @@ pub struct ServeArgs {
     /// URL of PATH is this URL followed by PATH
     #[arg(long, env = "INFLUXDB3_PLUGIN_REPO", default_value = DEFAULT_PLUGIN_REPO)]
     plugin_repo: String,
+    /// What may run plugins (comma-separated). `wasm`, the WebAssembly sandbox, is
+    /// always on, and the only runtime a database token may choose. `pyo3` also runs the
+    /// plugins of the triggers the admin creates with `--runtime pyo3` on the machine's
+    /// CPython, in the server's process, as upstream does: with NO sandbox, so no CPU-time,
+    /// memory or wall-time limit, and the files and network of the server's user. For
+    /// trusted plugins that need native packages (numpy, pandas)
+    #[arg(
+        long,
+        env = "SLUICE_PLUGIN_RUNTIMES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "wasm"
+    )]
+    plugin_runtimes: Vec<RuntimeKind>,
     /// How `sluice install package` installs plugin packages: with pip (`python3 -m pip`,
     /// or `$PYTHON -m pip`, into .packages in the plugin directory; `discover` and `uv`
     /// mean the same), or not at all
@@ -529,27 +562,29 @@ impl ServeArgs {
             storage: Arc::clone(storage),
             query: query.clone(),
         };
-        let invoker = Arc::new(
-            Invoker::new(
-                Arc::new(sandbox),
-                Arc::new(database),
-                Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
-                Arc::clone(plugins),
-                limits,
-                !self.fresh_instances,
-            )
-            .with_quotas(Arc::clone(storage.catalog()), self.quotas()?)
-            .with_fair_turns(FairTurns::new(
-                usize::try_from(self.max_instances).unwrap_or(usize::MAX),
-                self.instance_wait,
-            ))
-            .with_cpu_turns(FairTurns::cpu(
-                tokio::runtime::Handle::current().metrics().num_workers(),
-                epoch_tick,
-            ))
-            .with_background(background)
-            .with_egress(self.egress()?),
-        );
+        let mut invoker = Invoker::new(
+            Arc::new(sandbox),
+            Arc::new(database),
+            Arc::new(CacheStore::new(self.max_shared_cache_bytes)),
+            Arc::clone(plugins),
+            limits,
+            !self.fresh_instances,
+        )
+        .with_quotas(Arc::clone(storage.catalog()), self.quotas()?)
+        .with_fair_turns(FairTurns::new(
+            usize::try_from(self.max_instances).unwrap_or(usize::MAX),
+            self.instance_wait,
+        ))
+        .with_cpu_turns(FairTurns::cpu(
+            tokio::runtime::Handle::current().metrics().num_workers(),
+            epoch_tick,
+        ))
+        .with_background(background)
+        .with_egress(self.egress()?);
+        if self.plugin_runtimes.contains(&RuntimeKind::Pyo3) {
+            invoker = invoker.with_pyo3(pyo3_runtime()?);
+        }
+        let invoker = Arc::new(invoker);
         invoker.keep_spares(self.spare_instances()?);
         let weak_storage = Arc::downgrade(storage);
         let disable = move |database: &str, trigger: sluice_catalog::TriggerId| {
@@ -579,6 +614,9 @@ impl ServeArgs {
     }
 
     async fn serve(self, background: tokio::runtime::Handle) -> anyhow::Result<()> {
+        if self.plugin_runtimes.contains(&RuntimeKind::Pyo3) && self.plugin_dir.is_none() {
+            tracing::warn!("--plugin-runtimes pyo3 does nothing without --plugin-dir");
+        }
         // Before anything sizes its share of it: the plugins take half, connections a
         // quarter, and the rest is the WAL's, the stores' and the server's own.
         let open_files = sluice_sandbox::raise_open_file_limit();
@@ -797,4 +835,25 @@ fn plugin_areas(plugin_dir: &Path, data_dir: &Path) -> anyhow::Result<PluginArea
         areas,
         environments,
     ))
+}
+
+/// The pyo3 runtime, started: the machine's CPython in this process.
+#[cfg(feature = "pyo3")]
+fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+    let runtime = sluice_pyo3::Pyo3Runtime::start().context("cannot start the pyo3 runtime")?;
+    tracing::warn!(
+        python = sluice_pyo3::Pyo3Runtime::python_version(),
+        "the pyo3 runtime is on: the plugins of triggers created with --runtime pyo3 run \
+         in this process without a sandbox"
+    );
+    Ok(Arc::new(runtime))
+}
+
+/// This build has no pyo3 runtime.
+#[cfg(not(feature = "pyo3"))]
+fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+    anyhow::bail!(
+        "this sluice was built without the pyo3 runtime: build it with the `pyo3` feature \
+         (on by default), on a machine with python3 and its shared library"
+    )
 }

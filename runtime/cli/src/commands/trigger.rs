@@ -3,6 +3,7 @@
 
 use super::client::{Client, ServerArgs, block_on};
 use super::limits::LimitArgs;
+use super::serve::RuntimeKind;
 use super::test::key_value;
 use super::upload::LocalPlugin;
 use reqwest::Method;
@@ -106,6 +107,12 @@ pub struct CreateTriggerArgs {
     /// may read or invoke the trigger's database)
     #[arg(long)]
     public: bool,
+    /// What runs the plugin: `wasm`, the WebAssembly sandbox; or `pyo3`, the machine's
+    /// CPython in the server's process, with NO sandbox (admin token only, on a server
+    /// started with `--plugin-runtimes wasm,pyo3`; for trusted plugins that need native
+    /// packages; no CPU-time, memory or wall-time limit)
+    #[arg(long, value_enum, default_value = "wasm")]
+    runtime: RuntimeKind,
     #[command(
         flatten,
         next_help_heading = "Limits of each invocation (default: the server's, whose own defaults are shown)"
@@ -162,6 +169,7 @@ impl CreateTriggerArgs {
             "allowed_hosts": self.allow_host,
             "public": self.public,
             "limits": LimitsRequest::new(&self.limits.overrides()),
+            "runtime": self.runtime.name(),
         });
         block_on(
             client.send(

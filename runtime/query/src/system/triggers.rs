@@ -42,6 +42,8 @@ impl SystemTable for Triggers {
             // Invocations that may run at once (a `run_async` trigger's); null: its
             // database's quota.
             Field::new("max_concurrency", DataType::UInt64, true),
+            // What runs its plugin: `wasm` (the sandbox) or `pyo3`.
+            Field::new("runtime", DataType::Utf8, false),
         ]))
     }
 
@@ -95,6 +97,7 @@ impl SystemTable for Triggers {
                     .map(|t| t.trigger_settings.max_concurrency)
                     .collect::<UInt64Array>(),
             ) as ArrayRef,
+            utf8(triggers.iter().map(|t| t.runtime.to_string()).collect()),
         ];
         Ok(RecordBatch::try_new(self.schema(), columns)?)
     }

@@ -1,0 +1,28 @@
+//! Links the machine's libpython (found by pyo3 as usual: `python3` on the path, or
+//! `PYO3_PYTHON`) with its directory as the run-time search path, and records where that
+//! Python's standard library is, which the runtime checks for before starting it.
+
+use std::process::Command;
+
+fn main() {
+    pyo3_build_config::add_libpython_rpath_link_args();
+    let config = pyo3_build_config::get();
+    let Some(python) = config.executable() else {
+        println!("cargo:rustc-env=SLUICE_PYTHON_STDLIB=");
+        println!("cargo:rustc-env=SLUICE_PYTHON_VERSION={}", config.version());
+        return;
+    };
+    let stdlib = Command::new(python)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('stdlib'), end='')",
+        ])
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=SLUICE_PYTHON_STDLIB={stdlib}");
+    println!("cargo:rustc-env=SLUICE_PYTHON_VERSION={}", config.version());
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+}

@@ -1,0 +1,263 @@
+//! The pyo3 runtime beside the sandbox on the real server: the admin's triggers created
+//! with `runtime: pyo3` run their plugins on the machine's CPython, through the same
+//! host; everything else stays in the sandbox; what the runtime cannot do is refused.
+
+use crate::server::{TestServer, plugin_dir_with, trigger_body};
+use crate::support::text;
+use serde_json::{Value, json};
+
+/// Says where it runs, queries what the flush wrote, and writes both ways.
+const WHERE_AM_I: &str = r#"
+import sys, time
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    who = query_parameters["who"]
+    influxdb3_local.write_sync(LineBuilder("seen").tag("who", who).int64_field("n", 1), False)
+    rows = influxdb3_local.query("SELECT count(*) AS n FROM seen WHERE who = $who", {"who": who})
+    # Another call runs meanwhile: what each batches stays its own.
+    time.sleep(float(query_parameters.get("sleep", "0")))
+    influxdb3_local.write(LineBuilder("batched").tag("who", who).int64_field("n", rows[0]["n"]))
+    influxdb3_local.info(f"{who} on {sys.platform}")
+    return {"platform": sys.platform, "who": who, "seen": rows[0]["n"]}
+"#;
+
+/// Copies each flush's rows to `copied`, doubled.
+const DOUBLER: &str = r#"
+import sys
+def process_writes(influxdb3_local, table_batches, args=None):
+    for batch in table_batches:
+        for row in batch["rows"]:
+            line = LineBuilder("copied").tag("platform", sys.platform)
+            line.float64_field("usage", row["usage"] * 2)
+            influxdb3_local.write(line)
+"#;
+
+const PLUGINS: &[(&str, &str)] = &[("where.py", WHERE_AM_I), ("doubler.py", DOUBLER)];
+
+fn on_runtime(mut body: Value, runtime: &str) -> Value {
+    body["runtime"] = json!(runtime);
+    body
+}
+
+fn start(dir: &std::path::Path, runtimes: &str) -> TestServer {
+    let plugin_dir = plugin_dir_with(dir, PLUGINS);
+    TestServer::start_with(
+        dir,
+        &[
+            "--plugin-dir",
+            plugin_dir.to_str().expect("utf-8"),
+            "--plugin-runtimes",
+            runtimes,
+            "--wal-flush-interval",
+            "50ms",
+        ],
+    )
+}
+
+#[test]
+fn pyo3_triggers_run_natively_beside_sandboxed_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), "wasm,pyo3");
+    server.create_database("db");
+    let native = trigger_body("native", "request:native", "where.py", Value::Null, "log");
+    let created = server.create_trigger(&on_runtime(native, "pyo3"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    server.add_trigger(
+        "sandboxed",
+        "request:sandboxed",
+        "where.py",
+        Value::Null,
+        "log",
+    );
+    let doubler = trigger_body("doubler", "table:cpu", "doubler.py", Value::Null, "log");
+    let created = server.create_trigger(&on_runtime(doubler, "pyo3"));
+    assert_eq!(created.status, 200, "{}", created.text());
+
+    let answer = server.get("/api/v3/engine/native?who=ann", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json(),
+        json!({"platform": "linux", "who": "ann", "seen": 1})
+    );
+    let answer = server.get("/api/v3/engine/sandboxed?who=ann", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json(),
+        json!({"platform": "wasi", "who": "ann", "seen": 2})
+    );
+    server.eventually("db", "SELECT who, n FROM batched ORDER BY n", |rows| {
+        rows == &json!([{"who": "ann", "n": 1}, {"who": "ann", "n": 2}])
+    });
+    server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs WHERE trigger_name = 'native'",
+        |rows| rows == &json!([{"log_text": "ann on linux"}]),
+    );
+
+    let written = server.post("/api/v3/write_lp?db=db", &[], b"cpu,host=a usage=0.25");
+    assert_eq!(written.status, 204, "{}", written.text());
+    server.eventually("db", "SELECT platform, usage FROM copied", |rows| {
+        rows == &json!([{"platform": "linux", "usage": 0.5}])
+    });
+    // Billed as any trigger's calls, the CPU time they took included.
+    let triggers = server.query(
+        "db",
+        "SELECT trigger_name, runtime FROM system.processing_engine_triggers ORDER BY trigger_name",
+    );
+    assert_eq!(
+        triggers,
+        json!([
+            {"trigger_name": "doubler", "runtime": "pyo3"},
+            {"trigger_name": "native", "runtime": "pyo3"},
+            {"trigger_name": "sandboxed", "runtime": "wasm"},
+        ])
+    );
+    let usage = server.query(
+        "db",
+        "SELECT trigger_name, invocations, cpu_time_ms > 0 AS used_cpu FROM system.processing_engine_usage \
+         WHERE hour IS NULL AND trigger_name IN ('native', 'doubler') ORDER BY trigger_name",
+    );
+    assert_eq!(
+        usage,
+        json!([
+            {"trigger_name": "doubler", "invocations": 1, "used_cpu": true},
+            {"trigger_name": "native", "invocations": 1, "used_cpu": true},
+        ]),
+    );
+}
+
+#[test]
+fn concurrent_pyo3_calls_keep_their_writes_apart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), "pyo3,wasm");
+    server.create_database("db");
+    let mut body = trigger_body("native", "request:native", "where.py", Value::Null, "log");
+    body["trigger_settings"]["run_async"] = json!(true);
+    let created = server.create_trigger(&on_runtime(body, "pyo3"));
+    assert_eq!(created.status, 200, "{}", created.text());
+    let callers: Vec<String> = (0..6).map(|i| format!("caller{i}")).collect();
+    std::thread::scope(|scope| {
+        for who in &callers {
+            let server = &server;
+            scope.spawn(move || {
+                let answer = server.get(&format!("/api/v3/engine/native?who={who}&sleep=0.2"), &[]);
+                assert_eq!(answer.status, 200, "{}", answer.text());
+                assert_eq!(
+                    answer.json(),
+                    json!({"platform": "linux", "who": who, "seen": 1})
+                );
+            });
+        }
+    });
+    let expected: Vec<Value> = callers
+        .iter()
+        .map(|who| json!({"who": who, "n": 1}))
+        .collect();
+    server.eventually("db", "SELECT who, n FROM batched ORDER BY who", |rows| {
+        rows == &Value::Array(expected.clone())
+    });
+}
+
+#[test]
+fn what_the_pyo3_runtime_cannot_do_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), "wasm");
+    server.create_database("db");
+    let native = || trigger_body("native", "request:native", "where.py", Value::Null, "log");
+
+    let refused = server.create_trigger(&on_runtime(native(), "pyo3"));
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("--plugin-runtimes wasm,pyo3"),
+        "{}",
+        refused.text()
+    );
+    let refused = server.create_trigger(&on_runtime(native(), "jvm"));
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().contains("unknown variant `jvm`"),
+        "{}",
+        refused.text()
+    );
+    drop(server);
+
+    let server = start(dir.path(), "wasm,pyo3");
+    let tenant = server.create_token("tenant", &["db:db:read,write,manage"]);
+    let bearer = format!("Bearer {tenant}");
+    let refused = server.send(
+        "POST",
+        "/api/v3/configure/processing_engine_trigger",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        on_runtime(native(), "pyo3").to_string().as_bytes(),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("admin"), "{}", refused.text());
+
+    for (limits, name) in [
+        (json!({"memory_limit_mib": 64}), "memory"),
+        (json!({"cpu_time": "1s"}), "CPU time"),
+        (json!({"wall_time": "1s"}), "wall time"),
+    ] {
+        let mut body = on_runtime(native(), "pyo3");
+        body["limits"] = limits;
+        let refused = server.create_trigger(&body);
+        assert_eq!(refused.status, 400, "{}", refused.text());
+        assert!(
+            refused
+                .text()
+                .contains(&format!("cannot enforce a {name} limit")),
+            "{}",
+            refused.text()
+        );
+    }
+    let mut body = on_runtime(native(), "pyo3");
+    body["limits"] = json!({"fuel": 1});
+    assert_eq!(server.create_trigger(&body).status, 400);
+    // Nothing was created.
+    assert_eq!(
+        server.query(
+            "db",
+            "SELECT count(*) AS n FROM system.processing_engine_triggers"
+        ),
+        json!([{"n": 0}])
+    );
+    // What the host checks itself it still enforces.
+    let mut body = on_runtime(
+        trigger_body("small", "request:small", "where.py", Value::Null, "log"),
+        "pyo3",
+    );
+    body["limits"] = json!({"max_response_bytes": 10});
+    assert_eq!(server.create_trigger(&body).status, 200);
+    let failed = server.get("/api/v3/engine/small?who=a", &[]);
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert!(failed.text().contains("response"), "{}", failed.text());
+
+    // From the command line too; then a restart without the runtime fails its calls,
+    // saying why, and keeps the trigger.
+    let created = server.cli(&[
+        "create",
+        "trigger",
+        "-d",
+        "db",
+        "--trigger-spec",
+        "request:native",
+        "--path",
+        "where.py",
+        "--runtime",
+        "pyo3",
+        "native",
+    ]);
+    assert!(created.status.success(), "{}", text(&created));
+    assert_eq!(server.get("/api/v3/engine/native?who=b", &[]).status, 200);
+    drop(server);
+    let server = start(dir.path(), "wasm");
+    let failed = server.get("/api/v3/engine/native?who=b", &[]);
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert!(
+        failed.text().contains("--plugin-runtimes wasm,pyo3"),
+        "{}",
+        failed.text()
+    );
+}
