@@ -1,10 +1,14 @@
 //! Upstream's end-to-end scenarios for the processing engine (its `tests/cli` suite),
 //! against the real server and CLI, asserting the outputs upstream's tests expect. Where
 //! Sluice differs on purpose, the assertion says so.
+//!
+//! Each scenario that runs plugins runs twice: in the sandbox, and on the pyo3 runtime
+//! ([`on_runtime`]), where the same outputs are expected.
 
 use crate::server::TestServer;
 use crate::support::{sluice, text};
 use serde_json::{Value, json};
+use std::cell::Cell;
 use std::path::Path;
 use std::process::Output;
 
@@ -51,6 +55,27 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
     influxdb3_local.info("Successfully called")
 "#;
 
+thread_local! {
+    /// What runs the plugins of the scenario on this thread: `wasm` or `pyo3`.
+    static RUNTIME: Cell<&'static str> = const { Cell::new("wasm") };
+}
+
+/// Runs `scenario` with its triggers and test runs on `runtime`: its servers run it, and
+/// the commands that create triggers or run tests ask for it ([`client`]).
+fn on_runtime(runtime: &'static str, scenario: fn()) {
+    RUNTIME.set(runtime);
+    scenario();
+}
+
+/// `sluice serve` on `data_dir` with `flags`, running the scenario's runtime.
+fn start_server(data_dir: &Path, flags: &[&str]) -> TestServer {
+    let mut flags = flags.to_vec();
+    if RUNTIME.get() != "wasm" {
+        flags.extend(["--plugin-runtimes", "wasm,pyo3"]);
+    }
+    TestServer::start_with(data_dir, &flags)
+}
+
 fn run(args: &[&str]) -> Output {
     sluice().args(args).output().expect("sluice runs")
 }
@@ -81,10 +106,15 @@ fn client_flags(server: &TestServer) -> [String; 4] {
 }
 
 /// `sluice ARGS… --host URL --token T`.
+/// `sluice ARGS…` against `server`; a trigger created, or a test run, on the scenario's
+/// runtime.
 fn client(server: &TestServer, args: &[&str]) -> Output {
     let flags = client_flags(server);
     let mut all: Vec<&str> = args.to_vec();
     all.extend(flags.iter().map(String::as_str));
+    if matches!(args, ["create", "trigger", ..] | ["test", ..]) {
+        all.extend(["--runtime", RUNTIME.get()]);
+    }
     run(&all)
 }
 
@@ -130,7 +160,7 @@ fn write_and_expect_reports(server: &TestServer) {
 
 /// A server whose `--plugin-dir` is `plugin_dir`.
 fn start_with_plugin_dir(data_dir: &Path, plugin_dir: &Path) -> TestServer {
-    TestServer::start_with(
+    start_server(
         data_dir,
         &["--plugin-dir", plugin_dir.to_str().expect("utf-8")],
     )
@@ -161,6 +191,15 @@ fn engine_json(server: &TestServer, path: &str) -> Value {
 
 #[test]
 fn uploaded_and_updated_plugins_run_and_are_listed() {
+    on_runtime("wasm", uploaded_and_updated_plugins);
+}
+
+#[test]
+fn uploaded_and_updated_plugins_run_and_are_listed_on_pyo3() {
+    on_runtime("pyo3", uploaded_and_updated_plugins);
+}
+
+fn uploaded_and_updated_plugins() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     let local = dir.path().join("local");
@@ -439,6 +478,15 @@ fn uploads_need_a_plugin_directory() {
 
 #[test]
 fn plugin_tests_run_on_the_server_without_writing() {
+    on_runtime("wasm", plugin_tests_on_the_server);
+}
+
+#[test]
+fn plugin_tests_run_on_the_server_without_writing_on_pyo3() {
+    on_runtime("pyo3", plugin_tests_on_the_server);
+}
+
+fn plugin_tests_on_the_server() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     write_package(
@@ -646,6 +694,15 @@ fn plugin_repository(files: Vec<(&'static str, String)>, requests: usize) -> Str
 
 #[test]
 fn repository_plugins_are_fetched_at_create_and_kept() {
+    on_runtime("wasm", repository_plugins);
+}
+
+#[test]
+fn repository_plugins_are_fetched_at_create_and_kept_on_pyo3() {
+    on_runtime("pyo3", repository_plugins);
+}
+
+fn repository_plugins() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     let plugin_dir = plugin_dir.to_str().expect("utf-8");
@@ -659,7 +716,7 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
         ],
         20,
     );
-    let server = TestServer::start_with(
+    let server = start_server(
         dir.path(),
         &["--plugin-dir", plugin_dir, "--plugin-repo", &repository],
     );
@@ -727,7 +784,7 @@ fn repository_plugins_are_fetched_at_create_and_kept() {
     // Restarted with a repository that cannot be reached: the trigger runs from the copy
     // kept at create; a new `gh:` trigger gets a clear 502.
     drop(server);
-    let server = TestServer::start_with(
+    let server = start_server(
         dir.path(),
         &[
             "--plugin-dir",
@@ -893,6 +950,15 @@ fn log_lines(report: &Value) -> Vec<String> {
 
 #[test]
 fn plugin_api_scenarios_match_upstream() {
+    on_runtime("wasm", plugin_api_scenarios);
+}
+
+#[test]
+fn plugin_api_scenarios_match_upstream_on_pyo3() {
+    on_runtime("pyo3", plugin_api_scenarios);
+}
+
+fn plugin_api_scenarios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     write_package(
@@ -1109,6 +1175,15 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
 
 #[test]
 fn trigger_lifecycle_and_request_scenarios_match_upstream() {
+    on_runtime("wasm", trigger_lifecycle_and_request_scenarios);
+}
+
+#[test]
+fn trigger_lifecycle_and_request_scenarios_match_upstream_on_pyo3() {
+    on_runtime("pyo3", trigger_lifecycle_and_request_scenarios);
+}
+
+fn trigger_lifecycle_and_request_scenarios() {
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_dir = dir.path().join("plugins");
     write_package(
@@ -1122,7 +1197,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
     );
     let plugin_dir = plugin_dir.to_str().expect("utf-8");
     let flags = ["--plugin-dir", plugin_dir];
-    let server = TestServer::start_with(dir.path(), &flags);
+    let server = start_server(dir.path(), &flags);
     server.create_database("db");
     let create = |server: &TestServer, name: &str, spec: &str, plugin: &str, extra: &[&str]| {
         let output = create_trigger(server, name, spec, plugin, extra);
@@ -1142,7 +1217,7 @@ fn trigger_lifecycle_and_request_scenarios_match_upstream() {
         &["--trigger-arguments", "double_count_table=cpu"],
     );
     drop(server);
-    let server = TestServer::start_with(dir.path(), &flags);
+    let server = start_server(dir.path(), &flags);
     write_and_expect_reports(&server);
 
     // test_trigger_enable: enabling an enabled trigger succeeds, as does disabling.

@@ -261,3 +261,115 @@ fn what_the_pyo3_runtime_cannot_do_is_refused() {
         failed.text()
     );
 }
+
+/// Starts, says so, and never ends.
+const ENDLESS: &str = r#"
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    influxdb3_local.info("spinning")
+    while True:
+        pass
+"#;
+
+#[test]
+fn an_endless_pyo3_plugin_holds_only_its_own_thread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugin_dir_with(dir.path(), PLUGINS);
+    std::fs::write(plugin_dir.join("endless.py"), ENDLESS).expect("written");
+    let server = start(dir.path(), "wasm,pyo3");
+    server.create_database("db");
+    let endless = trigger_body("endless", "every:1s", "endless.py", Value::Null, "log");
+    assert_eq!(
+        server.create_trigger(&on_runtime(endless, "pyo3")).status,
+        200
+    );
+    server.eventually(
+        "db",
+        "SELECT log_text FROM system.processing_engine_logs WHERE trigger_name = 'endless'",
+        |rows| rows == &json!([{"log_text": "spinning"}]),
+    );
+    // Its trigger is disabled at once; other pyo3 calls share the interpreter with it
+    // and still run, and so does the sandbox.
+    let disabled = server.post(
+        "/api/v3/configure/processing_engine_trigger/disable?db=db&trigger_name=endless",
+        &[],
+        b"",
+    );
+    assert_eq!(disabled.status, 200, "{}", disabled.text());
+    let native = trigger_body("native", "request:native", "where.py", Value::Null, "log");
+    assert_eq!(
+        server.create_trigger(&on_runtime(native, "pyo3")).status,
+        200
+    );
+    let answer = server.get("/api/v3/engine/native?who=a", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["platform"], "linux");
+    server.add_trigger(
+        "sandboxed",
+        "request:sandboxed",
+        "where.py",
+        Value::Null,
+        "log",
+    );
+    let answer = server.get("/api/v3/engine/sandboxed?who=a", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[test]
+fn plugins_are_tested_on_pyo3_on_a_server_and_locally() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = start(dir.path(), "wasm,pyo3");
+    server.create_database("db");
+    let local = dir.path().join("plugins/doubler.py");
+    let local = local.to_str().expect("utf-8");
+    for args in [
+        vec![
+            "test",
+            "wal_plugin",
+            "-d",
+            "db",
+            "--lp",
+            "cpu usage=2",
+            "--runtime",
+            "pyo3",
+            "doubler.py",
+        ],
+        vec![
+            "test",
+            "wal_plugin",
+            "--local",
+            "--lp",
+            "cpu usage=2",
+            "--runtime",
+            "pyo3",
+            local,
+        ],
+    ] {
+        let output = server.cli(&args);
+        assert!(output.status.success(), "{}", text(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+        let writes = report["database_writes"].as_object().expect("writes");
+        let lines: Vec<&Value> = writes
+            .values()
+            .flat_map(|lines| lines.as_array().expect("lines"))
+            .collect();
+        assert_eq!(
+            lines,
+            [&json!("copied,platform=linux usage=4.0")],
+            "{report}"
+        );
+    }
+    // A database token may test only in the sandbox.
+    let tenant = server.create_token("tenant", &["db:db:read,write,manage"]);
+    let bearer = format!("Bearer {tenant}");
+    let body = json!({"filename": "doubler.py", "database": "db", "input_lp": "cpu usage=2", "runtime": "pyo3"});
+    let refused = server.send(
+        "POST",
+        "/api/v3/plugin_test/wal",
+        &[
+            ("authorization", &bearer),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(refused.status, 403, "{}", refused.text());
+}

@@ -103,6 +103,10 @@ class PackagePlugin:
         location = f"{plugin_root}/{name}"
         self.files = _PackageFiles(f"{location}/")
         module_name = name.rsplit("/", 1)[-1]
+        # A package loaded again (its files changed) is imported afresh, its submodules
+        # too: in a runtime that lives on between loads, they would be the old ones.
+        for loaded in [m for m in sys.modules if m == module_name or m.startswith(f"{module_name}.")]:
+            del sys.modules[loaded]
         try:
             # From its own directory: the rest of the plugin directory is not mounted.
             spec = importlib.util.spec_from_file_location(

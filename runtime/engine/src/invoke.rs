@@ -208,16 +208,17 @@ impl Invoker {
         }
     }
 
-    /// What runs the plugin of `trigger`.
+    /// What runs plugins on `runtime`.
     ///
     /// # Errors
     ///
-    /// Its runtime is not enabled on this server (it was, when it was created).
-    fn executor_for(&self, trigger: &Trigger) -> Result<&Arc<dyn PluginExecutor>, String> {
-        match trigger.runtime {
+    /// The server does not run it (a trigger's runtime was enabled when it was created,
+    /// and may not be now).
+    fn executor(&self, runtime: Runtime) -> Result<&Arc<dyn PluginExecutor>, String> {
+        match runtime {
             Runtime::Wasm => Ok(&self.executor),
             Runtime::Pyo3 => self.pyo3.as_ref().ok_or_else(|| {
-                "the trigger runs on the pyo3 runtime, which this server does not enable \
+                "the plugin runs on the pyo3 runtime, which this server does not enable \
                  (sluice serve --plugin-runtimes wasm,pyo3)"
                     .to_string()
             }),
@@ -511,7 +512,7 @@ impl Invoker {
         // fails the call, recorded like any failure.
         let run = async {
             let executor = self
-                .executor_for(trigger)
+                .executor(trigger.runtime)
                 .map_err(InvocationError::Plugin)?;
             match limits.check(executor.max_memory_bytes()) {
                 Err(refused) => Err(InvocationError::Plugin(refused.to_string())),
@@ -579,24 +580,27 @@ impl Invoker {
 }
 
 impl Invoker {
-    /// Runs `call` once on `plugin` for a trigger on `database`, on a fresh instance, without writing anything: what the plugin test endpoints do.
+    /// Runs `call` once on `plugin` for a trigger on `database`, on `runtime` (on a fresh
+    /// instance, in the sandbox), without writing anything: what the plugin test
+    /// endpoints do.
     /// Queries are real; writes are collected and validated; caches are the test
     /// namespaces of `cache_name`. Unless `reaches_others`, the plugin may name no other
     /// database than `database`.
     ///
     /// # Errors
     ///
-    /// The plugin file cannot be read (missing, outside the plugin directory); every
-    /// other failure is in the report.
+    /// The plugin file cannot be read (missing, outside the plugin directory), or the
+    /// server does not run `runtime`; every other failure is in the report.
     pub async fn dry_run(
         &self,
         database: &DatabaseRef,
-        plugin: PluginRef,
+        (plugin, runtime): (PluginRef, Runtime),
         call: PluginCall,
         cache_name: &str,
         reaches_others: bool,
     ) -> Result<DryRunReport, InvocationError> {
         plugin.read()?;
+        let executor = self.executor(runtime).map_err(InvocationError::Plugin)?;
         let quotas = self.quotas_of(&database.name);
         // Test runs share the CPU with the triggers' calls.
         let cpu_turn = self.cpu_turn(database.id).await;
@@ -613,7 +617,7 @@ impl Invoker {
             host = host.own_database_only();
         }
         let report = dry_run(
-            self.executor.as_ref(),
+            executor.as_ref(),
             &plugin,
             call,
             &self.limits,

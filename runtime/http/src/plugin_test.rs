@@ -12,7 +12,7 @@ use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use chrono::SecondsFormat;
 use serde::Deserialize;
-use sluice_catalog::{Access, DatabaseRef, DbId};
+use sluice_catalog::{Access, DatabaseRef, DbId, Runtime};
 use sluice_engine::dry_run::{DEFAULT_CACHE_NAME, DryRunReport, wal_test_call};
 use sluice_engine::invoke::Admission;
 use sluice_engine::schedule::next_cron_instant;
@@ -27,6 +27,9 @@ struct WalTest {
     input_lp: String,
     cache_name: Option<String>,
     input_arguments: Option<BTreeMap<String, String>>,
+    /// Not upstream's: what runs the plugin.
+    #[serde(default)]
+    runtime: Runtime,
 }
 
 /// The body of `POST /api/v3/plugin_test/schedule`.
@@ -38,6 +41,9 @@ struct ScheduleTest {
     schedule: Option<String>,
     cache_name: Option<String>,
     input_arguments: Option<BTreeMap<String, String>>,
+    /// Not upstream's: what runs the plugin.
+    #[serde(default)]
+    runtime: Runtime,
 }
 
 fn arguments(input: Option<BTreeMap<String, String>>) -> TriggerArguments {
@@ -60,10 +66,11 @@ async fn run(
     access: &Access,
     database: &str,
     filename: &str,
-    call: PluginCall,
+    (call, runtime): (PluginCall, Runtime),
     cache_name: Option<String>,
 ) -> Result<DryRunReport, ApiError> {
     crate::plugins::plugin_dir(state)?;
+    crate::triggers::check_runtime(state, access, runtime)?;
     let Some(engine) = &state.engine else {
         return Err(ApiError::Internal(
             "the processing engine is not running".into(),
@@ -87,7 +94,13 @@ async fn run(
         .map_err(|refused| ApiError::Busy(refused.to_string()))?;
     engine
         .invoker
-        .dry_run(&database, plugin, call, &cache_name, access.is_admin())
+        .dry_run(
+            &database,
+            (plugin, runtime),
+            call,
+            &cache_name,
+            access.is_admin(),
+        )
         .await
         .map_err(|error| match error {
             InvocationError::PluginFile(message) if message.starts_with("Plugin not found") => {
@@ -132,7 +145,7 @@ pub async fn wal(
         &access,
         &request.database,
         &request.filename,
-        call,
+        (call, request.runtime),
         request.cache_name,
     )
     .await?;
@@ -167,7 +180,7 @@ pub async fn schedule(
         &access,
         &request.database,
         &request.filename,
-        call,
+        (call, request.runtime),
         request.cache_name,
     )
     .await?;

@@ -313,7 +313,7 @@ pub async fn create(
     let plugin_area = check_plugin(&state, &access, &request.db, &request.plugin_filename).await?;
     let invalid = |e: String| ApiError::BadRequest(format!("invalid limits: {e}"));
     let limits = request.limits.overrides().map_err(invalid)?;
-    check_runtime(
+    check_trigger_runtime(
         &state,
         &access,
         (request.runtime, &request.allowed_hosts),
@@ -387,21 +387,18 @@ pub async fn create(
 }
 
 /// 403 unless the admin asks for the pyo3 runtime (it has no sandbox); 400 unless the
-/// server runs it, and the trigger asks for nothing it cannot do.
-fn check_runtime(
+/// server runs it.
+pub(crate) fn check_runtime(
     state: &AppState,
     access: &Access,
-    (runtime, allowed_hosts): (Runtime, &[String]),
-    limits: &LimitOverrides,
+    runtime: Runtime,
 ) -> Result<(), ApiError> {
     if runtime.is_wasm() {
         return Ok(());
     }
     if !access.is_admin() {
         return Err(ApiError::Forbidden(
-            "only the admin token may create a trigger on the pyo3 runtime: it runs plugins \
-             without a sandbox"
-                .into(),
+            "only the admin token may run plugins on the pyo3 runtime: it has no sandbox".into(),
         ));
     }
     let runs = state
@@ -414,6 +411,20 @@ fn check_runtime(
              --plugin-runtimes wasm,pyo3"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// [`check_runtime`], and 400 if a trigger on `runtime` asks for what it cannot do.
+fn check_trigger_runtime(
+    state: &AppState,
+    access: &Access,
+    (runtime, allowed_hosts): (Runtime, &[String]),
+    limits: &LimitOverrides,
+) -> Result<(), ApiError> {
+    check_runtime(state, access, runtime)?;
+    if runtime.is_wasm() {
+        return Ok(());
     }
     if let Some(name) = limits.sandbox_only() {
         return Err(ApiError::BadRequest(format!(

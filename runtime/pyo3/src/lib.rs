@@ -41,9 +41,9 @@ use sluice_plugin_api::{
     Limits, PluginCall, PluginExecutor, PluginRef, PluginSource, thread_cpu_time,
 };
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 
 use crate::door::{Turn, with_turn};
@@ -72,10 +72,44 @@ pub enum StartError {
     Layer(String),
 }
 
-/// A plugin loaded into the interpreter, with the source it was loaded from.
+/// A plugin loaded into the interpreter, with what it was loaded from.
 struct Loaded {
     source: PluginSource,
+    stamp: Stamp,
     plugin: Py<PyAny>,
+}
+
+/// What changes when a package plugin's files do: each file's path, length and time of
+/// change, in order (empty for a single-file plugin, whose source says it all).
+type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// Files of a package looked at for its [`Stamp`], at most.
+const STAMPED_FILES: usize = 10_000;
+
+/// The stamp of `source` in `plugin`'s directory.
+fn stamp(plugin: &PluginRef, source: &PluginSource) -> Stamp {
+    let PluginSource::Package(name) = source else {
+        return Stamp::new();
+    };
+    let mut stamp = Stamp::new();
+    let mut directories = vec![plugin.plugin_dir.join(name)];
+    while let Some(directory) = directories.pop() {
+        let Ok(entries) = std::fs::read_dir(&directory) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                directories.push(entry.path());
+            } else if stamp.len() < STAMPED_FILES {
+                stamp.push((entry.path(), metadata.len(), metadata.modified().ok()));
+            }
+        }
+    }
+    stamp.sort();
+    stamp
 }
 
 /// What the one interpreter of the process holds for the runtime.
@@ -169,9 +203,10 @@ impl Interpreter {
     ) -> (Result<Option<HttpResponse>, InvocationError>, u64) {
         let turn = Turn::new(state, runtime);
         let result = Python::attach(|py| {
-            let loaded = match self.cached(py, plugin, &source) {
+            let stamp = stamp(plugin, &source);
+            let loaded = match self.cached(py, plugin, &source, &stamp) {
                 Some(loaded) => loaded,
-                None => self.load(py, plugin, source, &turn)?,
+                None => self.load(py, plugin, (source, stamp), &turn)?,
             };
             let message = encode_call(call);
             let expects_response = matches!(call, PluginCall::Request { .. });
@@ -197,11 +232,12 @@ impl Interpreter {
         py: Python<'_>,
         plugin: &PluginRef,
         source: &PluginSource,
+        stamp: &Stamp,
     ) -> Option<Py<PyAny>> {
         let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
         loaded
             .get(plugin)
-            .filter(|loaded| loaded.source == *source)
+            .filter(|loaded| loaded.source == *source && loaded.stamp == *stamp)
             .map(|loaded| loaded.plugin.clone_ref(py))
     }
 
@@ -210,7 +246,7 @@ impl Interpreter {
         &self,
         py: Python<'_>,
         plugin: &PluginRef,
-        source: PluginSource,
+        (source, stamp): (PluginSource, Stamp),
         turn: &Arc<Mutex<Turn>>,
     ) -> Result<Py<PyAny>, InvocationError> {
         let root = plugin.plugin_dir.to_string_lossy().into_owned();
@@ -239,6 +275,7 @@ impl Interpreter {
                 plugin.clone(),
                 Loaded {
                     source,
+                    stamp,
                     plugin: loaded.clone_ref(py),
                 },
             );

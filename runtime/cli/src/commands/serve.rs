@@ -839,7 +839,7 @@ fn plugin_areas(plugin_dir: &Path, data_dir: &Path) -> anyhow::Result<PluginArea
 
 /// The pyo3 runtime, started: the machine's CPython in this process.
 #[cfg(feature = "pyo3")]
-fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+pub(crate) fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
     let runtime = sluice_pyo3::Pyo3Runtime::start().context("cannot start the pyo3 runtime")?;
     tracing::warn!(
         python = sluice_pyo3::Pyo3Runtime::python_version(),
@@ -851,7 +851,7 @@ fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> 
 
 /// This build has no pyo3 runtime.
 #[cfg(not(feature = "pyo3"))]
-fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+pub(crate) fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
     anyhow::bail!(
         "this sluice was built without the pyo3 runtime: build it with the `pyo3` feature \
          (on by default), on a machine with python3 and its shared library"

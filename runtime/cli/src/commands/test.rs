@@ -2,6 +2,7 @@
 
 use super::client::{Client, ServerArgs, block_on};
 use super::limits::LimitArgs;
+use super::serve::RuntimeKind;
 use anyhow::{Context, bail};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
@@ -12,7 +13,7 @@ use sluice_engine::dry_run::{
 };
 use sluice_engine::host::Database;
 use sluice_engine::schedule::next_cron_instant;
-use sluice_plugin_api::{HttpRequest, PluginCall, PluginRef, TriggerArguments};
+use sluice_plugin_api::{HttpRequest, PluginCall, PluginExecutor, PluginRef, TriggerArguments};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_storage::{StorageConfig, WriteBuffer};
@@ -67,6 +68,11 @@ pub struct CommonArgs {
     /// Runs with the same cache name share the cache
     #[arg(long, default_value = DEFAULT_CACHE_NAME)]
     pub cache_name: String,
+    /// What runs the plugin: `wasm`, the sandbox; or `pyo3`, the machine's CPython with
+    /// no sandbox (on a server: admin token only, and started with `--plugin-runtimes
+    /// wasm,pyo3`)
+    #[arg(long, value_enum, default_value = "wasm")]
+    pub runtime: RuntimeKind,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -186,6 +192,7 @@ impl TestCommand {
                     "input_lp": wal_input(a)?,
                     "cache_name": common.cache_name,
                     "input_arguments": arguments,
+                    "runtime": common.runtime.name(),
                 }),
             ),
             Self::Schedule(a) => {
@@ -202,6 +209,7 @@ impl TestCommand {
                         "schedule": a.schedule,
                         "cache_name": common.cache_name,
                         "input_arguments": arguments,
+                        "runtime": common.runtime.name(),
                     }),
                 )
             }
@@ -265,8 +273,12 @@ impl TestCommand {
                 &common.cache_name,
             )
             .with_queries(database);
-            let sandbox = Sandbox::new(SandboxConfig::default())?;
-            anyhow::Ok(dry_run(&sandbox, &plugin, call, &limits, Arc::new(host)).await)
+            let executor: Arc<dyn PluginExecutor> = match common.runtime {
+                RuntimeKind::Wasm => Arc::new(Sandbox::new(SandboxConfig::default())?),
+                RuntimeKind::Pyo3 => super::serve::pyo3_runtime()?,
+            };
+            let host = Arc::new(host);
+            anyhow::Ok(dry_run(executor.as_ref(), &plugin, call, &limits, host).await)
         })?;
         report.trigger_time = trigger_time.map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
         Ok(report)
