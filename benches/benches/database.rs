@@ -74,6 +74,7 @@ async fn ingest_once(flush: Duration, max_pending_lines: usize, batches: &Arc<Ve
         plugin_repo: None,
         allowed_triggers: None,
         engine: None,
+        virtual_env: None,
         package_manager: sluice_http::packages::PackageManager::Disabled,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

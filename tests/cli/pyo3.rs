@@ -373,3 +373,96 @@ fn plugins_are_tested_on_pyo3_on_a_server_and_locally() {
     );
     assert_eq!(refused.status, 403, "{}", refused.text());
 }
+
+/// Imports two native packages: numpy, which the sandbox's runtime has built in too, and
+/// ujson, which it has not.
+const NUMPY: &str = r#"
+import numpy, ujson
+def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):
+    return {"sum": int(numpy.arange(10).sum()), "json": ujson.dumps([1, 2]), "numpy": numpy.__file__}
+"#;
+
+#[test]
+fn native_packages_are_installed_for_pyo3_plugins_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_dir = plugin_dir_with(dir.path(), &[("numbers.py", NUMPY)]);
+    let venv = dir.path().join("venv");
+    let server = TestServer::start_with_env(
+        dir.path(),
+        &[
+            "--plugin-dir",
+            plugin_dir.to_str().expect("utf-8"),
+            "--plugin-runtimes",
+            "wasm,pyo3",
+            "--virtual-env-location",
+            venv.to_str().expect("utf-8"),
+        ],
+        &[
+            ("PIP_FIND_LINKS", sluice_test_wheels::NATIVE_WHEELS_DIR),
+            ("PIP_NO_INDEX", "1"),
+        ],
+    );
+    server.create_database("db");
+
+    // Not for the sandbox: the refusal points to the pyo3 runtime.
+    let refused = server.cli(&["install", "package", "ujson"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("--runtime pyo3"),
+        "{}",
+        text(&refused)
+    );
+    // Nor from a database token.
+    let tenant = server.create_token("tenant", &["db:db:read,write,manage"]);
+    let refused = crate::support::sluice()
+        .args([
+            "install",
+            "package",
+            "--runtime",
+            "pyo3",
+            "-d",
+            "db",
+            "numpy",
+        ])
+        .args(["--host", &server.url(), "--token", &tenant])
+        .output()
+        .expect("sluice runs");
+    assert!(!refused.status.success());
+    assert!(text(&refused).contains("admin"), "{}", text(&refused));
+    assert!(!venv.exists());
+
+    let installed = server.cli(&["install", "package", "--runtime", "pyo3", "numpy", "ujson"]);
+    assert!(installed.status.success(), "{}", text(&installed));
+    assert!(venv.join("bin/python").exists());
+
+    let native = trigger_body("native", "request:native", "numbers.py", Value::Null, "log");
+    assert_eq!(
+        server.create_trigger(&on_runtime(native, "pyo3")).status,
+        200
+    );
+    let answer = server.get("/api/v3/engine/native", &[]);
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let answer = answer.json();
+    assert_eq!(
+        (&answer["sum"], &answer["json"]),
+        (&json!(45), &json!("[1,2]"))
+    );
+    // numpy is the environment's (the machine's Python has none of its own).
+    let numpy = answer["numpy"].as_str().expect("a path");
+    assert!(numpy.starts_with(venv.to_str().expect("utf-8")), "{numpy}");
+    // A sandboxed plugin never sees the runtime's packages.
+    server.add_trigger(
+        "sandboxed",
+        "request:sandboxed",
+        "numbers.py",
+        Value::Null,
+        "log",
+    );
+    let failed = server.get("/api/v3/engine/sandboxed", &[]);
+    assert_eq!(failed.status, 500, "{}", failed.text());
+    assert!(
+        failed.text().contains("No module named 'ujson'"),
+        "{}",
+        failed.text()
+    );
+}

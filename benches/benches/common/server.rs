@@ -148,6 +148,7 @@ pub async fn serve(storage: &Arc<WriteBuffer>, engine: &Arc<ProcessingEngine>) -
         plugin_repo: None,
         allowed_triggers: None,
         engine: Some(Arc::clone(engine)),
+        virtual_env: None,
         package_manager: sluice_http::packages::PackageManager::Disabled,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -19,11 +19,11 @@ plugin.install_builtins()
 def load(plugin_root, package_roots):
     """Loads the plugin the host has for this turn: what `serve` runs it with, or None
     if it failed (the host has been told why). A package plugin is imported from its
-    directory under `plugin_root`; the directories of `package_roots` come first on the
-    path, for its imports."""
-    for root in reversed(package_roots):
+    directory under `plugin_root`; the directories of `package_roots` go on the path,
+    after the standard library, for its imports."""
+    for root in package_roots:
         if root not in sys.path:
-            sys.path.insert(0, root)
+            sys.path.append(root)
         sys.path_importer_cache.pop(root, None)
     try:
         call = door.take_call()

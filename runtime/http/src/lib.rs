@@ -24,6 +24,7 @@ pub mod query;
 pub mod storage;
 pub mod token;
 pub mod triggers;
+pub mod virtual_env;
 pub mod write;
 
 pub use auth::Authentication;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub engine: Option<Arc<sluice_engine::ProcessingEngine>>,
     /// How `install package` installs plugin packages (`--package-manager`).
     pub package_manager: packages::PackageManager,
+    /// The pyo3 runtime's package environment; `None` unless the runtime is enabled.
+    pub virtual_env: Option<virtual_env::VirtualEnv>,
 }
 
 impl AppState {

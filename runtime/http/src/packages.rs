@@ -25,11 +25,12 @@ use crate::AppState;
 use crate::configure::json_body;
 use crate::error::ApiError;
 use crate::plugins::{Owner, owner, plugin_areas};
+use crate::triggers::check_runtime;
 use axum::body::Bytes;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use sluice_catalog::Access;
+use sluice_catalog::{Access, Runtime};
 use sluice_engine::disk::tree_bytes_at;
 use sluice_engine::environment::Environment;
 use sluice_engine::plugin_dir::{PluginDir, PluginDirError};
@@ -68,17 +69,23 @@ pub enum PackageManager {
 #[derive(Deserialize)]
 struct InstallPackages {
     packages: Vec<String>,
+    /// Not upstream's: the runtime whose plugins get the packages.
+    #[serde(default)]
+    runtime: Runtime,
 }
 
 /// The body of `…/install_requirements`: a requirements file in the plugin directory.
 #[derive(Deserialize)]
 struct InstallRequirements {
     requirements_location: String,
+    /// Not upstream's: the runtime whose plugins get the packages.
+    #[serde(default)]
+    runtime: Runtime,
 }
 
 /// One install at a time: two pips writing the same directory would mix their files.
 /// Held by the blocking task itself, which goes on even if the request is dropped.
-static INSTALLING: Mutex<()> = Mutex::new(());
+pub(crate) static INSTALLING: Mutex<()> = Mutex::new(());
 
 /// Where an install goes: the shared environment for the admin; for a database token,
 /// the environment of the database `?db=` names, which it must manage. Also the
@@ -113,8 +120,9 @@ pub async fn install_packages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let (environment, _, database) = target(&state, &access, params.get("db"))?;
     let request: InstallPackages = json_body(&headers, &body)?;
+    check_runtime(&state, &access, request.runtime)?;
+    let (environment, _, database) = target(&state, &access, params.get("db"))?;
     if request.packages.is_empty() {
         return Err(ApiError::BadRequest("no packages given".into()));
     }
@@ -122,7 +130,10 @@ pub async fn install_packages(
         check_requirement(package)
             .map_err(|refused| ApiError::BadRequest(format!("`{package}` {refused}")))?;
     }
-    install(&state, environment, database, request.packages).await
+    match request.runtime {
+        Runtime::Wasm => install(&state, environment, database, request.packages).await,
+        Runtime::Pyo3 => crate::virtual_env::install(&state, request.packages).await,
+    }
 }
 
 /// Why a requirement is refused.
@@ -238,8 +249,9 @@ pub async fn install_requirements(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let (environment, dir, database) = target(&state, &access, params.get("db"))?;
     let request: InstallRequirements = json_body(&headers, &body)?;
+    check_runtime(&state, &access, request.runtime)?;
+    let (environment, dir, database) = target(&state, &access, params.get("db"))?;
     let location = request.requirements_location;
     let unreadable = |why: String| {
         ApiError::BadRequest(format!(
@@ -265,7 +277,10 @@ pub async fn install_requirements(
             "the requirements file {location} names no package"
         )));
     }
-    install(&state, environment, database, requirements).await
+    match request.runtime {
+        Runtime::Wasm => install(&state, environment, database, requirements).await,
+        Runtime::Pyo3 => crate::virtual_env::install(&state, requirements).await,
+    }
 }
 
 /// Installs `requirements` into `environment`, of `database` when it is a database's.
@@ -347,6 +362,7 @@ fn pip_install(
         timeout,
         deadline,
         requirements,
+        failed_because: SANDBOX_ONLY,
     };
     let internal = |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
     let wheels = tempfile::tempdir().map_err(|e| internal("cannot make pip's directory", e))?;
@@ -387,20 +403,27 @@ fn pip_install(
     pip.run(&install)
 }
 
+/// Why an install for the sandbox may fail, said with pip's own reason.
+const SANDBOX_ONLY: &str = "only pure-Python packages can run in the sandbox; one with native \
+     code can on the pyo3 runtime: install it with --runtime pyo3, for the admin's triggers \
+     created with --runtime pyo3";
+
 /// One install's runs of pip.
-struct Pip<'a> {
-    python: &'a str,
+pub(crate) struct Pip<'a> {
+    pub(crate) python: &'a str,
     /// The install's time limit, for messages.
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     /// When the install's time is up.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
     /// What is installed, for messages.
-    requirements: &'a [String],
+    pub(crate) requirements: &'a [String],
+    /// What a failure says before pip's reason, if anything.
+    pub(crate) failed_because: &'static str,
 }
 
 impl Pip<'_> {
     /// Runs `pip ARGS` until the deadline; returns the end of its output.
-    fn run(&self, args: &[OsString]) -> Result<String, ApiError> {
+    pub(crate) fn run(&self, args: &[OsString]) -> Result<String, ApiError> {
         let python = self.python;
         let internal = |what: &str, e: std::io::Error| ApiError::Internal(format!("{what}: {e}"));
         // Where no file is: a requirement pip would read as a relative path finds nothing.
@@ -454,10 +477,13 @@ impl Pip<'_> {
                     "`{python} -m pip` is not available on the server: {stderr}"
                 )));
             }
+            let because = match self.failed_because {
+                "" => String::new(),
+                because => format!(" ({because})"),
+            };
             return Err(ApiError::BadRequest(format!(
-                "installing {} failed (only pure-Python packages can run in the sandbox): {}",
+                "installing {} failed{because}: {stderr}",
                 self.requirements.join(" "),
-                stderr
             )));
         }
         Ok(last_lines(&stdout))

@@ -1,6 +1,6 @@
 //! The pyo3 runtime: Sluice plugins on the machine's CPython, in the server's process, as
-//! the upstream engine runs them. For trusted plugins that need native packages (numpy,
-//! pandas), and for comparing the two engines. **It has no sandbox**: a plugin may do
+//! the upstream engine runs them. For trusted plugins that need native packages the
+//! sandbox cannot load, and for comparing the two engines. **It has no sandbox**: a plugin may do
 //! whatever the server's user may, and nothing stops it using the CPU, memory or time.
 //!
 //! # How it runs a call
@@ -116,6 +116,8 @@ fn stamp(plugin: &PluginRef, source: &PluginSource) -> Stamp {
 struct Interpreter {
     /// `sluice_plugin_runtime.native`.
     native: Py<PyModule>,
+    /// The directory of the packages installed for this runtime, if there is one.
+    packages: Option<PathBuf>,
     loaded: Mutex<LruCache<PluginRef, Loaded>>,
     /// Where the Python layer was written; kept for the process's life.
     _layer: tempfile::TempDir,
@@ -138,14 +140,15 @@ impl std::fmt::Debug for Pyo3Runtime {
 
 impl Pyo3Runtime {
     /// The process's runtime: the interpreter started, and the plugin layer loaded into
-    /// it, the first time.
+    /// it, the first time; its plugins import the packages of `packages` (a
+    /// site-packages directory, which need not exist yet), as the first start says.
     ///
     /// # Errors
     ///
     /// The machine has not the Python the server was built with, or the layer could not
     /// be set up: the same error every time.
-    pub fn start() -> Result<Self, StartError> {
-        match INTERPRETER.get_or_init(Interpreter::start) {
+    pub fn start(packages: Option<PathBuf>) -> Result<Self, StartError> {
+        match INTERPRETER.get_or_init(|| Interpreter::start(packages)) {
             Ok(interpreter) => Ok(Self { interpreter }),
             Err(error) => Err(error.clone()),
         }
@@ -155,10 +158,16 @@ impl Pyo3Runtime {
     pub fn python_version() -> &'static str {
         env!("SLUICE_PYTHON_VERSION")
     }
+
+    /// The interpreter the server was built with, which makes the runtime's virtual
+    /// environment.
+    pub fn python_executable() -> &'static str {
+        env!("SLUICE_PYTHON_EXECUTABLE")
+    }
 }
 
 impl Interpreter {
-    fn start() -> Result<Self, StartError> {
+    fn start(packages: Option<PathBuf>) -> Result<Self, StartError> {
         let stdlib = env!("SLUICE_PYTHON_STDLIB");
         // Without it the interpreter would end the process as it starts.
         if std::env::var_os("PYTHONHOME").is_none() && !Path::new(stdlib).join("os.py").is_file() {
@@ -186,6 +195,7 @@ impl Interpreter {
         let capacity = NonZeroUsize::new(LOADED_PLUGINS).unwrap_or(NonZeroUsize::MIN);
         Ok(Self {
             native,
+            packages,
             loaded: Mutex::new(LruCache::new(capacity)),
             _layer: layer,
         })
@@ -250,13 +260,15 @@ impl Interpreter {
         turn: &Arc<Mutex<Turn>>,
     ) -> Result<Py<PyAny>, InvocationError> {
         let root = plugin.plugin_dir.to_string_lossy().into_owned();
-        let package_roots: Vec<String> =
-            [plugin.database_packages.as_ref(), Some(&plugin.packages)]
-                .into_iter()
-                .flatten()
-                .filter(|dir| dir.is_dir())
-                .map(|dir| dir.to_string_lossy().into_owned())
-                .collect();
+        // The runtime's own packages: never the sandbox's, and never a database's,
+        // which its tenants install (a trigger of this runtime is the admin's, and runs
+        // with the server's rights).
+        let package_roots: Vec<String> = self
+            .packages
+            .iter()
+            .filter(|dir| dir.is_dir())
+            .map(|dir| dir.to_string_lossy().into_owned())
+            .collect();
         let (_, loaded) = run_turn(
             turn,
             encode_load(&source, None),

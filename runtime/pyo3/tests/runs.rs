@@ -23,7 +23,7 @@ fn plugin(dir: &tempfile::TempDir, name: &str, code: &str) -> PluginRef {
 }
 
 async fn run(plugin: &PluginRef, call: PluginCall, limits: &Limits) -> DryRunReport {
-    let runtime = Pyo3Runtime::start().expect("the machine's Python starts");
+    let runtime = Pyo3Runtime::start(None).expect("the machine's Python starts");
     dry_run(&runtime, plugin, call, limits, host()).await
 }
 

@@ -14,6 +14,7 @@ use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::listen::{self, HttpLimits};
 use sluice_http::packages::PackageManager;
 use sluice_http::plugin_repo::{DEFAULT_PLUGIN_REPO, PluginRepo};
+use sluice_http::virtual_env::VirtualEnv;
 use sluice_http::{AppState, Authentication, router};
 use sluice_query::wal_feed::{FlushFeed, StorageWal};
 use sluice_query::{PluginDatabase, QueryEngine, QueryLimits};
@@ -226,7 +227,7 @@ pub struct ServeArgs {
     /// plugins of the triggers the admin creates with `--runtime pyo3` on the machine's
     /// CPython, in the server's process, as upstream does: with NO sandbox, so no CPU-time,
     /// memory or wall-time limit, and the files and network of the server's user. For
-    /// trusted plugins that need native packages (numpy, pandas)
+    /// trusted plugins that need native packages the sandbox cannot load
     #[arg(
         long,
         env = "SLUICE_PLUGIN_RUNTIMES",
@@ -235,6 +236,12 @@ pub struct ServeArgs {
         default_value = "wasm"
     )]
     plugin_runtimes: Vec<RuntimeKind>,
+    /// With the pyo3 runtime: the virtual environment that `sluice install package
+    /// --runtime pyo3` installs into (any package, native ones included) and its plugins
+    /// import from; made with the Python the runtime links when first needed. Default:
+    /// `.venv` in the plugin directory
+    #[arg(long, env = "VIRTUAL_ENV", value_name = "DIR")]
+    virtual_env_location: Option<PathBuf>,
     /// How `sluice install package` installs plugin packages: with pip (`python3 -m pip`,
     /// or `$PYTHON -m pip`, into .packages in the plugin directory; `discover` and `uv`
     /// mean the same), or not at all
@@ -520,6 +527,22 @@ impl ServeArgs {
         }
     }
 
+    /// The pyo3 runtime's package environment, when the runtime is on (with a plugin
+    /// directory).
+    fn virtual_env(&self) -> Option<VirtualEnv> {
+        if !self.plugin_runtimes.contains(&RuntimeKind::Pyo3) {
+            return None;
+        }
+        let plugin_dir = self.plugin_dir.as_ref()?;
+        Some(VirtualEnv {
+            location: self
+                .virtual_env_location
+                .clone()
+                .unwrap_or_else(|| plugin_dir.join(".venv")),
+            python: pyo3_python().to_string(),
+        })
+    }
+
     /// With `--plugin-dir`: the sandbox (its Python runtime compiled, or loaded from the
     /// artifact cache) and the triggers it runs, fed by each flush.
     async fn engine(
@@ -581,8 +604,8 @@ impl ServeArgs {
         ))
         .with_background(background)
         .with_egress(self.egress()?);
-        if self.plugin_runtimes.contains(&RuntimeKind::Pyo3) {
-            invoker = invoker.with_pyo3(pyo3_runtime()?);
+        if let Some(env) = self.virtual_env() {
+            invoker = invoker.with_pyo3(pyo3_runtime(Some(site_packages(&env)))?);
         }
         let invoker = Arc::new(invoker);
         invoker.keep_spares(self.spare_instances()?);
@@ -715,6 +738,7 @@ impl ServeArgs {
                 .as_ref()
                 .map(|kinds| kinds.iter().map(|k| k.plugin_type()).collect()),
             engine,
+            virtual_env: self.virtual_env(),
             package_manager: match self.package_manager {
                 PackageManagerKind::Disabled => PackageManager::Disabled,
                 _ => PackageManager::Pip {
@@ -837,10 +861,14 @@ fn plugin_areas(plugin_dir: &Path, data_dir: &Path) -> anyhow::Result<PluginArea
     ))
 }
 
-/// The pyo3 runtime, started: the machine's CPython in this process.
+/// The pyo3 runtime, started: the machine's CPython in this process, its plugins
+/// importing the packages of `packages`.
 #[cfg(feature = "pyo3")]
-pub(crate) fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
-    let runtime = sluice_pyo3::Pyo3Runtime::start().context("cannot start the pyo3 runtime")?;
+pub(crate) fn pyo3_runtime(
+    packages: Option<PathBuf>,
+) -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+    let runtime =
+        sluice_pyo3::Pyo3Runtime::start(packages).context("cannot start the pyo3 runtime")?;
     tracing::warn!(
         python = sluice_pyo3::Pyo3Runtime::python_version(),
         "the pyo3 runtime is on: the plugins of triggers created with --runtime pyo3 run \
@@ -851,9 +879,29 @@ pub(crate) fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::Plugin
 
 /// This build has no pyo3 runtime.
 #[cfg(not(feature = "pyo3"))]
-pub(crate) fn pyo3_runtime() -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+pub(crate) fn pyo3_runtime(
+    packages: Option<PathBuf>,
+) -> anyhow::Result<Arc<dyn sluice_plugin_api::PluginExecutor>> {
+    let _ = packages;
     anyhow::bail!(
         "this sluice was built without the pyo3 runtime: build it with the `pyo3` feature \
          (on by default), on a machine with python3 and its shared library"
     )
+}
+
+/// The Python the pyo3 runtime links (`python3` without the runtime).
+fn pyo3_python() -> &'static str {
+    #[cfg(feature = "pyo3")]
+    return sluice_pyo3::Pyo3Runtime::python_executable();
+    #[cfg(not(feature = "pyo3"))]
+    "python3"
+}
+
+/// Where the pyo3 runtime's plugins find the packages of `env`.
+fn site_packages(env: &VirtualEnv) -> PathBuf {
+    #[cfg(feature = "pyo3")]
+    let version = sluice_pyo3::Pyo3Runtime::python_version();
+    #[cfg(not(feature = "pyo3"))]
+    let version = "3";
+    sluice_http::virtual_env::site_packages(&env.location, version)
 }

@@ -275,7 +275,7 @@ impl TestCommand {
             .with_queries(database);
             let executor: Arc<dyn PluginExecutor> = match common.runtime {
                 RuntimeKind::Wasm => Arc::new(Sandbox::new(SandboxConfig::default())?),
-                RuntimeKind::Pyo3 => super::serve::pyo3_runtime()?,
+                RuntimeKind::Pyo3 => super::serve::pyo3_runtime(None)?,
             };
             let host = Arc::new(host);
             anyhow::Ok(dry_run(executor.as_ref(), &plugin, call, &limits, host).await)
