@@ -120,9 +120,9 @@ pub async fn install_packages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let (environment, _, database) = target(&state, &access, params.get("db"))?;
     let request: InstallPackages = json_body(&headers, &body)?;
     check_runtime(&state, &access, request.runtime)?;
-    let (environment, _, database) = target(&state, &access, params.get("db"))?;
     if request.packages.is_empty() {
         return Err(ApiError::BadRequest("no packages given".into()));
     }
@@ -249,9 +249,9 @@ pub async fn install_requirements(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
+    let (environment, dir, database) = target(&state, &access, params.get("db"))?;
     let request: InstallRequirements = json_body(&headers, &body)?;
     check_runtime(&state, &access, request.runtime)?;
-    let (environment, dir, database) = target(&state, &access, params.get("db"))?;
     let location = request.requirements_location;
     let unreadable = |why: String| {
         ApiError::BadRequest(format!(
