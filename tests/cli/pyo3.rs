@@ -234,6 +234,28 @@ fn what_the_pyo3_runtime_cannot_do_is_refused() {
     assert_eq!(failed.status, 500, "{}", failed.text());
     assert!(failed.text().contains("response"), "{}", failed.text());
 
+    // Disabled by the admin, it is not enabled again by the database's token.
+    let toggle = |verb: &str, authorization: &str| {
+        server.send(
+            "POST",
+            &format!("/api/v3/configure/processing_engine_trigger/{verb}?db=db&trigger_name=small"),
+            &[("authorization", authorization)],
+            b"",
+        )
+    };
+    let admin = format!("Bearer {}", server.token());
+    assert_eq!(toggle("disable", &admin).status, 200);
+    let refused = toggle("enable", &bearer);
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(
+        server.query(
+            "db",
+            "SELECT disabled FROM system.processing_engine_triggers WHERE trigger_name = 'small'"
+        ),
+        json!([{"disabled": true}])
+    );
+    assert_eq!(toggle("enable", &admin).status, 200);
+
     // From the command line too; then a restart without the runtime fails its calls,
     // saying why, and keeps the trigger.
     let created = server.cli(&[

@@ -10,7 +10,7 @@ use sluice_engine::invoke::Invoker;
 use sluice_engine::manager::{DEFAULT_ROWS_PER_CALL, WalFeed};
 use sluice_engine::plugin_dir::PluginAreas;
 use sluice_http::{AppState, Authentication, router};
-use sluice_plugin_api::Limits;
+use sluice_plugin_api::{Limits, PluginExecutor};
 use sluice_query::wal_feed::{FlushFeed, StorageWal};
 use sluice_query::{PluginDatabase, QueryEngine};
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -55,6 +55,18 @@ pub async fn start(
     triggers: &[(&str, Trigger)],
     instances: Instances,
 ) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
+    start_with(dir, (sandbox, None), plugins, triggers, instances).await
+}
+
+/// [`start`], with `pyo3` running the triggers of [`sluice_catalog::Runtime::Pyo3`].
+#[allow(dead_code, reason = "not every bench starts one")]
+pub async fn start_with(
+    dir: &Path,
+    (sandbox, pyo3): (Arc<Sandbox>, Option<Arc<dyn PluginExecutor>>),
+    plugins: &[(&str, &str)],
+    triggers: &[(&str, Trigger)],
+    instances: Instances,
+) -> (String, Arc<WriteBuffer>, Arc<ProcessingEngine>) {
     let plugin_dir = dir.join("plugins");
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
     for (name, code) in plugins {
@@ -88,6 +100,9 @@ pub async fn start(
         Limits::default(),
         instances != Instances::Fresh,
     );
+    if let Some(pyo3) = pyo3 {
+        invoker = invoker.with_pyo3(pyo3);
+    }
     if instances == Instances::WarmShared {
         let config = SandboxConfig::default();
         invoker = invoker

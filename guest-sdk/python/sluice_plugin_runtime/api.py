@@ -69,11 +69,13 @@ def _check_ttl(ttl):
 # What values in a shared cache may hold: data, never code. Another trigger of the
 # database may have written the value, and unpickling runs whatever callables a pickle
 # names; these build data and nothing else. (`getattr`, which pickles of `ZoneInfo` time
-# zones name, would reach any attribute of any object, and so is not among them.)
+# zones name, would reach any attribute of any object, and so is not among them.) Nor
+# `range`: a few bytes of it would have `list` or `frozenset` build without end, with
+# the interpreter's lock held, in a reader with no CPU limit (a pyo3 trigger).
 _SHAREABLE = frozenset(
     [("builtins", name) for name in (
         "bool", "bytearray", "bytes", "complex", "dict", "float", "frozenset", "int",
-        "list", "range", "set", "slice", "str", "tuple",
+        "list", "set", "slice", "str", "tuple",
     )]
     + [("datetime", name) for name in ("date", "datetime", "time", "timedelta", "timezone")]
     + [("collections", name) for name in ("Counter", "OrderedDict", "defaultdict", "deque")]
@@ -93,7 +95,24 @@ class _SharedUnpickler(pickle.Unpickler):
                 f"numbers, text, bytes, dates and times, Decimal, Fraction and collections "
                 f"types), not {module}.{name}"
             )
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        if found is bytes or found is bytearray:
+            return _unsized(found)
+        return found
+
+
+def _unsized(kind):
+    """`kind` (`bytes` or `bytearray`), refusing to make one of a size, which a few bytes
+    of pickle could ask to be any size."""
+
+    def build(*args):
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError(
+                f"a value in the shared cache may not ask for a {kind.__name__} of a size"
+            )
+        return kind(*args)
+
+    return build
 
 
 def _shared_value(data):

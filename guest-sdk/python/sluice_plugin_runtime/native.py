@@ -20,10 +20,11 @@ def load(plugin_root, package_roots):
     """Loads the plugin the host has for this turn: what `serve` runs it with, or None
     if it failed (the host has been told why). A package plugin is imported from its
     directory under `plugin_root`; the directories of `package_roots` go on the path,
-    after the standard library, for its imports."""
+    after the standard library and before the machine's own packages, for its imports."""
     for root in package_roots:
         if root not in sys.path:
-            sys.path.append(root)
+            first_site = next((i for i, p in enumerate(sys.path) if "-packages" in p), len(sys.path))
+            sys.path.insert(first_site, root)
         sys.path_importer_cache.pop(root, None)
     try:
         call = door.take_call()

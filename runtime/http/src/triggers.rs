@@ -577,6 +577,22 @@ async fn set_disabled(
     let database = crate::error::required(params, "db")?;
     require_manage(access, database)?;
     let name = crate::error::required(params, "trigger_name")?;
+    // A trigger on the pyo3 runtime runs without a sandbox: only the admin turns it on
+    // (again, after it was turned off, perhaps for what it did).
+    let native = state
+        .storage
+        .catalog()
+        .triggers(database)
+        .unwrap_or_default()
+        .iter()
+        .any(|t| t.trigger_name == *name && !t.runtime.is_wasm());
+    if native && !disabled && !access.is_admin() {
+        return Err(ApiError::Forbidden(
+            "only the admin token may enable a trigger on the pyo3 runtime: it runs without \
+             a sandbox"
+                .into(),
+        ));
+    }
     state
         .storage
         .change_catalog(|c| c.set_trigger_disabled(database, name, disabled))

@@ -1,4 +1,5 @@
-//! Packages for the pyo3 runtime: any wheel of the index, native ones included, installed
+//! Packages for the pyo3 runtime: any wheel of the index, native ones included (never a
+//! source distribution, whose build would run its code on the server), installed
 //! by pip into a virtual environment of their own (`sluice serve --virtual-env-location`,
 //! by default `.venv` in the plugin directory, as upstream), which only the pyo3 runtime's
 //! plugins see. Only the admin installs there: its packages run with the server's rights.
@@ -93,7 +94,8 @@ pub(crate) async fn install(
             requirements: &requirements,
             failed_because: "",
         };
-        let mut install: Vec<OsString> = vec!["install".into()];
+        // Wheels only: a source distribution's build would run its code on the server.
+        let mut install: Vec<OsString> = vec!["install".into(), "--only-binary=:all:".into()];
         install.extend(requirements.iter().map(OsString::from));
         pip.run(&install)
     })

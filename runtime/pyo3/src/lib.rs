@@ -51,6 +51,11 @@ use crate::door::{Turn, with_turn};
 /// Plugins kept loaded, at most (one per trigger's plugin file, most recently used).
 const LOADED_PLUGINS: usize = 4096;
 
+/// Calls that may run at once, each on a thread of its own. A call keeps its place until
+/// its thread ends, even when whoever waited for it has gone (a client that hung up): so
+/// calls that cannot be stopped never take more threads than this.
+const CALLS_AT_ONCE: usize = 64;
+
 /// Why the runtime could not start.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StartError {
@@ -119,6 +124,8 @@ struct Interpreter {
     /// The directory of the packages installed for this runtime, if there is one.
     packages: Option<PathBuf>,
     loaded: Mutex<LruCache<PluginRef, Loaded>>,
+    /// Places for the calls running at once ([`CALLS_AT_ONCE`]).
+    calls: Arc<tokio::sync::Semaphore>,
     /// Where the Python layer was written; kept for the process's life.
     _layer: tempfile::TempDir,
 }
@@ -196,6 +203,7 @@ impl Interpreter {
         Ok(Self {
             native,
             packages,
+            calls: Arc::new(tokio::sync::Semaphore::new(CALLS_AT_ONCE)),
             loaded: Mutex::new(LruCache::new(capacity)),
             _layer: layer,
         })
@@ -353,7 +361,10 @@ impl PluginExecutor for Pyo3Runtime {
             state.services = Some(Arc::clone(&services));
             let plugin = plugin.clone();
             let runtime = Handle::current();
+            // Never closed.
+            let place = Arc::clone(&interpreter.calls).acquire_owned().await;
             let thread = tokio::task::spawn_blocking(move || {
+                let _place = place;
                 let cpu = thread_cpu_time();
                 let (result, written) = interpreter.run(&plugin, source, &call, state, runtime);
                 (result, written, thread_cpu_time().saturating_sub(cpu))

@@ -147,3 +147,47 @@ def process_scheduled_call(influxdb3_local, call_time, args=None):
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert!(report.errors[0].contains("log"), "{:?}", report.errors);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_cache_value_cannot_ask_for_endless_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // What a tenant's plugin may put in its database's shared cache with the door itself,
+    // past the check of `cache.put`, for an admin's pyo3 trigger to read.
+    let reader = plugin(
+        &dir,
+        "reader.py",
+        r#"
+import pickle
+from sluice_plugin_runtime import api
+BOMBS = {
+    "list of a range": b"cbuiltins\nlist\n(cbuiltins\nrange\n(I1000000000000\ntRtR.",
+    "bytes of a size": b"cbuiltins\nbytes\n(I1000000000000\ntR.",
+}
+def process_scheduled_call(influxdb3_local, call_time, args=None):
+    for name, bomb in BOMBS.items():
+        try:
+            api._shared_value(bomb)
+            influxdb3_local.info(name, "built")
+        except pickle.UnpicklingError as e:
+            influxdb3_local.info(name, "refused:", e)
+    influxdb3_local.info(api._shared_value(pickle.dumps({"a": [1, b"x"], "b": bytearray(b"y")})))
+"#,
+    );
+    let call = PluginCall::Schedule {
+        call_time_ns: 1_700_000_000_000_000_000,
+        args: None,
+    };
+    let report = run(&reader, call, &Limits::default()).await;
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        report.log_lines,
+        [
+            "INFO: list of a range refused: a value in the shared cache may hold only data \
+             (builtin containers, numbers, text, bytes, dates and times, Decimal, Fraction and \
+             collections types), not builtins.range",
+            "INFO: bytes of a size refused: a value in the shared cache may not ask for a bytes \
+             of a size",
+            "INFO: {'a': [1, b'x'], 'b': bytearray(b'y')}",
+        ]
+    );
+}
