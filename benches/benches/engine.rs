@@ -32,8 +32,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/server.rs"]
 mod server;
+
+use load::load;
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 const CPU_BOUND: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    total = 0\n    for i in range(300000):\n        total += i * i\n    return str(total)\n";
@@ -70,53 +74,6 @@ async fn server(
         ("transform.py", server::TRANSFORM),
     ];
     server::start(dir, sandbox, &plugins, &triggers, instances).await
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// `total` GET requests to `url` from `concurrency` clients: (p50 ms, p99 ms, requests/s).
-async fn load(url: &str, concurrency: usize, total: usize) -> (f64, f64, f64) {
-    let client = reqwest::Client::new();
-    // Warm-up: the first call of each client may load an instance.
-    for _ in 0..concurrency * 2 {
-        client
-            .get(url)
-            .send()
-            .await
-            .expect("sent")
-            .error_for_status()
-            .expect("200");
-    }
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.to_string());
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(total / concurrency);
-                for _ in 0..total / concurrency {
-                    let sent = Instant::now();
-                    let response = client.get(&url).send().await.expect("sent");
-                    assert!(response.status().is_success(), "{}", response.status());
-                    response.bytes().await.expect("body");
-                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.len() as f64 / seconds,
-    )
 }
 
 /// Rows per second through the transform trigger of `database`.
@@ -189,15 +146,20 @@ async fn main() {
             if !wanted("request/trivial") {
                 break;
             }
-            let (p50, p99, rate) =
-                load(&format!("{host}/api/v3/engine/trivial"), concurrency, total).await;
+            let (p50, p99, rate) = load(
+                &format!("{host}/api/v3/engine/trivial"),
+                None,
+                concurrency,
+                total,
+            )
+            .await;
             println!(
                 "request/trivial/{mode}/concurrency_{concurrency}: p50 {p50:.2} ms, p99 {p99:.2} ms, {rate:.0} req/s ({total} requests)"
             );
         }
         if warm && wanted("request/cpu_bound") {
-            let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), 1, 100).await;
-            let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), 2, 100).await;
+            let (_, _, one) = load(&format!("{host}/api/v3/engine/cpu"), None, 1, 100).await;
+            let (_, _, two) = load(&format!("{host}/api/v3/engine/cpu"), None, 2, 100).await;
             println!(
                 "request/cpu_bound/{mode}: {one:.1} req/s at concurrency 1, {two:.1} at 2 ({:.2}x)",
                 two / one

@@ -29,8 +29,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "common/load.rs"]
+mod load;
 #[path = "common/server.rs"]
 mod server;
+
+use load::{get, load, percentile};
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 
@@ -68,54 +72,6 @@ struct Figure {
 
 /// One engine's figures, by name, in order.
 type Figures = Vec<(&'static str, &'static str, Better, f64)>;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-/// `total` GET requests to `url` from `concurrency` clients, each answer checked to be
-/// `expected`: (p50 ms, p99 ms, requests/s).
-async fn load(url: &str, expected: &str, concurrency: usize, total: usize) -> (f64, f64, f64) {
-    let client = reqwest::Client::new();
-    for _ in 0..concurrency {
-        assert_eq!(get(&client, url).await, expected, "{url}");
-    }
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (client, url) = (client.clone(), url.to_string());
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(total / concurrency);
-                for _ in 0..total / concurrency {
-                    let sent = Instant::now();
-                    get(&client, &url).await;
-                    latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await.expect("worker"));
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    latencies.sort_by(f64::total_cmp);
-    (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.len() as f64 / seconds,
-    )
-}
-
-/// The body of a successful GET of `url`.
-async fn get(client: &reqwest::Client, url: &str) -> String {
-    let response = client.get(url).send().await.expect("sent");
-    let status = response.status();
-    let body = response.text().await.expect("body");
-    assert!(status.is_success(), "{url}: {status} {body}");
-    body
-}
 
 /// Writes `rows` rows of `table` to `database` in 10,000-row batches.
 async fn write_rows(host: &str, database: &str, table: &str, rows: usize) {
@@ -225,7 +181,7 @@ async fn measure(
     .await;
     let engine = |path: &str| format!("{host}/api/v3/engine/{path}");
 
-    let (p50, p99, one) = load(&engine("trivial"), "ok", 1, 2_000).await;
+    let (p50, p99, one) = load(&engine("trivial"), Some("ok"), 1, 2_000).await;
     figures.push((
         "trivial request, p50 at concurrency 1",
         "ms",
@@ -243,15 +199,15 @@ async fn measure(
         ("trivial request, concurrency 8", 8),
         ("trivial request, concurrency 64", 64),
     ] {
-        let (_, _, rate) = load(&engine("trivial"), "ok", concurrency, 6_400).await;
+        let (_, _, rate) = load(&engine("trivial"), Some("ok"), concurrency, 6_400).await;
         figures.push((name, "req/s", Better::More, rate));
     }
 
     let sum_of_squares = (CPU_ITERATIONS - 1) * CPU_ITERATIONS * (2 * CPU_ITERATIONS - 1) / 6;
     let expected = sum_of_squares.to_string();
-    let (p50, _, _) = load(&engine("cpu"), &expected, 1, 20).await;
+    let (p50, _, _) = load(&engine("cpu"), Some(&expected), 1, 20).await;
     figures.push(("CPU-bound loop, time per call", "ms", Better::Less, p50));
-    let (_, _, two) = load(&engine("cpu"), &expected, 2, 40).await;
+    let (_, _, two) = load(&engine("cpu"), Some(&expected), 2, 40).await;
     figures.push(("CPU-bound loop, concurrency 2", "req/s", Better::More, two));
 
     let started = Instant::now();
@@ -268,7 +224,7 @@ async fn measure(
     write_rows(&host, "bench", "big", AGGREGATE_ROWS).await;
     wait_for_rows(&host, "bench", "big", AGGREGATE_ROWS).await;
     let expected = format!("{{\"hosts\": 10, \"rows\": {AGGREGATE_ROWS}}}");
-    let (p50, _, _) = load(&engine("aggregate"), &expected, 1, 10).await;
+    let (p50, _, _) = load(&engine("aggregate"), Some(&expected), 1, 10).await;
     figures.push((
         "aggregate over 1,000,000 rows, time per call",
         "ms",
