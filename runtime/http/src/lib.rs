@@ -17,6 +17,7 @@ pub mod error;
 pub mod health;
 pub mod listen;
 pub mod packages;
+mod pip;
 pub mod plugin_repo;
 pub mod plugin_test;
 pub mod plugins;
@@ -63,7 +64,7 @@ pub struct AppState {
     /// Runs triggers; `None` without a plugin directory.
     pub engine: Option<Arc<sluice_engine::ProcessingEngine>>,
     /// How `install package` installs plugin packages (`--package-manager`).
-    pub package_manager: packages::PackageManager,
+    pub package_manager: pip::PackageManager,
     /// The pyo3 runtime's package environment; `None` unless the runtime is enabled.
     pub virtual_env: Option<virtual_env::VirtualEnv>,
 }

@@ -10,7 +10,7 @@
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::packages::{INSTALLING, PackageManager, Pip};
+use crate::pip::{INSTALLING, PackageManager, Pip};
 use axum::http::StatusCode;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
