@@ -1,6 +1,7 @@
 """The InfluxDB 3 plugin API for Sluice, independent of how the host is reached.
 
-`app.py` binds it to the WIT contract inside the WebAssembly sandbox; the native
-baseline engine binds it to a Rust object. Both run this same code, so a benchmark
-compares executors, not two implementations of the API.
+Both runtimes run this same code, and reach the host through the same door (`door.py`):
+the WebAssembly sandbox from `app.py`, where the door is the runtime's one host import,
+and the pyo3 runtime from `native.py`, where it is a builtin module of the server's. So a
+benchmark compares executors, not two implementations of the API.
 """

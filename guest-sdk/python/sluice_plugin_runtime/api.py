@@ -2,8 +2,8 @@
 
 It has exactly the nine public attributes of the upstream API: `info`, `warn`, `error`,
 `query`, `write`, `write_to_db`, `write_sync`, `write_sync_to_db` and `cache`. Every call
-goes to a *host*: an object with the methods of `Host` below. Inside the WebAssembly
-sandbox the host is the WIT import; in the native baseline engine it is a Rust object.
+goes to a *host*: an object with the methods of `Host` below, in both runtimes the
+`DoorHost` of `serving.py`, which reaches the server through the door.
 """
 
 import io

@@ -1,7 +1,7 @@
 """Turns the columns the host sends into the row dicts plugins expect.
 
 The host passes each table (and each query result) as columns in compact encodings (see
-`Marshal::column` in `runtime/sandbox/src/door/marshal.rs`): numbers as little-endian bytes, strings
+`Marshal::column` in `runtime/door/src/marshal.rs`): numbers as little-endian bytes, strings
 as a dictionary of distinct values plus one index per row. Decoding a column is a few C
 calls; building the rows is one comprehension with a dict display, generated once per
 set of column names. Only tables with missing values take the slower per-row path.

@@ -1,7 +1,7 @@
 """The guest's side of the door: messages to the host and back, through `_host.call`.
 
 The runtime's one host import is a door for bytes, which Python reaches as the builtin
-`_host.call(message) -> answer`. The protocol is the host's: `runtime/sandbox/src/door.rs`
+`_host.call(message) -> answer`. The protocol is the host's: `runtime/door/src/lib.rs`
 lists the operations. A message from here is an operation byte, then its fields
 (`wire.rs`: little-endian numbers; `str` and `bytes` as a u32 length then the bytes; `opt`
 as a byte 0 or 1 then the value; `list` as a u32 count then the items). An answer is one
@@ -17,11 +17,11 @@ import struct
 
 import _host
 
-# Operations, the first byte of a message (`door.rs`).
+# Operations, the first byte of a message (`lib.rs`).
 _TAKE_CALL, _FINISH, _LOG, _QUERY, _WRITE, _WRITE_SYNC = 0, 1, 2, 3, 4, 5
 _CACHE_GET, _CACHE_PUT, _CACHE_DELETE, _HTTP_ALLOWED, _HTTP_SEND = 6, 7, 8, 9, 10
 
-# Kinds of call (`door/call.rs`).
+# Kinds of call (`runtime/door/src/call.rs`).
 LOAD, WRITES, SCHEDULE, REQUEST = 0, 1, 2, 3
 
 _LEVELS = {"info": 0, "warn": 1, "error": 2}
@@ -44,7 +44,7 @@ class Err(Exception):
 
 
 class HttpFailureKind:
-    """Why an outbound request failed (`door.rs`, `HttpSend`)."""
+    """Why an outbound request failed (`lib.rs`, `HttpSend`)."""
 
     REFUSED, TIMED_OUT, TOO_LARGE, TOO_MANY, FAILED = 0, 1, 2, 3, 4
 
