@@ -78,28 +78,9 @@ async fn server(
 
 /// Rows per second through the transform trigger of `database`.
 async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>, database: &str) -> f64 {
-    let client = reqwest::Client::new();
     let rows = 100_000;
     let started = Instant::now();
-    for batch in 0..10 {
-        let body: String = (0..10_000)
-            .map(|i| {
-                format!(
-                    "raw,host=h{} f={} {}\n",
-                    i % 10,
-                    50 + i % 40,
-                    1_700_000_000_000_000_000_i64 + (batch * 10_000 + i) as i64
-                )
-            })
-            .collect();
-        let response = client
-            .post(format!("{host}/api/v3/write_lp?db={database}"))
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 204);
-    }
+    load::write_rows(host, database, "raw", rows).await;
     let engine = QueryEngine::new(Arc::clone(storage));
     loop {
         let output = engine
@@ -110,7 +91,7 @@ async fn wal_transform(host: &str, storage: &Arc<WriteBuffer>, database: &str) -
             .as_ref()
             .and_then(|o| o.batches.first())
             .map(|b| b.column(0).as_primitive::<Int64Type>().value(0));
-        if done == Some(rows) {
+        if done == Some(rows as i64) {
             return rows as f64 / started.elapsed().as_secs_f64();
         }
         assert!(

@@ -34,7 +34,7 @@ mod load;
 #[path = "common/server.rs"]
 mod server;
 
-use load::{get, load, percentile};
+use load::{get, load, percentile, write_rows};
 
 const TRIVIAL: &str = "def process_request(influxdb3_local, query_parameters, request_headers, request_body, args=None):\n    return 'ok'\n";
 
@@ -72,31 +72,6 @@ struct Figure {
 
 /// One engine's figures, by name, in order.
 type Figures = Vec<(&'static str, &'static str, Better, f64)>;
-
-/// Writes `rows` rows of `table` to `database` in 10,000-row batches.
-async fn write_rows(host: &str, database: &str, table: &str, rows: usize) {
-    let client = reqwest::Client::new();
-    for batch in 0..rows / 10_000 {
-        let body: String = (0..10_000)
-            .map(|i| {
-                let n = batch * 10_000 + i;
-                format!(
-                    "{table},host=h{} f={} {}\n",
-                    i % 10,
-                    50 + i % 40,
-                    1_700_000_000_000_000_000_i64 + n as i64
-                )
-            })
-            .collect();
-        let response = client
-            .post(format!("{host}/api/v3/write_lp?db={database}"))
-            .body(body)
-            .send()
-            .await
-            .expect("sent");
-        assert_eq!(response.status(), 204);
-    }
-}
 
 /// Waits until `SELECT count(*)` of `table` is `rows`.
 async fn wait_for_rows(host: &str, database: &str, table: &str, rows: usize) {

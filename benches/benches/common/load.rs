@@ -1,4 +1,4 @@
-//! Requests from concurrent clients, timed.
+//! Requests from concurrent clients, timed; rows written over HTTP.
 
 use std::time::Instant;
 
@@ -58,4 +58,29 @@ pub async fn load(
         percentile(&latencies, 0.99),
         latencies.len() as f64 / seconds,
     )
+}
+
+/// Writes `rows` rows of `table` to `database` in 10,000-row batches.
+pub async fn write_rows(host: &str, database: &str, table: &str, rows: usize) {
+    let client = reqwest::Client::new();
+    for batch in 0..rows / 10_000 {
+        let body: String = (0..10_000)
+            .map(|i| {
+                let n = batch * 10_000 + i;
+                format!(
+                    "{table},host=h{} f={} {}\n",
+                    i % 10,
+                    50 + i % 40,
+                    1_700_000_000_000_000_000_i64 + n as i64
+                )
+            })
+            .collect();
+        let response = client
+            .post(format!("{host}/api/v3/write_lp?db={database}"))
+            .body(body)
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 204);
+    }
 }
