@@ -195,6 +195,12 @@ impl SandboxConfig {
             .wasm_function_references(true)
             .epoch_interruption(true)
             .memory_init_cow(true)
+            // The runtime's memory is a snapshot whose heap is sparse (mimalloc's
+            // segments lie past the C library's heap, `python/allocator.rs`): past
+            // wasmtime's default of 16 MiB, a sparse image is copied into each new
+            // instance instead of mapped copy-on-write. Any image up to the largest
+            // memory is mapped.
+            .memory_guaranteed_dense_image_size(self.max_memory_bytes)
             .max_wasm_stack(1 << 20)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         Engine::new(&config)

@@ -10,6 +10,7 @@
 //!    compiled. Making and compiling it take a few minutes on 2 cores, once per version:
 //!    the compiled component is kept in the artifact cache.
 
+mod allocator;
 mod component;
 mod snapshot;
 

@@ -1,12 +1,13 @@
 //! Pre-initialisation with wasmtime's wizer: `python.wasm` instrumented, instantiated
-//! under WASI preview 1 with its library at [`LIBRARY_GUEST_DIR`], CPython started, the
-//! guest layer imported (`app`, which ends by freezing the garbage collector), and the
-//! instance's memory and globals written out as a new module.
+//! under WASI preview 1 with its library at [`LIBRARY_GUEST_DIR`], CPython's allocator
+//! chosen ([`allocator`]), CPython started, the guest layer imported (`app`, which ends
+//! by freezing the garbage collector), and the instance's memory and globals written out
+//! as a new module.
 //!
 //! Everything imported here is in every instance from its start. The host's door is not
 //! open yet: a host call now fails.
 
-use super::{ENVIRONMENT, LIBRARY_GUEST_DIR};
+use super::{ENVIRONMENT, LIBRARY_GUEST_DIR, allocator};
 use std::path::Path;
 use wasmtime::{Config, Engine, Instance, Linker, Module, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -18,14 +19,16 @@ use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 /// finds its library at `/usr/local/lib/python315.zip`.
 const ARGV0: &str = "/usr/local/bin/python.wasm";
 
-/// What pre-initialisation runs: the guest layer put first on the path and imported, and
-/// the entry of every call bound in `__main__`.
+/// What pre-initialisation runs: the allocator's option taken out of the environment the
+/// plugins see (mimalloc has read it), the guest layer put first on the path and imported,
+/// and the entry of every call bound in `__main__`.
 const SET_UP: &str = "\
-import sys
+import os, sys
+os.environ.pop('MIMALLOC_ARENA_RESERVE', None)
 sys.path.insert(0, '/usr/local/lib/sluice-runtime.zip')
 import app
 _sluice_serve = app.serve
-del app, sys
+del app, os, sys
 ";
 
 /// At most this much of what the runtime printed goes into an error.
@@ -65,6 +68,7 @@ pub(super) fn snapshot(python: &[u8], library: &Path) -> wasmtime::Result<Vec<u8
     let mut wasi = WasiCtxBuilder::new();
     wasi.args(&[ARGV0])
         .envs(&ENVIRONMENT)
+        .envs(&allocator::OPTIONS)
         .stdout(output.clone())
         .stderr(output.clone())
         .preopened_dir(library, LIBRARY_GUEST_DIR, FsPerms::ReadOnly)?;
@@ -75,6 +79,10 @@ pub(super) fn snapshot(python: &[u8], library: &Path) -> wasmtime::Result<Vec<u8
         },
     );
     let instance = linker.instantiate(&mut store, &module)?;
+    let Some(memory) = instance.get_memory(&mut store, "memory") else {
+        wasmtime::bail!("the runtime exports no memory");
+    };
+    allocator::choose_mimalloc(python, memory.data_mut(&mut store))?;
     // As wizer runs a reactor: libc's start, then the module's own initialisation
     // (CPython started, the standard library's bootstrap imported).
     for entry in ["_initialize", "wizer.initialize"] {
