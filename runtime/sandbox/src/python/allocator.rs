@@ -16,13 +16,6 @@ use wasmparser::{ElementItems, ElementKind, KnownCustom, Name, Operator, Payload
 use wasmtime::error::Context as _;
 use wasmtime::{bail, format_err};
 
-/// mimalloc's options, read from the environment while the runtime is pre-initialised.
-/// On WebAssembly mimalloc reserves its arenas by growing the linear memory, which never
-/// shrinks, and by default reserves 32 MiB at once: more than CPython's start-up uses,
-/// and all of it counted against an instance's memory limit. An arena of one segment
-/// (4 MiB) keeps the runtime's memory at 60 MiB, where it would be 72 MiB.
-pub(super) const OPTIONS: [(&str, &str); 1] = [("MIMALLOC_ARENA_RESERVE", "4096")];
-
 /// An allocator as `PyMemAllocatorEx` holds it, `ctx` aside: the functions for `malloc`,
 /// `calloc`, `realloc` and `free`, by name.
 type Functions = [&'static str; 4];

@@ -19,16 +19,14 @@ use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 /// finds its library at `/usr/local/lib/python315.zip`.
 const ARGV0: &str = "/usr/local/bin/python.wasm";
 
-/// What pre-initialisation runs: the allocator's option taken out of the environment the
-/// plugins see (mimalloc has read it), the guest layer put first on the path and imported,
-/// and the entry of every call bound in `__main__`.
+/// What pre-initialisation runs: the guest layer put first on the path and imported, and
+/// the entry of every call bound in `__main__`.
 const SET_UP: &str = "\
-import os, sys
-os.environ.pop('MIMALLOC_ARENA_RESERVE', None)
+import sys
 sys.path.insert(0, '/usr/local/lib/sluice-runtime.zip')
 import app
 _sluice_serve = app.serve
-del app, os, sys
+del app, sys
 ";
 
 /// At most this much of what the runtime printed goes into an error.
@@ -68,7 +66,6 @@ pub(super) fn snapshot(python: &[u8], library: &Path) -> wasmtime::Result<Vec<u8
     let mut wasi = WasiCtxBuilder::new();
     wasi.args(&[ARGV0])
         .envs(&ENVIRONMENT)
-        .envs(&allocator::OPTIONS)
         .stdout(output.clone())
         .stderr(output.clone())
         .preopened_dir(library, LIBRARY_GUEST_DIR, FsPerms::ReadOnly)?;
