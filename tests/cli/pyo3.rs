@@ -3,8 +3,10 @@
 //! host; everything else stays in the sandbox; what the runtime cannot do is refused.
 
 use crate::server::{TestServer, plugin_dir_with, trigger_body};
-use crate::support::text;
+use crate::support::{sluice, text};
 use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 /// Says where it runs, queries what the flush wrote, and writes both ways.
 const WHERE_AM_I: &str = r#"
@@ -123,6 +125,53 @@ fn pyo3_triggers_run_natively_beside_sandboxed_ones() {
             {"trigger_name": "native", "invocations": 1, "used_cpu": true},
         ]),
     );
+}
+
+#[test]
+fn a_python_that_cannot_start_stops_the_server_with_a_message() {
+    // The interpreter finds no standard library where PYTHONHOME says, as when the
+    // Python the server was built with is gone: CPython would end the process with its
+    // fatal error.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let no_python = dir.path().join("no-python");
+    std::fs::create_dir(&no_python).expect("empty dir");
+    let plugin_dir = plugin_dir_with(dir.path(), PLUGINS);
+    let mut server = sluice()
+        .args([
+            "serve",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--plugin-runtimes",
+            "wasm,pyo3",
+        ])
+        .arg("--plugin-dir")
+        .arg(plugin_dir)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("PYTHONHOME", &no_python)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sluice serve starts");
+    // Bounded: a first start of a version makes the sandbox's runtime (minutes).
+    let started = Instant::now();
+    while server.try_wait().expect("waits").is_none() {
+        if started.elapsed() > Duration::from_secs(900) {
+            server.kill().expect("kills");
+            panic!("the server kept running without its Python");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = server.wait_with_output().expect("exited");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot start the pyo3 runtime: Python 3.")
+            && stderr.contains("could not start (init_fs_encoding")
+            && stderr.contains("PYTHONHOME"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Fatal Python error"), "{stderr}");
 }
 
 #[test]

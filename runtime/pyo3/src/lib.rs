@@ -31,6 +31,7 @@
 //! directory when the server starts.
 
 mod door;
+mod interpreter_start;
 mod layer;
 
 use lru::LruCache;
@@ -41,7 +42,7 @@ use sluice_plugin_api::{
     Limits, PluginCall, PluginExecutor, PluginRef, PluginSource, thread_cpu_time,
 };
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
@@ -59,18 +60,21 @@ const CALLS_AT_ONCE: usize = 64;
 /// Why the runtime could not start.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StartError {
-    /// The Python the server was built with is not on this machine any more.
+    /// CPython could not start: the Python the server was built with is not on this
+    /// machine any more, or `PYTHONHOME` points elsewhere.
     #[error(
-        "the pyo3 runtime needs Python {version}, built with the server, whose standard \
-         library is missing ({stdlib} has no os.py): install that Python (with its shared \
-         library), rebuild Sluice against the Python this machine has, or start the server \
-         without the pyo3 runtime"
+        "Python {version}, which the server was built with, could not start ({reason}): \
+         its standard library is looked for in {stdlib}, or under PYTHONHOME when that is \
+         set. Install that Python (with its shared library), rebuild Sluice against the \
+         Python this machine has, or start the server without the pyo3 runtime"
     )]
     NoPython {
         /// The version the server was built with.
         version: &'static str,
-        /// Where its standard library was.
+        /// Where its standard library was when the server was built.
         stdlib: &'static str,
+        /// CPython's own reason.
+        reason: String,
     },
     /// The interpreter started, but the plugin layer could not be set up in it.
     #[error("the pyo3 runtime could not set up its Python layer: {0}")]
@@ -175,21 +179,19 @@ impl Pyo3Runtime {
 
 impl Interpreter {
     fn start(packages: Option<PathBuf>) -> Result<Self, StartError> {
-        let stdlib = env!("SLUICE_PYTHON_STDLIB");
-        // Without it the interpreter would end the process as it starts.
-        if std::env::var_os("PYTHONHOME").is_none() && !Path::new(stdlib).join("os.py").is_file() {
-            return Err(StartError::NoPython {
-                version: env!("SLUICE_PYTHON_VERSION"),
-                stdlib,
-            });
-        }
+        interpreter_start::start().map_err(|reason| StartError::NoPython {
+            version: env!("SLUICE_PYTHON_VERSION"),
+            stdlib: env!("SLUICE_PYTHON_STDLIB"),
+            reason,
+        })?;
+        // Started already: this only tells pyo3 so.
+        Python::initialize();
         let layer = tempfile::Builder::new()
             .prefix("sluice-python-layer-")
             .tempdir()
             .map_err(|e| StartError::Layer(format!("cannot make its directory: {e}")))?;
         layer::write_out(layer.path())
             .map_err(|e| StartError::Layer(format!("cannot write it out: {e}")))?;
-        Python::initialize();
         let native = Python::attach(|py| -> PyResult<Py<PyModule>> {
             let sys = py.import("sys")?;
             sys.getattr("modules")?
