@@ -8,6 +8,8 @@
 #   sluice create trigger -d bench interpreter --trigger-spec request:interpreter \
 #       --path interpreter.py
 #   curl 'http://127.0.0.1:8181/api/v3/engine/interpreter'
+#
+# or without a server: `sluice test request_plugin --local benches/plugins/interpreter.py`.
 import time
 
 
@@ -59,3 +61,12 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
             best = took if best is None else min(best, took)
         out[name] = round(best, 1)
     return out
+
+
+# The same figures from a native CPython, to compare with the sandbox's:
+#   python3 benches/plugins/interpreter.py [N]
+if __name__ == "__main__":
+    import sys
+
+    n = sys.argv[1] if len(sys.argv) > 1 else "100000"
+    print(process_request(None, {"n": n}, {}, b""))
