@@ -1,5 +1,6 @@
 # The interpreter's speed on a few kinds of Python, timed inside the sandbox: nanoseconds
-# an iteration, the best of three runs of N iterations (`?n=N`, default 100,000). Used in
+# an iteration, the best of three runs of N iterations (`?n=N`, default 100,000; `&kind=K`
+# for one kind alone). Used in
 # BENCHMARKS.md ("Against the runtime before, in one run") to compare the runtimes'
 # CPython builds on the same server:
 #
@@ -52,7 +53,10 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
     n = int(query_parameters.get("n", "100000"))
     out = {}
     kinds = [("small_int", _small), ("big_int", _big), ("calls", _calls), ("lists", _lists), ("floats", _floats)]
+    only = query_parameters.get("kind")
     for name, f in kinds:
+        if only is not None and name != only:
+            continue
         best = None
         for _ in range(3):
             t0 = time.perf_counter_ns()
@@ -64,9 +68,9 @@ def process_request(influxdb3_local, query_parameters, request_headers, request_
 
 
 # The same figures from a native CPython, to compare with the sandbox's:
-#   python3 benches/plugins/interpreter.py [N]
+#   python3 benches/plugins/interpreter.py [N [KIND]]
 if __name__ == "__main__":
     import sys
 
-    n = sys.argv[1] if len(sys.argv) > 1 else "100000"
-    print(process_request(None, {"n": n}, {}, b""))
+    parameters = dict(zip(["n", "kind"], sys.argv[1:]))
+    print(process_request(None, parameters, {}, b""))
