@@ -149,6 +149,8 @@ fn a_python_that_cannot_start_stops_the_server_with_a_message() {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .env("PYTHONHOME", &no_python)
+        // Little on stderr, which nothing reads until the server exits.
+        .env("SLUICE_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
